@@ -1,0 +1,16 @@
+//! apus-core: the pure vocabulary every other apus crate shares.
+//!
+//! It owns Swift's hash paths (`md5(prefix + /a/c/o + suffix)`), the
+//! `[swift-hash]` configuration that seeds them, and Swift's `Timestamp` in
+//! its normalized and internal forms.
+//!
+//! Invariant: no I/O beyond parsing text handed to it, no async runtime, no
+//! HTTP, no SQLite. Everything here is a function of its arguments, so it can
+//! be property-tested and fuzzed in isolation. It must never depend on another
+//! apus crate.
+
+pub mod hash;
+pub mod timestamp;
+
+pub use hash::{HashConfig, HashConfigError};
+pub use timestamp::{Timestamp, TimestampError};

@@ -1,0 +1,263 @@
+//! Swift's `Timestamp`: seconds since the epoch at deca-microsecond
+//! precision, plus an optional 64-bit offset that orders internal rewrites of
+//! the same client timestamp.
+//!
+//! Normalized form: `%016.05f`, e.g. `0001402464677.04188` is `1402464677.04188`.
+//! Internal form: the normalized form, then `_` and 16 hex digits when the
+//! offset is non-zero. Both sort correctly as strings, and `Ord` here agrees.
+
+use std::fmt;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Ticks of 10 µs per second.
+const TICKS_PER_SEC: u64 = 100_000;
+/// Timestamps must be below 10^10 seconds, as Swift's bounds check demands.
+const MAX_TICKS_EXCLUSIVE: u64 = 10_000_000_000 * TICKS_PER_SEC;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Timestamp {
+    /// Deca-microseconds since the epoch.
+    ticks: u64,
+    offset: u64,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum TimestampError {
+    #[error("invalid timestamp {0:?}")]
+    Invalid(String),
+    #[error("timestamp out of range {0:?}")]
+    OutOfRange(String),
+}
+
+impl Timestamp {
+    pub const ZERO: Timestamp = Timestamp {
+        ticks: 0,
+        offset: 0,
+    };
+
+    /// A timestamp from deca-microsecond ticks; `None` past Swift's bound.
+    pub fn from_ticks(ticks: u64, offset: u64) -> Option<Self> {
+        (ticks < MAX_TICKS_EXCLUSIVE).then_some(Timestamp { ticks, offset })
+    }
+
+    /// A timestamp from float seconds, rounded half-to-even like Swift's.
+    pub fn from_secs_f64(secs: f64) -> Option<Self> {
+        if !secs.is_finite() || secs < 0.0 {
+            return None;
+        }
+        let ticks = (secs / 1e-5).round_ties_even();
+        if ticks >= MAX_TICKS_EXCLUSIVE as f64 {
+            return None;
+        }
+        Some(Timestamp {
+            ticks: ticks as u64,
+            offset: 0,
+        })
+    }
+
+    pub fn now() -> Self {
+        let since = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
+        let ticks = since.as_secs() * TICKS_PER_SEC + u64::from(since.subsec_micros() / 10);
+        Timestamp {
+            ticks: ticks.min(MAX_TICKS_EXCLUSIVE - 1),
+            offset: 0,
+        }
+    }
+
+    pub fn ticks(&self) -> u64 {
+        self.ticks
+    }
+
+    pub fn offset(&self) -> u64 {
+        self.offset
+    }
+
+    pub fn with_offset(self, offset: u64) -> Self {
+        Timestamp { offset, ..self }
+    }
+
+    /// Whole seconds, rounded down.
+    pub fn secs(&self) -> u64 {
+        self.ticks / TICKS_PER_SEC
+    }
+
+    /// Whole seconds rounded up: Swift's `ceil()`, used for Last-Modified.
+    pub fn ceil_secs(&self) -> u64 {
+        self.ticks.div_ceil(TICKS_PER_SEC)
+    }
+
+    pub fn as_secs_f64(&self) -> f64 {
+        self.ticks as f64 / TICKS_PER_SEC as f64
+    }
+
+    /// `1402464677.04188`: what clients see.
+    pub fn normal(&self) -> String {
+        format!(
+            "{:010}.{:05}",
+            self.ticks / TICKS_PER_SEC,
+            self.ticks % TICKS_PER_SEC
+        )
+    }
+
+    /// The normalized form, plus `_<16 hex digits>` when there is an offset.
+    pub fn internal(&self) -> String {
+        if self.offset == 0 {
+            self.normal()
+        } else {
+            format!("{}_{:016x}", self.normal(), self.offset)
+        }
+    }
+
+    /// Parses Swift's textual forms: a decimal float (as Python's `float()`
+    /// accepts it) optionally followed by `_` and at most 16 hex digits.
+    pub fn parse(text: &str) -> Result<Self, TimestampError> {
+        let invalid = || TimestampError::Invalid(text.to_string());
+        let (float_part, hex_part) = match text.split_once('_') {
+            Some((f, h)) => (f, Some(h)),
+            None => (text, None),
+        };
+        let offset = match hex_part {
+            None => 0,
+            Some(h) => {
+                if h.is_empty() || h.len() > 16 || !h.bytes().all(|b| b.is_ascii_hexdigit()) {
+                    return Err(invalid());
+                }
+                u64::from_str_radix(h, 16).map_err(|_| invalid())?
+            }
+        };
+        let trimmed = float_part.trim();
+        if trimmed.is_empty()
+            || !trimmed
+                .bytes()
+                .all(|b| b.is_ascii_digit() || matches!(b, b'.' | b'-' | b'+' | b'e' | b'E'))
+        {
+            return Err(invalid());
+        }
+        let secs: f64 = trimmed.parse().map_err(|_| invalid())?;
+        let ts = Timestamp::from_secs_f64(secs)
+            .ok_or_else(|| TimestampError::OutOfRange(text.to_string()))?;
+        Ok(ts.with_offset(offset))
+    }
+
+    /// `1970-01-01T00:00:00.000000`: Swift's listing `last_modified` form.
+    pub fn isoformat(&self) -> String {
+        let secs = self.secs();
+        let micros = (self.ticks % TICKS_PER_SEC) * 10;
+        let (y, mo, d) = civil_from_days((secs / 86_400) as i64);
+        let rem = secs % 86_400;
+        format!(
+            "{y:04}-{mo:02}-{d:02}T{:02}:{:02}:{:02}.{micros:06}",
+            rem / 3600,
+            (rem % 3600) / 60,
+            rem % 60
+        )
+    }
+}
+
+impl fmt::Display for Timestamp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.internal())
+    }
+}
+
+impl std::str::FromStr for Timestamp {
+    type Err = TimestampError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Timestamp::parse(s)
+    }
+}
+
+/// Days since 1970-01-01 to a proleptic Gregorian (year, month, day),
+/// after Howard Hinnant's well-known civil-from-days algorithm.
+pub fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn normal_and_internal_forms() {
+        let ts = Timestamp::parse("1402464677.04188").unwrap();
+        assert_eq!(ts.normal(), "1402464677.04188");
+        assert_eq!(ts.internal(), "1402464677.04188");
+        let with_offset = Timestamp::parse("1402464677.04188_0000000000000001").unwrap();
+        assert_eq!(with_offset.internal(), "1402464677.04188_0000000000000001");
+        assert_eq!(with_offset.normal(), "1402464677.04188");
+        assert!(with_offset > ts);
+        assert_eq!(Timestamp::parse("1").unwrap().normal(), "0000000001.00000");
+        assert_eq!(
+            Timestamp::parse("1.000004").unwrap().normal(),
+            "0000000001.00000"
+        );
+        assert_eq!(
+            Timestamp::parse("1.000006").unwrap().normal(),
+            "0000000001.00001"
+        );
+        assert_eq!(Timestamp::parse("1_a").unwrap().offset(), 10);
+    }
+
+    #[test]
+    fn rejects_garbage_and_out_of_range() {
+        for bad in [
+            "",
+            "abc",
+            "1_",
+            "1_g",
+            "1_00000000000000001",
+            "1__1",
+            "nan",
+            "inf",
+            "-1",
+            "10000000000",
+        ] {
+            assert!(Timestamp::parse(bad).is_err(), "{bad:?} should be rejected");
+        }
+    }
+
+    #[test]
+    fn isoformat_matches_python() {
+        assert_eq!(Timestamp::ZERO.isoformat(), "1970-01-01T00:00:00.000000");
+        // datetime.utcfromtimestamp(1402464677.04188).isoformat()
+        assert_eq!(
+            Timestamp::parse("1402464677.04188").unwrap().isoformat(),
+            "2014-06-11T05:31:17.041880"
+        );
+        assert_eq!(
+            Timestamp::parse("951782400").unwrap().isoformat(),
+            "2000-02-29T00:00:00.000000"
+        );
+    }
+
+    #[test]
+    fn ceil_secs_rounds_up() {
+        assert_eq!(Timestamp::parse("5.00001").unwrap().ceil_secs(), 6);
+        assert_eq!(Timestamp::parse("5").unwrap().ceil_secs(), 5);
+    }
+
+    proptest! {
+        #[test]
+        fn internal_round_trips_and_sorts_as_strings(
+            a in 0u64..MAX_TICKS_EXCLUSIVE, ao in 0u64..4,
+            b in 0u64..MAX_TICKS_EXCLUSIVE, bo in 0u64..4,
+        ) {
+            let ta = Timestamp::from_ticks(a, ao).unwrap();
+            let tb = Timestamp::from_ticks(b, bo).unwrap();
+            prop_assert_eq!(Timestamp::parse(&ta.internal()).unwrap(), ta);
+            prop_assert_eq!(ta.cmp(&tb), ta.internal().cmp(&tb.internal()));
+        }
+    }
+}

@@ -1,0 +1,1 @@
+//! Device argument parsing (being written).

@@ -1,0 +1,2 @@
+//! apus: the single binary.
+fn main() {}
