@@ -18,6 +18,7 @@ pub mod parse;
 pub mod ringdata;
 
 pub use device::Device;
+pub use lookup::Ring;
 
 pub use ringdata::{RingData, RingFileError};
 
