@@ -31,7 +31,9 @@ impl Ring {
     pub fn new(data: RingData) -> Result<Self, RingFileError> {
         data.validate()?;
         if data.replica2part2dev.is_empty() || data.partition_count() == 0 {
-            return Err(RingFileError::Invalid("the ring has no partitions assigned".to_string()));
+            return Err(RingFileError::Invalid(
+                "the ring has no partitions assigned".to_string(),
+            ));
         }
         let mut assigned = vec![false; data.devs.len()];
         for table in &data.replica2part2dev {
@@ -89,8 +91,17 @@ impl Ring {
     }
 
     /// The partition of `/account[/container[/object]]`.
-    pub fn partition(&self, hash: &HashConfig, account: &str, container: Option<&str>, object: Option<&str>) -> u32 {
-        partition_of(&hash.hash_path_raw(account, container, object), self.data.part_shift)
+    pub fn partition(
+        &self,
+        hash: &HashConfig,
+        account: &str,
+        container: Option<&str>,
+        object: Option<&str>,
+    ) -> u32 {
+        partition_of(
+            &hash.hash_path_raw(account, container, object),
+            self.data.part_shift,
+        )
     }
 
     /// The partition's devices in replica order; a device holding two
@@ -325,7 +336,11 @@ mod tests {
         ];
         let ids = [0u16, 1, 2, 3, 4, 5, 7];
         let parts = 64usize;
-        let table = |shift: usize| (0..parts).map(|p| ids[(p * 3 + shift) % ids.len()]).collect();
+        let table = |shift: usize| {
+            (0..parts)
+                .map(|p| ids[(p * 3 + shift) % ids.len()])
+                .collect()
+        };
         Ring::new(RingData {
             devs,
             replica2part2dev: vec![table(0), table(2), table(4)],
@@ -363,7 +378,14 @@ mod tests {
     #[test]
     fn walk_matches_python_ranges() {
         // chain(range(start, parts, inc), range(inc - ((parts - start) % inc), start, inc))
-        for (start, parts, inc) in [(5usize, 16usize, 1usize), (8, 262144, 4), (3, 262144, 4), (0, 8, 1), (7, 8, 1), (1, 20, 3)] {
+        for (start, parts, inc) in [
+            (5usize, 16usize, 1usize),
+            (8, 262144, 4),
+            (3, 262144, 4),
+            (0, 8, 1),
+            (7, 8, 1),
+            (1, 20, 3),
+        ] {
             let mut expected: Vec<usize> = (start..parts).step_by(inc).collect();
             expected.extend((inc - (parts - start) % inc..start).step_by(inc));
             let walk = PartWalk::new(start, parts, inc);
