@@ -1,0 +1,1 @@
+//! apus-db (being written).

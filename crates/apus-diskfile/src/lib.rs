@@ -1,0 +1,1 @@
+//! apus-diskfile (being written).
