@@ -1,1 +1,0 @@
-//! The ring builder (being written).

@@ -1,0 +1,514 @@
+//! The rebalance itself; see the parent module for the outline.
+
+use super::engine::{Engine, PartTiers};
+use super::plan::{Plan, Tree, NO_NODE};
+use super::rng::Rng;
+use super::{
+    row_lengths, BuilderError, RebalanceProgress, RebalanceReport, RingBuilder, NONE_DEV,
+};
+use crate::device::Device;
+
+/// Progress callbacks per stage, at most.
+const STEPS_PER_STAGE: u64 = 20;
+/// Passes over all partitions looking for balancing moves, at most.
+const MAX_BALANCE_PASSES: usize = 4;
+
+struct Reporter<'a> {
+    callback: &'a mut dyn FnMut(RebalanceProgress),
+    stage: &'static str,
+    total: u64,
+    next: u64,
+}
+
+impl<'a> Reporter<'a> {
+    fn new(callback: &'a mut dyn FnMut(RebalanceProgress)) -> Self {
+        Reporter {
+            callback,
+            stage: "",
+            total: 0,
+            next: 0,
+        }
+    }
+
+    fn start(&mut self, stage: &'static str, total: u64) {
+        self.stage = stage;
+        self.total = total;
+        self.next = 0;
+        self.tick(0);
+    }
+
+    fn tick(&mut self, done: u64) {
+        if done >= self.next && done < self.total {
+            (self.callback)(RebalanceProgress {
+                stage: self.stage,
+                done,
+                total: self.total,
+            });
+            self.next = done + (self.total / STEPS_PER_STAGE).max(1);
+        }
+    }
+
+    fn finish(&mut self) {
+        (self.callback)(RebalanceProgress {
+            stage: self.stage,
+            done: self.total,
+            total: self.total,
+        });
+    }
+}
+
+/// One bit per partition.
+struct PartSet(Vec<u64>);
+
+impl PartSet {
+    fn new(parts: usize) -> Self {
+        PartSet(vec![0; parts.div_ceil(64)])
+    }
+    fn insert(&mut self, p: usize) {
+        self.0[p / 64] |= 1 << (p % 64);
+    }
+    fn contains(&self, p: usize) -> bool {
+        self.0[p / 64] & (1 << (p % 64)) != 0
+    }
+    fn iter(&self) -> impl Iterator<Item = usize> + '_ {
+        self.0.iter().enumerate().flat_map(|(i, &word)| {
+            (0..64).filter(move |b| word & (1 << b) != 0).map(move |b| i * 64 + b)
+        })
+    }
+}
+
+/// State shared by the rebalance steps.
+struct Work<'b, 'e> {
+    rows: &'b mut Vec<Vec<u16>>,
+    held: &'b mut Vec<u32>,
+    last_moves: &'b [u8],
+    min_part_hours: u32,
+    moved: PartSet,
+    engine: Engine<'e>,
+    tiers: PartTiers,
+}
+
+impl Work<'_, '_> {
+    fn tree(&self) -> &Tree {
+        self.engine.tree
+    }
+
+    fn movable(&self, p: usize) -> bool {
+        u32::from(self.last_moves[p]) >= self.min_part_hours && !self.moved.contains(p)
+    }
+
+    fn leaf_of(&self, id: u16) -> u32 {
+        if id == NONE_DEV {
+            return NO_NODE;
+        }
+        self.tree()
+            .node_of_dev
+            .get(usize::from(id))
+            .copied()
+            .unwrap_or(NO_NODE)
+    }
+
+    /// Loads the replica counts of partition `p` into `self.tiers`.
+    fn count_part(&mut self, p: usize) {
+        self.tiers.clear();
+        for r in 0..self.rows.len() {
+            if let Some(&id) = self.rows[r].get(p) {
+                let leaf = self.leaf_of(id);
+                if leaf != NO_NODE {
+                    self.tiers.add(self.engine.tree, leaf);
+                }
+            }
+        }
+    }
+
+    fn unassign(&mut self, r: usize, p: usize) {
+        let id = self.rows[r][p];
+        self.rows[r][p] = NONE_DEV;
+        if let Some(h) = self.held.get_mut(usize::from(id)) {
+            *h = h.saturating_sub(1);
+        }
+        let leaf = self.leaf_of(id);
+        if leaf != NO_NODE {
+            self.engine.adjust(leaf, -1);
+            self.tiers.remove(self.engine.tree, leaf);
+        }
+        self.moved.insert(p);
+    }
+
+    fn assign(&mut self, r: usize, p: usize, leaf: u32) {
+        let id = self.engine.tree.dev_id[leaf as usize];
+        self.rows[r][p] = id as u16;
+        self.held[id as usize] += 1;
+        self.engine.adjust(leaf, 1);
+        self.tiers.add(self.engine.tree, leaf);
+        self.moved.insert(p);
+    }
+
+    /// Unassigns replicas that put more of a partition into some tier than
+    /// the plan allows: one per movable partition (most over-filled device
+    /// first), and any second replica on the same device.
+    fn gather_for_dispersion(&mut self, report: &mut Reporter) {
+        let parts = self.last_moves.len();
+        report.start("gathering", parts as u64);
+        for p in 0..parts {
+            report.tick(p as u64);
+            self.count_part(p);
+            let mut may_move = self.movable(p);
+            loop {
+                let mut best: Option<(i64, usize)> = None;
+                for r in 0..self.rows.len() {
+                    let Some(&id) = self.rows[r].get(p) else {
+                        continue;
+                    };
+                    let leaf = self.leaf_of(id);
+                    if leaf == NO_NODE {
+                        continue;
+                    }
+                    let doubled = self.tiers.count(leaf) > 1;
+                    if !(may_move || doubled)
+                        || !self.tiers.over_max(self.engine.tree, self.engine.plan, leaf)
+                    {
+                        continue;
+                    }
+                    let deficit = self.engine.val[leaf as usize];
+                    if best.is_none_or(|(d, _)| deficit < d) {
+                        best = Some((deficit, r));
+                    }
+                }
+                let Some((_, r)) = best else { break };
+                self.unassign(r, p);
+                may_move = false;
+            }
+        }
+        report.finish();
+    }
+
+    /// Places every unassigned replica, partitions in random order.
+    fn place_unassigned(&mut self, report: &mut Reporter) -> Result<(), BuilderError> {
+        let parts = self.last_moves.len();
+        let mut todo: Vec<u32> = (0..parts)
+            .filter(|&p| self.rows.iter().any(|row| row.get(p) == Some(&NONE_DEV)))
+            .map(|p| p as u32)
+            .collect();
+        self.engine.rng.shuffle(&mut todo);
+        report.start("placing", todo.len() as u64);
+        for (done, &p) in todo.iter().enumerate() {
+            report.tick(done as u64);
+            let p = p as usize;
+            self.count_part(p);
+            for r in 0..self.rows.len() {
+                if self.rows[r].get(p) != Some(&NONE_DEV) {
+                    continue;
+                }
+                let leaf = self
+                    .engine
+                    .descend(0, &self.tiers, false)
+                    .or_else(|| self.engine.any_free_device(&self.tiers))
+                    .ok_or_else(|| {
+                        BuilderError::Validation(format!(
+                            "no device left for partition {p} replica {r}"
+                        ))
+                    })?;
+                self.assign(r, p, leaf);
+            }
+        }
+        report.finish();
+        Ok(())
+    }
+
+    /// Moves single replicas of movable partitions from over-filled devices
+    /// straight to under-filled ones, within the plan's bounds.
+    fn balance(&mut self, report: &mut Reporter) {
+        let parts = self.last_moves.len();
+        let mut donors: Vec<(i64, usize, u32)> = Vec::with_capacity(self.rows.len());
+        for _ in 0..MAX_BALANCE_PASSES {
+            if self.engine.val[0] == 0 {
+                break;
+            }
+            report.start("balancing", parts as u64);
+            let start = self.engine.rng.below(parts as u64) as usize;
+            let mut moves = 0usize;
+            for offset in 0..parts {
+                report.tick(offset as u64);
+                if self.engine.val[0] == 0 {
+                    break;
+                }
+                let p = (start + offset) % parts;
+                if !self.movable(p) {
+                    continue;
+                }
+                donors.clear();
+                for r in 0..self.rows.len() {
+                    if let Some(&id) = self.rows[r].get(p) {
+                        let leaf = self.leaf_of(id);
+                        if leaf != NO_NODE && self.engine.val[leaf as usize] < 0 {
+                            donors.push((self.engine.val[leaf as usize], r, leaf));
+                        }
+                    }
+                }
+                if donors.is_empty() {
+                    continue;
+                }
+                donors.sort_unstable();
+                self.count_part(p);
+                for i in 0..donors.len() {
+                    let (_, r, from) = donors[i];
+                    if self.try_move(r, p, from) {
+                        moves += 1;
+                        break;
+                    }
+                }
+            }
+            report.finish();
+            if moves == 0 {
+                break;
+            }
+        }
+    }
+
+    /// Moves replica `r` of `p` off device leaf `from` to a device that
+    /// wants more, if one can take it without breaking the plan's bounds
+    /// for the partition.
+    fn try_move(&mut self, r: usize, p: usize, from: u32) -> bool {
+        let tree = self.engine.tree;
+        self.tiers.remove(tree, from);
+        let anchor = self.engine.anchor(from, &self.tiers);
+        let to = if tree.depth[anchor as usize] == super::plan::DEV_DEPTH {
+            None
+        } else {
+            self.engine.descend(anchor, &self.tiers, true)
+        };
+        self.tiers.add(tree, from);
+        match to {
+            Some(to) => {
+                self.unassign(r, p);
+                self.assign(r, p, to);
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+impl RingBuilder {
+    pub(super) fn rebalance_impl(
+        &mut self,
+        seed: Option<u64>,
+        now: u64,
+        progress: &mut dyn FnMut(RebalanceProgress),
+    ) -> Result<RebalanceReport, BuilderError> {
+        let mut report = Reporter::new(progress);
+        report.start("planning", 1);
+        let weighted: Vec<&Device> = self.weighted_devs().collect();
+        if weighted.is_empty() {
+            return Err(BuilderError::NoWeightedDevices);
+        }
+        if (weighted.len() as f64) < self.replicas {
+            return Err(BuilderError::NotEnoughDevices {
+                replicas: self.replicas,
+                devices: weighted.len(),
+            });
+        }
+        let parts = self.parts() as usize;
+        let lengths = row_lengths(parts, self.replicas);
+        let total_slots: usize = lengths.iter().sum();
+        let tree = Tree::build(&weighted, self.devs.len());
+        let plan = Plan::compute(
+            &tree,
+            self.replicas,
+            self.overload,
+            parts as u64,
+            total_slots as u64,
+        )
+        .map_err(BuilderError::Validation)?;
+        report.finish();
+
+        let devs_changed = self.devs_changed;
+        let old_rows = self.rows.clone();
+        self.age_part_moves(now);
+        self.resize_rows(&lengths);
+
+        let mut held: Vec<u32> = self
+            .devs
+            .iter()
+            .map(|b| b.as_ref().map_or(0, |b| b.parts))
+            .collect();
+        let mut moved = PartSet::new(parts);
+        // Replicas on devices outside the tree (removed, zero weight) go.
+        for row in self.rows.iter_mut() {
+            for (p, id) in row.iter_mut().enumerate() {
+                if *id != NONE_DEV && tree.node_of_dev.get(usize::from(*id)).is_none_or(|&n| n == NO_NODE) {
+                    if let Some(h) = held.get_mut(usize::from(*id)) {
+                        *h = h.saturating_sub(1);
+                    }
+                    *id = NONE_DEV;
+                    moved.insert(p);
+                }
+            }
+        }
+
+        let seed = seed.unwrap_or_else(Rng::entropy_seed);
+        let engine = Engine::new(&tree, &plan, &held, Rng::new(seed));
+        let mut rows = std::mem::take(&mut self.rows);
+        let last_moves = std::mem::take(&mut self.last_part_moves);
+        let mut work = Work {
+            rows: &mut rows,
+            held: &mut held,
+            last_moves: &last_moves,
+            min_part_hours: self.min_part_hours,
+            moved,
+            engine,
+            tiers: PartTiers::default(),
+        };
+        work.gather_for_dispersion(&mut report);
+        let placed = work.place_unassigned(&mut report);
+        if placed.is_ok() {
+            work.balance(&mut report);
+        }
+        let moved = std::mem::replace(&mut work.moved, PartSet::new(0));
+        let deficits: Vec<(u32, i64)> = tree
+            .leaves()
+            .map(|l| (tree.dev_id[l as usize], work.engine.val[l as usize]))
+            .collect();
+        drop(work);
+        self.rows = rows;
+        self.last_part_moves = last_moves;
+        placed?;
+
+        report.start("finishing", 1);
+        for p in moved.iter() {
+            self.last_part_moves[p] = 0;
+        }
+        for (b, &h) in self.devs.iter_mut().zip(&held) {
+            if let Some(b) = b {
+                b.parts = h;
+                b.parts_wanted = -i64::from(h);
+            }
+        }
+        for (id, deficit) in deficits {
+            if let Some(Some(b)) = self.devs.get_mut(id as usize) {
+                b.parts_wanted = deficit;
+            }
+        }
+        let mut removed_devices = Vec::new();
+        for slot in self.devs.iter_mut() {
+            if slot.as_ref().is_some_and(|b| b.marked_for_removal) {
+                if let Some(b) = slot.take() {
+                    removed_devices.push(b.dev);
+                }
+            }
+        }
+        while matches!(self.devs.last(), Some(None)) {
+            self.devs.pop();
+        }
+        let parts_moved = count_changes(&old_rows, &self.rows);
+        self.dispersion = Some(self.compute_dispersion(&tree, &plan));
+        self.devs_changed = false;
+        self.version += 1;
+        report.finish();
+        Ok(RebalanceReport {
+            parts_moved,
+            balance: self.balance(),
+            dispersion: self.dispersion(),
+            removed_devices,
+            devs_changed,
+            version: self.version,
+        })
+    }
+
+    /// Ages the per-partition move counters by the whole hours since the
+    /// epoch and moves the epoch to `now`.
+    fn age_part_moves(&mut self, now: u64) {
+        let parts = self.parts() as usize;
+        if self.last_part_moves.len() != parts {
+            self.last_part_moves = vec![0xFF; parts];
+        }
+        let hours = now.saturating_sub(self.last_part_moves_epoch) / 3600;
+        if hours == 0 {
+            return;
+        }
+        let add = hours.min(255) as u8;
+        for m in self.last_part_moves.iter_mut() {
+            *m = m.saturating_add(add);
+        }
+        self.last_part_moves_epoch = now;
+    }
+
+    /// Brings the rows to `lengths`, dropping replicas beyond them and
+    /// adding unassigned slots.
+    fn resize_rows(&mut self, lengths: &[usize]) {
+        let mut rows = std::mem::take(&mut self.rows);
+        let mut drop_ids = |ids: &[u16]| {
+            for &id in ids {
+                if let Some(Some(b)) = self.devs.get_mut(usize::from(id)) {
+                    b.parts = b.parts.saturating_sub(1);
+                }
+            }
+        };
+        while rows.len() > lengths.len() {
+            if let Some(row) = rows.pop() {
+                drop_ids(&row);
+            }
+        }
+        for (r, &len) in lengths.iter().enumerate() {
+            if r == rows.len() {
+                rows.push(Vec::new());
+            }
+            let row = &mut rows[r];
+            if row.len() > len {
+                drop_ids(&row[len..]);
+                row.truncate(len);
+            } else {
+                row.resize(len, NONE_DEV);
+            }
+        }
+        self.rows = rows;
+    }
+
+    /// Swift's dispersion: for each partition, the replicas beyond what
+    /// the topology requires at its worst tier level, over all replicas.
+    fn compute_dispersion(&self, tree: &Tree, plan: &Plan) -> f64 {
+        let parts = self.parts() as usize;
+        let total = parts as f64 * self.replicas;
+        if total <= 0.0 {
+            return 0.0;
+        }
+        let mut tiers = PartTiers::default();
+        let mut at_risk = 0.0f64;
+        for p in 0..parts {
+            tiers.clear();
+            let mut off_tree = 0u32;
+            for row in &self.rows {
+                if let Some(&id) = row.get(p) {
+                    match tree.node_of_dev.get(usize::from(id)) {
+                        Some(&leaf) if leaf != NO_NODE => tiers.add(tree, leaf),
+                        _ => off_tree += 1,
+                    }
+                }
+            }
+            let mut by_level = [0.0f64; 5];
+            by_level[1] = f64::from(off_tree);
+            for (node, count) in tiers.iter() {
+                let excess = f64::from(count) - plan.dispersion_max[node as usize];
+                if excess > 0.0 {
+                    by_level[tree.depth[node as usize] as usize] += excess;
+                }
+            }
+            at_risk += by_level.iter().copied().fold(0.0, f64::max);
+        }
+        100.0 * at_risk / total
+    }
+}
+
+fn count_changes(old: &[Vec<u16>], new: &[Vec<u16>]) -> usize {
+    new.iter()
+        .enumerate()
+        .map(|(r, row)| {
+            let before = old.get(r).map_or(&[][..], Vec::as_slice);
+            row.iter()
+                .enumerate()
+                .filter(|&(p, id)| before.get(p) != Some(id))
+                .count()
+        })
+        .sum()
+}

@@ -1,0 +1,218 @@
+//! Unit tests of the builder: argument checking and small rebalances.
+
+use super::*;
+
+pub(super) fn dev(region: u32, zone: u32, ip: &str, name: &str, weight: f64) -> Device {
+    Device {
+        id: AUTO_ID,
+        region,
+        zone,
+        ip: ip.to_string(),
+        port: 6200,
+        replication_ip: ip.to_string(),
+        replication_port: 6200,
+        device: name.to_string(),
+        weight,
+        meta: String::new(),
+    }
+}
+
+fn quiet() -> impl FnMut(RebalanceProgress) {
+    |_| {}
+}
+
+fn small_ring(zones: u32, per_zone: u32) -> RingBuilder {
+    let mut b = RingBuilder::new(8, 3.0, 1).unwrap();
+    for z in 0..zones {
+        for d in 0..per_zone {
+            b.add_dev(dev(1, z, &format!("10.0.{z}.{d}"), "sda", 100.0)).unwrap();
+        }
+    }
+    b
+}
+
+#[test]
+fn rejects_bad_part_power() {
+    assert!(matches!(RingBuilder::new(0, 3.0, 1), Err(BuilderError::InvalidPartPower(0))));
+    assert!(matches!(RingBuilder::new(33, 3.0, 1), Err(BuilderError::InvalidPartPower(33))));
+    assert!(RingBuilder::new(1, 3.0, 1).is_ok());
+    assert!(RingBuilder::new(32, 3.0, 1).is_ok());
+}
+
+#[test]
+fn rejects_bad_replicas_and_hours() {
+    assert!(matches!(RingBuilder::new(8, 0.5, 1), Err(BuilderError::InvalidReplicas(_))));
+    assert!(matches!(RingBuilder::new(8, f64::NAN, 1), Err(BuilderError::InvalidReplicas(_))));
+    assert!(matches!(RingBuilder::new(8, 3.0, 256), Err(BuilderError::InvalidMinPartHours(256))));
+    let mut b = RingBuilder::new(8, 3.0, 1).unwrap();
+    assert!(b.set_replicas(0.0).is_err());
+    assert!(b.set_min_part_hours(1000).is_err());
+    assert!(b.set_overload(-0.1).is_err());
+    assert!(b.set_overload(f64::INFINITY).is_err());
+    b.set_overload(0.1).unwrap();
+    assert_eq!(b.overload(), 0.1);
+}
+
+#[test]
+fn replicas_above_devices_is_an_error() {
+    let mut b = small_ring(2, 1);
+    let err = b.rebalance(Some(1), &mut quiet()).unwrap_err();
+    assert!(matches!(err, BuilderError::NotEnoughDevices { devices: 2, .. }), "{err}");
+    assert!(err.to_string().contains("replica count of 3"), "{err}");
+    assert!(!b.ever_rebalanced());
+    // Zero-weight devices do not count.
+    b.add_dev(dev(1, 9, "10.9.9.9", "sda", 0.0)).unwrap();
+    assert!(matches!(
+        b.rebalance(Some(1), &mut quiet()),
+        Err(BuilderError::NotEnoughDevices { devices: 2, .. })
+    ));
+    let mut empty = RingBuilder::new(8, 3.0, 1).unwrap();
+    assert!(matches!(
+        empty.rebalance(None, &mut quiet()),
+        Err(BuilderError::NoWeightedDevices)
+    ));
+}
+
+#[test]
+fn device_errors() {
+    let mut b = small_ring(3, 1);
+    assert!(matches!(b.set_dev_weight(42, 1.0), Err(BuilderError::UnknownDevice(42))));
+    assert!(matches!(b.remove_dev(42), Err(BuilderError::UnknownDevice(42))));
+    assert!(matches!(b.set_dev_weight(0, -1.0), Err(BuilderError::InvalidWeight(_))));
+    assert!(matches!(b.set_dev_weight(0, f64::NAN), Err(BuilderError::InvalidWeight(_))));
+    assert!(matches!(
+        b.add_dev(dev(1, 1, "10.1.1.1", "sdz", -5.0)),
+        Err(BuilderError::InvalidWeight(_))
+    ));
+    let mut same_id = dev(1, 1, "10.1.1.1", "sdz", 1.0);
+    same_id.id = 1;
+    assert!(matches!(b.add_dev(same_id), Err(BuilderError::DuplicateDeviceId(1))));
+    let err = b.add_dev(dev(1, 7, "10.0.0.0", "sda", 1.0)).unwrap_err();
+    assert!(matches!(err, BuilderError::DuplicateDevice { id: 0, .. }), "{err}");
+    let mut too_big = dev(1, 1, "10.1.1.1", "sdz", 1.0);
+    too_big.id = 65535;
+    assert!(matches!(b.add_dev(too_big), Err(BuilderError::InvalidDeviceId(65535))));
+    assert!(matches!(
+        b.set_dev_info(0, |d| d.zone = 9),
+        Err(BuilderError::ImmutableField("zone"))
+    ));
+    assert!(matches!(
+        b.set_dev_info(0, |d| d.device = "sda".into()),
+        Ok(())
+    ));
+    assert!(matches!(
+        b.set_dev_info(0, |d| d.ip = "10.0.1.0".into()),
+        Err(BuilderError::DuplicateDevice { id: 1, .. })
+    ));
+    b.remove_dev(2).unwrap();
+    assert!(matches!(b.set_dev_weight(2, 1.0), Err(BuilderError::MarkedForRemoval(2))));
+    assert!(matches!(b.ring_data(), Err(BuilderError::NotRebalanced)));
+    assert!(matches!(b.validate(), Err(BuilderError::NotRebalanced)));
+}
+
+#[test]
+fn auto_ids_fill_holes() {
+    let mut b = small_ring(4, 1);
+    assert_eq!(b.devs().map(|d| d.id).collect::<Vec<_>>(), vec![0, 1, 2, 3]);
+    b.rebalance(Some(3), &mut quiet()).unwrap();
+    b.remove_dev(1).unwrap();
+    b.pretend_min_part_hours_passed();
+    let report = b.rebalance(Some(3), &mut quiet()).unwrap();
+    assert_eq!(report.removed_devices.len(), 1);
+    assert_eq!(b.add_dev(dev(1, 5, "10.5.5.5", "sda", 100.0)).unwrap(), 1);
+    assert_eq!(b.add_dev(dev(1, 6, "10.6.6.6", "sda", 100.0)).unwrap(), 4);
+    let mut explicit = dev(1, 7, "10.7.7.7", "sda", 100.0);
+    explicit.id = 10;
+    assert_eq!(b.add_dev(explicit).unwrap(), 10);
+    assert_eq!(b.add_dev(dev(1, 8, "10.8.8.8", "sda", 100.0)).unwrap(), 5);
+}
+
+#[test]
+fn first_rebalance_is_valid_and_balanced() {
+    let mut b = small_ring(4, 3);
+    let mut calls = 0;
+    let report = b
+        .rebalance(Some(7), &mut |_p: RebalanceProgress| calls += 1)
+        .unwrap();
+    assert!(calls > 0 && calls < 400, "{calls} progress calls");
+    b.validate().unwrap();
+    assert_eq!(report.parts_moved, 256 * 3);
+    assert!(b.balance() < 1.0, "balance {}", b.balance());
+    assert_eq!(b.dispersion(), 0.0);
+    for p in 0..256 {
+        let devs = b.part_devices(p);
+        assert_eq!(devs.len(), 3);
+        let mut zones: Vec<u32> = devs.iter().map(|&d| b.dev(d).unwrap().zone).collect();
+        zones.sort_unstable();
+        zones.dedup();
+        assert_eq!(zones.len(), 3, "partition {p} on {devs:?}");
+    }
+    let ring = b.ring_data().unwrap();
+    ring.validate().unwrap();
+    assert_eq!(ring.version, Some(b.version()));
+}
+
+#[test]
+fn zero_weight_drains_and_stays() {
+    let mut b = small_ring(4, 2);
+    b.rebalance(Some(1), &mut quiet()).unwrap();
+    b.set_dev_weight(3, 0.0).unwrap();
+    b.rebalance(Some(1), &mut quiet()).unwrap();
+    assert_eq!(b.dev_parts(3), 0);
+    assert!(b.dev(3).is_some());
+    b.validate().unwrap();
+}
+
+#[test]
+fn fractional_replicas() {
+    let mut b = small_ring(4, 2);
+    b.set_replicas(2.5).unwrap();
+    b.rebalance(Some(1), &mut quiet()).unwrap();
+    b.validate().unwrap();
+    let ring = b.ring_data().unwrap();
+    assert_eq!(ring.replica2part2dev.len(), 3);
+    assert_eq!(ring.replica2part2dev[2].len(), 128);
+    let total: u32 = b.builder_devs().map(|d| d.parts).sum();
+    assert_eq!(total, 256 * 2 + 128);
+    b.set_replicas(3.0).unwrap();
+    assert!(b.devs_changed());
+    b.pretend_min_part_hours_passed();
+    let r = b.rebalance(Some(1), &mut quiet()).unwrap();
+    assert!(r.parts_moved >= 128);
+    b.validate().unwrap();
+    assert!(b.balance() < 2.0, "{}", b.balance());
+    b.set_replicas(2.0).unwrap();
+    b.rebalance(Some(1), &mut quiet()).unwrap();
+    b.validate().unwrap();
+    assert_eq!(b.ring_data().unwrap().replica_count(), 2);
+}
+
+#[test]
+fn round_trips_through_bytes() {
+    let mut b = small_ring(3, 2);
+    let mut bytes = Vec::new();
+    b.write_to(&mut bytes).unwrap();
+    assert_eq!(RingBuilder::read_from(&bytes[..]).unwrap(), b);
+    b.rebalance(Some(5), &mut quiet()).unwrap();
+    b.remove_dev(0).unwrap();
+    bytes.clear();
+    b.write_to(&mut bytes).unwrap();
+    let back = RingBuilder::read_from(&bytes[..]).unwrap();
+    assert_eq!(back, b);
+    back.validate().unwrap();
+}
+
+#[test]
+fn required_overload_of_lopsided_zones() {
+    let mut b = RingBuilder::new(6, 2.0, 1).unwrap();
+    for (i, zone) in [1, 1, 1, 2].into_iter().enumerate() {
+        b.add_dev(dev(1, zone, &format!("10.0.0.{i}"), "sda", 1.0)).unwrap();
+    }
+    assert!((b.required_overload() - 1.0).abs() < 1e-9);
+    b.rebalance(Some(1), &mut quiet()).unwrap();
+    assert!(b.dispersion() > 0.0);
+    b.set_overload(1.0).unwrap();
+    b.pretend_min_part_hours_passed();
+    b.rebalance(Some(1), &mut quiet()).unwrap();
+    assert_eq!(b.dispersion(), 0.0);
+}
