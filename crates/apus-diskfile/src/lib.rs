@@ -1,1 +1,53 @@
-//! apus-diskfile (being written).
+//! apus-diskfile: object files on local disks, in OpenStack Swift's exact
+//! layout, with blocking I/O.
+//!
+//! It owns everything an object server and the object daemons do to a
+//! device directory:
+//!
+//! - the layout `<devices>/<device>/objects[-N]/<partition>/<suffix>/<hash>/`
+//!   holding `<timestamp>.data`, `<timestamp>.meta` (POSTs, with an optional
+//!   content-type timestamp delta in the name) and `<timestamp>.ts`
+//!   (tombstones), temp files in `<device>/tmp[-N]/`, quarantined objects in
+//!   `<device>/quarantined/objects[-N]/<hash>/`, and undelivered container
+//!   updates in `<device>/async_pending[-N]/<suffix>/<hash>-<timestamp>`;
+//! - object metadata, a pickled dict in the `user.swift.metadata*` xattrs
+//!   exactly as Swift writes it ([`metadata`], [`pickle`]), with a spill
+//!   file for metadata too large for the filesystem's xattr space (see
+//!   [`xattrs`] for the on-disk choice);
+//! - Swift's rules for which files make up an object's state and which are
+//!   obsolete ([`ondisk`]), POST semantics when opening, tombstones,
+//!   expiry, and quarantine of inconsistent objects;
+//! - suffix hashes and `hashes.pkl` / `hashes.invalid` for replication
+//!   ([`hashes`]), computed as Swift computes them;
+//! - device checks (missing or unmounted device → `DeviceUnavailable`, 507).
+//!
+//! Every write that reports success has been fsynced and renamed into
+//! place, with the directories it touched fsynced; a failed or abandoned
+//! write leaves no partial file behind.
+//!
+//! Invariant: this crate does blocking file I/O only. It must never depend
+//! on HTTP, tokio, the servers or the proxy; async callers run it on a
+//! blocking thread pool. Of apus it depends only on `apus-core`.
+
+pub mod async_pending;
+pub mod diskfile;
+pub mod error;
+mod fsutil;
+pub mod hashes;
+pub mod layout;
+pub mod metadata;
+pub mod ondisk;
+pub mod pickle;
+pub mod xattrs;
+
+pub use async_pending::{read_async_pending, remove_async_pending, AsyncPendingEntry, AsyncUpdate};
+pub use diskfile::{
+    DiskFile, DiskFileConfig, DiskFileManager, DiskFileReader, DiskFileWriter, FallocateReserve,
+    OpenDiskFile, OpenOptions, DEFAULT_RECLAIM_AGE,
+};
+pub use error::{DiskFileError, Result};
+pub use hashes::{get_hashes, hash_suffix, invalidate_hash, quarantine_dir, SuffixHashes};
+pub use layout::{device_path, FileKind};
+pub use metadata::Metadata;
+pub use ondisk::{cleanup_ondisk_files, get_ondisk_files, OnDiskFiles};
+pub use xattrs::{read_metadata, write_metadata_xattrs};

@@ -1,0 +1,785 @@
+//! The disk file manager, object handles, the streaming writer and reader.
+
+use std::fs::File;
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use apus_core::{HashConfig, Timestamp};
+use md5::{Digest, Md5};
+use rustix::fs::FallocateFlags;
+
+use crate::error::{DiskFileError, IoContext, Result};
+use crate::fsutil::{makedirs_count, now_secs, remove_file, renamer};
+use crate::hashes::{self, SuffixHashes};
+use crate::layout::{self, make_filename, FileKind};
+use crate::metadata::Metadata;
+use crate::ondisk::{cleanup_ondisk_files, get_ondisk_files, OnDiskFiles};
+use crate::xattrs::{self, spill_path, Stored};
+
+/// Swift's default `reclaim_age`: one week.
+pub const DEFAULT_RECLAIM_AGE: f64 = 7.0 * 24.0 * 3600.0;
+
+/// Free space kept in reserve: writes that would leave less fail early with
+/// [`DiskFileError::DiskFull`] (Swift's `fallocate_reserve`).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum FallocateReserve {
+    Bytes(u64),
+    Percent(f64),
+}
+
+/// Settings shared by every disk file of a node.
+#[derive(Clone, Debug)]
+pub struct DiskFileConfig {
+    /// The directory holding the devices (`/srv/node`).
+    pub devices: PathBuf,
+    /// Require each device to be a mount point (or carry `.ismount`).
+    pub mount_check: bool,
+    /// Seconds after which tombstones and stray `.meta` files are reclaimed.
+    pub reclaim_age: f64,
+    pub fallocate_reserve: FallocateReserve,
+    /// fdatasync while writing every this many bytes.
+    pub bytes_per_sync: u64,
+    /// The cluster's hash path prefix and suffix.
+    pub hash: HashConfig,
+}
+
+impl DiskFileConfig {
+    pub fn new(devices: impl Into<PathBuf>, hash: HashConfig) -> Self {
+        DiskFileConfig {
+            devices: devices.into(),
+            mount_check: true,
+            reclaim_age: DEFAULT_RECLAIM_AGE,
+            fallocate_reserve: FallocateReserve::Percent(1.0),
+            bytes_per_sync: 512 * 1024 * 1024,
+            hash,
+        }
+    }
+}
+
+/// Entry point: finds devices and hands out [`DiskFile`]s. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct DiskFileManager {
+    conf: Arc<DiskFileConfig>,
+}
+
+impl DiskFileManager {
+    pub fn new(conf: DiskFileConfig) -> Self {
+        DiskFileManager {
+            conf: Arc::new(conf),
+        }
+    }
+
+    pub fn config(&self) -> &DiskFileConfig {
+        &self.conf
+    }
+
+    /// The device's path, checked as configured (`DeviceUnavailable` → 507).
+    pub fn device_path(&self, device: &str) -> Result<PathBuf> {
+        layout::device_path(&self.conf.devices, device, self.conf.mount_check)
+    }
+
+    /// The disk file of `/account/container/object` on a device.
+    pub fn diskfile(
+        &self,
+        device: &str,
+        partition: u32,
+        account: &str,
+        container: &str,
+        obj: &str,
+        policy: u32,
+    ) -> Result<DiskFile> {
+        let device_path = self.device_path(device)?;
+        let hash = self
+            .conf
+            .hash
+            .hash_path(account, Some(container), Some(obj));
+        Ok(DiskFile {
+            mgr: self.clone(),
+            hash_dir: layout::hash_dir_path(&device_path, policy, partition, &hash),
+            device_path,
+            policy,
+            partition,
+            name: Some(format!("/{account}/{container}/{obj}")),
+            hash,
+        })
+    }
+
+    /// The disk file in an existing hash directory (replicator, auditor):
+    /// its name comes from its metadata and must hash back to `hash`.
+    pub fn diskfile_from_hash(
+        &self,
+        device: &str,
+        partition: u32,
+        hash: &str,
+        policy: u32,
+    ) -> Result<DiskFile> {
+        let device_path = self.device_path(device)?;
+        Ok(DiskFile {
+            mgr: self.clone(),
+            hash_dir: layout::hash_dir_path(&device_path, policy, partition, hash),
+            device_path,
+            policy,
+            partition,
+            name: None,
+            hash: hash.to_string(),
+        })
+    }
+
+    /// `<device>/objects[-N]/<partition>`.
+    pub fn partition_path(&self, device: &str, partition: u32, policy: u32) -> Result<PathBuf> {
+        Ok(layout::partition_path(
+            &self.device_path(device)?,
+            policy,
+            partition,
+        ))
+    }
+
+    /// Suffix hashes of a partition (see [`hashes::get_hashes`]).
+    pub fn get_hashes(
+        &self,
+        device: &str,
+        partition: u32,
+        policy: u32,
+        recalculate: &[&str],
+    ) -> Result<SuffixHashes> {
+        let part = self.partition_path(device, partition, policy)?;
+        hashes::get_hashes(&part, recalculate, self.conf.reclaim_age, policy)
+    }
+}
+
+/// Options for [`DiskFile::open`].
+#[derive(Clone, Copy, Debug, Default)]
+pub struct OpenOptions {
+    /// Open objects whose `X-Delete-At` has passed (`X-Backend-Replication`).
+    pub open_expired: bool,
+    /// The time expiry is judged against (seconds); now when `None`.
+    pub now: Option<f64>,
+}
+
+/// One object's location on one device.
+#[derive(Clone, Debug)]
+pub struct DiskFile {
+    mgr: DiskFileManager,
+    device_path: PathBuf,
+    policy: u32,
+    partition: u32,
+    name: Option<String>,
+    hash: String,
+    hash_dir: PathBuf,
+}
+
+impl DiskFile {
+    pub fn hash_dir(&self) -> &Path {
+        &self.hash_dir
+    }
+
+    pub fn hash(&self) -> &str {
+        &self.hash
+    }
+
+    pub fn device_path(&self) -> &Path {
+        &self.device_path
+    }
+
+    pub fn policy(&self) -> u32 {
+        self.policy
+    }
+
+    pub fn partition(&self) -> u32 {
+        self.partition
+    }
+
+    /// `/account/container/object`, when known.
+    pub fn name(&self) -> Option<&str> {
+        self.name.as_deref()
+    }
+
+    fn partition_dir(&self) -> PathBuf {
+        layout::partition_path(&self.device_path, self.policy, self.partition)
+    }
+
+    fn tmp_dir(&self) -> PathBuf {
+        self.device_path.join(layout::tmp_dir(self.policy))
+    }
+
+    fn quarantine(&self, reason: impl Into<String>) -> DiskFileError {
+        let reason = reason.into();
+        match hashes::quarantine_dir(&self.device_path, &self.hash_dir, self.policy) {
+            Ok(to) => DiskFileError::Quarantined { reason, to },
+            Err(e) => e,
+        }
+    }
+
+    /// The classification of the hash directory's current files.
+    pub fn ondisk_files(&self) -> Result<OnDiskFiles> {
+        match crate::fsutil::list_names(&self.hash_dir) {
+            Ok(Some(mut names)) => {
+                names.sort_unstable_by(|a, b| b.cmp(a));
+                Ok(get_ondisk_files(&names))
+            }
+            Ok(None) => Ok(OnDiskFiles::default()),
+            Err(e) if e.raw_os_error() == Some(libc::ENOTDIR) => {
+                Err(self.quarantine("expected a directory, found a file"))
+            }
+            Err(e) if matches!(e.raw_os_error(), Some(libc::ENODATA) | Some(libc::EUCLEAN)) => {
+                Err(self.quarantine(format!("failed to list directory: {e}")))
+            }
+            Err(e) => Err(DiskFileError::io(&self.hash_dir, e)),
+        }
+    }
+
+    fn read_file_metadata(&self, path: &Path) -> Result<(File, Metadata)> {
+        let file = match File::open(path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(DiskFileError::StateChanged)
+            }
+            Err(e) => return Err(DiskFileError::io(path, e)),
+        };
+        match xattrs::read_metadata_file(&file, path) {
+            Ok(md) => Ok((file, md)),
+            Err(xattrs::ReadMetaError::Corrupt(msg)) => {
+                Err(self.quarantine(format!("bad metadata in {}: {msg}", path.display())))
+            }
+            Err(e) => Err(e.into_error(path)),
+        }
+    }
+
+    /// Opens the object's current state: the newest data file with any
+    /// newer `.meta` applied. Fails with `NotFound`, `Deleted`, `Expired`,
+    /// `Quarantined` (inconsistent files moved aside) and the like.
+    pub fn open(&self, opts: OpenOptions) -> Result<OpenDiskFile> {
+        let files = self.ondisk_files()?;
+        let Some(data) = &files.data else {
+            if let Some(ts) = &files.ts {
+                let path = self.hash_dir.join(&ts.filename);
+                return match self.read_file_metadata(&path) {
+                    Ok((_, md)) => Err(DiskFileError::Deleted {
+                        timestamp: md.timestamp().unwrap_or(ts.timestamp),
+                        metadata: Box::new(md),
+                    }),
+                    Err(DiskFileError::Quarantined { .. }) | Err(DiskFileError::StateChanged) => {
+                        Err(DiskFileError::NotFound)
+                    }
+                    Err(e) => Err(e),
+                };
+            }
+            return Err(DiskFileError::NotFound);
+        };
+        let data_path = self.hash_dir.join(&data.filename);
+        let (file, datafile_md) = self.read_file_metadata(&data_path)?;
+        let data_timestamp = match datafile_md.timestamp() {
+            Some(t) => t,
+            None => return Err(self.quarantine("data file metadata has no valid X-Timestamp")),
+        };
+        let mut metafile_md = None;
+        let metadata = if let Some(meta) = &files.meta {
+            let (_, mut meta_md) = self.read_file_metadata(&self.hash_dir.join(&meta.filename))?;
+            if let Some(ctype) = files.ctype.as_ref().filter(|c| c.filename != meta.filename) {
+                let (_, ct_md) = self.read_file_metadata(&self.hash_dir.join(&ctype.filename))?;
+                let ct_ts = ct_md
+                    .get("Content-Type-Timestamp")
+                    .and_then(|t| Timestamp::parse(t).ok());
+                let meta_ct_ts = meta_md
+                    .get("Content-Type-Timestamp")
+                    .and_then(|t| Timestamp::parse(t).ok());
+                if let (Some(ct), Some(ct_ts)) = (ct_md.get("Content-Type"), ct_ts) {
+                    if Some(ct_ts) > meta_ct_ts && ct_ts > data_timestamp {
+                        meta_md.insert("Content-Type", ct);
+                        meta_md.insert("Content-Type-Timestamp", ct_ts.internal());
+                    }
+                }
+            }
+            let mut merged = meta_md.clone();
+            for (k, v) in datafile_md.iter() {
+                if is_datafile_system_key(k) {
+                    merged.insert(k, v);
+                }
+            }
+            meta_md.remove("name");
+            let meta_ct_ts = meta_md
+                .get("Content-Type-Timestamp")
+                .and_then(|t| Timestamp::parse(t).ok());
+            if let Some(ct) = datafile_md.get("Content-Type") {
+                if meta_ct_ts.map_or(true, |m| data_timestamp > m) {
+                    merged.insert("Content-Type", ct);
+                    merged.remove("Content-Type-Timestamp");
+                }
+            }
+            metafile_md = Some(meta_md);
+            merged
+        } else {
+            datafile_md.clone()
+        };
+
+        // The name must match the one asked for (or hash back to the dir).
+        let Some(stored_name) = metadata.name().map(str::to_string) else {
+            return Err(self.quarantine("missing name metadata"));
+        };
+        match &self.name {
+            Some(asked) if *asked != stored_name => {
+                return Err(DiskFileError::Collision {
+                    asked: asked.clone(),
+                    stored: stored_name,
+                })
+            }
+            Some(_) => {}
+            None => {
+                let h =
+                    self.mgr
+                        .conf
+                        .hash
+                        .hash_path(stored_name.trim_start_matches('/'), None, None);
+                if h != self.hash {
+                    return Err(
+                        self.quarantine("hash of name in metadata does not match directory")
+                    );
+                }
+            }
+        }
+        if let Some(x) = metadata.get("X-Delete-At") {
+            match x.trim().parse::<i64>() {
+                Ok(at) => {
+                    let now = opts.now.unwrap_or_else(now_secs);
+                    if (at as f64) <= now && !opts.open_expired {
+                        return Err(DiskFileError::Expired {
+                            x_delete_at: at.max(0) as u64,
+                            metadata: Box::new(metadata),
+                        });
+                    }
+                }
+                Err(_) => return Err(self.quarantine(format!("bad X-Delete-At value {x:?}"))),
+            }
+        }
+        let Some(cl) = metadata.get("Content-Length") else {
+            return Err(self.quarantine("missing Content-Length in metadata"));
+        };
+        let Ok(meta_size) = cl.trim().parse::<u64>() else {
+            return Err(self.quarantine(format!("bad Content-Length value {cl:?}")));
+        };
+        let size = match file.metadata() {
+            Ok(m) => m.len(),
+            Err(e) => return Err(self.quarantine(format!("not stat-able: {e}"))),
+        };
+        if size != meta_size {
+            return Err(self.quarantine(format!(
+                "metadata Content-Length {meta_size} does not match file size {size}"
+            )));
+        }
+        Ok(OpenDiskFile {
+            df: self.clone(),
+            file,
+            data_path,
+            metadata,
+            datafile_metadata: datafile_md,
+            metafile_metadata: metafile_md,
+            data_timestamp,
+            content_length: size,
+        })
+    }
+
+    /// The merged metadata of the object (opens and closes it).
+    pub fn read_metadata(&self, opts: OpenOptions) -> Result<Metadata> {
+        Ok(self.open(opts)?.metadata)
+    }
+
+    /// Starts writing a new `.data` file. `size`, when known, is
+    /// preallocated; a disk too full for it fails here with `DiskFull`.
+    pub fn create(&self, size: Option<u64>) -> Result<DiskFileWriter> {
+        self.writer(size, FileKind::Data)
+    }
+
+    fn writer(&self, size: Option<u64>, kind: FileKind) -> Result<DiskFileWriter> {
+        if self.name.is_none() {
+            return Err(DiskFileError::InvalidMetadata(
+                "cannot write an object opened by hash only".into(),
+            ));
+        }
+        let tmp_dir = self.tmp_dir();
+        makedirs_count(&tmp_dir).at(&tmp_dir)?;
+        let tmp = tempfile::Builder::new()
+            .prefix("tmp")
+            .tempfile_in(&tmp_dir)
+            .at(&tmp_dir)?;
+        let reserve = self.mgr.conf.fallocate_reserve;
+        if kind != FileKind::Tombstone {
+            let size = size.unwrap_or(0);
+            if !has_free_space(tmp.as_file(), size, reserve, tmp.path())? {
+                return Err(DiskFileError::DiskFull {
+                    path: tmp_dir.clone(),
+                });
+            }
+            if size > 0 {
+                match rustix::fs::fallocate(tmp.as_file(), FallocateFlags::KEEP_SIZE, 0, size) {
+                    Ok(()) => {}
+                    Err(e)
+                        if e == rustix::io::Errno::OPNOTSUPP || e == rustix::io::Errno::NOSYS => {}
+                    Err(e) => return Err(DiskFileError::io(tmp.path(), e.into())),
+                }
+            }
+        }
+        Ok(DiskFileWriter {
+            df: self.clone(),
+            tmp: Some(tmp),
+            kind,
+            size: 0,
+            md5: Md5::new(),
+            last_sync: 0,
+        })
+    }
+
+    /// POST: writes `<X-Timestamp>.meta` (named with the content-type
+    /// timestamp delta when `Content-Type-Timestamp` is present).
+    pub fn write_metadata(&self, metadata: Metadata) -> Result<PathBuf> {
+        self.writer(None, FileKind::Meta)?.put(metadata)
+    }
+
+    /// DELETE: writes the tombstone `<timestamp>.ts` and cleans up.
+    pub fn delete(&self, timestamp: Timestamp) -> Result<PathBuf> {
+        let mut md = Metadata::new();
+        md.insert("X-Timestamp", timestamp.internal());
+        self.writer(None, FileKind::Tombstone)?.put(md)
+    }
+
+    /// Removes obsolete files of this object now.
+    pub fn cleanup(&self) -> Result<()> {
+        cleanup_ondisk_files(&self.hash_dir, self.mgr.conf.reclaim_age)
+            .map(|_| ())
+            .at(&self.hash_dir)
+    }
+}
+
+/// Keys of the data file's metadata a POST cannot change.
+fn is_datafile_system_key(key: &str) -> bool {
+    let lower = key.to_ascii_lowercase();
+    matches!(
+        lower.as_str(),
+        "content-length" | "deleted" | "etag" | "x-static-large-object"
+    ) || lower.starts_with("x-object-sysmeta-")
+}
+
+fn has_free_space(file: &File, size: u64, reserve: FallocateReserve, path: &Path) -> Result<bool> {
+    let st = rustix::fs::fstatvfs(file).map_err(|e| DiskFileError::io(path, e.into()))?;
+    let free = st.f_frsize as f64 * st.f_bavail as f64;
+    let total = st.f_frsize as f64 * st.f_blocks as f64;
+    Ok(match reserve {
+        FallocateReserve::Bytes(0) if size == 0 => true,
+        FallocateReserve::Bytes(r) => {
+            if size == 0 {
+                free >= r as f64
+            } else {
+                free - size as f64 > r as f64
+            }
+        }
+        FallocateReserve::Percent(p) => {
+            if total <= 0.0 {
+                true
+            } else if size == 0 {
+                free / total * 100.0 >= p
+            } else {
+                (free - size as f64) / total * 100.0 > p
+            }
+        }
+    })
+}
+
+/// A write in progress: data streams into a temp file in `<device>/tmp`;
+/// [`put`](Self::put) publishes it. Dropping the writer without `put`
+/// removes the temp file.
+#[derive(Debug)]
+pub struct DiskFileWriter {
+    df: DiskFile,
+    tmp: Option<tempfile::NamedTempFile>,
+    kind: FileKind,
+    size: u64,
+    md5: Md5,
+    last_sync: u64,
+}
+
+impl DiskFileWriter {
+    fn tmp(&mut self) -> Result<&mut tempfile::NamedTempFile> {
+        self.tmp
+            .as_mut()
+            .ok_or_else(|| DiskFileError::InvalidMetadata("writer already finished".into()))
+    }
+
+    /// Appends a chunk of the object's body.
+    pub fn write(&mut self, chunk: &[u8]) -> Result<()> {
+        let bytes_per_sync = self.df.mgr.conf.bytes_per_sync;
+        let tmp = self.tmp()?;
+        tmp.as_file_mut().write_all(chunk).at(tmp.path())?;
+        self.md5.update(chunk);
+        self.size += chunk.len() as u64;
+        if self.size - self.last_sync >= bytes_per_sync {
+            let (from, len) = (self.last_sync, self.size - self.last_sync);
+            let tmp = self.tmp()?;
+            rustix::fs::fdatasync(tmp.as_file())
+                .map_err(|e| DiskFileError::io(tmp.path(), e.into()))?;
+            let _ = rustix::fs::fadvise(
+                tmp.as_file(),
+                from,
+                std::num::NonZeroU64::new(len),
+                rustix::fs::Advice::DontNeed,
+            );
+            self.last_sync = self.size;
+        }
+        Ok(())
+    }
+
+    /// Bytes written so far.
+    pub fn bytes_written(&self) -> u64 {
+        self.size
+    }
+
+    /// MD5 hex of the bytes written so far (the object's ETag once done).
+    pub fn etag(&self) -> String {
+        apus_core::hash::to_hex(&self.md5.clone().finalize())
+    }
+
+    /// Publishes the file: stores `metadata` (plus `name`), fsyncs, renames
+    /// it to `<hash_dir>/<X-Timestamp><ext>`, fsyncs the directories, then
+    /// removes files the new one makes obsolete. Returns the final path.
+    pub fn put(mut self, mut metadata: Metadata) -> Result<PathBuf> {
+        let ts = metadata
+            .get("X-Timestamp")
+            .ok_or_else(|| DiskFileError::InvalidMetadata("missing X-Timestamp".into()))
+            .and_then(|t| {
+                Timestamp::parse(t)
+                    .map_err(|e| DiskFileError::InvalidMetadata(format!("bad X-Timestamp: {e}")))
+            })?;
+        let ctype_ts = match (self.kind, metadata.get("Content-Type-Timestamp")) {
+            (FileKind::Meta, Some(t)) if !t.is_empty() => {
+                Some(Timestamp::parse(t).map_err(|e| {
+                    DiskFileError::InvalidMetadata(format!("bad Content-Type-Timestamp: {e}"))
+                })?)
+            }
+            _ => None,
+        };
+        let df = self.df.clone();
+        if let Some(name) = &df.name {
+            metadata.insert("name", name.clone());
+        }
+        let target = df
+            .hash_dir
+            .join(make_filename(&ts, self.kind, ctype_ts.as_ref()));
+        let tmp = self.tmp()?;
+        let tmp_path = tmp.path().to_path_buf();
+        let stored = xattrs::write_raw(tmp.as_file(), &tmp_path, &metadata.to_pickle())?;
+        rustix::fs::fsync(tmp.as_file()).map_err(|e| DiskFileError::io(&tmp_path, e.into()))?;
+        let spill_tmp = match &stored {
+            Stored::Spill(bytes) => Some(xattrs::write_spill_tmp(&df.tmp_dir(), bytes)?),
+            Stored::Xattrs => None,
+        };
+        hashes::invalidate_hash(&df.partition_dir(), layout::suffix_of(&df.hash))?;
+        if let Some(spill) = spill_tmp {
+            let spill = spill.into_temp_path();
+            renamer(&spill, &spill_path(&target))?;
+            let _ = spill.keep();
+        }
+        let Some(tmp) = self.tmp.take() else {
+            return Err(DiskFileError::InvalidMetadata(
+                "writer already finished".into(),
+            ));
+        };
+        let tmp = tmp.into_temp_path();
+        if let Err(e) = renamer(&tmp, &target) {
+            if matches!(stored, Stored::Spill(_)) {
+                remove_file(&spill_path(&target));
+            }
+            return Err(e);
+        }
+        let _ = tmp.keep();
+        if matches!(stored, Stored::Xattrs) {
+            // A same-timestamp rewrite must not leave an old spill behind.
+            remove_file(&spill_path(&target));
+        }
+        let _ = cleanup_ondisk_files(&df.hash_dir, df.mgr.conf.reclaim_age);
+        Ok(target)
+    }
+}
+
+impl Write for DiskFileWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        DiskFileWriter::write(self, buf).map_err(|e| match e {
+            DiskFileError::Io { source, .. } => source,
+            other => io::Error::other(other),
+        })?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// An opened object: its metadata and the data file, ready to be read.
+#[derive(Debug)]
+pub struct OpenDiskFile {
+    df: DiskFile,
+    file: File,
+    data_path: PathBuf,
+    metadata: Metadata,
+    datafile_metadata: Metadata,
+    metafile_metadata: Option<Metadata>,
+    data_timestamp: Timestamp,
+    content_length: u64,
+}
+
+impl OpenDiskFile {
+    /// The merged metadata the object server answers with.
+    pub fn metadata(&self) -> &Metadata {
+        &self.metadata
+    }
+
+    /// The metadata stored with the data file (the PUT's).
+    pub fn datafile_metadata(&self) -> &Metadata {
+        &self.datafile_metadata
+    }
+
+    /// The newest `.meta`'s metadata (the last POST's), without `name`.
+    pub fn metafile_metadata(&self) -> Option<&Metadata> {
+        self.metafile_metadata.as_ref()
+    }
+
+    /// The newest of the data and `.meta` timestamps.
+    pub fn timestamp(&self) -> Timestamp {
+        self.metadata.timestamp().unwrap_or(self.data_timestamp)
+    }
+
+    pub fn data_timestamp(&self) -> Timestamp {
+        self.data_timestamp
+    }
+
+    pub fn content_type(&self) -> Option<&str> {
+        self.metadata.content_type()
+    }
+
+    /// When the content-type was last set (the data file's timestamp unless
+    /// a POST changed it).
+    pub fn content_type_timestamp(&self) -> Timestamp {
+        self.metadata
+            .get("Content-Type-Timestamp")
+            .and_then(|t| Timestamp::parse(t).ok())
+            .unwrap_or(self.data_timestamp)
+    }
+
+    pub fn content_length(&self) -> u64 {
+        self.content_length
+    }
+
+    pub fn etag(&self) -> Option<&str> {
+        self.metadata.etag()
+    }
+
+    pub fn data_path(&self) -> &Path {
+        &self.data_path
+    }
+
+    /// The body, as a stream that checks the ETag when read through.
+    pub fn reader(self) -> DiskFileReader {
+        let etag = self.metadata.etag().map(|e| e.to_ascii_lowercase());
+        DiskFileReader {
+            df: self.df,
+            file: self.file,
+            size: self.content_length,
+            pos: 0,
+            md5: Some(Md5::new()),
+            etag,
+            quarantined: None,
+        }
+    }
+}
+
+/// Streams an object's body. `Read + Seek` for ranges.
+///
+/// Read sequentially from offset 0, it hashes what it returns; the read
+/// that reaches the end compares the MD5 with the stored ETag and, on a
+/// mismatch (or a file that shrank or grew), quarantines the object and
+/// returns an error *instead of* the final bytes, so a caller streaming the
+/// body never completes a response with bad data. Any seek away from the
+/// sequential position stops the check (seeking back to 0 restarts it).
+#[derive(Debug)]
+pub struct DiskFileReader {
+    df: DiskFile,
+    file: File,
+    size: u64,
+    pos: u64,
+    md5: Option<Md5>,
+    etag: Option<String>,
+    quarantined: Option<PathBuf>,
+}
+
+impl DiskFileReader {
+    pub fn content_length(&self) -> u64 {
+        self.size
+    }
+
+    /// Where the object was quarantined to, if reading found it corrupt.
+    pub fn quarantined(&self) -> Option<&Path> {
+        self.quarantined.as_deref()
+    }
+
+    fn fail(&mut self, reason: String) -> io::Error {
+        let err = self.df.quarantine(reason);
+        if let DiskFileError::Quarantined { to, .. } = &err {
+            self.quarantined = Some(to.clone());
+        }
+        io::Error::new(io::ErrorKind::InvalidData, err)
+    }
+}
+
+impl Read for DiskFileReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if let Some(q) = &self.quarantined {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                DiskFileError::Quarantined {
+                    reason: "object failed its integrity check".into(),
+                    to: q.clone(),
+                },
+            ));
+        }
+        let n = match self.file.read(buf) {
+            Ok(n) => n,
+            Err(e) if e.raw_os_error() == Some(libc::EIO) => {
+                return Err(self.fail(format!("read error: {e}")))
+            }
+            Err(e) => return Err(e),
+        };
+        self.pos += n as u64;
+        if let Some(md5) = &mut self.md5 {
+            md5.update(&buf[..n]);
+            if self.pos >= self.size || n == 0 {
+                let Some(md5) = self.md5.take() else {
+                    return Ok(n);
+                };
+                if self.pos != self.size {
+                    return Err(self.fail(format!(
+                        "bytes read {} do not match metadata size {}",
+                        self.pos, self.size
+                    )));
+                }
+                let got = apus_core::hash::to_hex(&md5.finalize());
+                if let Some(etag) = &self.etag {
+                    if *etag != got {
+                        let reason = format!("ETag {etag} and file's md5 {got} do not match");
+                        return Err(self.fail(reason));
+                    }
+                }
+            }
+        }
+        Ok(n)
+    }
+}
+
+impl Seek for DiskFileReader {
+    fn seek(&mut self, pos: SeekFrom) -> io::Result<u64> {
+        let new = self.file.seek(pos)?;
+        if new != self.pos || self.md5.is_none() {
+            self.md5 = (new == 0).then(Md5::new);
+        }
+        self.pos = new;
+        Ok(new)
+    }
+}

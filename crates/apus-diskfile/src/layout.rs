@@ -1,0 +1,298 @@
+//! Swift's on-disk names: per-policy directories, object file names and
+//! device checks.
+
+use std::fs;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use apus_core::Timestamp;
+
+use crate::error::{DiskFileError, Result};
+
+/// `base` for policy 0, `base-N` otherwise (Swift's `get_policy_string`).
+pub fn policy_dir(base: &str, policy: u32) -> String {
+    if policy == 0 {
+        base.to_string()
+    } else {
+        format!("{base}-{policy}")
+    }
+}
+
+/// `objects` / `objects-N`.
+pub fn data_dir(policy: u32) -> String {
+    policy_dir("objects", policy)
+}
+
+/// `async_pending` / `async_pending-N`.
+pub fn async_dir(policy: u32) -> String {
+    policy_dir("async_pending", policy)
+}
+
+/// `tmp` / `tmp-N`.
+pub fn tmp_dir(policy: u32) -> String {
+    policy_dir("tmp", policy)
+}
+
+/// The last three hex digits of an object hash: its suffix directory.
+pub fn suffix_of(hash: &str) -> &str {
+    &hash[hash.len().saturating_sub(3)..]
+}
+
+/// `<device_path>/objects[-N]/<partition>`.
+pub fn partition_path(device_path: &Path, policy: u32, partition: u32) -> PathBuf {
+    device_path
+        .join(data_dir(policy))
+        .join(partition.to_string())
+}
+
+/// `<device_path>/objects[-N]/<partition>/<suffix>/<hash>`.
+pub fn hash_dir_path(device_path: &Path, policy: u32, partition: u32, hash: &str) -> PathBuf {
+    partition_path(device_path, policy, partition)
+        .join(suffix_of(hash))
+        .join(hash)
+}
+
+/// True when `s` is three lowercase hex digits.
+pub fn valid_suffix(s: &str) -> bool {
+    s.len() == 3 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+/// The kinds of object files.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum FileKind {
+    Data,
+    Meta,
+    Tombstone,
+}
+
+impl FileKind {
+    pub fn ext(self) -> &'static str {
+        match self {
+            FileKind::Data => ".data",
+            FileKind::Meta => ".meta",
+            FileKind::Tombstone => ".ts",
+        }
+    }
+}
+
+/// Swift's short timestamp form: normal, plus `_<hex>` without padding when
+/// there is an offset.
+fn short(ts: &Timestamp) -> String {
+    if ts.offset() == 0 {
+        ts.normal()
+    } else {
+        format!("{}_{:x}", ts.normal(), ts.offset())
+    }
+}
+
+/// The file name for an object file. A `.meta` carrying a content-type
+/// timestamp gets it encoded as a signed hex delta (Swift's
+/// `encode_timestamps(t, ctype_t, explicit=True)`).
+pub fn make_filename(ts: &Timestamp, kind: FileKind, ctype_ts: Option<&Timestamp>) -> String {
+    match (kind, ctype_ts) {
+        (FileKind::Meta, Some(ct)) => {
+            let delta = i128::from(ct.ticks()) - i128::from(ts.ticks());
+            let sign = if delta < 0 { "-" } else { "+" };
+            format!("{}{sign}{:x}.meta", short(ts), delta.unsigned_abs())
+        }
+        _ => format!("{}{}", ts.internal(), kind.ext()),
+    }
+}
+
+/// A parsed object file name.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FileInfo {
+    pub filename: String,
+    /// The extension including its dot (any extension parses, as in Swift).
+    pub ext: String,
+    pub timestamp: Timestamp,
+    /// For `.meta` files: the content-type timestamp encoded in the name.
+    pub ctype_timestamp: Option<Timestamp>,
+}
+
+impl FileInfo {
+    pub fn kind(&self) -> Option<FileKind> {
+        match self.ext.as_str() {
+            ".data" => Some(FileKind::Data),
+            ".meta" => Some(FileKind::Meta),
+            ".ts" => Some(FileKind::Tombstone),
+            _ => None,
+        }
+    }
+}
+
+/// Python's `os.path.splitext` on a bare file name.
+fn splitext(name: &str) -> (&str, &str) {
+    let stem_start = name.len() - name.trim_start_matches('.').len();
+    match name[stem_start..].rfind('.') {
+        Some(i) => name.split_at(stem_start + i),
+        None => (name, ""),
+    }
+}
+
+/// Parses an object file name as Swift's `parse_on_disk_filename` does;
+/// `None` for names Swift counts as unexpected.
+pub fn parse_filename(name: &str) -> Option<FileInfo> {
+    let (stem, ext) = splitext(name);
+    let (timestamp, ctype_timestamp) = if ext == ".meta" {
+        decode_meta_stem(stem)?
+    } else {
+        (Timestamp::parse(stem).ok()?, None)
+    };
+    Some(FileInfo {
+        filename: name.to_string(),
+        ext: ext.to_string(),
+        timestamp,
+        ctype_timestamp,
+    })
+}
+
+/// `<t1>[<+|-><hex delta>[...]]` as Swift's `decode_timestamps(explicit=True)`.
+fn decode_meta_stem(stem: &str) -> Option<(Timestamp, Option<Timestamp>)> {
+    let mut parts: Vec<(i64, &str)> = Vec::new();
+    for (i, plus_part) in stem.split('+').enumerate() {
+        for (j, p) in plus_part.split('-').enumerate() {
+            let sign = if j == 0 { 1 } else { -1 };
+            let _ = i;
+            parts.push((sign, p));
+        }
+    }
+    let t1 = Timestamp::parse(parts.first()?.1).ok()?;
+    let ct = match parts.get(1) {
+        None => None,
+        Some(&(sign, hex)) => {
+            let delta = i64::from_str_radix(hex, 16).ok()? * sign;
+            if delta == 0 {
+                Some(t1)
+            } else {
+                let ticks = i128::from(t1.ticks()) + i128::from(delta);
+                Some(Timestamp::from_ticks(u64::try_from(ticks).ok()?, 0)?)
+            }
+        }
+    };
+    Some((t1, ct))
+}
+
+/// Checks a device the way Swift's `check_drive` does and returns its path:
+/// the name must need no URL quoting; with `mount_check` the path must be a
+/// mount point (or carry Swift's `.ismount` marker), otherwise a directory.
+pub fn device_path(devices_root: &Path, device: &str, mount_check: bool) -> Result<PathBuf> {
+    let unavailable = |reason: &str| DiskFileError::DeviceUnavailable {
+        device: device.to_string(),
+        reason: reason.to_string(),
+    };
+    let valid_name = !device.is_empty()
+        && device != "."
+        && device != ".."
+        && device
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-' | b'~'));
+    if !valid_name {
+        return Err(unavailable("not a valid drive name"));
+    }
+    let path = devices_root.join(device);
+    if mount_check {
+        if !is_mount(&path) {
+            return Err(unavailable("not mounted"));
+        }
+    } else if !path.is_dir() {
+        return Err(unavailable("not a directory"));
+    }
+    Ok(path)
+}
+
+/// Swift's `ismount`: a different device or inode from the parent, or a
+/// `.ismount` marker file (for symlinked or containerized devices).
+pub fn is_mount(path: &Path) -> bool {
+    let Ok(meta) = fs::symlink_metadata(path) else {
+        return false;
+    };
+    if meta.file_type().is_symlink() {
+        return path.join(".ismount").is_file();
+    }
+    if let Ok(parent) = fs::symlink_metadata(path.join("..")) {
+        if parent.dev() != meta.dev() || parent.ino() == meta.ino() {
+            return true;
+        }
+    }
+    path.join(".ismount").is_file()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ts(s: &str) -> Timestamp {
+        Timestamp::parse(s).unwrap()
+    }
+
+    #[test]
+    fn names() {
+        assert_eq!(data_dir(0), "objects");
+        assert_eq!(data_dir(2), "objects-2");
+        assert_eq!(async_dir(1), "async_pending-1");
+        let t = ts("1400000000.5");
+        assert_eq!(
+            make_filename(&t, FileKind::Data, None),
+            "1400000000.50000.data"
+        );
+        assert_eq!(
+            make_filename(&t, FileKind::Tombstone, None),
+            "1400000000.50000.ts"
+        );
+        let ct = ts("1400000000.4");
+        assert_eq!(
+            make_filename(&t, FileKind::Meta, Some(&ct)),
+            "1400000000.50000-2710.meta"
+        );
+        assert_eq!(
+            make_filename(&t, FileKind::Meta, Some(&t)),
+            "1400000000.50000+0.meta"
+        );
+        let to = t.with_offset(3);
+        assert_eq!(
+            make_filename(&to, FileKind::Meta, Some(&ct)),
+            "1400000000.50000_3-2710.meta"
+        );
+    }
+
+    #[test]
+    fn parse_round_trip() {
+        let t = ts("1400000000.5");
+        let ct = ts("1400000000.4");
+        let info = parse_filename("1400000000.50000-2710.meta").unwrap();
+        assert_eq!(info.timestamp, t);
+        assert_eq!(info.ctype_timestamp, Some(ct));
+        let info = parse_filename("1400000000.50000.meta").unwrap();
+        assert_eq!(info.ctype_timestamp, None);
+        let info = parse_filename("1400000000.50000_0000000000000002.data").unwrap();
+        assert_eq!(info.timestamp, t.with_offset(2));
+        assert_eq!(info.kind(), Some(FileKind::Data));
+        assert!(parse_filename("1400000000.50000.data.spill").is_none());
+        assert!(parse_filename(".lock").is_none());
+        assert!(parse_filename("junk").is_none());
+        assert_eq!(parse_filename("1400000000.50000.foo").unwrap().ext, ".foo");
+    }
+
+    #[test]
+    fn splitext_like_python() {
+        assert_eq!(splitext("a.b.c"), ("a.b", ".c"));
+        assert_eq!(splitext(".lock"), (".lock", ""));
+        assert_eq!(splitext("abc"), ("abc", ""));
+    }
+
+    #[test]
+    fn device_checks() {
+        let root = tempfile::tempdir().unwrap();
+        fs::create_dir(root.path().join("sda")).unwrap();
+        assert!(device_path(root.path(), "sda", false).is_ok());
+        assert!(matches!(
+            device_path(root.path(), "sdb", false),
+            Err(DiskFileError::DeviceUnavailable { .. })
+        ));
+        assert!(device_path(root.path(), "sda", true).is_err());
+        assert!(device_path(root.path(), "../x", false).is_err());
+        fs::write(root.path().join("sda/.ismount"), b"").unwrap();
+        assert!(device_path(root.path(), "sda", true).is_ok());
+    }
+}
