@@ -366,6 +366,7 @@ mod tests {
     fn chexor_matches_swift() {
         // python: chexor('0'*32, 'o', '0000000001.00000')
         let h = chexor("00000000000000000000000000000000", "o", "0000000001.00000");
+        assert_eq!(h, "74930d4241dd50160de5da0a94a90443");
         let again = chexor(&h, "o", "0000000001.00000");
         assert_eq!(again, "00000000000000000000000000000000");
         assert_eq!(h.len(), 32);
