@@ -302,7 +302,11 @@ impl DiskFile {
                 .get("Content-Type-Timestamp")
                 .and_then(|t| Timestamp::parse(t).ok());
             if let Some(ct) = datafile_md.get("Content-Type") {
-                if meta_ct_ts.map_or(true, |m| data_timestamp > m) {
+                let data_newer = match meta_ct_ts {
+                    Some(m) => data_timestamp > m,
+                    None => true,
+                };
+                if data_newer {
                     merged.insert("Content-Type", ct);
                     merged.remove("Content-Type-Timestamp");
                 }

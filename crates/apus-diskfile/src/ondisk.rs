@@ -35,7 +35,7 @@ pub struct OnDiskFiles {
 fn sort_newest_first(v: &mut [FileInfo]) {
     // Stable, like Python's sorted(reverse=True) over the (reverse-sorted)
     // listing.
-    v.sort_by(|a, b| b.timestamp.cmp(&a.timestamp));
+    v.sort_by_key(|f| std::cmp::Reverse(f.timestamp));
 }
 
 /// Classifies file names as Swift's replicated `DiskFileManager` does.
@@ -90,7 +90,7 @@ pub fn get_ondisk_files(names: &[String]) -> OnDiskFiles {
     if !metas.is_empty() {
         let mut retain = 1;
         if metas.len() > 1 {
-            metas[1..].sort_by(|a, b| b.ctype_timestamp.cmp(&a.ctype_timestamp));
+            metas[1..].sort_by_key(|f| std::cmp::Reverse(f.ctype_timestamp));
             let ct0 = metas[0].ctype_timestamp;
             let ct1 = metas[1].ctype_timestamp;
             if ct1.unwrap_or(Timestamp::ZERO) > ct0.unwrap_or(Timestamp::ZERO) {

@@ -36,6 +36,9 @@ pub enum Value {
     /// Key/value pairs in insertion order, keys unique.
     Dict(Vec<(Value, Value)>),
     Set(Vec<Value>),
+    /// A reference to a class or function (`module.name`), as found in the
+    /// arguments of a reduction; never resolved.
+    Global(String, String),
 }
 
 impl Value {
@@ -89,14 +92,6 @@ pub enum PickleError {
     NoStop,
 }
 
-/// A callable or class named by GLOBAL / STACK_GLOBAL; only ever used as a
-/// marker on the stack, never resolved to code.
-#[derive(Clone, Debug, PartialEq)]
-enum Item {
-    Value(Value),
-    Global(String, String),
-}
-
 /// Decodes one pickle. Trailing bytes after STOP are ignored, as Python does.
 pub fn loads(data: &[u8]) -> Result<Value, PickleError> {
     Unpickler {
@@ -112,9 +107,9 @@ pub fn loads(data: &[u8]) -> Result<Value, PickleError> {
 struct Unpickler<'a> {
     data: &'a [u8],
     pos: usize,
-    stack: Vec<Item>,
+    stack: Vec<Value>,
     marks: Vec<usize>,
-    memo: HashMap<u64, Item>,
+    memo: HashMap<u64, Value>,
 }
 
 impl<'a> Unpickler<'a> {
@@ -171,21 +166,14 @@ impl<'a> Unpickler<'a> {
         Ok(&rest[..nl])
     }
 
-    fn pop(&mut self) -> Result<Item, PickleError> {
+    fn pop_value(&mut self) -> Result<Value, PickleError> {
         match self.stack.pop() {
             Some(v) => Ok(v),
             None => self.malformed("stack underflow"),
         }
     }
 
-    fn pop_value(&mut self) -> Result<Value, PickleError> {
-        match self.pop()? {
-            Item::Value(v) => Ok(v),
-            Item::Global(m, n) => self.malformed(format!("unexpected global {m}.{n}")),
-        }
-    }
-
-    fn top_mut(&mut self) -> Result<&mut Item, PickleError> {
+    fn top_mut(&mut self) -> Result<&mut Value, PickleError> {
         let pos = self.pos;
         self.stack.last_mut().ok_or(PickleError::Malformed {
             pos,
@@ -193,7 +181,7 @@ impl<'a> Unpickler<'a> {
         })
     }
 
-    fn pop_mark(&mut self) -> Result<Vec<Item>, PickleError> {
+    fn pop_mark_values(&mut self) -> Result<Vec<Value>, PickleError> {
         let Some(mark) = self.marks.pop() else {
             return self.malformed("no mark");
         };
@@ -203,20 +191,8 @@ impl<'a> Unpickler<'a> {
         Ok(self.stack.split_off(mark))
     }
 
-    fn pop_mark_values(&mut self) -> Result<Vec<Value>, PickleError> {
-        let items = self.pop_mark()?;
-        let mut out = Vec::with_capacity(items.len());
-        for item in items {
-            match item {
-                Item::Value(v) => out.push(v),
-                Item::Global(m, n) => return self.malformed(format!("unexpected global {m}.{n}")),
-            }
-        }
-        Ok(out)
-    }
-
     fn push(&mut self, v: Value) {
-        self.stack.push(Item::Value(v));
+        self.stack.push(v);
     }
 
     fn memo_put(&mut self, key: u64) -> Result<(), PickleError> {
@@ -249,12 +225,12 @@ impl<'a> Unpickler<'a> {
     }
 
     fn set_items(&mut self, pairs: Vec<Value>) -> Result<(), PickleError> {
-        if pairs.len() % 2 != 0 {
+        if pairs.len() & 1 == 1 {
             return self.malformed("odd number of dict items");
         }
         let target = self.top_mut()?;
         match target {
-            Item::Value(Value::Dict(items)) => {
+            Value::Dict(items) => {
                 let mut it = pairs.into_iter();
                 while let (Some(k), Some(v)) = (it.next(), it.next()) {
                     dict_insert(items, k, v);
@@ -267,7 +243,7 @@ impl<'a> Unpickler<'a> {
 
     fn append_items(&mut self, values: Vec<Value>) -> Result<(), PickleError> {
         match self.top_mut()? {
-            Item::Value(Value::List(items)) | Item::Value(Value::Set(items)) => {
+            Value::List(items) | Value::Set(items) => {
                 items.extend(values);
                 Ok(())
             }
@@ -275,8 +251,8 @@ impl<'a> Unpickler<'a> {
         }
     }
 
-    fn reduce(&mut self, callable: Item, args: Value) -> Result<Value, PickleError> {
-        let Item::Global(module, name) = callable else {
+    fn reduce(&mut self, callable: Value, args: Value) -> Result<Value, PickleError> {
+        let Value::Global(module, name) = callable else {
             return self.malformed("REDUCE on a non-global");
         };
         let args = match args {
@@ -353,16 +329,16 @@ impl<'a> Unpickler<'a> {
                 }
                 b'.' => {
                     return match self.stack.pop() {
-                        Some(Item::Value(v)) => Ok(v),
-                        _ => self.malformed("nothing to return at STOP"),
+                        Some(v) => Ok(v),
+                        None => self.malformed("nothing to return at STOP"),
                     };
                 }
                 b'(' => self.marks.push(self.stack.len()),
                 b'0' => {
-                    self.pop()?;
+                    self.pop_value()?;
                 }
                 b'1' => {
-                    self.pop_mark()?;
+                    self.pop_mark_values()?;
                 }
                 b'2' => {
                     let top = match self.stack.last() {
@@ -580,33 +556,33 @@ impl<'a> Unpickler<'a> {
                 b'c' => {
                     let module = String::from_utf8_lossy(self.line()?).into_owned();
                     let name = String::from_utf8_lossy(self.line()?).into_owned();
-                    self.stack.push(Item::Global(module, name));
+                    self.stack.push(Value::Global(module, name));
                 }
                 0x93 => {
                     let name = self.pop_value()?;
                     let module = self.pop_value()?;
                     match (module, name) {
-                        (Value::Str(m), Value::Str(n)) => self.stack.push(Item::Global(m, n)),
+                        (Value::Str(m), Value::Str(n)) => self.stack.push(Value::Global(m, n)),
                         _ => return self.malformed("STACK_GLOBAL needs two strings"),
                     }
                 }
                 b'R' => {
                     let args = self.pop_value()?;
-                    let callable = self.pop()?;
+                    let callable = self.pop_value()?;
                     let v = self.reduce(callable, args)?;
                     self.push(v);
                 }
                 0x81 => {
                     // NEWOBJ: cls.__new__(cls, *args); only dict subclasses.
                     let _args = self.pop_value()?;
-                    match self.pop()? {
-                        Item::Global(m, n) if is_dict_class(&m, &n) => {
+                    match self.pop_value()? {
+                        Value::Global(m, n) if is_dict_class(&m, &n) => {
                             self.push(Value::Dict(Vec::new()))
                         }
-                        Item::Global(m, n) => {
+                        Value::Global(m, n) => {
                             return Err(PickleError::ForbiddenGlobal(format!("{m}.{n}")))
                         }
-                        Item::Value(_) => return self.malformed("NEWOBJ on a non-class"),
+                        _ => return self.malformed("NEWOBJ on a non-class"),
                     }
                 }
                 b'b' => {
@@ -898,6 +874,14 @@ impl Pickler {
                     }
                     self.out.push(b't');
                 }
+                self.put();
+            }
+            Value::Global(module, name) => {
+                self.out.push(b'c');
+                self.out.extend_from_slice(module.as_bytes());
+                self.out.push(b'\n');
+                self.out.extend_from_slice(name.as_bytes());
+                self.out.push(b'\n');
                 self.put();
             }
             Value::Dict(items) => {
