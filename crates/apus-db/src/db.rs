@@ -458,7 +458,7 @@ impl Db {
         let current = self.metadata()?;
         let any_newer = updates
             .iter()
-            .any(|(k, (_, ts))| current.get(k).map_or(true, |(_, old)| ts > old));
+            .any(|(k, (_, ts))| is_newer(current.get(k), ts));
         if !any_newer {
             return Ok(());
         }
@@ -466,7 +466,7 @@ impl Db {
             write_tx(conn, &self.path, |tx| {
                 let mut md = self.parse_metadata(&self.raw_metadata(tx)?)?;
                 for (k, (v, ts)) in updates {
-                    let newer = md.get(k).map_or(true, |(_, old)| ts > old);
+                    let newer = is_newer(md.get(k), ts);
                     if newer {
                         md.insert(k.clone(), (v.clone(), *ts));
                     }
@@ -723,6 +723,13 @@ impl Db {
                 Err(DbError::corrupt(&self.path, "malformed database", res))
             }
         })
+    }
+}
+
+fn is_newer(current: Option<&(String, Timestamp)>, ts: &Timestamp) -> bool {
+    match current {
+        None => true,
+        Some((_, old)) => ts > old,
     }
 }
 

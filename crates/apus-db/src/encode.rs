@@ -234,11 +234,7 @@ fn match_param(s: &str) -> Option<(&str, &str, usize)> {
                         let end = vstart + 1 + i + 1;
                         return Some((key, &s[vstart..end], end));
                     }
-                    '\\' => {
-                        if chars.next().is_none() {
-                            break;
-                        }
-                    }
+                    '\\' if chars.next().is_none() => break,
                     _ => {}
                 }
             }

@@ -122,7 +122,7 @@ pub(crate) fn walk<T>(
         path = Some(pfx.clone());
         prefix = Some(pfx);
         delimiter = b"/".to_vec();
-    } else if !delimiter.is_empty() && prefix.as_ref().map_or(true, |p| p.is_empty()) {
+    } else if !delimiter.is_empty() && prefix.as_deref().unwrap_or(&[]).is_empty() {
         prefix = Some(Vec::new());
     }
     let end_prefix = prefix

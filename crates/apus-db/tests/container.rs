@@ -198,10 +198,7 @@ fn metadata_newest_wins_and_removal() {
         Err(DbError::MetadataLimit(_))
     ));
     let mut big = Metadata::new();
-    big.insert(
-        "X-Container-Meta-Big".into(),
-        ("v".repeat(4094).into(), ts(8)),
-    );
+    big.insert("X-Container-Meta-Big".into(), ("v".repeat(4094), ts(8)));
     assert!(matches!(
         b.update_metadata(&big, true),
         Err(DbError::MetadataLimit(_))
@@ -470,7 +467,7 @@ fn corrupt_files_are_reported_distinctly() {
         b.list_objects(&ListParams::default(), 0)?;
         b.get_info()
     });
-    let err = res.err().expect("corruption must be noticed");
+    let err = res.expect_err("corruption must be noticed");
     assert!(err.is_quarantine_worthy(), "{err}");
     // Empty file (created by a crash before init) is not a valid DB either.
     let empty = dir.path().join("empty.db");

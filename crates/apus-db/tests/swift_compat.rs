@@ -165,7 +165,7 @@ fn queries(rng: &mut Lcg, n: usize, with_path: bool) -> Vec<ListParams> {
             } else {
                 None
             },
-            reverse: rng.next() % 2 == 0,
+            reverse: rng.next() & 1 == 0,
             allow_reserved: false,
         })
         .collect()
