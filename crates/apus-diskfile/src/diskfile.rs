@@ -148,6 +148,78 @@ impl DiskFileManager {
     }
 }
 
+/// What replication compares for one object (Swift's `yield_hashes`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HashTimestamps {
+    /// The data file's or tombstone's timestamp.
+    pub ts_data: Timestamp,
+    /// The newest `.meta`'s timestamp.
+    pub ts_meta: Option<Timestamp>,
+    /// The newest content-type timestamp, when newer than the data.
+    pub ts_ctype: Option<Timestamp>,
+}
+
+impl DiskFileManager {
+    /// Every object hash in the partition's suffixes (all suffixes when
+    /// `suffixes` is `None`), after cleaning each hash dir, with the
+    /// timestamps that define its state; hash dirs holding neither data nor
+    /// tombstone are skipped, and suffixes found empty are invalidated.
+    pub fn yield_hashes(
+        &self,
+        device: &str,
+        partition: u32,
+        policy: u32,
+        suffixes: Option<&[&str]>,
+    ) -> Result<Vec<(String, HashTimestamps)>> {
+        let part = self.partition_path(device, partition, policy)?;
+        let suffixes: Vec<String> = match suffixes {
+            Some(s) => s.iter().map(|s| s.to_string()).collect(),
+            None => {
+                let mut v: Vec<String> = crate::fsutil::list_names(&part)
+                    .at(&part)?
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter(|s| layout::valid_suffix(s))
+                    .collect();
+                v.sort();
+                v
+            }
+        };
+        let mut out = Vec::new();
+        for suffix in suffixes {
+            let sdir = part.join(&suffix);
+            let mut hashes = crate::fsutil::list_names(&sdir)
+                .unwrap_or_default()
+                .unwrap_or_default();
+            hashes.sort();
+            let mut found = false;
+            for hash in hashes {
+                let Ok(cleaned) = cleanup_ondisk_files(&sdir.join(&hash), self.conf.reclaim_age)
+                else {
+                    continue;
+                };
+                found |= !cleaned.remaining.is_empty();
+                let f = &cleaned.files;
+                let Some(ts_data) = f.data.as_ref().or(f.ts.as_ref()).map(|i| i.timestamp) else {
+                    continue;
+                };
+                out.push((
+                    hash,
+                    HashTimestamps {
+                        ts_data,
+                        ts_meta: f.meta.as_ref().map(|i| i.timestamp),
+                        ts_ctype: f.ctype.as_ref().and_then(|i| i.ctype_timestamp),
+                    },
+                ));
+            }
+            if !found {
+                hashes::invalidate_hash(&part, &suffix)?;
+            }
+        }
+        Ok(out)
+    }
+}
+
 /// Options for [`DiskFile::open`].
 #[derive(Clone, Copy, Debug, Default)]
 pub struct OpenOptions {

@@ -178,7 +178,16 @@ pub fn cleanup_ondisk_files(hash_dir: &Path, reclaim_age: f64) -> io::Result<Cle
         remove_file(&hash_dir.join(&f.filename));
         removed.push(f.filename.clone());
     }
+    // A removed file's spill goes with it.
+    for name in removed.clone() {
+        let spill = format!("{name}{}", crate::xattrs::SPILL_SUFFIX);
+        if names.contains(&spill) {
+            remove_file(&hash_dir.join(&spill));
+            removed.push(spill);
+        }
+    }
     names.retain(|n| !removed.contains(n));
+    files.unexpected.retain(|n| !removed.contains(n));
 
     // Spill files go with their owners; an orphan (owner never renamed in,
     // or removed by a cleaner that does not know spills) goes once it is

@@ -272,7 +272,9 @@ mgr = DiskFileManager({'devices': root, 'mount_check': 'false'},
 theirs = mgr.get_hashes('sdb', '7', [], POLICIES[0])
 # Swift reading the hashes.pkl apus wrote.
 cached = read_hashes(os.path.join(root, 'sda', 'objects', '7'))
-print(json.dumps({'theirs': theirs, 'cached': cached}))
+yielded = {h: {k: v.internal for k, v in d.items() if k != 'durable'}
+           for h, d in mgr.yield_hashes('sdb', '7', POLICIES[0])}
+print(json.dumps({'theirs': theirs, 'cached': cached, 'yielded': yielded}))
 "#;
     let out = run_python(script, &[env.root.path().to_str().unwrap()]);
     let v: Json = serde_json::from_str(&out).unwrap();
@@ -296,6 +298,24 @@ print(json.dumps({'theirs': theirs, 'cached': cached}))
         tree(&env.dev().join("objects")),
         tree(&env.root.path().join("sdb/objects"))
     );
+    // The per-object timestamps replication compares agree too.
+    let yielded = mgr.yield_hashes("sda", 7, 0, None).unwrap();
+    assert!(yielded.len() > 40);
+    let theirs = v["yielded"].as_object().unwrap();
+    assert_eq!(theirs.len(), yielded.len());
+    for (hash, t) in &yielded {
+        let s = &theirs[hash.as_str()];
+        assert_eq!(s["ts_data"], t.ts_data.internal(), "{hash}");
+        assert_eq!(
+            s.get("ts_meta").and_then(Json::as_str),
+            t.ts_meta.map(|t| t.internal()).as_deref()
+        );
+        assert_eq!(
+            s.get("ts_ctype").and_then(Json::as_str),
+            t.ts_ctype.map(|t| t.internal()).as_deref()
+        );
+    }
+    assert!(yielded.iter().any(|(_, t)| t.ts_ctype.is_some()));
     // apus reads the hashes.pkl Swift wrote.
     assert_eq!(mgr.get_hashes("sdb", 7, 0, &[]).unwrap(), ours);
     // Recalculating a suffix on request gives the same answer.
