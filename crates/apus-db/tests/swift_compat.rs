@@ -75,6 +75,14 @@ elif mode == 'info_account':
     info = AccountBroker(req['path']).get_info()
     out['info'] = {k: info[k] for k in (
         'container_count', 'object_count', 'bytes_used', 'hash')}
+elif mode == 'misc':
+    from swift.common.utils import extract_swift_bytes
+    from swift.common.utils.timestamp import encode_timestamps, Timestamp
+    from swift.common.db import chexor
+    out['ct'] = [list(extract_swift_bytes(c)) for c in req['cts']]
+    out['ts'] = [encode_timestamps(*[Timestamp(t) for t in trio])
+                 for trio in req['trios']]
+    out['chexor'] = [chexor(*args) for args in req['chexor']]
 json.dump(out, open(sys.argv[2], 'w'))
 "#;
 
@@ -410,4 +418,63 @@ fn apus_reads_swift_account_with_pending_updates() {
     assert_eq!(swift["info"]["container_count"], info.container_count);
     assert_eq!(swift["info"]["object_count"], info.object_count);
     assert_eq!(swift["info"]["bytes_used"], info.bytes_used);
+}
+
+#[test]
+fn encodings_match_swift() {
+    let dir = tempfile::tempdir().unwrap();
+    let cts = [
+        "text/plain",
+        "text/plain; charset=utf-8",
+        "text/plain;swift_bytes=5",
+        "a/b; x=\"q;r\" ; y",
+        "a/b ;  k = v ;swift_bytes=12; z=1",
+        "a/b; =x; k=/v; ; ü=ö",
+        "a/b;x=\"unterminated",
+        "a/b;;;",
+        ";swift_bytes=3",
+    ];
+    let trios = [
+        ["1402464677.04188", "1402464677.04188", "1402464677.04188"],
+        ["1402464677.04188", "1402464678.04188", "1402464677.04190"],
+        [
+            "1402464677.04188_000000000000000a",
+            "1402464677.04188",
+            "1402464677.04189",
+        ],
+        ["0000000005.00000", "0000000004.00000", "0000000003.00000"],
+        [
+            "0000000005.00000_0000000000000001",
+            "0000000005.00000",
+            "0000000005.00000",
+        ],
+    ];
+    let chex = [
+        ["00000000000000000000000000000000", "o", "0000000001.00000"],
+        ["ffffffffffffffffffffffffffffffff", "é/ü", "1+2-3"],
+    ];
+    let swift = run_swift(
+        dir.path(),
+        json!({"mode": "misc", "cts": cts, "trios": trios, "chexor": chex}),
+    );
+    for (i, ct) in cts.iter().enumerate() {
+        let (t, sb) = apus_db::extract_swift_bytes(ct);
+        assert_eq!(json!([t, sb]), swift["ct"][i], "{ct:?}");
+    }
+    for (i, trio) in trios.iter().enumerate() {
+        let rt = apus_db::RowTimestamps {
+            data: tsf(trio[0]),
+            ctype: tsf(trio[1]),
+            meta: tsf(trio[2]),
+        };
+        let enc = apus_db::encode_timestamps(&rt);
+        assert_eq!(json!(enc), swift["ts"][i], "{trio:?}");
+        let dec = apus_db::decode_timestamps(&enc).unwrap();
+        assert_eq!(dec.data, rt.data);
+        assert_eq!(dec.ctype.ticks(), rt.ctype.ticks());
+        assert_eq!(dec.meta.ticks(), rt.meta.ticks());
+    }
+    for (i, c) in chex.iter().enumerate() {
+        assert_eq!(json!(apus_db::chexor(c[0], c[1], c[2])), swift["chexor"][i]);
+    }
 }
