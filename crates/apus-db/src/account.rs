@@ -540,6 +540,12 @@ impl AccountBroker {
     pub fn quick_check(&self) -> Result<()> {
         self.db.quick_check()
     }
+
+    /// Runs `f` while holding the database's write lock (replication copies
+    /// the file whole under it). Flush the pending file first if it matters.
+    pub fn locked<T>(&self, f: impl FnOnce() -> T) -> Result<T> {
+        self.db.locked(f)
+    }
 }
 
 fn read_container_row(db: &Db, r: &rusqlite::Row<'_>) -> Result<ContainerRecord> {

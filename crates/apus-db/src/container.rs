@@ -793,6 +793,12 @@ impl ContainerBroker {
     pub fn quick_check(&self) -> Result<()> {
         self.db.quick_check()
     }
+
+    /// Runs `f` while holding the database's write lock (replication copies
+    /// the file whole under it). Flush the pending file first if it matters.
+    pub fn locked<T>(&self, f: impl FnOnce() -> T) -> Result<T> {
+        self.db.locked(f)
+    }
 }
 
 fn merge_pending(db: &Db, conn: &mut Connection, entries: Vec<Vec<Value>>) -> Result<()> {

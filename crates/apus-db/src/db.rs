@@ -713,6 +713,20 @@ impl Db {
         Ok(reclaimed)
     }
 
+    /// Runs `f` while holding SQLite's write lock (`BEGIN IMMEDIATE`), so
+    /// the file does not change underneath (for copying it whole). Readers
+    /// are not blocked.
+    pub(crate) fn locked<T>(&self, f: impl FnOnce() -> T) -> Result<T> {
+        self.with_conn(|conn| {
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(|e| self.err(e))?;
+            let out = f();
+            tx.rollback().map_err(|e| self.err(e))?;
+            Ok(out)
+        })
+    }
+
     /// `PRAGMA quick_check`: Ok if SQLite finds the file sound.
     pub(crate) fn quick_check(&self) -> Result<()> {
         self.with_conn(|conn| {

@@ -637,3 +637,49 @@ fn listing_basics_with_swift_semantics() {
     assert!(!list(&b, p()).contains(&"p1".to_string()));
     assert_eq!(obj_names(&b.list_objects(&p(), 1).unwrap()), ["p1"]);
 }
+
+#[test]
+fn newid_merge_timestamps_and_lock() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = container(&dir);
+    put(&b, "o1", 5, 1);
+    put(&b, "o2", 6, 1);
+    b.reported(ts(1), ts(0), 2, 2).unwrap();
+    let old_id = b.get_info().unwrap().id;
+    b.newid("remote-db").unwrap();
+    let info = b.get_info().unwrap();
+    assert_ne!(info.id, old_id);
+    assert_eq!(info.reported_object_count, 0);
+    assert_eq!(b.get_sync("remote-db", true).unwrap(), 2);
+    // merge_timestamps keeps oldest created_at and newest put/delete.
+    b.merge_timestamps(tsf("0.5"), ts(3), ts(2)).unwrap();
+    let info = b.get_info().unwrap();
+    assert_eq!(
+        (info.created_at, info.put_timestamp, info.delete_timestamp),
+        (tsf("0.5"), ts(3), ts(2))
+    );
+    // The lock blocks writers from other connections, not readers.
+    let other = ContainerBroker::open(
+        b.path(),
+        BrokerOptions {
+            timeout: std::time::Duration::from_millis(50),
+            ..BrokerOptions::default()
+        },
+    )
+    .unwrap();
+    let res = b
+        .locked(|| {
+            let read = other.get_info().map(|i| i.object_count);
+            let write = other.update_put_timestamp(ts(9));
+            (read, write)
+        })
+        .unwrap();
+    assert_eq!(res.0.unwrap(), 2);
+    assert!(
+        matches!(res.1, Err(DbError::LockTimeout { .. })),
+        "{:?}",
+        res.1
+    );
+    other.update_put_timestamp(ts(9)).unwrap();
+    assert_eq!(b.get_info().unwrap().put_timestamp, ts(9));
+}
