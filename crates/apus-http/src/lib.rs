@@ -1,0 +1,1 @@
+//! apus-http (being written).

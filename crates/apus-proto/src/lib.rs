@@ -1,0 +1,1 @@
+//! apus-proto (being written).

@@ -1,0 +1,1 @@
+//! apus-server (being written).
