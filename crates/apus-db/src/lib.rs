@@ -23,6 +23,13 @@
 //! returns only after its pending line has been `fdatasync`ed; the pending
 //! file is truncated only after the transaction that merged it committed.
 //!
+//! Schema note: like Swift 2.38, the `object` table has no separate
+//! content-type or metadata timestamp columns; all three timestamps live in
+//! `created_at` in Swift's encoded form (`<data>[±<hex>±<hex>]`), so the
+//! files stay readable and writable by Swift. Databases from Swift versions
+//! before storage policies (no `policy_stat`) are not migrated; they report
+//! as `Corrupt` ("missing table or column").
+//!
 //! Architecture invariant: this crate is blocking and knows nothing of HTTP.
 //! It must never depend on HTTP, tokio, the servers or the proxy; servers
 //! call it from blocking threads. Formatting listings (JSON/XML/plain) is
