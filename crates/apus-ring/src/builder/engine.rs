@@ -5,18 +5,35 @@
 //! A device's value is its deficit: partition-replicas wanted minus held
 //! (negative when it holds too many). A tier's value is the sum of the
 //! positive deficits of its devices: how many more partition-replicas its
-//! under-filled devices could take. Keys pack the value with a 16-bit
-//! random tie-breaker that is redrawn whenever the value changes, so equal
-//! candidates take turns in a random order.
+//! under-filled devices could take. A child's key is how many replicas it
+//! still needs beyond its minimum per partition (the minimums of the
+//! partitions still to be placed are set aside), divided by how many
+//! replicas of one partition it may hold beyond that minimum: the share of
+//! its spare capacity it still needs. So a tier taking at most one replica
+//! per partition is not starved by a big one that fills first, and a tier
+//! meant to hold 1.2 replicas per partition takes a second replica of only
+//! one partition in five.
+//! Equal keys are ordered by a random tie-breaker redrawn whenever the
+//! value changes, so equal candidates take turns in a random order.
 
 use super::plan::{Plan, Tree, DEV_DEPTH, NO_NODE};
 use super::rng::Rng;
 
-/// `(key, position of the child)`; padding leaves hold `EMPTY`.
-type Slot = (i64, u32);
-const EMPTY: Slot = (i64::MIN, u32::MAX);
-/// Keys at or above this have a value of at least one.
-const POSITIVE_KEY: i64 = 1 << 16;
+/// A child in its parent's tournament tree; padding leaves hold `EMPTY`.
+#[derive(Clone, Copy, Debug)]
+struct Slot {
+    key: i64,
+    tie: u16,
+    pos: u32,
+}
+
+const EMPTY: Slot = Slot {
+    key: i64::MIN,
+    tie: 0,
+    pos: u32::MAX,
+};
+/// Fixed-point scale of keys (value per replica of capacity).
+const KEY_SCALE: i128 = 1 << 20;
 
 pub(super) struct Engine<'a> {
     pub tree: &'a Tree,
@@ -28,6 +45,13 @@ pub(super) struct Engine<'a> {
     seg_size: Vec<u32>,
     pub rng: Rng,
     bufs: Vec<Vec<u32>>,
+    /// Children with `min >= 1` of each internal node (few: their mins add
+    /// up to at most the replica count).
+    required: Vec<Vec<u32>>,
+    /// All nodes with `min >= 1`.
+    required_nodes: Vec<u32>,
+    /// Partitions still to be placed, whose minimums are set aside.
+    pending: i64,
 }
 
 impl<'a> Engine<'a> {
@@ -66,13 +90,23 @@ impl<'a> Engine<'a> {
             seg_size,
             rng,
             bufs: vec![Vec::new(); DEV_DEPTH as usize],
+            required: vec![Vec::new(); tree.internal_nodes().len()],
+            required_nodes: (1..n as u32)
+                .filter(|&c| plan.min[c as usize] >= 1)
+                .collect(),
+            pending: 0,
         };
+        for node in tree.internal_nodes() {
+            engine.required[node as usize] = tree
+                .children(node)
+                .filter(|&c| plan.min[c as usize] >= 1)
+                .collect();
+        }
         for node in tree.internal_nodes() {
             let off = engine.seg_off[node as usize];
             let size = engine.seg_size[node as usize] as usize;
             for (pos, child) in tree.children(node).enumerate() {
-                let key = engine.fresh_key(child);
-                engine.seg[off + size + pos] = (key, pos as u32);
+                engine.seg[off + size + pos] = engine.fresh_slot(child, pos as u32);
             }
             for i in (1..size).rev() {
                 engine.seg[off + i] = better(engine.seg[off + 2 * i], engine.seg[off + 2 * i + 1]);
@@ -81,9 +115,16 @@ impl<'a> Engine<'a> {
         engine
     }
 
-    fn fresh_key(&mut self, node: u32) -> i64 {
-        let tie = (self.rng.next_u64() & 0xFFFF) as i64;
-        (self.val[node as usize] << 16) + tie
+    fn fresh_slot(&mut self, node: u32, pos: u32) -> Slot {
+        let (min, max) = (self.plan.min[node as usize], self.plan.max[node as usize]);
+        let spare = i128::from(max.saturating_sub(min).max(1));
+        let set_aside = i128::from(min) * i128::from(self.pending);
+        let key = (i128::from(self.val[node as usize]) - set_aside) * KEY_SCALE / spare;
+        Slot {
+            key: key.clamp(i128::from(i64::MIN + 1), i128::from(i64::MAX)) as i64,
+            tie: (self.rng.next_u64() & 0xFFFF) as u16,
+            pos,
+        }
     }
 
     /// Re-keys `node` in its parent's tournament tree.
@@ -92,15 +133,28 @@ impl<'a> Engine<'a> {
         if parent == NO_NODE {
             return;
         }
-        let key = self.fresh_key(node);
         let off = self.seg_off[parent as usize];
         let size = self.seg_size[parent as usize] as usize;
         let pos = (node - self.tree.first_child[parent as usize]) as usize;
         let mut i = size + pos;
-        self.seg[off + i] = (key, pos as u32);
+        self.seg[off + i] = self.fresh_slot(node, pos as u32);
         while i > 1 {
             i /= 2;
             self.seg[off + i] = better(self.seg[off + 2 * i], self.seg[off + 2 * i + 1]);
+        }
+    }
+
+    /// Sets how many partitions are still to be placed (0 outside the
+    /// placement of unassigned replicas) and re-keys the tiers whose keys
+    /// depend on it.
+    pub(super) fn set_pending(&mut self, pending: usize) {
+        let pending = pending as i64;
+        if pending == self.pending {
+            return;
+        }
+        self.pending = pending;
+        for i in 0..self.required_nodes.len() {
+            self.rekey(self.required_nodes[i]);
         }
     }
 
@@ -129,7 +183,7 @@ impl<'a> Engine<'a> {
         let size = self.seg_size[node as usize];
         let seg = &self.seg[off..off + 2 * size as usize];
         let best = best_excluding(seg, 1, 0, size, excluded);
-        (best.1 != u32::MAX).then_some(best)
+        (best.pos != u32::MAX).then_some(best)
     }
 
     /// Walks down from `start` to a device, at each level taking the child
@@ -162,16 +216,68 @@ impl<'a> Engine<'a> {
                 excluded.push(n - first);
             }
         }
+        if !positive {
+            // A tier that needs more replicas of this partition to meet
+            // its (and its descendants') minimums comes first.
+            let mut urgent: Option<((i64, u16), u32)> = None;
+            for &c in self
+                .required
+                .get(node as usize)
+                .map_or(&[][..], Vec::as_slice)
+            {
+                let pos = c - first;
+                let count = part.count(c);
+                if excluded.contains(&pos) || self.need(c, part) <= count {
+                    continue;
+                }
+                let key = self.key_of(node, pos);
+                if urgent.is_none_or(|(k, _)| key > k) {
+                    urgent = Some((key, pos));
+                }
+            }
+            if let Some((_, pos)) = urgent {
+                if let Some(leaf) = self.descend_with(first + pos, part, positive, deeper) {
+                    return Some(leaf);
+                }
+                excluded.push(pos);
+            }
+        }
         loop {
-            let (key, pos) = self.best_child(node, excluded)?;
-            if positive && key < POSITIVE_KEY {
+            let best = self.best_child(node, excluded)?;
+            if positive && self.val[(first + best.pos) as usize] <= 0 {
                 return None;
             }
-            if let Some(leaf) = self.descend_with(first + pos, part, positive, deeper) {
+            if let Some(leaf) = self.descend_with(first + best.pos, part, positive, deeper) {
                 return Some(leaf);
             }
-            excluded.push(pos);
+            excluded.push(best.pos);
         }
+    }
+
+    /// The stored key and tie-breaker of the child at `pos` of `node`.
+    fn key_of(&self, node: u32, pos: u32) -> (i64, u16) {
+        let off = self.seg_off[node as usize];
+        let size = self.seg_size[node as usize] as usize;
+        let slot = self.seg[off + size + pos as usize];
+        (slot.key, slot.tie)
+    }
+
+    /// Fewest replicas of the partition `node` must hold so that it and
+    /// every tier below it reach their `min`, given what it holds now.
+    fn need(&self, node: u32, part: &PartTiers) -> u32 {
+        let own = self.plan.min[node as usize];
+        let Some(required) = self.required.get(node as usize) else {
+            return own;
+        };
+        if required.is_empty() {
+            return own;
+        }
+        let mut total = part.count(node);
+        for &c in required {
+            let held = part.count(c);
+            total += self.need(c, part).max(held) - held;
+        }
+        own.max(total)
     }
 
     /// Last resort when the plan's bounds leave no room (float edge cases):
@@ -215,7 +321,7 @@ impl<'a> Engine<'a> {
 }
 
 fn better(a: Slot, b: Slot) -> Slot {
-    if b.0 > a.0 {
+    if (b.key, b.tie) > (a.key, a.tie) {
         b
     } else {
         a

@@ -118,9 +118,7 @@ impl RingBuilder {
             .ok()
             .filter(|&n| n <= MAX_HEADER_BYTES)
             .ok_or_else(|| corrupt("header too large"))?;
-        let mut gz = GzBuilder::new()
-            .mtime(0)
-            .write(writer, Compression::fast());
+        let mut gz = GzBuilder::new().mtime(0).write(writer, Compression::fast());
         gz.write_all(MAGIC)?;
         gz.write_all(&json_len.to_be_bytes())?;
         gz.write_all(&json)?;
@@ -270,7 +268,9 @@ impl RingBuilder {
             Ok(0) => {}
             Ok(_) => return Err(corrupt("data after the end")),
             Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
-                return Err(BuilderError::Truncated("ends inside the gzip trailer".into()))
+                return Err(BuilderError::Truncated(
+                    "ends inside the gzip trailer".into(),
+                ))
             }
             Err(e) => return Err(corrupt(e.to_string())),
         }
@@ -296,7 +296,9 @@ impl RingBuilder {
 
 fn read_error(e: std::io::Error, what: &str) -> BuilderError {
     match e.kind() {
-        std::io::ErrorKind::UnexpectedEof => BuilderError::Truncated(format!("ends inside the {what}")),
+        std::io::ErrorKind::UnexpectedEof => {
+            BuilderError::Truncated(format!("ends inside the {what}"))
+        }
         // The decoder reports corrupt deflate data and checksum mismatches
         // as I/O errors.
         _ => corrupt(format!("{what}: {e}")),

@@ -422,7 +422,11 @@ impl RingBuilder {
     /// Changes a device's addresses, name or meta through `f`. Changing its
     /// id, region, zone or weight this way is an error (they have their own
     /// setters), as is taking another device's IP, port and name.
-    pub fn set_dev_info(&mut self, id: u32, f: impl FnOnce(&mut Device)) -> Result<(), BuilderError> {
+    pub fn set_dev_info(
+        &mut self,
+        id: u32,
+        f: impl FnOnce(&mut Device),
+    ) -> Result<(), BuilderError> {
         let mut dev = self.dev_mut(id)?.dev.clone();
         let before = dev.clone();
         f(&mut dev);
@@ -634,7 +638,7 @@ impl RingBuilder {
         }
         let tree = plan::Tree::build(&weighted, self.devs.len());
         let parts = self.parts();
-        plan::Plan::compute(&tree, self.replicas, self.overload, parts, parts)
+        plan::Plan::compute(&tree, self.replicas, self.overload, parts, &[])
             .map_or(0.0, |p| p.required_overload)
     }
 

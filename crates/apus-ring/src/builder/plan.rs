@@ -141,6 +141,8 @@ fn same_tier(depth: u8, a: &Device, b: &Device) -> bool {
 }
 
 pub(super) struct Plan {
+    /// Replicas of a partition the node should hold on average.
+    #[cfg_attr(not(test), allow(dead_code))]
     pub target: Vec<f64>,
     /// Fewest replicas of any partition the node should hold.
     pub min: Vec<u32>,
@@ -159,8 +161,8 @@ impl Plan {
         tree: &Tree,
         replicas: f64,
         overload: f64,
-        parts: u64,
         total_slots: u64,
+        held: &[u32],
     ) -> Result<Plan, String> {
         let weighted = weighted_replicas(tree, replicas);
         let wanted = wanted_replicas(tree, replicas, &weighted)?;
@@ -186,7 +188,15 @@ impl Plan {
             }
             max.push(m);
         }
-        let want_parts = distribute_parts(tree, &target, &max, parts, total_slots);
+        let mut held_by_node = vec![0u64; tree.len()];
+        for leaf in tree.leaves() {
+            let id = tree.dev_id[leaf as usize] as usize;
+            held_by_node[leaf as usize] = u64::from(held.get(id).copied().unwrap_or(0));
+        }
+        for node in (1..tree.len()).rev() {
+            held_by_node[tree.parent[node] as usize] += held_by_node[node];
+        }
+        let want_parts = distribute_parts(tree, &target, &held_by_node, total_slots);
         let dispersion_max = topology_bounds(tree, replicas, true);
         Ok(Plan {
             target,
@@ -326,7 +336,11 @@ fn wanted_replicas(tree: &Tree, replicas: f64, weighted: &[f64]) -> Result<Vec<f
                 }));
                 if spread.is_empty() {
                     device_limited = true;
-                    spread.extend(children.clone().filter(|&c| wanted[c as usize] < devices(c)));
+                    spread.extend(
+                        children
+                            .clone()
+                            .filter(|&c| wanted[c as usize] < devices(c)),
+                    );
                 }
             } else {
                 break;
@@ -351,50 +365,64 @@ fn required_overload(tree: &Tree, weighted: &[f64], wanted: &[f64]) -> f64 {
         .fold(0.0, f64::max)
 }
 
-/// Splits the partition-replicas over the tree top-down in proportion to
-/// the targets, largest remainders first, never more than `max` replicas
-/// of every partition in one node.
-fn distribute_parts(tree: &Tree, target: &[f64], max: &[u32], parts: u64, total: u64) -> Vec<i64> {
+/// Splits the partition-replicas over the tree top-down. Every node gets
+/// the floor or the ceiling of its exact share (its target scaled to the
+/// total), so no device or tier is off by a whole partition-replica and a
+/// tier whose share is a whole number gets exactly that. Which siblings
+/// round up is decided by what they hold now (`held`, by node): those
+/// holding at least the ceiling first, so recomputing the plan after a
+/// small change does not shuffle roundings around; then the largest
+/// fractions.
+fn distribute_parts(tree: &Tree, target: &[f64], held: &[u64], total: u64) -> Vec<i64> {
+    const SNAP: f64 = 1e-6;
     let mut want = vec![0i64; tree.len()];
     want[0] = total as i64;
-    let mut order: Vec<(f64, u32)> = Vec::new();
+    let sum: f64 = tree.leaves().map(|l| target[l as usize].max(0.0)).sum();
+    let scale = if sum > 0.0 { total as f64 / sum } else { 0.0 };
+    let mut order: Vec<(bool, f64, u32)> = Vec::new();
     for node in tree.internal_nodes() {
-        let children = tree.children(node);
         let budget = want[node as usize];
-        let sum: f64 = children.clone().map(|c| target[c as usize].max(0.0)).sum();
-        let cap = |c: u32| i64::from(max[c as usize]).saturating_mul(parts as i64);
-        order.clear();
+        let children = tree.children(node);
         let mut given = 0i64;
+        order.clear();
         for c in children.clone() {
-            let exact = if sum > 0.0 {
-                budget as f64 * target[c as usize].max(0.0) / sum
-            } else {
-                budget as f64 / children.len() as f64
-            };
-            let base = (exact.floor() as i64).clamp(0, cap(c));
-            want[c as usize] = base;
-            given += base;
-            order.push((exact - base as f64, c));
+            let exact = target[c as usize].max(0.0) * scale;
+            let mut lo = exact.floor();
+            if exact - lo > 1.0 - SNAP {
+                lo += 1.0;
+            }
+            let lo = lo as i64;
+            want[c as usize] = lo;
+            given += lo;
+            let frac = exact - lo as f64;
+            if frac > SNAP {
+                let holds_more = held[c as usize] as i64 > lo;
+                order.push((holds_more, frac, c));
+            }
         }
-        order.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+        order.sort_by(|a, b| b.0.cmp(&a.0).then(b.1.total_cmp(&a.1)).then(a.2.cmp(&b.2)));
         let mut left = budget - given;
-        let mut respect_caps = true;
-        while left > 0 {
-            let mut progressed = false;
-            for &(_, c) in &order {
-                if left == 0 {
-                    break;
-                }
-                if respect_caps && want[c as usize] >= cap(c) {
-                    continue;
-                }
-                want[c as usize] += 1;
+        for &(_, _, c) in &order {
+            if left <= 0 {
+                break;
+            }
+            want[c as usize] += 1;
+            left -= 1;
+        }
+        // Only float trouble gets here: settle the difference anywhere.
+        let n = i64::from(tree.n_children[node as usize].max(1));
+        let first = tree.first_child[node as usize];
+        let mut i = 0i64;
+        while left != 0 && i < 4 * n + budget.abs() + 4 {
+            let c = (first + (i % n) as u32) as usize;
+            if left > 0 {
+                want[c] += 1;
                 left -= 1;
-                progressed = true;
+            } else if want[c] > 0 {
+                want[c] -= 1;
+                left += 1;
             }
-            if !progressed {
-                respect_caps = false;
-            }
+            i += 1;
         }
     }
     want
@@ -451,7 +479,7 @@ mod tests {
         ];
         let refs: Vec<&Device> = devs.iter().collect();
         let tree = Tree::build(&refs, 6);
-        let plan = Plan::compute(&tree, 3.0, 0.0, 64, 192).unwrap();
+        let plan = Plan::compute(&tree, 3.0, 0.0, 192, &[]).unwrap();
         let r1 = 1usize;
         assert!((plan.target[r1] - 2.0).abs() < 1e-9);
         assert_eq!((plan.min[r1], plan.max[r1]), (2, 2));
@@ -472,13 +500,13 @@ mod tests {
         ];
         let refs: Vec<&Device> = devs.iter().collect();
         let tree = Tree::build(&refs, 4);
-        let no = Plan::compute(&tree, 2.0, 0.0, 16, 32).unwrap();
+        let no = Plan::compute(&tree, 2.0, 0.0, 32, &[]).unwrap();
         assert!((no.required_overload - 1.0).abs() < 1e-9);
         let zone2 = 3usize;
         assert!((no.target[zone2] - 0.5).abs() < 1e-9);
-        let half = Plan::compute(&tree, 2.0, 0.5, 16, 32).unwrap();
+        let half = Plan::compute(&tree, 2.0, 0.5, 32, &[]).unwrap();
         assert!((half.target[zone2] - 0.75).abs() < 1e-9);
-        let full = Plan::compute(&tree, 2.0, 2.0, 16, 32).unwrap();
+        let full = Plan::compute(&tree, 2.0, 2.0, 32, &[]).unwrap();
         assert!((full.target[zone2] - 1.0).abs() < 1e-9);
         assert_eq!(full.min[zone2], 1);
     }

@@ -3,15 +3,15 @@
 use super::engine::{Engine, PartTiers};
 use super::plan::{Plan, Tree, NO_NODE};
 use super::rng::Rng;
-use super::{
-    row_lengths, BuilderError, RebalanceProgress, RebalanceReport, RingBuilder, NONE_DEV,
-};
+use super::{row_lengths, BuilderError, RebalanceProgress, RebalanceReport, RingBuilder, NONE_DEV};
 use crate::device::Device;
 
 /// Progress callbacks per stage, at most.
 const STEPS_PER_STAGE: u64 = 20;
 /// Passes over all partitions looking for balancing moves, at most.
 const MAX_BALANCE_PASSES: usize = 4;
+/// Rounds of lateral moves (each followed by direct passes), at most.
+const MAX_LATERAL_ROUNDS: usize = 0;
 
 struct Reporter<'a> {
     callback: &'a mut dyn FnMut(RebalanceProgress),
@@ -72,7 +72,9 @@ impl PartSet {
     }
     fn iter(&self) -> impl Iterator<Item = usize> + '_ {
         self.0.iter().enumerate().flat_map(|(i, &word)| {
-            (0..64).filter(move |b| word & (1 << b) != 0).map(move |b| i * 64 + b)
+            (0..64)
+                .filter(move |b| word & (1 << b) != 0)
+                .map(move |b| i * 64 + b)
         })
     }
 }
@@ -80,6 +82,8 @@ impl PartSet {
 /// State shared by the rebalance steps.
 struct Work<'b, 'e> {
     rows: &'b mut Vec<Vec<u16>>,
+    /// The assignments before this rebalance.
+    original: &'b [Vec<u16>],
     held: &'b mut Vec<u32>,
     last_moves: &'b [u8],
     min_part_hours: u32,
@@ -95,6 +99,12 @@ impl Work<'_, '_> {
 
     fn movable(&self, p: usize) -> bool {
         u32::from(self.last_moves[p]) >= self.min_part_hours && !self.moved.contains(p)
+    }
+
+    /// Whether replica `r` of `p` already changed in this rebalance, so
+    /// moving it again changes no other replica of the partition.
+    fn changed(&self, r: usize, p: usize) -> bool {
+        self.original.get(r).and_then(|row| row.get(p)) != self.rows[r].get(p)
     }
 
     fn leaf_of(&self, id: u16) -> u32 {
@@ -166,7 +176,9 @@ impl Work<'_, '_> {
                     }
                     let doubled = self.tiers.count(leaf) > 1;
                     if !(may_move || doubled)
-                        || !self.tiers.over_max(self.engine.tree, self.engine.plan, leaf)
+                        || !self
+                            .tiers
+                            .over_max(self.engine.tree, self.engine.plan, leaf)
                     {
                         continue;
                     }
@@ -194,6 +206,7 @@ impl Work<'_, '_> {
         report.start("placing", todo.len() as u64);
         for (done, &p) in todo.iter().enumerate() {
             report.tick(done as u64);
+            self.engine.set_pending(todo.len() - done - 1);
             let p = p as usize;
             self.count_part(p);
             for r in 0..self.rows.len() {
@@ -212,15 +225,51 @@ impl Work<'_, '_> {
                 self.assign(r, p, leaf);
             }
         }
+        self.engine.set_pending(0);
         report.finish();
         Ok(())
     }
 
-    /// Moves single replicas of movable partitions from over-filled devices
-    /// straight to under-filled ones, within the plan's bounds.
+    /// Evens out devices: direct moves from over-filled to under-filled
+    /// devices; when those run out with devices still off target, lateral
+    /// moves from over-filled devices to devices at their target open new
+    /// direct moves (a chain of two moves where no single move fits).
     fn balance(&mut self, report: &mut Reporter) {
+        for _ in 0..MAX_LATERAL_ROUNDS {
+            self.direct_passes(report);
+            if self.engine.val[0] == 0 || self.lateral_pass(report) == 0 {
+                break;
+            }
+        }
+        self.direct_passes(report);
+    }
+
+    /// The replicas of `p` on over-filled devices that may move, most
+    /// over-filled first: `(deficit, replica, leaf)`.
+    fn donors(&self, p: usize, out: &mut Vec<(i64, usize, u32)>) {
+        out.clear();
+        let movable = self.movable(p);
+        for r in 0..self.rows.len() {
+            if let Some(&id) = self.rows[r].get(p) {
+                let leaf = self.leaf_of(id);
+                if leaf != NO_NODE
+                    && self.engine.val[leaf as usize] < 0
+                    && (movable || self.changed(r, p))
+                {
+                    out.push((self.engine.val[leaf as usize], r, leaf));
+                }
+            }
+        }
+        out.sort_unstable();
+    }
+
+    /// Moves single replicas of movable partitions from over-filled devices
+    /// straight to under-filled ones, within the plan's bounds. Replicas
+    /// placed earlier in this rebalance may move again (the partition
+    /// still has only that replica changed).
+    fn direct_passes(&mut self, report: &mut Reporter) {
         let parts = self.last_moves.len();
-        let mut donors: Vec<(i64, usize, u32)> = Vec::with_capacity(self.rows.len());
+        let mut donors = Vec::with_capacity(self.rows.len());
         for _ in 0..MAX_BALANCE_PASSES {
             if self.engine.val[0] == 0 {
                 break;
@@ -234,26 +283,13 @@ impl Work<'_, '_> {
                     break;
                 }
                 let p = (start + offset) % parts;
-                if !self.movable(p) {
-                    continue;
-                }
-                donors.clear();
-                for r in 0..self.rows.len() {
-                    if let Some(&id) = self.rows[r].get(p) {
-                        let leaf = self.leaf_of(id);
-                        if leaf != NO_NODE && self.engine.val[leaf as usize] < 0 {
-                            donors.push((self.engine.val[leaf as usize], r, leaf));
-                        }
-                    }
-                }
+                self.donors(p, &mut donors);
                 if donors.is_empty() {
                     continue;
                 }
-                donors.sort_unstable();
                 self.count_part(p);
-                for i in 0..donors.len() {
-                    let (_, r, from) = donors[i];
-                    if self.try_move(r, p, from) {
+                for &(_, r, from) in &donors {
+                    if self.try_move(r, p, from, true) {
                         moves += 1;
                         break;
                     }
@@ -266,17 +302,46 @@ impl Work<'_, '_> {
         }
     }
 
+    /// Moves up to as many replicas as devices lack from over-filled
+    /// devices to devices at their target; returns how many moved.
+    fn lateral_pass(&mut self, report: &mut Reporter) -> usize {
+        let parts = self.last_moves.len();
+        let budget = usize::try_from(self.engine.val[0]).unwrap_or(0);
+        let mut donors = Vec::with_capacity(self.rows.len());
+        let mut moves = 0usize;
+        report.start("rearranging", parts as u64);
+        let start = self.engine.rng.below(parts as u64) as usize;
+        for offset in 0..parts {
+            report.tick(offset as u64);
+            if moves >= budget {
+                break;
+            }
+            let p = (start + offset) % parts;
+            self.donors(p, &mut donors);
+            if let Some(&(_, r, from)) = donors.first() {
+                self.count_part(p);
+                if self.try_move(r, p, from, false) {
+                    moves += 1;
+                }
+            }
+        }
+        report.finish();
+        moves
+    }
+
     /// Moves replica `r` of `p` off device leaf `from` to a device that
-    /// wants more, if one can take it without breaking the plan's bounds
-    /// for the partition.
-    fn try_move(&mut self, r: usize, p: usize, from: u32) -> bool {
+    /// wants more (`wanting`) or at least is not over-filled, if one can
+    /// take it without breaking the plan's bounds for the partition.
+    fn try_move(&mut self, r: usize, p: usize, from: u32, wanting: bool) -> bool {
         let tree = self.engine.tree;
         self.tiers.remove(tree, from);
         let anchor = self.engine.anchor(from, &self.tiers);
         let to = if tree.depth[anchor as usize] == super::plan::DEV_DEPTH {
             None
         } else {
-            self.engine.descend(anchor, &self.tiers, true)
+            self.engine
+                .descend(anchor, &self.tiers, wanting)
+                .filter(|&to| to != from && self.engine.val[to as usize] >= 0)
         };
         self.tiers.add(tree, from);
         match to {
@@ -313,12 +378,17 @@ impl RingBuilder {
         let lengths = row_lengths(parts, self.replicas);
         let total_slots: usize = lengths.iter().sum();
         let tree = Tree::build(&weighted, self.devs.len());
+        let held_now: Vec<u32> = self
+            .devs
+            .iter()
+            .map(|b| b.as_ref().map_or(0, |b| b.parts))
+            .collect();
         let plan = Plan::compute(
             &tree,
             self.replicas,
             self.overload,
-            parts as u64,
             total_slots as u64,
+            &held_now,
         )
         .map_err(BuilderError::Validation)?;
         report.finish();
@@ -337,7 +407,12 @@ impl RingBuilder {
         // Replicas on devices outside the tree (removed, zero weight) go.
         for row in self.rows.iter_mut() {
             for (p, id) in row.iter_mut().enumerate() {
-                if *id != NONE_DEV && tree.node_of_dev.get(usize::from(*id)).is_none_or(|&n| n == NO_NODE) {
+                if *id != NONE_DEV
+                    && tree
+                        .node_of_dev
+                        .get(usize::from(*id))
+                        .is_none_or(|&n| n == NO_NODE)
+                {
                     if let Some(h) = held.get_mut(usize::from(*id)) {
                         *h = h.saturating_sub(1);
                     }
@@ -353,6 +428,7 @@ impl RingBuilder {
         let last_moves = std::mem::take(&mut self.last_part_moves);
         let mut work = Work {
             rows: &mut rows,
+            original: &old_rows,
             held: &mut held,
             last_moves: &last_moves,
             min_part_hours: self.min_part_hours,

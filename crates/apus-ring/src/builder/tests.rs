@@ -25,7 +25,8 @@ fn small_ring(zones: u32, per_zone: u32) -> RingBuilder {
     let mut b = RingBuilder::new(8, 3.0, 1).unwrap();
     for z in 0..zones {
         for d in 0..per_zone {
-            b.add_dev(dev(1, z, &format!("10.0.{z}.{d}"), "sda", 100.0)).unwrap();
+            b.add_dev(dev(1, z, &format!("10.0.{z}.{d}"), "sda", 100.0))
+                .unwrap();
         }
     }
     b
@@ -33,17 +34,32 @@ fn small_ring(zones: u32, per_zone: u32) -> RingBuilder {
 
 #[test]
 fn rejects_bad_part_power() {
-    assert!(matches!(RingBuilder::new(0, 3.0, 1), Err(BuilderError::InvalidPartPower(0))));
-    assert!(matches!(RingBuilder::new(33, 3.0, 1), Err(BuilderError::InvalidPartPower(33))));
+    assert!(matches!(
+        RingBuilder::new(0, 3.0, 1),
+        Err(BuilderError::InvalidPartPower(0))
+    ));
+    assert!(matches!(
+        RingBuilder::new(33, 3.0, 1),
+        Err(BuilderError::InvalidPartPower(33))
+    ));
     assert!(RingBuilder::new(1, 3.0, 1).is_ok());
     assert!(RingBuilder::new(32, 3.0, 1).is_ok());
 }
 
 #[test]
 fn rejects_bad_replicas_and_hours() {
-    assert!(matches!(RingBuilder::new(8, 0.5, 1), Err(BuilderError::InvalidReplicas(_))));
-    assert!(matches!(RingBuilder::new(8, f64::NAN, 1), Err(BuilderError::InvalidReplicas(_))));
-    assert!(matches!(RingBuilder::new(8, 3.0, 256), Err(BuilderError::InvalidMinPartHours(256))));
+    assert!(matches!(
+        RingBuilder::new(8, 0.5, 1),
+        Err(BuilderError::InvalidReplicas(_))
+    ));
+    assert!(matches!(
+        RingBuilder::new(8, f64::NAN, 1),
+        Err(BuilderError::InvalidReplicas(_))
+    ));
+    assert!(matches!(
+        RingBuilder::new(8, 3.0, 256),
+        Err(BuilderError::InvalidMinPartHours(256))
+    ));
     let mut b = RingBuilder::new(8, 3.0, 1).unwrap();
     assert!(b.set_replicas(0.0).is_err());
     assert!(b.set_min_part_hours(1000).is_err());
@@ -57,7 +73,10 @@ fn rejects_bad_replicas_and_hours() {
 fn replicas_above_devices_is_an_error() {
     let mut b = small_ring(2, 1);
     let err = b.rebalance(Some(1), &mut quiet()).unwrap_err();
-    assert!(matches!(err, BuilderError::NotEnoughDevices { devices: 2, .. }), "{err}");
+    assert!(
+        matches!(err, BuilderError::NotEnoughDevices { devices: 2, .. }),
+        "{err}"
+    );
     assert!(err.to_string().contains("replica count of 3"), "{err}");
     assert!(!b.ever_rebalanced());
     // Zero-weight devices do not count.
@@ -76,22 +95,43 @@ fn replicas_above_devices_is_an_error() {
 #[test]
 fn device_errors() {
     let mut b = small_ring(3, 1);
-    assert!(matches!(b.set_dev_weight(42, 1.0), Err(BuilderError::UnknownDevice(42))));
-    assert!(matches!(b.remove_dev(42), Err(BuilderError::UnknownDevice(42))));
-    assert!(matches!(b.set_dev_weight(0, -1.0), Err(BuilderError::InvalidWeight(_))));
-    assert!(matches!(b.set_dev_weight(0, f64::NAN), Err(BuilderError::InvalidWeight(_))));
+    assert!(matches!(
+        b.set_dev_weight(42, 1.0),
+        Err(BuilderError::UnknownDevice(42))
+    ));
+    assert!(matches!(
+        b.remove_dev(42),
+        Err(BuilderError::UnknownDevice(42))
+    ));
+    assert!(matches!(
+        b.set_dev_weight(0, -1.0),
+        Err(BuilderError::InvalidWeight(_))
+    ));
+    assert!(matches!(
+        b.set_dev_weight(0, f64::NAN),
+        Err(BuilderError::InvalidWeight(_))
+    ));
     assert!(matches!(
         b.add_dev(dev(1, 1, "10.1.1.1", "sdz", -5.0)),
         Err(BuilderError::InvalidWeight(_))
     ));
     let mut same_id = dev(1, 1, "10.1.1.1", "sdz", 1.0);
     same_id.id = 1;
-    assert!(matches!(b.add_dev(same_id), Err(BuilderError::DuplicateDeviceId(1))));
+    assert!(matches!(
+        b.add_dev(same_id),
+        Err(BuilderError::DuplicateDeviceId(1))
+    ));
     let err = b.add_dev(dev(1, 7, "10.0.0.0", "sda", 1.0)).unwrap_err();
-    assert!(matches!(err, BuilderError::DuplicateDevice { id: 0, .. }), "{err}");
+    assert!(
+        matches!(err, BuilderError::DuplicateDevice { id: 0, .. }),
+        "{err}"
+    );
     let mut too_big = dev(1, 1, "10.1.1.1", "sdz", 1.0);
     too_big.id = 65535;
-    assert!(matches!(b.add_dev(too_big), Err(BuilderError::InvalidDeviceId(65535))));
+    assert!(matches!(
+        b.add_dev(too_big),
+        Err(BuilderError::InvalidDeviceId(65535))
+    ));
     assert!(matches!(
         b.set_dev_info(0, |d| d.zone = 9),
         Err(BuilderError::ImmutableField("zone"))
@@ -105,7 +145,10 @@ fn device_errors() {
         Err(BuilderError::DuplicateDevice { id: 1, .. })
     ));
     b.remove_dev(2).unwrap();
-    assert!(matches!(b.set_dev_weight(2, 1.0), Err(BuilderError::MarkedForRemoval(2))));
+    assert!(matches!(
+        b.set_dev_weight(2, 1.0),
+        Err(BuilderError::MarkedForRemoval(2))
+    ));
     assert!(matches!(b.ring_data(), Err(BuilderError::NotRebalanced)));
     assert!(matches!(b.validate(), Err(BuilderError::NotRebalanced)));
 }
@@ -206,7 +249,8 @@ fn round_trips_through_bytes() {
 fn required_overload_of_lopsided_zones() {
     let mut b = RingBuilder::new(6, 2.0, 1).unwrap();
     for (i, zone) in [1, 1, 1, 2].into_iter().enumerate() {
-        b.add_dev(dev(1, zone, &format!("10.0.0.{i}"), "sda", 1.0)).unwrap();
+        b.add_dev(dev(1, zone, &format!("10.0.0.{i}"), "sda", 1.0))
+            .unwrap();
     }
     assert!((b.required_overload() - 1.0).abs() < 1e-9);
     b.rebalance(Some(1), &mut quiet()).unwrap();
