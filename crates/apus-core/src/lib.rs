@@ -2,14 +2,18 @@
 //!
 //! It owns Swift's hash paths (`md5(prefix + /a/c/o + suffix)`), the
 //! `[swift-hash]` configuration that seeds them, and Swift's `Timestamp` in
-//! its normalized and internal forms.
+//! its normalized and internal forms, and the HTTP vocabulary the servers
+//! and the proxy share: `Range` requests ([`range`]) and conditional
+//! requests with HTTP dates ([`conditional`]), with Swift's rules.
 //!
 //! Invariant: no I/O beyond parsing text handed to it, no async runtime, no
 //! HTTP, no SQLite. Everything here is a function of its arguments, so it can
 //! be property-tested and fuzzed in isolation. It must never depend on another
 //! apus crate.
 
+pub mod conditional;
 pub mod hash;
+pub mod range;
 pub mod timestamp;
 
 pub use hash::{HashConfig, HashConfigError};
