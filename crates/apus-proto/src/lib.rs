@@ -1,1 +1,29 @@
-//! apus-proto (being written).
+//! apus-proto: the backend wire protocol spoken between the proxy, the
+//! storage servers and the background daemons, as OpenStack Swift speaks it.
+//!
+//! It owns:
+//! - the names of the backend headers ([`headers`]);
+//! - request paths: percent-decoding with Swift's UTF-8/NUL rules, Swift's
+//!   `split_path`, and quoting for outgoing backend requests ([`path`]);
+//! - the object constraints a storage server re-checks ([`constraints`]);
+//! - the container-update message an object server sends to container
+//!   servers (and saves as an async pending), the expiring-objects queue
+//!   names, and the target lists the proxy hands over in
+//!   `X-Container-*` / `X-Delete-At-*` headers ([`update`]).
+//!
+//! Known differences from Swift's wire protocol are documented here as
+//! they are decided. Erasure-coded PUTs (Swift's multi-phase commit with
+//! `100 Continue` carrying headers) are not spoken yet; when they are, the
+//! apus-to-apus mechanism will be defined in this crate.
+//!
+//! Invariant: no I/O, no async runtime, no storage crates. Everything here
+//! is a pure function of its arguments. Of apus it depends only on
+//! `apus-core`; of the HTTP stack only on the `http` types.
+
+pub mod constraints;
+pub mod headers;
+pub mod path;
+pub mod update;
+
+pub use path::{percent_decode, quote, split_path, title_case, PathError};
+pub use update::{ContainerUpdate, UpdateTarget};

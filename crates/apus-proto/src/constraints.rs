@@ -1,0 +1,108 @@
+//! Swift's default constraints and the metadata check every server
+//! repeats (`check_metadata`), pure functions over header pairs.
+
+/// Largest object a single PUT may store (5 GiB + 2 bytes, Swift's value).
+pub const MAX_FILE_SIZE: u64 = 5_368_709_122;
+pub const MAX_META_NAME_LENGTH: usize = 128;
+pub const MAX_META_VALUE_LENGTH: usize = 256;
+pub const MAX_META_COUNT: usize = 90;
+pub const MAX_META_OVERALL_SIZE: usize = 4096;
+pub const MAX_HEADER_SIZE: usize = 8192;
+pub const MAX_OBJECT_NAME_LENGTH: usize = 1024;
+
+/// A failed constraint: the status and the plain-text body Swift sends.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{status} {body}")]
+pub struct ConstraintError {
+    pub status: u16,
+    pub body: String,
+}
+
+impl ConstraintError {
+    pub fn bad_request(body: impl Into<String>) -> Self {
+        ConstraintError {
+            status: 400,
+            body: body.into(),
+        }
+    }
+}
+
+/// Swift's `check_metadata` for `target` (`object`, `container`,
+/// `account`): header values at most 8 KiB, metadata names non-empty and at
+/// most 128 bytes, values at most 256 bytes, at most 90 items and 4096
+/// bytes in all (names without the prefix plus values).
+pub fn check_metadata<'a>(
+    headers: impl IntoIterator<Item = (&'a str, &'a str)>,
+    target: &str,
+) -> Result<(), ConstraintError> {
+    let prefix = format!("x-{}-meta-", target.to_ascii_lowercase());
+    let mut count = 0usize;
+    let mut size = 0usize;
+    for (key, value) in headers {
+        if value.len() > MAX_HEADER_SIZE {
+            let shown: String = key.chars().take(MAX_META_NAME_LENGTH).collect();
+            return Err(ConstraintError::bad_request(format!(
+                "Header value too long: {shown}"
+            )));
+        }
+        let is_meta = key
+            .get(..prefix.len())
+            .is_some_and(|p| p.eq_ignore_ascii_case(&prefix));
+        if !is_meta {
+            continue;
+        }
+        let name = &key[prefix.len()..];
+        if name.is_empty() {
+            return Err(ConstraintError::bad_request(
+                "Metadata name cannot be empty",
+            ));
+        }
+        if target != "object" && value.contains('\0') {
+            return Err(ConstraintError::bad_request("Metadata must be valid UTF-8"));
+        }
+        count += 1;
+        size += name.len() + value.len();
+        if name.len() > MAX_META_NAME_LENGTH {
+            return Err(ConstraintError::bad_request(format!(
+                "Metadata name too long: {prefix}{name}"
+            )));
+        }
+        if value.len() > MAX_META_VALUE_LENGTH {
+            return Err(ConstraintError::bad_request(format!(
+                "Metadata value longer than {MAX_META_VALUE_LENGTH}: {prefix}{name}"
+            )));
+        }
+        if count > MAX_META_COUNT {
+            return Err(ConstraintError::bad_request(format!(
+                "Too many metadata items; max {MAX_META_COUNT}"
+            )));
+        }
+        if size > MAX_META_OVERALL_SIZE {
+            return Err(ConstraintError::bad_request(format!(
+                "Total metadata too large; max {MAX_META_OVERALL_SIZE}"
+            )));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metadata_limits() {
+        assert!(check_metadata([("X-Object-Meta-A", "b")], "object").is_ok());
+        assert_eq!(
+            check_metadata([("X-Object-Meta-", "b")], "object").map_err(|e| e.status),
+            Err(400)
+        );
+        let long = "v".repeat(257);
+        assert!(check_metadata([("x-object-meta-a", long.as_str())], "object").is_err());
+        let names: Vec<String> = (0..91).map(|i| format!("x-object-meta-{i}")).collect();
+        assert!(check_metadata(names.iter().map(|n| (n.as_str(), "v")), "object").is_err());
+        assert!(check_metadata(names[..90].iter().map(|n| (n.as_str(), "v")), "object").is_ok());
+        let big = "v".repeat(8193);
+        assert!(check_metadata([("x-foo", big.as_str())], "object").is_err());
+    }
+}
