@@ -1,1 +1,25 @@
-//! apus-http (being written).
+//! apus-http: the HTTP plumbing every apus server and the proxy share.
+//!
+//! It owns:
+//! - [`server`]: serving a [`Handler`] on a `TcpListener` with hyper's
+//!   HTTP/1.1 (keep-alive, up to 256 request headers, a header read
+//!   timeout, any method, the raw request target untouched) and a graceful
+//!   shutdown bounded in time;
+//! - [`body`]: the one streaming body type ([`Body`]) and its constructors,
+//!   including a bounded channel so a blocking disk reader can stream with
+//!   backpressure and bounded memory;
+//! - [`client`]: the backend client ([`BackendClient`]) with connection
+//!   pooling, a connect timeout and a node timeout (no progress for that
+//!   long fails the request), streaming bodies both ways and raw paths.
+//!
+//! Invariant: no storage crates (diskfile, db, ring) and no protocol
+//! semantics: this crate moves bytes and headers; what they mean belongs to
+//! `apus-proto` and the servers.
+
+pub mod body;
+pub mod client;
+pub mod server;
+
+pub use body::{channel, empty, full, incoming, Body, BodySender};
+pub use client::{BackendClient, ClientConfig, ClientError};
+pub use server::{serve, serve_with, Handler, RemoteAddr, ServerConfig};

@@ -1,0 +1,140 @@
+//! Serving a [`Handler`] over HTTP/1.1 with hyper.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{Request, Response};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use crate::body::Body;
+
+/// Handles one request. The request target is exactly as received
+/// (`req.uri().path()` is not decoded or normalized), any method is
+/// passed through, and the peer's address is in the extensions as
+/// [`RemoteAddr`].
+pub trait Handler: Send + Sync + 'static {
+    fn call(&self, req: Request<Incoming>) -> impl Future<Output = Response<Body>> + Send;
+}
+
+/// The peer of the connection a request came on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RemoteAddr(pub SocketAddr);
+
+/// Connection settings.
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    /// Most request headers accepted (hyper's default is 100; Swift lets
+    /// clients send 126 and backend requests carry more).
+    pub max_headers: usize,
+    /// Time allowed to receive a request's headers once it started
+    /// (also bounds idle keep-alive connections).
+    pub header_read_timeout: Duration,
+    /// On shutdown, time given to requests in flight before connections
+    /// are dropped.
+    pub graceful_timeout: Duration,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            max_headers: 256,
+            header_read_timeout: Duration::from_secs(60),
+            graceful_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// [`serve_with`] and the default [`ServerConfig`].
+pub async fn serve<H: Handler>(
+    listener: TcpListener,
+    handler: Arc<H>,
+    shutdown: impl Future<Output = ()>,
+) -> io::Result<()> {
+    serve_with(listener, handler, shutdown, ServerConfig::default()).await
+}
+
+/// Accepts connections on `listener` and serves `handler` on each until
+/// `shutdown` completes; then stops accepting, lets requests in flight
+/// finish (at most `graceful_timeout`) and returns.
+pub async fn serve_with<H: Handler>(
+    listener: TcpListener,
+    handler: Arc<H>,
+    shutdown: impl Future<Output = ()>,
+    config: ServerConfig,
+) -> io::Result<()> {
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut conns = JoinSet::new();
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .keep_alive(true)
+        .max_headers(config.max_headers)
+        .timer(TokioTimer::new())
+        .header_read_timeout(config.header_read_timeout);
+    let builder = Arc::new(builder);
+    tokio::pin!(shutdown);
+    loop {
+        while conns.try_join_next().is_some() {}
+        let accepted = tokio::select! {
+            biased;
+            _ = &mut shutdown => break,
+            accepted = listener.accept() => accepted,
+        };
+        let (stream, peer) = match accepted {
+            Ok(pair) => pair,
+            Err(e) => {
+                // Out of file descriptors and the like: back off briefly.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let handler = handler.clone();
+        let builder = builder.clone();
+        let mut stop_rx = stop_rx.clone();
+        conns.spawn(async move {
+            let svc = service_fn(move |mut req: Request<Incoming>| {
+                let handler = handler.clone();
+                req.extensions_mut().insert(RemoteAddr(peer));
+                async move { Ok::<_, Infallible>(handler.call(req).await) }
+            });
+            let conn = builder.serve_connection(TokioIo::new(stream), svc);
+            tokio::pin!(conn);
+            tokio::select! {
+                res = conn.as_mut() => {
+                    if let Err(e) = res {
+                        tracing::debug!(%peer, error = %e, "connection ended with an error");
+                    }
+                }
+                _ = stop_rx.changed() => {
+                    conn.as_mut().graceful_shutdown();
+                    let _ = conn.await;
+                }
+            }
+        });
+    }
+    drop(listener);
+    let _ = stop_tx.send(true);
+    let drained = tokio::time::timeout(config.graceful_timeout, async {
+        while conns.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!(
+            remaining = conns.len(),
+            "graceful shutdown timed out; dropping connections"
+        );
+        conns.abort_all();
+        while conns.join_next().await.is_some() {}
+    }
+    Ok(())
+}
