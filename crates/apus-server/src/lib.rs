@@ -1,1 +1,5 @@
 //! apus-server (being written).
+
+pub mod account;
+pub mod container;
+pub mod db_common;

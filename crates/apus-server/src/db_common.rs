@@ -1,0 +1,950 @@
+//! What the account and container servers share: their configuration, the
+//! backend request path (`/<device>/<partition>/<account>[/<container>[/<object>]]`),
+//! the database file layout, drive checks, `X-Timestamp` validation, listing
+//! query parameters and formats (JSON as Swift's servers emit it, XML,
+//! plain text), Swift-style error responses, and a small hyper bootstrap.
+//!
+//! Everything here follows Swift 2.38's storage servers
+//! (`request_helpers`, `constraints`, `listing_formats`, `swob`).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use apus_core::{HashConfig, Timestamp};
+use apus_db::DbError;
+use bytes::Bytes;
+use http::header::{HeaderName, HeaderValue, CONTENT_LENGTH, CONTENT_TYPE};
+use http::{HeaderMap, Method, Response, StatusCode};
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+/// The response body of the database servers (apus-http's body). Listings
+/// are bounded (at most 10,000 entries), so they are built whole.
+pub type DbBody = apus_http::Body;
+
+/// Swift's listing limit for containers and accounts.
+pub const LISTING_LIMIT: usize = 10_000;
+/// Account names starting with this are auto-created by the servers.
+pub const AUTO_CREATE_ACCOUNT_PREFIX: &str = ".";
+/// Swift allows 90 metadata headers plus 36 others; hyper's default is 100.
+pub const MAX_REQUEST_HEADERS: usize = 126;
+
+/// One storage policy as the servers need it: its index and its name (for
+/// the account's per-policy headers and listings).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PolicyInfo {
+    pub index: i64,
+    pub name: String,
+}
+
+/// The storage policies of the cluster (from `swift.conf`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Policies {
+    pub policies: Vec<PolicyInfo>,
+    /// Index of the default policy (used when a container PUT names none).
+    pub default_index: i64,
+}
+
+impl Default for Policies {
+    /// Swift's implicit single policy: `Policy-0`, index 0.
+    fn default() -> Self {
+        Policies {
+            policies: vec![PolicyInfo {
+                index: 0,
+                name: "Policy-0".into(),
+            }],
+            default_index: 0,
+        }
+    }
+}
+
+impl Policies {
+    pub fn get(&self, index: i64) -> Option<&PolicyInfo> {
+        self.policies.iter().find(|p| p.index == index)
+    }
+}
+
+/// Configuration of an account or container server.
+#[derive(Clone, Debug)]
+pub struct DbServerConfig {
+    /// The directory holding one directory per device (`devices`).
+    pub devices: PathBuf,
+    /// Require each device directory to be a mount point.
+    pub mount_check: bool,
+    /// The cluster's hash path prefix and suffix.
+    pub hash: HashConfig,
+    pub policies: Policies,
+    /// Percentage of a device kept free: writes get 507 below it
+    /// (Swift's `fallocate_reserve`, default 1%).
+    pub fallocate_reserve_percent: f64,
+    /// Connect timeout of the container server's account updates.
+    pub conn_timeout: Duration,
+    /// Response timeout of the container server's account updates.
+    pub node_timeout: Duration,
+    /// Hosts a container may sync to without a realm
+    /// (`allowed_sync_hosts`, default 127.0.0.1).
+    pub allowed_sync_hosts: Vec<String>,
+    /// Store `X-Versions-Location` as container metadata (`allow_versions`).
+    pub allow_versions: bool,
+}
+
+impl DbServerConfig {
+    /// Swift's defaults over the given devices directory and hash salt.
+    pub fn new(devices: impl Into<PathBuf>, hash: HashConfig) -> Self {
+        DbServerConfig {
+            devices: devices.into(),
+            mount_check: false,
+            hash,
+            policies: Policies::default(),
+            fallocate_reserve_percent: 1.0,
+            conn_timeout: Duration::from_millis(500),
+            node_timeout: Duration::from_secs(3),
+            allowed_sync_hosts: vec!["127.0.0.1".into()],
+            allow_versions: false,
+        }
+    }
+}
+
+/// Which database a path names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DbKind {
+    Account,
+    Container,
+}
+
+impl DbKind {
+    /// Swift's data directory name on each device.
+    pub fn datadir(self) -> &'static str {
+        match self {
+            DbKind::Account => "accounts",
+            DbKind::Container => "containers",
+        }
+    }
+}
+
+/// `<devices>/<device>/<datadir>/<partition>/<hash[-3:]>/<hash>/<hash>.db`,
+/// Swift's `storage_directory` layout.
+pub fn db_path(devices: &Path, device: &str, kind: DbKind, partition: &str, hash: &str) -> PathBuf {
+    let suffix = hash.get(hash.len().saturating_sub(3)..).unwrap_or(hash);
+    devices
+        .join(device)
+        .join(kind.datadir())
+        .join(partition)
+        .join(suffix)
+        .join(hash)
+        .join(format!("{hash}.db"))
+}
+
+// ---------------------------------------------------------------------------
+// Errors as responses
+
+/// A response decided early (Swift raises these as `HTTPException`s).
+#[derive(Debug)]
+pub struct HttpError {
+    pub status: StatusCode,
+    pub body: Option<String>,
+    pub headers: Vec<(HeaderName, String)>,
+    /// The device a 507 is about.
+    pub drive: Option<String>,
+}
+
+impl HttpError {
+    pub fn new(status: StatusCode) -> Self {
+        HttpError {
+            status,
+            body: None,
+            headers: Vec::new(),
+            drive: None,
+        }
+    }
+
+    /// 507 for an unusable device.
+    pub fn insufficient_storage(drive: &str) -> Self {
+        HttpError {
+            drive: Some(drive.to_string()),
+            ..Self::new(StatusCode::INSUFFICIENT_STORAGE)
+        }
+    }
+
+    pub fn with_body(status: StatusCode, body: impl Into<String>) -> Self {
+        HttpError {
+            status,
+            body: Some(body.into()),
+            headers: Vec::new(),
+            drive: None,
+        }
+    }
+
+    pub fn bad_request(body: impl Into<String>) -> Self {
+        Self::with_body(StatusCode::BAD_REQUEST, body)
+    }
+
+    pub fn header(mut self, name: HeaderName, value: impl Into<String>) -> Self {
+        self.headers.push((name, value.into()));
+        self
+    }
+
+    pub fn into_response(self, method: &Method) -> Response<DbBody> {
+        let mut resp = match self.body {
+            Some(body) => text_response(self.status, body),
+            None => status_response(self.status, method, self.drive.as_deref()),
+        };
+        for (name, value) in self.headers {
+            if let Ok(v) = HeaderValue::from_str(&value) {
+                resp.headers_mut().insert(name, v);
+            }
+        }
+        resp
+    }
+}
+
+impl From<DbError> for HttpError {
+    fn from(e: DbError) -> Self {
+        match e {
+            DbError::NotFound { .. } => HttpError::new(StatusCode::NOT_FOUND),
+            DbError::MetadataLimit(msg) => HttpError::bad_request(msg),
+            DbError::Invalid(msg) => HttpError::bad_request(msg),
+            other => {
+                tracing::error!(error = %other, "database error");
+                HttpError::new(StatusCode::INTERNAL_SERVER_ERROR)
+            }
+        }
+    }
+}
+
+pub type HttpResult<T> = Result<T, HttpError>;
+
+/// Runs blocking database work on tokio's blocking pool.
+pub async fn blocking<T, F>(f: F) -> HttpResult<T>
+where
+    F: FnOnce() -> HttpResult<T> + Send + 'static,
+    T: Send + 'static,
+{
+    match tokio::task::spawn_blocking(f).await {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!(error = %e, "blocking database task failed");
+            Err(HttpError::new(StatusCode::INTERNAL_SERVER_ERROR))
+        }
+    }
+}
+
+fn reason(status: StatusCode) -> Option<(&'static str, &'static str)> {
+    Some(match status.as_u16() {
+        202 => ("Accepted", "The request is accepted for processing."),
+        400 => (
+            "Bad Request",
+            "The server could not comply with the request since it is either malformed or otherwise incorrect.",
+        ),
+        403 => ("Forbidden", "Access was denied to this resource."),
+        404 => ("Not Found", "The resource could not be found."),
+        405 => ("Method Not Allowed", "The method is not allowed for this resource."),
+        406 => (
+            "Not Acceptable",
+            "The resource is not available in a format acceptable to your browser.",
+        ),
+        409 => (
+            "Conflict",
+            "There was a conflict when trying to complete your request.",
+        ),
+        412 => ("Precondition Failed", "A precondition for this request was not met."),
+        500 => (
+            "Internal Error",
+            "The server has either erred or is incapable of performing the requested operation.",
+        ),
+        507 => (
+            "Insufficient Storage",
+            "There was not enough space to save the resource.",
+        ),
+        _ => return None,
+    })
+}
+
+/// A response with Swift's default HTML explanation for error statuses
+/// (none for HEAD and for 2xx without one). `drive` completes 507's text.
+pub fn status_response(
+    status: StatusCode,
+    method: &Method,
+    drive: Option<&str>,
+) -> Response<DbBody> {
+    let body = match reason(status) {
+        Some((title, text)) if *method != Method::HEAD && status.as_u16() != 204 => {
+            let text = match (status.as_u16(), drive) {
+                (507, Some(d)) => format!("{text} Drive: {d}"),
+                _ => text.to_string(),
+            };
+            Some(format!("<html><h1>{title}</h1><p>{text}</p></html>"))
+        }
+        _ => None,
+    };
+    match body {
+        Some(b) => {
+            let mut r = bytes_response(status, Bytes::from(b));
+            r.headers_mut().insert(
+                CONTENT_TYPE,
+                HeaderValue::from_static("text/html; charset=UTF-8"),
+            );
+            r
+        }
+        None => bytes_response(status, Bytes::new()),
+    }
+}
+
+/// A plain-text response.
+pub fn text_response(status: StatusCode, body: impl Into<String>) -> Response<DbBody> {
+    let mut r = bytes_response(status, Bytes::from(body.into()));
+    r.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=UTF-8"),
+    );
+    r
+}
+
+/// A response with `body` and its Content-Length.
+pub fn bytes_response(status: StatusCode, body: Bytes) -> Response<DbBody> {
+    let len = body.len();
+    let mut r = Response::new(apus_http::full(body));
+    *r.status_mut() = status;
+    r.headers_mut()
+        .insert(CONTENT_LENGTH, HeaderValue::from(len));
+    r
+}
+
+/// 507 for `drive`.
+pub fn insufficient_storage(method: &Method, drive: &str) -> Response<DbBody> {
+    status_response(StatusCode::INSUFFICIENT_STORAGE, method, Some(drive))
+}
+
+/// Adds a header if its value is representable; metadata values that came
+/// in as header values always are.
+pub fn put_header(headers: &mut HeaderMap, name: &str, value: &str) {
+    if let (Ok(n), Ok(v)) = (
+        HeaderName::from_bytes(name.as_bytes()),
+        HeaderValue::from_str(value),
+    ) {
+        headers.insert(n, v);
+    } else if let (Ok(n), Ok(v)) = (
+        HeaderName::from_bytes(name.as_bytes()),
+        HeaderValue::from_bytes(value.as_bytes()),
+    ) {
+        headers.insert(n, v);
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Paths
+
+/// Decodes `%XX` escapes (malformed escapes are kept as they are, as
+/// Python's `unquote` does).
+pub fn percent_decode(s: &str) -> Vec<u8> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' && i + 2 < b.len() {
+            let hex = |c: u8| (c as char).to_digit(16);
+            if let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2])) {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    out
+}
+
+pub use apus_proto::{quote as percent_encode_path, title_case};
+
+/// Swift's `split_path` (apus-proto's), its error as Swift's 400 text.
+pub fn split_path(
+    path: &str,
+    minsegs: usize,
+    maxsegs: usize,
+    rest_with_last: bool,
+) -> Result<Vec<Option<String>>, String> {
+    apus_proto::split_path(path, minsegs, maxsegs, rest_with_last).map_err(|e| e.to_string())
+}
+
+/// The parts of a backend path. `account` is always present.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DbPath {
+    pub device: String,
+    pub partition: String,
+    pub account: String,
+    pub container: Option<String>,
+    pub object: Option<String>,
+}
+
+const RESERVED: char = '\0';
+
+fn validate_internal_name(name: &str, what: &str) -> HttpResult<()> {
+    if name.contains(RESERVED) && !name.starts_with(RESERVED) {
+        return Err(HttpError::bad_request(format!(
+            "Invalid reserved-namespace {what}"
+        )));
+    }
+    Ok(())
+}
+
+/// Decodes the request path, checks it is UTF-8 (412 otherwise, Swift's
+/// `check_utf8` with reserved names allowed). Swift checks this before
+/// anything else, the method included.
+pub fn decode_path(raw: &str, utf8_error: &str) -> HttpResult<String> {
+    let bytes = percent_decode(raw);
+    match String::from_utf8(bytes) {
+        Ok(s) if !s.is_empty() => Ok(s),
+        _ => Err(HttpError::with_body(
+            StatusCode::PRECONDITION_FAILED,
+            utf8_error.to_string(),
+        )),
+    }
+}
+
+/// Splits and validates a decoded path (`split_and_validate_path` plus the
+/// reserved-namespace checks): 400 on failure.
+pub fn parse_path(
+    path: &str,
+    minsegs: usize,
+    maxsegs: usize,
+    rest_with_last: bool,
+) -> HttpResult<DbPath> {
+    let segs =
+        split_path(path, minsegs, maxsegs, rest_with_last).map_err(HttpError::bad_request)?;
+    let mut it = segs.into_iter();
+    let device = it.next().flatten().unwrap_or_default();
+    let partition = it.next().flatten().unwrap_or_default();
+    let account = it.next().flatten().unwrap_or_default();
+    let container = it.next().flatten();
+    let object = it.next().flatten();
+    if device.is_empty() || device.contains('/') || device == "." || device == ".." {
+        return Err(HttpError::bad_request(format!(
+            "Invalid device: {}",
+            percent_encode_path(&device)
+        )));
+    }
+    if partition.is_empty() || partition.contains('/') || partition == "." || partition == ".." {
+        return Err(HttpError::bad_request(format!(
+            "Invalid partition: {}",
+            percent_encode_path(&partition)
+        )));
+    }
+    if account.is_empty() {
+        return Err(HttpError::bad_request("Account is required"));
+    }
+    validate_internal_name(&account, "account")?;
+    if let Some(c) = container.as_deref().filter(|c| !c.is_empty()) {
+        validate_internal_name(c, "container")?;
+        if let Some(o) = object.as_deref().filter(|o| !o.is_empty()) {
+            if !account.starts_with(AUTO_CREATE_ACCOUNT_PREFIX) {
+                validate_internal_name(o, "object")?;
+                if c.starts_with(RESERVED) && !o.starts_with(RESERVED) {
+                    return Err(HttpError::bad_request(
+                        "Invalid user-namespace object in reserved-namespace container",
+                    ));
+                }
+                if o.starts_with(RESERVED) && !c.starts_with(RESERVED) {
+                    return Err(HttpError::bad_request(
+                        "Invalid reserved-namespace object in user-namespace container",
+                    ));
+                }
+            }
+        }
+    }
+    Ok(DbPath {
+        device,
+        partition,
+        account,
+        container,
+        object,
+    })
+}
+
+/// Swift's `check_drive`: the name must survive `quote_plus` unchanged and
+/// name a directory (a mount point with `mount_check`). Returns the
+/// device's path, or `None` for a 507.
+pub fn check_drive(devices: &Path, drive: &str, mount_check: bool) -> Option<PathBuf> {
+    if drive.is_empty()
+        || !drive
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || b"_.-~".contains(&c))
+    {
+        return None;
+    }
+    let path = devices.join(drive);
+    if mount_check {
+        is_mount(&path).then_some(path)
+    } else {
+        path.is_dir().then_some(path)
+    }
+}
+
+fn is_mount(path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(me) = std::fs::symlink_metadata(path) else {
+        return false;
+    };
+    if !me.is_dir() {
+        return false;
+    }
+    let Ok(parent) = std::fs::metadata(path.join("..")) else {
+        return false;
+    };
+    me.dev() != parent.dev() || me.ino() == parent.ino()
+}
+
+/// Swift's `fs_has_free_space` with a percentage reserve.
+pub fn has_free_space(path: &Path, reserve_percent: f64) -> bool {
+    if reserve_percent <= 0.0 {
+        return true;
+    }
+    match rustix::fs::statvfs(path) {
+        Ok(st) => {
+            if st.f_blocks == 0 {
+                return true;
+            }
+            let free = st.f_bavail as f64 / st.f_blocks as f64 * 100.0;
+            free > reserve_percent
+        }
+        Err(_) => true,
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Headers
+
+/// Case-insensitive header lookup as a string (`None` if absent or not
+/// valid UTF-8).
+pub fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// A header value decoded as UTF-8 (lossless for valid UTF-8, lossy for
+/// the rest).
+pub fn header_string(v: &HeaderValue) -> String {
+    String::from_utf8_lossy(v.as_bytes()).into_owned()
+}
+
+/// Swift's `config_true_value`.
+pub fn true_value(v: Option<&str>) -> bool {
+    matches!(
+        v.map(|s| s.trim().to_ascii_lowercase()).as_deref(),
+        Some("true" | "1" | "yes" | "on" | "t" | "y")
+    )
+}
+
+/// `X-Timestamp`, required: 400 if missing or invalid.
+pub fn req_timestamp(headers: &HeaderMap) -> HttpResult<Timestamp> {
+    let Some(raw) = headers.get("x-timestamp") else {
+        return Err(HttpError::bad_request("Missing X-Timestamp header"));
+    };
+    raw.to_str()
+        .ok()
+        .and_then(|s| Timestamp::parse(s).ok())
+        .ok_or_else(|| HttpError::bad_request("Invalid X-Timestamp header"))
+}
+
+/// Swift's `is_sys_or_user_meta(server_type, key)` for `account` or
+/// `container`.
+pub fn is_sys_or_user_meta(server_type: &str, key: &str) -> bool {
+    let lower = key.to_ascii_lowercase();
+    let user = format!("x-{server_type}-meta-");
+    let sys = format!("x-{server_type}-sysmeta-");
+    (key.len() > 8 + server_type.len() && lower.starts_with(&user))
+        || (key.len() > 11 + server_type.len() && lower.starts_with(&sys))
+}
+
+/// An HTTP date (`Last-Modified`) for whole seconds since the epoch.
+pub fn http_date(secs: u64) -> String {
+    const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let days = secs / 86_400;
+    let rem = secs % 86_400;
+    let (y, m, d) = apus_core::timestamp::civil_from_days(days as i64);
+    format!(
+        "{}, {:02} {} {:04} {:02}:{:02}:{:02} GMT",
+        DAYS[(days % 7) as usize],
+        d,
+        MONTHS[(m.clamp(1, 12) - 1) as usize],
+        y,
+        rem / 3600,
+        (rem % 3600) / 60,
+        rem % 60
+    )
+}
+
+// ---------------------------------------------------------------------------
+// Query parameters and listing formats
+
+/// The query string as (name, value) pairs of raw bytes, decoded like
+/// Python's `parse_qsl(keep_blank_values=True)` (`+` is a space).
+#[derive(Clone, Debug, Default)]
+pub struct Query {
+    pairs: Vec<(String, Vec<u8>)>,
+}
+
+impl Query {
+    pub fn parse(query: Option<&str>) -> Self {
+        let mut pairs = Vec::new();
+        for part in query.unwrap_or("").split(['&', ';']) {
+            if part.is_empty() {
+                continue;
+            }
+            let (k, v) = part.split_once('=').unwrap_or((part, ""));
+            let k = percent_decode(&k.replace('+', " "));
+            let v = percent_decode(&v.replace('+', " "));
+            pairs.push((String::from_utf8_lossy(&k).into_owned(), v));
+        }
+        Query { pairs }
+    }
+
+    /// A parameter as UTF-8 (`get_param`): the last value wins as in
+    /// swob's `params` dict; 400 if it is not UTF-8.
+    pub fn get(&self, name: &str) -> HttpResult<Option<String>> {
+        match self.pairs.iter().rev().find(|(k, _)| k == name) {
+            None => Ok(None),
+            Some((_, v)) => String::from_utf8(v.clone()).map(Some).map_err(|_| {
+                HttpError::bad_request(format!("\"{name}\" parameter not valid UTF-8"))
+            }),
+        }
+    }
+
+    /// `limit`, clamped as Swift's `constrain_req_limit`: digits only, 412
+    /// above `max`, `max` when absent or not a number.
+    pub fn limit(&self, max: usize) -> HttpResult<usize> {
+        match self.get("limit")? {
+            Some(l) if !l.is_empty() && l.bytes().all(|b| b.is_ascii_digit()) => {
+                match l.parse::<usize>() {
+                    Ok(n) if n <= max => Ok(n),
+                    _ => Err(HttpError::with_body(
+                        StatusCode::PRECONDITION_FAILED,
+                        format!("Maximum limit is {max}"),
+                    )),
+                }
+            }
+            _ => Ok(max),
+        }
+    }
+}
+
+/// A listing's output format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ListingFormat {
+    Plain,
+    Json,
+    /// `application/xml` or `text/xml` (the chosen content type).
+    Xml(&'static str),
+}
+
+impl ListingFormat {
+    pub fn content_type(self) -> &'static str {
+        match self {
+            ListingFormat::Plain => "text/plain",
+            ListingFormat::Json => "application/json",
+            ListingFormat::Xml(ct) => ct,
+        }
+    }
+}
+
+const LISTING_TYPES: [&str; 4] = [
+    "text/plain",
+    "application/json",
+    "application/xml",
+    "text/xml",
+];
+
+/// Swift's `get_listing_content_type`: `format=` overrides `Accept`; 400 on
+/// a malformed Accept header, 406 when nothing offered is acceptable.
+pub fn listing_format(query: &Query, headers: &HeaderMap) -> HttpResult<ListingFormat> {
+    let fmt = query.get("format")?.filter(|f| !f.is_empty());
+    let accept: Option<String> = match fmt {
+        Some(f) => Some(
+            match f.to_ascii_lowercase().as_str() {
+                "json" => "application/json",
+                "xml" => "application/xml",
+                _ => "text/plain",
+            }
+            .to_string(),
+        ),
+        None => headers
+            .get(http::header::ACCEPT)
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned()),
+    };
+    let chosen = best_match(accept.as_deref().unwrap_or(""), &LISTING_TYPES)
+        .map_err(|_| HttpError::bad_request("Invalid Accept header"))?;
+    match chosen {
+        Some("text/plain") => Ok(ListingFormat::Plain),
+        Some("application/json") => Ok(ListingFormat::Json),
+        Some("application/xml") => Ok(ListingFormat::Xml("application/xml")),
+        Some("text/xml") => Ok(ListingFormat::Xml("text/xml")),
+        _ => Err(HttpError::new(StatusCode::NOT_ACCEPTABLE)),
+    }
+}
+
+fn is_token(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b > 0x20 && b != 0x7f && !b"()<>@,;:\\\"/[]?={}".contains(&b))
+}
+
+/// A malformed `Accept` header.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BadAccept;
+
+/// swob's `Accept.best_match`. `Err` for a malformed header.
+pub fn best_match<'a>(header: &str, options: &[&'a str]) -> Result<Option<&'a str>, BadAccept> {
+    if header.is_empty() {
+        return Ok(options.first().copied());
+    }
+    // (type, subtype, quality, no globs)
+    let mut types: Vec<(String, String, f64, bool)> = Vec::new();
+    for item in header.split(',') {
+        let mut parts = item.split(';');
+        let media = parts.next().unwrap_or("").trim();
+        let (t, s) = media.split_once('/').ok_or(BadAccept)?;
+        if !is_token(t) || !is_token(s) {
+            return Err(BadAccept);
+        }
+        let mut q = 1.0;
+        let mut seen_q = false;
+        for p in parts {
+            let p = p.trim();
+            if p.is_empty() {
+                continue;
+            }
+            let (name, value) = p.split_once('=').ok_or(BadAccept)?;
+            let (name, value) = (name.trim(), value.trim());
+            if !is_token(name) || value.is_empty() {
+                return Err(BadAccept);
+            }
+            if name == "q" {
+                if seen_q {
+                    return Err(BadAccept);
+                }
+                seen_q = true;
+                q = value.parse::<f64>().map_err(|_| BadAccept)?;
+            }
+        }
+        types.push((t.to_string(), s.to_string(), q, t != "*" && s != "*"));
+    }
+    // Stable sort, highest quality then no globs first (Python's
+    // reverse sort keeps equal items in order).
+    types.sort_by(|a, b| {
+        (b.2, b.3)
+            .partial_cmp(&(a.2, a.3))
+            .unwrap_or(std::cmp::Ordering::Equal)
+    });
+    for (t, s, _, _) in &types {
+        for opt in options {
+            let Some((ot, os)) = opt.split_once('/') else {
+                continue;
+            };
+            let tm = t == "*" || t.eq_ignore_ascii_case(ot);
+            let sm = s == "*" || s.eq_ignore_ascii_case(os);
+            if tm && sm {
+                return Ok(Some(opt));
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// A JSON string as Python's `json.dumps` writes it (ASCII only).
+pub fn json_str(out: &mut String, s: &str) {
+    out.push('"');
+    for ch in s.chars() {
+        match ch {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '\u{8}' => out.push_str("\\b"),
+            '\u{c}' => out.push_str("\\f"),
+            c if (c as u32) < 0x20 || (c as u32) > 0x7e => {
+                let mut buf = [0u16; 2];
+                for unit in c.encode_utf16(&mut buf) {
+                    out.push_str(&format!("\\u{unit:04x}"));
+                }
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+/// XML text content as ElementTree escapes it.
+pub fn xml_text(out: &mut String, s: &str) {
+    for ch in s.chars() {
+        match ch {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            c => out.push(c),
+        }
+    }
+}
+
+/// An XML attribute value as ElementTree escapes it.
+pub fn xml_attr(out: &mut String, s: &str) {
+    for ch in s.chars() {
+        match ch {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\r' => out.push_str("&#13;"),
+            '\n' => out.push_str("&#10;"),
+            '\t' => out.push_str("&#09;"),
+            c => out.push(c),
+        }
+    }
+}
+
+pub const XML_DECLARATION: &str = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n";
+
+// ---------------------------------------------------------------------------
+// Serving
+
+/// A server running on its own task: its address, and a way to stop it.
+pub struct ServerHandle {
+    pub addr: SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<JoinHandle<std::io::Result<()>>>,
+}
+
+impl ServerHandle {
+    /// Serves `handler` on `listener` with apus-http's bootstrap.
+    pub fn spawn<H: apus_http::Handler>(
+        listener: TcpListener,
+        handler: Arc<H>,
+    ) -> std::io::Result<Self> {
+        let addr = listener.local_addr()?;
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(apus_http::serve(listener, handler, async move {
+            let _ = rx.await;
+        }));
+        Ok(ServerHandle {
+            addr,
+            stop: Some(tx),
+            task: Some(task),
+        })
+    }
+
+    /// Stops accepting, lets requests in progress finish (bounded by
+    /// apus-http's graceful timeout) and waits for the server to end.
+    pub async fn shutdown(mut self) -> std::io::Result<()> {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        match self.task.take() {
+            Some(task) => task.await.unwrap_or_else(|e| Err(std::io::Error::other(e))),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for ServerHandle {
+    fn drop(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn split_path_like_swift() {
+        assert_eq!(
+            split_path("/d/p/a", 3, 3, false).unwrap(),
+            vec![Some("d".into()), Some("p".into()), Some("a".into())]
+        );
+        assert_eq!(
+            split_path("/d/p/a/c/o/r", 4, 5, true).unwrap()[4],
+            Some("o/r".into())
+        );
+        assert_eq!(split_path("/d/p/a/c", 4, 5, true).unwrap()[4], None);
+        assert!(split_path("/d/p/a/c/", 4, 4, false).is_ok());
+        assert!(split_path("/d/p/a/c/x", 4, 4, false).is_err());
+        assert!(split_path("/d/p", 3, 4, false).is_err());
+        assert!(split_path("/d//a", 3, 4, false).is_err());
+        assert_eq!(
+            split_path("/d/p/a/", 3, 4, false).unwrap()[3],
+            Some("".into())
+        );
+        // Account server PUT: /d/p/a (3..4)
+        assert_eq!(split_path("/d/p/a", 3, 4, false).unwrap()[3], None);
+    }
+
+    #[test]
+    fn title_case_like_wsgi() {
+        assert_eq!(title_case("x-container-meta-foo"), "X-Container-Meta-Foo");
+        assert_eq!(title_case("X-CONTAINER-META-a1b"), "X-Container-Meta-A1B");
+    }
+
+    #[test]
+    fn json_escapes_like_python() {
+        let mut s = String::new();
+        json_str(&mut s, "a\"b\\\n\u{1}é😀\u{7f}");
+        assert_eq!(s, "\"a\\\"b\\\\\\n\\u0001\\u00e9\\ud83d\\ude00\\u007f\"");
+    }
+
+    #[test]
+    fn accept_best_match() {
+        let o = &LISTING_TYPES;
+        assert_eq!(best_match("", o), Ok(Some("text/plain")));
+        assert_eq!(
+            best_match("application/json", o),
+            Ok(Some("application/json"))
+        );
+        assert_eq!(best_match("*/*", o), Ok(Some("text/plain")));
+        assert_eq!(
+            best_match("text/*;q=0.5, application/xml", o),
+            Ok(Some("application/xml"))
+        );
+        assert_eq!(best_match("image/png", o), Ok(None));
+        assert!(best_match("garbage", o).is_err());
+    }
+
+    #[test]
+    fn http_dates() {
+        assert_eq!(http_date(0), "Thu, 01 Jan 1970 00:00:00 GMT");
+        assert_eq!(http_date(784111777), "Sun, 06 Nov 1994 08:49:37 GMT");
+    }
+
+    #[test]
+    fn db_layout() {
+        let p = db_path(
+            Path::new("/srv"),
+            "sda",
+            DbKind::Container,
+            "7",
+            "abcdef0123",
+        );
+        assert_eq!(
+            p,
+            Path::new("/srv/sda/containers/7/123/abcdef0123/abcdef0123.db")
+        );
+    }
+
+    #[test]
+    fn query_limit() {
+        let q = Query::parse(Some("limit=10001"));
+        assert_eq!(q.limit(10_000).unwrap_err().status, 412);
+        let q = Query::parse(Some("limit=abc"));
+        assert_eq!(q.limit(10_000).unwrap(), 10_000);
+        let q = Query::parse(Some("prefix=a+b%20c&limit=5"));
+        assert_eq!(q.get("prefix").unwrap().as_deref(), Some("a b c"));
+        assert_eq!(q.limit(10_000).unwrap(), 5);
+        let q = Query::parse(Some("prefix=%ff"));
+        assert_eq!(q.get("prefix").unwrap_err().status, 400);
+    }
+}
