@@ -206,6 +206,23 @@ impl From<DbError> for HttpError {
             DbError::NotFound { .. } => HttpError::new(StatusCode::NOT_FOUND),
             DbError::MetadataLimit(msg) => HttpError::bad_request(msg),
             DbError::Invalid(msg) => HttpError::bad_request(msg),
+            DbError::Corrupt {
+                path,
+                reason,
+                detail,
+            } => {
+                match quarantine_db(&path) {
+                    Ok(to) => tracing::error!(
+                        db = %path.display(), to = %to.display(), reason, detail,
+                        "quarantined a damaged database"
+                    ),
+                    Err(e) => tracing::error!(
+                        db = %path.display(), reason, detail, error = %e,
+                        "damaged database could not be quarantined"
+                    ),
+                }
+                HttpError::new(StatusCode::INTERNAL_SERVER_ERROR)
+            }
             other => {
                 tracing::error!(error = %other, "database error");
                 HttpError::new(StatusCode::INTERNAL_SERVER_ERROR)
@@ -215,6 +232,36 @@ impl From<DbError> for HttpError {
 }
 
 pub type HttpResult<T> = Result<T, HttpError>;
+
+/// Moves a damaged database's directory
+/// (`<device>/<datadir>/<part>/<suffix>/<hash>/`) to
+/// `<device>/quarantined/<datadir>/<hash>` (with a unique suffix if that is
+/// taken), as Swift does. Blocking; returns where it went.
+pub fn quarantine_db(db_file: &Path) -> std::io::Result<PathBuf> {
+    let bad = || std::io::Error::other("not a database in the storage layout");
+    let hash_dir = db_file.parent().ok_or_else(bad)?;
+    let hash = hash_dir.file_name().ok_or_else(bad)?;
+    let datadir_path = hash_dir.ancestors().nth(3).ok_or_else(bad)?;
+    let datadir = datadir_path.file_name().ok_or_else(bad)?;
+    let device = datadir_path.parent().ok_or_else(bad)?;
+    let qdir = device.join("quarantined").join(datadir);
+    std::fs::create_dir_all(&qdir)?;
+    let mut target = qdir.join(hash);
+    if target.exists() {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        target = qdir.join(format!(
+            "{}-{:x}{:x}",
+            hash.to_string_lossy(),
+            nanos,
+            std::process::id()
+        ));
+    }
+    std::fs::rename(hash_dir, &target)?;
+    Ok(target)
+}
 
 /// Runs blocking database work on tokio's blocking pool.
 pub async fn blocking<T, F>(f: F) -> HttpResult<T>

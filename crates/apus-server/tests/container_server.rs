@@ -722,3 +722,28 @@ async fn account_updates() {
     assert_eq!(r.status, 201);
     assert!(started.elapsed() < std::time::Duration::from_secs(5));
 }
+
+#[tokio::test]
+async fn damaged_databases_are_quarantined() {
+    let env = start().await;
+    let r = raw(env.addr, "PUT", "/sda/0/a/c", &[("X-Timestamp", &ts(1))]).await;
+    assert_eq!(r.status, 201);
+    let hash = env.cfg.hash.hash_path("a", Some("c"), None);
+    let hash_dir = env
+        .devices
+        .join("sda/containers/0")
+        .join(&hash[29..])
+        .join(&hash);
+    std::fs::write(hash_dir.join(format!("{hash}.db")), vec![0x55u8; 8192]).unwrap();
+    let r = raw(env.addr, "HEAD", "/sda/0/a/c", &[]).await;
+    assert_eq!(r.status, 500);
+    assert!(!hash_dir.exists());
+    assert!(env
+        .devices
+        .join("sda/quarantined/containers")
+        .join(&hash)
+        .join(format!("{hash}.db"))
+        .is_file());
+    let r = raw(env.addr, "HEAD", "/sda/0/a/c", &[]).await;
+    assert_eq!(r.status, 404);
+}
