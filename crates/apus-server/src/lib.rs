@@ -1,5 +1,19 @@
-//! apus-server (being written).
+//! apus-server: the storage servers, speaking Swift's backend protocol.
+//!
+//! It owns [`object`], the object server over `apus-diskfile` (PUT, GET,
+//! HEAD, POST, DELETE with Swift's status codes and `X-Backend-*`
+//! headers, container updates and async pendings), and the container and
+//! account servers over `apus-db` ([`container`], [`account`], sharing
+//! [`db_common`]).
+//!
+//! Invariant: never depends on the proxy. The object, container and
+//! account servers do not use each other's modules; what they share lives
+//! in [`common`] / [`db_common`] or in `apus-proto` / `apus-http`.
+//! Blocking storage calls run on tokio's blocking pool, and no object body
+//! is ever held whole in memory.
 
 pub mod account;
+pub mod common;
 pub mod container;
 pub mod db_common;
+pub mod object;

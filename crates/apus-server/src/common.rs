@@ -1,0 +1,134 @@
+//! Helpers every storage server shares: header access and responses.
+
+// Handlers return early with a ready response; boxing it buys nothing.
+#![allow(clippy::result_large_err)]
+
+use std::borrow::Cow;
+
+use apus_core::Timestamp;
+use apus_http::{empty, full, Body};
+use http::{HeaderMap, HeaderName, HeaderValue, Response, StatusCode};
+
+/// A request header as text (first value; invalid UTF-8 replaced).
+pub fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<Cow<'a, str>> {
+    headers
+        .get(name)
+        .map(|v| String::from_utf8_lossy(v.as_bytes()))
+}
+
+/// True when the header is present with a truthy value (`config_true_value`).
+pub fn header_true(headers: &HeaderMap, name: &str) -> bool {
+    header(headers, name).is_some_and(|v| apus_proto::headers::is_true(&v))
+}
+
+/// The request's `X-Timestamp`, as Swift's `valid_timestamp`: 400 with
+/// Swift's message when missing or invalid.
+pub fn valid_timestamp(headers: &HeaderMap) -> Result<Timestamp, Response<Body>> {
+    match header(headers, apus_proto::headers::X_TIMESTAMP) {
+        None => Err(text_response(400, "Missing X-Timestamp header")),
+        Some(v) => {
+            Timestamp::parse(v.trim()).map_err(|_| text_response(400, "Invalid X-Timestamp header"))
+        }
+    }
+}
+
+/// Python's `int()` on a header value: surrounding whitespace, an
+/// optional sign, ASCII digits.
+pub fn py_int(s: &str) -> Option<i64> {
+    let s = s.trim();
+    let (neg, digits) = match s.as_bytes().first() {
+        Some(b'-') => (true, &s[1..]),
+        Some(b'+') => (false, &s[1..]),
+        _ => (false, s),
+    };
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let v: i64 = digits.parse().ok()?;
+    Some(if neg { -v } else { v })
+}
+
+/// swob's default body for an error status without one.
+fn default_body(status: u16) -> Option<&'static str> {
+    Some(match status {
+        400 => "<html><h1>Bad Request</h1><p>The server could not comply with the request since it is either malformed or otherwise incorrect.</p></html>",
+        403 => "<html><h1>Forbidden</h1><p>Access was denied to this resource.</p></html>",
+        404 => "<html><h1>Not Found</h1><p>The resource could not be found.</p></html>",
+        405 => "<html><h1>Method Not Allowed</h1><p>The method is not allowed for this resource.</p></html>",
+        408 => "<html><h1>Request Timeout</h1><p>The server has waited too long for the request to be sent by the client.</p></html>",
+        409 => "<html><h1>Conflict</h1><p>There was a conflict when trying to complete your request.</p></html>",
+        411 => "<html><h1>Length Required</h1><p>Content-Length header required.</p></html>",
+        412 => "<html><h1>Precondition Failed</h1><p>A precondition for this request was not met.</p></html>",
+        413 => "<html><h1>Request Entity Too Large</h1><p>The body of your request was too large for this server.</p></html>",
+        416 => "<html><h1>Requested Range Not Satisfiable</h1><p>The Range requested is not available.</p></html>",
+        422 => "<html><h1>Unprocessable Entity</h1><p>Unable to process the contained instructions</p></html>",
+        499 => "<html><h1>Client Disconnect</h1><p>The client was disconnected during request.</p></html>",
+        500 => "<html><h1>Internal Error</h1><p>The server has either erred or is incapable of performing the requested operation.</p></html>",
+        501 => "<html><h1>Not Implemented</h1><p>The server is either unable to process the requested operation or it does not support it.</p></html>",
+        503 => "<html><h1>Service Unavailable</h1><p>The server is currently unavailable. Please try again at a later time.</p></html>",
+        _ => return None,
+    })
+}
+
+fn status_code(status: u16) -> StatusCode {
+    StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+}
+
+/// A response with `status` and swob's default body for it (none for 2xx
+/// and 3xx).
+pub fn status_response(status: u16) -> Response<Body> {
+    match default_body(status) {
+        Some(text) => html_response(status, text),
+        None => {
+            let mut resp = Response::new(empty());
+            *resp.status_mut() = status_code(status);
+            resp.headers_mut()
+                .insert(http::header::CONTENT_LENGTH, HeaderValue::from(0));
+            resp
+        }
+    }
+}
+
+fn html_response(status: u16, text: &str) -> Response<Body> {
+    let mut resp = Response::new(full(text.to_string()));
+    *resp.status_mut() = status_code(status);
+    let h = resp.headers_mut();
+    h.insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=UTF-8"),
+    );
+    h.insert(http::header::CONTENT_LENGTH, HeaderValue::from(text.len()));
+    resp
+}
+
+/// A `text/plain` response with an explanation, as Swift's servers send
+/// for constraint failures.
+pub fn text_response(status: u16, text: &str) -> Response<Body> {
+    let mut resp = Response::new(full(text.to_string()));
+    *resp.status_mut() = status_code(status);
+    let h = resp.headers_mut();
+    h.insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain"),
+    );
+    h.insert(http::header::CONTENT_LENGTH, HeaderValue::from(text.len()));
+    resp
+}
+
+/// 507 naming the drive, as swob's `HTTPInsufficientStorage(drive=...)`.
+pub fn insufficient_storage(device: &str) -> Response<Body> {
+    let text = format!(
+        "<html><h1>Insufficient Storage</h1><p>There was not enough space to save the resource. Drive: {device}</p></html>"
+    );
+    html_response(507, &text)
+}
+
+/// Sets a response header, skipping names or values HTTP cannot carry.
+pub fn set_header(headers: &mut HeaderMap, name: &str, value: &str) {
+    if let (Ok(n), Ok(v)) = (
+        HeaderName::from_bytes(name.as_bytes()),
+        HeaderValue::from_bytes(value.as_bytes()),
+    ) {
+        headers.insert(n, v);
+    }
+}

@@ -1,0 +1,1438 @@
+//! The object server: Swift's backend object API over `apus-diskfile`.
+//!
+//! Requests are `<METHOD> /<device>/<partition>/<account>/<container>/<object>`
+//! (the object name may contain `/`), with `X-Timestamp` on writes and
+//! `X-Backend-Storage-Policy-Index` choosing `objects[-N]`:
+//!
+//! - `PUT` streams the body into a temp file on a blocking thread fed by a
+//!   bounded channel, checks `ETag` (422), refuses older-or-equal
+//!   timestamps (409 with `X-Backend-Timestamp`) and `If-None-Match`
+//!   matches (412), answers 201 only once the file is fsynced and renamed,
+//!   then updates the container servers named in `X-Container-*` (and the
+//!   expiring-objects queue for `X-Delete-At`), saving an async pending for
+//!   each update that fails.
+//! - `GET` / `HEAD` answer with the object's metadata, conditional
+//!   requests (304/412) and ranges (206, `multipart/byteranges`, 416) as
+//!   swob does; the body streams from a blocking reader through a bounded
+//!   channel and is aborted, never completed, when the data fails its MD5.
+//! - `POST` writes a `.meta` (202), `DELETE` a tombstone (204/404).
+//!
+//! Differences from Swift: the partition must be a decimal number (400
+//! otherwise); `REPLICATE`, `SSYNC` and erasure-coded PUTs (multi-phase
+//! MIME) are not served yet (405).
+
+// Handlers return early with a ready response; boxing it buys nothing.
+#![allow(clippy::result_large_err)]
+
+use std::collections::HashSet;
+use std::io::{self, Read, Seek, SeekFrom};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use apus_core::conditional::{format_http_date, Conditions};
+use apus_core::range::{
+    content_range_value, multipart_body_length, multipart_part_header, multipart_terminator, Range,
+};
+use apus_core::{HashConfig, Timestamp};
+use apus_diskfile::{
+    AsyncUpdate, DiskFile, DiskFileConfig, DiskFileError, DiskFileManager, DiskFileReader,
+    Metadata, OpenDiskFile, OpenOptions,
+};
+use apus_http::{channel, empty, BackendClient, Body, BodySender, ClientConfig, Handler};
+use apus_proto::constraints::{self, MAX_FILE_SIZE, MAX_OBJECT_NAME_LENGTH};
+use apus_proto::headers::{self as h, is_true};
+use apus_proto::update::{self as upd, ContainerUpdate, UpdateTarget};
+use apus_proto::{percent_decode, split_path, title_case};
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use tokio::net::TcpListener;
+
+use crate::common::{
+    header, header_true, insufficient_storage, py_int, set_header, status_response, text_response,
+    valid_timestamp,
+};
+
+/// Object server settings (Swift's `object-server.conf` names in docs).
+#[derive(Clone, Debug)]
+pub struct ObjectServerConfig {
+    pub diskfile: DiskFileConfig,
+    /// Storage policy indexes this cluster has (others: 503).
+    pub policies: Vec<u32>,
+    /// `conn_timeout`: connecting to a container server.
+    pub conn_timeout: Duration,
+    /// `node_timeout`: a container server's answer.
+    pub node_timeout: Duration,
+    /// `container_update_timeout`: how long a PUT/POST/DELETE waits for its
+    /// container updates before answering (they go on in the background).
+    pub container_update_timeout: Duration,
+    /// `client_timeout`: longest wait for the next chunk of a PUT body.
+    pub client_timeout: Duration,
+    /// Bytes per read from disk when serving a GET.
+    pub disk_chunk_size: usize,
+    /// Chunks queued between the disk thread and the socket, per request.
+    pub queue_depth: usize,
+    /// Headers kept with an object besides metadata (`allowed_headers`).
+    pub allowed_headers: Vec<String>,
+}
+
+impl ObjectServerConfig {
+    pub fn new(diskfile: DiskFileConfig) -> Self {
+        ObjectServerConfig {
+            diskfile,
+            policies: vec![0],
+            conn_timeout: Duration::from_millis(500),
+            node_timeout: Duration::from_secs(3),
+            container_update_timeout: Duration::from_secs(1),
+            client_timeout: Duration::from_secs(60),
+            disk_chunk_size: 65536,
+            queue_depth: 4,
+            allowed_headers: h::DEFAULT_ALLOWED_HEADERS
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+        }
+    }
+
+    /// The default settings over `devices` with `hash`.
+    pub fn with_devices(devices: impl Into<std::path::PathBuf>, hash: HashConfig) -> Self {
+        Self::new(DiskFileConfig::new(devices, hash))
+    }
+}
+
+/// The object server. Share it in an `Arc`; it is a [`Handler`].
+#[derive(Debug)]
+pub struct ObjectServer {
+    mgr: DiskFileManager,
+    conf: ObjectServerConfig,
+    client: BackendClient,
+    allowed_headers: HashSet<String>,
+}
+
+/// Serves an object server on `listener` until `shutdown` completes.
+pub async fn serve(
+    listener: TcpListener,
+    config: ObjectServerConfig,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> io::Result<()> {
+    apus_http::serve(listener, Arc::new(ObjectServer::new(config)), shutdown).await
+}
+
+/// The request's coordinates, parsed from its path and headers.
+struct Target {
+    device: String,
+    partition: u32,
+    account: String,
+    container: String,
+    obj: String,
+    policy: u32,
+}
+
+type Resp = Response<Body>;
+
+fn disk_error_response(err: &DiskFileError, device: &str) -> Resp {
+    match err.http_status() {
+        507 => insufficient_storage(device),
+        _ if matches!(err, DiskFileError::Collision { .. }) => status_response(403),
+        s => status_response(s),
+    }
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, DiskFileError> + Send + 'static,
+) -> Result<T, DiskFileError> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(r) => r,
+        Err(e) => Err(DiskFileError::Io {
+            path: Default::default(),
+            source: io::Error::other(e.to_string()),
+        }),
+    }
+}
+
+fn now_secs() -> f64 {
+    Timestamp::now().as_secs_f64()
+}
+
+impl Handler for ObjectServer {
+    async fn call(&self, req: Request<Incoming>) -> Response<Body> {
+        let start = Instant::now();
+        let method = req.method().clone();
+        let path = req.uri().path().to_string();
+        let trans_id = header(req.headers(), h::X_TRANS_ID)
+            .map(|s| s.into_owned())
+            .unwrap_or_else(|| "-".into());
+        let remote = req
+            .extensions()
+            .get::<apus_http::RemoteAddr>()
+            .map(|r| r.0.to_string())
+            .unwrap_or_default();
+        let replication = req.headers().contains_key(h::X_BACKEND_REPLICATION);
+        let resp = self.handle(req).await;
+        let status = resp.status().as_u16();
+        let elapsed = start.elapsed().as_secs_f64();
+        if replication {
+            tracing::debug!(target: "object-server", %remote, %method, %path, status, txn = %trans_id, elapsed);
+        } else {
+            tracing::info!(target: "object-server", %remote, %method, %path, status, txn = %trans_id, elapsed);
+        }
+        resp
+    }
+}
+
+impl ObjectServer {
+    pub fn new(conf: ObjectServerConfig) -> Self {
+        let client = BackendClient::new(ClientConfig {
+            connect_timeout: conf.conn_timeout,
+            node_timeout: conf.node_timeout,
+            ..ClientConfig::default()
+        });
+        let reserved: HashSet<&str> = h::RESERVED_DATAFILE_META.iter().copied().collect();
+        let allowed_headers = conf
+            .allowed_headers
+            .iter()
+            .map(|s| s.trim().to_ascii_lowercase())
+            .filter(|s| !s.is_empty() && !reserved.contains(s.as_str()))
+            .collect();
+        ObjectServer {
+            mgr: DiskFileManager::new(conf.diskfile.clone()),
+            conf,
+            client,
+            allowed_headers,
+        }
+    }
+
+    pub fn manager(&self) -> &DiskFileManager {
+        &self.mgr
+    }
+
+    async fn handle(&self, req: Request<Incoming>) -> Resp {
+        let decoded = match percent_decode(req.uri().path()) {
+            Ok(p) => p,
+            Err(e) => return text_response(412, &e.to_string()),
+        };
+        let method = req.method().clone();
+        if !matches!(method.as_str(), "PUT" | "GET" | "HEAD" | "POST" | "DELETE") {
+            return status_response(405);
+        }
+        let target = match self.target(&decoded, req.headers()) {
+            Ok(t) => t,
+            Err(resp) => return resp,
+        };
+        match method {
+            Method::PUT => self.put(target, req).await,
+            Method::GET | Method::HEAD => self.get_or_head(target, req).await,
+            Method::POST => self.post(target, req).await,
+            _ => self.delete(target, req).await,
+        }
+    }
+
+    fn target(&self, path: &str, headers: &HeaderMap) -> Result<Target, Resp> {
+        let policy = match header(headers, h::X_BACKEND_STORAGE_POLICY_INDEX) {
+            None => Some(0),
+            Some(v) => v.trim().parse::<u32>().ok(),
+        };
+        let policy = match policy {
+            Some(p) if self.conf.policies.contains(&p) => p,
+            _ => {
+                let shown = header(headers, h::X_BACKEND_STORAGE_POLICY_INDEX).unwrap_or_default();
+                return Err(text_response(503, &format!("No policy with index {shown}")));
+            }
+        };
+        let segs = split_path(path, 5, 5, true).map_err(|e| text_response(400, &e.to_string()))?;
+        let mut it = segs.into_iter().map(Option::unwrap_or_default);
+        let (device, partition, account, container, obj) = (
+            it.next().unwrap_or_default(),
+            it.next().unwrap_or_default(),
+            it.next().unwrap_or_default(),
+            it.next().unwrap_or_default(),
+            it.next().unwrap_or_default(),
+        );
+        apus_proto::path::validate_device_partition(&device, &partition)
+            .map_err(|e| text_response(400, &e.to_string()))?;
+        let partition = partition
+            .parse::<u32>()
+            .map_err(|_| text_response(400, &format!("Invalid partition: {partition}")))?;
+        Ok(Target {
+            device,
+            partition,
+            account,
+            container,
+            obj,
+            policy,
+        })
+    }
+
+    fn diskfile(&self, t: &Target) -> Result<DiskFile, Resp> {
+        self.mgr
+            .diskfile(
+                &t.device,
+                t.partition,
+                &t.account,
+                &t.container,
+                &t.obj,
+                t.policy,
+            )
+            .map_err(|e| disk_error_response(&e, &t.device))
+    }
+
+    /// Request headers kept as object metadata: user metadata, sysmeta,
+    /// transient sysmeta, and the allowed headers (plus any listed in
+    /// `X-Backend-Replication-Headers`), names title-cased as Swift stores.
+    fn request_metadata(&self, headers: &HeaderMap, with_sysmeta: bool, md: &mut Metadata) {
+        for (name, value) in headers {
+            let n = name.as_str();
+            if h::is_object_user_meta(n)
+                || h::is_object_transient_sysmeta(n)
+                || (with_sysmeta && h::is_object_sysmeta(n))
+            {
+                md.insert(title_case(n), String::from_utf8_lossy(value.as_bytes()));
+            }
+        }
+        let extra: Vec<String> = header(headers, h::X_BACKEND_REPLICATION_HEADERS)
+            .map(|v| {
+                v.split_whitespace()
+                    .map(|s| s.to_ascii_lowercase())
+                    .collect()
+            })
+            .unwrap_or_default();
+        for key in extra.iter().chain(self.allowed_headers.iter()) {
+            if let Some(v) = header(headers, key) {
+                md.insert(title_case(key), v.into_owned());
+            }
+        }
+    }
+
+    // ---- PUT -------------------------------------------------------------
+
+    async fn put(&self, t: Target, req: Request<Incoming>) -> Resp {
+        let (parts, body) = req.into_parts();
+        let headers = &parts.headers;
+        let ts = match valid_timestamp(headers) {
+            Ok(ts) => ts,
+            Err(r) => return r,
+        };
+        // check_object_creation
+        let chunked = match header(headers, "transfer-encoding") {
+            Some(te) => {
+                let encs: Vec<&str> = te.split(',').collect();
+                if encs.len() > 1 {
+                    return text_response(
+                        501,
+                        "Unsupported Transfer-Coding header value specified in Transfer-Encoding header",
+                    );
+                }
+                if !encs[0].trim().eq_ignore_ascii_case("chunked") {
+                    return text_response(400, "Invalid Transfer-Encoding header value");
+                }
+                true
+            }
+            None => false,
+        };
+        let mut fsize: Option<u64> = None;
+        if !chunked {
+            if let Some(cl) = header(headers, "content-length") {
+                match py_int(&cl) {
+                    Some(v) if v >= 0 => fsize = Some(v as u64),
+                    _ => return text_response(400, "Invalid Content-Length header value"),
+                }
+            }
+        }
+        if fsize.is_some_and(|n| n > MAX_FILE_SIZE) {
+            return text_response(413, "Your request is too large.");
+        }
+        if fsize.is_none() && !chunked {
+            return text_response(411, "Missing Content-Length header.");
+        }
+        if t.obj.chars().count() > MAX_OBJECT_NAME_LENGTH {
+            return text_response(
+                400,
+                &format!(
+                    "Object name length of {} longer than {}",
+                    t.obj.chars().count(),
+                    MAX_OBJECT_NAME_LENGTH
+                ),
+            );
+        }
+        let Some(content_type) = header(headers, "content-type").map(|c| c.into_owned()) else {
+            return text_response(400, "No content type");
+        };
+        let delete_at = match check_delete_headers(headers, ts) {
+            Ok(d) => d,
+            Err(r) => return r,
+        };
+        if content_type.contains('\0') || content_type.contains('\u{FFFD}') {
+            return text_response(400, "Invalid Content-Type");
+        }
+        if let Err(e) = check_metadata(headers) {
+            return e;
+        }
+        if fsize.is_none() {
+            if let Some(v) = header(headers, h::X_BACKEND_OBJ_CONTENT_LENGTH) {
+                match py_int(&v) {
+                    Some(n) if n >= 0 => fsize = Some(n as u64),
+                    _ => return text_response(400, "Invalid X-Backend-Obj-Content-Length"),
+                }
+            }
+        }
+
+        let df = match self.diskfile(&t) {
+            Ok(df) => df,
+            Err(r) => return r,
+        };
+        let now = ts.as_secs_f64();
+        let df2 = df.clone();
+        let (orig_metadata, orig_timestamp) = match blocking(move || {
+            Ok(df2.open(OpenOptions {
+                open_expired: false,
+                now: Some(now),
+            }))
+        })
+        .await
+        {
+            Ok(Ok(open)) => (Some(open.metadata().clone()), open.data_timestamp()),
+            Ok(Err(DiskFileError::Deleted { timestamp, .. })) => (None, timestamp),
+            Ok(Err(DiskFileError::Expired { metadata, .. })) => {
+                (None, metadata.timestamp().unwrap_or(Timestamp::ZERO))
+            }
+            Ok(Err(
+                DiskFileError::NotFound
+                | DiskFileError::Quarantined { .. }
+                | DiskFileError::StateChanged,
+            )) => (None, Timestamp::ZERO),
+            Ok(Err(e)) | Err(e) => return disk_error_response(&e, &t.device),
+        };
+        if let (Some(inm), Some(orig)) = (
+            header(headers, "if-none-match").map(|v| apus_core::conditional::EtagList::parse(&v)),
+            &orig_metadata,
+        ) {
+            if inm.has_star() || orig.etag().is_some_and(|e| inm.contains(e)) {
+                return status_response(412);
+            }
+        }
+        if orig_timestamp >= ts {
+            let mut r = status_response(409);
+            set_header(
+                r.headers_mut(),
+                h::X_BACKEND_TIMESTAMP,
+                &orig_timestamp.internal(),
+            );
+            return r;
+        }
+
+        let df2 = df.clone();
+        let writer = match blocking(move || df2.create(fsize)).await {
+            Ok(w) => w,
+            Err(e) => return disk_error_response(&e, &t.device),
+        };
+        // Stream the body to the writer thread through a bounded channel.
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(self.conf.queue_depth.max(1));
+        let write_task = tokio::task::spawn_blocking(move || {
+            let mut writer = writer;
+            while let Some(chunk) = rx.blocking_recv() {
+                writer.write(&chunk)?;
+            }
+            Ok::<_, DiskFileError>(writer)
+        });
+        let mut body = body;
+        let mut received: u64 = 0;
+        let mut failure: Option<u16> = None;
+        loop {
+            let frame = match tokio::time::timeout(self.conf.client_timeout, body.frame()).await {
+                Err(_) => {
+                    failure = Some(408);
+                    break;
+                }
+                Ok(None) => break,
+                Ok(Some(Err(_))) => {
+                    failure = Some(499);
+                    break;
+                }
+                Ok(Some(Ok(f))) => f,
+            };
+            if let Ok(data) = frame.into_data() {
+                received += data.len() as u64;
+                if tx.send(data).await.is_err() {
+                    // The writer thread stopped: its error says why.
+                    break;
+                }
+            }
+        }
+        drop(tx);
+        let writer = match write_task.await {
+            Ok(Ok(w)) => w,
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "object write failed");
+                return disk_error_response(&e, &t.device);
+            }
+            Err(_) => return status_response(500),
+        };
+        let discard = |writer| async move {
+            let _ = tokio::task::spawn_blocking(move || drop(writer)).await;
+        };
+        if let Some(status) = failure {
+            discard(writer).await;
+            return status_response(status);
+        }
+        if fsize.is_some_and(|n| n != received) {
+            discard(writer).await;
+            return status_response(499);
+        }
+        let etag = writer.etag();
+        let mut metadata = Metadata::new();
+        metadata.insert("X-Timestamp", ts.internal());
+        metadata.insert("Content-Type", content_type.clone());
+        metadata.insert("Content-Length", writer.bytes_written().to_string());
+        metadata.insert("ETag", etag.clone());
+        self.request_metadata(headers, true, &mut metadata);
+        if let Some(d) = &delete_at {
+            metadata.insert("X-Delete-At", d.clone());
+        }
+        if let Some(sent) = header(headers, "etag") {
+            let sent = apus_core::conditional::normalize_etag(sent.trim()).to_ascii_lowercase();
+            if !sent.is_empty() && sent != etag {
+                discard(writer).await;
+                return status_response(422);
+            }
+        }
+        let md = metadata.clone();
+        if let Err(e) = blocking(move || writer.put(md)).await {
+            tracing::error!(error = %e, "object commit failed");
+            return disk_error_response(&e, &t.device);
+        }
+
+        // Post-commit: expiring-objects queue, then the container.
+        let orig_delete_at = orig_metadata
+            .as_ref()
+            .and_then(|m| m.get("X-Delete-At"))
+            .and_then(py_int)
+            .unwrap_or(0);
+        let new_delete_at = delete_at.as_deref().and_then(py_int).unwrap_or(0);
+        self.conditional_delete_at_update(
+            &t,
+            &parts.method,
+            &parts.uri,
+            headers,
+            ts,
+            &metadata,
+            orig_delete_at,
+            new_delete_at,
+        )
+        .await;
+        let mut update = ContainerUpdate::new("PUT", &t.account, &t.container, &t.obj);
+        update.set_header("x-size", metadata.get("Content-Length").unwrap_or("0"));
+        update.set_header("x-content-type", content_type);
+        update.set_header("x-timestamp", ts.internal());
+        update.set_header("x-etag", etag.clone());
+        apply_container_overrides(
+            &mut update,
+            headers.iter().map(|(k, v)| {
+                (
+                    k.as_str().to_string(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            }),
+        );
+        self.container_update(&t, &parts.method, &parts.uri, headers, update)
+            .await;
+
+        let mut resp = status_response(201);
+        set_header(resp.headers_mut(), "etag", &format!("\"{etag}\""));
+        resp
+    }
+
+    // ---- GET / HEAD ------------------------------------------------------
+
+    async fn get_or_head(&self, t: Target, req: Request<Incoming>) -> Resp {
+        let headers = req.headers().clone();
+        let is_head = req.method() == Method::HEAD;
+        drop(req);
+        let now =
+            match header(&headers, h::X_TIMESTAMP).and_then(|v| Timestamp::parse(v.trim()).ok()) {
+                Some(ts) => ts.as_secs_f64(),
+                None => now_secs(),
+            };
+        let open_expired = header_true(&headers, h::X_BACKEND_OPEN_EXPIRED)
+            || header_true(&headers, h::X_BACKEND_REPLICATION);
+        let conditions = Conditions::from_headers(|n| headers.get(n).and_then(|v| v.to_str().ok()));
+        let df = match self.diskfile(&t) {
+            Ok(df) => df,
+            Err(r) => return r,
+        };
+        let opened = blocking(move || {
+            Ok(df.open(OpenOptions {
+                open_expired,
+                now: Some(now),
+            }))
+        })
+        .await;
+        let open = match opened {
+            Ok(Ok(open)) => open,
+            Ok(Err(e)) | Err(e) => {
+                let backend_ts = match &e {
+                    DiskFileError::Deleted { timestamp, .. } => Some(*timestamp),
+                    DiskFileError::Expired { metadata, .. } => metadata.timestamp(),
+                    _ => None,
+                };
+                if e.http_status() != 404 {
+                    return disk_error_response(&e, &t.device);
+                }
+                let mut resp = match conditions.evaluate(false, None, None) {
+                    Some(s) => status_response(s),
+                    None => status_response(404),
+                };
+                if let Some(ts) = backend_ts {
+                    set_header(resp.headers_mut(), h::X_BACKEND_TIMESTAMP, &ts.internal());
+                }
+                return resp;
+            }
+        };
+        self.object_response(open, &headers, is_head, &conditions)
+    }
+
+    fn object_response(
+        &self,
+        open: OpenDiskFile,
+        req_headers: &HeaderMap,
+        is_head: bool,
+        conditions: &Conditions,
+    ) -> Resp {
+        let md = open.metadata().clone();
+        let size = open.content_length();
+        let ts = md.timestamp().unwrap_or_else(|| open.timestamp());
+        let content_type = md
+            .get("Content-Type")
+            .unwrap_or("application/octet-stream")
+            .to_string();
+        let etag = md.etag().unwrap_or("").to_string();
+
+        let mut resp = Response::new(empty());
+        let out = resp.headers_mut();
+        set_header(out, "content-type", &content_type);
+        for (k, v) in md.iter() {
+            let lower = k.to_ascii_lowercase();
+            if h::is_object_user_meta(k)
+                || h::is_object_sysmeta(k)
+                || h::is_object_transient_sysmeta(k)
+                || self.allowed_headers.contains(&lower)
+            {
+                set_header(out, k, v);
+            }
+        }
+        set_header(out, "etag", &format!("\"{etag}\""));
+        set_header(
+            out,
+            "last-modified",
+            &format_http_date(ts.ceil_secs() as i64),
+        );
+        if let Some(enc) = md.get("Content-Encoding") {
+            set_header(out, "content-encoding", enc);
+        }
+        set_header(out, h::X_TIMESTAMP, &ts.normal());
+        set_header(out, h::X_BACKEND_TIMESTAMP, &ts.internal());
+        set_header(
+            out,
+            h::X_BACKEND_DATA_TIMESTAMP,
+            &open.data_timestamp().internal(),
+        );
+        set_header(
+            out,
+            h::X_BACKEND_DURABLE_TIMESTAMP,
+            &open.data_timestamp().internal(),
+        );
+        set_header(out, "x-backend-fragments", "{}");
+        set_header(out, "accept-ranges", "bytes");
+
+        // X-Backend-Etag-Is-At names metadata holding the etag to compare.
+        let conditional_etag = header(req_headers, h::X_BACKEND_ETAG_IS_AT)
+            .and_then(|names| {
+                names
+                    .split(',')
+                    .map(str::trim)
+                    .find_map(|n| md.get_ignore_case(n).map(str::to_string))
+            })
+            .unwrap_or_else(|| etag.clone());
+        if let Some(status) =
+            conditions.evaluate(true, Some(&conditional_etag), Some(ts.ceil_secs() as i64))
+        {
+            *resp.status_mut() =
+                StatusCode::from_u16(status).unwrap_or(StatusCode::PRECONDITION_FAILED);
+            resp.headers_mut()
+                .insert(http::header::CONTENT_LENGTH, HeaderValue::from(0));
+            return resp;
+        }
+        if is_head {
+            resp.headers_mut()
+                .insert(http::header::CONTENT_LENGTH, HeaderValue::from(size));
+            return resp;
+        }
+
+        let ignore_range = header(req_headers, h::X_BACKEND_IGNORE_RANGE_IF_METADATA_PRESENT)
+            .is_some_and(|names| {
+                names
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|n| !n.is_empty())
+                    .any(|n| md.get_ignore_case(n).is_some())
+            });
+        let ranges = if ignore_range {
+            None
+        } else {
+            header(req_headers, "range")
+                .and_then(|r| Range::parse(&r).ok())
+                .and_then(|r| r.ranges_for_length(size))
+        };
+        let reader = open.reader();
+        let chunk = self.conf.disk_chunk_size.max(1);
+        let depth = self.conf.queue_depth;
+        match ranges {
+            Some(r) if r.is_empty() => {
+                let mut resp416 = status_response(416);
+                for (k, v) in resp.headers() {
+                    if k != http::header::CONTENT_LENGTH && k != http::header::CONTENT_TYPE {
+                        resp416.headers_mut().insert(k.clone(), v.clone());
+                    }
+                }
+                set_header(
+                    resp416.headers_mut(),
+                    "content-range",
+                    &format!("bytes */{size}"),
+                );
+                resp416
+            }
+            Some(r) if size > 0 && r.len() == 1 => {
+                let (start, end) = r[0];
+                *resp.status_mut() = StatusCode::PARTIAL_CONTENT;
+                let out = resp.headers_mut();
+                set_header(out, "content-range", &content_range_value(start, end, size));
+                out.insert(http::header::CONTENT_LENGTH, HeaderValue::from(end - start));
+                let (tx, body) = channel(depth, Some(end - start));
+                tokio::task::spawn_blocking(move || {
+                    stream_ranges(reader, &[(start, end)], None, size, chunk, tx)
+                });
+                *resp.body_mut() = body;
+                resp
+            }
+            Some(r) if size > 0 => {
+                let boundary = new_boundary();
+                let total = multipart_body_length(&boundary, &content_type, &r, size);
+                *resp.status_mut() = StatusCode::PARTIAL_CONTENT;
+                let out = resp.headers_mut();
+                set_header(
+                    out,
+                    "content-type",
+                    &format!("multipart/byteranges;boundary={boundary}"),
+                );
+                out.insert(http::header::CONTENT_LENGTH, HeaderValue::from(total));
+                let (tx, body) = channel(depth, Some(total));
+                tokio::task::spawn_blocking(move || {
+                    stream_ranges(
+                        reader,
+                        &r,
+                        Some((&boundary, &content_type)),
+                        size,
+                        chunk,
+                        tx,
+                    )
+                });
+                *resp.body_mut() = body;
+                resp
+            }
+            _ => {
+                resp.headers_mut()
+                    .insert(http::header::CONTENT_LENGTH, HeaderValue::from(size));
+                let (tx, body) = channel(depth, Some(size));
+                tokio::task::spawn_blocking(move || stream_full(reader, chunk, tx));
+                *resp.body_mut() = body;
+                resp
+            }
+        }
+    }
+
+    // ---- POST ------------------------------------------------------------
+
+    async fn post(&self, t: Target, req: Request<Incoming>) -> Resp {
+        let (parts, _body) = req.into_parts();
+        let headers = &parts.headers;
+        let ts = match valid_timestamp(headers) {
+            Ok(ts) => ts,
+            Err(r) => return r,
+        };
+        let new_delete_at = match header(headers, h::X_DELETE_AT).filter(|v| !v.is_empty()) {
+            None => 0,
+            Some(v) => match py_int(&v) {
+                Some(n) => n,
+                None => return text_response(400, "Non-integer X-Delete-At"),
+            },
+        };
+        if new_delete_at != 0 && (new_delete_at as f64) < ts.as_secs_f64() {
+            return text_response(400, "X-Delete-At in past");
+        }
+        if let Err(e) = check_metadata(headers) {
+            return e;
+        }
+        let req_ctype = header(headers, "content-type").map(|c| c.into_owned());
+        let req_ctype_ts = match &req_ctype {
+            Some(c) if !c.is_empty() => match header(headers, h::CONTENT_TYPE_TIMESTAMP) {
+                Some(v) => match Timestamp::parse(v.trim()) {
+                    Ok(t) => t,
+                    Err(e) => return text_response(400, &e.to_string()),
+                },
+                None => ts,
+            },
+            _ => Timestamp::ZERO,
+        };
+        let df = match self.diskfile(&t) {
+            Ok(df) => df,
+            Err(r) => return r,
+        };
+        let open_expired = header_true(headers, h::X_BACKEND_OPEN_EXPIRED)
+            || header_true(headers, h::X_BACKEND_REPLICATION);
+        let now = ts.as_secs_f64();
+        let df2 = df.clone();
+        let open = match blocking(move || {
+            df2.open(OpenOptions {
+                open_expired,
+                now: Some(now),
+            })
+        })
+        .await
+        {
+            Ok(open) => open,
+            Err(e) if e.http_status() == 404 => return status_response(404),
+            Err(e) => return disk_error_response(&e, &t.device),
+        };
+        let orig_metadata = open.metadata().clone();
+        let orig_ts = orig_metadata.timestamp().unwrap_or(Timestamp::ZERO);
+        let orig_ctype_ts = open.content_type_timestamp();
+        let data_ts = open.data_timestamp();
+        if orig_ts >= ts && orig_ctype_ts >= req_ctype_ts {
+            let mut r = status_response(409);
+            set_header(r.headers_mut(), h::X_BACKEND_TIMESTAMP, &orig_ts.internal());
+            return r;
+        }
+        let mut metadata;
+        if ts > orig_ts {
+            metadata = Metadata::new();
+            metadata.insert("X-Timestamp", ts.internal());
+            self.request_metadata(headers, false, &mut metadata);
+            let orig_delete_at = orig_metadata
+                .get("X-Delete-At")
+                .and_then(py_int)
+                .unwrap_or(0);
+            let datafile_md = open.datafile_metadata().clone();
+            self.conditional_delete_at_update(
+                &t,
+                &parts.method,
+                &parts.uri,
+                headers,
+                ts,
+                &datafile_md,
+                orig_delete_at,
+                new_delete_at,
+            )
+            .await;
+        } else {
+            metadata = open.metafile_metadata().cloned().unwrap_or_default();
+        }
+        let (ctype, ctype_ts) = if req_ctype_ts > orig_ctype_ts {
+            let c = req_ctype.unwrap_or_default();
+            metadata.insert("Content-Type", c.clone());
+            metadata.insert("Content-Type-Timestamp", req_ctype_ts.internal());
+            (c, req_ctype_ts)
+        } else {
+            let c = open.content_type().unwrap_or("").to_string();
+            if orig_ctype_ts != data_ts {
+                metadata.insert("Content-Type", c.clone());
+                metadata.insert("Content-Type-Timestamp", orig_ctype_ts.internal());
+            }
+            (c, orig_ctype_ts)
+        };
+        let meta_ts = metadata.get("X-Timestamp").unwrap_or_default().to_string();
+        let datafile_ctype = open
+            .datafile_metadata()
+            .get("Content-Type")
+            .unwrap_or("")
+            .to_string();
+        drop(open);
+        if let Err(e) = blocking(move || df.write_metadata(metadata)).await {
+            return disk_error_response(&e, &t.device);
+        }
+        let mut update_ctype = ctype.clone();
+        if ctype_ts != data_ts {
+            if let Some(sb) = swift_bytes(&datafile_ctype) {
+                update_ctype = format!("{update_ctype};swift_bytes={sb}");
+            }
+        }
+        let mut update = ContainerUpdate::new("PUT", &t.account, &t.container, &t.obj);
+        update.set_header("x-size", orig_metadata.get("Content-Length").unwrap_or("0"));
+        update.set_header("x-content-type", update_ctype);
+        update.set_header("x-timestamp", data_ts.internal());
+        update.set_header("x-content-type-timestamp", ctype_ts.internal());
+        update.set_header("x-meta-timestamp", meta_ts);
+        update.set_header("x-etag", orig_metadata.etag().unwrap_or(""));
+        if let Some(e) = orig_metadata.get("X-Object-Sysmeta-Ec-Etag") {
+            update.set_header("x-etag", e);
+        }
+        if let Some(s) = orig_metadata.get("X-Object-Sysmeta-Ec-Content-Length") {
+            update.set_header("x-size", s);
+        }
+        apply_container_overrides(
+            &mut update,
+            orig_metadata
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string())),
+        );
+        self.container_update(&t, &parts.method, &parts.uri, headers, update)
+            .await;
+
+        let mut resp = status_response(202);
+        set_header(resp.headers_mut(), h::X_BACKEND_CONTENT_TYPE, &ctype);
+        for (k, v) in orig_metadata.iter() {
+            if h::is_object_sysmeta(k) {
+                set_header(resp.headers_mut(), k, v);
+            }
+        }
+        resp
+    }
+
+    // ---- DELETE ----------------------------------------------------------
+
+    async fn delete(&self, t: Target, req: Request<Incoming>) -> Resp {
+        let (parts, _body) = req.into_parts();
+        let headers = &parts.headers;
+        let ts = match valid_timestamp(headers) {
+            Ok(ts) => ts,
+            Err(r) => return r,
+        };
+        let df = match self.diskfile(&t) {
+            Ok(df) => df,
+            Err(r) => return r,
+        };
+        let now = ts.as_secs_f64();
+        let df2 = df.clone();
+        let opened = blocking(move || {
+            Ok(df2.open(OpenOptions {
+                open_expired: false,
+                now: Some(now),
+            }))
+        })
+        .await;
+        let (orig_ts, orig_md, mut status) = match opened {
+            Ok(Ok(open)) => {
+                let dts = open.data_timestamp();
+                (
+                    dts,
+                    open.metadata().clone(),
+                    if dts < ts { 204 } else { 409 },
+                )
+            }
+            Ok(Err(DiskFileError::Expired { metadata, .. })) => (
+                metadata.timestamp().unwrap_or(Timestamp::ZERO),
+                *metadata,
+                404,
+            ),
+            Ok(Err(DiskFileError::Deleted { timestamp, .. })) => (timestamp, Metadata::new(), 404),
+            Ok(Err(DiskFileError::NotFound | DiskFileError::Quarantined { .. })) => {
+                (Timestamp::ZERO, Metadata::new(), 404)
+            }
+            Ok(Err(e)) | Err(e) => return disk_error_response(&e, &t.device),
+        };
+        let response_ts = orig_ts.max(ts);
+        let orig_delete_at = orig_md
+            .get("X-Delete-At")
+            .and_then(|v| Timestamp::parse(v.trim()).ok())
+            .unwrap_or(Timestamp::ZERO);
+        if let Some(v) = header(headers, h::X_IF_DELETE_AT) {
+            let Ok(wanted) = Timestamp::parse(v.trim()) else {
+                return text_response(400, "Bad X-If-Delete-At header value");
+            };
+            if orig_ts == Timestamp::ZERO {
+                return status_response(404);
+            }
+            if orig_ts >= ts {
+                return status_response(409);
+            }
+            if orig_delete_at != wanted {
+                return text_response(412, "X-If-Delete-At and X-Delete-At do not match");
+            }
+            status = 204;
+        }
+        let orig_delete_at_secs = orig_delete_at.secs() as i64;
+        self.conditional_delete_at_update(
+            &t,
+            &parts.method,
+            &parts.uri,
+            headers,
+            ts,
+            &Metadata::new(),
+            orig_delete_at_secs,
+            0,
+        )
+        .await;
+        if orig_ts < ts {
+            if let Err(e) = blocking(move || df.delete(ts)).await {
+                return disk_error_response(&e, &t.device);
+            }
+            let mut update = ContainerUpdate::new("DELETE", &t.account, &t.container, &t.obj);
+            update.set_header("x-timestamp", ts.internal());
+            self.container_update(&t, &parts.method, &parts.uri, headers, update)
+                .await;
+        }
+        let mut resp = status_response(status);
+        set_header(
+            resp.headers_mut(),
+            h::X_BACKEND_TIMESTAMP,
+            &response_ts.internal(),
+        );
+        set_header(
+            resp.headers_mut(),
+            h::X_BACKEND_CONTENT_TYPE,
+            orig_md.get("Content-Type").unwrap_or(""),
+        );
+        resp
+    }
+
+    // ---- container and expirer-queue updates -------------------------------
+
+    fn referer(method: &Method, uri: &http::Uri, headers: &HeaderMap) -> String {
+        let host = header(headers, "host").unwrap_or_default();
+        format!("{method} http://{host}{}", uri.path())
+    }
+
+    fn decorate(
+        &self,
+        update: &mut ContainerUpdate,
+        method: &Method,
+        uri: &http::Uri,
+        headers: &HeaderMap,
+    ) {
+        update.set_header(
+            "x-trans-id",
+            header(headers, h::X_TRANS_ID).unwrap_or(std::borrow::Cow::Borrowed("-")),
+        );
+        update.set_header("referer", Self::referer(method, uri, headers));
+    }
+
+    /// Sends `update` to the container servers named in the request (at
+    /// most `container_update_timeout` waited for; the rest go on in the
+    /// background and fall back to async pendings).
+    async fn container_update(
+        &self,
+        t: &Target,
+        method: &Method,
+        uri: &http::Uri,
+        headers: &HeaderMap,
+        mut update: ContainerUpdate,
+    ) {
+        let targets = match upd::container_targets(
+            header(headers, h::X_CONTAINER_HOST).as_deref(),
+            header(headers, h::X_CONTAINER_PARTITION).as_deref(),
+            header(headers, h::X_CONTAINER_DEVICE).as_deref(),
+        ) {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::error!(error = %e, "ERROR Container update failed");
+                return;
+            }
+        };
+        let contpath = header(headers, h::X_BACKEND_QUOTED_CONTAINER_PATH)
+            .and_then(|q| percent_decode(&q).ok())
+            .or_else(|| header(headers, h::X_BACKEND_CONTAINER_PATH).map(|c| c.into_owned()));
+        update.container_path = contpath.filter(|cp| {
+            let ok = split_path(&format!("/{cp}"), 2, 2, false).is_ok();
+            if !ok {
+                tracing::error!(container_path = %cp, "Invalid X-Backend-Container-Path");
+            }
+            ok
+        });
+        update.db_state = header(headers, h::X_CONTAINER_ROOT_DB_STATE).map(|s| s.into_owned());
+        self.decorate(&mut update, method, uri, headers);
+        update.set_header(h::X_BACKEND_STORAGE_POLICY_INDEX, t.policy.to_string());
+        let mut tasks = Vec::new();
+        for target in targets {
+            let sender = self.update_sender(t);
+            let update = update.clone();
+            tasks.push(tokio::spawn(async move {
+                sender.send(update, Some(target)).await
+            }));
+        }
+        let waited = tokio::time::timeout(self.conf.container_update_timeout, async {
+            for task in tasks {
+                let _ = task.await;
+            }
+        })
+        .await;
+        if waited.is_err() {
+            tracing::debug!(
+                timeout = ?self.conf.container_update_timeout,
+                "container update timeout; continuing in the background"
+            );
+        }
+    }
+
+    fn update_sender(&self, t: &Target) -> UpdateSender {
+        UpdateSender {
+            client: self.client.clone(),
+            mgr: self.mgr.clone(),
+            objdevice: t.device.clone(),
+            policy: t.policy,
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn conditional_delete_at_update(
+        &self,
+        t: &Target,
+        method: &Method,
+        uri: &http::Uri,
+        headers: &HeaderMap,
+        ts: Timestamp,
+        metadata: &Metadata,
+        orig_delete_at: i64,
+        new_delete_at: i64,
+    ) {
+        if new_delete_at != 0 {
+            let bytes = metadata.get("Content-Length").and_then(py_int).unwrap_or(0);
+            let extra = [
+                (
+                    "x-content-type".to_string(),
+                    format!("{};swift_expirer_bytes={bytes}", upd::X_DELETE_TYPE),
+                ),
+                (
+                    "x-content-type-timestamp".to_string(),
+                    metadata.get("X-Timestamp").unwrap_or_default().to_string(),
+                ),
+            ];
+            self.delete_at_update("PUT", new_delete_at, t, method, uri, headers, ts, &extra)
+                .await;
+        }
+        if orig_delete_at != 0 && orig_delete_at != new_delete_at {
+            self.delete_at_update("DELETE", orig_delete_at, t, method, uri, headers, ts, &[])
+                .await;
+        }
+    }
+
+    /// Adds or removes the object's entry in the expiring-objects queue.
+    #[allow(clippy::too_many_arguments)]
+    async fn delete_at_update(
+        &self,
+        op: &str,
+        delete_at: i64,
+        t: &Target,
+        method: &Method,
+        uri: &http::Uri,
+        headers: &HeaderMap,
+        ts: Timestamp,
+        extra: &[(String, String)],
+    ) {
+        if header_true(headers, h::X_BACKEND_REPLICATION) {
+            return;
+        }
+        let delete_at = delete_at.clamp(0, 9_999_999_999) as u64;
+        let mut container = upd::expirer_container(
+            &self.conf.diskfile.hash,
+            delete_at,
+            &t.account,
+            &t.container,
+            &t.obj,
+        );
+        let targets: Vec<Option<UpdateTarget>>;
+        let mut update = ContainerUpdate::new(op, upd::EXPIRER_ACCOUNT, "", "");
+        update.set_header(h::X_BACKEND_STORAGE_POLICY_INDEX, "0");
+        update.set_header("x-timestamp", ts.internal());
+        self.decorate(&mut update, method, uri, headers);
+        if op != "DELETE" {
+            let Some(hosts) = header(headers, h::X_DELETE_AT_HOST) else {
+                return;
+            };
+            match header(headers, h::X_DELETE_AT_CONTAINER) {
+                Some(pc) if !pc.is_empty() && *pc != container => {
+                    tracing::debug!(proxy = %pc, expected = %container, "X-Delete-At-Container differs");
+                    match pc.trim().parse::<f64>() {
+                        Ok(v) => container = upd::normalize_delete_at(v),
+                        Err(_) => {
+                            tracing::error!(value = %pc, "bad X-Delete-At-Container");
+                        }
+                    }
+                }
+                Some(pc) if !pc.is_empty() => {}
+                _ => tracing::warn!(
+                    "X-Delete-At-Container header must be specified for expiring objects background {op} to work properly. Making best guess as to the container name for now."
+                ),
+            }
+            targets = match upd::delete_at_targets(
+                &hosts,
+                header(headers, h::X_DELETE_AT_PARTITION).as_deref(),
+                header(headers, h::X_DELETE_AT_DEVICE).as_deref(),
+            ) {
+                Some(v) => v.into_iter().map(Some).collect(),
+                None => vec![None],
+            };
+            update.set_header("x-size", "0");
+            update.set_header("x-content-type", upd::X_DELETE_TYPE);
+            update.set_header("x-etag", upd::EMPTY_ETAG);
+            for (k, v) in extra {
+                update.set_header(k, v.clone());
+            }
+        } else {
+            let clean = header(headers, h::X_BACKEND_CLEAN_EXPIRING_OBJECT_QUEUE)
+                .map(|v| is_true(&v))
+                .unwrap_or(true);
+            if !clean {
+                return;
+            }
+            targets = vec![None];
+        }
+        update.container = container;
+        update.obj = upd::expirer_task_obj(delete_at, &t.account, &t.container, &t.obj);
+        let sender = self.update_sender(t);
+        for target in targets {
+            sender.send(update.clone(), target).await;
+        }
+    }
+}
+
+/// Sends one update, or saves it as an async pending on the object's
+/// device when it cannot be delivered.
+#[derive(Clone)]
+struct UpdateSender {
+    client: BackendClient,
+    mgr: DiskFileManager,
+    objdevice: String,
+    policy: u32,
+}
+
+impl UpdateSender {
+    async fn send(&self, mut update: ContainerUpdate, target: Option<UpdateTarget>) {
+        update.set_header(
+            "user-agent",
+            format!("object-server {}", std::process::id()),
+        );
+        if let Some(target) =
+            target.filter(|t| !t.host.is_empty() && !t.device.is_empty() && !t.partition.is_empty())
+        {
+            let path = update.request_path(&target.device, &target.partition);
+            let method = Method::from_bytes(update.op.as_bytes()).unwrap_or(Method::PUT);
+            match self
+                .client
+                .request(method, &target.host, &path, update.to_header_map(), empty())
+                .await
+            {
+                Ok(resp) => {
+                    let status = resp.status();
+                    // Drain (bounded by the node timeout per chunk).
+                    let _ = apus_http::body::collect_limited(resp.into_body(), 1 << 20).await;
+                    if status.is_success() {
+                        return;
+                    }
+                    tracing::error!(
+                        status = status.as_u16(),
+                        host = %target.host,
+                        device = %target.device,
+                        "ERROR Container update failed (saving for async update later)"
+                    );
+                }
+                Err(e) => tracing::error!(
+                    error = %e,
+                    host = %target.host,
+                    device = %target.device,
+                    "ERROR container update failed (saving for async update later)"
+                ),
+            }
+        }
+        self.save(update).await;
+    }
+
+    async fn save(&self, update: ContainerUpdate) {
+        let Some(ts) = update
+            .pending_timestamp()
+            .and_then(|t| Timestamp::parse(t).ok())
+        else {
+            tracing::error!("container update without a timestamp; not saved");
+            return;
+        };
+        let pending = AsyncUpdate {
+            op: update.op,
+            account: update.account,
+            container: update.container,
+            obj: update.obj,
+            headers: update.headers,
+            db_state: update.db_state,
+            container_path: update.container_path,
+        };
+        let mgr = self.mgr.clone();
+        let device = self.objdevice.clone();
+        let policy = self.policy;
+        if let Err(e) =
+            blocking(move || mgr.write_async_pending(&device, policy, &pending, ts)).await
+        {
+            tracing::error!(error = %e, "could not save async pending");
+        }
+    }
+}
+
+/// `X-Object-Sysmeta-Container-Update-Override-*` and
+/// `X-Backend-Container-Update-Override-*` replace the update's `X-*`
+/// headers (sysmeta taking precedence).
+fn apply_container_overrides(
+    update: &mut ContainerUpdate,
+    items: impl Iterator<Item = (String, String)>,
+) {
+    let items: Vec<(String, String)> = items.collect();
+    for prefix in [
+        h::X_BACKEND_CONTAINER_UPDATE_OVERRIDE_PREFIX,
+        h::X_OBJECT_SYSMETA_CONTAINER_UPDATE_OVERRIDE_PREFIX,
+    ] {
+        for (k, v) in &items {
+            let lower = k.to_ascii_lowercase();
+            if let Some(rest) = lower.strip_prefix(prefix) {
+                update.set_header(&format!("x-{rest}"), v.clone());
+            }
+        }
+    }
+}
+
+/// Swift's `check_delete_headers` for a PUT: `X-Delete-After` becomes
+/// `X-Delete-At`; either must be an integer in the future (unless
+/// replicating). Returns the normalized `X-Delete-At` to store.
+fn check_delete_headers(headers: &HeaderMap, ts: Timestamp) -> Result<Option<String>, Resp> {
+    let now = ts.as_secs_f64();
+    let mut delete_at: Option<String> = None;
+    if let Some(v) = header(headers, h::X_DELETE_AFTER) {
+        let Some(after) = py_int(&v) else {
+            return Err(text_response(400, "Non-integer X-Delete-After"));
+        };
+        let at = upd::normalize_delete_at(now + after as f64);
+        if at.parse::<f64>().unwrap_or(0.0) <= now {
+            return Err(text_response(400, "X-Delete-After in past"));
+        }
+        delete_at = Some(at);
+    }
+    let raw = delete_at.or_else(|| header(headers, h::X_DELETE_AT).map(|v| v.into_owned()));
+    if let Some(v) = raw {
+        let Some(n) = py_int(&v) else {
+            return Err(text_response(400, "Non-integer X-Delete-At"));
+        };
+        let at = upd::normalize_delete_at(n as f64);
+        let at_n = at.parse::<f64>().unwrap_or(0.0);
+        if at_n <= now && !header_true(headers, h::X_BACKEND_REPLICATION) {
+            return Err(text_response(400, "X-Delete-At in past"));
+        }
+        return Ok(Some(at));
+    }
+    Ok(None)
+}
+
+fn check_metadata(headers: &HeaderMap) -> Result<(), Resp> {
+    let pairs: Vec<(String, String)> = headers
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.as_str().to_string(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
+        .collect();
+    constraints::check_metadata(
+        pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+        "object",
+    )
+    .map_err(|e| text_response(e.status, &e.body))
+}
+
+/// The `swift_bytes` parameter of a content type (set by SLO manifests).
+fn swift_bytes(content_type: &str) -> Option<String> {
+    content_type
+        .split(';')
+        .skip(1)
+        .map(str::trim)
+        .find_map(|p| p.strip_prefix("swift_bytes=").map(str::to_string))
+}
+
+/// A 32-hex-digit multipart boundary, as swob makes.
+fn new_boundary() -> String {
+    use std::collections::hash_map::RandomState;
+    use std::hash::{BuildHasher, Hasher};
+    let mut out = String::with_capacity(32);
+    for _ in 0..2 {
+        let mut hasher = RandomState::new().build_hasher();
+        hasher.write_u128(Timestamp::now().ticks() as u128);
+        out.push_str(&format!("{:016x}", hasher.finish()));
+    }
+    out
+}
+
+fn read_error(err: io::Error) -> io::Error {
+    tracing::error!(error = %err, "object read failed");
+    err
+}
+
+/// Streams the whole object; the reader fails its last read when the data
+/// does not match its ETag, which aborts the body.
+fn stream_full(mut reader: DiskFileReader, chunk: usize, tx: BodySender) {
+    let mut buf = vec![0u8; chunk];
+    loop {
+        match reader.read(&mut buf) {
+            Ok(0) => return,
+            Ok(n) => {
+                if tx.blocking_send(Bytes::copy_from_slice(&buf[..n])).is_err() {
+                    return;
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return tx.blocking_abort(read_error(e)),
+        }
+    }
+}
+
+/// Streams byte ranges, framed as `multipart/byteranges` when a boundary
+/// and content type are given.
+fn stream_ranges(
+    mut reader: DiskFileReader,
+    ranges: &[(u64, u64)],
+    multipart: Option<(&str, &str)>,
+    size: u64,
+    chunk: usize,
+    tx: BodySender,
+) {
+    let mut buf = vec![0u8; chunk];
+    for &(start, end) in ranges {
+        if let Some((boundary, ctype)) = multipart {
+            let head = multipart_part_header(boundary, ctype, start, end, size);
+            if tx.blocking_send(Bytes::from(head)).is_err() {
+                return;
+            }
+        }
+        if let Err(e) = reader.seek(SeekFrom::Start(start)) {
+            return tx.blocking_abort(read_error(e));
+        }
+        let mut left = end - start;
+        while left > 0 {
+            let want = (left as usize).min(buf.len());
+            match reader.read(&mut buf[..want]) {
+                Ok(0) => {
+                    return tx.blocking_abort(read_error(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "object shorter than its metadata says",
+                    )))
+                }
+                Ok(n) => {
+                    left -= n as u64;
+                    if tx.blocking_send(Bytes::copy_from_slice(&buf[..n])).is_err() {
+                        return;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return tx.blocking_abort(read_error(e)),
+            }
+        }
+        if multipart.is_some() && tx.blocking_send(Bytes::from_static(b"\r\n")).is_err() {
+            return;
+        }
+    }
+    if let Some((boundary, _)) = multipart {
+        let _ = tx.blocking_send(Bytes::from(multipart_terminator(boundary)));
+    }
+}
