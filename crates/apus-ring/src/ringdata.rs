@@ -157,7 +157,12 @@ impl RingData {
 
     /// Reads a gzip-compressed v1 ring.
     pub fn read_from(reader: impl Read) -> Result<Self, RingFileError> {
-        let mut gz = GzDecoder::new(reader);
+        Self::read_decompressed(GzDecoder::new(reader))
+    }
+
+    /// Reads a v1 ring from the bytes inside its gzip stream. The decoder's
+    /// end-of-stream check (the gzip CRC) runs when this reads to the end.
+    pub fn read_decompressed(mut gz: impl Read) -> Result<Self, RingFileError> {
         let mut magic = [0u8; 4];
         read_exact_or_truncated(&mut gz, &mut magic, "magic")?;
         if &magic != b"R1NG" {
