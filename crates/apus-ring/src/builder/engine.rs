@@ -32,14 +32,30 @@ const EMPTY: Slot = Slot {
     tie: 0,
     pos: u32::MAX,
 };
-/// Fixed-point scale of keys (value per replica of capacity).
-const KEY_SCALE: i128 = 1 << 20;
+/// Fixed-point shift of keys (value per replica of capacity). Values stay
+/// below 2^41 in magnitude (2^32 partitions times 256 replicas, plus as
+/// much set aside), so shifted keys fit an i64.
+const KEY_SHIFT: u32 = 20;
+
+/// What a walk down the tree looks for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Goal {
+    /// Any device, the roomiest first, tiers short of their minimum for
+    /// the partition before all others.
+    Place,
+    /// A device holding fewer partition-replicas than it should.
+    Wanting,
+    /// A device not holding more than it should.
+    NotOver,
+}
 
 pub(super) struct Engine<'a> {
     pub tree: &'a Tree,
     pub plan: &'a Plan,
     /// Deficit (devices) or sum of positive deficits (tiers), by node.
     pub val: Vec<i64>,
+    /// Partition-replicas wanted minus held, by node (tiers included).
+    pub net: Vec<i64>,
     seg: Vec<Slot>,
     seg_off: Vec<usize>,
     seg_size: Vec<u32>,
@@ -64,6 +80,10 @@ impl<'a> Engine<'a> {
             let have = held.get(id).copied().unwrap_or(0);
             val[leaf as usize] = plan.want_parts[leaf as usize] - i64::from(have);
         }
+        let mut net = val.clone();
+        for node in (1..n).rev() {
+            net[tree.parent[node] as usize] += net[node];
+        }
         for node in (1..n).rev() {
             let v = if tree.depth[node] == DEV_DEPTH {
                 val[node].max(0)
@@ -85,6 +105,7 @@ impl<'a> Engine<'a> {
             tree,
             plan,
             val,
+            net,
             seg: vec![EMPTY; total],
             seg_off,
             seg_size,
@@ -117,11 +138,17 @@ impl<'a> Engine<'a> {
 
     fn fresh_slot(&mut self, node: u32, pos: u32) -> Slot {
         let (min, max) = (self.plan.min[node as usize], self.plan.max[node as usize]);
-        let spare = i128::from(max.saturating_sub(min).max(1));
-        let set_aside = i128::from(min) * i128::from(self.pending);
-        let key = (i128::from(self.val[node as usize]) - set_aside) * KEY_SCALE / spare;
+        let mut key = self.val[node as usize];
+        if min > 0 {
+            key -= i64::from(min) * self.pending;
+        }
+        key <<= KEY_SHIFT;
+        let spare = max.saturating_sub(min);
+        if spare > 1 {
+            key /= i64::from(spare);
+        }
         Slot {
-            key: key.clamp(i128::from(i64::MIN + 1), i128::from(i64::MAX)) as i64,
+            key,
             tie: (self.rng.next_u64() & 0xFFFF) as u16,
             pos,
         }
@@ -165,6 +192,11 @@ impl<'a> Engine<'a> {
         let new = old - gained;
         self.val[leaf as usize] = new;
         self.rekey(leaf);
+        let mut up = leaf;
+        while up != NO_NODE {
+            self.net[up as usize] -= gained;
+            up = self.tree.parent[up as usize];
+        }
         let delta = new.max(0) - old.max(0);
         if delta == 0 {
             return;
@@ -189,11 +221,10 @@ impl<'a> Engine<'a> {
     /// Walks down from `start` to a device, at each level taking the child
     /// with the largest key among those that do not already hold their
     /// `max` replicas of the partition, and backing out of subtrees that
-    /// lead nowhere. With `positive`, only nodes that still want
-    /// partition-replicas qualify.
-    pub(super) fn descend(&mut self, start: u32, part: &PartTiers, positive: bool) -> Option<u32> {
+    /// lead nowhere, until it finds a device meeting `goal`.
+    pub(super) fn descend(&mut self, start: u32, part: &PartTiers, goal: Goal) -> Option<u32> {
         let mut bufs = std::mem::take(&mut self.bufs);
-        let found = self.descend_with(start, part, positive, &mut bufs);
+        let found = self.descend_with(start, part, goal, &mut bufs);
         self.bufs = bufs;
         found
     }
@@ -202,7 +233,7 @@ impl<'a> Engine<'a> {
         &self,
         node: u32,
         part: &PartTiers,
-        positive: bool,
+        goal: Goal,
         bufs: &mut [Vec<u32>],
     ) -> Option<u32> {
         if self.tree.depth[node as usize] == DEV_DEPTH {
@@ -216,7 +247,7 @@ impl<'a> Engine<'a> {
                 excluded.push(n - first);
             }
         }
-        if !positive {
+        if goal == Goal::Place {
             // A tier that needs more replicas of this partition to meet
             // its (and its descendants') minimums comes first.
             let mut urgent: Option<((i64, u16), u32)> = None;
@@ -236,18 +267,23 @@ impl<'a> Engine<'a> {
                 }
             }
             if let Some((_, pos)) = urgent {
-                if let Some(leaf) = self.descend_with(first + pos, part, positive, deeper) {
+                if let Some(leaf) = self.descend_with(first + pos, part, goal, deeper) {
                     return Some(leaf);
                 }
                 excluded.push(pos);
             }
         }
+        let leaves_below = self.tree.depth[node as usize] + 1 == DEV_DEPTH;
         loop {
             let best = self.best_child(node, excluded)?;
-            if positive && self.val[(first + best.pos) as usize] <= 0 {
-                return None;
+            let value = self.val[(first + best.pos) as usize];
+            // Children come best first: a failing one ends the search.
+            match goal {
+                Goal::Wanting if value <= 0 => return None,
+                Goal::NotOver if leaves_below && value < 0 => return None,
+                _ => {}
             }
-            if let Some(leaf) = self.descend_with(first + best.pos, part, positive, deeper) {
+            if let Some(leaf) = self.descend_with(first + best.pos, part, goal, deeper) {
                 return Some(leaf);
             }
             excluded.push(best.pos);
@@ -303,6 +339,45 @@ impl<'a> Engine<'a> {
             }
         }
         best.map(|b| b.2)
+    }
+
+    /// The depth of the widest tier above `leaf` holding more than it
+    /// should (the leaf's own depth if none): replicas there have to leave
+    /// that tier, which only some partitions allow, so they go first.
+    pub(super) fn overfull_depth(&self, leaf: u32) -> u8 {
+        let mut widest = self.tree.depth[leaf as usize];
+        let mut n = self.tree.parent[leaf as usize];
+        while n != 0 && n != NO_NODE {
+            if self.net[n as usize] < 0 {
+                widest = self.tree.depth[n as usize];
+            }
+            n = self.tree.parent[n as usize];
+        }
+        widest
+    }
+
+    /// The ancestor of `leaf` at `depth` (the leaf itself at its depth).
+    pub(super) fn ancestor(&self, leaf: u32, depth: u8) -> u32 {
+        let mut n = leaf;
+        while n != NO_NODE && self.tree.depth[n as usize] > depth {
+            n = self.tree.parent[n as usize];
+        }
+        n
+    }
+
+    /// How urgently a replica on `leaf` should leave: how far over its
+    /// share each tier above it is, widest first (0 where not over), then
+    /// the device's own deficit. Smaller is more urgent.
+    pub(super) fn leave_rank(&self, leaf: u32) -> [i64; DEV_DEPTH as usize] {
+        let mut rank = [0i64; DEV_DEPTH as usize];
+        rank[DEV_DEPTH as usize - 1] = self.val[leaf as usize];
+        let mut n = self.tree.parent[leaf as usize];
+        while n != 0 && n != NO_NODE {
+            let depth = self.tree.depth[n as usize] as usize;
+            rank[depth - 1] = self.net[n as usize].min(0);
+            n = self.tree.parent[n as usize];
+        }
+        rank
     }
 
     /// The deepest node on the way from `leaf` to the root that would hold
@@ -368,8 +443,7 @@ impl PartTiers {
     /// Counts a replica on device leaf `leaf` in the leaf and its tiers
     /// (not the root).
     pub(super) fn add(&mut self, tree: &Tree, leaf: u32) {
-        let mut n = leaf;
-        while n != 0 && n != NO_NODE {
+        for n in tree.path(leaf) {
             match self.nodes.iter().position(|&x| x == n) {
                 Some(i) => self.counts[i] += 1,
                 None => {
@@ -377,17 +451,14 @@ impl PartTiers {
                     self.counts.push(1);
                 }
             }
-            n = tree.parent[n as usize];
         }
     }
 
     pub(super) fn remove(&mut self, tree: &Tree, leaf: u32) {
-        let mut n = leaf;
-        while n != 0 && n != NO_NODE {
+        for n in tree.path(leaf) {
             if let Some(i) = self.nodes.iter().position(|&x| x == n) {
                 self.counts[i] = self.counts[i].saturating_sub(1);
             }
-            n = tree.parent[n as usize];
         }
     }
 

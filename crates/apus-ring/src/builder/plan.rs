@@ -45,6 +45,9 @@ pub(super) struct Tree {
     pub node_of_dev: Vec<u32>,
     /// First node of each depth; `level_start[5]` is the node count.
     pub level_start: [u32; 6],
+    /// Region, zone, host and device node of each leaf (by leaf index
+    /// minus `level_start[4]`).
+    pub paths: Vec<[u32; 4]>,
 }
 
 impl Tree {
@@ -65,6 +68,7 @@ impl Tree {
             n_devices: vec![0],
             node_of_dev: vec![NO_NODE; id_space],
             level_start: [0; 6],
+            paths: Vec::new(),
         };
         // Node of each (sorted) device at the level being built and above.
         let mut above = vec![0u32; sorted.len()];
@@ -103,6 +107,12 @@ impl Tree {
                 *slot = leaf as u32;
             }
         }
+        for leaf in tree.leaves() {
+            let host = tree.parent[leaf as usize];
+            let zone = tree.parent[host as usize];
+            let region = tree.parent[zone as usize];
+            tree.paths.push([region, zone, host, leaf]);
+        }
         // Children come after their parents: sum bottom-up.
         for node in (1..tree.parent.len()).rev() {
             let parent = tree.parent[node] as usize;
@@ -128,6 +138,11 @@ impl Tree {
 
     pub(super) fn leaves(&self) -> std::ops::Range<u32> {
         self.level_start[DEV_DEPTH as usize]..self.level_start[5]
+    }
+
+    /// Region, zone, host and device node of leaf `leaf`.
+    pub(super) fn path(&self, leaf: u32) -> [u32; 4] {
+        self.paths[(leaf - self.level_start[DEV_DEPTH as usize]) as usize]
     }
 }
 

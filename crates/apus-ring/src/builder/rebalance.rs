@@ -1,6 +1,6 @@
 //! The rebalance itself; see the parent module for the outline.
 
-use super::engine::{Engine, PartTiers};
+use super::engine::{Engine, Goal, PartTiers};
 use super::plan::{Plan, Tree, NO_NODE};
 use super::rng::Rng;
 use super::{row_lengths, BuilderError, RebalanceProgress, RebalanceReport, RingBuilder, NONE_DEV};
@@ -11,7 +11,7 @@ const STEPS_PER_STAGE: u64 = 20;
 /// Passes over all partitions looking for balancing moves, at most.
 const MAX_BALANCE_PASSES: usize = 4;
 /// Rounds of lateral moves (each followed by direct passes), at most.
-const MAX_LATERAL_ROUNDS: usize = 0;
+const MAX_LATERAL_ROUNDS: usize = 8;
 
 struct Reporter<'a> {
     callback: &'a mut dyn FnMut(RebalanceProgress),
@@ -69,13 +69,6 @@ impl PartSet {
     }
     fn contains(&self, p: usize) -> bool {
         self.0[p / 64] & (1 << (p % 64)) != 0
-    }
-    fn iter(&self) -> impl Iterator<Item = usize> + '_ {
-        self.0.iter().enumerate().flat_map(|(i, &word)| {
-            (0..64)
-                .filter(move |b| word & (1 << b) != 0)
-                .map(move |b| i * 64 + b)
-        })
     }
 }
 
@@ -160,8 +153,19 @@ impl Work<'_, '_> {
     fn gather_for_dispersion(&mut self, report: &mut Reporter) {
         let parts = self.last_moves.len();
         report.start("gathering", parts as u64);
+        let mut leaves: Vec<u32> = Vec::with_capacity(self.rows.len());
         for p in 0..parts {
             report.tick(p as u64);
+            leaves.clear();
+            leaves.extend(
+                self.rows
+                    .iter()
+                    .filter_map(|row| row.get(p))
+                    .map(|&id| self.leaf_of(id)),
+            );
+            if self.within_bounds(&leaves) {
+                continue;
+            }
             self.count_part(p);
             let mut may_move = self.movable(p);
             loop {
@@ -195,6 +199,32 @@ impl Work<'_, '_> {
         report.finish();
     }
 
+    /// Whether replicas on `leaves` (`NO_NODE` for unassigned) keep every
+    /// tier within its `max`, by comparing ancestors pairwise (cheap for
+    /// the few replicas of a partition).
+    fn within_bounds(&self, leaves: &[u32]) -> bool {
+        let tree = self.engine.tree;
+        let max = &self.engine.plan.max;
+        for (i, &a) in leaves.iter().enumerate() {
+            if a == NO_NODE {
+                continue;
+            }
+            let path = tree.path(a);
+            for (level, &node) in path.iter().enumerate() {
+                let mut count = 1u32;
+                for &b in &leaves[i + 1..] {
+                    if b != NO_NODE && tree.path(b)[level] == node {
+                        count += 1;
+                    }
+                }
+                if count > max[node as usize] {
+                    return false;
+                }
+            }
+        }
+        true
+    }
+
     /// Places every unassigned replica, partitions in random order.
     fn place_unassigned(&mut self, report: &mut Reporter) -> Result<(), BuilderError> {
         let parts = self.last_moves.len();
@@ -215,7 +245,7 @@ impl Work<'_, '_> {
                 }
                 let leaf = self
                     .engine
-                    .descend(0, &self.tiers, false)
+                    .descend(0, &self.tiers, Goal::Place)
                     .or_else(|| self.engine.any_free_device(&self.tiers))
                     .ok_or_else(|| {
                         BuilderError::Validation(format!(
@@ -235,18 +265,49 @@ impl Work<'_, '_> {
     /// moves from over-filled devices to devices at their target open new
     /// direct moves (a chain of two moves where no single move fits).
     fn balance(&mut self, report: &mut Reporter) {
+        self.direct_passes(report);
         for _ in 0..MAX_LATERAL_ROUNDS {
+            let lacking = self.engine.val[0];
+            if lacking == 0 {
+                break;
+            }
+            let mut laterals = self.lateral_pass(report, true);
+            if laterals.is_empty() {
+                laterals = self.lateral_pass(report, false);
+            }
+            if laterals.is_empty() {
+                break;
+            }
             self.direct_passes(report);
-            if self.engine.val[0] == 0 || self.lateral_pass(report) == 0 {
+            self.undo_idle(&laterals);
+            if self.engine.val[0] >= lacking {
                 break;
             }
         }
-        self.direct_passes(report);
+    }
+
+    /// Moves back lateral moves whose receiving device is still over-filled
+    /// (nothing moved on from it): they only added churn.
+    fn undo_idle(&mut self, laterals: &[(usize, usize, u32, u32)]) {
+        for &(r, p, from, to) in laterals.iter().rev() {
+            let to_id = self.engine.tree.dev_id[to as usize];
+            if u32::from(self.rows[r][p]) != to_id || self.engine.val[to as usize] >= 0 {
+                continue;
+            }
+            // The partition's other replicas have not moved since (the
+            // partition was marked moved), so going back is valid.
+            self.count_part(p);
+            self.tiers.remove(self.engine.tree, to);
+            self.unassign(r, p);
+            self.assign(r, p, from);
+        }
     }
 
     /// The replicas of `p` on over-filled devices that may move, most
-    /// over-filled first: `(deficit, replica, leaf)`.
-    fn donors(&self, p: usize, out: &mut Vec<(i64, usize, u32)>) {
+    /// urgent first (see `Engine::leave_rank`), as `((depth of the widest
+    /// over-full tier, rank), replica, leaf)`.
+    #[allow(clippy::type_complexity)]
+    fn donors(&self, p: usize, out: &mut Vec<((u8, [i64; 4]), usize, u32)>) {
         out.clear();
         let movable = self.movable(p);
         for r in 0..self.rows.len() {
@@ -256,7 +317,11 @@ impl Work<'_, '_> {
                     && self.engine.val[leaf as usize] < 0
                     && (movable || self.changed(r, p))
                 {
-                    out.push((self.engine.val[leaf as usize], r, leaf));
+                    let rank = (
+                        self.engine.overfull_depth(leaf),
+                        self.engine.leave_rank(leaf),
+                    );
+                    out.push((rank, r, leaf));
                 }
             }
         }
@@ -266,62 +331,93 @@ impl Work<'_, '_> {
     /// Moves single replicas of movable partitions from over-filled devices
     /// straight to under-filled ones, within the plan's bounds. Replicas
     /// placed earlier in this rebalance may move again (the partition
-    /// still has only that replica changed).
+    /// still has only that replica changed). Replicas in over-full regions
+    /// go first, then those in over-full zones and hosts: leaving a tier
+    /// takes a partition with a replica to spare there, and such
+    /// partitions should not be used up by moves that could happen
+    /// anywhere.
     fn direct_passes(&mut self, report: &mut Reporter) {
-        let parts = self.last_moves.len();
-        let mut donors = Vec::with_capacity(self.rows.len());
+        let tree = self.engine.tree;
+        for depth in 1..super::plan::DEV_DEPTH {
+            let level = tree.level_start[depth as usize]..tree.level_start[depth as usize + 1];
+            if level.clone().any(|n| self.engine.net[n as usize] < 0) {
+                self.direct_pass(report, depth);
+            }
+        }
         for _ in 0..MAX_BALANCE_PASSES {
-            if self.engine.val[0] == 0 {
-                break;
-            }
-            report.start("balancing", parts as u64);
-            let start = self.engine.rng.below(parts as u64) as usize;
-            let mut moves = 0usize;
-            for offset in 0..parts {
-                report.tick(offset as u64);
-                if self.engine.val[0] == 0 {
-                    break;
-                }
-                let p = (start + offset) % parts;
-                self.donors(p, &mut donors);
-                if donors.is_empty() {
-                    continue;
-                }
-                self.count_part(p);
-                for &(_, r, from) in &donors {
-                    if self.try_move(r, p, from, true) {
-                        moves += 1;
-                        break;
-                    }
-                }
-            }
-            report.finish();
-            if moves == 0 {
+            if self.direct_pass(report, super::plan::DEV_DEPTH) == 0 {
                 break;
             }
         }
     }
 
-    /// Moves up to as many replicas as devices lack from over-filled
-    /// devices to devices at their target; returns how many moved.
-    fn lateral_pass(&mut self, report: &mut Reporter) -> usize {
+    /// One pass over the partitions, moving replicas of devices in tiers
+    /// over-full at `depth` or above; returns how many moved.
+    fn direct_pass(&mut self, report: &mut Reporter, depth: u8) -> usize {
         let parts = self.last_moves.len();
-        let budget = usize::try_from(self.engine.val[0]).unwrap_or(0);
         let mut donors = Vec::with_capacity(self.rows.len());
         let mut moves = 0usize;
-        report.start("rearranging", parts as u64);
+        if self.engine.val[0] == 0 {
+            return 0;
+        }
+        report.start("balancing", parts as u64);
         let start = self.engine.rng.below(parts as u64) as usize;
         for offset in 0..parts {
             report.tick(offset as u64);
-            if moves >= budget {
+            if self.engine.val[0] == 0 {
                 break;
             }
             let p = (start + offset) % parts;
             self.donors(p, &mut donors);
-            if let Some(&(_, r, from)) = donors.first() {
-                self.count_part(p);
-                if self.try_move(r, p, from, false) {
+            donors.retain(|d| d.0 .0 <= depth);
+            if donors.is_empty() {
+                continue;
+            }
+            self.count_part(p);
+            for &(_, r, from) in &donors {
+                if self.try_move(r, p, from, true) {
                     moves += 1;
+                    break;
+                }
+            }
+        }
+        report.finish();
+        moves
+    }
+
+    /// Moves up to as many replicas as devices lack from over-filled
+    /// devices to devices at their target; with `leaving`, only out of the
+    /// widest over-full tier above the device (where another device can
+    /// usually pass a replica on). Returns the moves as `(replica,
+    /// partition, from leaf, to leaf)`.
+    fn lateral_pass(
+        &mut self,
+        report: &mut Reporter,
+        leaving: bool,
+    ) -> Vec<(usize, usize, u32, u32)> {
+        let parts = self.last_moves.len();
+        let budget = usize::try_from(self.engine.val[0]).unwrap_or(0);
+        let mut donors = Vec::with_capacity(self.rows.len());
+        let mut moves = Vec::new();
+        report.start("rearranging", parts as u64);
+        let start = self.engine.rng.below(parts as u64) as usize;
+        for offset in 0..parts {
+            report.tick(offset as u64);
+            if moves.len() >= budget {
+                break;
+            }
+            let p = (start + offset) % parts;
+            self.donors(p, &mut donors);
+            if let Some(&((depth, _), r, from)) = donors.first() {
+                let tier = if leaving && depth < super::plan::DEV_DEPTH {
+                    self.engine.ancestor(from, depth)
+                } else {
+                    NO_NODE
+                };
+                self.count_part(p);
+                if self.try_move_out(r, p, from, Goal::NotOver, tier) {
+                    let to = self.leaf_of(self.rows[r][p]);
+                    moves.push((r, p, from, to));
                 }
             }
         }
@@ -333,15 +429,32 @@ impl Work<'_, '_> {
     /// wants more (`wanting`) or at least is not over-filled, if one can
     /// take it without breaking the plan's bounds for the partition.
     fn try_move(&mut self, r: usize, p: usize, from: u32, wanting: bool) -> bool {
+        let goal = if wanting {
+            Goal::Wanting
+        } else {
+            Goal::NotOver
+        };
+        self.try_move_out(r, p, from, goal, NO_NODE)
+    }
+
+    /// [`try_move`](Self::try_move) towards `goal`, and out of tier `out`
+    /// unless that is `NO_NODE`.
+    fn try_move_out(&mut self, r: usize, p: usize, from: u32, goal: Goal, out: u32) -> bool {
         let tree = self.engine.tree;
         self.tiers.remove(tree, from);
         let anchor = self.engine.anchor(from, &self.tiers);
-        let to = if tree.depth[anchor as usize] == super::plan::DEV_DEPTH {
+        let stuck = tree.depth[anchor as usize] == super::plan::DEV_DEPTH
+            || (out != NO_NODE && tree.depth[anchor as usize] >= tree.depth[out as usize]);
+        let to = if stuck {
             None
         } else {
             self.engine
-                .descend(anchor, &self.tiers, wanting)
-                .filter(|&to| to != from && self.engine.val[to as usize] >= 0)
+                .descend(anchor, &self.tiers, goal)
+                .filter(|&to| {
+                    to != from
+                        && (out == NO_NODE
+                            || self.engine.ancestor(to, tree.depth[out as usize]) != out)
+                })
         };
         self.tiers.add(tree, from);
         match to {
@@ -441,7 +554,6 @@ impl RingBuilder {
         if placed.is_ok() {
             work.balance(&mut report);
         }
-        let moved = std::mem::replace(&mut work.moved, PartSet::new(0));
         let deficits: Vec<(u32, i64)> = tree
             .leaves()
             .map(|l| (tree.dev_id[l as usize], work.engine.val[l as usize]))
@@ -452,8 +564,15 @@ impl RingBuilder {
         placed?;
 
         report.start("finishing", 1);
-        for p in moved.iter() {
-            self.last_part_moves[p] = 0;
+        // Partitions with any replica on another device than before moved
+        // now (a replica moved away and back did not).
+        for (r, row) in self.rows.iter().enumerate() {
+            let before = old_rows.get(r).map_or(&[][..], Vec::as_slice);
+            for (p, id) in row.iter().enumerate() {
+                if before.get(p) != Some(id) {
+                    self.last_part_moves[p] = 0;
+                }
+            }
         }
         for (b, &h) in self.devs.iter_mut().zip(&held) {
             if let Some(b) = b {
