@@ -541,6 +541,55 @@ fn big_cluster(part_power: u32, mixed: bool) -> RingBuilder {
     b
 }
 
+/// Two regions of unequal zones, one zone's share near a whole replica.
+fn lopsided_cluster(part_power: u32) -> RingBuilder {
+    let mut b = RingBuilder::new(part_power, 3.0, 1).unwrap();
+    let zones: [(u32, u32, usize, f64); 7] = [
+        (1, 1, 12, 100.0),
+        (1, 2, 9, 200.0),
+        (1, 3, 4, 150.0),
+        (2, 1, 20, 200.0),
+        (2, 2, 3, 100.0),
+        (2, 3, 7, 300.0),
+        (2, 4, 5, 100.0),
+    ];
+    for (region, zone, hosts, weight) in zones {
+        for h in 0..hosts {
+            for d in 0..12u32 {
+                let ip = format!("10.{region}.{zone}.{h}");
+                let w = weight + f64::from(d % 3) * 25.0;
+                b.add_dev(dev(region, zone, &ip, &format!("sd{d}"), w))
+                    .unwrap();
+            }
+        }
+    }
+    b
+}
+
+#[test]
+fn timing_lopsided_ring() {
+    let part_power = if cfg!(debug_assertions) { 12 } else { 18 };
+    let mut b = lopsided_cluster(part_power);
+    let t = Instant::now();
+    let r = b.rebalance(Some(1), &mut quiet()).unwrap();
+    let fresh = t.elapsed();
+    b.validate().unwrap();
+    b.pretend_min_part_hours_passed();
+    for i in 0..10u32 {
+        b.add_dev(dev(2, 1, &format!("10.9.9.{i}"), "sdx", 400.0))
+            .unwrap();
+    }
+    let t = Instant::now();
+    let r2 = b.rebalance(Some(2), &mut quiet()).unwrap();
+    let again = t.elapsed();
+    b.validate().unwrap();
+    println!(
+        "lopsided part_power {part_power}, {} devices: fresh {fresh:?} (balance {:.3}, dispersion {:.3}); \
+         +10 devices {again:?} (moved {}, balance {:.3}, dispersion {:.3})",
+        b.devs().count(), r.balance, r.dispersion, r2.parts_moved, r2.balance, r2.dispersion
+    );
+}
+
 #[test]
 fn timing_large_ring() {
     let part_power = if cfg!(debug_assertions) { 14 } else { 18 };

@@ -8,16 +8,23 @@ use crate::device::Device;
 
 /// Progress callbacks per stage, at most.
 const STEPS_PER_STAGE: u64 = 20;
+/// Progress callbacks per rebalance beyond which only stage starts and
+/// ends are reported (balancing may take many short passes).
+const FINE_CALLS: u64 = 120;
 /// Passes over all partitions looking for balancing moves, at most.
 const MAX_BALANCE_PASSES: usize = 4;
 /// Rounds of lateral moves (each followed by direct passes), at most.
 const MAX_LATERAL_ROUNDS: usize = 8;
 
+/// Reports progress: each stage's start and end, and up to
+/// `STEPS_PER_STAGE` steps in between while fewer than `FINE_CALLS` calls
+/// were made. A rebalance makes at most a few hundred calls.
 struct Reporter<'a> {
     callback: &'a mut dyn FnMut(RebalanceProgress),
     stage: &'static str,
     total: u64,
     next: u64,
+    calls: u64,
 }
 
 impl<'a> Reporter<'a> {
@@ -27,33 +34,40 @@ impl<'a> Reporter<'a> {
             stage: "",
             total: 0,
             next: 0,
+            calls: 0,
         }
+    }
+
+    fn call(&mut self, done: u64) {
+        self.calls += 1;
+        (self.callback)(RebalanceProgress {
+            stage: self.stage,
+            done,
+            total: self.total,
+        });
     }
 
     fn start(&mut self, stage: &'static str, total: u64) {
         self.stage = stage;
         self.total = total;
-        self.next = 0;
-        self.tick(0);
+        self.call(0);
+        self.next = if self.calls < FINE_CALLS {
+            (total / STEPS_PER_STAGE).max(1)
+        } else {
+            u64::MAX
+        };
     }
 
     fn tick(&mut self, done: u64) {
         if done >= self.next && done < self.total {
-            (self.callback)(RebalanceProgress {
-                stage: self.stage,
-                done,
-                total: self.total,
-            });
+            self.call(done);
             self.next = done + (self.total / STEPS_PER_STAGE).max(1);
         }
     }
 
     fn finish(&mut self) {
-        (self.callback)(RebalanceProgress {
-            stage: self.stage,
-            done: self.total,
-            total: self.total,
-        });
+        let total = self.total;
+        self.call(total);
     }
 }
 
@@ -297,7 +311,6 @@ impl Work<'_, '_> {
             // The partition's other replicas have not moved since (the
             // partition was marked moved), so going back is valid.
             self.count_part(p);
-            self.tiers.remove(self.engine.tree, to);
             self.unassign(r, p);
             self.assign(r, p, from);
         }
@@ -375,7 +388,7 @@ impl Work<'_, '_> {
             }
             self.count_part(p);
             for &(_, r, from) in &donors {
-                if self.try_move(r, p, from, true) {
+                if self.try_move(r, p, from) {
                     moves += 1;
                     break;
                 }
@@ -426,19 +439,15 @@ impl Work<'_, '_> {
     }
 
     /// Moves replica `r` of `p` off device leaf `from` to a device that
-    /// wants more (`wanting`) or at least is not over-filled, if one can
-    /// take it without breaking the plan's bounds for the partition.
-    fn try_move(&mut self, r: usize, p: usize, from: u32, wanting: bool) -> bool {
-        let goal = if wanting {
-            Goal::Wanting
-        } else {
-            Goal::NotOver
-        };
-        self.try_move_out(r, p, from, goal, NO_NODE)
+    /// wants more, if one can take it without breaking the plan's bounds
+    /// for the partition.
+    fn try_move(&mut self, r: usize, p: usize, from: u32) -> bool {
+        self.try_move_out(r, p, from, Goal::Wanting, NO_NODE)
     }
 
-    /// [`try_move`](Self::try_move) towards `goal`, and out of tier `out`
-    /// unless that is `NO_NODE`.
+    /// Moves replica `r` of `p` off device leaf `from` to a device meeting
+    /// `goal` and outside tier `out` (unless that is `NO_NODE`), if one can
+    /// take it without breaking the plan's bounds for the partition.
     fn try_move_out(&mut self, r: usize, p: usize, from: u32, goal: Goal, out: u32) -> bool {
         let tree = self.engine.tree;
         self.tiers.remove(tree, from);
