@@ -7,33 +7,67 @@
 //! # Placement
 //!
 //! Devices form a tree of failure domains: region, zone, host (the IP
-//! address, not address and port) and device. [`plan`] derives from the
-//! weights and the topology how many replicas of a partition each tier
-//! should hold (Swift's replica plan, with the same `overload` meaning) and
-//! how many partition-replicas each device should end up with. A rebalance
-//! then
+//! address, not address and port) and device. The `plan` module derives
+//! from the weights and the topology how many replicas of a partition each
+//! tier should hold on average (Swift's replica plan: weighted shares,
+//! "as unique as possible" shares, and `overload` moving the former
+//! towards the latter), hence the fewest and most replicas of any one
+//! partition a tier may hold, and how many partition-replicas each device
+//! should end up with. A rebalance then
 //!
 //! 1. unassigns every replica on a device marked for removal or with zero
 //!    weight (always, whatever `min_part_hours` says);
 //! 2. unassigns one replica of each movable partition that holds more
 //!    replicas in some tier than the plan allows (dispersion);
-//! 3. places every unassigned replica by walking down the tree to the
-//!    roomiest tier that may still take a replica of that partition;
+//! 3. places every unassigned replica by walking down the tree: first to
+//!    tiers short of their minimum for that partition, otherwise to the
+//!    child needing the largest share of its spare capacity, never into a
+//!    tier already holding its maximum;
 //! 4. moves single replicas of movable partitions from devices holding too
-//!    many to devices holding too few, directly, whenever the move keeps
-//!    the partition within the plan's bounds.
+//!    many to devices holding too few, whenever the move keeps the
+//!    partition within the plan's bounds; replicas in over-full regions,
+//!    then zones, then hosts go first, since leaving a tier needs one of
+//!    the few partitions with a replica to spare there;
+//! 5. where no single move fits, moves a replica to a device at its target
+//!    that can pass another partition on (a chain of two moves), and
+//!    undoes such moves that led nowhere.
 //!
 //! A partition is movable when it has not moved in the last
 //! `min_part_hours` hours nor earlier in the same rebalance, so a rebalance
 //! moves at most one replica of any partition, except replicas leaving
-//! removed or zero-weight devices. Everything is driven by per-node counts
-//! and tournament trees ([`engine`]), never by a scan of all devices per
-//! partition. The same seed on the same builder gives the same ring.
+//! removed or zero-weight devices (a replica placed earlier in the same
+//! rebalance may still be placed again: that changes no other replica).
+//! Everything is driven by per-node counts and tournament trees (the
+//! `engine` module), never by a scan of all devices per partition. The
+//! same seed on the same builder gives the same ring.
+//!
+//! # Differences from Swift
+//!
+//! * One rebalance reaches what Swift reaches in several: step 4 moves
+//!   replicas straight to where they are wanted instead of gathering them
+//!   and hoping, so balance is usually within one partition-replica per
+//!   device and adding a device moves about its share.
+//! * Zero-weight devices are drained completely in one rebalance, like
+//!   removed ones (Swift drains them subject to `min_part_hours`).
+//! * The whole numbers of partition-replicas per tier and device round
+//!   each exact share down or up (Swift rounds down and hands out the rest
+//!   in turn), preferring to round up what a device already holds.
+//! * `add_dev` and `set_dev_info` refuse a second device with the same
+//!   IP, port and name (Swift's command line does; its builder does not),
+//!   and `set_dev_info` bumps the version (the ring changes).
+//! * Dispersion counts every partition; with a fractional replica count
+//!   Swift only looks at the partitions the last, partial replica covers.
+//! * The builder file is apus's own format, not a Python pickle.
 //!
 //! # File format
 //!
-//! See [`file`]: a gzip stream holding a magic, a JSON header and the
-//! assignment tables in binary.
+//! apus's own, versioned and documented in [`file`](mod@file): one gzip
+//! stream holding the magic `APUSRBLD`, a length-prefixed JSON header
+//! (`"format": "apus-ring-builder"`, `"format_version": 1`, the settings,
+//! the devices by id, the row lengths) and then, in binary, the
+//! assignment rows (little-endian u16 device ids) and one byte per
+//! partition of move ages. Loading checks every field and length and
+//! never panics or allocates ahead of the data.
 
 mod engine;
 pub mod file;

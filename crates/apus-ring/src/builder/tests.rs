@@ -260,3 +260,151 @@ fn required_overload_of_lopsided_zones() {
     b.rebalance(Some(1), &mut quiet()).unwrap();
     assert_eq!(b.dispersion(), 0.0);
 }
+
+/// The decompressed content of a builder file: magic, header JSON and the
+/// binary tail.
+fn unpack(b: &RingBuilder) -> (serde_json::Value, Vec<u8>) {
+    use std::io::Read;
+    let mut gz = Vec::new();
+    b.write_to(&mut gz).unwrap();
+    let mut raw = Vec::new();
+    flate2::read::GzDecoder::new(&gz[..])
+        .read_to_end(&mut raw)
+        .unwrap();
+    assert_eq!(&raw[..8], file::MAGIC);
+    let len = u32::from_be_bytes([raw[8], raw[9], raw[10], raw[11]]) as usize;
+    let header = serde_json::from_slice(&raw[12..12 + len]).unwrap();
+    (header, raw[12 + len..].to_vec())
+}
+
+fn pack(header: &serde_json::Value, tail: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let json = serde_json::to_vec(header).unwrap();
+    let mut raw = file::MAGIC.to_vec();
+    raw.extend_from_slice(&(json.len() as u32).to_be_bytes());
+    raw.extend_from_slice(&json);
+    raw.extend_from_slice(tail);
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(&raw).unwrap();
+    gz.finish().unwrap()
+}
+
+fn load_err(bytes: &[u8]) -> String {
+    match RingBuilder::read_from(bytes) {
+        Ok(_) => panic!("accepted"),
+        Err(e) => e.to_string(),
+    }
+}
+
+#[test]
+fn rejects_inconsistent_files() {
+    let mut b = small_ring(3, 2);
+    b.rebalance(Some(1), &mut quiet()).unwrap();
+    let (header, tail) = unpack(&b);
+    // Untouched, it loads.
+    assert_eq!(
+        RingBuilder::read_from(&pack(&header, &tail)[..]).unwrap(),
+        b
+    );
+
+    let edit = |f: &dyn Fn(&mut serde_json::Value)| {
+        let mut h = header.clone();
+        f(&mut h);
+        load_err(&pack(&h, &tail))
+    };
+    assert!(edit(&|h| h["part_power"] = 0.into()).contains("part_power 0"));
+    assert!(edit(&|h| h["part_power"] = 33.into()).contains("part_power 33"));
+    assert!(edit(&|h| h["replicas"] = 0.5.into()).contains("replicas"));
+    assert!(edit(&|h| h["min_part_hours"] = 300.into()).contains("min_part_hours"));
+    assert!(edit(&|h| h["overload"] = (-1.0).into()).contains("overload"));
+    assert!(edit(&|h| h["devs"][1]["id"] = 4.into()).contains("index 1 has id 4"));
+    assert!(edit(&|h| h["devs"][1]["weight"] = (-3.0).into()).contains("weight"));
+    assert!(edit(&|h| h["devs"][1]["ip"] = h["devs"][0]["ip"].clone()).contains("share"));
+    assert!(edit(&|h| h["format"] = "swift".into()).contains("not supported"));
+    assert!(edit(&|h| h["format_version"] = 2.into()).contains("not supported"));
+    assert!(edit(&|h| h["replica_lengths"] = serde_json::json!([256, 256])).contains("data after"));
+    assert!(
+        edit(&|h| h["replica_lengths"] = serde_json::json!([256, 100, 256]))
+            .contains("replica rows")
+    );
+    assert!(edit(&|h| h["last_part_moves_len"] = 0.into()).contains("move ages"));
+    assert!(edit(&|h| h["devs"] = serde_json::json!([])).contains("does not exist"));
+    // A device removed from the middle leaves its partitions dangling.
+    assert!(edit(&|h| h["devs"][2] = serde_json::Value::Null).contains("device 2"));
+
+    // Binary section: an assignment to an unknown device, extra bytes.
+    let mut bad = tail.clone();
+    bad[6] = 0x33;
+    bad[7] = 0x00;
+    assert!(load_err(&pack(&header, &bad)).contains("device 51"));
+    let mut longer = tail.clone();
+    longer.push(0);
+    assert!(load_err(&pack(&header, &longer)).contains("data after"));
+    assert!(load_err(&pack(&header, &tail[..tail.len() - 1])).contains("truncated"));
+}
+
+#[test]
+fn huge_lengths_do_not_allocate() {
+    let b = small_ring(3, 1);
+    let (mut header, _) = unpack(&b);
+    // 2^32 partitions claimed, no data: fails as truncated, quickly.
+    header["part_power"] = 32.into();
+    header["replica_lengths"] = serde_json::json!([1u64 << 32, 1u64 << 32, 1u64 << 32]);
+    header["last_part_moves_len"] = (1u64 << 32).into();
+    let err = load_err(&pack(&header, &[0, 0, 1, 0]));
+    assert!(err.contains("truncated"), "{err}");
+    // A header length field far beyond the data.
+    use std::io::Write;
+    let mut raw = file::MAGIC.to_vec();
+    raw.extend_from_slice(&(200u32 << 20).to_be_bytes());
+    raw.extend_from_slice(b"{}");
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(&raw).unwrap();
+    let err = load_err(&gz.finish().unwrap());
+    assert!(err.contains("truncated"), "{err}");
+    // Not a builder file at all (a Swift pickle starts with 0x80).
+    assert!(load_err(b"\x80\x02}q\x00").contains("builder file"));
+}
+
+#[test]
+fn min_part_hours_blocks_then_time_frees() {
+    let mut b = small_ring(4, 2);
+    let t0 = 1_700_000_000;
+    b.rebalance_at(Some(1), t0, &mut quiet()).unwrap();
+    b.add_dev(dev(1, 9, "10.9.9.9", "sda", 100.0)).unwrap();
+    // Every partition was placed just now: nothing may move yet.
+    let r = b.rebalance_at(Some(1), t0 + 60, &mut quiet()).unwrap();
+    assert_eq!(r.parts_moved, 0);
+    assert_eq!(b.dev_parts(8), 0);
+    // An hour later, they may.
+    let r = b
+        .rebalance_at(Some(1), t0 + 3600 + 60, &mut quiet())
+        .unwrap();
+    assert!(r.parts_moved > 0);
+    assert!(b.dev_parts(8) > 0);
+    assert!(b.last_part_moves().contains(&0));
+    assert!(b.last_part_moves().iter().any(|&h| h >= 1));
+}
+
+#[test]
+fn overload_trades_balance_for_dispersion() {
+    // Three zones, one of them small: without overload the small zone
+    // gets its weight's worth and some partitions have two replicas in a
+    // big zone; with enough overload every partition spans three zones.
+    let mut b = RingBuilder::new(8, 3.0, 0).unwrap();
+    for (zone, n) in [(1, 4), (2, 4), (3, 1)] {
+        for i in 0..n {
+            b.add_dev(dev(1, zone, &format!("10.0.{zone}.{i}"), "sda", 100.0))
+                .unwrap();
+        }
+    }
+    b.rebalance(Some(4), &mut quiet()).unwrap();
+    assert!(b.dispersion() > 0.0);
+    assert!(b.balance() < 1.0);
+    let needed = b.required_overload();
+    assert!(needed > 1.0, "{needed}");
+    b.set_overload(needed).unwrap();
+    b.rebalance(Some(4), &mut quiet()).unwrap();
+    assert_eq!(b.dispersion(), 0.0);
+    assert!(b.dev_balance(8) > 100.0);
+}
