@@ -63,13 +63,13 @@ fn cluster(weights: &'static [f64]) -> impl Strategy<Value = Spec> {
     proptest::collection::vec(region, 1..=2)
 }
 
-/// Clusters of `regions` regions with 5-8 zones each (1-3 hosts of 1-3
+/// Clusters of `regions` regions with 6-10 zones each (1-3 hosts of 1-3
 /// devices).
 fn wide_cluster(weights: &'static [f64], regions: usize) -> impl Strategy<Value = Spec> {
     let device = proptest::sample::select(weights);
     let host = proptest::collection::vec(device, 1..=3);
     let zone = proptest::collection::vec(host, 1..=3);
-    let region = proptest::collection::vec(zone, 5..=8);
+    let region = proptest::collection::vec(zone, 6..=10);
     proptest::collection::vec(region, regions..=regions)
 }
 
