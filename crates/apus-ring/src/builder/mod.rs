@@ -25,9 +25,10 @@
 //!    tier already holding its maximum;
 //! 4. moves single replicas of movable partitions from devices holding too
 //!    many to devices holding too few, whenever the move keeps the
-//!    partition within the plan's bounds; replicas in over-full regions,
-//!    then zones, then hosts go first, since leaving a tier needs one of
-//!    the few partitions with a replica to spare there;
+//!    partition within the plan's bounds: first replicas placed earlier in
+//!    this rebalance (moving them again costs nothing), then replicas in
+//!    over-full regions, zones and hosts, since leaving a tier needs one
+//!    of the few partitions with a replica to spare there, then any;
 //! 5. where no single move fits, moves a replica to a device at its target
 //!    that can pass another partition on (a chain of two moves), and
 //!    undoes such moves that led nowhere.

@@ -316,21 +316,25 @@ impl Work<'_, '_> {
         }
     }
 
-    /// The replicas of `p` on over-filled devices that may move, most
-    /// urgent first (see `Engine::leave_rank`), as `((depth of the widest
-    /// over-full tier, rank), replica, leaf)`.
+    /// The replicas of `p` on over-filled devices that may move: replicas
+    /// that already changed in this rebalance first (moving them again
+    /// costs nothing), then the most urgent (see `Engine::leave_rank`);
+    /// as `((0 if changed else 1, depth of the widest over-full tier,
+    /// rank), replica, leaf)`.
     #[allow(clippy::type_complexity)]
-    fn donors(&self, p: usize, out: &mut Vec<((u8, [i64; 4]), usize, u32)>) {
+    fn donors(&self, p: usize, out: &mut Vec<((u8, u8, [i64; 4]), usize, u32)>) {
         out.clear();
         let movable = self.movable(p);
         for r in 0..self.rows.len() {
             if let Some(&id) = self.rows[r].get(p) {
                 let leaf = self.leaf_of(id);
-                if leaf != NO_NODE
-                    && self.engine.val[leaf as usize] < 0
-                    && (movable || self.changed(r, p))
-                {
+                if leaf != NO_NODE && self.engine.val[leaf as usize] < 0 {
+                    let changed = self.changed(r, p);
+                    if !(movable || changed) {
+                        continue;
+                    }
                     let rank = (
+                        u8::from(!changed),
                         self.engine.overfull_depth(leaf),
                         self.engine.leave_rank(leaf),
                     );
@@ -351,22 +355,28 @@ impl Work<'_, '_> {
     /// anywhere.
     fn direct_passes(&mut self, report: &mut Reporter) {
         let tree = self.engine.tree;
+        for _ in 0..MAX_BALANCE_PASSES {
+            if self.direct_pass(report, super::plan::DEV_DEPTH, true) == 0 {
+                break;
+            }
+        }
         for depth in 1..super::plan::DEV_DEPTH {
             let level = tree.level_start[depth as usize]..tree.level_start[depth as usize + 1];
             if level.clone().any(|n| self.engine.net[n as usize] < 0) {
-                self.direct_pass(report, depth);
+                self.direct_pass(report, depth, false);
             }
         }
         for _ in 0..MAX_BALANCE_PASSES {
-            if self.direct_pass(report, super::plan::DEV_DEPTH) == 0 {
+            if self.direct_pass(report, super::plan::DEV_DEPTH, false) == 0 {
                 break;
             }
         }
     }
 
     /// One pass over the partitions, moving replicas of devices in tiers
-    /// over-full at `depth` or above; returns how many moved.
-    fn direct_pass(&mut self, report: &mut Reporter, depth: u8) -> usize {
+    /// over-full at `depth` or above (with `free`, only replicas that
+    /// already changed in this rebalance); returns how many moved.
+    fn direct_pass(&mut self, report: &mut Reporter, depth: u8, free: bool) -> usize {
         let parts = self.last_moves.len();
         let mut donors = Vec::with_capacity(self.rows.len());
         let mut moves = 0usize;
@@ -382,7 +392,7 @@ impl Work<'_, '_> {
             }
             let p = (start + offset) % parts;
             self.donors(p, &mut donors);
-            donors.retain(|d| d.0 .0 <= depth);
+            donors.retain(|d| d.0 .1 <= depth && !(free && d.0 .0 == 1));
             if donors.is_empty() {
                 continue;
             }
@@ -421,7 +431,7 @@ impl Work<'_, '_> {
             }
             let p = (start + offset) % parts;
             self.donors(p, &mut donors);
-            if let Some(&((depth, _), r, from)) = donors.first() {
+            if let Some(&((_, depth, _), r, from)) = donors.first() {
                 let tier = if leaving && depth < super::plan::DEV_DEPTH {
                     self.engine.ancestor(from, depth)
                 } else {
