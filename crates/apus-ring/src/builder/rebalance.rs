@@ -14,7 +14,7 @@ const FINE_CALLS: u64 = 120;
 /// Passes over all partitions looking for balancing moves, at most.
 const MAX_BALANCE_PASSES: usize = 4;
 /// Rounds of lateral moves (each followed by direct passes), at most.
-const MAX_LATERAL_ROUNDS: usize = 8;
+const MAX_LATERAL_ROUNDS: usize = 24;
 
 /// Reports progress: each stage's start and end, and up to
 /// `STEPS_PER_STAGE` steps in between while fewer than `FINE_CALLS` calls
