@@ -500,6 +500,11 @@ impl RingBuilder {
         if weighted.is_empty() {
             return Err(BuilderError::NoWeightedDevices);
         }
+        if !weighted.iter().map(|d| d.weight).sum::<f64>().is_finite() {
+            return Err(BuilderError::Validation(
+                "the devices' weights add up to more than a number can hold".to_string(),
+            ));
+        }
         if (weighted.len() as f64) < self.replicas {
             return Err(BuilderError::NotEnoughDevices {
                 replicas: self.replicas,

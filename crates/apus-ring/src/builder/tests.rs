@@ -93,6 +93,16 @@ fn replicas_above_devices_is_an_error() {
 }
 
 #[test]
+fn absurd_weights_are_an_error() {
+    let mut b = RingBuilder::new(4, 1.0, 1).unwrap();
+    b.add_dev(dev(1, 1, "10.0.0.1", "sda", f64::MAX)).unwrap();
+    b.add_dev(dev(1, 2, "10.0.0.2", "sda", f64::MAX)).unwrap();
+    let err = b.rebalance(Some(1), &mut quiet()).unwrap_err();
+    assert!(matches!(err, BuilderError::Validation(_)), "{err}");
+    assert!(!b.ever_rebalanced());
+}
+
+#[test]
 fn device_errors() {
     let mut b = small_ring(3, 1);
     assert!(matches!(
