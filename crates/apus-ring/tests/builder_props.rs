@@ -600,6 +600,18 @@ fn timing_large_ring() {
         let fresh = t.elapsed();
         b.validate().unwrap();
         let balance1 = b.balance();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("object.builder");
+        let t = Instant::now();
+        b.save(&path).unwrap();
+        let saved = t.elapsed();
+        let t = Instant::now();
+        assert_eq!(RingBuilder::load(&path).unwrap(), b);
+        let loaded = t.elapsed();
+        println!(
+            "part_power {part_power}: save {saved:?}, load {loaded:?}, {} bytes",
+            std::fs::metadata(&path).unwrap().len()
+        );
         for i in 0..10u32 {
             b.add_dev(dev(i % 4, i % 5, &format!("10.9.9.{i}"), "sdx", 100.0))
                 .unwrap();

@@ -391,6 +391,9 @@ impl Work<'_, '_> {
                 break;
             }
             let p = (start + offset) % parts;
+            if free && !self.moved.contains(p) {
+                continue;
+            }
             self.donors(p, &mut donors);
             donors.retain(|d| d.0 .1 <= depth && !(free && d.0 .0 == 1));
             if donors.is_empty() {
