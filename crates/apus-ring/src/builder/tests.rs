@@ -418,3 +418,36 @@ fn overload_trades_balance_for_dispersion() {
     assert_eq!(b.dispersion(), 0.0);
     assert!(b.dev_balance(8) > 100.0);
 }
+
+#[test]
+fn zone_change_restores_dispersion() {
+    // Four zones of one device, three replicas; then device 3 joins zone
+    // 0: zone 0 weighs twice the others and may hold two replicas of some
+    // partitions (weight wins without overload), but no device twice.
+    let mut b = RingBuilder::new(8, 3.0, 1).unwrap();
+    for zone in 0..4 {
+        b.add_dev(dev(1, zone, &format!("10.0.0.{zone}"), "sda", 100.0))
+            .unwrap();
+    }
+    b.rebalance(Some(2), &mut quiet()).unwrap();
+    b.set_dev_zone(3, 0).unwrap();
+    b.set_overload(10.0).unwrap();
+    assert!(b.devs_changed());
+    // Right away nothing may move: every partition was just placed.
+    let r = b.rebalance(Some(2), &mut quiet()).unwrap();
+    assert_eq!(r.parts_moved, 0);
+    b.pretend_min_part_hours_passed();
+    let r = b.rebalance(Some(2), &mut quiet()).unwrap();
+    b.validate().unwrap();
+    assert!(r.parts_moved > 0);
+    // With enough overload, three zones for three replicas: one each.
+    assert_eq!(b.dispersion(), 0.0);
+    for p in 0..256 {
+        let zones: Vec<u32> = b
+            .part_devices(p)
+            .iter()
+            .map(|&d| b.dev(d).unwrap().zone)
+            .collect();
+        assert_eq!(zones.iter().filter(|&&z| z == 0).count(), 1, "{zones:?}");
+    }
+}
