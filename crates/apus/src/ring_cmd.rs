@@ -29,7 +29,7 @@ commands (as swift-ring-builder):
   set_weight <search-value> <weight> [<search-value> <weight> ...] [--yes]
   set_info <search-value> <ip>:<port>[R<r_ip>:<r_port>]/<device>_<meta> [...] [--yes]
   remove <search-value> [<search-value> ...] [--yes]
-  rebalance [--force] [--seed N]
+  rebalance [--force] [--seed N] [--debug]
   validate | write_ring | pretend_min_part_hours_passed
   search <search-value> | list_parts <search-value> [...]
   set_min_part_hours <hours> | set_overload <overload>[%] | set_replicas <replicas>";
@@ -657,6 +657,7 @@ fn remove(ctx: &Ctx, builder: &mut RingBuilder, rest: &[String]) -> CmdResult {
 
 fn rebalance(ctx: &Ctx, builder: &mut RingBuilder, rest: &[String]) -> CmdResult {
     let mut force = false;
+    let mut debug = false;
     let mut seed = None;
     let mut iter = rest.iter();
     while let Some(arg) = iter.next() {
@@ -666,6 +667,7 @@ fn rebalance(ctx: &Ctx, builder: &mut RingBuilder, rest: &[String]) -> CmdResult
         };
         match arg.as_str() {
             "-f" | "--force" => force = true,
+            "-d" | "--debug" => debug = true,
             "-s" | "--seed" => {
                 let v = iter.next().ok_or_else(|| error("--seed needs a value"))?;
                 seed = Some(parse_seed(v)?);
@@ -677,8 +679,23 @@ fn rebalance(ctx: &Ctx, builder: &mut RingBuilder, rest: &[String]) -> CmdResult
             },
         }
     }
-    let show_progress = std::io::stderr().is_terminal();
+    let show_progress = std::io::stderr().is_terminal() && !debug;
+    let started = std::time::Instant::now();
+    // With --debug, each stage's start in milliseconds since the command began.
+    let lap = |what: &str| {
+        if debug {
+            eprintln!(
+                "DEBUG: {:>8.1} ms  {what}",
+                started.elapsed().as_secs_f64() * 1e3
+            );
+        }
+    };
+    let mut last_stage = "";
     let mut progress = |p: RebalanceProgress| {
+        if p.stage != last_stage {
+            lap(p.stage);
+            last_stage = p.stage;
+        }
         if show_progress && p.total > 0 {
             eprint!(
                 "\r{}: {}/{} ({:.0}%)   ",
@@ -728,8 +745,11 @@ fn rebalance(ctx: &Ctx, builder: &mut RingBuilder, rest: &[String]) -> CmdResult
         report.balance,
         report.dispersion
     );
+    lap("rebalanced and validated");
     ctx.save(builder)?;
+    lap("builder saved");
     ctx.write_ring(builder)?;
+    lap("ring written");
     if report.dispersion > 0.0 {
         return Err(Exit(
             EXIT_WARNING,
