@@ -32,8 +32,10 @@ pub const MAX_PART_POWER: u32 = 32;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RingFileError {
+    /// Not `#[from]`: the message already carries the I/O error, and a
+    /// source would make error chains print it twice.
     #[error("cannot read ring file: {0}")]
-    Io(#[from] std::io::Error),
+    Io(std::io::Error),
     #[error("not a ring file: bad magic {0:?}")]
     BadMagic(Vec<u8>),
     #[error("ring format version {0} is not supported (apus reads and writes version 1)")]
@@ -46,6 +48,12 @@ pub enum RingFileError {
     Truncated(String),
     #[error("invalid ring: {0}")]
     Invalid(String),
+}
+
+impl From<std::io::Error> for RingFileError {
+    fn from(e: std::io::Error) -> Self {
+        RingFileError::Io(e)
+    }
 }
 
 /// The minimum a node needs to route requests: devices and assignments.
