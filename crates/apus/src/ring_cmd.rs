@@ -509,13 +509,19 @@ fn select(builder: &RingBuilder, search: &str, yes: bool) -> Result<Vec<u32>, Ex
     Ok(ids)
 }
 
-fn set_weight(ctx: &Ctx, builder: &mut RingBuilder, rest: &[String]) -> CmdResult {
+/// The options and the `<search-value> <value>` pairs of set_weight and
+/// set_info; `usage` is shown when the pairs are missing or odd.
+fn search_pairs(rest: &[String], usage: &str) -> Result<(LongOpts, Vec<String>), Exit> {
     let (opts, positional) = parse_long_opts(rest)?;
     if positional.is_empty() || positional.len() % 2 != 0 {
-        return Err(error(
-            "usage: apus ring <builder_file> set_weight <search-value> <weight> [...] [--yes]",
-        ));
+        return Err(error(format!("usage: apus ring <builder_file> {usage}")));
     }
+    Ok((opts, positional))
+}
+
+fn set_weight(ctx: &Ctx, builder: &mut RingBuilder, rest: &[String]) -> CmdResult {
+    let (opts, positional) =
+        search_pairs(rest, "set_weight <search-value> <weight> [...] [--yes]")?;
     for pair in positional.chunks(2) {
         let weight = parse_weight(&pair[1])?;
         for id in select(builder, &pair[0], opts.yes)? {
@@ -598,12 +604,10 @@ fn parse_info_change(text: &str) -> Result<InfoChange, Exit> {
 }
 
 fn set_info(ctx: &Ctx, builder: &mut RingBuilder, rest: &[String]) -> CmdResult {
-    let (opts, positional) = parse_long_opts(rest)?;
-    if positional.is_empty() || positional.len() % 2 != 0 {
-        return Err(error(
-            "usage: apus ring <builder_file> set_info <search-value> <ip>:<port>[R<r_ip>:<r_port>]/<device>_<meta> [...] [--yes]",
-        ));
-    }
+    let (opts, positional) = search_pairs(
+        rest,
+        "set_info <search-value> <ip>:<port>[R<r_ip>:<r_port>]/<device>_<meta> [...] [--yes]",
+    )?;
     for pair in positional.chunks(2) {
         let change = parse_info_change(&pair[1])?;
         for id in select(builder, &pair[0], opts.yes)? {
