@@ -767,22 +767,8 @@ impl ContainerBroker {
         delete_timestamp: Timestamp,
     ) -> Result<()> {
         let before = self.is_deleted()?;
-        self.db.with_conn(|conn| {
-            write_tx(conn, &self.db.path, |tx| {
-                tx.execute(
-                    "UPDATE container_info SET created_at = MIN(?, created_at), \
-                     put_timestamp = MAX(?, put_timestamp), \
-                     delete_timestamp = MAX(?, delete_timestamp)",
-                    rusqlite::params![
-                        created_at.internal(),
-                        put_timestamp.internal(),
-                        delete_timestamp.internal()
-                    ],
-                )
-                .map_err(|e| self.db.err(e))?;
-                Ok(())
-            })
-        })?;
+        self.db
+            .merge_stat_timestamps(created_at, put_timestamp, delete_timestamp)?;
         if before != self.is_deleted()? {
             self.update_status_changed_at(Timestamp::now())?;
         }

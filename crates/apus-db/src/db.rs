@@ -532,6 +532,35 @@ impl Db {
         })
     }
 
+    /// Replication: keeps the oldest created_at and the newest put and
+    /// delete timestamps of the stat row.
+    pub(crate) fn merge_stat_timestamps(
+        &self,
+        created_at: Timestamp,
+        put_timestamp: Timestamp,
+        delete_timestamp: Timestamp,
+    ) -> Result<()> {
+        self.with_conn(|conn| {
+            write_tx(conn, &self.path, |tx| {
+                tx.execute(
+                    &format!(
+                        "UPDATE {} SET created_at = MIN(?, created_at), \
+                         put_timestamp = MAX(?, put_timestamp), \
+                         delete_timestamp = MAX(?, delete_timestamp)",
+                        self.kind.stat_table()
+                    ),
+                    rusqlite::params![
+                        created_at.internal(),
+                        put_timestamp.internal(),
+                        delete_timestamp.internal()
+                    ],
+                )
+                .map_err(|e| self.err(e))?;
+                Ok(())
+            })
+        })
+    }
+
     // ---- replication ----
 
     pub(crate) fn max_row(&self, conn: &Connection, table: &str) -> Result<i64> {
