@@ -1,0 +1,105 @@
+//! The outermost stage (Swift's `catch_errors` and `proxy-logging`): gives
+//! each request its transaction id, turns a panic below into a 500 instead
+//! of a dropped connection, and logs one line per request.
+
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use futures_util::FutureExt;
+use http::{HeaderValue, StatusCode};
+
+use crate::service::{env_mut, error_response, BoxFuture, Req, Resp, Service, SharedService};
+
+pub struct CatchErrors {
+    next: SharedService,
+    /// Distinguishes transaction ids made within the same microsecond.
+    counter: AtomicU64,
+    /// Per-process random part, so ids from two proxies do not collide.
+    salt: u64,
+}
+
+impl CatchErrors {
+    pub fn new(next: SharedService) -> Self {
+        CatchErrors {
+            next,
+            counter: AtomicU64::new(0),
+            salt: process_salt(),
+        }
+    }
+
+    /// `tx` + 21 hex digits + `-` + the time in 10 hex digits, Swift's shape.
+    fn trans_id(&self, extra: Option<&str>) -> String {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
+        let n = self.counter.fetch_add(1, Ordering::Relaxed);
+        let mixed = (self.salt ^ n.wrapping_mul(0x9E37_79B9_7F4A_7C15)) & ((1u64 << 52) - 1);
+        let low = (now.subsec_nanos() as u64) & 0x1_ffff;
+        let mut id = format!(
+            "tx{:013x}{:08x}-{:010x}",
+            mixed,
+            low as u32 ^ (n as u32),
+            now.as_secs()
+        );
+        id.truncate(2 + 21 + 1 + 10);
+        if let Some(extra) = extra {
+            id.push_str(extra);
+        }
+        id
+    }
+}
+
+fn process_salt() -> u64 {
+    let mut bytes = [0u8; 8];
+    if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
+        use std::io::Read;
+        let _ = f.read_exact(&mut bytes);
+    }
+    u64::from_le_bytes(bytes) ^ u64::from(std::process::id())
+}
+
+impl Service for CatchErrors {
+    fn call(&self, mut req: Req) -> BoxFuture<'_, Resp> {
+        let extra = req
+            .headers()
+            .get("x-trans-id-extra")
+            .and_then(|v| v.to_str().ok())
+            .map(|s| {
+                let s: String = s
+                    .chars()
+                    .filter(|c| c.is_ascii_graphic())
+                    .take(32)
+                    .collect();
+                format!("-{s}")
+            });
+        let trans_id = self.trans_id(extra.as_deref());
+        env_mut(&mut req).trans_id = trans_id.clone();
+        let method = req.method().clone();
+        let path = req.uri().path().to_string();
+        let start = Instant::now();
+        Box::pin(async move {
+            let result = AssertUnwindSafe(self.next.call(req)).catch_unwind().await;
+            let mut resp = match result {
+                Ok(resp) => resp,
+                Err(_) => {
+                    tracing::error!(%trans_id, %method, %path, "request handler panicked");
+                    error_response(StatusCode::INTERNAL_SERVER_ERROR, None)
+                }
+            };
+            if let Ok(v) = HeaderValue::from_str(&trans_id) {
+                resp.headers_mut().insert("x-trans-id", v.clone());
+                resp.headers_mut().insert("x-openstack-request-id", v);
+            }
+            tracing::info!(
+                %trans_id,
+                %method,
+                %path,
+                status = resp.status().as_u16(),
+                micros = start.elapsed().as_micros() as u64,
+                "request"
+            );
+            resp
+        })
+    }
+}

@@ -1,0 +1,169 @@
+//! The proxy's settings, with Swift's `proxy-server.conf` defaults.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use apus_core::HashConfig;
+use apus_ring::Ring;
+
+/// A storage policy as the proxy and `/info` see it.
+#[derive(Clone, Debug)]
+pub struct Policy {
+    pub index: u32,
+    pub name: String,
+    pub aliases: Vec<String>,
+    pub default: bool,
+    pub deprecated: bool,
+    /// The object ring of this policy (`object.ring.gz`, `object-N.ring.gz`).
+    pub ring: Arc<Ring>,
+}
+
+/// One tempauth user: `user_<account>_<user> = <key> [group ...]`.
+#[derive(Clone, Debug)]
+pub struct TempAuthUser {
+    pub account: String,
+    pub user: String,
+    pub key: String,
+    /// Groups besides `<account>` and `<account>:<user>`: `.admin`,
+    /// `.reseller_admin`, or named groups such as `service`.
+    pub groups: Vec<String>,
+}
+
+#[derive(Clone, Debug)]
+pub struct TempAuthConfig {
+    /// Reseller prefixes with their trailing `_`, the first being the
+    /// default (`AUTH_`), as `reseller_prefix = AUTH, SERVICE` gives.
+    pub reseller_prefixes: Vec<String>,
+    /// `<PREFIX>_require_group` settings, keyed by prefix with its `_`.
+    pub require_group: BTreeMap<String, String>,
+    pub users: Vec<TempAuthUser>,
+    /// `token_life`.
+    pub token_life: Duration,
+    /// `auth_prefix`, `/auth/` by default.
+    pub auth_prefix: String,
+}
+
+impl Default for TempAuthConfig {
+    fn default() -> Self {
+        TempAuthConfig {
+            reseller_prefixes: vec!["AUTH_".to_string()],
+            require_group: BTreeMap::new(),
+            users: Vec::new(),
+            token_life: Duration::from_secs(86_400),
+            auth_prefix: "/auth/".to_string(),
+        }
+    }
+}
+
+impl TempAuthConfig {
+    /// The users of Swift's functional-test configuration, which
+    /// `apus serve` creates by default.
+    pub fn functest_defaults() -> Self {
+        let user = |account: &str, user: &str, key: &str, groups: &[&str]| TempAuthUser {
+            account: account.to_string(),
+            user: user.to_string(),
+            key: key.to_string(),
+            groups: groups.iter().map(|g| g.to_string()).collect(),
+        };
+        let mut require_group = BTreeMap::new();
+        require_group.insert("SERVICE_".to_string(), "service".to_string());
+        TempAuthConfig {
+            reseller_prefixes: vec!["AUTH_".to_string(), "SERVICE_".to_string()],
+            require_group,
+            users: vec![
+                user("admin", "admin", "admin", &[".admin", ".reseller_admin"]),
+                user("test", "tester", "testing", &[".admin"]),
+                user("test", "tester2", "testing2", &[".admin"]),
+                user("test", "tester3", "testing3", &[]),
+                user("test2", "tester2", "testing2", &[".admin"]),
+                user("test5", "tester5", "testing5", &[".admin", "service"]),
+            ],
+            ..TempAuthConfig::default()
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct ProxyConfig {
+    pub hash: HashConfig,
+    pub account_ring: Arc<Ring>,
+    pub container_ring: Arc<Ring>,
+    /// Storage policies by index; exactly one is the default.
+    pub policies: Vec<Policy>,
+    /// `conn_timeout`.
+    pub conn_timeout: Duration,
+    /// `node_timeout`: no progress from a storage node for this long fails
+    /// that node's request.
+    pub node_timeout: Duration,
+    /// `client_timeout`: no progress from the client for this long ends
+    /// its upload with 408.
+    pub client_timeout: Duration,
+    /// `recheck_account_existence` / `recheck_container_existence`: how
+    /// long account and container info is cached.
+    pub recheck_account_existence: Duration,
+    pub recheck_container_existence: Duration,
+    /// `error_suppression_limit` errors within `error_suppression_interval`
+    /// take a node out of use for that interval.
+    pub error_suppression_limit: u32,
+    pub error_suppression_interval: Duration,
+    /// `account_autocreate`: accounts spring into being on first write.
+    pub account_autocreate: bool,
+    /// `allow_account_management`: account PUT and DELETE are allowed.
+    pub allow_account_management: bool,
+    /// `allow_open_expired`: `X-Open-Expired` reads expired objects.
+    pub allow_open_expired: bool,
+    /// `max_containers_per_account` (0: unlimited).
+    pub max_containers_per_account: u64,
+    /// Bytes per chunk when streaming objects.
+    pub object_chunk_size: usize,
+    pub tempauth: TempAuthConfig,
+}
+
+impl ProxyConfig {
+    pub fn new(
+        hash: HashConfig,
+        account_ring: Arc<Ring>,
+        container_ring: Arc<Ring>,
+        policies: Vec<Policy>,
+    ) -> Self {
+        ProxyConfig {
+            hash,
+            account_ring,
+            container_ring,
+            policies,
+            conn_timeout: Duration::from_millis(500),
+            node_timeout: Duration::from_secs(10),
+            client_timeout: Duration::from_secs(60),
+            recheck_account_existence: Duration::from_secs(60),
+            recheck_container_existence: Duration::from_secs(60),
+            error_suppression_limit: 10,
+            error_suppression_interval: Duration::from_secs(60),
+            account_autocreate: true,
+            allow_account_management: false,
+            allow_open_expired: false,
+            max_containers_per_account: 0,
+            object_chunk_size: 65_536,
+            tempauth: TempAuthConfig::default(),
+        }
+    }
+
+    pub fn default_policy(&self) -> Option<&Policy> {
+        self.policies
+            .iter()
+            .find(|p| p.default)
+            .or_else(|| self.policies.first())
+    }
+
+    pub fn policy(&self, index: u32) -> Option<&Policy> {
+        self.policies.iter().find(|p| p.index == index)
+    }
+
+    /// A policy by name or alias, compared case-insensitively as Swift does.
+    pub fn policy_by_name(&self, name: &str) -> Option<&Policy> {
+        self.policies.iter().find(|p| {
+            p.name.eq_ignore_ascii_case(name)
+                || p.aliases.iter().any(|a| a.eq_ignore_ascii_case(name))
+        })
+    }
+}

@@ -1,0 +1,1 @@
+//! Account and container info, cached briefly.

@@ -1,0 +1,72 @@
+//! apus-proxy: Swift's public API (`/v1/<account>[/<container>[/<object>]]`,
+//! `/auth/v1.0`, `/info`, `/healthcheck`) in front of the storage servers.
+//!
+//! It owns:
+//! - [`service`]: the pipeline's shape ([`Service`], [`Env`], the
+//!   authorization hook) and Swift's default error bodies;
+//! - the middleware, one module each, in pipeline order: [`catch_errors`]
+//!   (transaction ids, request logging), [`gatekeeper`] (strips backend
+//!   and system headers from clients), [`healthcheck`], [`tempauth`],
+//!   [`copy`] (COPY and `X-Copy-From` as GET + PUT), [`dlo`] (dynamic large
+//!   objects);
+//! - the controllers at the end of the pipeline ([`app`]): ring lookups,
+//!   fan-out to primaries and handoffs, Swift's quorum rules, error
+//!   limiting of failing nodes, account/container info caching.
+//!
+//! Invariant: the proxy reaches storage only over HTTP, through
+//! `apus-http`'s backend client and `apus-proto`'s protocol; it never
+//! depends on `apus-server`, `apus-db` or `apus-diskfile`.
+
+pub mod app;
+pub mod backend;
+pub mod catch_errors;
+pub mod config;
+pub mod copy;
+pub mod dlo;
+pub mod gatekeeper;
+pub mod healthcheck;
+pub mod info;
+pub mod service;
+pub mod tempauth;
+
+use std::sync::Arc;
+
+use apus_http::{incoming, Handler};
+use http::{Request, Response};
+use hyper::body::Incoming;
+
+pub use config::{Policy, ProxyConfig, TempAuthConfig, TempAuthUser};
+pub use service::{Env, Req, Resp, Service, SharedService};
+
+/// The whole proxy: the pipeline built from a [`ProxyConfig`], served by
+/// `apus_http::serve`.
+pub struct Proxy {
+    pipeline: SharedService,
+}
+
+impl Proxy {
+    pub fn new(config: ProxyConfig) -> Self {
+        let config = Arc::new(config);
+        let app: SharedService = Arc::new(app::App::new(config.clone()));
+        let dlo: SharedService = Arc::new(dlo::Dlo::new(app));
+        let copy: SharedService = Arc::new(copy::Copy::new(dlo));
+        let auth: SharedService = Arc::new(tempauth::TempAuth::new(config.tempauth.clone(), copy));
+        let health: SharedService = Arc::new(healthcheck::Healthcheck::new(auth));
+        let gate: SharedService = Arc::new(gatekeeper::Gatekeeper::new(health));
+        let pipeline: SharedService = Arc::new(catch_errors::CatchErrors::new(gate));
+        Proxy { pipeline }
+    }
+
+    /// The pipeline, for callers that feed it requests directly.
+    pub fn pipeline(&self) -> SharedService {
+        self.pipeline.clone()
+    }
+}
+
+impl Handler for Proxy {
+    async fn call(&self, req: Request<Incoming>) -> Response<apus_http::Body> {
+        let (parts, body) = req.into_parts();
+        let req = Request::from_parts(parts, incoming(body));
+        self.pipeline.call(req).await
+    }
+}

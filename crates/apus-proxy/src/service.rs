@@ -1,0 +1,181 @@
+//! The shape every stage of the proxy pipeline shares: a [`Service`] takes a
+//! request with a streaming body and answers a response, and a middleware
+//! is a `Service` holding the next one. Per-request state that Swift keeps
+//! in the WSGI environ (transaction id, the authorize callback, whether the
+//! caller owns the account, which middleware made a subrequest) travels in
+//! the request's extensions as an [`Env`].
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use apus_http::{full, Body};
+use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
+
+pub type Req = Request<Body>;
+pub type Resp = Response<Body>;
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// One stage of the pipeline (a middleware or the controllers at the end).
+pub trait Service: Send + Sync + 'static {
+    fn call(&self, req: Req) -> BoxFuture<'_, Resp>;
+}
+
+pub type SharedService = Arc<dyn Service>;
+
+/// What an authorization check sees: Swift's `req` with `req.acl` set by
+/// the controller to the container's read or write ACL when it has one.
+pub struct AuthRequest<'a> {
+    pub method: &'a Method,
+    /// The decoded path, `/v1/<account>[/<container>[/<object>]]`.
+    pub path: &'a str,
+    pub headers: &'a HeaderMap,
+    pub env: &'a Env,
+    /// The container ACL that applies (`X-Container-Read` for reads,
+    /// `X-Container-Write` for writes), when the controller knows it.
+    pub acl: Option<&'a str>,
+}
+
+/// What a successful authorization grants.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Grant {
+    /// The caller may see and set owner-only headers (ACLs, sync keys):
+    /// Swift's `swift_owner`.
+    pub owner: bool,
+}
+
+/// Swift's `swift.authorize` callback, installed by the auth middleware.
+pub trait Authorize: Send + Sync + 'static {
+    /// `Ok` when the request may proceed, or the denial (401/403) to send.
+    fn authorize<'a>(&'a self, req: AuthRequest<'a>) -> BoxFuture<'a, Result<Grant, Resp>>;
+}
+
+/// Per-request state, kept in the request's extensions.
+#[derive(Clone, Default)]
+pub struct Env {
+    /// `X-Trans-Id` of the client request; subrequests share it.
+    pub trans_id: String,
+    /// Pending authorization: present until a check has passed.
+    pub authorize: Option<Arc<dyn Authorize>>,
+    /// The caller owns the account (see [`Grant::owner`]).
+    pub swift_owner: bool,
+    /// Groups of the authenticated user (Swift's `REMOTE_USER`), empty
+    /// when anonymous.
+    pub remote_user: Vec<String>,
+    /// Which middleware issued this request when it is a subrequest
+    /// (Swift's `swift.source`), `None` for client requests.
+    pub source: Option<&'static str>,
+    /// Set by middleware that must see the stored object itself rather
+    /// than what a later stage would make of it (DLO manifests).
+    pub raw_manifest: bool,
+}
+
+impl Env {
+    /// The environment of a subrequest made on behalf of `self`.
+    pub fn subrequest(&self, source: &'static str) -> Env {
+        let mut env = self.clone();
+        env.source = Some(source);
+        env
+    }
+}
+
+/// The request's [`Env`], inserting an empty one first if needed.
+pub fn env_mut(req: &mut Req) -> &mut Env {
+    if req.extensions().get::<Env>().is_none() {
+        req.extensions_mut().insert(Env::default());
+    }
+    req.extensions_mut()
+        .get_mut::<Env>()
+        .expect("inserted just above")
+}
+
+/// The request's [`Env`] (a default one when none was set).
+pub fn env(req: &Req) -> Env {
+    req.extensions().get::<Env>().cloned().unwrap_or_default()
+}
+
+/// A plain-text response with Swift's default body for `status` when
+/// `body` is `None`.
+pub fn error_response(status: StatusCode, body: Option<&str>) -> Resp {
+    let text = match body {
+        Some(b) => b.to_string(),
+        None => default_body(status),
+    };
+    let len = text.len();
+    let mut resp = Response::new(full(text));
+    *resp.status_mut() = status;
+    let headers = resp.headers_mut();
+    headers.insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=UTF-8"),
+    );
+    headers.insert(http::header::CONTENT_LENGTH, HeaderValue::from(len));
+    resp
+}
+
+/// A response with no body, e.g. 204 or 201.
+pub fn status_response(status: StatusCode) -> Resp {
+    match status.as_u16() {
+        204 | 304 => {
+            let mut resp = Response::new(apus_http::empty());
+            *resp.status_mut() = status;
+            resp
+        }
+        _ => error_response(status, None),
+    }
+}
+
+/// Swift's `swob` default bodies: `<html><h1>Title</h1><p>Explanation</p></html>`
+/// for errors, a short plain line for the rest.
+pub fn default_body(status: StatusCode) -> String {
+    let code = status.as_u16();
+    let (title, explanation) = match code {
+        201 => ("Created", ""),
+        202 => ("Accepted", "The request is accepted for processing."),
+        400 => ("Bad Request", "The server could not comply with the request since it is either malformed or otherwise incorrect."),
+        401 => ("Unauthorized", "This server could not verify that you are authorized to access the document you requested."),
+        403 => ("Forbidden", "Access was denied to this resource."),
+        404 => ("Not Found", "The resource could not be found."),
+        405 => ("Method Not Allowed", "The method is not allowed for this resource."),
+        408 => ("Request Timeout", "The server has waited too long for the request to be sent by the client."),
+        409 => ("Conflict", "There was a conflict when trying to complete your request."),
+        411 => ("Length Required", "Content-Length header required."),
+        412 => ("Precondition Failed", "A precondition for this request was not met."),
+        413 => ("Request Entity Too Large", "The body of your request was too large for this server."),
+        414 => ("Request URI Too Long", "The request URI was too long for this server."),
+        416 => ("Requested Range Not Satisfiable", "The Range requested is not available."),
+        417 => ("Expectation Failed", "Expectation failed."),
+        422 => ("Unprocessable Entity", "Unable to process the contained instructions"),
+        499 => ("Client Disconnect", "The client was disconnected during request."),
+        500 => ("Internal Error", "The server has either erred or is incapable of performing the requested operation."),
+        501 => ("Not Implemented", "The server is either unable or unwilling to fulfill the request."),
+        502 => ("Bad Gateway", "Bad gateway."),
+        503 => ("Service Unavailable", "The server is currently unavailable. Please try again at a later time."),
+        504 => ("Gateway Timeout", "A timeout has occurred speaking to a backend server."),
+        507 => ("Insufficient Storage", "There was not enough space to save the resource. Drive: unknown"),
+        _ => ("", ""),
+    };
+    if code < 400 {
+        return String::new();
+    }
+    if title.is_empty() {
+        return format!("{code}");
+    }
+    format!("<html><h1>{title}</h1><p>{explanation}</p></html>")
+}
+
+/// Sets a header from a string, skipping values that are not valid header
+/// text (they can only come from our own formatting of trusted data).
+pub fn set_header(headers: &mut HeaderMap, name: &str, value: &str) {
+    if let (Ok(n), Ok(v)) = (
+        http::header::HeaderName::from_bytes(name.as_bytes()),
+        HeaderValue::from_str(value),
+    ) {
+        headers.insert(n, v);
+    }
+}
+
+/// A header's value as text (`None` when absent or not valid UTF-8).
+pub fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
