@@ -18,6 +18,7 @@
 
 pub mod body;
 pub mod client;
+pub mod expect;
 pub mod server;
 
 pub use body::{channel, empty, full, incoming, Body, BodySender};

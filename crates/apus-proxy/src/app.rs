@@ -1,26 +1,321 @@
-//! The end of the pipeline: routes `/v1/...` to the account, container
-//! and object controllers and serves `/info`.
+//! The end of the pipeline (Swift's proxy `Application`): validates the
+//! path, routes `/v1/<account>[/<container>[/<object>]]` to the account,
+//! container and object controllers, runs the first authorization check,
+//! and serves `/info`.
 
 use std::sync::Arc;
 
-use http::StatusCode;
+use apus_http::{full, BackendClient, ClientConfig};
+use http::{HeaderMap, HeaderValue, Method, Response, StatusCode};
 
+use crate::backend::{Backend, ErrorLimiter};
 use crate::config::ProxyConfig;
-use crate::service::{error_response, BoxFuture, Req, Resp, Service};
+use crate::info::{AccountInfo, ContainerInfo, InfoCache};
+use crate::service::{env, error_response, AuthRequest, BoxFuture, Env, Req, Resp, Service};
+
+/// Longest account and container names (Swift's constraints).
+pub const MAX_ACCOUNT_NAME_LENGTH: usize = 256;
+pub const MAX_CONTAINER_NAME_LENGTH: usize = 256;
+
+/// Headers only an account's owner may set or see.
+pub const SWIFT_OWNER_HEADERS: &[&str] = &[
+    "x-container-read",
+    "x-container-write",
+    "x-container-sync-key",
+    "x-container-sync-to",
+    "x-account-meta-temp-url-key",
+    "x-account-meta-temp-url-key-2",
+    "x-container-meta-temp-url-key",
+    "x-container-meta-temp-url-key-2",
+    "x-account-access-control",
+];
 
 pub struct App {
-    #[allow(dead_code)]
-    config: Arc<ProxyConfig>,
+    pub(crate) config: Arc<ProxyConfig>,
+    pub(crate) backend: Backend,
+    pub(crate) accounts: InfoCache<AccountInfo>,
+    pub(crate) containers: InfoCache<ContainerInfo>,
+    info_json: String,
+}
+
+/// A parsed client request path.
+#[derive(Clone, Debug)]
+pub struct Target {
+    pub account: String,
+    pub container: Option<String>,
+    pub object: Option<String>,
+}
+
+impl Target {
+    /// `/<account>[/<container>[/<object>]]`, unquoted.
+    pub fn path(&self) -> String {
+        let mut p = format!("/{}", self.account);
+        if let Some(c) = &self.container {
+            p.push('/');
+            p.push_str(c);
+            if let Some(o) = &self.object {
+                p.push('/');
+                p.push_str(o);
+            }
+        }
+        p
+    }
+}
+
+/// The controller a path leads to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    Account,
+    Container,
+    Object,
+}
+
+impl Kind {
+    fn allowed_methods(self) -> &'static str {
+        match self {
+            Kind::Account => "DELETE, GET, HEAD, OPTIONS, POST, PUT",
+            Kind::Container => "DELETE, GET, HEAD, OPTIONS, POST, PUT",
+            Kind::Object => "DELETE, GET, HEAD, OPTIONS, POST, PUT",
+        }
+    }
+
+    /// Methods whose denial waits until the container's ACLs are known.
+    fn delays_denial(self, method: &Method) -> bool {
+        match self {
+            Kind::Account => false,
+            Kind::Container => *method == Method::GET || *method == Method::HEAD,
+            Kind::Object => true,
+        }
+    }
 }
 
 impl App {
     pub fn new(config: Arc<ProxyConfig>) -> Self {
-        App { config }
+        let client = BackendClient::new(ClientConfig {
+            connect_timeout: config.conn_timeout,
+            node_timeout: config.node_timeout,
+            ..ClientConfig::default()
+        });
+        let backend = Backend {
+            client,
+            limiter: ErrorLimiter::new(
+                config.error_suppression_limit,
+                config.error_suppression_interval,
+            ),
+        };
+        let info_json = crate::info::capabilities(&config).to_string();
+        App {
+            accounts: InfoCache::new(config.recheck_account_existence, 100_000),
+            containers: InfoCache::new(config.recheck_container_existence, 100_000),
+            backend,
+            info_json,
+            config,
+        }
+    }
+
+    fn info(&self, method: &Method) -> Resp {
+        match *method {
+            Method::GET | Method::HEAD => {
+                let mut resp = Response::new(full(self.info_json.clone()));
+                let h = resp.headers_mut();
+                h.insert(
+                    http::header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/json; charset=UTF-8"),
+                );
+                h.insert(
+                    http::header::CONTENT_LENGTH,
+                    HeaderValue::from(self.info_json.len()),
+                );
+                resp
+            }
+            Method::OPTIONS => allow_response("GET, HEAD, OPTIONS"),
+            _ => {
+                let mut resp = error_response(StatusCode::METHOD_NOT_ALLOWED, None);
+                resp.headers_mut()
+                    .insert("allow", HeaderValue::from_static("GET, HEAD, OPTIONS"));
+                resp
+            }
+        }
+    }
+
+    async fn handle(&self, mut req: Req) -> Resp {
+        let raw_path = req.uri().path().to_string();
+        let path = match apus_proto::percent_decode(&raw_path) {
+            Ok(p) if !p.contains('\0') => p,
+            _ => {
+                return error_response(
+                    StatusCode::PRECONDITION_FAILED,
+                    Some("Invalid UTF8 or contains NULL"),
+                )
+            }
+        };
+        let parts = match apus_proto::split_path(&path, 1, 4, true) {
+            Ok(p) => p,
+            Err(_) => return error_response(StatusCode::NOT_FOUND, None),
+        };
+        let version = parts[0].clone().unwrap_or_default();
+        if parts[1].is_none() {
+            if version == "info" {
+                return self.info(req.method());
+            }
+            return error_response(StatusCode::NOT_FOUND, None);
+        }
+        if version != "v1" && version != "v1.0" {
+            return error_response(StatusCode::BAD_REQUEST, None);
+        }
+        let target = Target {
+            account: parts[1].clone().unwrap_or_default(),
+            container: parts[2].clone(),
+            object: parts[3].clone(),
+        };
+        let kind = match (&target.container, &target.object) {
+            (None, _) => Kind::Account,
+            (Some(_), None) => Kind::Container,
+            (Some(_), Some(_)) => Kind::Object,
+        };
+        if let Some(cl) = req.headers().get(http::header::CONTENT_LENGTH) {
+            let valid = cl
+                .to_str()
+                .ok()
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .is_some();
+            if !valid {
+                return error_response(StatusCode::BAD_REQUEST, Some("Invalid Content-Length"));
+            }
+        }
+        if let Some(te) = req.headers().get(http::header::TRANSFER_ENCODING) {
+            let chunked = te
+                .to_str()
+                .map(|v| {
+                    v.split(',')
+                        .map(str::trim)
+                        .all(|t| t.eq_ignore_ascii_case("chunked") || t.is_empty())
+                })
+                .unwrap_or(false);
+            if !chunked {
+                return error_response(StatusCode::NOT_IMPLEMENTED, None);
+            }
+        }
+        let method = req.method().clone();
+        let known = matches!(
+            method,
+            Method::GET
+                | Method::HEAD
+                | Method::PUT
+                | Method::POST
+                | Method::DELETE
+                | Method::OPTIONS
+        );
+        if !known {
+            let mut resp = error_response(StatusCode::METHOD_NOT_ALLOWED, None);
+            resp.headers_mut()
+                .insert("allow", HeaderValue::from_static(kind.allowed_methods()));
+            return resp;
+        }
+        let mut env = env(&req);
+        if let Some(auth) = env.authorize.clone() {
+            let check = AuthRequest {
+                method: &method,
+                path: &path,
+                headers: req.headers(),
+                env: &env,
+                acl: None,
+            };
+            match auth.authorize(check).await {
+                Ok(grant) => {
+                    env.authorize = None;
+                    env.swift_owner = env.swift_owner || grant.owner;
+                }
+                Err(denial) => {
+                    if !kind.delays_denial(&method) {
+                        return denial;
+                    }
+                }
+            }
+        }
+        req.extensions_mut().insert(env.clone());
+        if method == Method::OPTIONS {
+            return allow_response(kind.allowed_methods());
+        }
+        let ctx = Ctx {
+            app: self,
+            env,
+            target,
+        };
+        match kind {
+            Kind::Account => ctx.account(req).await,
+            Kind::Container => ctx.container(req).await,
+            Kind::Object => ctx.object(req).await,
+        }
     }
 }
 
+fn allow_response(methods: &'static str) -> Resp {
+    let mut resp = Response::new(apus_http::empty());
+    resp.headers_mut()
+        .insert("allow", HeaderValue::from_static(methods));
+    resp.headers_mut()
+        .insert(http::header::CONTENT_LENGTH, HeaderValue::from(0));
+    resp
+}
+
 impl Service for App {
-    fn call(&self, _req: Req) -> BoxFuture<'_, Resp> {
-        Box::pin(async move { error_response(StatusCode::NOT_FOUND, None) })
+    fn call(&self, req: Req) -> BoxFuture<'_, Resp> {
+        Box::pin(self.handle(req))
+    }
+}
+
+/// One request on its way through a controller.
+pub struct Ctx<'a> {
+    pub app: &'a App,
+    pub env: Env,
+    pub target: Target,
+}
+
+impl Ctx<'_> {
+    /// The delayed authorization check, with the ACL that applies now.
+    pub async fn authorize(&mut self, req: &Req, acl: Option<&str>) -> Result<(), Resp> {
+        let Some(auth) = self.env.authorize.clone() else {
+            return Ok(());
+        };
+        let path = format!("/v1{}", self.target.path());
+        let check = AuthRequest {
+            method: req.method(),
+            path: &path,
+            headers: req.headers(),
+            env: &self.env,
+            acl,
+        };
+        let grant = auth.authorize(check).await?;
+        self.env.authorize = None;
+        self.env.swift_owner = self.env.swift_owner || grant.owner;
+        Ok(())
+    }
+
+    /// Headers every backend request carries.
+    pub fn base_headers(&self, timestamp: Option<&str>) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        if let Ok(v) = HeaderValue::from_str(&self.env.trans_id) {
+            h.insert("x-trans-id", v.clone());
+            h.insert("x-openstack-request-id", v);
+        }
+        if let Some(ts) = timestamp {
+            if let Ok(v) = HeaderValue::from_str(ts) {
+                h.insert("x-timestamp", v);
+            }
+        }
+        h.insert(
+            http::header::USER_AGENT,
+            HeaderValue::from_static("proxy-server apus"),
+        );
+        h
+    }
+}
+
+/// Drops owner-only headers from a response for callers that do not own
+/// the account.
+pub fn strip_owner_headers(headers: &mut HeaderMap) {
+    for name in SWIFT_OWNER_HEADERS {
+        headers.remove(*name);
     }
 }

@@ -357,3 +357,144 @@ pub fn node_to_client(node: &NodeResponse) -> Resp {
 
 /// Shared handle used by the controllers.
 pub type SharedBackend = Arc<Backend>;
+
+/// Drops hop-by-hop headers from a backend response passed on streaming.
+pub fn clean_streaming_headers(headers: &mut HeaderMap) {
+    for h in ["connection", "keep-alive", "transfer-encoding"] {
+        headers.remove(h);
+    }
+}
+
+/// Whether a read answer ends the search for a node (Swift's
+/// `is_good_source` plus the client errors that no other node would
+/// answer differently).
+fn final_read_status(status: u16) -> bool {
+    status < 500 && status != 404
+}
+
+fn timestamp_of(headers: &HeaderMap) -> String {
+    for name in ["x-backend-timestamp", "x-timestamp", "x-put-timestamp"] {
+        if let Some(v) = headers.get(name).and_then(|v| v.to_str().ok()) {
+            return v.to_string();
+        }
+    }
+    String::new()
+}
+
+/// Compares Swift timestamps as numbers (`1234.56789_0000000000000001`).
+fn newer(a: &str, b: &str) -> bool {
+    match (
+        apus_core::Timestamp::parse(a).ok(),
+        apus_core::Timestamp::parse(b).ok(),
+    ) {
+        (Some(a), Some(b)) => a > b,
+        (Some(_), None) => true,
+        _ => false,
+    }
+}
+
+impl Backend {
+    /// Swift's `GETorHEAD_base`: asks the primaries in turn (then the
+    /// handoffs, but only when some primary failed) until one answers with
+    /// the data or a final client error, and streams that answer. When none
+    /// does, the best of the answers gathered decides (404 when a quorum of
+    /// replicas said so, else 503). With `newest`, every primary is asked
+    /// at once and the answer with the latest timestamp wins.
+    pub async fn read(
+        &self,
+        plan: &NodePlan,
+        method: Method,
+        path: &str,
+        query: Option<&str>,
+        headers: HeaderMap,
+        newest: bool,
+    ) -> Resp {
+        if newest {
+            return self.read_newest(plan, method, path, query, headers).await;
+        }
+        let mut gathered: Vec<NodeResponse> = Vec::new();
+        let mut failed = false;
+        for (i, dev) in plan.all().enumerate() {
+            if i >= plan.primaries.len() && !failed {
+                break;
+            }
+            let bpath = backend_path(dev, plan.partition, path, query);
+            match self
+                .send(dev, method.clone(), &bpath, headers.clone(), empty())
+                .await
+            {
+                Some(resp) => {
+                    let status = resp.status().as_u16();
+                    if final_read_status(status) {
+                        let (mut parts, body) = resp.into_parts();
+                        clean_streaming_headers(&mut parts.headers);
+                        return Response::from_parts(parts, body);
+                    }
+                    if status != 404 {
+                        failed = true;
+                    }
+                    gathered.push(buffer_response(resp).await);
+                }
+                None => {
+                    failed = true;
+                    gathered.push(unavailable());
+                }
+            }
+        }
+        let not_found = gathered.iter().filter(|r| r.status == 404).count();
+        if let Some(r) = gathered.iter().find(|r| r.status == 404) {
+            if not_found >= quorum_size(plan.replicas) || !failed {
+                return node_to_client(r);
+            }
+        }
+        best_response(&gathered, quorum_size(plan.replicas), "read")
+    }
+
+    async fn read_newest(
+        &self,
+        plan: &NodePlan,
+        method: Method,
+        path: &str,
+        query: Option<&str>,
+        headers: HeaderMap,
+    ) -> Resp {
+        let futures = plan.primaries.iter().map(|dev| {
+            let bpath = backend_path(dev, plan.partition, path, query);
+            let method = method.clone();
+            let headers = headers.clone();
+            async move { self.send(dev, method, &bpath, headers, empty()).await }
+        });
+        let answers = futures_util::future::join_all(futures).await;
+        let mut best: Option<Response<Body>> = None;
+        let mut others: Vec<NodeResponse> = Vec::new();
+        for resp in answers.into_iter() {
+            let Some(resp) = resp else {
+                others.push(unavailable());
+                continue;
+            };
+            let status = resp.status().as_u16();
+            if (200..300).contains(&status) {
+                let replace = match &best {
+                    None => true,
+                    Some(b) => newer(&timestamp_of(resp.headers()), &timestamp_of(b.headers())),
+                };
+                if replace {
+                    best = Some(resp);
+                }
+            } else {
+                others.push(buffer_response(resp).await);
+            }
+        }
+        if let Some(resp) = best {
+            let (mut parts, body) = resp.into_parts();
+            clean_streaming_headers(&mut parts.headers);
+            return Response::from_parts(parts, body);
+        }
+        if let Some(r) = others.iter().find(|r| r.status == 404) {
+            if others.iter().filter(|r| r.status == 404).count() >= quorum_size(plan.replicas) {
+                return node_to_client(r);
+            }
+        }
+        best_response(&others, quorum_size(plan.replicas), "read")
+    }
+}

@@ -17,15 +17,22 @@
 //! `apus-http`'s backend client and `apus-proto`'s protocol; it never
 //! depends on `apus-server`, `apus-db` or `apus-diskfile`.
 
+// Handlers return early with a ready response; boxing it buys nothing.
+#![allow(clippy::result_large_err)]
+
+pub mod account;
+pub mod acl;
 pub mod app;
 pub mod backend;
 pub mod catch_errors;
 pub mod config;
+pub mod container;
 pub mod copy;
 pub mod dlo;
 pub mod gatekeeper;
 pub mod healthcheck;
 pub mod info;
+pub mod object;
 pub mod service;
 pub mod tempauth;
 

@@ -155,7 +155,7 @@ pub fn default_body(status: StatusCode) -> String {
         507 => ("Insufficient Storage", "There was not enough space to save the resource. Drive: unknown"),
         _ => ("", ""),
     };
-    if code < 400 {
+    if code < 400 && explanation.is_empty() {
         return String::new();
     }
     if title.is_empty() {

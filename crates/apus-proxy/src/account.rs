@@ -1,0 +1,365 @@
+//! The account controller: GET/HEAD (listings of containers, stats),
+//! POST (metadata), PUT/DELETE (when account management is allowed), and
+//! the autocreation of accounts on first write.
+
+use apus_core::Timestamp;
+use apus_http::full;
+use http::{HeaderMap, HeaderValue, Method, Response, StatusCode};
+
+use crate::app::{strip_owner_headers, Ctx, MAX_ACCOUNT_NAME_LENGTH};
+use crate::backend::{best_response, quorum_size, NodePlan};
+use crate::info::AccountInfo;
+use crate::service::{error_response, header_str, Req, Resp};
+
+/// Copies the headers a client may send to a backend server of
+/// `server_type` (`account` or `container`): user metadata, system
+/// metadata set by middleware, the `X-Remove-*` forms as empty values, and
+/// the settings passed through as they are.
+pub fn transfer_headers(
+    src: &HeaderMap,
+    dst: &mut HeaderMap,
+    server_type: &str,
+    pass_through: &[&str],
+) {
+    let remove_meta = format!("x-remove-{server_type}-meta-");
+    let remove_named = [
+        format!("x-remove-{server_type}-read"),
+        format!("x-remove-{server_type}-write"),
+        "x-remove-versions-location".to_string(),
+        format!("x-remove-{server_type}-sync-key"),
+        format!("x-remove-{server_type}-sync-to"),
+    ];
+    let meta = format!("x-{server_type}-meta-");
+    let sysmeta = format!("x-{server_type}-sysmeta-");
+    for name in src.keys() {
+        let n = name.as_str();
+        if n.starts_with(&remove_meta)
+            || (server_type == "container" && remove_named.iter().any(|r| r == n))
+        {
+            let kept = n.replacen("-remove", "", 1);
+            if let Ok(hn) = http::header::HeaderName::from_bytes(kept.as_bytes()) {
+                dst.insert(hn, HeaderValue::from_static(""));
+            }
+        }
+    }
+    for (name, value) in src {
+        let n = name.as_str();
+        if pass_through.contains(&n) || n.starts_with(&meta) || n.starts_with(&sysmeta) {
+            dst.insert(name.clone(), value.clone());
+        }
+    }
+}
+
+/// Swift's `check_metadata` on a request's headers as a 400 response.
+pub fn check_metadata(headers: &HeaderMap, target: &str) -> Result<(), Resp> {
+    let pairs: Vec<(&str, String)> = headers
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.as_str(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
+        .collect();
+    apus_proto::constraints::check_metadata(pairs.iter().map(|(k, v)| (*k, v.as_str())), target)
+        .map_err(|e| {
+            error_response(
+                StatusCode::from_u16(e.status).unwrap_or(StatusCode::BAD_REQUEST),
+                Some(&e.body),
+            )
+        })
+}
+
+fn name_too_long(kind: &str, len: usize, limit: usize) -> Resp {
+    error_response(
+        StatusCode::BAD_REQUEST,
+        Some(&format!("{kind} name length of {len} longer than {limit}")),
+    )
+}
+
+/// The listing the proxy makes up for an account that does not exist yet
+/// when accounts are created on first write (Swift's fake listing).
+fn fake_account_listing(req: &Req, account: &str) -> Resp {
+    let format = listing_format(req);
+    let ts = Timestamp::now();
+    let (status, body, ctype) = match format {
+        "json" => (StatusCode::OK, "[]".to_string(), "application/json"),
+        "xml" => (
+            StatusCode::OK,
+            format!(
+                "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<account name=\"{}\">\n</account>",
+                xml_escape(account)
+            ),
+            "application/xml",
+        ),
+        _ => (StatusCode::NO_CONTENT, String::new(), "text/plain"),
+    };
+    let len = body.len();
+    let mut resp = Response::new(full(body));
+    *resp.status_mut() = status;
+    let h = resp.headers_mut();
+    for name in [
+        "x-account-container-count",
+        "x-account-object-count",
+        "x-account-bytes-used",
+    ] {
+        h.insert(name, HeaderValue::from(0));
+    }
+    for name in ["x-timestamp", "x-put-timestamp"] {
+        if let Ok(v) = HeaderValue::from_str(&ts.normal()) {
+            h.insert(name, v);
+        }
+    }
+    if let Ok(v) = HeaderValue::from_str(&format!("{ctype}; charset=utf-8")) {
+        h.insert(http::header::CONTENT_TYPE, v);
+    }
+    if status != StatusCode::NO_CONTENT {
+        h.insert(http::header::CONTENT_LENGTH, HeaderValue::from(len));
+    }
+    h.insert(
+        "x-backend-fake-account-listing",
+        HeaderValue::from_static("yes"),
+    );
+    resp
+}
+
+fn xml_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// `json`, `xml` or `plain`, from `?format=` or the Accept header, as the
+/// listing servers decide it.
+pub fn listing_format(req: &Req) -> &'static str {
+    if let Some(q) = req.uri().query() {
+        for pair in q.split('&') {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            if k == "format" {
+                let v = v.to_ascii_lowercase();
+                return match v.as_str() {
+                    "json" => "json",
+                    "xml" => "xml",
+                    _ => "plain",
+                };
+            }
+        }
+    }
+    let accept = header_str(req.headers(), "accept").unwrap_or("");
+    if accept.contains("application/json") {
+        "json"
+    } else if accept.contains("application/xml") || accept.contains("text/xml") {
+        "xml"
+    } else {
+        "plain"
+    }
+}
+
+impl Ctx<'_> {
+    fn account_plan(&self) -> NodePlan {
+        let ring = &self.app.config.account_ring;
+        let part = ring.partition(&self.app.config.hash, &self.target.account, None, None);
+        NodePlan::new(ring, part, &self.app.backend.limiter)
+    }
+
+    pub async fn account(self, req: Req) -> Resp {
+        let len = self.target.account.len();
+        if len > MAX_ACCOUNT_NAME_LENGTH && req.method() != Method::DELETE {
+            return name_too_long("Account", len, MAX_ACCOUNT_NAME_LENGTH);
+        }
+        match *req.method() {
+            Method::GET | Method::HEAD => self.account_get(req).await,
+            Method::PUT => self.account_put(req).await,
+            Method::POST => self.account_post(req).await,
+            Method::DELETE => self.account_delete(req).await,
+            _ => error_response(StatusCode::METHOD_NOT_ALLOWED, None),
+        }
+    }
+
+    async fn account_get(&self, req: Req) -> Resp {
+        let plan = self.account_plan();
+        let path = self.target.path();
+        let mut headers = self.base_headers(None);
+        copy_request_headers(req.headers(), &mut headers, &["accept", "x-newest"]);
+        let newest =
+            header_str(req.headers(), "x-newest").is_some_and(apus_proto::headers::is_true);
+        let mut resp = self
+            .app
+            .backend
+            .read(
+                &plan,
+                req.method().clone(),
+                &path,
+                req.uri().query(),
+                headers,
+                newest,
+            )
+            .await;
+        if resp.status() == StatusCode::NOT_FOUND {
+            let deleted = header_str(resp.headers(), "x-account-status")
+                .is_some_and(|s| s.eq_ignore_ascii_case("deleted"));
+            if deleted {
+                resp = error_response(StatusCode::GONE, None);
+            } else if self.app.config.account_autocreate {
+                resp = fake_account_listing(&req, &self.target.account);
+            }
+        }
+        if resp.status().is_success()
+            && resp
+                .headers()
+                .get("x-backend-fake-account-listing")
+                .is_none()
+        {
+            self.app.accounts.put(
+                &self.target.account,
+                AccountInfo::from_headers(resp.status().as_u16(), resp.headers()),
+            );
+        }
+        if !self.env.swift_owner {
+            strip_owner_headers(resp.headers_mut());
+        }
+        resp
+    }
+
+    fn account_write_headers(&self, req: &Req) -> HeaderMap {
+        let ts = Timestamp::now().internal();
+        let mut headers = self.base_headers(Some(&ts));
+        transfer_headers(req.headers(), &mut headers, "account", &[]);
+        headers
+    }
+
+    async fn account_put(&self, req: Req) -> Resp {
+        if !self.app.config.allow_account_management {
+            return method_not_allowed("DELETE, GET, HEAD, OPTIONS, POST, PUT");
+        }
+        if let Err(resp) = check_metadata(req.headers(), "account") {
+            return resp;
+        }
+        let headers = self.account_write_headers(&req);
+        self.app.accounts.forget(&self.target.account);
+        let plan = self.account_plan();
+        let answers = self
+            .app
+            .backend
+            .fan_out(&plan, Method::PUT, &self.target.path(), None, &|_| {
+                headers.clone()
+            })
+            .await;
+        best_response(&answers, quorum_size(plan.replicas), "Account PUT")
+    }
+
+    async fn account_post(&self, req: Req) -> Resp {
+        if let Err(resp) = check_metadata(req.headers(), "account") {
+            return resp;
+        }
+        let headers = self.account_write_headers(&req);
+        self.app.accounts.forget(&self.target.account);
+        let plan = self.account_plan();
+        let path = self.target.path();
+        let answers = self
+            .app
+            .backend
+            .fan_out(&plan, Method::POST, &path, None, &|_| headers.clone())
+            .await;
+        let mut resp = best_response(&answers, quorum_size(plan.replicas), "Account POST");
+        if resp.status() == StatusCode::NOT_FOUND && self.app.config.account_autocreate {
+            if !self.autocreate_account(req.headers()).await {
+                return error_response(StatusCode::SERVICE_UNAVAILABLE, None);
+            }
+            let answers = self
+                .app
+                .backend
+                .fan_out(&plan, Method::POST, &path, None, &|_| headers.clone())
+                .await;
+            resp = best_response(&answers, quorum_size(plan.replicas), "Account POST");
+        }
+        resp
+    }
+
+    async fn account_delete(&self, req: Req) -> Resp {
+        if req.uri().query().is_some_and(|q| !q.is_empty()) {
+            return error_response(StatusCode::BAD_REQUEST, None);
+        }
+        if !self.app.config.allow_account_management {
+            return method_not_allowed("DELETE, GET, HEAD, OPTIONS, POST, PUT");
+        }
+        let ts = Timestamp::now().internal();
+        let headers = self.base_headers(Some(&ts));
+        self.app.accounts.forget(&self.target.account);
+        self.app
+            .containers
+            .forget_prefix(&format!("{}/", self.target.account));
+        let plan = self.account_plan();
+        let answers = self
+            .app
+            .backend
+            .fan_out(&plan, Method::DELETE, &self.target.path(), None, &|_| {
+                headers.clone()
+            })
+            .await;
+        best_response(&answers, quorum_size(plan.replicas), "Account DELETE")
+    }
+
+    /// Creates the account on its servers (first write to a new account),
+    /// carrying over account sysmeta from the request.
+    pub async fn autocreate_account(&self, src: &HeaderMap) -> bool {
+        let ts = Timestamp::now().internal();
+        let mut headers = self.base_headers(Some(&ts));
+        for (name, value) in src {
+            if name.as_str().starts_with("x-account-sysmeta-") {
+                headers.insert(name.clone(), value.clone());
+            }
+        }
+        let plan = self.account_plan();
+        let path = format!("/{}", self.target.account);
+        let answers = self
+            .app
+            .backend
+            .fan_out(&plan, Method::PUT, &path, None, &|_| headers.clone())
+            .await;
+        let resp = best_response(&answers, quorum_size(plan.replicas), "Account autocreate");
+        self.app.accounts.forget(&self.target.account);
+        resp.status().is_success()
+    }
+
+    /// Swift's `account_info`: the account's info when it really exists
+    /// (a made-up listing for an autocreate account does not count).
+    pub async fn account_info(&self) -> Option<AccountInfo> {
+        if let Some(info) = self.app.accounts.get(&self.target.account) {
+            return info.exists().then_some(info);
+        }
+        let plan = self.account_plan();
+        let path = format!("/{}", self.target.account);
+        let headers = self.base_headers(None);
+        let resp = self
+            .app
+            .backend
+            .read(&plan, Method::HEAD, &path, None, headers, false)
+            .await;
+        let status = resp.status().as_u16();
+        let info = AccountInfo::from_headers(status, resp.headers());
+        if status == 404 || info.exists() {
+            self.app.accounts.put(&self.target.account, info.clone());
+        }
+        info.exists().then_some(info)
+    }
+}
+
+pub fn method_not_allowed(allow: &'static str) -> Resp {
+    let mut resp = error_response(StatusCode::METHOD_NOT_ALLOWED, None);
+    resp.headers_mut()
+        .insert("allow", HeaderValue::from_static(allow));
+    resp
+}
+
+/// Copies the named request headers, when present, to a backend request.
+pub fn copy_request_headers(src: &HeaderMap, dst: &mut HeaderMap, names: &[&str]) {
+    for name in names {
+        if let Some(v) = src.get(*name) {
+            if let Ok(hn) = http::header::HeaderName::from_bytes(name.as_bytes()) {
+                dst.insert(hn, v.clone());
+            }
+        }
+    }
+}

@@ -1,0 +1,633 @@
+//! The object controller: GET/HEAD from the first primary that has the
+//! object, PUT streamed to every primary at once (handoffs standing in for
+//! failed ones) under Swift's write quorum, POST and DELETE fanned out.
+
+use std::time::Duration;
+
+use apus_core::conditional::format_http_date;
+use apus_core::Timestamp;
+use apus_http::expect::{self, FinalResponse, Started, UploadConn};
+use apus_proto::constraints::{MAX_FILE_SIZE, MAX_OBJECT_NAME_LENGTH};
+use apus_proto::headers::is_true;
+use apus_ring::Device;
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, Method, StatusCode};
+use http_body_util::BodyExt;
+
+use crate::account::check_metadata;
+use crate::app::Ctx;
+use crate::backend::{
+    backend_path, best_index, best_response, node_host, quorum_size, NodePlan, NodeResponse,
+};
+use crate::config::Policy;
+use crate::info::ContainerInfo;
+use crate::service::{error_response, header_str, set_header, Req, Resp};
+
+/// Request headers never forwarded to object servers as they are.
+const HOP_HEADERS: &[&str] = &[
+    "host",
+    "connection",
+    "keep-alive",
+    "transfer-encoding",
+    "content-length",
+    "expect",
+    "te",
+    "trailer",
+    "upgrade",
+    "proxy-authorization",
+    "x-auth-token",
+    "x-storage-token",
+    "x-service-token",
+];
+
+fn bad_request(body: &str) -> Resp {
+    error_response(StatusCode::BAD_REQUEST, Some(body))
+}
+
+/// Content types by file extension, for PUTs that name none (Python's
+/// `mimetypes` answers for the common ones).
+pub fn guess_content_type(name: &str) -> &'static str {
+    let base = name.rsplit('/').next().unwrap_or(name);
+    let Some((_, ext)) = base.rsplit_once('.') else {
+        return "application/octet-stream";
+    };
+    match ext.to_ascii_lowercase().as_str() {
+        "txt" | "text" | "log" | "conf" | "ini" => "text/plain",
+        "html" | "htm" => "text/html",
+        "css" => "text/css",
+        "csv" => "text/csv",
+        "js" | "mjs" => "text/javascript",
+        "json" => "application/json",
+        "xml" => "application/xml",
+        "jpg" | "jpeg" | "jpe" => "image/jpeg",
+        "png" => "image/png",
+        "gif" => "image/gif",
+        "bmp" => "image/bmp",
+        "svg" => "image/svg+xml",
+        "ico" => "image/vnd.microsoft.icon",
+        "tif" | "tiff" => "image/tiff",
+        "webp" => "image/webp",
+        "pdf" => "application/pdf",
+        "zip" => "application/zip",
+        "gz" | "tgz" => "application/gzip",
+        "tar" => "application/x-tar",
+        "bz2" => "application/x-bzip2",
+        "mp3" => "audio/mpeg",
+        "wav" => "audio/x-wav",
+        "mp4" => "video/mp4",
+        "mpeg" | "mpg" => "video/mpeg",
+        "mov" => "video/quicktime",
+        "iso" | "img" | "bin" | "exe" | "so" | "o" => "application/octet-stream",
+        "sh" => "application/x-sh",
+        "py" => "text/x-python",
+        "c" | "h" => "text/plain",
+        "md" => "text/markdown",
+        "doc" => "application/msword",
+        "rtf" => "application/rtf",
+        _ => "application/octet-stream",
+    }
+}
+
+/// One object server taking part in a PUT.
+struct Putter {
+    dev: Device,
+    conn: UploadConn,
+}
+
+impl Ctx<'_> {
+    fn object_name(&self) -> &str {
+        self.target.object.as_deref().unwrap_or("")
+    }
+
+    fn object_policy(&self, info: &ContainerInfo) -> Option<&Policy> {
+        self.app
+            .config
+            .policy(info.storage_policy)
+            .or_else(|| self.app.config.default_policy())
+    }
+
+    fn object_plan(&self, policy: &Policy) -> NodePlan {
+        let part = policy.ring.partition(
+            &self.app.config.hash,
+            &self.target.account,
+            self.target.container.as_deref(),
+            Some(self.object_name()),
+        );
+        NodePlan::new(&policy.ring, part, &self.app.backend.limiter)
+    }
+
+    /// Every client header worth passing on, plus the proxy's own.
+    fn object_headers(&self, req: &Req, timestamp: Option<&str>, policy: &Policy) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        for (name, value) in req.headers() {
+            if !HOP_HEADERS.contains(&name.as_str()) {
+                headers.append(name.clone(), value.clone());
+            }
+        }
+        for (name, value) in self.base_headers(timestamp) {
+            if let Some(name) = name {
+                headers.insert(name, value);
+            }
+        }
+        headers.insert(
+            "x-backend-storage-policy-index",
+            HeaderValue::from(policy.index),
+        );
+        headers
+    }
+
+    pub async fn object(mut self, req: Req) -> Resp {
+        let method = req.method().clone();
+        let info = self.container_info().await;
+        let acl = if method == Method::GET || method == Method::HEAD {
+            info.read_acl.clone()
+        } else {
+            info.write_acl.clone()
+        };
+        if let Err(denial) = self.authorize(&req, acl.as_deref()).await {
+            return denial;
+        }
+        let Some(policy) = self.object_policy(&info).cloned() else {
+            return error_response(StatusCode::SERVICE_UNAVAILABLE, None);
+        };
+        match method {
+            Method::GET | Method::HEAD => self.object_get(req, &policy).await,
+            Method::PUT => {
+                if !info.exists() {
+                    return error_response(StatusCode::NOT_FOUND, None);
+                }
+                self.object_put(req, &policy).await
+            }
+            Method::POST => {
+                if !info.exists() {
+                    return error_response(StatusCode::NOT_FOUND, None);
+                }
+                self.object_post(req, &policy).await
+            }
+            Method::DELETE => {
+                if !info.exists() {
+                    return error_response(StatusCode::NOT_FOUND, None);
+                }
+                self.object_delete(req, &policy).await
+            }
+            _ => error_response(StatusCode::METHOD_NOT_ALLOWED, None),
+        }
+    }
+
+    async fn object_get(&self, req: Req, policy: &Policy) -> Resp {
+        let plan = self.object_plan(policy);
+        let headers = self.object_headers(&req, None, policy);
+        let newest = header_str(req.headers(), "x-newest").is_some_and(is_true);
+        let mut resp = self
+            .app
+            .backend
+            .read(
+                &plan,
+                req.method().clone(),
+                &self.target.path(),
+                None,
+                headers,
+                newest,
+            )
+            .await;
+        if resp.status().is_success() || resp.status() == StatusCode::RANGE_NOT_SATISFIABLE {
+            resp.headers_mut()
+                .insert("accept-ranges", HeaderValue::from_static("bytes"));
+        }
+        resp
+    }
+
+    /// Swift's `ensure_x_timestamp`: the client's `X-Timestamp` when valid,
+    /// else now.
+    fn request_timestamp(req: &Req) -> Result<Timestamp, Resp> {
+        match header_str(req.headers(), "x-timestamp") {
+            Some(text) => Timestamp::parse(text).map_err(|_| {
+                bad_request(&format!(
+                    "X-Timestamp should be a UNIX timestamp float value; was '{text}'"
+                ))
+            }),
+            None if req.headers().contains_key("x-timestamp") => Err(bad_request(
+                "X-Timestamp should be a UNIX timestamp float value",
+            )),
+            None => Ok(Timestamp::now()),
+        }
+    }
+
+    /// Swift's `check_delete_headers`: turns `X-Delete-After` into
+    /// `X-Delete-At` and refuses times in the past.
+    fn delete_headers(req: &mut Req, now: &Timestamp) -> Result<Option<u64>, Resp> {
+        let now_secs = now.as_secs_f64();
+        if let Some(value) = req.headers().get("x-delete-after") {
+            let text = String::from_utf8_lossy(value.as_bytes()).trim().to_string();
+            let after: i64 = text
+                .parse()
+                .map_err(|_| bad_request("Non-integer X-Delete-After"))?;
+            let at = apus_proto::update::normalize_delete_at(now_secs + after as f64);
+            let at_secs: f64 = at.parse().unwrap_or(0.0);
+            if at_secs <= now_secs {
+                return Err(bad_request("X-Delete-After in past"));
+            }
+            req.headers_mut().remove("x-delete-after");
+            set_header(req.headers_mut(), "x-delete-at", &at);
+        }
+        let Some(value) = req.headers().get("x-delete-at") else {
+            return Ok(None);
+        };
+        let text = String::from_utf8_lossy(value.as_bytes()).trim().to_string();
+        let at: i64 = text
+            .parse()
+            .map_err(|_| bad_request("Non-integer X-Delete-At"))?;
+        let normalized = apus_proto::update::normalize_delete_at(at as f64);
+        let at_secs: u64 = normalized.parse().unwrap_or(0);
+        let replication = header_str(req.headers(), "x-backend-replication").is_some_and(is_true);
+        if (at_secs as f64) <= now_secs && !replication {
+            return Err(bad_request("X-Delete-At in past"));
+        }
+        set_header(req.headers_mut(), "x-delete-at", &normalized);
+        Ok(Some(at_secs))
+    }
+
+    /// Per object node: which container replica to update and, for objects
+    /// that expire, which expiring-objects queue replica.
+    fn update_headers(&self, base: &HeaderMap, n: usize, delete_at: Option<u64>) -> Vec<HeaderMap> {
+        let mut out = vec![base.clone(); n.max(1)];
+        let ring = &self.app.config.container_ring;
+        let account = &self.target.account;
+        let container = self.target.container.as_deref().unwrap_or("");
+        let part = ring.partition(&self.app.config.hash, account, Some(container), None);
+        let containers = ring.primaries(part);
+        let assign = |out: &mut Vec<HeaderMap>, devs: &[&Device], part: u32, prefix: &str| {
+            let len = out.len();
+            let mut hosts: Vec<Vec<String>> = vec![Vec::new(); len];
+            let mut devices: Vec<Vec<String>> = vec![Vec::new(); len];
+            for (i, dev) in devs.iter().enumerate() {
+                hosts[i % len].push(node_host(dev));
+                devices[i % len].push(dev.device.clone());
+            }
+            for (i, h) in out.iter_mut().enumerate() {
+                if hosts[i].is_empty() {
+                    continue;
+                }
+                set_header(h, &format!("{prefix}-partition"), &part.to_string());
+                set_header(h, &format!("{prefix}-host"), &hosts[i].join(","));
+                set_header(h, &format!("{prefix}-device"), &devices[i].join(","));
+            }
+        };
+        assign(&mut out, &containers, part, "x-container");
+        if let Some(at) = delete_at {
+            let queue = apus_proto::update::expirer_container(
+                &self.app.config.hash,
+                at,
+                account,
+                container,
+                self.object_name(),
+            );
+            let qpart = ring.partition(
+                &self.app.config.hash,
+                apus_proto::update::EXPIRER_ACCOUNT,
+                Some(&queue),
+                None,
+            );
+            let qnodes = ring.primaries(qpart);
+            assign(&mut out, &qnodes, qpart, "x-delete-at");
+            for h in out.iter_mut() {
+                set_header(h, "x-delete-at-container", &queue);
+            }
+        }
+        out
+    }
+
+    async fn object_put(&self, mut req: Req, policy: &Policy) -> Resp {
+        if let Some(inm) = header_str(req.headers(), "if-none-match") {
+            if !inm.split(',').any(|t| t.trim() == "*") {
+                return bad_request("If-None-Match only supports *");
+            }
+        } else if req.headers().contains_key("if-none-match") {
+            return bad_request("If-None-Match only supports *");
+        }
+        let detect = header_str(req.headers(), "x-detect-content-type").is_some_and(is_true);
+        let has_type = req
+            .headers()
+            .get(http::header::CONTENT_TYPE)
+            .is_some_and(|v| !v.is_empty());
+        if detect || !has_type {
+            let guessed = guess_content_type(self.object_name());
+            set_header(req.headers_mut(), "content-type", guessed);
+            req.headers_mut().remove("x-detect-content-type");
+        }
+        let timestamp = match Self::request_timestamp(&req) {
+            Ok(ts) => ts,
+            Err(resp) => return resp,
+        };
+        let content_length = req
+            .headers()
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok());
+        let chunked = req.headers().contains_key(http::header::TRANSFER_ENCODING);
+        if let Some(len) = content_length {
+            if len > MAX_FILE_SIZE {
+                return error_response(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    Some("Your request is too large."),
+                );
+            }
+        }
+        if content_length.is_none() && !chunked {
+            return error_response(
+                StatusCode::LENGTH_REQUIRED,
+                Some("Missing Content-Length header."),
+            );
+        }
+        let name_len = self.object_name().len();
+        if name_len > MAX_OBJECT_NAME_LENGTH {
+            return bad_request(&format!(
+                "Object name length of {name_len} longer than {MAX_OBJECT_NAME_LENGTH}"
+            ));
+        }
+        let delete_at = match Self::delete_headers(&mut req, &timestamp) {
+            Ok(at) => at,
+            Err(resp) => return resp,
+        };
+        if req
+            .headers()
+            .get(http::header::CONTENT_TYPE)
+            .is_some_and(|v| v.to_str().is_err() && std::str::from_utf8(v.as_bytes()).is_err())
+        {
+            return bad_request("Invalid Content-Type");
+        }
+        if let Err(resp) = check_metadata(req.headers(), "object") {
+            return resp;
+        }
+        let ts_text = timestamp.internal();
+        let base = self.object_headers(&req, Some(&ts_text), policy);
+        let plan = self.object_plan(policy);
+        let headers = self.update_headers(&base, plan.replicas, delete_at);
+        let (putters, early) = self.connect_putters(&plan, &headers, content_length).await;
+        let if_none_match = req.headers().contains_key("if-none-match");
+        if if_none_match && early.iter().any(|r| r.status == 412) {
+            return error_response(StatusCode::PRECONDITION_FAILED, None);
+        }
+        if early.iter().any(|r| r.status == 409) {
+            return error_response(StatusCode::ACCEPTED, None);
+        }
+        let quorum = quorum_size(plan.replicas);
+        if putters.len() < quorum {
+            tracing::error!(
+                connected = putters.len(),
+                quorum,
+                "object PUT: not enough object servers took the upload"
+            );
+            return error_response(StatusCode::SERVICE_UNAVAILABLE, None);
+        }
+        let body = req.into_body();
+        let putters = match self.transfer(body, putters, content_length, quorum).await {
+            Ok(p) => p,
+            Err(resp) => return resp,
+        };
+        let finals = futures_util::future::join_all(putters.into_iter().map(|p| async move {
+            match p.conn.finish().await {
+                Ok(f) => final_to_node(f),
+                Err(e) => {
+                    tracing::warn!(device = %p.dev.device, error = %e, "object PUT: no answer");
+                    self.app.backend.limiter.error(&p.dev);
+                    crate::backend::unavailable()
+                }
+            }
+        }))
+        .await;
+        let mut answers: Vec<NodeResponse> = early;
+        answers.extend(finals);
+        let etags: std::collections::BTreeSet<String> = answers
+            .iter()
+            .filter(|r| r.is_success())
+            .filter_map(|r| header_str(&r.headers, "etag").map(|e| e.trim_matches('"').to_string()))
+            .collect();
+        if etags.len() > 1 {
+            tracing::error!(?etags, "object servers returned mismatched etags");
+            return error_response(StatusCode::INTERNAL_SERVER_ERROR, None);
+        }
+        let Some(best) = best_index(&answers, quorum) else {
+            let statuses: Vec<u16> = answers.iter().map(|r| r.status).collect();
+            tracing::error!(?statuses, "Object PUT returning 503");
+            return error_response(StatusCode::SERVICE_UNAVAILABLE, None);
+        };
+        let chosen = &answers[best];
+        let status = StatusCode::from_u16(chosen.status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+        let mut resp = if chosen.body.is_empty() || status.is_success() {
+            error_response(status, None)
+        } else {
+            error_response(status, Some(&String::from_utf8_lossy(&chosen.body)))
+        };
+        if status.is_success() {
+            if let Some(etag) = etags.iter().next() {
+                set_header(resp.headers_mut(), "etag", etag);
+            }
+            let lm = format_http_date(timestamp.ceil_secs() as i64);
+            set_header(resp.headers_mut(), "last-modified", &lm);
+        }
+        resp
+    }
+
+    /// Opens one upload per replica slot, a handoff replacing any node that
+    /// cannot be reached or refuses (5xx, 507). Answers that end an upload
+    /// before it starts (409, 412, 2xx) come back apart.
+    async fn connect_putters(
+        &self,
+        plan: &NodePlan,
+        headers: &[HeaderMap],
+        content_length: Option<u64>,
+    ) -> (Vec<Putter>, Vec<NodeResponse>) {
+        let handoffs = std::sync::Mutex::new(plan.handoffs.iter());
+        let cfg = &self.app.config;
+        let path = self.target.path();
+        let slots = (0..plan.replicas.max(1)).map(|i| {
+            let handoffs = &handoffs;
+            let path = &path;
+            let hdrs = headers.get(i).cloned().unwrap_or_default();
+            async move {
+                let mut node = plan
+                    .primaries
+                    .get(i)
+                    .or_else(|| handoffs.lock().ok().and_then(|mut h| h.next()));
+                while let Some(dev) = node {
+                    let bpath = backend_path(dev, plan.partition, path, None);
+                    let started = expect::start(
+                        &node_host(dev),
+                        &Method::PUT,
+                        &bpath,
+                        &hdrs,
+                        content_length,
+                        cfg.conn_timeout,
+                        cfg.node_timeout,
+                    )
+                    .await;
+                    match started {
+                        Ok(Started::Continue(conn)) => {
+                            return Some(Ok(Putter {
+                                dev: dev.clone(),
+                                conn,
+                            }))
+                        }
+                        Ok(Started::Final(f)) => {
+                            let code = f.status.as_u16();
+                            if code == 507 {
+                                self.app.backend.limiter.limit_now(dev);
+                            } else if code >= 500 {
+                                self.app.backend.limiter.error(dev);
+                            } else {
+                                return Some(Err(final_to_node(f)));
+                            }
+                        }
+                        Err(e) => {
+                            tracing::warn!(device = %dev.device, error = %e, "object PUT: connect failed");
+                            self.app.backend.limiter.error(dev);
+                        }
+                    }
+                    node = handoffs.lock().ok().and_then(|mut h| h.next());
+                }
+                None
+            }
+        });
+        let results = futures_util::future::join_all(slots).await;
+        let mut putters = Vec::new();
+        let mut early = Vec::new();
+        for r in results.into_iter().flatten() {
+            match r {
+                Ok(p) => putters.push(p),
+                Err(n) => early.push(n),
+            }
+        }
+        (putters, early)
+    }
+
+    /// Streams the client's body to every putter, dropping those that fail;
+    /// fewer than `quorum` left is a 503. A client that stops sending for
+    /// `client_timeout` gets 408, one that disconnects or sends less than
+    /// it declared, 499.
+    async fn transfer(
+        &self,
+        mut body: apus_http::Body,
+        mut putters: Vec<Putter>,
+        content_length: Option<u64>,
+        quorum: usize,
+    ) -> Result<Vec<Putter>, Resp> {
+        let client_timeout: Duration = self.app.config.client_timeout;
+        let mut received: u64 = 0;
+        loop {
+            let frame = match tokio::time::timeout(client_timeout, body.frame()).await {
+                Err(_) => return Err(error_response(StatusCode::REQUEST_TIMEOUT, None)),
+                Ok(None) => break,
+                Ok(Some(Err(_))) => {
+                    return Err(error_response(
+                        StatusCode::from_u16(499).unwrap_or(StatusCode::BAD_REQUEST),
+                        None,
+                    ))
+                }
+                Ok(Some(Ok(frame))) => frame,
+            };
+            let Ok(data) = frame.into_data() else {
+                continue;
+            };
+            if data.is_empty() {
+                continue;
+            }
+            received += data.len() as u64;
+            if received > MAX_FILE_SIZE {
+                return Err(error_response(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    Some("Your request is too large."),
+                ));
+            }
+            if content_length.is_some_and(|len| received > len) {
+                return Err(bad_request("Request body longer than Content-Length"));
+            }
+            putters = self.send_chunk(putters, data).await;
+            if putters.len() < quorum {
+                tracing::error!("object PUT: lost the write quorum while sending");
+                return Err(error_response(StatusCode::SERVICE_UNAVAILABLE, None));
+            }
+        }
+        if content_length.is_some_and(|len| received < len) {
+            return Err(error_response(
+                StatusCode::from_u16(499).unwrap_or(StatusCode::BAD_REQUEST),
+                None,
+            ));
+        }
+        Ok(putters)
+    }
+
+    async fn send_chunk(&self, putters: Vec<Putter>, data: Bytes) -> Vec<Putter> {
+        let sends = putters.into_iter().map(|mut p| {
+            let data = data.clone();
+            async move {
+                match p.conn.send(&data).await {
+                    Ok(()) => Some(p),
+                    Err(e) => {
+                        tracing::warn!(device = %p.dev.device, error = %e, "object PUT: send failed");
+                        self.app.backend.limiter.error(&p.dev);
+                        None
+                    }
+                }
+            }
+        });
+        futures_util::future::join_all(sends)
+            .await
+            .into_iter()
+            .flatten()
+            .collect()
+    }
+
+    async fn object_post(&self, mut req: Req, policy: &Policy) -> Resp {
+        let timestamp = match Self::request_timestamp(&req) {
+            Ok(ts) => ts,
+            Err(resp) => return resp,
+        };
+        if let Err(resp) = check_metadata(req.headers(), "object") {
+            return resp;
+        }
+        let delete_at = match Self::delete_headers(&mut req, &timestamp) {
+            Ok(at) => at,
+            Err(resp) => return resp,
+        };
+        let ts_text = timestamp.internal();
+        let base = self.object_headers(&req, Some(&ts_text), policy);
+        let plan = self.object_plan(policy);
+        let headers = self.update_headers(&base, plan.replicas, delete_at);
+        let answers = self
+            .app
+            .backend
+            .fan_out(&plan, Method::POST, &self.target.path(), None, &|i| {
+                headers.get(i).cloned().unwrap_or_default()
+            })
+            .await;
+        best_response(&answers, quorum_size(plan.replicas), "Object POST")
+    }
+
+    async fn object_delete(&self, req: Req, policy: &Policy) -> Resp {
+        let timestamp = match Self::request_timestamp(&req) {
+            Ok(ts) => ts,
+            Err(resp) => return resp,
+        };
+        let ts_text = timestamp.internal();
+        let base = self.object_headers(&req, Some(&ts_text), policy);
+        let plan = self.object_plan(policy);
+        let headers = self.update_headers(&base, plan.replicas, None);
+        let answers = self
+            .app
+            .backend
+            .fan_out(&plan, Method::DELETE, &self.target.path(), None, &|i| {
+                headers.get(i).cloned().unwrap_or_default()
+            })
+            .await;
+        best_response(&answers, quorum_size(plan.replicas), "Object DELETE")
+    }
+}
+
+fn final_to_node(f: FinalResponse) -> NodeResponse {
+    NodeResponse {
+        status: f.status.as_u16(),
+        headers: f.headers,
+        body: f.body,
+    }
+}

@@ -1,0 +1,186 @@
+//! apus-testkit (dev-only): a whole cluster in one process for integration
+//! tests: `devices` device directories in a temporary directory, rings
+//! with 3 replicas over them, account, container and object servers and a
+//! proxy with the functional-test tempauth users, all on 127.0.0.1 with
+//! ephemeral ports. Dropping the [`Cluster`] stops every server and
+//! removes the directory.
+//!
+//! Never a dependency of anything but tests and benchmarks.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::Context;
+use apus_core::HashConfig;
+use apus_proxy::{Policy, Proxy, ProxyConfig, TempAuthConfig};
+use apus_ring::builder::RingBuilder;
+use apus_ring::{Device, Ring};
+use apus_server::account::AccountServer;
+use apus_server::container::ContainerServer;
+use apus_server::db_common::{DbServerConfig, ServerHandle};
+use apus_server::object::ObjectServerConfig;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// A running in-process cluster.
+pub struct Cluster {
+    pub proxy_addr: SocketAddr,
+    pub devices: PathBuf,
+    pub hash: HashConfig,
+    _account: ServerHandle,
+    _container: ServerHandle,
+    stops: Vec<oneshot::Sender<()>>,
+    tasks: Vec<JoinHandle<()>>,
+    _dir: tempfile::TempDir,
+}
+
+/// Knobs for [`Cluster::start_with`].
+pub struct ClusterOptions {
+    pub devices: usize,
+    /// Adjusts the proxy's settings before it starts.
+    pub proxy: Box<dyn FnOnce(&mut ProxyConfig) + Send>,
+}
+
+impl Default for ClusterOptions {
+    fn default() -> Self {
+        ClusterOptions {
+            devices: 4,
+            proxy: Box::new(|_| {}),
+        }
+    }
+}
+
+fn build_ring(devices: usize, port: u16) -> anyhow::Result<Ring> {
+    let mut builder = RingBuilder::new(8, 3.0, 0)?;
+    for i in 0..devices {
+        builder.add_dev(Device {
+            id: apus_ring::builder::AUTO_ID,
+            region: 1,
+            zone: (i + 1) as u32,
+            ip: "127.0.0.1".into(),
+            port,
+            replication_ip: "127.0.0.1".into(),
+            replication_port: port,
+            device: format!("d{}", i + 1),
+            weight: 100.0,
+            meta: String::new(),
+        })?;
+    }
+    builder.rebalance(Some(1), &mut |_| {})?;
+    Ok(Ring::new(builder.ring_data()?)?)
+}
+
+impl Cluster {
+    pub async fn start() -> anyhow::Result<Cluster> {
+        Self::start_with(ClusterOptions::default()).await
+    }
+
+    pub async fn start_with(options: ClusterOptions) -> anyhow::Result<Cluster> {
+        let dir = tempfile::tempdir()?;
+        let devices = dir.path().join("devices");
+        for i in 0..options.devices {
+            std::fs::create_dir_all(devices.join(format!("d{}", i + 1)))?;
+        }
+        let hash = HashConfig::new(b"testkit-prefix".to_vec(), b"testkit-suffix".to_vec());
+
+        let account_listener = TcpListener::bind("127.0.0.1:0").await?;
+        let container_listener = TcpListener::bind("127.0.0.1:0").await?;
+        let object_listener = TcpListener::bind("127.0.0.1:0").await?;
+        let account_ring = build_ring(options.devices, account_listener.local_addr()?.port())?;
+        let container_ring = build_ring(options.devices, container_listener.local_addr()?.port())?;
+        let object_ring = build_ring(options.devices, object_listener.local_addr()?.port())?;
+
+        let db_config = DbServerConfig::new(&devices, hash.clone());
+        let account = Arc::new(AccountServer::new(db_config.clone())).spawn(account_listener)?;
+        let container = Arc::new(ContainerServer::new(db_config)).spawn(container_listener)?;
+
+        let mut stops = Vec::new();
+        let mut tasks = Vec::new();
+        let mut object_config = ObjectServerConfig::with_devices(&devices, hash.clone());
+        object_config.diskfile.mount_check = false;
+        let (tx, rx) = oneshot::channel::<()>();
+        stops.push(tx);
+        tasks.push(tokio::spawn(async move {
+            let _ = apus_server::object::serve(object_listener, object_config, async {
+                let _ = rx.await;
+            })
+            .await;
+        }));
+
+        let mut proxy_config = ProxyConfig::new(
+            hash.clone(),
+            Arc::new(account_ring),
+            Arc::new(container_ring),
+            vec![Policy {
+                index: 0,
+                name: "Policy-0".into(),
+                aliases: Vec::new(),
+                default: true,
+                deprecated: false,
+                ring: Arc::new(object_ring),
+            }],
+        );
+        proxy_config.tempauth = TempAuthConfig::functest_defaults();
+        proxy_config.allow_account_management = true;
+        (options.proxy)(&mut proxy_config);
+        let proxy_listener = TcpListener::bind("127.0.0.1:0").await?;
+        let proxy_addr = proxy_listener.local_addr()?;
+        let proxy = Arc::new(Proxy::new(proxy_config));
+        let (tx, rx) = oneshot::channel::<()>();
+        stops.push(tx);
+        tasks.push(tokio::spawn(async move {
+            let _ = apus_http::serve(proxy_listener, proxy, async {
+                let _ = rx.await;
+            })
+            .await;
+        }));
+        Ok(Cluster {
+            proxy_addr,
+            devices,
+            hash,
+            _account: account,
+            _container: container,
+            stops,
+            tasks,
+            _dir: dir,
+        })
+    }
+
+    /// `http://127.0.0.1:<port>`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.proxy_addr)
+    }
+
+    pub fn device_path(&self, n: usize) -> PathBuf {
+        self.devices.join(format!("d{n}"))
+    }
+
+    pub fn devices_root(&self) -> &Path {
+        &self.devices
+    }
+
+    /// Stops the servers and waits for them (bounded by their graceful
+    /// shutdown timeouts).
+    pub async fn stop(mut self) -> anyhow::Result<()> {
+        for tx in self.stops.drain(..) {
+            let _ = tx.send(());
+        }
+        for task in self.tasks.drain(..) {
+            task.await.context("server task")?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for tx in self.stops.drain(..) {
+            let _ = tx.send(());
+        }
+        for task in self.tasks.drain(..) {
+            task.abort();
+        }
+    }
+}
