@@ -163,10 +163,22 @@ impl App {
         if version != "v1" && version != "v1.0" {
             return error_response(StatusCode::BAD_REQUEST, None);
         }
+        let non_empty = |p: &Option<String>| p.clone().filter(|s| !s.is_empty());
+        let (account, container, object) = (
+            non_empty(&parts[1]),
+            non_empty(&parts[2]),
+            non_empty(&parts[3]),
+        );
+        let Some(account) = account else {
+            return error_response(StatusCode::NOT_FOUND, None);
+        };
+        if container.is_none() && parts[3].is_some() {
+            return error_response(StatusCode::NOT_FOUND, None);
+        }
         let target = Target {
-            account: parts[1].clone().unwrap_or_default(),
-            container: parts[2].clone(),
-            object: parts[3].clone(),
+            account,
+            container,
+            object,
         };
         let kind = match (&target.container, &target.object) {
             (None, _) => Kind::Account,

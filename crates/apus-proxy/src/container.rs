@@ -108,6 +108,15 @@ impl Ctx<'_> {
                 ContainerInfo::from_headers(status, resp.headers()),
             );
         }
+        if resp.status().is_success() {
+            let policy = header_str(resp.headers(), "x-backend-storage-policy-index")
+                .and_then(|v| v.parse::<u32>().ok())
+                .and_then(|i| self.app.config.policy(i))
+                .map(|p| p.name.clone());
+            if let Some(name) = policy {
+                crate::service::set_header(resp.headers_mut(), "x-storage-policy", &name);
+            }
+        }
         let acl = header_str(resp.headers(), "x-container-read").map(str::to_string);
         if let Err(denial) = self.authorize(&req, acl.as_deref()).await {
             return denial;
