@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# Load benchmark: apus serve against the reference Swift, side by side on
+# this machine, with the same load tool (apus-bench) and workload:
+# 4 KiB PUT/GET/HEAD/DELETE ops/s, the time to list a 10,000-object
+# container, 1 GiB PUT/GET MB/s. Prints both figures and the ratio.
+#
+#   SKIP_SWIFT=1    measure apus alone
+#   OBJECTS=2000 CONCURRENCY=32 LISTING=10000 LARGE_MIB=1024   workload
+#   APUS_PORT=9080  where apus listens (Swift's start.sh takes 8080)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root="$PWD"
+shared="$root/../shared/conformance"
+OBJECTS="${OBJECTS:-2000}"
+CONCURRENCY="${CONCURRENCY:-32}"
+LISTING="${LISTING:-10000}"
+LARGE_MIB="${LARGE_MIB:-1024}"
+APUS_PORT="${APUS_PORT:-9080}"
+
+cargo build --release --locked -q -p apus -p apus-bench
+work="$(mktemp -d)"
+apus_pid=""
+cleanup() {
+  [ -n "$apus_pid" ] && kill "$apus_pid" 2>/dev/null && wait "$apus_pid" 2>/dev/null || true
+  if [ "${SKIP_SWIFT:-0}" != 1 ] && [ -x "$shared/stop.sh" ]; then "$shared/stop.sh" >/dev/null 2>&1 || true; fi
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+bench() {
+  "$root/target/release/apus-bench" -A "$1/auth/v1.0" -U test:tester -K testing \
+    --objects "$OBJECTS" --concurrency "$CONCURRENCY" --listing "$LISTING" --large-mib "$LARGE_MIB"
+}
+
+wait_up() {
+  for _ in $(seq 1 120); do
+    curl -fs "$1/healthcheck" >/dev/null 2>&1 && return 0
+    sleep 1
+  done
+  echo "error: $1 did not come up" >&2
+  return 1
+}
+
+RUST_LOG=warn "$root/target/release/apus" serve --data "$work/apus-data" \
+  --bind "127.0.0.1:$APUS_PORT" >"$work/apus.log" 2>&1 &
+apus_pid=$!
+wait_up "http://127.0.0.1:$APUS_PORT"
+echo "== apus"
+bench "http://127.0.0.1:$APUS_PORT" | tee "$work/apus.txt"
+
+if [ "${SKIP_SWIFT:-0}" = 1 ]; then exit 0; fi
+"$shared/start.sh" >"$work/swift-start.log" 2>&1
+wait_up "http://127.0.0.1:8080"
+echo "== swift"
+bench "http://127.0.0.1:8080" | tee "$work/swift.txt"
+
+echo "== ratio (apus / swift; for listing_10k_json, swift / apus: higher is better for apus)"
+join <(sort "$work/apus.txt") <(sort "$work/swift.txt") | awk '
+  $1 == "listing_10k_bytes" { next }
+  $1 == "listing_10k_json" { printf "%-18s apus %10.1f %s  swift %10.1f %s  ratio %.2fx\n", $1, $2, $3, $4, $5, $4 / $2; next }
+  { printf "%-18s apus %10.1f %s  swift %10.1f %s  ratio %.2fx\n", $1, $2, $3, $4, $5, $2 / $4 }'
