@@ -149,32 +149,29 @@ impl App {
                 )
             }
         };
+        if path == "/info" {
+            return self.info(req.method());
+        }
         let parts = match apus_proto::split_path(&path, 1, 4, true) {
             Ok(p) => p,
             Err(_) => return error_response(StatusCode::NOT_FOUND, None),
         };
         let version = parts[0].clone().unwrap_or_default();
-        if parts[1].is_none() {
-            if version == "info" {
-                return self.info(req.method());
-            }
-            return error_response(StatusCode::NOT_FOUND, None);
-        }
-        if version != "v1" && version != "v1.0" {
-            return error_response(StatusCode::BAD_REQUEST, None);
-        }
         let non_empty = |p: &Option<String>| p.clone().filter(|s| !s.is_empty());
         let (account, container, object) = (
             non_empty(&parts[1]),
             non_empty(&parts[2]),
             non_empty(&parts[3]),
         );
-        let Some(account) = account else {
-            return error_response(StatusCode::NOT_FOUND, None);
-        };
-        if container.is_none() && parts[3].is_some() {
+        if account.is_some() && version != "v1" && version != "v1.0" {
+            return error_response(StatusCode::BAD_REQUEST, None);
+        }
+        if (object.is_some() && container.is_none()) || (container.is_some() && account.is_none()) {
             return error_response(StatusCode::NOT_FOUND, None);
         }
+        let Some(account) = account else {
+            return error_response(StatusCode::PRECONDITION_FAILED, Some("Bad URL"));
+        };
         let target = Target {
             account,
             container,
