@@ -1,102 +1,18 @@
 //! The public API end to end against an in-process cluster.
 
-use apus_http::{full, BackendClient, Body, ClientConfig};
+mod support;
+
 use apus_testkit::Cluster;
 use bytes::Bytes;
-use http::{HeaderMap, HeaderValue, Method, StatusCode};
-use http_body_util::BodyExt;
+use http::{Method, StatusCode};
 use md5::Digest;
-
-struct Client {
-    http: BackendClient,
-    host: String,
-    token: Option<String>,
-}
-
-struct Answer {
-    status: StatusCode,
-    headers: HeaderMap,
-    body: Bytes,
-}
-
-impl Answer {
-    fn header(&self, name: &str) -> &str {
-        self.headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-    }
-}
-
-impl Client {
-    fn new(cluster: &Cluster) -> Self {
-        Client {
-            http: BackendClient::new(ClientConfig::default()),
-            host: cluster.proxy_addr.to_string(),
-            token: None,
-        }
-    }
-
-    #[allow(dead_code)]
-    async fn login(&mut self, user: &str, key: &str) -> String {
-        let mut h = HeaderMap::new();
-        h.insert("x-auth-user", HeaderValue::from_str(user).unwrap());
-        h.insert("x-auth-key", HeaderValue::from_str(key).unwrap());
-        let a = self.send(Method::GET, "/auth/v1.0", h, Bytes::new()).await;
-        assert_eq!(a.status, StatusCode::OK, "login of {user}");
-        self.token = Some(a.header("x-auth-token").to_string());
-        a.header("x-storage-url").to_string()
-    }
-
-    async fn send(
-        &self,
-        method: Method,
-        path: &str,
-        mut headers: HeaderMap,
-        body: Bytes,
-    ) -> Answer {
-        if let Some(t) = &self.token {
-            headers.insert("x-auth-token", HeaderValue::from_str(t).unwrap());
-        }
-        if !body.is_empty() || method == Method::PUT {
-            headers.insert("content-length", HeaderValue::from(body.len()));
-        }
-        let b: Body = full(body);
-        let resp = self
-            .http
-            .request(method, &self.host, path, headers, b)
-            .await
-            .expect("request");
-        let (parts, body) = resp.into_parts();
-        let body = body.collect().await.expect("body").to_bytes();
-        Answer {
-            status: parts.status,
-            headers: parts.headers,
-            body,
-        }
-    }
-
-    async fn call(&self, method: Method, path: &str) -> Answer {
-        self.send(method, path, HeaderMap::new(), Bytes::new())
-            .await
-    }
-}
-
-fn hdrs(pairs: &[(&str, &str)]) -> HeaderMap {
-    let mut h = HeaderMap::new();
-    for (k, v) in pairs {
-        h.insert(
-            http::header::HeaderName::from_bytes(k.as_bytes()).unwrap(),
-            HeaderValue::from_str(v).unwrap(),
-        );
-    }
-    h
-}
+use support::{hdrs, Client};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn container_and_object_round_trip() {
     let cluster = Cluster::start().await.unwrap();
-    let c = Client::new(&cluster);
+    let mut c = Client::new(&cluster);
+    c.login("test:tester", "testing").await;
     let a = c.call(Method::PUT, "/v1/AUTH_test/photos").await;
     assert_eq!(a.status, StatusCode::CREATED, "{:?}", a.body);
     let a = c.call(Method::PUT, "/v1/AUTH_test/photos").await;

@@ -1,0 +1,294 @@
+//! Bad input through the public API: every constraint at its limit and one
+//! past it, malformed ranges, bad paths, oversized headers, truncated and
+//! abandoned uploads. Each gets Swift's status code (or a closed
+//! connection), the proxy stays up, and no partial object is ever visible.
+
+mod support;
+
+use std::time::Duration;
+
+use apus_testkit::Cluster;
+use bytes::Bytes;
+use http::{HeaderMap, Method, StatusCode};
+use support::{hdrs, Client};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+async fn setup() -> (Cluster, Client) {
+    let cluster = Cluster::start().await.unwrap();
+    let mut c = Client::new(&cluster);
+    c.login("test:tester", "testing").await;
+    let a = c.call(Method::PUT, "/v1/AUTH_test/c").await;
+    assert_eq!(a.status, StatusCode::CREATED);
+    (cluster, c)
+}
+
+async fn put(c: &Client, path: &str, headers: HeaderMap, body: &'static [u8]) -> StatusCode {
+    c.send(Method::PUT, path, headers, Bytes::from_static(body))
+        .await
+        .status
+}
+
+async fn assert_up(c: &Client) {
+    let a = c.call(Method::GET, "/healthcheck").await;
+    assert_eq!(a.status, StatusCode::OK);
+}
+
+/// Sends raw bytes on a fresh connection and returns what came back
+/// within a short time (possibly nothing when the server closed it).
+async fn raw(c: &Client, request: &[u8], close_after: bool) -> String {
+    let mut s = TcpStream::connect(&c.host).await.unwrap();
+    s.write_all(request).await.unwrap();
+    if close_after {
+        let _ = s.shutdown().await;
+        drop(s);
+        return String::new();
+    }
+    let mut buf = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut buf)).await;
+    String::from_utf8_lossy(&buf).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn name_length_limits() {
+    let (cluster, c) = setup().await;
+    let ok_obj = format!("/v1/AUTH_test/c/{}", "o".repeat(1024));
+    let long_obj = format!("/v1/AUTH_test/c/{}", "o".repeat(1025));
+    assert_eq!(
+        put(&c, &ok_obj, HeaderMap::new(), b"x").await,
+        StatusCode::CREATED
+    );
+    assert_eq!(
+        put(&c, &long_obj, HeaderMap::new(), b"x").await,
+        StatusCode::BAD_REQUEST
+    );
+    let ok_cont = format!("/v1/AUTH_test/{}", "c".repeat(256));
+    let long_cont = format!("/v1/AUTH_test/{}", "c".repeat(257));
+    assert_eq!(
+        c.call(Method::PUT, &ok_cont).await.status,
+        StatusCode::CREATED
+    );
+    assert_eq!(
+        c.call(Method::PUT, &long_cont).await.status,
+        StatusCode::BAD_REQUEST
+    );
+    assert_eq!(
+        c.call(Method::GET, &long_obj).await.status,
+        StatusCode::NOT_FOUND
+    );
+    assert_up(&c).await;
+    cluster.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metadata_limits() {
+    let (cluster, c) = setup().await;
+    let name_ok = format!("x-object-meta-{}", "n".repeat(128));
+    let name_long = format!("x-object-meta-{}", "n".repeat(129));
+    let path = "/v1/AUTH_test/c/meta";
+    assert_eq!(
+        put(&c, path, hdrs(&[(&name_ok, "v")]), b"x").await,
+        StatusCode::CREATED
+    );
+    assert_eq!(
+        put(&c, path, hdrs(&[(&name_long, "v")]), b"x").await,
+        StatusCode::BAD_REQUEST
+    );
+    let v_ok = "v".repeat(256);
+    let v_long = "v".repeat(257);
+    assert_eq!(
+        put(&c, path, hdrs(&[("x-object-meta-k", &v_ok)]), b"x").await,
+        StatusCode::CREATED
+    );
+    assert_eq!(
+        put(&c, path, hdrs(&[("x-object-meta-k", &v_long)]), b"x").await,
+        StatusCode::BAD_REQUEST
+    );
+    // 90 items are allowed, 91 are not.
+    let names: Vec<String> = (0..91).map(|i| format!("x-object-meta-k{i:02}")).collect();
+    let pairs: Vec<(&str, &str)> = names.iter().map(|n| (n.as_str(), "v")).collect();
+    assert_eq!(
+        put(&c, path, hdrs(&pairs[..90]), b"x").await,
+        StatusCode::CREATED
+    );
+    assert_eq!(
+        put(&c, path, hdrs(&pairs), b"x").await,
+        StatusCode::BAD_REQUEST
+    );
+    // 4096 bytes of names and values in all, then one more.
+    let value = "v".repeat(256 - 4);
+    let names: Vec<String> = (0..16).map(|i| format!("x-object-meta-{i:04}")).collect();
+    let mut pairs: Vec<(&str, &str)> = names.iter().map(|n| (n.as_str(), value.as_str())).collect();
+    assert_eq!(put(&c, path, hdrs(&pairs), b"x").await, StatusCode::CREATED);
+    pairs.push(("x-object-meta-z", "a"));
+    assert_eq!(
+        put(&c, path, hdrs(&pairs), b"x").await,
+        StatusCode::BAD_REQUEST
+    );
+    // The object keeps the last metadata that was accepted.
+    let a = c.call(Method::HEAD, path).await;
+    assert_eq!(a.status, StatusCode::OK);
+    assert_eq!(a.header("x-object-meta-0000"), value);
+    assert_up(&c).await;
+    cluster.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn size_and_listing_limits() {
+    let (cluster, c) = setup().await;
+    let token = c.token.clone().unwrap();
+    let req = format!(
+        "PUT /v1/AUTH_test/c/huge HTTP/1.1\r\nHost: x\r\nX-Auth-Token: {token}\r\nContent-Length: 5368709123\r\n\r\n"
+    );
+    let answer = raw(&c, req.as_bytes(), false).await;
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    let req = format!(
+        "PUT /v1/AUTH_test/c/nolength HTTP/1.1\r\nHost: x\r\nX-Auth-Token: {token}\r\nConnection: close\r\n\r\n"
+    );
+    let answer = raw(&c, req.as_bytes(), false).await;
+    assert!(answer.starts_with("HTTP/1.1 411"), "{answer}");
+    assert_eq!(
+        c.call(Method::GET, "/v1/AUTH_test/c?limit=10000")
+            .await
+            .status,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        c.call(Method::GET, "/v1/AUTH_test/c?limit=10001")
+            .await
+            .status,
+        StatusCode::PRECONDITION_FAILED
+    );
+    assert_eq!(
+        c.call(Method::GET, "/v1/AUTH_test/c/huge").await.status,
+        StatusCode::NOT_FOUND
+    );
+    assert_up(&c).await;
+    cluster.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_ranges() {
+    let (cluster, c) = setup().await;
+    let path = "/v1/AUTH_test/c/r";
+    assert_eq!(
+        put(&c, path, HeaderMap::new(), b"0123456789").await,
+        StatusCode::CREATED
+    );
+    let get = |range: &'static str| {
+        let c = &c;
+        async move {
+            c.send(Method::GET, path, hdrs(&[("range", range)]), Bytes::new())
+                .await
+        }
+    };
+    for ignored in [
+        "parsecs=8-12",
+        "bytes=5-2",
+        "bytes=",
+        "bytes=x-y",
+        "bytes=--1",
+    ] {
+        let a = get(ignored).await;
+        assert_eq!(a.status, StatusCode::OK, "{ignored}");
+        assert_eq!(&a.body[..], b"0123456789", "{ignored}");
+    }
+    let a = get("bytes=20-30").await;
+    assert_eq!(a.status, StatusCode::RANGE_NOT_SATISFIABLE);
+    let a = get("bytes=-3").await;
+    assert_eq!(a.status, StatusCode::PARTIAL_CONTENT);
+    assert_eq!(&a.body[..], b"789");
+    let a = get("bytes=0-1,4-5").await;
+    assert_eq!(a.status, StatusCode::PARTIAL_CONTENT);
+    assert!(a.header("content-type").starts_with("multipart/byteranges"));
+    assert_up(&c).await;
+    cluster.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_paths_and_headers() {
+    let (cluster, c) = setup().await;
+    for path in [
+        "/v1/AUTH_test/c/%FF%FE",
+        "/v1/AUTH_test/c/a%00b",
+        "/v1/AUTH_test/%C3",
+    ] {
+        let a = c
+            .send(Method::PUT, path, HeaderMap::new(), Bytes::new())
+            .await;
+        assert_eq!(a.status, StatusCode::PRECONDITION_FAILED, "{path}");
+        assert_eq!(&a.body[..], b"Invalid UTF8 or contains NULL");
+    }
+    let big = "v".repeat(8193);
+    let a = c
+        .send(
+            Method::POST,
+            "/v1/AUTH_test/c",
+            hdrs(&[("x-container-meta-big", &big)]),
+            Bytes::new(),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::BAD_REQUEST);
+    // Far more headers than any client needs: refused, server stays up.
+    let token = c.token.clone().unwrap();
+    let mut req = format!("GET /v1/AUTH_test/c HTTP/1.1\r\nHost: x\r\nX-Auth-Token: {token}\r\n");
+    for i in 0..400 {
+        req.push_str(&format!("X-Junk-{i}: {i}\r\n"));
+    }
+    req.push_str("Connection: close\r\n\r\n");
+    let answer = raw(&c, req.as_bytes(), false).await;
+    assert!(
+        answer.is_empty() || answer.starts_with("HTTP/1.1 4"),
+        "{answer}"
+    );
+    let a = c
+        .send(
+            Method::PUT,
+            "/v1/AUTH_test/c/te",
+            hdrs(&[("transfer-encoding", "gzip")]),
+            Bytes::new(),
+        )
+        .await;
+    assert!(a.status == StatusCode::NOT_IMPLEMENTED || a.status == StatusCode::BAD_REQUEST);
+    let a = c
+        .call(Method::from_bytes(b"LICK").unwrap(), "/v1/AUTH_test/c")
+        .await;
+    assert_eq!(a.status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_up(&c).await;
+    cluster.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn abandoned_uploads_leave_nothing() {
+    let (cluster, c) = setup().await;
+    let token = c.token.clone().unwrap();
+    // A chunked body that stops before its last chunk.
+    let req = format!(
+        "PUT /v1/AUTH_test/c/chunky HTTP/1.1\r\nHost: x\r\nX-Auth-Token: {token}\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n5\r\nwor"
+    );
+    raw(&c, req.as_bytes(), true).await;
+    // A declared length never reached.
+    let req = format!(
+        "PUT /v1/AUTH_test/c/short HTTP/1.1\r\nHost: x\r\nX-Auth-Token: {token}\r\nContent-Length: 1000000\r\n\r\n{}",
+        "z".repeat(70_000)
+    );
+    raw(&c, req.as_bytes(), true).await;
+    // Let the proxy and object servers notice the dropped connections.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for name in ["chunky", "short"] {
+        let a = c
+            .call(Method::GET, &format!("/v1/AUTH_test/c/{name}"))
+            .await;
+        assert_eq!(a.status, StatusCode::NOT_FOUND, "{name}");
+    }
+    let a = c.call(Method::GET, "/v1/AUTH_test/c?format=json").await;
+    assert_eq!(&a.body[..], b"[]");
+    // No temp files are left behind on any device.
+    for d in 1..=4 {
+        let tmp = cluster.device_path(d).join("tmp");
+        let left = std::fs::read_dir(&tmp).map(|r| r.count()).unwrap_or(0);
+        assert_eq!(left, 0, "temp files left on d{d}");
+    }
+    assert_up(&c).await;
+    cluster.stop().await.unwrap();
+}
