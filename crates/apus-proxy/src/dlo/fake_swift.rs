@@ -99,7 +99,6 @@ pub(crate) struct FakeSwift {
     pub chunk: usize,
 }
 
-#[allow(dead_code)] // the copy tests use the rest
 impl FakeSwift {
     pub fn new() -> Self {
         FakeSwift {
@@ -126,10 +125,6 @@ impl FakeSwift {
                 Bytes::copy_from_slice(body),
             ),
         );
-    }
-
-    pub fn put_container(&self, path: &str) {
-        self.lock().containers.insert(path.to_string());
     }
 
     /// Makes `count` objects of `size` bytes under `prefix` in `container`.

@@ -90,7 +90,6 @@ pub(crate) fn query_param(query: Option<&str>, name: &str) -> Option<String> {
 }
 
 /// Re-encodes decoded query pairs.
-#[allow(dead_code)] // used by `copy`
 pub(crate) fn build_query(pairs: &[(String, String)]) -> String {
     pairs
         .iter()
