@@ -488,3 +488,23 @@ async fn static_large_object_manifests_keep_their_query() {
     assert!(put.get("etag").is_none());
     assert!(put.get("x-static-large-object").is_none());
 }
+
+#[tokio::test]
+async fn a_dlo_of_unknown_length_is_not_copied() {
+    let fake = FakeSwift::new();
+    fake.generate("/v1/a/big", "s", 10_001, 1);
+    fake.put_object("/v1/a/c/man", &[("x-object-manifest", "big/s")], b"");
+    let dlo = Dlo::with_config(
+        Arc::new(fake.clone()),
+        DloConfig {
+            rate_limit_after_segment: 1000,
+            ..DloConfig::default()
+        },
+    );
+    let copy = Copy::new(Arc::new(dlo));
+    let resp = copy
+        .call(request("COPY", "/v1/a/c/man", &[("destination", "c/o2")]))
+        .await;
+    assert_eq!(resp.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    assert!(fake.calls().iter().all(|c| c.method != http::Method::PUT));
+}

@@ -66,11 +66,14 @@ impl Subrequests {
             query.push_str("&marker=");
             query.push_str(&quote_query(m));
         }
+        // Listings carry the token but not X-Open-Expired (segments do).
+        let mut headers = self.headers.clone();
+        headers.remove("x-open-expired");
         let req = build_request(
             Method::GET,
             &path,
             Some(&query),
-            self.headers.clone(),
+            headers,
             self.env.clone(),
             apus_http::empty(),
         )
