@@ -1,0 +1,638 @@
+//! Reading a dynamic large object: the container listing of its segments,
+//! page by page, and the segments' bytes, one segment at a time (Swift's
+//! `SegmentedIterable` as the `dlo` middleware uses it).
+//!
+//! Memory stays bounded: one listing page and one chunk of one segment
+//! are held at a time; nothing reads ahead of the consumer.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use apus_core::conditional::normalize_etag;
+use apus_http::Body;
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, Method, StatusCode};
+use http_body_util::BodyExt;
+use md5::{Digest, Md5};
+use tokio::time::Instant;
+
+use super::util::{build_request, content_length, quote_query};
+use super::DloConfig;
+use crate::service::{Env, Resp, SharedService};
+
+/// Swift's `CONTAINER_LISTING_LIMIT`: a page this long may have a
+/// successor.
+pub(crate) const CONTAINER_LISTING_LIMIT: usize = 10_000;
+
+/// The most of a listing page read into memory (10,000 entries of names
+/// up to 1,024 bytes, with their other fields).
+const MAX_LISTING_BYTES: usize = 32 * 1024 * 1024;
+
+/// How much of a failed segment's body goes into the log line.
+const MAX_ERROR_BODY: usize = 4096;
+
+/// One entry of a container listing, as far as a DLO cares.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Segment {
+    pub name: String,
+    pub bytes: u64,
+    pub hash: String,
+}
+
+/// What the subrequests of one DLO request share: where they go, the
+/// environment and headers they carry, and the manifest's account.
+pub(crate) struct Subrequests {
+    pub next: SharedService,
+    pub env: Env,
+    pub headers: HeaderMap,
+    pub version: String,
+    pub account: String,
+}
+
+impl Subrequests {
+    /// One page of the json listing of `container` under `prefix`, after
+    /// `marker`; the listing's response when it is not a success.
+    pub(crate) async fn listing(
+        &self,
+        container: &str,
+        prefix: &str,
+        marker: Option<&str>,
+    ) -> Result<Vec<Segment>, Resp> {
+        let path = format!("/{}/{}/{}", self.version, self.account, container);
+        let mut query = format!("format=json&prefix={}", quote_query(prefix));
+        if let Some(m) = marker.filter(|m| !m.is_empty()) {
+            query.push_str("&marker=");
+            query.push_str(&quote_query(m));
+        }
+        // Listings carry the token but not X-Open-Expired (segments do).
+        let mut headers = self.headers.clone();
+        headers.remove("x-open-expired");
+        let req = build_request(
+            Method::GET,
+            &path,
+            Some(&query),
+            headers,
+            self.env.clone(),
+            apus_http::empty(),
+        )
+        .map_err(|_| crate::service::error_response(StatusCode::INTERNAL_SERVER_ERROR, None))?;
+        let resp = self.next.call(req).await;
+        if !resp.status().is_success() {
+            return Err(resp);
+        }
+        let body = apus_http::body::collect_limited(resp.into_body(), MAX_LISTING_BYTES)
+            .await
+            .map_err(|e| {
+                tracing::error!(error = %e, container, "DLO: reading a segment listing failed");
+                crate::service::error_response(StatusCode::INTERNAL_SERVER_ERROR, None)
+            })?;
+        parse_listing(&body).ok_or_else(|| {
+            tracing::error!(container, "DLO: a segment listing is not valid json");
+            crate::service::error_response(StatusCode::INTERNAL_SERVER_ERROR, None)
+        })
+    }
+}
+
+/// The entries of a json container listing (`subdir` entries and entries
+/// without a name are skipped).
+pub(crate) fn parse_listing(body: &[u8]) -> Option<Vec<Segment>> {
+    let entries: Vec<serde_json::Value> = serde_json::from_slice(body).ok()?;
+    let mut out = Vec::with_capacity(entries.len());
+    for entry in entries {
+        let Some(name) = entry.get("name").and_then(|n| n.as_str()) else {
+            continue;
+        };
+        let bytes = entry.get("bytes").and_then(|b| b.as_u64()).unwrap_or(0);
+        let hash = entry
+            .get("hash")
+            .and_then(|h| h.as_str())
+            .unwrap_or("")
+            .to_string();
+        out.push(Segment {
+            name: name.to_string(),
+            bytes,
+            hash,
+        });
+    }
+    Some(out)
+}
+
+/// Swift's DLO etag: the md5 of the segments' etags (unquoted) in order.
+pub(crate) fn dlo_etag(segments: &[Segment]) -> String {
+    let mut md5 = Md5::new();
+    for s in segments {
+        md5.update(normalize_etag(&s.hash).as_bytes());
+    }
+    format!("{:x}", md5.finalize())
+}
+
+/// Why reading the large object stopped.
+#[derive(Debug)]
+pub(crate) enum ReadError {
+    /// A segment answered with a server error: 503 if nothing was sent.
+    Unavailable(String),
+    /// A segment is missing, refused, or not what it claims to be: 409
+    /// if nothing was sent.
+    Segment(String),
+    /// A later page of the listing could not be had.
+    Listing(String),
+}
+
+impl fmt::Display for ReadError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ReadError::Unavailable(m) | ReadError::Segment(m) | ReadError::Listing(m) => {
+                f.write_str(m)
+            }
+        }
+    }
+}
+
+/// A segment to read, with the inclusive byte range wanted of it.
+#[derive(Debug, PartialEq, Eq)]
+struct Planned {
+    path: String,
+    first: Option<u64>,
+    last: Option<u64>,
+}
+
+/// Swift's rate limiter for segment fetches: at most `per_sec` per
+/// second, with up to five seconds of catching up.
+struct RateLimiter {
+    per_sec: u64,
+    running: Option<Instant>,
+}
+
+impl RateLimiter {
+    async fn wait(&mut self) {
+        if self.per_sec == 0 {
+            return;
+        }
+        let step = Duration::from_secs_f64(1.0 / self.per_sec as f64);
+        let buffer = Duration::from_secs(5);
+        let now = Instant::now();
+        let running = match self.running {
+            Some(r) if now.saturating_duration_since(r) <= buffer => r,
+            _ => now,
+        };
+        if running > now {
+            tokio::time::sleep_until(running).await;
+        }
+        self.running = Some(running + step);
+    }
+}
+
+/// Walks the listing of the segments, page by page, deciding which bytes
+/// of which segment are needed for the range `[first_byte, last_byte]`.
+struct Walker {
+    sub: Arc<Subrequests>,
+    container: String,
+    prefix: String,
+    page: VecDeque<Segment>,
+    page_len: usize,
+    last_name: Option<String>,
+    first_byte: i128,
+    last_byte: i128,
+    finished: bool,
+    yielded: u64,
+    limit_after: u64,
+    limiter: RateLimiter,
+}
+
+impl Walker {
+    async fn next(&mut self) -> Result<Option<Planned>, ReadError> {
+        loop {
+            if self.finished {
+                return Ok(None);
+            }
+            if let Some(seg) = self.page.pop_front() {
+                let len = i128::from(seg.bytes);
+                if self.first_byte >= len {
+                    // none of this segment is wanted
+                    self.first_byte = (self.first_byte - len).max(-1);
+                    self.last_byte = (self.last_byte - len).max(-1);
+                    continue;
+                }
+                if self.last_byte < 0 {
+                    // nothing more is wanted at all
+                    self.finished = true;
+                    return Ok(None);
+                }
+                let first = (self.first_byte > 0).then_some(self.first_byte as u64);
+                let last = (self.last_byte < len - 1).then_some(self.last_byte as u64);
+                self.first_byte = (self.first_byte - len).max(-1);
+                self.last_byte = (self.last_byte - len).max(-1);
+                if self.yielded >= self.limit_after {
+                    self.limiter.wait().await;
+                } else {
+                    self.yielded += 1;
+                }
+                let path = format!(
+                    "/{}/{}/{}/{}",
+                    self.sub.version, self.sub.account, self.container, seg.name
+                );
+                return Ok(Some(Planned { path, first, last }));
+            }
+            if self.page_len < CONTAINER_LISTING_LIMIT || self.last_byte < 0 {
+                self.finished = true;
+                return Ok(None);
+            }
+            let marker = self.last_name.clone();
+            match self
+                .sub
+                .listing(&self.container, &self.prefix, marker.as_deref())
+                .await
+            {
+                Ok(page) => {
+                    self.page_len = page.len();
+                    self.last_name = page.last().map(|s| s.name.clone());
+                    self.page = page.into();
+                }
+                Err(resp) => {
+                    self.finished = true;
+                    return Err(ReadError::Listing(format!(
+                        "Got status {} listing container /{}/{}",
+                        resp.status().as_u16(),
+                        self.sub.account,
+                        self.container
+                    )));
+                }
+            }
+        }
+    }
+}
+
+/// The segment being read.
+struct Current {
+    path: String,
+    body: Body,
+    /// Running md5 and length, when the whole segment is read and its
+    /// etag is known.
+    check: Option<(Md5, u64, String, Option<u64>)>,
+}
+
+/// Produces the bytes of a DLO (or of one range of it), segment by
+/// segment, with Swift's checks: each whole segment must match its own
+/// etag and length, the total must match what the response promised,
+/// and the whole read must finish within `max_get_time`.
+pub(crate) struct SegmentReader {
+    sub: Arc<Subrequests>,
+    walker: Walker,
+    current: Option<Current>,
+    /// Bytes still owed to the client, when the response has a length.
+    bytes_left: Option<u64>,
+    start: Instant,
+    max_get_time: Duration,
+    /// An error to report on the next read (after the chunk already
+    /// handed out).
+    pending: Option<ReadError>,
+    done: bool,
+    /// The manifest's path, for log lines.
+    name: String,
+}
+
+impl SegmentReader {
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new(
+        sub: Arc<Subrequests>,
+        config: &DloConfig,
+        container: String,
+        prefix: String,
+        first_page: Vec<Segment>,
+        first_byte: Option<u64>,
+        last_byte: Option<i128>,
+        response_length: Option<u64>,
+        name: String,
+    ) -> Self {
+        let page_len = first_page.len();
+        let last_name = first_page.last().map(|s| s.name.clone());
+        let walker = Walker {
+            sub: sub.clone(),
+            container,
+            prefix,
+            page: first_page.into(),
+            page_len,
+            last_name,
+            first_byte: first_byte.map_or(0, i128::from),
+            last_byte: last_byte.unwrap_or(i128::MAX),
+            finished: false,
+            yielded: 0,
+            limit_after: config.rate_limit_after_segment,
+            limiter: RateLimiter {
+                per_sec: config.rate_limit_segments_per_sec,
+                running: None,
+            },
+        };
+        SegmentReader {
+            sub,
+            walker,
+            current: None,
+            bytes_left: response_length,
+            start: Instant::now(),
+            max_get_time: config.max_get_time,
+            pending: None,
+            done: false,
+            name,
+        }
+    }
+
+    /// The next chunk of the object, `None` at its end.
+    pub(crate) async fn next_chunk(&mut self) -> Result<Option<Bytes>, ReadError> {
+        if self.done {
+            return Ok(None);
+        }
+        if let Some(err) = self.pending.take() {
+            self.finish();
+            return Err(err);
+        }
+        let chunk = match self.raw_chunk().await {
+            Ok(Some(c)) => c,
+            Ok(None) => {
+                self.finish();
+                if let Some(left) = self.bytes_left.filter(|l| *l > 0) {
+                    return Err(ReadError::Segment(format!(
+                        "Expected another {left} bytes for {}; closing connection",
+                        self.name
+                    )));
+                }
+                return Ok(None);
+            }
+            Err(e) => {
+                self.finish();
+                return Err(e);
+            }
+        };
+        let chunk = match self.bytes_left {
+            None => chunk,
+            Some(left) if left >= chunk.len() as u64 => {
+                self.bytes_left = Some(left - chunk.len() as u64);
+                chunk
+            }
+            Some(left) => {
+                self.pending = Some(ReadError::Segment(format!(
+                    "Too many bytes for {}; truncating with {} bytes left",
+                    self.name,
+                    chunk.len() as u64 - left
+                )));
+                self.bytes_left = Some(0);
+                chunk.slice(..left as usize)
+            }
+        };
+        if self.pending.is_none() && self.start.elapsed() > self.max_get_time {
+            self.pending = Some(ReadError::Segment(format!(
+                "While processing manifest {}, max LO GET time of {}s exceeded",
+                self.name,
+                self.max_get_time.as_secs()
+            )));
+        }
+        Ok(Some(chunk))
+    }
+
+    fn finish(&mut self) {
+        self.done = true;
+        self.current = None;
+    }
+
+    /// The next non-empty chunk of segment data, fetching segments as
+    /// needed.
+    async fn raw_chunk(&mut self) -> Result<Option<Bytes>, ReadError> {
+        loop {
+            if let Some(cur) = &mut self.current {
+                match cur.body.frame().await {
+                    Some(Ok(frame)) => {
+                        let Ok(data) = frame.into_data() else {
+                            continue;
+                        };
+                        if let Some((md5, len, _, _)) = &mut cur.check {
+                            md5.update(&data);
+                            *len += data.len() as u64;
+                        }
+                        if data.is_empty() {
+                            continue;
+                        }
+                        return Ok(Some(data));
+                    }
+                    Some(Err(e)) => {
+                        return Err(ReadError::Segment(format!(
+                            "While processing manifest {}, error reading {}: {e}",
+                            self.name, cur.path
+                        )));
+                    }
+                    None => {
+                        let finished = self.current.take();
+                        if let Some(Current {
+                            path,
+                            check: Some((md5, len, etag, expected_len)),
+                            ..
+                        }) = finished
+                        {
+                            if Some(len) != expected_len {
+                                return Err(ReadError::Segment(format!(
+                                    "Bad response length for {path} as part of {}: headers had {}, but response length was actually {len}",
+                                    self.name,
+                                    expected_len.map_or("None".to_string(), |l| l.to_string()),
+                                )));
+                            }
+                            let actual = format!("{:x}", md5.finalize());
+                            if actual != etag {
+                                return Err(ReadError::Segment(format!(
+                                    "Bad MD5 checksum for {path} as part of {}: headers had {etag}, but object MD5 was actually {actual}",
+                                    self.name
+                                )));
+                            }
+                        }
+                        continue;
+                    }
+                }
+            }
+            let Some(planned) = self.walker.next().await? else {
+                return Ok(None);
+            };
+            self.current = Some(self.fetch(planned).await?);
+        }
+    }
+
+    /// Starts the GET of one segment (its stored bytes, whatever it is).
+    async fn fetch(&self, planned: Planned) -> Result<Current, ReadError> {
+        let mut headers = self.sub.headers.clone();
+        let first = planned.first.unwrap_or(0);
+        let ranged = first != 0 || planned.last.is_some();
+        if ranged {
+            let last = planned.last.map(|l| l.to_string()).unwrap_or_default();
+            if let Ok(v) = HeaderValue::from_str(&format!("bytes={first}-{last}")) {
+                headers.insert(http::header::RANGE, v);
+            }
+        }
+        let req = build_request(
+            Method::GET,
+            &planned.path,
+            Some("multipart-manifest=get"),
+            headers,
+            self.sub.env.clone(),
+            apus_http::empty(),
+        )
+        .map_err(|_| ReadError::Segment(format!("bad segment path {}", planned.path)))?;
+        let resp = self.sub.next.call(req).await;
+        let status = resp.status();
+        if !status.is_success() {
+            let body = apus_http::body::collect_limited(resp.into_body(), MAX_ERROR_BODY)
+                .await
+                .unwrap_or_default();
+            let body = String::from_utf8_lossy(&body);
+            let shown: String = if body.chars().count() <= 60 {
+                body.into_owned()
+            } else {
+                body.chars().take(57).chain("...".chars()).collect()
+            };
+            let msg = format!(
+                "While processing manifest {}, got {} ({shown}) while retrieving {}",
+                self.name,
+                status.as_u16(),
+                planned.path
+            );
+            if status.is_server_error() {
+                return Err(ReadError::Unavailable(msg));
+            }
+            return Err(ReadError::Segment(msg));
+        }
+        let etag = resp
+            .headers()
+            .get(http::header::ETAG)
+            .and_then(|v| v.to_str().ok())
+            .map(|e| e.replace('"', ""))
+            .filter(|e| !e.is_empty());
+        let check = match etag {
+            Some(etag) if !ranged => Some((Md5::new(), 0, etag, content_length(&resp))),
+            _ => None,
+        };
+        Ok(Current {
+            path: planned.path,
+            body: resp.into_body(),
+            check,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn seg(name: &str, bytes: u64) -> Segment {
+        Segment {
+            name: name.into(),
+            bytes,
+            hash: String::new(),
+        }
+    }
+
+    struct Nothing;
+    impl crate::service::Service for Nothing {
+        fn call(&self, _req: crate::service::Req) -> crate::service::BoxFuture<'_, Resp> {
+            Box::pin(async { crate::service::error_response(StatusCode::NOT_FOUND, None) })
+        }
+    }
+
+    fn walker(segs: Vec<Segment>, first: i128, last: i128) -> Walker {
+        Walker {
+            sub: Arc::new(Subrequests {
+                next: Arc::new(Nothing),
+                env: Env::default(),
+                headers: HeaderMap::new(),
+                version: "v1".into(),
+                account: "a".into(),
+            }),
+            container: "c".into(),
+            prefix: "s".into(),
+            page_len: segs.len(),
+            page: segs.into(),
+            last_name: None,
+            first_byte: first,
+            last_byte: last,
+            finished: false,
+            yielded: 0,
+            limit_after: 0,
+            limiter: RateLimiter {
+                per_sec: 0,
+                running: None,
+            },
+        }
+    }
+
+    async fn plan(
+        segs: Vec<Segment>,
+        first: i128,
+        last: i128,
+    ) -> Vec<(String, Option<u64>, Option<u64>)> {
+        let mut w = walker(segs, first, last);
+        let mut out = Vec::new();
+        while let Some(p) = w.next().await.unwrap() {
+            out.push((
+                p.path.rsplit('/').next().unwrap().to_string(),
+                p.first,
+                p.last,
+            ));
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn walker_picks_the_bytes_of_a_range() {
+        let segs = || vec![seg("s1", 5), seg("s2", 5), seg("s3", 5)];
+        assert_eq!(
+            plan(segs(), 0, i128::MAX).await,
+            vec![
+                ("s1".into(), None, None),
+                ("s2".into(), None, None),
+                ("s3".into(), None, None)
+            ]
+        );
+        assert_eq!(
+            plan(segs(), 3, 11).await,
+            vec![
+                ("s1".into(), Some(3), None),
+                ("s2".into(), None, None),
+                ("s3".into(), None, Some(1))
+            ]
+        );
+        assert_eq!(plan(segs(), 5, 9).await, vec![("s2".into(), None, None)]);
+        assert_eq!(
+            plan(segs(), 14, 14).await,
+            vec![("s3".into(), Some(4), None)]
+        );
+        // a leading empty segment is skipped, a later one read
+        assert_eq!(
+            plan(vec![seg("e0", 0), seg("s1", 2), seg("e1", 0)], 0, i128::MAX).await,
+            vec![("s1".into(), None, None), ("e1".into(), None, None)]
+        );
+    }
+
+    #[test]
+    fn etag_of_segments() {
+        let segs = vec![
+            Segment {
+                name: "a".into(),
+                bytes: 1,
+                hash: "\"abc\"".into(),
+            },
+            Segment {
+                name: "b".into(),
+                bytes: 1,
+                hash: "def".into(),
+            },
+        ];
+        let mut md5 = Md5::new();
+        md5.update(b"abcdef");
+        assert_eq!(dlo_etag(&segs), format!("{:x}", md5.finalize()));
+        assert!(parse_listing(b"not json").is_none());
+        assert_eq!(
+            parse_listing(br#"[{"name":"x","bytes":3,"hash":"h"},{"subdir":"d/"}]"#),
+            Some(vec![Segment {
+                name: "x".into(),
+                bytes: 3,
+                hash: "h".into()
+            }])
+        );
+    }
+}
