@@ -17,6 +17,7 @@
 //! `apus-http`'s backend client and `apus-proto`'s protocol; it never
 //! depends on `apus-server`, `apus-db` or `apus-diskfile`.
 
+pub mod acl;
 pub mod app;
 pub mod backend;
 pub mod catch_errors;
