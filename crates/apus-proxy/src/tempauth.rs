@@ -1520,4 +1520,30 @@ mod tests {
         );
         assert_eq!(h.client_requests().len(), 1);
     }
+
+    #[tokio::test]
+    async fn other_auth_prefix() {
+        let config = TempAuthConfig {
+            auth_prefix: "other".to_string(),
+            users: vec![TempAuthUser {
+                account: "ac".to_string(),
+                user: "user".to_string(),
+                key: "testing".to_string(),
+                groups: vec![],
+            }],
+            ..TempAuthConfig::default()
+        };
+        let h = harness_with(config);
+        let headers = [("x-auth-user", "ac:user"), ("x-auth-key", "testing")];
+        let resp = h.send(Method::GET, "/other/v1.0", &headers).await;
+        assert_eq!(resp.status(), 200);
+        assert_eq!(
+            hdr(&resp, "x-storage-url"),
+            Some("http://127.0.0.1/v1/AUTH_ac")
+        );
+        // The default prefix is now an ordinary (denied) path.
+        let resp = h.send(Method::GET, "/auth/v1.0", &headers).await;
+        assert_eq!(resp.status(), 401);
+        assert_eq!(h.client_requests().len(), 1);
+    }
 }
