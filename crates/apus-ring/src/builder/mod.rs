@@ -39,8 +39,12 @@
 //! removed or zero-weight devices (a replica placed earlier in the same
 //! rebalance may still be placed again: that changes no other replica).
 //! Everything is driven by per-node counts and tournament trees (the
-//! `engine` module), never by a scan of all devices per partition. The
-//! same seed on the same builder gives the same ring.
+//! `engine` module), never by a scan of all devices per partition. When no
+//! replica is assigned at all (a new ring), step 3 is all there is to do,
+//! and the `fresh` module makes the same choices without the engine's
+//! general bookkeeping, falling back to the engine in the rare cases it
+//! cannot place every device's exact share. The same seed on the same
+//! builder gives the same ring.
 //!
 //! # Differences from Swift
 //!
@@ -72,6 +76,7 @@
 
 mod engine;
 pub mod file;
+mod fresh;
 mod plan;
 mod rebalance;
 mod rng;

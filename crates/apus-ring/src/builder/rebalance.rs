@@ -1,6 +1,7 @@
 //! The rebalance itself; see the parent module for the outline.
 
 use super::engine::{Engine, Goal, PartTiers};
+use super::fresh;
 use super::plan::{Plan, Tree, NO_NODE};
 use super::rng::Rng;
 use super::{row_lengths, BuilderError, RebalanceProgress, RebalanceReport, RingBuilder, NONE_DEV};
@@ -563,8 +564,19 @@ impl RingBuilder {
         }
 
         let seed = seed.unwrap_or_else(Rng::entropy_seed);
-        let engine = Engine::new(&tree, &plan, &held, Rng::new(seed));
         let mut rows = std::mem::take(&mut self.rows);
+        let placed_fresh = rows.iter().all(|row| row.iter().all(|&id| id == NONE_DEV))
+            && place_fresh(&tree, &plan, &mut rows, seed, &mut report);
+        if placed_fresh {
+            // Every device got exactly what the plan wants.
+            for leaf in tree.leaves() {
+                let id = tree.dev_id[leaf as usize] as usize;
+                if let Some(h) = held.get_mut(id) {
+                    *h = u32::try_from(plan.want_parts[leaf as usize]).unwrap_or(u32::MAX);
+                }
+            }
+        }
+        let engine = Engine::new(&tree, &plan, &held, Rng::new(seed));
         let last_moves = std::mem::take(&mut self.last_part_moves);
         let mut work = Work {
             rows: &mut rows,
@@ -576,11 +588,16 @@ impl RingBuilder {
             engine,
             tiers: PartTiers::default(),
         };
-        work.gather_for_dispersion(&mut report);
-        let placed = work.place_unassigned(&mut report);
-        if placed.is_ok() {
-            work.balance(&mut report);
-        }
+        let placed = if placed_fresh {
+            Ok(())
+        } else {
+            work.gather_for_dispersion(&mut report);
+            let placed = work.place_unassigned(&mut report);
+            if placed.is_ok() {
+                work.balance(&mut report);
+            }
+            placed
+        };
         let deficits: Vec<(u32, i64)> = tree
             .leaves()
             .map(|l| (tree.dev_id[l as usize], work.engine.val[l as usize]))
@@ -720,6 +737,28 @@ impl RingBuilder {
         }
         100.0 * at_risk / total
     }
+}
+
+/// Places a ring with no replica assigned by the fresh placement; on
+/// giving up, leaves the rows unassigned again and returns `false`.
+fn place_fresh(
+    tree: &Tree,
+    plan: &Plan,
+    rows: &mut [Vec<u16>],
+    seed: u64,
+    report: &mut Reporter,
+) -> bool {
+    let parts = rows.first().map_or(0, Vec::len);
+    report.start("placing", parts as u64);
+    let placed = fresh::place(tree, plan, rows, Rng::new(seed), &mut |done| {
+        report.tick(done)
+    });
+    if placed.is_err() {
+        fresh::clear(rows);
+        return false;
+    }
+    report.finish();
+    true
 }
 
 fn count_changes(old: &[Vec<u16>], new: &[Vec<u16>]) -> usize {
