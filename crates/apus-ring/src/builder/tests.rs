@@ -538,3 +538,44 @@ fn wide_tiers_are_placed_by_the_engine() {
     assert_eq!(report.parts_moved, 4096 * 3);
     assert!(b.balance() < 1.0, "balance {}", b.balance());
 }
+
+#[test]
+fn dispersion_pairwise_matches_tier_counts() {
+    let mut rng = rng::Rng::new(5);
+    for case in 0..40 {
+        let replicas = [2.0, 3.0, 3.0, 4.0, 5.5][rng.below(5) as usize];
+        let mut b = RingBuilder::new(7, replicas, 0).unwrap();
+        for r in 0..1 + rng.below(2) {
+            for z in 0..1 + rng.below(3) {
+                for h in 0..1 + rng.below(3) {
+                    for d in 0..2 {
+                        let w = [50.0, 100.0, 400.0][rng.below(3) as usize];
+                        let ip = format!("10.{r}.{z}.{h}");
+                        b.add_dev(dev(r as u32, z as u32, &ip, &format!("sd{d}"), w))
+                            .unwrap();
+                    }
+                }
+            }
+        }
+        if (b.weighted_devs().count() as f64) < replicas {
+            continue;
+        }
+        b.rebalance(Some(case), &mut quiet()).unwrap();
+        // A device leaving the tree leaves replicas outside it.
+        if case % 2 == 0 {
+            b.set_dev_weight(0, 0.0).unwrap();
+        }
+        let weighted: Vec<&Device> = b.weighted_devs().collect();
+        let tree = plan::Tree::build(&weighted, b.devs.len());
+        let total = b.parts() as f64 * b.replicas;
+        let Ok(plan) = plan::Plan::compute(&tree, b.replicas, 0.0, total as u64, &[]) else {
+            continue;
+        };
+        let pairwise = b.compute_dispersion(&tree, &plan);
+        let by_tiers = 100.0 * b.dispersion_by_tiers(&tree, &plan) / total;
+        assert!(
+            (pairwise - by_tiers).abs() < 1e-9,
+            "case {case}: {pairwise} vs {by_tiers}"
+        );
+    }
+}
