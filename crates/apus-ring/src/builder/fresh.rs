@@ -41,22 +41,34 @@ const TICK_EVERY: usize = 4096;
 #[derive(Debug)]
 pub(super) struct GaveUp;
 
-/// What a walk down the tree needs of a node, in one place.
+/// Some child has `need >= 1`, so even a single replica takes the general
+/// split.
+const REQUIRED: u8 = 1;
+/// The node takes at most one replica of a partition and its children's
+/// keys are just what they still want: it hands out its children in
+/// rounds (see `Fresh::next_in_round`) instead of choosing by rank.
+const ROUNDS: u8 = 2;
+/// The node's parent chooses by rank, so the node's rank is kept.
+const RANKED: u8 = 4;
+/// Each child takes at most one replica of a partition.
+const DISTINCT: u8 = 8;
+/// The node may hold replicas (its `max` is not 0).
+const MAY_HOLD: u8 = 16;
+
+/// What a walk down the tree reads and writes of a node, in one place so
+/// that a step down touches few cache lines.
 #[derive(Clone, Copy, Default)]
 struct Node {
+    /// Partition-replicas the node still wants.
+    rem: i64,
     first_child: u32,
     /// 0 for a device.
-    n_children: u32,
-    /// Whether some child has `need >= 1`, so that even a single replica
-    /// takes the general split.
-    required: bool,
-    /// Whether the node takes at most one replica of a partition and its
-    /// children's keys are just what they still want: then the children
-    /// are taken in rounds (see `next_in_round`) instead of by rank.
-    rounds: bool,
-    /// Whether the node's parent chooses by rank, so the node's rank has
-    /// to be kept up to date.
-    ranked: bool,
+    n_children: u16,
+    /// For nodes choosing in rounds: the length of the current round and
+    /// how much of it was handed out.
+    round_len: u16,
+    round_at: u16,
+    flags: u8,
 }
 
 struct Fresh<'a> {
@@ -66,13 +78,8 @@ struct Fresh<'a> {
     /// splits).
     given: Vec<u32>,
     /// For nodes choosing in rounds: the positions of the children in the
-    /// current round (stored where the children are), how many there are
-    /// and how many were taken.
-    round: Vec<u32>,
-    round_len: Vec<u32>,
-    round_at: Vec<u32>,
-    /// Partition-replicas each node still wants.
-    rem: Vec<i64>,
+    /// current round, stored where the children are.
+    round: Vec<u16>,
     /// Each node's rank among its siblings: its key, a random tie-breaker
     /// and its position, packed so that the largest number is the best
     /// child and says which one it is; `i64::MIN` for nodes that may hold
@@ -173,42 +180,50 @@ impl<'a> Fresh<'a> {
         if bits > room {
             return Err(GaveUp);
         }
-        let mut nodes: Vec<Node> = (0..n)
-            .map(|node| {
-                let leaf = tree.depth[node] == DEV_DEPTH;
-                let mut children = if leaf {
-                    0..0
-                } else {
-                    tree.children(node as u32)
-                };
-                Node {
-                    first_child: tree.first_child[node],
-                    n_children: children.len() as u32,
-                    required: children.clone().any(|c| need[c as usize] >= 1),
-                    rounds: !leaf
-                        && plan.max[node] <= 1
-                        && children.all(|c| plan.min[c as usize] == 0 && plan.max[c as usize] <= 1),
-                    ranked: false,
-                }
-            })
-            .collect();
-        for node in 1..n {
-            nodes[node].ranked = !nodes[tree.parent[node] as usize].rounds;
+        let mut nodes = Vec::with_capacity(n);
+        for node in 0..n {
+            let children = if tree.depth[node] == DEV_DEPTH {
+                0..0
+            } else {
+                tree.children(node as u32)
+            };
+            let n_children = u16::try_from(children.len()).map_err(|_| GaveUp)?;
+            let mut flags = 0;
+            if children.clone().any(|c| need[c as usize] >= 1) {
+                flags |= REQUIRED;
+            }
+            if children.clone().all(|c| plan.max[c as usize] <= 1) {
+                flags |= DISTINCT;
+            }
+            let simple_children = children
+                .clone()
+                .all(|c| plan.min[c as usize] == 0 && plan.max[c as usize] <= 1);
+            if n_children > 0 && flags & REQUIRED == 0 && plan.max[node] <= 1 && simple_children {
+                flags |= ROUNDS;
+            } else if usize::from(n_children) > MAX_FANOUT {
+                return Err(GaveUp);
+            }
+            if plan.max[node] > 0 {
+                flags |= MAY_HOLD;
+            }
+            nodes.push(Node {
+                rem: plan.want_parts[node],
+                first_child: tree.first_child[node],
+                n_children,
+                flags,
+                ..Node::default()
+            });
         }
-        if nodes
-            .iter()
-            .any(|node| !node.rounds && node.n_children as usize > MAX_FANOUT)
-        {
-            return Err(GaveUp);
+        for node in 1..n {
+            if nodes[tree.parent[node] as usize].flags & ROUNDS == 0 {
+                nodes[node].flags |= RANKED;
+            }
         }
         let mut fresh = Fresh {
             plan,
             nodes,
             given: vec![0; n],
             round: vec![0; n],
-            round_len: vec![0; n],
-            round_at: vec![0; n],
-            rem: plan.want_parts.clone(),
             rank: vec![i64::MIN; n],
             shift: KEY_SHIFT.min(room - bits),
             need,
@@ -221,7 +236,8 @@ impl<'a> Fresh<'a> {
             chosen: Vec::new(),
         };
         for node in 1..n {
-            if fresh.nodes[node].ranked && plan.max[node] > 0 {
+            let flags = fresh.nodes[node].flags;
+            if flags & RANKED != 0 && flags & MAY_HOLD != 0 {
                 let pos = node as u32 - tree.first_child[tree.parent[node] as usize];
                 fresh.rank[node] = i64::from(pos);
                 fresh.rerank(node);
@@ -235,7 +251,7 @@ impl<'a> Fresh<'a> {
     /// random order.
     fn rerank(&mut self, node: usize) {
         let (min, max) = (self.plan.min[node], self.plan.max[node]);
-        let mut key = self.rem[node];
+        let mut key = self.nodes[node].rem;
         if min > 0 {
             key -= i64::from(min) * self.pending;
         }
@@ -259,50 +275,66 @@ impl<'a> Fresh<'a> {
         }
     }
 
-    /// Gives one more partition-replica to `node`.
+    /// Gives one more partition-replica to `node`, whose parent chooses by
+    /// rank.
     fn take(&mut self, node: usize) -> Result<(), GaveUp> {
-        if self.rem[node] <= 0 {
+        let rem = &mut self.nodes[node].rem;
+        if *rem <= 0 {
             return Err(GaveUp);
         }
-        self.rem[node] -= 1;
-        if self.nodes[node].ranked {
+        *rem -= 1;
+        if self.nodes[node].flags & RANKED != 0 {
             self.rerank(node);
         }
         Ok(())
     }
 
-    /// The next child of `node` (choosing in rounds) to take a replica.
+    /// The next child of `node` (choosing in rounds) to take a replica,
+    /// which it is given.
     ///
     /// Choosing the child that still wants the most, equal ones in a
     /// random order, takes the children in rounds: each round is every
     /// child wanting as much as the most wanting one, in a random order;
     /// after it, they all want one less and join those that wanted that
-    /// much. So a round is built once and then handed out in turn.
-    fn next_in_round(&mut self, node: usize, info: Node) -> Result<usize, GaveUp> {
-        let first = info.first_child as usize;
-        let children = first..first + info.n_children as usize;
-        if self.round_at[node] == self.round_len[node] {
-            let most = children
-                .clone()
-                .filter(|&c| self.plan.max[c] > 0)
-                .map(|c| self.rem[c])
-                .max()
-                .filter(|&most| most > 0)
-                .ok_or(GaveUp)?;
+    /// much. So a round is built once and then handed out in turn, and a
+    /// child in it never gets more than it wants.
+    fn next_in_round(&mut self, node: usize) -> Result<usize, GaveUp> {
+        let Node {
+            first_child,
+            n_children,
+            mut round_len,
+            mut round_at,
+            ..
+        } = self.nodes[node];
+        let first = first_child as usize;
+        if round_at == round_len {
+            let mut most = 0;
             let mut len = 0;
-            for c in children {
-                if self.plan.max[c] > 0 && self.rem[c] == most {
-                    self.round[first + len] = (c - first) as u32;
-                    len += 1;
+            for c in first..first + usize::from(n_children) {
+                let child = self.nodes[c];
+                if child.flags & MAY_HOLD == 0 || child.rem < most || child.rem <= 0 {
+                    continue;
                 }
+                if child.rem > most {
+                    most = child.rem;
+                    len = 0;
+                }
+                self.round[first + len] = (c - first) as u16;
+                len += 1;
+            }
+            if len == 0 {
+                return Err(GaveUp);
             }
             self.rng.shuffle(&mut self.round[first..first + len]);
-            self.round_len[node] = len as u32;
-            self.round_at[node] = 0;
+            round_len = len as u16;
+            round_at = 0;
         }
-        let at = self.round_at[node];
-        self.round_at[node] = at + 1;
-        Ok(first + self.round[first + at as usize] as usize)
+        let c = first + usize::from(self.round[first + usize::from(round_at)]);
+        let info = &mut self.nodes[node];
+        info.round_len = round_len;
+        info.round_at = round_at + 1;
+        self.nodes[c].rem -= 1;
+        Ok(c)
     }
 
     /// Splits `k` replicas of the current partition over the devices under
@@ -310,33 +342,58 @@ impl<'a> Fresh<'a> {
     /// time to the child with the best key that may hold one more.
     fn split(&mut self, mut node: u32, k: u32) -> Result<(), GaveUp> {
         let mut info = self.nodes[node as usize];
-        while k == 1 && !info.required {
+        while k == 1 && info.flags & REQUIRED == 0 {
             if info.n_children == 0 {
                 self.chosen.push(node);
                 return Ok(());
             }
-            let c = if info.rounds {
-                self.next_in_round(node as usize, info)?
+            let c = if info.flags & ROUNDS != 0 {
+                self.next_in_round(node as usize)?
             } else {
                 // No bounds but the children's own maximums, whose rank is
                 // `i64::MIN` when zero.
                 let first = info.first_child as usize;
-                let ranks = &self.rank[first..first + info.n_children as usize];
+                let ranks = &self.rank[first..first + usize::from(info.n_children)];
                 let top = ranks.iter().copied().max().unwrap_or(i64::MIN);
                 if top == i64::MIN {
                     return Err(GaveUp);
                 }
-                first + position(top)
+                let c = first + position(top);
+                self.take(c)?;
+                c
             };
-            self.take(c)?;
             node = c as u32;
             info = self.nodes[c];
         }
-        if info.n_children == 0 {
+        if info.n_children == 0 || info.flags & ROUNDS != 0 {
             return Err(GaveUp);
         }
         let first = info.first_child as usize;
-        let children = first..first + info.n_children as usize;
+        let children = first..first + usize::from(info.n_children);
+        if info.flags & (DISTINCT | REQUIRED) == DISTINCT {
+            // Each child takes at most one replica: the k best, one by one
+            // (a child's new key does not matter once it has one).
+            let mut picked = 0u64;
+            for _ in 0..k {
+                let mut top = i64::MIN;
+                for (i, &r) in self.rank[children.clone()].iter().enumerate() {
+                    let r = if picked >> i & 1 == 0 { r } else { i64::MIN };
+                    top = top.max(r);
+                }
+                if top == i64::MIN {
+                    return Err(GaveUp);
+                }
+                let pos = position(top);
+                picked |= 1 << pos;
+                self.take(first + pos)?;
+            }
+            while picked != 0 {
+                let pos = picked.trailing_zeros() as usize;
+                picked &= picked - 1;
+                self.split((first + pos) as u32, 1)?;
+            }
+            return Ok(());
+        }
         let mut left = k;
         loop {
             let mut urgent = i64::MIN;
