@@ -2,17 +2,18 @@
 //! whose devices were all replaced): every partition-replica is placed at
 //! once, which for a large ring is most of the rebalance.
 //!
-//! It makes the choices the engine makes for such a ring, by the same keys,
-//! without the engine's general machinery. While no tier or device has
-//! received more partition-replicas than the plan wants, a tier's value is
-//! simply what it still wants, so choosing among a tier's children is a
-//! scan of their cached keys, and placing a replica re-keys one node per
-//! level instead of updating a tournament tree per level. Most tiers take
-//! at most one replica of a partition and their children's keys are just
-//! what they still want; those hand out their children in precomputed
-//! rounds (see `Fresh::next_in_round`) without any scan. All replicas of a
-//! partition are split at each tier at once, so the partition's bounds are
-//! kept with a few local counts instead of per-partition tier counts.
+//! It chooses as the engine does for such a ring (the child with the best
+//! key, equal keys in a random order), without the engine's general
+//! machinery. While no tier or device has received more
+//! partition-replicas than the plan wants, a tier's value is simply what
+//! it still wants, so choosing among a tier's children is a scan of their
+//! cached keys, and placing a replica re-keys one node per level instead
+//! of updating a tournament tree per level. Most tiers take at most one
+//! replica of a partition and their children's keys are just what they
+//! still want; those hand out their children in shuffled rounds (see
+//! `Fresh::next_in_round`) without any scan. All replicas of a partition
+//! are split at each tier at once, so the partition's bounds are kept with
+//! a few local counts instead of per-partition tier counts.
 //!
 //! It gives up (the caller then clears the rows and runs the engine) when
 //! a tier choosing by key has too many children for scanning to pay, or
