@@ -42,8 +42,9 @@
 //! `engine` module), never by a scan of all devices per partition. When no
 //! replica is assigned at all (a new ring), step 3 is all there is to do,
 //! and the `fresh` module makes the same choices without the engine's
-//! general bookkeeping, falling back to the engine in the rare cases it
-//! cannot place every device's exact share. The same seed on the same
+//! general bookkeeping; the engine places the ring when that cannot give
+//! every device its exact share within the bounds (rare) or when a tier
+//! choosing by key has more than 64 children. The same seed on the same
 //! builder gives the same ring.
 //!
 //! # Differences from Swift
