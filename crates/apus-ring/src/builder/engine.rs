@@ -35,7 +35,7 @@ const EMPTY: Slot = Slot {
 /// Fixed-point shift of keys (value per replica of capacity). Values stay
 /// below 2^41 in magnitude (2^32 partitions times 256 replicas, plus as
 /// much set aside), so shifted keys fit an i64.
-const KEY_SHIFT: u32 = 20;
+pub(super) const KEY_SHIFT: u32 = 20;
 
 /// What a walk down the tree looks for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -138,17 +138,8 @@ impl<'a> Engine<'a> {
 
     fn fresh_slot(&mut self, node: u32, pos: u32) -> Slot {
         let (min, max) = (self.plan.min[node as usize], self.plan.max[node as usize]);
-        let mut key = self.val[node as usize];
-        if min > 0 {
-            key -= i64::from(min) * self.pending;
-        }
-        key <<= KEY_SHIFT;
-        let spare = max.saturating_sub(min);
-        if spare > 1 {
-            key /= i64::from(spare);
-        }
         Slot {
-            key,
+            key: share_key(self.val[node as usize], min, max, self.pending),
             tie: (self.rng.next_u64() & 0xFFFF) as u16,
             pos,
         }
@@ -393,6 +384,22 @@ impl<'a> Engine<'a> {
         }
         0
     }
+}
+
+/// The key of a node with value `val` and per-partition bounds
+/// `min..=max` while `pending` partitions are still to be placed (see the
+/// module documentation).
+fn share_key(val: i64, min: u32, max: u32, pending: i64) -> i64 {
+    let mut key = val;
+    if min > 0 {
+        key -= i64::from(min) * pending;
+    }
+    key <<= KEY_SHIFT;
+    let spare = max.saturating_sub(min);
+    if spare > 1 {
+        key /= i64::from(spare);
+    }
+    key
 }
 
 fn better(a: Slot, b: Slot) -> Slot {

@@ -39,8 +39,13 @@
 //! removed or zero-weight devices (a replica placed earlier in the same
 //! rebalance may still be placed again: that changes no other replica).
 //! Everything is driven by per-node counts and tournament trees (the
-//! `engine` module), never by a scan of all devices per partition. The
-//! same seed on the same builder gives the same ring.
+//! `engine` module), never by a scan of all devices per partition. When no
+//! replica is assigned at all (a new ring), step 3 is all there is to do,
+//! and the `fresh` module makes the same choices without the engine's
+//! general bookkeeping; the engine places the ring when that cannot give
+//! every device its exact share within the bounds (rare) or when a tier
+//! choosing by key has more than 64 children. The same seed on the same
+//! builder gives the same ring.
 //!
 //! # Differences from Swift
 //!
@@ -72,6 +77,7 @@
 
 mod engine;
 pub mod file;
+mod fresh;
 mod plan;
 mod rebalance;
 mod rng;
@@ -576,7 +582,14 @@ impl RingBuilder {
             return Err(BuilderError::NotRebalanced);
         }
         let parts = self.parts() as usize;
-        let mut counts = vec![0u64; self.devs.len()];
+        // Indexed by any u16, so checking a slot is one lookup.
+        let mut is_dev = vec![false; 1 << 16];
+        for b in self.builder_devs() {
+            if let Some(slot) = is_dev.get_mut(b.dev.id as usize) {
+                *slot = true;
+            }
+        }
+        let mut counts = vec![0u64; 1 << 16];
         for (r, row) in self.rows.iter().enumerate() {
             if row.len() > parts || (row.len() < parts && r + 1 < self.rows.len()) {
                 return Err(BuilderError::Validation(format!(
@@ -585,26 +598,41 @@ impl RingBuilder {
                 )));
             }
             for (p, &id) in row.iter().enumerate() {
-                match self.devs.get(usize::from(id)).and_then(Option::as_ref) {
-                    Some(_) => counts[usize::from(id)] += 1,
-                    None => {
-                        return Err(BuilderError::Validation(format!(
-                            "partition {p} replica {r} is not assigned to a device"
-                        )))
-                    }
+                if !is_dev[usize::from(id)] {
+                    return Err(BuilderError::Validation(format!(
+                        "partition {p} replica {r} is not assigned to a device"
+                    )));
                 }
+                counts[usize::from(id)] += 1;
             }
         }
         for b in self.builder_devs() {
-            if u64::from(b.parts) != counts[b.dev.id as usize] {
+            let held = counts.get(b.dev.id as usize).copied().unwrap_or(0);
+            if u64::from(b.parts) != held {
                 return Err(BuilderError::Validation(format!(
-                    "device {} counts {} partition-replicas but holds {}",
-                    b.dev.id, b.parts, counts[b.dev.id as usize]
+                    "device {} counts {} partition-replicas but holds {held}",
+                    b.dev.id, b.parts
                 )));
             }
         }
+        // The first partition with two replicas on one device: comparing
+        // rows pairwise runs through memory in order, which pays for the
+        // few replicas rings have.
+        let first_double = if self.rows.len() <= 16 {
+            let mut first: Option<usize> = None;
+            for (i, row) in self.rows.iter().enumerate() {
+                for other in &self.rows[..i] {
+                    let limit = first.unwrap_or(usize::MAX);
+                    let found = row.iter().zip(other).take(limit).position(|(a, b)| a == b);
+                    first = found.or(first);
+                }
+            }
+            first.map_or(0..0, |p| p..p + 1)
+        } else {
+            0..parts
+        };
         let mut ids: Vec<u16> = Vec::with_capacity(self.rows.len());
-        for p in 0..parts {
+        for p in first_double {
             ids.clear();
             ids.extend(self.rows.iter().filter_map(|row| row.get(p).copied()));
             for (i, id) in ids.iter().enumerate() {

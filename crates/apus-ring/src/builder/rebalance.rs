@@ -1,6 +1,7 @@
 //! The rebalance itself; see the parent module for the outline.
 
 use super::engine::{Engine, Goal, PartTiers};
+use super::fresh;
 use super::plan::{Plan, Tree, NO_NODE};
 use super::rng::Rng;
 use super::{row_lengths, BuilderError, RebalanceProgress, RebalanceReport, RingBuilder, NONE_DEV};
@@ -11,6 +12,9 @@ const STEPS_PER_STAGE: u64 = 20;
 /// Progress callbacks per rebalance beyond which only stage starts and
 /// ends are reported (balancing may take many short passes).
 const FINE_CALLS: u64 = 120;
+/// Replica counts up to which a partition's replicas are compared
+/// pairwise rather than counted per tier.
+const FEW_REPLICAS: usize = 16;
 /// Passes over all partitions looking for balancing moves, at most.
 const MAX_BALANCE_PASSES: usize = 4;
 /// Rounds of lateral moves (each followed by direct passes), at most.
@@ -563,8 +567,19 @@ impl RingBuilder {
         }
 
         let seed = seed.unwrap_or_else(Rng::entropy_seed);
-        let engine = Engine::new(&tree, &plan, &held, Rng::new(seed));
         let mut rows = std::mem::take(&mut self.rows);
+        let placed_fresh = rows.iter().all(|row| row.iter().all(|&id| id == NONE_DEV))
+            && place_fresh(&tree, &plan, &mut rows, seed, &mut report);
+        if placed_fresh {
+            // Every device got exactly what the plan wants.
+            for leaf in tree.leaves() {
+                let id = tree.dev_id[leaf as usize] as usize;
+                if let Some(h) = held.get_mut(id) {
+                    *h = u32::try_from(plan.want_parts[leaf as usize]).unwrap_or(u32::MAX);
+                }
+            }
+        }
+        let engine = Engine::new(&tree, &plan, &held, Rng::new(seed));
         let last_moves = std::mem::take(&mut self.last_part_moves);
         let mut work = Work {
             rows: &mut rows,
@@ -576,11 +591,16 @@ impl RingBuilder {
             engine,
             tiers: PartTiers::default(),
         };
-        work.gather_for_dispersion(&mut report);
-        let placed = work.place_unassigned(&mut report);
-        if placed.is_ok() {
-            work.balance(&mut report);
-        }
+        let placed = if placed_fresh {
+            Ok(())
+        } else {
+            work.gather_for_dispersion(&mut report);
+            let placed = work.place_unassigned(&mut report);
+            if placed.is_ok() {
+                work.balance(&mut report);
+            }
+            placed
+        };
         let deficits: Vec<(u32, i64)> = tree
             .leaves()
             .map(|l| (tree.dev_id[l as usize], work.engine.val[l as usize]))
@@ -595,10 +615,16 @@ impl RingBuilder {
         // now (a replica moved away and back did not).
         for (r, row) in self.rows.iter().enumerate() {
             let before = old_rows.get(r).map_or(&[][..], Vec::as_slice);
-            for (p, id) in row.iter().enumerate() {
-                if before.get(p) != Some(id) {
+            let common = row.len().min(before.len());
+            for (p, (id, old)) in row.iter().zip(before).enumerate() {
+                if id != old {
                     self.last_part_moves[p] = 0;
                 }
+            }
+            // Slots the row did not have before are all new.
+            let tail = common..row.len().min(self.last_part_moves.len());
+            if let Some(moves) = self.last_part_moves.get_mut(tail) {
+                moves.fill(0);
             }
         }
         for (b, &h) in self.devs.iter_mut().zip(&held) {
@@ -689,15 +715,65 @@ impl RingBuilder {
 
     /// Swift's dispersion: for each partition, the replicas beyond what
     /// the topology requires at its worst tier level, over all replicas.
-    fn compute_dispersion(&self, tree: &Tree, plan: &Plan) -> f64 {
+    pub(super) fn compute_dispersion(&self, tree: &Tree, plan: &Plan) -> f64 {
         let parts = self.parts() as usize;
         let total = parts as f64 * self.replicas;
         if total <= 0.0 {
             return 0.0;
         }
+        if self.rows.len() > FEW_REPLICAS {
+            return 100.0 * self.dispersion_by_tiers(tree, plan) / total;
+        }
+        let mut at_risk = 0.0f64;
+        let mut paths = [[0u32; 4]; FEW_REPLICAS];
+        for p in 0..parts {
+            let mut n = 0;
+            let mut off_tree = 0u32;
+            for row in &self.rows {
+                if let Some(&id) = row.get(p) {
+                    match tree.node_of_dev.get(usize::from(id)) {
+                        Some(&leaf) if leaf != NO_NODE => {
+                            paths[n] = tree.path(leaf);
+                            n += 1;
+                        }
+                        _ => off_tree += 1,
+                    }
+                }
+            }
+            let paths = &paths[..n];
+            // Replicas in distinct regions are one per tier at every level,
+            // and the topology allows every tier at least one.
+            let distinct = (1..n).all(|i| paths[..i].iter().all(|q| q[0] != paths[i][0]));
+            if distinct && off_tree == 0 {
+                continue;
+            }
+            let mut by_level = [0.0f64; 5];
+            by_level[1] = f64::from(off_tree);
+            for level in 0..4 {
+                for (i, path) in paths.iter().enumerate() {
+                    let node = path[level];
+                    // Each tier once, where it first appears.
+                    if paths[..i].iter().any(|q| q[level] == node) {
+                        continue;
+                    }
+                    let count = paths[i..].iter().filter(|q| q[level] == node).count();
+                    let excess = count as f64 - plan.dispersion_max[node as usize];
+                    if excess > 0.0 {
+                        by_level[level + 1] += excess;
+                    }
+                }
+            }
+            at_risk += by_level.iter().copied().fold(0.0, f64::max);
+        }
+        100.0 * at_risk / total
+    }
+
+    /// The replicas at risk as in `compute_dispersion`, counted per tier
+    /// (for many replicas, where comparing them pairwise would not pay).
+    pub(super) fn dispersion_by_tiers(&self, tree: &Tree, plan: &Plan) -> f64 {
         let mut tiers = PartTiers::default();
         let mut at_risk = 0.0f64;
-        for p in 0..parts {
+        for p in 0..self.parts() as usize {
             tiers.clear();
             let mut off_tree = 0u32;
             for row in &self.rows {
@@ -718,8 +794,30 @@ impl RingBuilder {
             }
             at_risk += by_level.iter().copied().fold(0.0, f64::max);
         }
-        100.0 * at_risk / total
+        at_risk
     }
+}
+
+/// Places a ring with no replica assigned by the fresh placement; on
+/// giving up, leaves the rows unassigned again and returns `false`.
+fn place_fresh(
+    tree: &Tree,
+    plan: &Plan,
+    rows: &mut [Vec<u16>],
+    seed: u64,
+    report: &mut Reporter,
+) -> bool {
+    let parts = rows.first().map_or(0, Vec::len);
+    report.start("placing", parts as u64);
+    let placed = fresh::place(tree, plan, rows, Rng::new(seed), &mut |done| {
+        report.tick(done)
+    });
+    if placed.is_err() {
+        fresh::clear(rows);
+        return false;
+    }
+    report.finish();
+    true
 }
 
 fn count_changes(old: &[Vec<u16>], new: &[Vec<u16>]) -> usize {
@@ -727,10 +825,8 @@ fn count_changes(old: &[Vec<u16>], new: &[Vec<u16>]) -> usize {
         .enumerate()
         .map(|(r, row)| {
             let before = old.get(r).map_or(&[][..], Vec::as_slice);
-            row.iter()
-                .enumerate()
-                .filter(|&(p, id)| before.get(p) != Some(id))
-                .count()
+            let same = row.iter().zip(before).filter(|(a, b)| a == b).count();
+            row.len() - same
         })
         .sum()
 }

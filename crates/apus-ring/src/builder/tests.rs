@@ -451,3 +451,131 @@ fn zone_change_restores_dispersion() {
         assert_eq!(zones.iter().filter(|&&z| z == 0).count(), 1, "{zones:?}");
     }
 }
+
+/// Runs the fresh placement alone on `b`'s devices, as a first rebalance
+/// would, and checks that it places every replica within the plan's
+/// bounds and gives every tier and device exactly what the plan wants.
+fn check_fresh_placement(b: &RingBuilder, seed: u64) -> Result<(), fresh::GaveUp> {
+    let weighted: Vec<&Device> = b.weighted_devs().collect();
+    let parts = b.parts() as usize;
+    let lengths = row_lengths(parts, b.replicas);
+    let total: usize = lengths.iter().sum();
+    let tree = plan::Tree::build(&weighted, b.devs.len());
+    let plan = plan::Plan::compute(&tree, b.replicas, b.overload, total as u64, &[]).unwrap();
+    let mut rows: Vec<Vec<u16>> = lengths.iter().map(|&n| vec![NONE_DEV; n]).collect();
+    fresh::place(&tree, &plan, &mut rows, rng::Rng::new(seed), &mut |_| {})?;
+    let mut count = vec![0i64; tree.len()];
+    let mut here = vec![0u32; tree.len()];
+    for p in 0..parts {
+        here.fill(0);
+        for row in rows.iter().filter(|row| row.len() > p) {
+            let leaf = tree.node_of_dev.get(usize::from(row[p])).copied();
+            let leaf = leaf.filter(|&l| l != plan::NO_NODE);
+            let leaf = leaf.unwrap_or_else(|| panic!("partition {p} unassigned"));
+            for n in tree.path(leaf) {
+                here[n as usize] += 1;
+                count[n as usize] += 1;
+            }
+        }
+        let whole = rows.iter().all(|row| row.len() > p);
+        for (n, &held) in here.iter().enumerate().skip(1) {
+            assert!(held <= plan.max[n], "partition {p}: node {n} over its max");
+            assert!(
+                !whole || held >= plan.min[n],
+                "partition {p}: node {n} under its min"
+            );
+        }
+    }
+    assert_eq!(count[1..], plan.want_parts[1..]);
+    Ok(())
+}
+
+#[test]
+fn fresh_placement_is_exact_and_within_bounds() {
+    let mut rng = rng::Rng::new(42);
+    let weights = [
+        0.5, 1.0, 7.3, 50.0, 100.0, 100.0, 150.0, 200.0, 333.0, 1000.0,
+    ];
+    for case in 0..300 {
+        let replicas = [1.0, 2.0, 2.5, 3.0, 3.0, 3.0, 4.0][rng.below(7) as usize];
+        let mut b = RingBuilder::new(2 + rng.below(9) as u32, replicas, 1).unwrap();
+        for r in 0..1 + rng.below(5) {
+            for z in 0..1 + rng.below(4) {
+                for h in 0..1 + rng.below(3) {
+                    for d in 0..1 + rng.below(3) {
+                        let w = weights[rng.below(weights.len() as u64) as usize];
+                        let ip = format!("10.{r}.{z}.{h}");
+                        b.add_dev(dev(r as u32, z as u32, &ip, &format!("sd{d}"), w))
+                            .unwrap();
+                    }
+                }
+            }
+        }
+        b.set_overload([0.0, 0.0, 0.01, 0.1, 1.0, 5.0][rng.below(6) as usize])
+            .unwrap();
+        if (b.weighted_devs().count() as f64) < replicas {
+            continue;
+        }
+        assert!(
+            check_fresh_placement(&b, case).is_ok(),
+            "case {case} gave up"
+        );
+    }
+}
+
+#[test]
+fn wide_tiers_are_placed_by_the_engine() {
+    // One host of 70 devices holds every replica: it chooses by key among
+    // more children than the fresh placement scans.
+    let mut b = RingBuilder::new(12, 3.0, 1).unwrap();
+    for d in 0..70 {
+        b.add_dev(dev(1, 1, "10.0.0.1", &format!("sd{d}"), 100.0))
+            .unwrap();
+    }
+    assert!(check_fresh_placement(&b, 1).is_err());
+    let report = b.rebalance(Some(1), &mut quiet()).unwrap();
+    b.validate().unwrap();
+    assert_eq!(report.parts_moved, 4096 * 3);
+    assert!(b.balance() < 1.0, "balance {}", b.balance());
+}
+
+#[test]
+fn dispersion_pairwise_matches_tier_counts() {
+    let mut rng = rng::Rng::new(5);
+    for case in 0..40 {
+        let replicas = [2.0, 3.0, 3.0, 4.0, 5.5][rng.below(5) as usize];
+        let mut b = RingBuilder::new(7, replicas, 0).unwrap();
+        for r in 0..1 + rng.below(2) {
+            for z in 0..1 + rng.below(3) {
+                for h in 0..1 + rng.below(3) {
+                    for d in 0..2 {
+                        let w = [50.0, 100.0, 400.0][rng.below(3) as usize];
+                        let ip = format!("10.{r}.{z}.{h}");
+                        b.add_dev(dev(r as u32, z as u32, &ip, &format!("sd{d}"), w))
+                            .unwrap();
+                    }
+                }
+            }
+        }
+        if (b.weighted_devs().count() as f64) < replicas {
+            continue;
+        }
+        b.rebalance(Some(case), &mut quiet()).unwrap();
+        // A device leaving the tree leaves replicas outside it.
+        if case % 2 == 0 {
+            b.set_dev_weight(0, 0.0).unwrap();
+        }
+        let weighted: Vec<&Device> = b.weighted_devs().collect();
+        let tree = plan::Tree::build(&weighted, b.devs.len());
+        let total = b.parts() as f64 * b.replicas;
+        let Ok(plan) = plan::Plan::compute(&tree, b.replicas, 0.0, total as u64, &[]) else {
+            continue;
+        };
+        let pairwise = b.compute_dispersion(&tree, &plan);
+        let by_tiers = 100.0 * b.dispersion_by_tiers(&tree, &plan) / total;
+        assert!(
+            (pairwise - by_tiers).abs() < 1e-9,
+            "case {case}: {pairwise} vs {by_tiers}"
+        );
+    }
+}
