@@ -846,6 +846,18 @@ mod tests {
     }
 
     #[test]
+    fn the_documented_examples_are_valid() {
+        let doc = include_str!("../../../docs/config.md");
+        let mut blocks = 0;
+        for block in doc.split("```toml\n").skip(1) {
+            let text = block.split("```").next().unwrap();
+            resolve(text).unwrap_or_else(|e| panic!("{e:#}\n{text}"));
+            blocks += 1;
+        }
+        assert_eq!(blocks, 3);
+    }
+
+    #[test]
     fn bind_override_needs_a_proxy() {
         let err = NodeConfig::resolve(
             FileConfig::parse("roles = [\"storage\"]").unwrap(),

@@ -105,9 +105,25 @@ fn free_port() -> u16 {
 
 /// One HTTP/1.0 GET: the status and body, or None if nothing answers.
 fn get(port: u16, path: &str) -> Option<(u16, String)> {
+    request(port, "GET", path, &[], "")
+}
+
+/// One HTTP/1.0 request: the status and body, or None if nothing answers.
+fn request(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> Option<(u16, String)> {
     let mut conn = TcpStream::connect(("127.0.0.1", port)).ok()?;
     conn.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(conn, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").ok()?;
+    let mut head = format!("{method} {path} HTTP/1.0\r\nHost: localhost\r\n");
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str(&format!("Content-Length: {}\r\n\r\n{body}", body.len()));
+    conn.write_all(head.as_bytes()).ok()?;
     let mut response = String::new();
     conn.read_to_string(&mut response).ok()?;
     let (head, body) = response.split_once("\r\n\r\n")?;
@@ -145,6 +161,20 @@ fn serve_builds_a_cluster_once_and_reuses_it() {
     for d in 1..=4 {
         assert!(data.join(format!("devices/d{d}")).is_dir());
     }
+    // The object server stores on the cluster's devices.
+    let object_port = ring_port(&data, "object");
+    let object = "/d1/0/AUTH_test/c/o";
+    let put = request(
+        object_port,
+        "PUT",
+        object,
+        &[
+            ("X-Timestamp", "1700000000.00000"),
+            ("Content-Type", "text/plain"),
+        ],
+        "hello",
+    );
+    assert_eq!(put.map(|r| r.0), Some(201));
 
     // A second process on the same data is refused while the first runs.
     let mut second = Server::start(dir.path(), &data, free_port(), "second");
@@ -160,7 +190,7 @@ fn serve_builds_a_cluster_once_and_reuses_it() {
     assert!(banner.contains("test:tester"), "{banner}");
 
     // A restart whose recorded port is taken says so and changes nothing.
-    let taken = TcpListener::bind(("127.0.0.1", ring_port(&data, "object"))).unwrap();
+    let taken = TcpListener::bind(("127.0.0.1", object_port)).unwrap();
     let mut blocked = Server::start(dir.path(), &data, port, "blocked");
     assert_eq!(blocked.wait_exit().code(), Some(2));
     let err = blocked.stderr();
@@ -179,6 +209,7 @@ fn serve_builds_a_cluster_once_and_reuses_it() {
         let again = RingData::load(&data.join(format!("{kind}.ring.gz"))).unwrap();
         assert_eq!(&again, ring, "{kind}");
     }
+    assert_eq!(get(object_port, object), Some((200, "hello".to_string())));
     assert!(server.terminate().success(), "{}", server.stderr());
 }
 
