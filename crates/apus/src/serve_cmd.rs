@@ -119,7 +119,27 @@ fn init_logging(log_requests: bool) {
         .try_init();
 }
 
-enum StorageKind {
+/// The three storage servers.
+#[derive(Clone, Copy)]
+enum Server {
+    Object,
+    Container,
+    Account,
+}
+
+impl Server {
+    const ALL: [Server; 3] = [Server::Object, Server::Container, Server::Account];
+
+    fn name(self) -> &'static str {
+        match self {
+            Server::Object => "object",
+            Server::Container => "container",
+            Server::Account => "account",
+        }
+    }
+}
+
+enum StorageConfig {
     Object(ObjectServerConfig),
     Container(DbServerConfig),
     Account(DbServerConfig),
@@ -128,7 +148,7 @@ enum StorageKind {
 /// Everything checked and bound, ready to serve.
 struct Plan {
     proxy: Option<(ProxyConfig, TcpListener)>,
-    storage: Vec<(&'static str, StorageKind, TcpListener)>,
+    storage: Vec<(Server, StorageConfig, TcpListener)>,
     banner: String,
     /// Keeps the data directory locked while serving.
     _local: Option<LocalCluster>,
@@ -136,16 +156,17 @@ struct Plan {
 
 fn prepare(conf: &NodeConfig) -> Result<Plan> {
     let mut local = None;
-    let (hash, rings, storage_addrs) = match &conf.layout {
+    let mut listeners = Vec::new();
+    let (hash, rings) = match &conf.layout {
         Layout::Local { data } => {
             let mut cluster = LocalCluster::open(data)?;
-            let mut listeners = Vec::new();
-            for (name, r) in [
-                ("object", &mut cluster.object),
-                ("container", &mut cluster.container),
-                ("account", &mut cluster.account),
-            ] {
-                listeners.push((name, ring_listener(name, r)?));
+            for server in Server::ALL {
+                let ring = match server {
+                    Server::Object => &mut cluster.object,
+                    Server::Container => &mut cluster.container,
+                    Server::Account => &mut cluster.account,
+                };
+                listeners.push((server, ring_listener(server, ring)?));
             }
             let rings = Rings {
                 account: Arc::new(cluster.account.ring.clone()),
@@ -154,7 +175,7 @@ fn prepare(conf: &NodeConfig) -> Result<Plan> {
             };
             let hash = cluster.hash.clone();
             local = Some(cluster);
-            (hash, Some(rings), Listeners::Bound(listeners))
+            (hash, Some(rings))
         }
         Layout::Node { hash, rings_dir } => {
             let hash = match hash {
@@ -170,8 +191,20 @@ fn prepare(conf: &NodeConfig) -> Result<Plan> {
                 Some(_) => Some(Rings::load(rings_dir, conf)?),
                 None => None,
             };
-            let addrs = conf.storage.as_ref().and_then(|s| s.addrs);
-            (hash, rings, Listeners::ToBind(addrs))
+            if let Some(addrs) = conf.storage.as_ref().and_then(|s| s.addrs) {
+                for server in Server::ALL {
+                    let addr = match server {
+                        Server::Object => addrs.object,
+                        Server::Container => addrs.container,
+                        Server::Account => addrs.account,
+                    };
+                    let l = TcpListener::bind(addr).map_err(|e| {
+                        anyhow!("cannot listen on {addr} ({} server): {e}", server.name())
+                    })?;
+                    listeners.push((server, l));
+                }
+            }
+            (hash, rings)
         }
     };
 
@@ -217,23 +250,6 @@ fn prepare(conf: &NodeConfig) -> Result<Plan> {
                 node.devices.display()
             ));
         }
-        let listeners = match storage_addrs {
-            Listeners::Bound(l) => l,
-            Listeners::ToBind(addrs) => {
-                let addrs = addrs.ok_or_else(|| anyhow!("storage addresses missing"))?;
-                let mut out = Vec::new();
-                for (name, addr) in [
-                    ("object", addrs.object),
-                    ("container", addrs.container),
-                    ("account", addrs.account),
-                ] {
-                    let l = TcpListener::bind(addr)
-                        .map_err(|e| anyhow!("cannot listen on {addr} ({name} server): {e}"))?;
-                    out.push((name, l));
-                }
-                out
-            }
-        };
         let policies = Policies {
             policies: conf
                 .policies
@@ -245,29 +261,26 @@ fn prepare(conf: &NodeConfig) -> Result<Plan> {
                 .collect(),
             default_index: i64::from(conf.default_policy()),
         };
+        let db_config = || {
+            let mut c = DbServerConfig::new(&node.devices, hash.clone());
+            c.policies = policies.clone();
+            node.apply_db(&mut c);
+            c
+        };
         let _ = write!(banner, "  storage    devices {}:", node.devices.display());
-        for (name, listener) in listeners {
-            let addr = listener.local_addr()?;
-            let _ = write!(banner, " {name} {addr}");
-            let kind = match name {
-                "object" => {
+        for (server, listener) in listeners {
+            let _ = write!(banner, " {} {}", server.name(), listener.local_addr()?);
+            let config = match server {
+                Server::Object => {
                     let mut c = ObjectServerConfig::with_devices(&node.devices, hash.clone());
                     c.policies = conf.policies.iter().map(|p| p.index).collect();
                     node.apply_object(&mut c);
-                    StorageKind::Object(c)
+                    StorageConfig::Object(c)
                 }
-                _ => {
-                    let mut c = DbServerConfig::new(&node.devices, hash.clone());
-                    c.policies = policies.clone();
-                    node.apply_db(&mut c);
-                    if name == "container" {
-                        StorageKind::Container(c)
-                    } else {
-                        StorageKind::Account(c)
-                    }
-                }
+                Server::Container => StorageConfig::Container(db_config()),
+                Server::Account => StorageConfig::Account(db_config()),
             };
-            storage.push((name, kind, listener));
+            storage.push((server, config, listener));
         }
         banner.push('\n');
     }
@@ -291,19 +304,15 @@ fn prepare(conf: &NodeConfig) -> Result<Plan> {
     })
 }
 
-enum Listeners {
-    Bound(Vec<(&'static str, TcpListener)>),
-    ToBind(Option<crate::node_config::StorageAddrs>),
-}
-
 /// The listener of a local ring's server: the one bound when the ring was
 /// created, or its recorded address bound again. A recorded port that is
 /// taken is an error, not a reason to move the devices: the usual cause is
 /// another cluster still running, and the rings must not change under it.
-fn ring_listener(name: &str, r: &mut LocalRing) -> Result<TcpListener> {
+fn ring_listener(server: Server, r: &mut LocalRing) -> Result<TcpListener> {
     if let Some(l) = r.listener.take() {
         return Ok(l);
     }
+    let name = server.name();
     TcpListener::bind(r.addr).map_err(|e| {
         let builder = r.path.with_file_name(format!("{name}.builder"));
         anyhow!(
@@ -397,24 +406,24 @@ async fn serve(plan: Plan, shutdown_timeout: Duration) -> Result<ExitCode> {
 
     let (storage_stop, storage_rx) = watch::channel(false);
     let mut storage = JoinSet::new();
-    for (name, kind, listener) in plan.storage {
+    for (server, config, listener) in plan.storage {
         let listener = into_tokio(listener)?;
         let stop = stopped(storage_rx.clone());
         let sc = server_conf.clone();
         storage.spawn(async move {
-            let result = match kind {
-                StorageKind::Object(c) => {
+            let result = match config {
+                StorageConfig::Object(c) => {
                     apus_http::serve_with(listener, Arc::new(ObjectServer::new(c)), stop, sc).await
                 }
-                StorageKind::Container(c) => {
+                StorageConfig::Container(c) => {
                     apus_http::serve_with(listener, Arc::new(ContainerServer::new(c)), stop, sc)
                         .await
                 }
-                StorageKind::Account(c) => {
+                StorageConfig::Account(c) => {
                     apus_http::serve_with(listener, Arc::new(AccountServer::new(c)), stop, sc).await
                 }
             };
-            (name, result)
+            (server.name(), result)
         });
     }
     let (proxy_stop, proxy_rx) = watch::channel(false);
