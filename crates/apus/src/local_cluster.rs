@@ -1,0 +1,277 @@
+//! The data directory of a one-process cluster (`apus serve --data DIR`).
+//!
+//! ```text
+//! DIR/.lock                      held while a process serves DIR
+//! DIR/swift.conf                 [swift-hash] prefix and suffix, random on first start
+//! DIR/{account,container,object}.builder
+//! DIR/{account,container,object}.ring.gz
+//! DIR/devices/d1 .. d4           the devices root the storage servers see
+//! ```
+//!
+//! Everything is created on first start and reused afterwards; nothing is
+//! ever rewritten, so a restart finds the same salt and placements. Each
+//! ring has 4 devices in 4 zones on 127.0.0.1 and one port, chosen free on
+//! first start: one server per ring serves all 4 devices, as in Swift's
+//! all-in-one setups.
+
+use std::fs::{self, File};
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+
+use anyhow::{anyhow, bail, Context, Result};
+use apus_core::HashConfig;
+use apus_ring::builder::{RingBuilder, AUTO_ID};
+use apus_ring::{Device, Ring};
+
+const PART_POWER: u32 = 10;
+const REPLICAS: f64 = 3.0;
+const MIN_PART_HOURS: u32 = 1;
+const DEVICES: u32 = 4;
+
+/// A ring of the local cluster and where its server listens.
+pub struct LocalRing {
+    pub ring: Ring,
+    pub path: PathBuf,
+    /// The one address every device of the ring has.
+    pub addr: SocketAddr,
+    /// Already bound when the ring was just created on a free port.
+    pub listener: Option<TcpListener>,
+}
+
+pub struct LocalCluster {
+    pub hash: HashConfig,
+    pub account: LocalRing,
+    pub container: LocalRing,
+    pub object: LocalRing,
+    /// Holds the directory's lock for as long as the cluster runs.
+    _lock: File,
+}
+
+impl LocalCluster {
+    /// Opens `data`, creating what is missing.
+    pub fn open(data: &Path) -> Result<Self> {
+        fs::create_dir_all(data).with_context(|| format!("cannot create {}", data.display()))?;
+        let lock = lock_dir(data)?;
+        let hash = ensure_swift_conf(&data.join("swift.conf"))?;
+        let account = ensure_ring(data, "account")?;
+        let container = ensure_ring(data, "container")?;
+        let object = ensure_ring(data, "object")?;
+        let devices = devices_dir(data);
+        for r in [&account, &container, &object] {
+            for dev in r.ring.devs() {
+                if dev.device.is_empty()
+                    || dev.device.contains('/')
+                    || dev.device == "."
+                    || dev.device == ".."
+                {
+                    bail!(
+                        "{}: device name {:?} cannot be a directory name",
+                        r.path.display(),
+                        dev.device
+                    );
+                }
+                let dir = devices.join(&dev.device);
+                fs::create_dir_all(&dir)
+                    .with_context(|| format!("cannot create {}", dir.display()))?;
+            }
+        }
+        Ok(LocalCluster {
+            hash,
+            account,
+            container,
+            object,
+            _lock: lock,
+        })
+    }
+}
+
+/// The devices root of the cluster in `data`.
+pub fn devices_dir(data: &Path) -> PathBuf {
+    data.join("devices")
+}
+
+/// Two processes serving one directory would both write its databases and
+/// objects; the second one is refused.
+fn lock_dir(data: &Path) -> Result<File> {
+    let path = data.join(".lock");
+    let file = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+        Ok(()) => Ok(file),
+        Err(rustix::io::Errno::WOULDBLOCK) => bail!(
+            "{} is in use by another apus process (it holds {})",
+            data.display(),
+            path.display()
+        ),
+        Err(e) => bail!("cannot lock {}: {e}", path.display()),
+    }
+}
+
+/// Reads the `[swift-hash]` salt, or writes a random one first.
+fn ensure_swift_conf(path: &Path) -> Result<HashConfig> {
+    if !path.exists() {
+        let text = format!(
+            "# Written by `apus serve` on first start. Objects are placed by these\n\
+             # values: changing them makes everything stored here unreachable.\n\
+             [swift-hash]\n\
+             swift_hash_path_prefix = {}\n\
+             swift_hash_path_suffix = {}\n\
+             \n\
+             [storage-policy:0]\n\
+             name = Policy-0\n\
+             default = yes\n",
+            random_hex()?,
+            random_hex()?
+        );
+        apus_ring::atomic_write(path, |w| w.write_all(text.as_bytes()))
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    let text =
+        fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    HashConfig::from_swift_conf(&text).map_err(|e| anyhow!("{}: {e}", path.display()))
+}
+
+/// 128 random bits in hex, from the kernel.
+fn random_hex() -> Result<String> {
+    let mut bytes = [0u8; 16];
+    File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .context("cannot read /dev/urandom")?;
+    Ok(apus_core::hash::to_hex(&bytes))
+}
+
+/// Loads `<kind>.ring.gz`, writing it from `<kind>.builder` if only that
+/// exists (a first start stopped in between), or building both on a free
+/// port if neither does.
+fn ensure_ring(data: &Path, kind: &str) -> Result<LocalRing> {
+    let path = data.join(format!("{kind}.ring.gz"));
+    let builder_path = data.join(format!("{kind}.builder"));
+    let mut listener = None;
+    if !path.exists() {
+        let builder = if builder_path.exists() {
+            RingBuilder::load(&builder_path)
+                .map_err(|e| anyhow!("{}: {e}", builder_path.display()))?
+        } else {
+            let l = TcpListener::bind("127.0.0.1:0").context("cannot find a free port")?;
+            let addr = l.local_addr()?;
+            listener = Some(l);
+            let builder = new_builder(addr)?;
+            builder
+                .save(&builder_path)
+                .map_err(|e| anyhow!("{}: {e}", builder_path.display()))?;
+            builder
+        };
+        let ring = builder
+            .ring_data()
+            .map_err(|e| anyhow!("{}: {e}", builder_path.display()))?;
+        ring.save(&path)
+            .map_err(|e| anyhow!("{}: {e}", path.display()))?;
+    }
+    let ring = Ring::load(&path).map_err(|e| anyhow!("{}: {e}", path.display()))?;
+    let mut addrs = ring
+        .devs()
+        .map(|d| format!("{}:{}", bracket_v6(&d.ip), d.port))
+        .collect::<Vec<_>>();
+    addrs.sort();
+    addrs.dedup();
+    let [addr] = addrs.as_slice() else {
+        bail!(
+            "{}: its devices are on {} addresses; a one-process cluster serves each ring on one",
+            path.display(),
+            addrs.len()
+        );
+    };
+    let addr = addr
+        .parse()
+        .map_err(|_| anyhow!("{}: {addr} is not an IP address and port", path.display()))?;
+    Ok(LocalRing {
+        ring,
+        path,
+        addr,
+        listener,
+    })
+}
+
+fn bracket_v6(ip: &str) -> String {
+    if ip.contains(':') {
+        format!("[{ip}]")
+    } else {
+        ip.to_string()
+    }
+}
+
+fn new_builder(addr: SocketAddr) -> Result<RingBuilder> {
+    let mut builder = RingBuilder::new(PART_POWER, REPLICAS, MIN_PART_HOURS)?;
+    let ip = addr.ip().to_string();
+    for n in 1..=DEVICES {
+        builder.add_dev(Device {
+            id: AUTO_ID,
+            region: 1,
+            zone: n,
+            ip: ip.clone(),
+            port: addr.port(),
+            replication_ip: ip.clone(),
+            replication_port: addr.port(),
+            device: format!("d{n}"),
+            weight: 100.0,
+            meta: String::new(),
+        })?;
+    }
+    builder.rebalance(None, &mut |_| {})?;
+    Ok(builder)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn first_start_creates_everything_and_a_restart_reuses_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let first = LocalCluster::open(&data).unwrap();
+        assert!(first.object.listener.is_some());
+        assert_eq!(first.object.ring.replica_count(), 3);
+        assert_eq!(first.object.ring.part_power(), PART_POWER);
+        for n in 1..=DEVICES {
+            assert!(data.join(format!("devices/d{n}")).is_dir());
+        }
+        for kind in ["account", "container", "object"] {
+            assert!(data.join(format!("{kind}.builder")).is_file());
+        }
+        let ports = [&first.account, &first.container, &first.object].map(|r| r.addr.port());
+        assert!(ports[0] != ports[1] && ports[1] != ports[2] && ports[0] != ports[2]);
+        let hash = first.hash.clone();
+        assert_eq!(hash.prefix.len(), 32);
+        let ring_bytes = fs::read(data.join("object.ring.gz")).unwrap();
+
+        // Locked while open.
+        let err = LocalCluster::open(&data).err().unwrap().to_string();
+        assert!(err.contains("in use"), "{err}");
+        drop(first);
+
+        let second = LocalCluster::open(&data).unwrap();
+        assert_eq!(second.hash, hash);
+        assert!(second.object.listener.is_none());
+        assert_eq!(second.object.addr.port(), ports[2]);
+        assert_eq!(fs::read(data.join("object.ring.gz")).unwrap(), ring_bytes);
+    }
+
+    #[test]
+    fn a_lost_ring_file_is_written_again_from_its_builder() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = LocalCluster::open(dir.path()).unwrap();
+        let ring = first.container.ring.data().clone();
+        let port = first.container.addr.port();
+        drop(first);
+        fs::remove_file(dir.path().join("container.ring.gz")).unwrap();
+        let second = LocalCluster::open(dir.path()).unwrap();
+        assert_eq!(second.container.addr.port(), port);
+        assert_eq!(second.container.ring.data(), &ring);
+    }
+}

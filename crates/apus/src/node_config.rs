@@ -1,0 +1,873 @@
+//! Node configuration: which roles this process runs and with what settings.
+//!
+//! The file is TOML (documented in `docs/config.md`). It is read into the
+//! `File*` types below, which mirror the file one to one, then checked and
+//! resolved into a [`NodeConfig`]. Settings left out keep the defaults of
+//! the proxy and server crates (Swift's defaults), so this module only
+//! overrides what the file names.
+//!
+//! Two layouts:
+//! - local (`data = "dir"`, or no file at all): one process runs the whole
+//!   cluster over a data directory it manages itself (rings, `swift.conf`
+//!   and device directories are created on first start);
+//! - node (no `data`): the operator provides rings, the hash salt and the
+//!   devices, and names the roles, as on each machine of a real cluster.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context, Result};
+use apus_core::HashConfig;
+use apus_proxy::{ProxyConfig, TempAuthConfig, TempAuthUser};
+use apus_server::db_common::DbServerConfig;
+use apus_server::object::ObjectServerConfig;
+use serde::Deserialize;
+
+/// Where `apus serve` keeps a local cluster when given neither `--data`
+/// nor `--config`.
+pub const DEFAULT_DATA_DIR: &str = "apus-data";
+/// The proxy's address of a local cluster.
+pub const LOCAL_PROXY_BIND: &str = "127.0.0.1:8080";
+/// Swift's defaults for a node: the proxy and storage servers listen on
+/// every address; the storage ports of Swift's sample configs.
+const NODE_PROXY_BIND: &str = "0.0.0.0:8080";
+const NODE_STORAGE_IP: &str = "0.0.0.0";
+const OBJECT_PORT: u16 = 6200;
+const CONTAINER_PORT: u16 = 6201;
+const ACCOUNT_PORT: u16 = 6202;
+const DEFAULT_DEVICES: &str = "/srv/node";
+const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
+
+// ---------------------------------------------------------------------------
+// The file, as written
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub roles: Option<Vec<Role>>,
+    pub data: Option<PathBuf>,
+    pub swift_conf: Option<PathBuf>,
+    pub hash: Option<FileHash>,
+    pub rings_dir: Option<PathBuf>,
+    #[serde(default, rename = "policy")]
+    pub policies: Vec<FilePolicy>,
+    pub shutdown_timeout: Option<f64>,
+    pub log_requests: Option<bool>,
+    pub proxy: Option<FileProxy>,
+    pub storage: Option<FileStorage>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Proxy,
+    Storage,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileHash {
+    #[serde(default)]
+    pub prefix: String,
+    #[serde(default)]
+    pub suffix: String,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FilePolicy {
+    pub index: u32,
+    pub name: String,
+    #[serde(default)]
+    pub aliases: Vec<String>,
+    #[serde(default)]
+    pub default: bool,
+    #[serde(default)]
+    pub deprecated: bool,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileProxy {
+    pub bind: Option<String>,
+    pub conn_timeout: Option<f64>,
+    pub node_timeout: Option<f64>,
+    pub client_timeout: Option<f64>,
+    pub recheck_account_existence: Option<f64>,
+    pub recheck_container_existence: Option<f64>,
+    pub error_suppression_limit: Option<u32>,
+    pub error_suppression_interval: Option<f64>,
+    pub account_autocreate: Option<bool>,
+    pub allow_account_management: Option<bool>,
+    pub allow_open_expired: Option<bool>,
+    pub max_containers_per_account: Option<u64>,
+    pub object_chunk_size: Option<usize>,
+    pub tempauth: Option<FileTempAuth>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileTempAuth {
+    pub reseller_prefixes: Option<Vec<String>>,
+    pub require_group: Option<BTreeMap<String, String>>,
+    pub token_life: Option<f64>,
+    pub users: Option<Vec<FileUser>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileUser {
+    /// `account:user`.
+    pub name: String,
+    pub key: String,
+    #[serde(default)]
+    pub groups: Vec<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileStorage {
+    pub devices: Option<PathBuf>,
+    pub bind_ip: Option<IpAddr>,
+    pub object_port: Option<u16>,
+    pub container_port: Option<u16>,
+    pub account_port: Option<u16>,
+    pub mount_check: Option<bool>,
+    pub conn_timeout: Option<f64>,
+    pub node_timeout: Option<f64>,
+    pub container_update_timeout: Option<f64>,
+    pub client_timeout: Option<f64>,
+}
+
+impl FileConfig {
+    pub fn parse(text: &str) -> Result<Self> {
+        toml::from_str(text).map_err(|e| {
+            // toml's Display quotes the line over several lines; errors of
+            // this binary are one line.
+            let message = e.message().trim();
+            match e.span() {
+                Some(span) => {
+                    let before = text.get(..span.start).unwrap_or(text);
+                    let line = before.matches('\n').count() + 1;
+                    anyhow!("line {line}: {message}")
+                }
+                None => anyhow!("{message}"),
+            }
+        })
+    }
+
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        Self::parse(&text).with_context(|| format!("{}", path.display()))
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Resolved
+
+/// What the command line adds to (or puts in place of) the file.
+#[derive(Debug, Default)]
+pub struct Overrides {
+    pub data: Option<PathBuf>,
+    pub bind: Option<SocketAddr>,
+}
+
+#[derive(Debug)]
+pub enum Layout {
+    /// The whole cluster in this process over a self-managed directory.
+    Local { data: PathBuf },
+    /// Rings and hash salt provided by the operator.
+    Node {
+        hash: HashSource,
+        rings_dir: PathBuf,
+    },
+}
+
+#[derive(Debug)]
+pub enum HashSource {
+    SwiftConf(PathBuf),
+    Inline(HashConfig),
+}
+
+#[derive(Debug)]
+pub struct NodeConfig {
+    pub layout: Layout,
+    pub policies: Vec<FilePolicy>,
+    /// Bound on each server's graceful shutdown.
+    pub shutdown_timeout: Duration,
+    pub log_requests: bool,
+    pub proxy: Option<ProxyNode>,
+    pub storage: Option<StorageNode>,
+}
+
+#[derive(Debug)]
+pub struct ProxyNode {
+    pub bind: SocketAddr,
+    pub tempauth: TempAuthConfig,
+    settings: FileProxy,
+}
+
+#[derive(Debug)]
+pub struct StorageNode {
+    pub devices: PathBuf,
+    /// `None` in the local layout: each server listens where its ring says.
+    pub addrs: Option<StorageAddrs>,
+    settings: FileStorage,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StorageAddrs {
+    pub object: SocketAddr,
+    pub container: SocketAddr,
+    pub account: SocketAddr,
+}
+
+impl NodeConfig {
+    /// Checks `file` and resolves it. Relative paths in the file are taken
+    /// from `base` (the file's directory); `overrides` come from the
+    /// command line and are relative to the working directory already.
+    pub fn resolve(file: FileConfig, base: &Path, overrides: Overrides) -> Result<Self> {
+        let data = match overrides.data {
+            Some(d) => Some(d),
+            None => file.data.as_ref().map(|d| base.join(d)),
+        };
+        let policies = resolve_policies(&file.policies)?;
+        let shutdown_timeout = match file.shutdown_timeout {
+            Some(s) => seconds("shutdown_timeout", s)?,
+            None => DEFAULT_SHUTDOWN_TIMEOUT,
+        };
+        let log_requests = file.log_requests.unwrap_or(true);
+        let file_proxy = file.proxy.unwrap_or_default();
+        let file_storage = file.storage.unwrap_or_default();
+
+        let (layout, roles) = match data {
+            Some(data) => {
+                let mut set = Vec::new();
+                if file.swift_conf.is_some() {
+                    set.push("swift_conf");
+                }
+                if file.hash.is_some() {
+                    set.push("[hash]");
+                }
+                if file.rings_dir.is_some() {
+                    set.push("rings_dir");
+                }
+                if file_storage.devices.is_some() {
+                    set.push("storage.devices");
+                }
+                if file_storage.bind_ip.is_some() {
+                    set.push("storage.bind_ip");
+                }
+                if file_storage.object_port.is_some()
+                    || file_storage.container_port.is_some()
+                    || file_storage.account_port.is_some()
+                {
+                    set.push("storage ports");
+                }
+                if !set.is_empty() {
+                    bail!(
+                        "`data` (a one-process cluster) keeps its own rings, swift.conf and devices; \
+                         remove {} or remove `data`",
+                        set.join(", ")
+                    );
+                }
+                if let Some(roles) = &file.roles {
+                    if !(roles.contains(&Role::Proxy) && roles.contains(&Role::Storage)) {
+                        bail!(
+                            "`data` runs the whole cluster: roles must be [\"proxy\", \"storage\"]"
+                        );
+                    }
+                }
+                if policies.len() != 1 || policies[0].index != 0 {
+                    bail!("`data` builds one object ring: only policy 0 can be configured");
+                }
+                (Layout::Local { data }, (true, true))
+            }
+            None => {
+                let Some(roles) = &file.roles else {
+                    bail!("the configuration sets neither `roles` nor `data`");
+                };
+                if roles.is_empty() {
+                    bail!("`roles` is empty: name \"proxy\", \"storage\" or both");
+                }
+                let hash = match (file.swift_conf, file.hash) {
+                    (Some(_), Some(_)) => bail!("set either `swift_conf` or [hash], not both"),
+                    (Some(p), None) => HashSource::SwiftConf(base.join(p)),
+                    (None, Some(h)) => {
+                        if h.prefix.is_empty() && h.suffix.is_empty() {
+                            bail!("[hash] sets neither prefix nor suffix");
+                        }
+                        HashSource::Inline(HashConfig::new(h.prefix, h.suffix))
+                    }
+                    (None, None) => HashSource::SwiftConf(base.join("swift.conf")),
+                };
+                let rings_dir = base.join(file.rings_dir.unwrap_or_else(|| PathBuf::from(".")));
+                (
+                    Layout::Node { hash, rings_dir },
+                    (roles.contains(&Role::Proxy), roles.contains(&Role::Storage)),
+                )
+            }
+        };
+        let local = matches!(layout, Layout::Local { .. });
+
+        let proxy = if roles.0 {
+            let bind = match (overrides.bind, &file_proxy.bind) {
+                (Some(b), _) => b,
+                (None, Some(b)) => b
+                    .parse()
+                    .map_err(|_| anyhow!("proxy.bind: {b:?} is not an ADDRESS:PORT"))?,
+                (None, None) => {
+                    let default = if local {
+                        LOCAL_PROXY_BIND
+                    } else {
+                        NODE_PROXY_BIND
+                    };
+                    default
+                        .parse()
+                        .map_err(|_| anyhow!("bad default address {default}"))?
+                }
+            };
+            let tempauth = resolve_tempauth(file_proxy.tempauth.as_ref(), local)?;
+            check_proxy_durations(&file_proxy)?;
+            Some(ProxyNode {
+                bind,
+                tempauth,
+                settings: file_proxy,
+            })
+        } else {
+            if overrides.bind.is_some() {
+                bail!("--bind sets the proxy's address, and this node has no proxy role");
+            }
+            None
+        };
+
+        let storage = if roles.1 {
+            check_storage_durations(&file_storage)?;
+            let (devices, addrs) = match &layout {
+                Layout::Local { data } => (crate::local_cluster::devices_dir(data), None),
+                Layout::Node { .. } => {
+                    let ip = match file_storage.bind_ip {
+                        Some(ip) => ip,
+                        None => NODE_STORAGE_IP
+                            .parse()
+                            .map_err(|_| anyhow!("bad default address {NODE_STORAGE_IP}"))?,
+                    };
+                    let addrs = StorageAddrs {
+                        object: SocketAddr::new(
+                            ip,
+                            file_storage.object_port.unwrap_or(OBJECT_PORT),
+                        ),
+                        container: SocketAddr::new(
+                            ip,
+                            file_storage.container_port.unwrap_or(CONTAINER_PORT),
+                        ),
+                        account: SocketAddr::new(
+                            ip,
+                            file_storage.account_port.unwrap_or(ACCOUNT_PORT),
+                        ),
+                    };
+                    let ports = [
+                        addrs.object.port(),
+                        addrs.container.port(),
+                        addrs.account.port(),
+                    ];
+                    if ports.iter().collect::<BTreeSet<_>>().len() != 3 {
+                        bail!("storage: the object, container and account ports must differ");
+                    }
+                    let devices = base.join(
+                        file_storage
+                            .devices
+                            .clone()
+                            .unwrap_or_else(|| PathBuf::from(DEFAULT_DEVICES)),
+                    );
+                    (devices, Some(addrs))
+                }
+            };
+            Some(StorageNode {
+                devices,
+                addrs,
+                settings: file_storage,
+            })
+        } else {
+            None
+        };
+
+        Ok(NodeConfig {
+            layout,
+            policies,
+            shutdown_timeout,
+            log_requests,
+            proxy,
+            storage,
+        })
+    }
+
+    /// The default policy's index (a checked configuration has one).
+    pub fn default_policy(&self) -> u32 {
+        self.policies
+            .iter()
+            .find(|p| p.default)
+            .map_or(0, |p| p.index)
+    }
+}
+
+/// Swift's rules: indexes and names (with aliases) unique, names made of
+/// letters, digits and `-`, one default (implied when there is one
+/// policy), and the default not deprecated. None given: `Policy-0`.
+fn resolve_policies(given: &[FilePolicy]) -> Result<Vec<FilePolicy>> {
+    if given.is_empty() {
+        return Ok(vec![FilePolicy {
+            index: 0,
+            name: "Policy-0".to_string(),
+            aliases: Vec::new(),
+            default: true,
+            deprecated: false,
+        }]);
+    }
+    let mut indexes = BTreeSet::new();
+    let mut names = BTreeSet::new();
+    for p in given {
+        if !indexes.insert(p.index) {
+            bail!("policy index {} is defined twice", p.index);
+        }
+        for name in std::iter::once(&p.name).chain(&p.aliases) {
+            if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+                bail!("policy name {name:?}: use letters, digits and '-'");
+            }
+            if !names.insert(name.to_ascii_lowercase()) {
+                bail!("policy name {name:?} is used twice");
+            }
+        }
+    }
+    let mut policies = given.to_vec();
+    match policies.iter().filter(|p| p.default).count() {
+        0 if policies.len() == 1 => policies[0].default = true,
+        0 => bail!("several policies and none has `default = true`"),
+        1 => {}
+        _ => bail!("more than one policy has `default = true`"),
+    }
+    if policies.iter().any(|p| p.default && p.deprecated) {
+        bail!("the default policy cannot be deprecated");
+    }
+    policies.sort_by_key(|p| p.index);
+    Ok(policies)
+}
+
+fn resolve_tempauth(file: Option<&FileTempAuth>, local: bool) -> Result<TempAuthConfig> {
+    // A local cluster is for trying things and for Swift's functional
+    // tests: it has their users unless told otherwise. A real node must
+    // name its users: well-known passwords do not belong there.
+    let mut conf = if local {
+        TempAuthConfig::functest_defaults()
+    } else {
+        TempAuthConfig::default()
+    };
+    let Some(file) = file else {
+        if !local {
+            bail!("the proxy role needs users: add [[proxy.tempauth.users]]");
+        }
+        return Ok(conf);
+    };
+    if let Some(prefixes) = &file.reseller_prefixes {
+        if prefixes.is_empty() {
+            bail!("proxy.tempauth.reseller_prefixes is empty");
+        }
+        conf.reseller_prefixes = prefixes.iter().map(|p| reseller_prefix(p)).collect();
+    }
+    if let Some(groups) = &file.require_group {
+        conf.require_group = groups
+            .iter()
+            .map(|(prefix, group)| (reseller_prefix(prefix), group.clone()))
+            .collect();
+    }
+    if let Some(life) = file.token_life {
+        conf.token_life = seconds("proxy.tempauth.token_life", life)?;
+    }
+    match &file.users {
+        Some(users) => {
+            let mut seen = BTreeSet::new();
+            conf.users = Vec::with_capacity(users.len());
+            for u in users {
+                let Some((account, user)) = u.name.split_once(':') else {
+                    bail!("tempauth user {:?}: the name is account:user", u.name);
+                };
+                if account.is_empty() || user.is_empty() || user.contains(':') {
+                    bail!("tempauth user {:?}: the name is account:user", u.name);
+                }
+                if !seen.insert(u.name.as_str()) {
+                    bail!("tempauth user {:?} is defined twice", u.name);
+                }
+                conf.users.push(TempAuthUser {
+                    account: account.to_string(),
+                    user: user.to_string(),
+                    key: u.key.clone(),
+                    groups: u.groups.clone(),
+                });
+            }
+        }
+        None if !local => bail!("the proxy role needs users: add [[proxy.tempauth.users]]"),
+        None => {}
+    }
+    Ok(conf)
+}
+
+/// `AUTH` and `AUTH_` both mean the prefix `AUTH_`, as in Swift's
+/// `reseller_prefix`; an empty prefix stays empty.
+fn reseller_prefix(p: &str) -> String {
+    let p = p.trim();
+    if p.is_empty() || p.ends_with('_') {
+        p.to_string()
+    } else {
+        format!("{p}_")
+    }
+}
+
+fn seconds(name: &str, value: f64) -> Result<Duration> {
+    Duration::try_from_secs_f64(value)
+        .map_err(|_| anyhow!("{name}: {value} is not a number of seconds"))
+}
+
+fn check_proxy_durations(p: &FileProxy) -> Result<()> {
+    for (name, v) in [
+        ("proxy.conn_timeout", p.conn_timeout),
+        ("proxy.node_timeout", p.node_timeout),
+        ("proxy.client_timeout", p.client_timeout),
+        (
+            "proxy.recheck_account_existence",
+            p.recheck_account_existence,
+        ),
+        (
+            "proxy.recheck_container_existence",
+            p.recheck_container_existence,
+        ),
+        (
+            "proxy.error_suppression_interval",
+            p.error_suppression_interval,
+        ),
+    ] {
+        if let Some(v) = v {
+            seconds(name, v)?;
+        }
+    }
+    if p.object_chunk_size == Some(0) {
+        bail!("proxy.object_chunk_size must be positive");
+    }
+    Ok(())
+}
+
+fn check_storage_durations(s: &FileStorage) -> Result<()> {
+    for (name, v) in [
+        ("storage.conn_timeout", s.conn_timeout),
+        ("storage.node_timeout", s.node_timeout),
+        (
+            "storage.container_update_timeout",
+            s.container_update_timeout,
+        ),
+        ("storage.client_timeout", s.client_timeout),
+    ] {
+        if let Some(v) = v {
+            seconds(name, v)?;
+        }
+    }
+    Ok(())
+}
+
+/// Durations were checked by [`NodeConfig::resolve`]; an unchecked one
+/// falls back to the crate default rather than panicking.
+fn set_secs(target: &mut Duration, value: Option<f64>) {
+    if let Some(d) = value.and_then(|v| Duration::try_from_secs_f64(v).ok()) {
+        *target = d;
+    }
+}
+
+impl ProxyNode {
+    /// Applies the file's proxy settings over the proxy's defaults.
+    pub fn apply(&self, conf: &mut ProxyConfig) {
+        let s = &self.settings;
+        set_secs(&mut conf.conn_timeout, s.conn_timeout);
+        set_secs(&mut conf.node_timeout, s.node_timeout);
+        set_secs(&mut conf.client_timeout, s.client_timeout);
+        set_secs(
+            &mut conf.recheck_account_existence,
+            s.recheck_account_existence,
+        );
+        set_secs(
+            &mut conf.recheck_container_existence,
+            s.recheck_container_existence,
+        );
+        set_secs(
+            &mut conf.error_suppression_interval,
+            s.error_suppression_interval,
+        );
+        if let Some(v) = s.error_suppression_limit {
+            conf.error_suppression_limit = v;
+        }
+        if let Some(v) = s.account_autocreate {
+            conf.account_autocreate = v;
+        }
+        if let Some(v) = s.allow_account_management {
+            conf.allow_account_management = v;
+        }
+        if let Some(v) = s.allow_open_expired {
+            conf.allow_open_expired = v;
+        }
+        if let Some(v) = s.max_containers_per_account {
+            conf.max_containers_per_account = v;
+        }
+        if let Some(v) = s.object_chunk_size {
+            conf.object_chunk_size = v;
+        }
+        conf.tempauth = self.tempauth.clone();
+    }
+}
+
+impl StorageNode {
+    /// Applies the file's storage settings to the object server's config.
+    pub fn apply_object(&self, conf: &mut ObjectServerConfig) {
+        let s = &self.settings;
+        conf.diskfile.mount_check = s.mount_check.unwrap_or(false);
+        set_secs(&mut conf.conn_timeout, s.conn_timeout);
+        set_secs(&mut conf.node_timeout, s.node_timeout);
+        set_secs(
+            &mut conf.container_update_timeout,
+            s.container_update_timeout,
+        );
+        set_secs(&mut conf.client_timeout, s.client_timeout);
+    }
+
+    /// Applies the file's storage settings to an account or container
+    /// server's config.
+    pub fn apply_db(&self, conf: &mut DbServerConfig) {
+        let s = &self.settings;
+        conf.mount_check = s.mount_check.unwrap_or(false);
+        set_secs(&mut conf.conn_timeout, s.conn_timeout);
+        set_secs(&mut conf.node_timeout, s.node_timeout);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn resolve(text: &str) -> Result<NodeConfig> {
+        NodeConfig::resolve(
+            FileConfig::parse(text)?,
+            Path::new("/etc/apus"),
+            Overrides::default(),
+        )
+    }
+
+    const USERS: &str = r#"
+        [[proxy.tempauth.users]]
+        name = "acct:alice"
+        key = "secret"
+        groups = [".admin"]
+    "#;
+
+    #[test]
+    fn no_file_is_a_local_cluster_with_the_functest_users() {
+        let conf = NodeConfig::resolve(
+            FileConfig::default(),
+            Path::new("."),
+            Overrides {
+                data: Some(PathBuf::from("d")),
+                bind: None,
+            },
+        )
+        .unwrap();
+        assert!(matches!(&conf.layout, Layout::Local { data } if data == Path::new("d")));
+        let proxy = conf.proxy.as_ref().unwrap();
+        assert_eq!(proxy.bind, "127.0.0.1:8080".parse().unwrap());
+        assert!(proxy
+            .tempauth
+            .users
+            .iter()
+            .any(|u| u.account == "test" && u.user == "tester"));
+        let storage = conf.storage.as_ref().unwrap();
+        assert_eq!(storage.devices, Path::new("d/devices"));
+        assert!(storage.addrs.is_none());
+        assert_eq!(conf.policies.len(), 1);
+        assert!(conf.policies[0].default);
+    }
+
+    #[test]
+    fn a_storage_node() {
+        let conf = resolve(
+            r#"
+            roles = ["storage"]
+            swift_conf = "/etc/swift/swift.conf"
+            [storage]
+            devices = "/srv/node"
+            bind_ip = "10.0.0.5"
+            object_port = 6000
+            mount_check = true
+            node_timeout = 2.5
+            "#,
+        )
+        .unwrap();
+        assert!(conf.proxy.is_none());
+        let storage = conf.storage.unwrap();
+        let addrs = storage.addrs.unwrap();
+        assert_eq!(addrs.object, "10.0.0.5:6000".parse().unwrap());
+        assert_eq!(addrs.container, "10.0.0.5:6201".parse().unwrap());
+        assert_eq!(addrs.account, "10.0.0.5:6202".parse().unwrap());
+        let mut obj = ObjectServerConfig::with_devices("/x", HashConfig::new("a", "b"));
+        storage.apply_object(&mut obj);
+        assert!(obj.diskfile.mount_check);
+        assert_eq!(obj.node_timeout, Duration::from_millis(2500));
+        assert!(
+            matches!(conf.layout, Layout::Node { hash: HashSource::SwiftConf(p), .. }
+            if p == Path::new("/etc/swift/swift.conf"))
+        );
+    }
+
+    #[test]
+    fn a_proxy_node_with_relative_paths_and_settings() {
+        let conf = resolve(&format!(
+            r#"
+            roles = ["proxy"]
+            rings_dir = "rings"
+            [hash]
+            suffix = "s3cret"
+            [[policy]]
+            index = 0
+            name = "gold"
+            [[policy]]
+            index = 1
+            name = "silver"
+            aliases = ["cheap"]
+            default = true
+            [proxy]
+            bind = "0.0.0.0:80"
+            node_timeout = 20
+            allow_account_management = true
+            [proxy.tempauth]
+            reseller_prefixes = ["AUTH", "SERVICE_"]
+            require_group = {{ SERVICE = "service" }}
+            {USERS}
+            "#
+        ))
+        .unwrap();
+        match &conf.layout {
+            Layout::Node {
+                hash: HashSource::Inline(h),
+                rings_dir,
+            } => {
+                assert_eq!(h, &HashConfig::new("", "s3cret"));
+                assert_eq!(rings_dir, Path::new("/etc/apus/rings"));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(conf.default_policy(), 1);
+        let proxy = conf.proxy.unwrap();
+        assert_eq!(proxy.bind, "0.0.0.0:80".parse().unwrap());
+        assert_eq!(proxy.tempauth.reseller_prefixes, ["AUTH_", "SERVICE_"]);
+        assert_eq!(
+            proxy
+                .tempauth
+                .require_group
+                .get("SERVICE_")
+                .map(String::as_str),
+            Some("service")
+        );
+        assert_eq!(proxy.tempauth.users.len(), 1);
+        assert_eq!(proxy.tempauth.users[0].account, "acct");
+        assert_eq!(proxy.tempauth.users[0].user, "alice");
+        assert!(conf.storage.is_none());
+    }
+
+    #[test]
+    fn defaults_of_a_node() {
+        let conf = resolve(&format!("roles = [\"proxy\", \"storage\"]\n{USERS}")).unwrap();
+        assert!(
+            matches!(&conf.layout, Layout::Node { hash: HashSource::SwiftConf(p), rings_dir }
+            if p == Path::new("/etc/apus/swift.conf") && rings_dir == Path::new("/etc/apus/."))
+        );
+        assert_eq!(conf.proxy.unwrap().bind, "0.0.0.0:8080".parse().unwrap());
+        let storage = conf.storage.unwrap();
+        assert_eq!(storage.devices, Path::new("/srv/node"));
+        assert_eq!(
+            storage.addrs.unwrap().object,
+            "0.0.0.0:6200".parse().unwrap()
+        );
+        assert_eq!(conf.shutdown_timeout, DEFAULT_SHUTDOWN_TIMEOUT);
+    }
+
+    #[test]
+    fn mistakes_are_errors() {
+        let cases = [
+            ("roles = [\"proxy\"]\nbogus = 1", "bogus"),
+            ("roles = [\"web\"]", "web"),
+            ("", "neither `roles` nor `data`"),
+            ("roles = []", "empty"),
+            ("roles = [\"proxy\"]", "needs users"),
+            ("data = \"d\"\nrings_dir = \"r\"", "rings_dir"),
+            ("data = \"d\"\nroles = [\"proxy\"]", "roles must be"),
+            (
+                "data = \"d\"\n[[policy]]\nindex = 1\nname = \"x\"",
+                "only policy 0",
+            ),
+            (
+                "roles = [\"storage\"]\nswift_conf = \"a\"\n[hash]\nprefix = \"p\"",
+                "not both",
+            ),
+            ("roles = [\"storage\"]\n[hash]\n", "neither prefix"),
+            (
+                "roles = [\"storage\"]\n[storage]\nobject_port = 6201",
+                "must differ",
+            ),
+            ("roles = [\"storage\"]\n[storage]\nnode_timeout = -1", "seconds"),
+            (
+                "roles = [\"storage\"]\n[[policy]]\nindex = 0\nname = \"a\"\n[[policy]]\nindex = 1\nname = \"b\"",
+                "none has",
+            ),
+            (
+                "roles = [\"storage\"]\n[[policy]]\nindex = 0\nname = \"a b\"",
+                "letters",
+            ),
+            (
+                "roles = [\"storage\"]\n[[policy]]\nindex = 0\nname = \"a\"\n[[policy]]\nindex = 1\nname = \"A\"\ndefault = true",
+                "used twice",
+            ),
+            ("roles = [\"proxy\"]\n[proxy]\nbind = \"localhost\"", "ADDRESS:PORT"),
+            (
+                "roles = [\"proxy\"]\n[[proxy.tempauth.users]]\nname = \"nocolon\"\nkey = \"k\"",
+                "account:user",
+            ),
+        ];
+        for (text, want) in cases {
+            let err = format!("{:#}", resolve(text).unwrap_err());
+            assert!(err.contains(want), "{text:?}: {err}");
+            assert!(!err.contains('\n'), "{text:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn the_documented_examples_are_valid() {
+        let doc = include_str!("../../../docs/config.md");
+        let mut blocks = 0;
+        for block in doc.split("```toml\n").skip(1) {
+            let text = block.split("```").next().unwrap();
+            resolve(text).unwrap_or_else(|e| panic!("{e:#}\n{text}"));
+            blocks += 1;
+        }
+        assert_eq!(blocks, 3);
+    }
+
+    #[test]
+    fn bind_override_needs_a_proxy() {
+        let err = NodeConfig::resolve(
+            FileConfig::parse("roles = [\"storage\"]").unwrap(),
+            Path::new("."),
+            Overrides {
+                data: None,
+                bind: Some("127.0.0.1:1".parse().unwrap()),
+            },
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("--bind"), "{err}");
+    }
+}

@@ -1,0 +1,510 @@
+//! `apus serve`: run a node's servers in this process.
+//!
+//! With no arguments it runs a whole cluster over `./apus-data` (see
+//! [`crate::local_cluster`]); with `--config` it runs the roles a node
+//! configuration names (see [`crate::node_config`] and `docs/config.md`).
+//! Everything that can fail at start (configuration, rings, salt, ports)
+//! is checked before anything serves, and fails with one line on stderr.
+//! SIGINT or SIGTERM stops the proxy first, letting its requests finish,
+//! then the storage servers, each within `shutdown_timeout`; a second
+//! signal exits at once.
+
+use std::fmt::Write as _;
+use std::io::{IsTerminal, Write as _};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{anyhow, Context, Result};
+use apus_core::HashConfig;
+use apus_http::ServerConfig;
+use apus_proxy::{Policy, Proxy, ProxyConfig};
+use apus_ring::Ring;
+use apus_server::account::AccountServer;
+use apus_server::container::ContainerServer;
+use apus_server::db_common::{DbServerConfig, Policies, PolicyInfo};
+use apus_server::object::{ObjectServer, ObjectServerConfig};
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use crate::local_cluster::{LocalCluster, LocalRing};
+use crate::node_config::{FileConfig, HashSource, Layout, NodeConfig, Overrides, DEFAULT_DATA_DIR};
+
+#[derive(clap::Args)]
+pub struct ServeArgs {
+    /// Data directory of a one-process cluster, created on first start
+    /// [default: ./apus-data, unless --config describes a node]
+    #[arg(long, value_name = "DIR")]
+    data: Option<PathBuf>,
+    /// Address of the proxy [default: 127.0.0.1:8080]
+    #[arg(long, value_name = "ADDR:PORT")]
+    bind: Option<SocketAddr>,
+    /// Node configuration (TOML; see docs/config.md)
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+}
+
+/// Targets of the one-line-per-request logs, quieted by `log_requests = false`.
+const REQUEST_LOG_TARGETS: [&str; 2] = ["apus_proxy::catch_errors", "object-server"];
+/// How long blocking disk work may keep the process alive after the
+/// servers have stopped.
+const RUNTIME_SHUTDOWN: Duration = Duration::from_secs(5);
+
+pub fn run(args: &ServeArgs) -> ExitCode {
+    match run_inner(args) {
+        Ok(code) => code,
+        // Like the other commands: one line, exit code 2.
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run_inner(args: &ServeArgs) -> Result<ExitCode> {
+    let (file, base) = match &args.config {
+        Some(path) => (
+            FileConfig::load(path)?,
+            path.parent().map(Path::to_path_buf).unwrap_or_default(),
+        ),
+        None => (FileConfig::default(), PathBuf::new()),
+    };
+    let data = match (&args.data, &args.config) {
+        (Some(d), _) => Some(d.clone()),
+        (None, None) => Some(PathBuf::from(DEFAULT_DATA_DIR)),
+        (None, Some(_)) => None,
+    };
+    let conf = NodeConfig::resolve(
+        file,
+        &base,
+        Overrides {
+            data,
+            bind: args.bind,
+        },
+    )
+    .with_context(|| match &args.config {
+        Some(p) => p.display().to_string(),
+        None => "configuration".to_string(),
+    })?;
+    init_logging(conf.log_requests);
+    let plan = prepare(&conf)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let code = runtime.block_on(serve(plan, conf.shutdown_timeout));
+    runtime.shutdown_timeout(RUNTIME_SHUTDOWN);
+    code
+}
+
+fn init_logging(log_requests: bool) {
+    use tracing_subscriber::filter::{EnvFilter, LevelFilter};
+    let mut filter = EnvFilter::builder()
+        .with_default_directive(LevelFilter::INFO.into())
+        .from_env_lossy();
+    if !log_requests {
+        for target in REQUEST_LOG_TARGETS {
+            if let Ok(directive) = format!("{target}=warn").parse() {
+                filter = filter.add_directive(directive);
+            }
+        }
+    }
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .try_init();
+}
+
+/// The three storage servers.
+#[derive(Clone, Copy)]
+enum Server {
+    Object,
+    Container,
+    Account,
+}
+
+impl Server {
+    const ALL: [Server; 3] = [Server::Object, Server::Container, Server::Account];
+
+    fn name(self) -> &'static str {
+        match self {
+            Server::Object => "object",
+            Server::Container => "container",
+            Server::Account => "account",
+        }
+    }
+}
+
+enum StorageConfig {
+    Object(ObjectServerConfig),
+    Container(DbServerConfig),
+    Account(DbServerConfig),
+}
+
+/// Everything checked and bound, ready to serve.
+struct Plan {
+    proxy: Option<(ProxyConfig, TcpListener)>,
+    storage: Vec<(Server, StorageConfig, TcpListener)>,
+    banner: String,
+    /// Keeps the data directory locked while serving.
+    _local: Option<LocalCluster>,
+}
+
+fn prepare(conf: &NodeConfig) -> Result<Plan> {
+    let mut local = None;
+    let mut listeners = Vec::new();
+    let (hash, rings) = match &conf.layout {
+        Layout::Local { data } => {
+            let mut cluster = LocalCluster::open(data)?;
+            for server in Server::ALL {
+                let ring = match server {
+                    Server::Object => &mut cluster.object,
+                    Server::Container => &mut cluster.container,
+                    Server::Account => &mut cluster.account,
+                };
+                listeners.push((server, ring_listener(server, ring)?));
+            }
+            let rings = Rings {
+                account: Arc::new(cluster.account.ring.clone()),
+                container: Arc::new(cluster.container.ring.clone()),
+                objects: vec![(0, Arc::new(cluster.object.ring.clone()))],
+            };
+            let hash = cluster.hash.clone();
+            local = Some(cluster);
+            (hash, Some(rings))
+        }
+        Layout::Node { hash, rings_dir } => {
+            let hash = match hash {
+                HashSource::Inline(h) => h.clone(),
+                HashSource::SwiftConf(path) => {
+                    let text = std::fs::read_to_string(path)
+                        .with_context(|| format!("cannot read {}", path.display()))?;
+                    HashConfig::from_swift_conf(&text)
+                        .map_err(|e| anyhow!("{}: {e}", path.display()))?
+                }
+            };
+            let rings = match conf.proxy {
+                Some(_) => Some(Rings::load(rings_dir, conf)?),
+                None => None,
+            };
+            if let Some(addrs) = conf.storage.as_ref().and_then(|s| s.addrs) {
+                for server in Server::ALL {
+                    let addr = match server {
+                        Server::Object => addrs.object,
+                        Server::Container => addrs.container,
+                        Server::Account => addrs.account,
+                    };
+                    let l = TcpListener::bind(addr).map_err(|e| {
+                        anyhow!("cannot listen on {addr} ({} server): {e}", server.name())
+                    })?;
+                    listeners.push((server, l));
+                }
+            }
+            (hash, rings)
+        }
+    };
+
+    let mut banner = String::new();
+    let proxy = match (&conf.proxy, rings) {
+        (Some(node), Some(rings)) => {
+            let policies = conf
+                .policies
+                .iter()
+                .map(|p| {
+                    let ring = rings
+                        .objects
+                        .iter()
+                        .find(|(i, _)| *i == p.index)
+                        .map(|(_, r)| r.clone())
+                        .ok_or_else(|| anyhow!("no object ring for policy {}", p.index))?;
+                    Ok(Policy {
+                        index: p.index,
+                        name: p.name.clone(),
+                        aliases: p.aliases.clone(),
+                        default: p.default,
+                        deprecated: p.deprecated,
+                        ring,
+                    })
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let mut pc = ProxyConfig::new(hash.clone(), rings.account, rings.container, policies);
+            node.apply(&mut pc);
+            let listener = TcpListener::bind(node.bind)
+                .map_err(|e| anyhow!("cannot listen on {} (proxy): {e}", node.bind))?;
+            let addr = listener.local_addr()?;
+            describe_proxy(&mut banner, conf, &pc, addr);
+            Some((pc, listener))
+        }
+        _ => None,
+    };
+
+    let mut storage = Vec::new();
+    if let Some(node) = &conf.storage {
+        if !node.devices.is_dir() {
+            return Err(anyhow!(
+                "storage devices directory {} does not exist",
+                node.devices.display()
+            ));
+        }
+        let policies = Policies {
+            policies: conf
+                .policies
+                .iter()
+                .map(|p| PolicyInfo {
+                    index: i64::from(p.index),
+                    name: p.name.clone(),
+                })
+                .collect(),
+            default_index: i64::from(conf.default_policy()),
+        };
+        let db_config = || {
+            let mut c = DbServerConfig::new(&node.devices, hash.clone());
+            c.policies = policies.clone();
+            node.apply_db(&mut c);
+            c
+        };
+        let _ = write!(banner, "  storage    devices {}:", node.devices.display());
+        for (server, listener) in listeners {
+            let _ = write!(banner, " {} {}", server.name(), listener.local_addr()?);
+            let config = match server {
+                Server::Object => {
+                    let mut c = ObjectServerConfig::with_devices(&node.devices, hash.clone());
+                    c.policies = conf.policies.iter().map(|p| p.index).collect();
+                    node.apply_object(&mut c);
+                    StorageConfig::Object(c)
+                }
+                Server::Container => StorageConfig::Container(db_config()),
+                Server::Account => StorageConfig::Account(db_config()),
+            };
+            storage.push((server, config, listener));
+        }
+        banner.push('\n');
+    }
+    if let (Layout::Local { data }, Some(_)) = (&conf.layout, &proxy) {
+        banner.insert_str(
+            0,
+            &format!(
+                "apus serve: a whole cluster in one process over {} \
+                 (3 replicas on 4 devices; rings and swift.conf there)\n",
+                data.display()
+            ),
+        );
+    } else {
+        banner.insert_str(0, "apus serve: node started\n");
+    }
+    Ok(Plan {
+        proxy,
+        storage,
+        banner,
+        _local: local,
+    })
+}
+
+/// The listener of a local ring's server: the one bound when the ring was
+/// created, or its recorded address bound again. A recorded port that is
+/// taken is an error, not a reason to move the devices: the usual cause is
+/// another cluster still running, and the rings must not change under it.
+fn ring_listener(server: Server, r: &mut LocalRing) -> Result<TcpListener> {
+    if let Some(l) = r.listener.take() {
+        return Ok(l);
+    }
+    let name = server.name();
+    TcpListener::bind(r.addr).map_err(|e| {
+        let builder = r.path.with_file_name(format!("{name}.builder"));
+        anyhow!(
+            "cannot listen on {}, the {name} server's address in {}: {e} \
+             (free that port, or give the devices another one with `apus ring {} set_info` and `write_ring`)",
+            r.addr,
+            r.path.display(),
+            builder.display()
+        )
+    })
+}
+
+struct Rings {
+    account: Arc<Ring>,
+    container: Arc<Ring>,
+    /// Object ring of each policy index.
+    objects: Vec<(u32, Arc<Ring>)>,
+}
+
+impl Rings {
+    /// A node's rings: `account.ring.gz`, `container.ring.gz` and one
+    /// object ring per policy (`object.ring.gz`, `object-N.ring.gz`).
+    fn load(dir: &Path, conf: &NodeConfig) -> Result<Self> {
+        let load = |name: &str| -> Result<Arc<Ring>> {
+            let path = dir.join(name);
+            Ring::load(&path)
+                .map(Arc::new)
+                .map_err(|e| anyhow!("{}: {e}", path.display()))
+        };
+        let mut objects = Vec::new();
+        for p in &conf.policies {
+            let name = match p.index {
+                0 => "object.ring.gz".to_string(),
+                n => format!("object-{n}.ring.gz"),
+            };
+            objects.push((p.index, load(&name)?));
+        }
+        Ok(Rings {
+            account: load("account.ring.gz")?,
+            container: load("container.ring.gz")?,
+            objects,
+        })
+    }
+}
+
+fn describe_proxy(out: &mut String, conf: &NodeConfig, pc: &ProxyConfig, addr: SocketAddr) {
+    // An unspecified bind address serves loopback too; print one a client can use.
+    let shown = match addr.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => {
+            SocketAddr::new(Ipv4Addr::LOCALHOST.into(), addr.port())
+        }
+        IpAddr::V6(ip) if ip.is_unspecified() => {
+            SocketAddr::new(Ipv6Addr::LOCALHOST.into(), addr.port())
+        }
+        _ => addr,
+    };
+    let _ = writeln!(out, "  proxy      http://{shown}");
+    let auth = format!("http://{shown}{}v1.0", pc.tempauth.auth_prefix);
+    let _ = writeln!(out, "  auth URL   {auth}");
+    // Keys are shown for a local cluster only: its users are the
+    // well-known test ones; a node's keys stay in its file.
+    let local = matches!(conf.layout, Layout::Local { .. });
+    let _ = writeln!(out, "  users");
+    for u in &pc.tempauth.users {
+        let name = format!("{}:{}", u.account, u.user);
+        let key = if local { u.key.as_str() } else { "***" };
+        let _ = writeln!(out, "    {name:<16} {key:<10} {}", u.groups.join(" "));
+    }
+    let example = pc
+        .tempauth
+        .users
+        .iter()
+        .find(|u| u.account == "test" && u.user == "tester")
+        .or(pc.tempauth.users.first());
+    if let Some(u) = example.filter(|_| local) {
+        let _ = writeln!(
+            out,
+            "  try        swift -A {auth} -U {}:{} -K {} stat",
+            u.account, u.user, u.key
+        );
+    }
+}
+
+async fn serve(plan: Plan, shutdown_timeout: Duration) -> Result<ExitCode> {
+    let mut sigint = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
+    let mut sigterm = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
+    let server_conf = ServerConfig {
+        graceful_timeout: shutdown_timeout,
+        ..ServerConfig::default()
+    };
+
+    let (storage_stop, storage_rx) = watch::channel(false);
+    let mut storage = JoinSet::new();
+    for (server, config, listener) in plan.storage {
+        let listener = into_tokio(listener)?;
+        let stop = stopped(storage_rx.clone());
+        let sc = server_conf.clone();
+        storage.spawn(async move {
+            let result = match config {
+                StorageConfig::Object(c) => {
+                    apus_http::serve_with(listener, Arc::new(ObjectServer::new(c)), stop, sc).await
+                }
+                StorageConfig::Container(c) => {
+                    apus_http::serve_with(listener, Arc::new(ContainerServer::new(c)), stop, sc)
+                        .await
+                }
+                StorageConfig::Account(c) => {
+                    apus_http::serve_with(listener, Arc::new(AccountServer::new(c)), stop, sc).await
+                }
+            };
+            (server.name(), result)
+        });
+    }
+    let (proxy_stop, proxy_rx) = watch::channel(false);
+    let mut proxy = JoinSet::new();
+    if let Some((pc, listener)) = plan.proxy {
+        let listener = into_tokio(listener)?;
+        let stop = stopped(proxy_rx);
+        let sc = server_conf.clone();
+        proxy.spawn(async move {
+            let result = apus_http::serve_with(listener, Arc::new(Proxy::new(pc)), stop, sc).await;
+            ("proxy", result)
+        });
+    }
+
+    // The banner is for people; a closed stdout must not stop the servers.
+    let mut stdout = std::io::stdout().lock();
+    let _ = stdout.write_all(plan.banner.as_bytes());
+    let _ = stdout.flush();
+    drop(stdout);
+    tracing::info!("serving");
+
+    let mut failed = false;
+    tokio::select! {
+        _ = sigint.recv() => tracing::info!("SIGINT: shutting down"),
+        _ = sigterm.recv() => tracing::info!("SIGTERM: shutting down"),
+        Some(ended) = proxy.join_next() => {
+            report(ended);
+            tracing::error!("a server stopped by itself: shutting down");
+            failed = true;
+        }
+        Some(ended) = storage.join_next() => {
+            report(ended);
+            tracing::error!("a server stopped by itself: shutting down");
+            failed = true;
+        }
+    }
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = sigint.recv() => {}
+            _ = sigterm.recv() => {}
+        }
+        eprintln!("apus serve: second signal, exiting without waiting");
+        std::process::exit(130);
+    });
+    // The proxy first: its requests in flight still need the storage servers.
+    let _ = proxy_stop.send(true);
+    while let Some(ended) = proxy.join_next().await {
+        failed |= !report(ended);
+    }
+    let _ = storage_stop.send(true);
+    while let Some(ended) = storage.join_next().await {
+        failed |= !report(ended);
+    }
+    tracing::info!("stopped");
+    Ok(if failed {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// Logs how a server task ended; true if it ended cleanly.
+fn report(ended: Result<(&'static str, std::io::Result<()>), tokio::task::JoinError>) -> bool {
+    match ended {
+        Ok((_, Ok(()))) => true,
+        Ok((name, Err(e))) => {
+            tracing::error!(server = name, error = %e, "server failed");
+            false
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "server task failed");
+            false
+        }
+    }
+}
+
+async fn stopped(mut rx: watch::Receiver<bool>) {
+    let _ = rx.wait_for(|stop| *stop).await;
+}
+
+fn into_tokio(listener: TcpListener) -> Result<tokio::net::TcpListener> {
+    listener.set_nonblocking(true)?;
+    Ok(tokio::net::TcpListener::from_std(listener)?)
+}

@@ -1,0 +1,112 @@
+#!/usr/bin/env bash
+# Runs Swift's own functional tests (the `swift` suite of
+# ../shared/conformance) against a fresh `apus serve` and prints their
+# count, `conformance: N passed, N failed, N skipped`.
+#
+#   APUS_SHARED             the directory holding conformance/ (default: ../shared,
+#                           beside this repository)
+#   FUNCTEST_SUITE_TIMEOUT  seconds for the whole suite (default 900)
+#   FUNCTEST_TEST_TIMEOUT   seconds per test (default 60)
+#   CONFORMANCE_OUT         where the results go (default: a temp dir, printed)
+#
+# Exit status: 0 when the suite ran (whatever it found), 1 when apus could
+# not start or died during the run, 2 when the suite could not be set up.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+shared="${APUS_SHARED:-../shared}"
+if [ ! -x "$shared/conformance/run-functests.sh" ]; then
+  echo "conformance: not run ($shared/conformance/run-functests.sh not found; set APUS_SHARED)"
+  exit 2
+fi
+conformance="$(cd "$shared/conformance" && pwd)"
+export FUNCTEST_SUITE_TIMEOUT="${FUNCTEST_SUITE_TIMEOUT:-900}"
+export FUNCTEST_TEST_TIMEOUT="${FUNCTEST_TEST_TIMEOUT:-60}"
+
+echo "== cargo build --release -p apus"
+cargo build --release --locked -p apus
+target="${CARGO_TARGET_DIR:-target}"
+apus="$(cd "$target/release" && pwd)/apus"
+
+echo "== conformance suite: install"
+if ! SKIP_APT=1 "$conformance/install.sh"; then
+  echo "conformance: not run (install.sh failed)"
+  exit 2
+fi
+
+work="$(mktemp -d)"
+out="${CONFORMANCE_OUT:-$work/results}"
+port="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+pid=""
+
+# Stops apus if it still runs; reports how it ended.
+stop_apus() {
+  [ -n "$pid" ] || return 0
+  if kill -0 "$pid" 2>/dev/null; then
+    kill -TERM "$pid" 2>/dev/null || true
+    for _ in $(seq 60); do
+      kill -0 "$pid" 2>/dev/null || break
+      sleep 0.5
+    done
+    if kill -0 "$pid" 2>/dev/null; then
+      echo "apus serve did not stop within 30 s of SIGTERM; killing it"
+      kill -KILL "$pid" 2>/dev/null || true
+    fi
+  fi
+  local code=0
+  wait "$pid" 2>/dev/null || code=$?
+  pid=""
+  [ "$code" = 0 ] || echo "apus serve exited with status $code on SIGTERM"
+}
+cleanup() {
+  stop_apus
+  # The data can be large; the results are kept.
+  rm -rf "$work/data"
+}
+trap cleanup EXIT
+
+# Prints that apus died and the end of its log; returns 1 if it did.
+check_alive() {
+  if ! kill -0 "$pid" 2>/dev/null; then
+    local code=0
+    wait "$pid" 2>/dev/null || code=$?
+    pid=""
+    echo "apus serve DIED $1 (exit status $code); the end of its log:"
+    tail -n 40 "$work/apus.log"
+    return 1
+  fi
+}
+
+echo "== apus serve on 127.0.0.1:$port (data in $work/data, log in $work/apus.log)"
+"$apus" serve --data "$work/data" --bind "127.0.0.1:$port" >"$work/apus.out" 2>"$work/apus.log" &
+pid=$!
+ready=""
+for _ in $(seq 120); do
+  check_alive "at start" || exit 1
+  if python3 -c 'import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=2)' \
+    "http://127.0.0.1:$port/healthcheck" 2>/dev/null; then
+    ready=1
+    break
+  fi
+  sleep 0.5
+done
+if [ -z "$ready" ]; then
+  echo "apus serve did not answer /healthcheck within 60 s; the end of its log:"
+  tail -n 40 "$work/apus.log"
+  exit 1
+fi
+
+echo "== run-functests.sh -s swift (suite timeout ${FUNCTEST_SUITE_TIMEOUT} s, test timeout ${FUNCTEST_TEST_TIMEOUT} s)"
+rc=0
+timeout --kill-after=30 "$((FUNCTEST_SUITE_TIMEOUT + 600))" \
+  "$conformance/run-functests.sh" -e "http://127.0.0.1:$port" -s swift -o "$out" \
+  2>&1 | tee "$work/functests.log" || rc=$?
+alive=0
+check_alive "during the conformance run" || alive=1
+echo "conformance results: $out"
+if grep -q '^conformance:' "$work/functests.log"; then
+  grep '^conformance:' "$work/functests.log" | tail -n 1
+else
+  echo "conformance: not run (run-functests.sh ended with status $rc before counting; see above)"
+fi
+exit "$alive"
