@@ -39,6 +39,8 @@ pub struct Cluster {
 /// Knobs for [`Cluster::start_with`].
 pub struct ClusterOptions {
     pub devices: usize,
+    /// Where the proxy listens (an ephemeral loopback port by default).
+    pub proxy_bind: String,
     /// Adjusts the proxy's settings before it starts.
     pub proxy: Box<dyn FnOnce(&mut ProxyConfig) + Send>,
 }
@@ -47,6 +49,7 @@ impl Default for ClusterOptions {
     fn default() -> Self {
         ClusterOptions {
             devices: 4,
+            proxy_bind: "127.0.0.1:0".to_string(),
             proxy: Box::new(|_| {}),
         }
     }
@@ -125,7 +128,7 @@ impl Cluster {
         proxy_config.tempauth = TempAuthConfig::functest_defaults();
         proxy_config.allow_account_management = true;
         (options.proxy)(&mut proxy_config);
-        let proxy_listener = TcpListener::bind("127.0.0.1:0").await?;
+        let proxy_listener = TcpListener::bind(&options.proxy_bind).await?;
         let proxy_addr = proxy_listener.local_addr()?;
         let proxy = Arc::new(Proxy::new(proxy_config));
         let (tx, rx) = oneshot::channel::<()>();
