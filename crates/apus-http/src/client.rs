@@ -86,6 +86,9 @@ impl BackendClient {
             .pool_idle_timeout(config.pool_idle_timeout)
             .pool_max_idle_per_host(config.pool_max_idle_per_host)
             .pool_timer(TokioTimer::new())
+            // Swift allows 90 metadata items plus its own headers; hyper's
+            // default of 100 response headers is too few.
+            .http1_max_headers(256)
             .timer(TokioTimer::new())
             .build(connector);
         BackendClient {

@@ -185,7 +185,7 @@ impl UploadConn {
     /// needed. Returns the status, headers and how many bytes it used.
     async fn read_head(&mut self) -> io::Result<(StatusCode, HeaderMap, usize)> {
         loop {
-            let mut raw = [httparse::EMPTY_HEADER; 64];
+            let mut raw = [httparse::EMPTY_HEADER; 256];
             let mut resp = httparse::Response::new(&mut raw);
             match resp.parse(&self.pending) {
                 Ok(httparse::Status::Complete(used)) => {

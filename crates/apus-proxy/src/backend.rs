@@ -206,7 +206,14 @@ impl Backend {
                 Some(resp)
             }
             Err(e) => {
-                tracing::warn!(node = %host, device = %dev.device, error = %e, "backend request failed");
+                let mut cause = e.to_string();
+                let mut source = std::error::Error::source(&e);
+                while let Some(inner) = source {
+                    cause.push_str(": ");
+                    cause.push_str(&inner.to_string());
+                    source = inner.source();
+                }
+                tracing::warn!(node = %host, device = %dev.device, error = %cause, "backend request failed");
                 self.limiter.error(dev);
                 None
             }

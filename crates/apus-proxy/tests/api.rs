@@ -47,6 +47,15 @@ async fn container_and_object_round_trip() {
     assert_eq!(a.status, StatusCode::PARTIAL_CONTENT);
     assert_eq!(&a.body[..], b"apus");
 
+    let a = c.call(Method::PUT, "/v1/AUTH_test/photos/empty").await;
+    assert_eq!(a.status, StatusCode::CREATED);
+    assert_eq!(a.header("etag"), "d41d8cd98f00b204e9800998ecf8427e");
+    let a = c.call(Method::GET, "/v1/AUTH_test/photos/empty").await;
+    assert_eq!(a.status, StatusCode::OK);
+    assert!(a.body.is_empty());
+    let a = c.call(Method::DELETE, "/v1/AUTH_test/photos/empty").await;
+    assert_eq!(a.status, StatusCode::NO_CONTENT);
+
     let a = c
         .call(Method::GET, "/v1/AUTH_test/photos?format=json")
         .await;
