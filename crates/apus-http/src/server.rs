@@ -76,6 +76,9 @@ pub async fn serve_with<H: Handler>(
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
         .keep_alive(true)
+        // Swift's servers send `Content-Type`, `X-Object-Meta-Color`; some
+        // clients compare header names as sent.
+        .title_case_headers(true)
         .max_headers(config.max_headers)
         .timer(TokioTimer::new())
         .header_read_timeout(config.header_read_timeout);

@@ -31,14 +31,17 @@ impl ConstraintError {
 /// `account`): header values at most 8 KiB, metadata names non-empty and at
 /// most 128 bytes, values at most 256 bytes, at most 90 items and 4096
 /// bytes in all (names without the prefix plus values).
-pub fn check_metadata<'a>(
-    headers: impl IntoIterator<Item = (&'a str, &'a str)>,
+pub fn check_metadata<'a, V: AsRef<[u8]> + ?Sized + 'a>(
+    headers: impl IntoIterator<Item = (&'a str, &'a V)>,
     target: &str,
 ) -> Result<(), ConstraintError> {
     let prefix = format!("x-{}-meta-", target.to_ascii_lowercase());
     let mut count = 0usize;
     let mut size = 0usize;
     for (key, value) in headers {
+        // Lengths are in bytes, as Swift counts them; object metadata need
+        // not be UTF-8.
+        let value = value.as_ref();
         if value.len() > MAX_HEADER_SIZE {
             let shown: String = key.chars().take(MAX_META_NAME_LENGTH).collect();
             return Err(ConstraintError::bad_request(format!(
@@ -57,7 +60,7 @@ pub fn check_metadata<'a>(
                 "Metadata name cannot be empty",
             ));
         }
-        if target != "object" && value.contains('\0') {
+        if target != "object" && (value.contains(&0) || std::str::from_utf8(value).is_err()) {
             return Err(ConstraintError::bad_request("Metadata must be valid UTF-8"));
         }
         count += 1;

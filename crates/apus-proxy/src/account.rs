@@ -52,22 +52,16 @@ pub fn transfer_headers(
 
 /// Swift's `check_metadata` on a request's headers as a 400 response.
 pub fn check_metadata(headers: &HeaderMap, target: &str) -> Result<(), Resp> {
-    let pairs: Vec<(&str, String)> = headers
-        .iter()
-        .map(|(k, v)| {
-            (
-                k.as_str(),
-                String::from_utf8_lossy(v.as_bytes()).into_owned(),
-            )
-        })
-        .collect();
-    apus_proto::constraints::check_metadata(pairs.iter().map(|(k, v)| (*k, v.as_str())), target)
-        .map_err(|e| {
-            error_response(
-                StatusCode::from_u16(e.status).unwrap_or(StatusCode::BAD_REQUEST),
-                Some(&e.body),
-            )
-        })
+    apus_proto::constraints::check_metadata(
+        headers.iter().map(|(k, v)| (k.as_str(), v.as_bytes())),
+        target,
+    )
+    .map_err(|e| {
+        error_response(
+            StatusCode::from_u16(e.status).unwrap_or(StatusCode::BAD_REQUEST),
+            Some(&e.body),
+        )
+    })
 }
 
 fn name_too_long(kind: &str, len: usize, limit: usize) -> Resp {

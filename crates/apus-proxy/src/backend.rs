@@ -356,6 +356,13 @@ pub fn node_to_client(node: &NodeResponse) -> Resp {
     if !body.is_empty() || !matches!(status.as_u16(), 204 | 304) {
         headers.insert(http::header::CONTENT_LENGTH, HeaderValue::from(body.len()));
     }
+    if !headers.contains_key(http::header::CONTENT_TYPE) {
+        // swob's default, which Swift's clients see on every answer.
+        headers.insert(
+            http::header::CONTENT_TYPE,
+            HeaderValue::from_static("text/html; charset=UTF-8"),
+        );
+    }
     let mut resp = Response::new(apus_http::full(body));
     *resp.status_mut() = status;
     *resp.headers_mut() = headers;

@@ -142,7 +142,7 @@ impl Service for Dlo {
 /// both non-empty, the prefix not starting with `/`, no `?` or `&`.
 fn validate_manifest_header(headers: &HeaderMap) -> Option<Resp> {
     let value = headers.get(X_OBJECT_MANIFEST)?;
-    let ok = match value.to_str() {
+    let ok = match std::str::from_utf8(value.as_bytes()) {
         Ok(v) => match v.split_once('/') {
             Some((container, prefix)) => {
                 !container.is_empty()

@@ -42,6 +42,12 @@ fn strip_reserved(headers: &mut HeaderMap) {
 impl Service for Gatekeeper {
     fn call(&self, mut req: Req) -> BoxFuture<'_, Resp> {
         strip_reserved(req.headers_mut());
+        // Swift's `shunt_inbound_x_timestamp`: a client does not choose the
+        // timestamp its write gets; it is kept aside for the backend.
+        if let Some(ts) = req.headers_mut().remove("x-timestamp") {
+            req.headers_mut()
+                .insert("x-backend-inbound-x-timestamp", ts);
+        }
         Box::pin(async move {
             let mut resp = self.next.call(req).await;
             strip_reserved(resp.headers_mut());

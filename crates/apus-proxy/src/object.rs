@@ -40,6 +40,18 @@ const HOP_HEADERS: &[&str] = &[
     "x-service-token",
 ];
 
+/// Python's `int()` of a header value, as a float so that any number of
+/// digits is accepted (the callers clamp it): `None` unless it is an
+/// optionally signed run of decimal digits.
+fn py_int(text: &str) -> Option<f64> {
+    let t = text.trim();
+    let digits = t.strip_prefix(['+', '-']).unwrap_or(t);
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    t.parse::<f64>().ok()
+}
+
 fn bad_request(body: &str) -> Resp {
     error_response(StatusCode::BAD_REQUEST, Some(body))
 }
@@ -190,9 +202,17 @@ impl Ctx<'_> {
                 newest,
             )
             .await;
-        if resp.status().is_success() || resp.status() == StatusCode::RANGE_NOT_SATISFIABLE {
+        let status = resp.status().as_u16();
+        if (200..300).contains(&status) || matches!(status, 304 | 412 | 416) {
             resp.headers_mut()
                 .insert("accept-ranges", HeaderValue::from_static("bytes"));
+            // Object servers quote ETags; Swift's proxy hands them out bare.
+            let bare = header_str(resp.headers(), "etag")
+                .filter(|e| e.starts_with('"'))
+                .map(|e| e.trim_matches('"').to_string());
+            if let Some(bare) = bare {
+                set_header(resp.headers_mut(), "etag", &bare);
+            }
         }
         resp
     }
@@ -219,10 +239,8 @@ impl Ctx<'_> {
         let now_secs = now.as_secs_f64();
         if let Some(value) = req.headers().get("x-delete-after") {
             let text = String::from_utf8_lossy(value.as_bytes()).trim().to_string();
-            let after: i64 = text
-                .parse()
-                .map_err(|_| bad_request("Non-integer X-Delete-After"))?;
-            let at = apus_proto::update::normalize_delete_at(now_secs + after as f64);
+            let after = py_int(&text).ok_or_else(|| bad_request("Non-integer X-Delete-After"))?;
+            let at = apus_proto::update::normalize_delete_at(now_secs + after);
             let at_secs: f64 = at.parse().unwrap_or(0.0);
             if at_secs <= now_secs {
                 return Err(bad_request("X-Delete-After in past"));
@@ -234,10 +252,8 @@ impl Ctx<'_> {
             return Ok(None);
         };
         let text = String::from_utf8_lossy(value.as_bytes()).trim().to_string();
-        let at: i64 = text
-            .parse()
-            .map_err(|_| bad_request("Non-integer X-Delete-At"))?;
-        let normalized = apus_proto::update::normalize_delete_at(at as f64);
+        let at = py_int(&text).ok_or_else(|| bad_request("Non-integer X-Delete-At"))?;
+        let normalized = apus_proto::update::normalize_delete_at(at);
         let at_secs: u64 = normalized.parse().unwrap_or(0);
         let replication = header_str(req.headers(), "x-backend-replication").is_some_and(is_true);
         if (at_secs as f64) <= now_secs && !replication {
