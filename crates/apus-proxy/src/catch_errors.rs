@@ -77,6 +77,11 @@ impl Service for CatchErrors {
         env_mut(&mut req).trans_id = trans_id.clone();
         let method = req.method().clone();
         let path = req.uri().path().to_string();
+        let keep_alive = req
+            .headers()
+            .get(http::header::CONNECTION)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.eq_ignore_ascii_case("keep-alive"));
         let start = Instant::now();
         Box::pin(async move {
             let result = AssertUnwindSafe(self.next.call(req)).catch_unwind().await;
@@ -90,6 +95,13 @@ impl Service for CatchErrors {
             if let Ok(v) = HeaderValue::from_str(&trans_id) {
                 resp.headers_mut().insert("x-trans-id", v.clone());
                 resp.headers_mut().insert("x-openstack-request-id", v);
+            }
+            if keep_alive && !resp.headers().contains_key(http::header::CONNECTION) {
+                // Echoed as Swift's server does for clients that ask.
+                resp.headers_mut().insert(
+                    http::header::CONNECTION,
+                    HeaderValue::from_static("keep-alive"),
+                );
             }
             tracing::info!(
                 %trans_id,
