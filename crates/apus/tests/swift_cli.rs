@@ -1,0 +1,131 @@
+//! python-swiftclient's `swift` command against `apus serve`: upload, list,
+//! stat, post -m, download (same bytes), delete, and a segmented upload
+//! (`-S`) that makes a DLO manifest downloading byte-identical. The client
+//! comes from the reference venv that the README's test command installs
+//! (`scripts/swift-ref.sh`); `APUS_SWIFT_PYTHON` names its interpreter.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use support::{free_port, Server};
+
+fn swift_command() -> PathBuf {
+    let python = match std::env::var_os("APUS_SWIFT_PYTHON") {
+        Some(p) => PathBuf::from(p),
+        None => {
+            let home = std::env::var_os("HOME").unwrap_or_default();
+            PathBuf::from(home).join(".cache/swift-ref/swift-venv/bin/python")
+        }
+    };
+    let swift = python.with_file_name("swift");
+    assert!(
+        swift.exists(),
+        "{} not found: run scripts/swift-ref.sh (the README's test command does), \
+         or set APUS_SWIFT_PYTHON",
+        swift.display()
+    );
+    swift
+}
+
+/// Runs `swift <args>` in `cwd` and returns its stdout; fails the test
+/// with the client's output when it does not succeed.
+fn swift(port: u16, cwd: &Path, args: &[&str]) -> String {
+    let out = Command::new(swift_command())
+        .args([
+            "-A",
+            &format!("http://127.0.0.1:{port}/auth/v1.0"),
+            "-U",
+            "test:tester",
+            "-K",
+            "testing",
+        ])
+        .args(args)
+        .current_dir(cwd)
+        .output()
+        .expect("run swift");
+    assert!(
+        out.status.success(),
+        "swift {args:?} failed: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Deterministic, incompressible-looking bytes.
+fn pattern(len: usize, seed: u32) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            (x >> 11) as u8
+        })
+        .collect()
+}
+
+#[test]
+fn swift_cli_session() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let port = free_port();
+    let mut server = Server::start(dir.path(), &data, port, "serve");
+    server.wait_healthy(port);
+
+    let files = dir.path().join("files");
+    std::fs::create_dir_all(&files).unwrap();
+    let small = b"hello, swift client\n".to_vec();
+    let big = pattern(3_500_000, 7);
+    std::fs::write(files.join("small.txt"), &small).unwrap();
+    std::fs::write(files.join("big.bin"), &big).unwrap();
+
+    swift(port, &files, &["upload", "photos", "small.txt", "big.bin"]);
+    let containers = swift(port, &files, &["list"]);
+    assert_eq!(containers.lines().collect::<Vec<_>>(), ["photos"]);
+    let objects = swift(port, &files, &["list", "photos"]);
+    assert_eq!(
+        objects.lines().collect::<Vec<_>>(),
+        ["big.bin", "small.txt"]
+    );
+
+    swift(
+        port,
+        &files,
+        &["post", "-m", "color:blue", "photos", "small.txt"],
+    );
+    let stat = swift(port, &files, &["stat", "photos", "small.txt"]);
+    assert!(stat.contains("Content Length: 20"), "{stat}");
+    assert!(stat.contains("Meta Color: blue"), "{stat}");
+    assert!(stat.contains("Content Type: text/plain"), "{stat}");
+
+    // Segmented upload: 1 MiB segments in `segs_segments` plus a manifest.
+    swift(
+        port,
+        &files,
+        &["upload", "-S", "1048576", "segs", "big.bin"],
+    );
+    let segments = swift(port, &files, &["list", "segs_segments"]);
+    assert_eq!(segments.lines().count(), 4, "{segments}");
+    let stat = swift(port, &files, &["stat", "segs", "big.bin"]);
+    assert!(stat.contains("Manifest: segs_segments/big.bin/"), "{stat}");
+    assert!(stat.contains("Content Length: 3500000"), "{stat}");
+
+    let down = dir.path().join("down");
+    std::fs::create_dir_all(&down).unwrap();
+    swift(port, &down, &["download", "segs", "big.bin"]);
+    swift(port, &down, &["download", "photos", "small.txt", "big.bin"]);
+    assert!(std::fs::read(down.join("big.bin")).unwrap() == big);
+    assert_eq!(std::fs::read(down.join("small.txt")).unwrap(), small);
+
+    swift(port, &files, &["delete", "photos", "small.txt"]);
+    let objects = swift(port, &files, &["list", "photos"]);
+    assert_eq!(objects.lines().collect::<Vec<_>>(), ["big.bin"]);
+    // Deleting a manifest with the client removes its segments too.
+    swift(port, &files, &["delete", "segs", "big.bin"]);
+    let segments = swift(port, &files, &["list", "segs_segments"]);
+    assert_eq!(segments.trim(), "");
+    server.terminate();
+}
