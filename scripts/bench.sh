@@ -7,6 +7,10 @@
 #   SKIP_SWIFT=1    measure apus alone
 #   OBJECTS=2000 CONCURRENCY=32 LISTING=10000 LARGE_MIB=1024   workload
 #   APUS_PORT=9080  where apus listens (Swift's start.sh takes 8080)
+#   APUS_DATA_ROOT  where apus keeps its devices; default /dev/shm when it
+#                   exists, because start.sh puts Swift's devices on tmpfs
+#                   too (see ../shared/conformance/README.md), so neither side
+#                   pays for disk flushes the other skips
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root="$PWD"
@@ -19,11 +23,14 @@ APUS_PORT="${APUS_PORT:-9080}"
 
 cargo build --release --locked -q -p apus -p apus-bench
 work="$(mktemp -d)"
+data_root="${APUS_DATA_ROOT:-}"
+if [ -z "$data_root" ] && [ -d /dev/shm ]; then data_root=/dev/shm; fi
+apus_data="$(mktemp -d "${data_root:-$work}/apus-bench.XXXXXX")"
 apus_pid=""
 cleanup() {
   [ -n "$apus_pid" ] && kill "$apus_pid" 2>/dev/null && wait "$apus_pid" 2>/dev/null || true
   if [ "${SKIP_SWIFT:-0}" != 1 ] && [ -x "$shared/stop.sh" ]; then "$shared/stop.sh" >/dev/null 2>&1 || true; fi
-  rm -rf "$work"
+  rm -rf "$work" "$apus_data"
 }
 trap cleanup EXIT
 
@@ -41,7 +48,7 @@ wait_up() {
   return 1
 }
 
-RUST_LOG=warn "$root/target/release/apus" serve --data "$work/apus-data" \
+RUST_LOG=warn "$root/target/release/apus" serve --data "$apus_data" \
   --bind "127.0.0.1:$APUS_PORT" >"$work/apus.log" 2>&1 &
 apus_pid=$!
 wait_up "http://127.0.0.1:$APUS_PORT"

@@ -4,6 +4,7 @@ use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use apus_core::{HashConfig, Timestamp};
 use md5::{Digest, Md5};
@@ -146,6 +147,66 @@ impl DiskFileManager {
         let part = self.partition_path(device, partition, policy)?;
         hashes::get_hashes(&part, recalculate, self.conf.reclaim_age, policy)
     }
+
+    /// Removes the files in every available device's `tmp` and `tmp-N`
+    /// directories last modified before `older_than`, and returns how many
+    /// went. A write's temp file is renamed into place or unlinked unless
+    /// the process dies mid-write, so these are what crashes left behind.
+    /// Swift's replicator removes temp files older than `reclaim_age`; an
+    /// object server, sole writer of its devices' temp files, can remove
+    /// at startup everything older than itself. Best effort: a device or
+    /// file that cannot be read or removed is skipped.
+    pub fn remove_stale_temp_files(&self, older_than: SystemTime) -> usize {
+        let Ok(devices) = std::fs::read_dir(&self.conf.devices) else {
+            return 0;
+        };
+        let mut removed = 0;
+        for device in devices.flatten() {
+            let name = device.file_name();
+            let Some(device_path) = name.to_str().and_then(|d| self.device_path(d).ok()) else {
+                continue;
+            };
+            let Ok(dirs) = std::fs::read_dir(&device_path) else {
+                continue;
+            };
+            for dir in dirs.flatten() {
+                if !is_tmp_dir_name(&dir.file_name().to_string_lossy()) {
+                    continue;
+                }
+                removed += remove_files_older_than(&dir.path(), older_than);
+            }
+        }
+        removed
+    }
+}
+
+/// `tmp` or `tmp-<policy index>`.
+fn is_tmp_dir_name(name: &str) -> bool {
+    match name.strip_prefix("tmp") {
+        Some("") => true,
+        Some(rest) => rest
+            .strip_prefix('-')
+            .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit())),
+        None => false,
+    }
+}
+
+/// Removes the regular files directly in `dir` modified before `older_than`.
+fn remove_files_older_than(dir: &Path, older_than: SystemTime) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        let Ok(meta) = entry.metadata() else {
+            continue;
+        };
+        let stale = meta.modified().is_ok_and(|m| m < older_than);
+        if meta.is_file() && stale && std::fs::remove_file(entry.path()).is_ok() {
+            removed += 1;
+        }
+    }
+    removed
 }
 
 /// What replication compares for one object (Swift's `yield_hashes`).

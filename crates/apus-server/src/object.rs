@@ -182,6 +182,10 @@ impl Handler for ObjectServer {
 }
 
 impl ObjectServer {
+    /// A server over `conf`'s devices. Starting one removes the stale
+    /// temp files a crash left there (see
+    /// [`DiskFileManager::remove_stale_temp_files`]): it assumes it is the
+    /// only object server writing to these devices.
     pub fn new(conf: ObjectServerConfig) -> Self {
         let client = BackendClient::new(ClientConfig {
             connect_timeout: conf.conn_timeout,
@@ -195,8 +199,15 @@ impl ObjectServer {
             .map(|s| s.trim().to_ascii_lowercase())
             .filter(|s| !s.is_empty() && !reserved.contains(s.as_str()))
             .collect();
+        let mgr = DiskFileManager::new(conf.diskfile.clone());
+        // Temp files older than this server are what a crash left of
+        // writes in progress: none of them can complete any more.
+        let removed = mgr.remove_stale_temp_files(std::time::SystemTime::now());
+        if removed > 0 {
+            tracing::info!(target: "object-server", removed, "removed stale temp files");
+        }
         ObjectServer {
-            mgr: DiskFileManager::new(conf.diskfile.clone()),
+            mgr,
             conf,
             client,
             allowed_headers,

@@ -10,9 +10,11 @@
 //! signal exits at once.
 
 use std::fmt::Write as _;
+use std::future::Future;
 use std::io::{IsTerminal, Write as _};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -410,21 +412,30 @@ async fn serve(plan: Plan, shutdown_timeout: Duration) -> Result<ExitCode> {
         let listener = into_tokio(listener)?;
         let stop = stopped(storage_rx.clone());
         let sc = server_conf.clone();
-        storage.spawn(async move {
-            let result = match config {
-                StorageConfig::Object(c) => {
-                    apus_http::serve_with(listener, Arc::new(ObjectServer::new(c)), stop, sc).await
-                }
-                StorageConfig::Container(c) => {
-                    apus_http::serve_with(listener, Arc::new(ContainerServer::new(c)), stop, sc)
-                        .await
-                }
-                StorageConfig::Account(c) => {
-                    apus_http::serve_with(listener, Arc::new(AccountServer::new(c)), stop, sc).await
-                }
-            };
-            (server.name(), result)
-        });
+        // The servers are made here, not in the task: an object server's
+        // start (removing what a crash left in its temp directories) is
+        // over before the proxy answers anything.
+        let serving: Pin<Box<dyn Future<Output = std::io::Result<()>> + Send>> = match config {
+            StorageConfig::Object(c) => Box::pin(apus_http::serve_with(
+                listener,
+                Arc::new(ObjectServer::new(c)),
+                stop,
+                sc,
+            )),
+            StorageConfig::Container(c) => Box::pin(apus_http::serve_with(
+                listener,
+                Arc::new(ContainerServer::new(c)),
+                stop,
+                sc,
+            )),
+            StorageConfig::Account(c) => Box::pin(apus_http::serve_with(
+                listener,
+                Arc::new(AccountServer::new(c)),
+                stop,
+                sc,
+            )),
+        };
+        storage.spawn(async move { (server.name(), serving.await) });
     }
     let (proxy_stop, proxy_rx) = watch::channel(false);
     let mut proxy = JoinSet::new();

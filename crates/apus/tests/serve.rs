@@ -1,135 +1,15 @@
 //! `apus serve` as a user runs it: the built binary on a temp data
 //! directory, reached over HTTP, stopped with SIGTERM and started again.
 
+mod support;
+
 use std::fs;
-use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::process::Command;
 
 use apus_ring::RingData;
-
-/// Generous for a debug build on a busy 2-core machine; a start takes
-/// well under a second otherwise.
-const START_TIMEOUT: Duration = Duration::from_secs(30);
-const STOP_TIMEOUT: Duration = Duration::from_secs(20);
-
-/// A running `apus serve`; killed and reaped on drop, whatever the test did.
-struct Server {
-    child: Child,
-    stdout: PathBuf,
-    stderr: PathBuf,
-}
-
-impl Server {
-    fn start(dir: &Path, data: &Path, port: u16, run: &str) -> Server {
-        let stdout = dir.join(format!("{run}.out"));
-        let stderr = dir.join(format!("{run}.err"));
-        let child = Command::new(env!("CARGO_BIN_EXE_apus"))
-            .arg("serve")
-            .arg("--data")
-            .arg(data)
-            .arg("--bind")
-            .arg(format!("127.0.0.1:{port}"))
-            .stdin(Stdio::null())
-            .stdout(fs::File::create(&stdout).unwrap())
-            .stderr(fs::File::create(&stderr).unwrap())
-            .spawn()
-            .expect("run apus serve");
-        Server {
-            child,
-            stdout,
-            stderr,
-        }
-    }
-
-    fn stderr(&self) -> String {
-        fs::read_to_string(&self.stderr).unwrap_or_default()
-    }
-
-    fn wait_healthy(&mut self, port: u16) {
-        let deadline = Instant::now() + START_TIMEOUT;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                panic!("apus serve exited ({status}): {}", self.stderr());
-            }
-            if let Some((status, body)) = get(port, "/healthcheck") {
-                assert_eq!((status, body.as_str()), (200, "OK"));
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no /healthcheck answer: {}",
-                self.stderr()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    /// Waits for the process to end by itself.
-    fn wait_exit(&mut self) -> ExitStatus {
-        let deadline = Instant::now() + STOP_TIMEOUT;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(Instant::now() < deadline, "apus serve did not exit");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    /// SIGTERM, then waits for a graceful exit.
-    fn terminate(&mut self) -> ExitStatus {
-        let pid = self.child.id() as libc::pid_t;
-        // SAFETY: signalling our own child, which has not been reaped.
-        assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
-        self.wait_exit()
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// One HTTP/1.0 GET: the status and body, or None if nothing answers.
-fn get(port: u16, path: &str) -> Option<(u16, String)> {
-    request(port, "GET", path, &[], "")
-}
-
-/// One HTTP/1.0 request: the status and body, or None if nothing answers.
-fn request(
-    port: u16,
-    method: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: &str,
-) -> Option<(u16, String)> {
-    let mut conn = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    conn.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    let mut head = format!("{method} {path} HTTP/1.0\r\nHost: localhost\r\n");
-    for (name, value) in headers {
-        head.push_str(&format!("{name}: {value}\r\n"));
-    }
-    head.push_str(&format!("Content-Length: {}\r\n\r\n{body}", body.len()));
-    conn.write_all(head.as_bytes()).ok()?;
-    let mut response = String::new();
-    conn.read_to_string(&mut response).ok()?;
-    let (head, body) = response.split_once("\r\n\r\n")?;
-    let status = head.split(' ').nth(1)?.parse().ok()?;
-    Some((status, body.to_string()))
-}
+use support::{free_port, get, request, Server};
 
 fn ring_port(data: &Path, kind: &str) -> u16 {
     let ring = RingData::load(&data.join(format!("{kind}.ring.gz"))).unwrap();
