@@ -1,0 +1,249 @@
+//! Running the built `apus` binary in integration tests: a child-process
+//! guard, free ports and a minimal HTTP/1.0 client over `std::net`.
+#![allow(dead_code)]
+
+use std::ffi::OsString;
+use std::fs;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+/// Generous for a debug build on a busy 2-core machine; a start takes
+/// well under a second otherwise.
+pub const START_TIMEOUT: Duration = Duration::from_secs(30);
+pub const STOP_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// The binary under test: `APUS_BIN` when set (to run a release build),
+/// else the one cargo built for these tests.
+pub fn apus_bin() -> OsString {
+    std::env::var_os("APUS_BIN").unwrap_or_else(|| env!("CARGO_BIN_EXE_apus").into())
+}
+
+/// A running `apus serve`; killed and reaped on drop, whatever the test did.
+pub struct Server {
+    pub child: Child,
+    pub stdout: PathBuf,
+    pub stderr: PathBuf,
+}
+
+impl Server {
+    /// `apus serve --data <data> --bind 127.0.0.1:<port>`, its output in
+    /// `<dir>/<run>.out` and `<dir>/<run>.err`.
+    pub fn start(dir: &Path, data: &Path, port: u16, run: &str) -> Server {
+        let stdout = dir.join(format!("{run}.out"));
+        let stderr = dir.join(format!("{run}.err"));
+        let child = Command::new(apus_bin())
+            .arg("serve")
+            .arg("--data")
+            .arg(data)
+            .arg("--bind")
+            .arg(format!("127.0.0.1:{port}"))
+            .stdin(Stdio::null())
+            .stdout(fs::File::create(&stdout).unwrap())
+            .stderr(fs::File::create(&stderr).unwrap())
+            .spawn()
+            .expect("run apus serve");
+        Server {
+            child,
+            stdout,
+            stderr,
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn stderr(&self) -> String {
+        fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+
+    pub fn wait_healthy(&mut self, port: u16) {
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                panic!("apus serve exited ({status}): {}", self.stderr());
+            }
+            if let Some((status, body)) = get(port, "/healthcheck") {
+                assert_eq!((status, body.as_str()), (200, "OK"));
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no /healthcheck answer: {}",
+                self.stderr()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Waits for the process to end by itself.
+    pub fn wait_exit(&mut self) -> ExitStatus {
+        let deadline = Instant::now() + STOP_TIMEOUT;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "apus serve did not exit");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Sends `signal` to the process (not yet reaped).
+    pub fn signal(&self, signal: libc::c_int) {
+        let pid = self.child.id() as libc::pid_t;
+        // SAFETY: signalling our own child, which has not been reaped.
+        assert_eq!(unsafe { libc::kill(pid, signal) }, 0);
+    }
+
+    /// SIGTERM, then waits for a graceful exit.
+    pub fn terminate(&mut self) -> ExitStatus {
+        self.signal(libc::SIGTERM);
+        self.wait_exit()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// One HTTP/1.0 GET: the status and body, or None if nothing answers.
+pub fn get(port: u16, path: &str) -> Option<(u16, String)> {
+    request(port, "GET", path, &[], "")
+}
+
+/// One HTTP/1.0 request: the status and body, or None if nothing answers.
+pub fn request(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> Option<(u16, String)> {
+    let mut conn = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    conn.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    let mut head = format!("{method} {path} HTTP/1.0\r\nHost: localhost\r\n");
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str(&format!("Content-Length: {}\r\n\r\n{body}", body.len()));
+    conn.write_all(head.as_bytes()).ok()?;
+    let mut response = String::new();
+    conn.read_to_string(&mut response).ok()?;
+    let (head, body) = response.split_once("\r\n\r\n")?;
+    let status = head.split(' ').nth(1)?.parse().ok()?;
+    Some((status, body.to_string()))
+}
+
+/// A response's status line and headers (names lowercased); the body is
+/// left on the connection for the caller to stream.
+pub struct Head {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+}
+
+impl Head {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Sends an HTTP/1.0 request head (the body, if any, is the caller's to
+/// write on the returned stream).
+pub fn send_head(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    timeout: Duration,
+) -> TcpStream {
+    let mut conn = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    conn.set_read_timeout(Some(timeout)).unwrap();
+    conn.set_write_timeout(Some(timeout)).unwrap();
+    let mut head = format!("{method} {path} HTTP/1.0\r\nHost: localhost\r\n");
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str("\r\n");
+    conn.write_all(head.as_bytes()).unwrap();
+    conn
+}
+
+/// Reads a response head; the reader is left at the start of the body.
+pub fn read_head(reader: &mut impl BufRead) -> Head {
+    let mut line = String::new();
+    reader.read_line(&mut line).unwrap();
+    let status = line
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("bad status line {line:?}"));
+    let mut headers = Vec::new();
+    loop {
+        line.clear();
+        reader.read_line(&mut line).unwrap();
+        let l = line.trim_end();
+        if l.is_empty() {
+            break;
+        }
+        let (name, value) = l.split_once(':').unwrap();
+        headers.push((name.trim().to_ascii_lowercase(), value.trim().to_string()));
+    }
+    Head { status, headers }
+}
+
+/// A whole HTTP/1.0 exchange with a small body both ways.
+pub fn exchange(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> (Head, Vec<u8>) {
+    let len = body.len().to_string();
+    let mut all = headers.to_vec();
+    all.push(("Content-Length", &len));
+    let mut conn = send_head(port, method, path, &all, Duration::from_secs(30));
+    conn.write_all(body).unwrap();
+    let mut reader = BufReader::new(conn);
+    let head = read_head(&mut reader);
+    let mut out = Vec::new();
+    reader.read_to_end(&mut out).unwrap();
+    (head, out)
+}
+
+/// Logs in with tempauth's v1.0: the token and the storage URL's path.
+pub fn login(port: u16, user: &str, key: &str) -> (String, String) {
+    let (head, _) = exchange(
+        port,
+        "GET",
+        "/auth/v1.0",
+        &[("X-Auth-User", user), ("X-Auth-Key", key)],
+        b"",
+    );
+    assert_eq!(head.status, 200, "login of {user}");
+    let token = head.header("x-auth-token").unwrap().to_string();
+    let url = head.header("x-storage-url").unwrap();
+    let path = url
+        .split("://")
+        .nth(1)
+        .and_then(|rest| rest.find('/').map(|i| rest[i..].to_string()))
+        .unwrap();
+    (token, path)
+}
