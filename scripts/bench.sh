@@ -4,7 +4,8 @@
 # 4 KiB PUT/GET/HEAD/DELETE ops/s, the time to list a 10,000-object
 # container, 1 GiB PUT/GET MB/s. Prints both figures and the ratio.
 #
-#   SKIP_SWIFT=1    measure apus alone
+#   SKIP_SWIFT=1    measure apus alone (the reference needs ../shared/conformance
+#                   installed with its apt packages: memcached, rsync)
 #   OBJECTS=2000 CONCURRENCY=32 LISTING=10000 LARGE_MIB=1024   workload
 #   APUS_PORT=9080  where apus listens (Swift's start.sh takes 8080)
 #   APUS_DATA_ROOT  where apus keeps its devices; default /dev/shm when it
