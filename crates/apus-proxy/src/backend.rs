@@ -172,6 +172,33 @@ pub fn node_host(dev: &Device) -> String {
     }
 }
 
+/// Spreads the update targets `devs` over the per-replica backend headers
+/// round-robin, as Swift does: replica `i` names device `i % n` in
+/// `<prefix>-host`, `<prefix>-device` (comma-joined when it gets several)
+/// and `<prefix>-partition`. Used for container updates of object writes
+/// (`x-container`), account updates of container writes (`x-account`) and
+/// expiring-object queue updates (`x-delete-at`).
+pub fn assign_update_targets(headers: &mut [HeaderMap], devs: &[&Device], part: u32, prefix: &str) {
+    let n = headers.len();
+    if n == 0 {
+        return;
+    }
+    let mut hosts: Vec<Vec<String>> = vec![Vec::new(); n];
+    let mut devices: Vec<Vec<String>> = vec![Vec::new(); n];
+    for (i, dev) in devs.iter().enumerate() {
+        hosts[i % n].push(node_host(dev));
+        devices[i % n].push(dev.device.clone());
+    }
+    for (i, h) in headers.iter_mut().enumerate() {
+        if hosts[i].is_empty() {
+            continue;
+        }
+        crate::service::set_header(h, &format!("{prefix}-partition"), &part.to_string());
+        crate::service::set_header(h, &format!("{prefix}-host"), &hosts[i].join(","));
+        crate::service::set_header(h, &format!("{prefix}-device"), &devices[i].join(","));
+    }
+}
+
 /// The storage side of the proxy: the HTTP client and the error limiter.
 pub struct Backend {
     pub client: BackendClient,

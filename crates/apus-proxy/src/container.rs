@@ -7,7 +7,7 @@ use http::{HeaderMap, HeaderValue, Method, StatusCode};
 
 use crate::account::{check_metadata, copy_request_headers, transfer_headers};
 use crate::app::{strip_owner_headers, Ctx, MAX_CONTAINER_NAME_LENGTH, SWIFT_OWNER_HEADERS};
-use crate::backend::{best_response, node_host, quorum_size, NodePlan};
+use crate::backend::{assign_update_targets, best_response, quorum_size, NodePlan};
 use crate::info::ContainerInfo;
 use crate::service::{error_response, header_str, Req, Resp};
 
@@ -160,24 +160,7 @@ impl Ctx<'_> {
         let part = ring.partition(&self.app.config.hash, &self.target.account, None, None);
         let accounts = ring.primaries(part);
         let mut out = vec![base; container_count];
-        let mut hosts: Vec<Vec<String>> = vec![Vec::new(); container_count];
-        let mut devices: Vec<Vec<String>> = vec![Vec::new(); container_count];
-        for (i, dev) in accounts.iter().enumerate() {
-            hosts[i % container_count].push(node_host(dev));
-            devices[i % container_count].push(dev.device.clone());
-        }
-        for (i, h) in out.iter_mut().enumerate() {
-            if hosts[i].is_empty() {
-                continue;
-            }
-            h.insert("x-account-partition", HeaderValue::from(part));
-            if let Ok(v) = HeaderValue::from_str(&hosts[i].join(",")) {
-                h.insert("x-account-host", v);
-            }
-            if let Ok(v) = HeaderValue::from_str(&devices[i].join(",")) {
-                h.insert("x-account-device", v);
-            }
-        }
+        assign_update_targets(&mut out, &accounts, part, "x-account");
         out
     }
 

@@ -17,7 +17,8 @@ use http_body_util::BodyExt;
 use crate::account::check_metadata;
 use crate::app::Ctx;
 use crate::backend::{
-    backend_path, best_index, best_response, node_host, quorum_size, NodePlan, NodeResponse,
+    assign_update_targets, backend_path, best_index, best_response, node_host, quorum_size,
+    NodePlan, NodeResponse,
 };
 use crate::config::Policy;
 use crate::info::ContainerInfo;
@@ -272,24 +273,7 @@ impl Ctx<'_> {
         let container = self.target.container.as_deref().unwrap_or("");
         let part = ring.partition(&self.app.config.hash, account, Some(container), None);
         let containers = ring.primaries(part);
-        let assign = |out: &mut Vec<HeaderMap>, devs: &[&Device], part: u32, prefix: &str| {
-            let len = out.len();
-            let mut hosts: Vec<Vec<String>> = vec![Vec::new(); len];
-            let mut devices: Vec<Vec<String>> = vec![Vec::new(); len];
-            for (i, dev) in devs.iter().enumerate() {
-                hosts[i % len].push(node_host(dev));
-                devices[i % len].push(dev.device.clone());
-            }
-            for (i, h) in out.iter_mut().enumerate() {
-                if hosts[i].is_empty() {
-                    continue;
-                }
-                set_header(h, &format!("{prefix}-partition"), &part.to_string());
-                set_header(h, &format!("{prefix}-host"), &hosts[i].join(","));
-                set_header(h, &format!("{prefix}-device"), &devices[i].join(","));
-            }
-        };
-        assign(&mut out, &containers, part, "x-container");
+        assign_update_targets(&mut out, &containers, part, "x-container");
         if let Some(at) = delete_at {
             let queue = apus_proto::update::expirer_container(
                 &self.app.config.hash,
@@ -305,7 +289,7 @@ impl Ctx<'_> {
                 None,
             );
             let qnodes = ring.primaries(qpart);
-            assign(&mut out, &qnodes, qpart, "x-delete-at");
+            assign_update_targets(&mut out, &qnodes, qpart, "x-delete-at");
             for h in out.iter_mut() {
                 set_header(h, "x-delete-at-container", &queue);
             }
