@@ -1,0 +1,22 @@
+//! apus-daemons: the background workers that keep three good copies.
+//!
+//! It owns the replicators (objects, containers, accounts), the auditors,
+//! the object and container updaters and the object expirer, all on one
+//! [`Worker`] trait: a worker runs passes over the local devices, either
+//! once (`--once`) or continuously with a pause between passes, throttled
+//! by [`RateLimiter`]s and reporting [`PassStats`].
+//!
+//! Workers reach other nodes only over HTTP through `apus-http`, with the
+//! messages of `apus-proto`; they read local data through `apus-diskfile`
+//! and `apus-db`. This crate must never depend on `apus-server` or
+//! `apus-proxy`: a storage node can run its daemons without either.
+
+pub mod context;
+pub mod rate;
+pub mod stats;
+pub mod worker;
+
+pub use context::{DaemonContext, LocalIdentity, Rings};
+pub use rate::RateLimiter;
+pub use stats::{PassStats, Stats};
+pub use worker::{run_forever, run_once, Shutdown, Worker};
