@@ -137,6 +137,28 @@ impl DaemonContext {
         }
     }
 
+    /// A disk-file manager over this node's devices.
+    pub fn diskfile(&self) -> apus_diskfile::DiskFileManager {
+        let mut conf = apus_diskfile::DiskFileConfig::new(self.devices.clone(), self.hash.clone());
+        conf.mount_check = self.mount_check;
+        apus_diskfile::DiskFileManager::new(conf)
+    }
+
+    /// The names of the device directories under `devices`, sorted; the
+    /// updaters walk these, as Swift's do, rather than the rings.
+    pub fn device_dirs(&self) -> Vec<String> {
+        let mut out: Vec<String> = std::fs::read_dir(&self.devices)
+            .map(|rd| {
+                rd.filter_map(|e| e.ok())
+                    .filter(|e| e.file_type().map(|t| t.is_dir()).unwrap_or(false))
+                    .filter_map(|e| e.file_name().into_string().ok())
+                    .collect()
+            })
+            .unwrap_or_default();
+        out.sort();
+        out
+    }
+
     /// Reads the rings afresh, so a pass sees the newest ring files.
     pub fn load_rings(&self) -> Result<Arc<Rings>, String> {
         Rings::load(&self.rings_dir, &self.policies).map(Arc::new)

@@ -33,6 +33,9 @@ pub struct AsyncUpdate {
     pub db_state: Option<String>,
     /// A redirect target `account/container` for sharded containers.
     pub container_path: Option<String>,
+    /// Ids (in the container ring) of the devices that already took this
+    /// update; the updater records them so a retry skips them.
+    pub successes: Vec<u32>,
 }
 
 impl AsyncUpdate {
@@ -57,6 +60,14 @@ impl AsyncUpdate {
         if let Some(cp) = &self.container_path {
             items.push((s("container_path"), s(cp)));
         }
+        if !self.successes.is_empty() {
+            let ids = self
+                .successes
+                .iter()
+                .map(|&id| Value::Int(i64::from(id)))
+                .collect();
+            items.push((s("successes"), Value::List(ids)));
+        }
         pickle::dumps(&Value::Dict(items))
     }
 
@@ -77,7 +88,18 @@ impl AsyncUpdate {
             Some(Value::None) | None => Vec::new(),
             Some(_) => return Err(bad("headers is not a dict")),
         };
+        let successes = match v.dict_get("successes") {
+            Some(Value::List(ids)) | Some(Value::Tuple(ids)) => ids
+                .iter()
+                .filter_map(|id| match id {
+                    Value::Int(n) => u32::try_from(*n).ok(),
+                    _ => None,
+                })
+                .collect(),
+            _ => Vec::new(),
+        };
         Ok(AsyncUpdate {
+            successes,
             op: text("op").ok_or_else(|| bad("no op"))?,
             account: text("account").ok_or_else(|| bad("no account"))?,
             container: text("container").ok_or_else(|| bad("no container"))?,
@@ -125,6 +147,23 @@ impl DiskFileManager {
             &device_path.join(tmp_dir(policy)),
         )?;
         Ok(dest)
+    }
+
+    /// Rewrites a saved update in place (atomically), as the updater does
+    /// to record the container servers that took it.
+    pub fn rewrite_async_pending(
+        &self,
+        device: &str,
+        policy: u32,
+        path: &Path,
+        update: &AsyncUpdate,
+    ) -> Result<()> {
+        let device_path = self.config().devices.join(device);
+        write_pickle_file(
+            &update.to_pickle(),
+            path,
+            &device_path.join(tmp_dir(policy)),
+        )
     }
 
     /// Every saved update on a device, all policies, newest first within

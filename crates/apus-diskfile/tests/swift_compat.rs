@@ -371,6 +371,7 @@ fn async_pendings_both_ways() {
         ],
         db_state: Some("unsharded".into()),
         container_path: None,
+        successes: vec![2, 5],
     };
     let t = ts(1_700_000_000.0);
     let path = env.mgr.write_async_pending("sda", 0, &update, t).unwrap();
@@ -418,6 +419,7 @@ print(json.dumps(d))
     );
     let v: Json = serde_json::from_str(&out).unwrap();
     assert_eq!(v["op"], "PUT");
+    assert_eq!(v["successes"], serde_json::json!([2, 5]));
     assert_eq!(v["container"], "c\u{e9}");
     assert_eq!(v["obj"], "o/\u{2603}");
     assert_eq!(v["db_state"], "unsharded");

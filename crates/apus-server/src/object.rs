@@ -1272,6 +1272,7 @@ impl UpdateSender {
             headers: update.headers,
             db_state: update.db_state,
             container_path: update.container_path,
+            successes: Vec::new(),
         };
         let mgr = self.mgr.clone();
         let device = self.objdevice.clone();
