@@ -6,6 +6,11 @@
 
 use md5::{Digest, Md5};
 
+/// MD5 of `data` (Swift splits work between processes by it).
+pub fn md5_digest(data: &[u8]) -> [u8; 16] {
+    Md5::digest(data).into()
+}
+
 /// The cluster-wide salt mixed into every hash path.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct HashConfig {

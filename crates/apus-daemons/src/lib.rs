@@ -12,6 +12,7 @@
 //! `apus-proxy`: a storage node can run its daemons without either.
 
 pub mod context;
+pub mod expirer;
 pub mod object_updater;
 pub mod rate;
 pub mod stats;

@@ -198,10 +198,14 @@ impl UpdateJob {
         msg.headers = update.headers.clone();
         msg.container_path = update.container_path.clone();
         let mut headers = msg.to_header_map();
-        headers.insert(
-            h::X_BACKEND_STORAGE_POLICY_INDEX,
-            HeaderValue::from(self.entry.policy),
-        );
+        // Queue entries carry policy 0 whatever the object's policy; only
+        // updates without one take the policy of the directory.
+        if !headers.contains_key(h::X_BACKEND_STORAGE_POLICY_INDEX) {
+            headers.insert(
+                h::X_BACKEND_STORAGE_POLICY_INDEX,
+                HeaderValue::from(self.entry.policy),
+            );
+        }
         if let Ok(ua) = HeaderValue::from_str(&format!("object-updater {}", std::process::id())) {
             headers.insert(http::header::USER_AGENT, ua);
         }
