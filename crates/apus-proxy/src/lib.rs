@@ -65,6 +65,15 @@ impl Proxy {
     }
 
     /// The pipeline, for callers that feed it requests directly.
+    /// Swift's internal-client pipeline, for daemons acting for the
+    /// cluster itself (the expirer): errors caught, no gatekeeper, no
+    /// authentication, no DLO or COPY.
+    pub fn internal(config: ProxyConfig) -> Self {
+        let app: SharedService = Arc::new(app::App::new(Arc::new(config)));
+        let pipeline: SharedService = Arc::new(catch_errors::CatchErrors::new(app));
+        Proxy { pipeline }
+    }
+
     pub fn pipeline(&self) -> SharedService {
         self.pipeline.clone()
     }

@@ -1,11 +1,14 @@
 //! apus: the single binary of an OpenStack Swift-compatible object store.
 //!
 //! It owns the command line: `apus ring` (swift-ring-builder's semantics),
-//! `apus nodes` (swift-get-nodes) and `apus serve` (a node's servers, or a
-//! whole cluster in one process), and later the daemons.
+//! `apus nodes` (swift-get-nodes), `apus serve` (a node's servers and
+//! daemons, or a whole cluster in one process) and one subcommand per
+//! daemon (`apus object-replicator --once`).
 //! Subcommands only parse arguments, call into the library crates and print;
 //! the logic lives in those crates. Nothing depends on this crate.
 
+mod daemon_cmd;
+mod daemons;
 mod local_cluster;
 mod node_config;
 mod nodes_cmd;
@@ -15,6 +18,7 @@ mod serve_cmd;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use daemons::DaemonName;
 
 #[derive(Parser)]
 #[command(
@@ -44,6 +48,25 @@ enum Command {
     /// Run the proxy and storage servers: with no options, a whole cluster
     /// in one process over ./apus-data on 127.0.0.1:8080.
     Serve(serve_cmd::ServeArgs),
+    /// Replicate this node's object partitions to their other primaries
+    /// and hand off partitions it holds for others.
+    ObjectReplicator(daemon_cmd::DaemonArgs),
+    /// Check every object's checksum and size; quarantine bad copies.
+    ObjectAuditor(daemon_cmd::DaemonArgs),
+    /// Replay container updates saved as async pendings.
+    ObjectUpdater(daemon_cmd::DaemonArgs),
+    /// Delete objects past their X-Delete-At, from the expiry queue.
+    ObjectExpirer(daemon_cmd::DaemonArgs),
+    /// Replicate container databases.
+    ContainerReplicator(daemon_cmd::DaemonArgs),
+    /// Check container databases; quarantine broken ones.
+    ContainerAuditor(daemon_cmd::DaemonArgs),
+    /// Report container stats to the account servers.
+    ContainerUpdater(daemon_cmd::DaemonArgs),
+    /// Replicate account databases.
+    AccountReplicator(daemon_cmd::DaemonArgs),
+    /// Check account databases; quarantine broken ones.
+    AccountAuditor(daemon_cmd::DaemonArgs),
 }
 
 fn main() -> ExitCode {
@@ -63,5 +86,14 @@ fn main() -> ExitCode {
         Command::Ring { args } => ring_cmd::run(&args),
         Command::Nodes(args) => nodes_cmd::run(&args),
         Command::Serve(args) => serve_cmd::run(&args),
+        Command::ObjectReplicator(a) => daemon_cmd::run(DaemonName::ObjectReplicator, &a),
+        Command::ObjectAuditor(a) => daemon_cmd::run(DaemonName::ObjectAuditor, &a),
+        Command::ObjectUpdater(a) => daemon_cmd::run(DaemonName::ObjectUpdater, &a),
+        Command::ObjectExpirer(a) => daemon_cmd::run(DaemonName::ObjectExpirer, &a),
+        Command::ContainerReplicator(a) => daemon_cmd::run(DaemonName::ContainerReplicator, &a),
+        Command::ContainerAuditor(a) => daemon_cmd::run(DaemonName::ContainerAuditor, &a),
+        Command::ContainerUpdater(a) => daemon_cmd::run(DaemonName::ContainerUpdater, &a),
+        Command::AccountReplicator(a) => daemon_cmd::run(DaemonName::AccountReplicator, &a),
+        Command::AccountAuditor(a) => daemon_cmd::run(DaemonName::AccountAuditor, &a),
     }
 }

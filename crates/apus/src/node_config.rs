@@ -57,6 +57,7 @@ pub struct FileConfig {
     pub log_requests: Option<bool>,
     pub proxy: Option<FileProxy>,
     pub storage: Option<FileStorage>,
+    pub daemons: Option<FileDaemons>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
@@ -141,6 +142,55 @@ pub struct FileStorage {
     pub client_timeout: Option<f64>,
 }
 
+/// `[daemons]`: the background workers of a storage node.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileDaemons {
+    /// Run the daemons inside `apus serve` (default true).
+    pub run: Option<bool>,
+    /// Seconds after which tombstones and deleted database rows are
+    /// reclaimed (every daemon that reclaims uses it).
+    pub reclaim_age: Option<f64>,
+    #[serde(rename = "object-replicator")]
+    pub object_replicator: Option<FileDaemon>,
+    #[serde(rename = "object-auditor")]
+    pub object_auditor: Option<FileDaemon>,
+    #[serde(rename = "object-updater")]
+    pub object_updater: Option<FileDaemon>,
+    #[serde(rename = "object-expirer")]
+    pub object_expirer: Option<FileDaemon>,
+    #[serde(rename = "container-replicator")]
+    pub container_replicator: Option<FileDaemon>,
+    #[serde(rename = "container-auditor")]
+    pub container_auditor: Option<FileDaemon>,
+    #[serde(rename = "container-updater")]
+    pub container_updater: Option<FileDaemon>,
+    #[serde(rename = "account-replicator")]
+    pub account_replicator: Option<FileDaemon>,
+    #[serde(rename = "account-auditor")]
+    pub account_auditor: Option<FileDaemon>,
+}
+
+/// One daemon's settings; what a daemon does not use is an error.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileDaemon {
+    /// Run this daemon inside `apus serve`.
+    pub run: Option<bool>,
+    /// Seconds from the start of one pass to the start of the next.
+    pub interval: Option<f64>,
+    /// Work items in flight at once.
+    pub concurrency: Option<usize>,
+    /// Items (files, objects, containers, tasks) per second; 0 = no limit.
+    pub per_second: Option<f64>,
+    /// Bytes per second; 0 = no limit.
+    pub bytes_per_second: Option<f64>,
+    /// Expirer only: split the queue among this many expirers...
+    pub processes: Option<u64>,
+    /// ...of which this is number `process` (from 0).
+    pub process: Option<u64>,
+}
+
 impl FileConfig {
     pub fn parse(text: &str) -> Result<Self> {
         toml::from_str(text).map_err(|e| {
@@ -201,6 +251,7 @@ pub struct NodeConfig {
     pub log_requests: bool,
     pub proxy: Option<ProxyNode>,
     pub storage: Option<StorageNode>,
+    pub daemons: FileDaemons,
 }
 
 #[derive(Debug)]
@@ -216,6 +267,25 @@ pub struct StorageNode {
     /// `None` in the local layout: each server listens where its ring says.
     pub addrs: Option<StorageAddrs>,
     settings: FileStorage,
+}
+
+impl StorageNode {
+    pub fn mount_check(&self) -> bool {
+        self.settings.mount_check.unwrap_or(false)
+    }
+
+    /// Connect and node timeouts of the daemons' requests: the storage
+    /// settings when given, else Swift's daemon defaults (0.5 s and 10 s).
+    pub fn daemon_timeouts(&self) -> (Duration, Duration) {
+        let secs = |v: Option<f64>, default: f64| {
+            Duration::try_from_secs_f64(v.unwrap_or(default))
+                .unwrap_or(Duration::from_secs_f64(default))
+        };
+        (
+            secs(self.settings.conn_timeout, 0.5),
+            secs(self.settings.node_timeout, 10.0),
+        )
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -242,6 +312,7 @@ impl NodeConfig {
         let log_requests = file.log_requests.unwrap_or(true);
         let file_proxy = file.proxy.unwrap_or_default();
         let file_storage = file.storage.unwrap_or_default();
+        let daemons = file.daemons.unwrap_or_default();
 
         let (layout, roles) = match data {
             Some(data) => {
@@ -402,6 +473,7 @@ impl NodeConfig {
             log_requests,
             proxy,
             storage,
+            daemons,
         })
     }
 

@@ -21,6 +21,7 @@ use std::time::Duration;
 
 use anyhow::{anyhow, Context, Result};
 use apus_core::HashConfig;
+use apus_daemons::{LocalIdentity, Shutdown};
 use apus_http::ServerConfig;
 use apus_proxy::{Policy, Proxy, ProxyConfig};
 use apus_ring::Ring;
@@ -32,6 +33,7 @@ use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
+use crate::daemons::Daemons;
 use crate::local_cluster::{LocalCluster, LocalRing};
 use crate::node_config::{FileConfig, HashSource, Layout, NodeConfig, Overrides, DEFAULT_DATA_DIR};
 
@@ -66,31 +68,45 @@ pub fn run(args: &ServeArgs) -> ExitCode {
     }
 }
 
-fn run_inner(args: &ServeArgs) -> Result<ExitCode> {
-    let (file, base) = match &args.config {
+/// Reads and resolves the configuration the way `apus serve` does:
+/// `--data` or no `--config` means the local layout.
+pub fn load_config(
+    data: Option<&Path>,
+    config: Option<&Path>,
+    bind: Option<SocketAddr>,
+) -> Result<NodeConfig> {
+    let (file, base) = match config {
         Some(path) => (
             FileConfig::load(path)?,
             path.parent().map(Path::to_path_buf).unwrap_or_default(),
         ),
         None => (FileConfig::default(), PathBuf::new()),
     };
-    let data = match (&args.data, &args.config) {
-        (Some(d), _) => Some(d.clone()),
+    let data = match (data, config) {
+        (Some(d), _) => Some(d.to_path_buf()),
         (None, None) => Some(PathBuf::from(DEFAULT_DATA_DIR)),
         (None, Some(_)) => None,
     };
-    let conf = NodeConfig::resolve(
-        file,
-        &base,
-        Overrides {
-            data,
-            bind: args.bind,
-        },
-    )
-    .with_context(|| match &args.config {
+    NodeConfig::resolve(file, &base, Overrides { data, bind }).with_context(|| match config {
         Some(p) => p.display().to_string(),
         None => "configuration".to_string(),
-    })?;
+    })
+}
+
+/// The hash salt of a node layout.
+pub fn node_hash(source: &HashSource) -> Result<HashConfig> {
+    Ok(match source {
+        HashSource::Inline(h) => h.clone(),
+        HashSource::SwiftConf(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read {}", path.display()))?;
+            HashConfig::from_swift_conf(&text).map_err(|e| anyhow!("{}: {e}", path.display()))?
+        }
+    })
+}
+
+fn run_inner(args: &ServeArgs) -> Result<ExitCode> {
+    let conf = load_config(args.data.as_deref(), args.config.as_deref(), args.bind)?;
     init_logging(conf.log_requests);
     let plan = prepare(&conf)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -102,7 +118,7 @@ fn run_inner(args: &ServeArgs) -> Result<ExitCode> {
     code
 }
 
-fn init_logging(log_requests: bool) {
+pub fn init_logging(log_requests: bool) {
     use tracing_subscriber::filter::{EnvFilter, LevelFilter};
     let mut filter = EnvFilter::builder()
         .with_default_directive(LevelFilter::INFO.into())
@@ -151,6 +167,7 @@ enum StorageConfig {
 struct Plan {
     proxy: Option<(ProxyConfig, TcpListener)>,
     storage: Vec<(Server, StorageConfig, TcpListener)>,
+    daemons: Option<Daemons>,
     banner: String,
     /// Keeps the data directory locked while serving.
     _local: Option<LocalCluster>,
@@ -159,7 +176,7 @@ struct Plan {
 fn prepare(conf: &NodeConfig) -> Result<Plan> {
     let mut local = None;
     let mut listeners = Vec::new();
-    let (hash, rings) = match &conf.layout {
+    let (hash, rings, rings_dir, identity) = match &conf.layout {
         Layout::Local { data } => {
             let mut cluster = LocalCluster::open(data)?;
             for server in Server::ALL {
@@ -176,22 +193,27 @@ fn prepare(conf: &NodeConfig) -> Result<Plan> {
                 objects: vec![(0, Arc::new(cluster.object.ring.clone()))],
             };
             let hash = cluster.hash.clone();
+            let identity = LocalIdentity {
+                account: cluster.account.addr,
+                container: cluster.container.addr,
+                object: cluster.object.addr,
+            };
             local = Some(cluster);
-            (hash, Some(rings))
+            (hash, Some(rings), data.clone(), Some(identity))
         }
         Layout::Node { hash, rings_dir } => {
-            let hash = match hash {
-                HashSource::Inline(h) => h.clone(),
-                HashSource::SwiftConf(path) => {
-                    let text = std::fs::read_to_string(path)
-                        .with_context(|| format!("cannot read {}", path.display()))?;
-                    HashConfig::from_swift_conf(&text)
-                        .map_err(|e| anyhow!("{}: {e}", path.display()))?
-                }
-            };
+            let hash = node_hash(hash)?;
+            // The proxy cannot start without rings; the daemons of a
+            // storage-only node report missing rings on each pass instead.
             let rings = match conf.proxy {
                 Some(_) => Some(Rings::load(rings_dir, conf)?),
-                None => None,
+                None => match Rings::load(rings_dir, conf) {
+                    Ok(r) => Some(r),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "no rings: the daemons cannot run");
+                        None
+                    }
+                },
             };
             if let Some(addrs) = conf.storage.as_ref().and_then(|s| s.addrs) {
                 for server in Server::ALL {
@@ -206,34 +228,23 @@ fn prepare(conf: &NodeConfig) -> Result<Plan> {
                     listeners.push((server, l));
                 }
             }
-            (hash, rings)
+            let identity = conf
+                .storage
+                .as_ref()
+                .and_then(|s| s.addrs)
+                .map(|a| LocalIdentity {
+                    account: a.account,
+                    container: a.container,
+                    object: a.object,
+                });
+            (hash, rings, rings_dir.clone(), identity)
         }
     };
 
     let mut banner = String::new();
-    let proxy = match (&conf.proxy, rings) {
+    let proxy = match (&conf.proxy, &rings) {
         (Some(node), Some(rings)) => {
-            let policies = conf
-                .policies
-                .iter()
-                .map(|p| {
-                    let ring = rings
-                        .objects
-                        .iter()
-                        .find(|(i, _)| *i == p.index)
-                        .map(|(_, r)| r.clone())
-                        .ok_or_else(|| anyhow!("no object ring for policy {}", p.index))?;
-                    Ok(Policy {
-                        index: p.index,
-                        name: p.name.clone(),
-                        aliases: p.aliases.clone(),
-                        default: p.default,
-                        deprecated: p.deprecated,
-                        ring,
-                    })
-                })
-                .collect::<Result<Vec<_>>>()?;
-            let mut pc = ProxyConfig::new(hash.clone(), rings.account, rings.container, policies);
+            let mut pc = proxy_config(conf, &hash, rings)?;
             node.apply(&mut pc);
             let listener = TcpListener::bind(node.bind)
                 .map_err(|e| anyhow!("cannot listen on {} (proxy): {e}", node.bind))?;
@@ -298,9 +309,25 @@ fn prepare(conf: &NodeConfig) -> Result<Plan> {
     } else {
         banner.insert_str(0, "apus serve: node started\n");
     }
+    let daemons = match (&conf.storage, identity) {
+        (Some(_), Some(identity)) => {
+            let internal = rings
+                .as_ref()
+                .map(|r| proxy_config(conf, &hash, r))
+                .transpose()?;
+            let d = Daemons::new(conf, hash.clone(), rings_dir, identity, internal)?;
+            let names: Vec<&str> = d.enabled().iter().map(|n| n.as_str()).collect();
+            if !names.is_empty() {
+                let _ = writeln!(banner, "  daemons    {}", names.join(" "));
+            }
+            Some(d)
+        }
+        _ => None,
+    };
     Ok(Plan {
         proxy,
         storage,
+        daemons,
         banner,
         _local: local,
     })
@@ -327,17 +354,48 @@ fn ring_listener(server: Server, r: &mut LocalRing) -> Result<TcpListener> {
     })
 }
 
-struct Rings {
-    account: Arc<Ring>,
-    container: Arc<Ring>,
+/// The proxy's settings over `rings` (one object ring per policy), before
+/// the file's `[proxy]` settings are applied.
+pub fn proxy_config(conf: &NodeConfig, hash: &HashConfig, rings: &Rings) -> Result<ProxyConfig> {
+    let policies = conf
+        .policies
+        .iter()
+        .map(|p| {
+            let ring = rings
+                .objects
+                .iter()
+                .find(|(i, _)| *i == p.index)
+                .map(|(_, r)| r.clone())
+                .ok_or_else(|| anyhow!("no object ring for policy {}", p.index))?;
+            Ok(Policy {
+                index: p.index,
+                name: p.name.clone(),
+                aliases: p.aliases.clone(),
+                default: p.default,
+                deprecated: p.deprecated,
+                ring,
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(ProxyConfig::new(
+        hash.clone(),
+        rings.account.clone(),
+        rings.container.clone(),
+        policies,
+    ))
+}
+
+pub struct Rings {
+    pub account: Arc<Ring>,
+    pub container: Arc<Ring>,
     /// Object ring of each policy index.
-    objects: Vec<(u32, Arc<Ring>)>,
+    pub objects: Vec<(u32, Arc<Ring>)>,
 }
 
 impl Rings {
     /// A node's rings: `account.ring.gz`, `container.ring.gz` and one
     /// object ring per policy (`object.ring.gz`, `object-N.ring.gz`).
-    fn load(dir: &Path, conf: &NodeConfig) -> Result<Self> {
+    pub fn load(dir: &Path, conf: &NodeConfig) -> Result<Self> {
         let load = |name: &str| -> Result<Arc<Ring>> {
             let path = dir.join(name);
             Ring::load(&path)
@@ -449,6 +507,16 @@ async fn serve(plan: Plan, shutdown_timeout: Duration) -> Result<ExitCode> {
         });
     }
 
+    let (daemons_stop, daemons_shutdown) = Shutdown::new();
+    let mut daemons = JoinSet::new();
+    if let Some(d) = &plan.daemons {
+        for name in d.enabled() {
+            if let Err(e) = d.spawn(name, daemons_shutdown.clone(), &mut daemons) {
+                tracing::error!(daemon = name.as_str(), error = %e, "daemon not started");
+            }
+        }
+    }
+
     // The banner is for people; a closed stdout must not stop the servers.
     let mut stdout = std::io::stdout().lock();
     let _ = stdout.write_all(plan.banner.as_bytes());
@@ -479,7 +547,17 @@ async fn serve(plan: Plan, shutdown_timeout: Duration) -> Result<ExitCode> {
         eprintln!("apus serve: second signal, exiting without waiting");
         std::process::exit(130);
     });
-    // The proxy first: its requests in flight still need the storage servers.
+    // Daemons first: a pass cut short is simply redone later.
+    let _ = daemons_stop.send(true);
+    if tokio::time::timeout(shutdown_timeout, async {
+        while daemons.join_next().await.is_some() {}
+    })
+    .await
+    .is_err()
+    {
+        daemons.abort_all();
+    }
+    // The proxy next: its requests in flight still need the storage servers.
     let _ = proxy_stop.send(true);
     while let Some(ended) = proxy.join_next().await {
         failed |= !report(ended);

@@ -1,0 +1,270 @@
+//! The daemons of a storage node, built from its configuration: all of
+//! them inside `apus serve`, or one alone (`apus object-updater --once`).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Result;
+use apus_core::HashConfig;
+use apus_daemons::expirer::{ExpirerSettings, InternalClient, ObjectExpirer};
+use apus_daemons::object_updater::{ObjectUpdater, ObjectUpdaterSettings};
+use apus_daemons::{run_forever, run_once, DaemonContext, LocalIdentity, PassStats, Shutdown};
+use apus_http::ClientConfig;
+use apus_proxy::{Proxy, ProxyConfig, SharedService};
+use bytes::Bytes;
+use http::{HeaderMap, Method, Request, StatusCode};
+use tokio::task::JoinSet;
+
+use crate::node_config::{FileDaemon, FileDaemons, NodeConfig};
+
+/// Swift's default `reclaim_age`: a week.
+const DEFAULT_RECLAIM_AGE: f64 = 604_800.0;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum DaemonName {
+    ObjectReplicator,
+    ObjectAuditor,
+    ObjectUpdater,
+    ObjectExpirer,
+    ContainerReplicator,
+    ContainerAuditor,
+    ContainerUpdater,
+    AccountReplicator,
+    AccountAuditor,
+}
+
+impl DaemonName {
+    pub const ALL: [DaemonName; 9] = [
+        DaemonName::ObjectReplicator,
+        DaemonName::ObjectAuditor,
+        DaemonName::ObjectUpdater,
+        DaemonName::ObjectExpirer,
+        DaemonName::ContainerReplicator,
+        DaemonName::ContainerAuditor,
+        DaemonName::ContainerUpdater,
+        DaemonName::AccountReplicator,
+        DaemonName::AccountAuditor,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DaemonName::ObjectReplicator => "object-replicator",
+            DaemonName::ObjectAuditor => "object-auditor",
+            DaemonName::ObjectUpdater => "object-updater",
+            DaemonName::ObjectExpirer => "object-expirer",
+            DaemonName::ContainerReplicator => "container-replicator",
+            DaemonName::ContainerAuditor => "container-auditor",
+            DaemonName::ContainerUpdater => "container-updater",
+            DaemonName::AccountReplicator => "account-replicator",
+            DaemonName::AccountAuditor => "account-auditor",
+        }
+    }
+
+    fn file_settings(self, d: &FileDaemons) -> FileDaemon {
+        let s = match self {
+            DaemonName::ObjectReplicator => &d.object_replicator,
+            DaemonName::ObjectAuditor => &d.object_auditor,
+            DaemonName::ObjectUpdater => &d.object_updater,
+            DaemonName::ObjectExpirer => &d.object_expirer,
+            DaemonName::ContainerReplicator => &d.container_replicator,
+            DaemonName::ContainerAuditor => &d.container_auditor,
+            DaemonName::ContainerUpdater => &d.container_updater,
+            DaemonName::AccountReplicator => &d.account_replicator,
+            DaemonName::AccountAuditor => &d.account_auditor,
+        };
+        s.clone().unwrap_or_default()
+    }
+
+    /// Swift's default pause between passes.
+    fn default_interval(self) -> f64 {
+        match self {
+            DaemonName::ObjectUpdater
+            | DaemonName::ContainerUpdater
+            | DaemonName::ObjectExpirer => 300.0,
+            _ => 30.0,
+        }
+    }
+}
+
+/// The internal client of the expirer: the proxy's logic in process.
+pub struct InternalProxy {
+    service: SharedService,
+}
+
+impl InternalProxy {
+    pub fn new(config: ProxyConfig) -> Self {
+        InternalProxy {
+            service: Proxy::internal(config).pipeline(),
+        }
+    }
+}
+
+impl InternalClient for InternalProxy {
+    async fn call(
+        &self,
+        method: Method,
+        path: String,
+        headers: HeaderMap,
+        max_body: usize,
+    ) -> Result<(StatusCode, Bytes), String> {
+        let mut req = Request::new(apus_http::empty());
+        *req.method_mut() = method;
+        *req.uri_mut() = path
+            .parse()
+            .map_err(|e| format!("bad path {path:?}: {e}"))?;
+        *req.headers_mut() = headers;
+        let resp = self.service.call(req).await;
+        let status = resp.status();
+        let body = apus_http::body::collect_limited(resp.into_body(), max_body)
+            .await
+            .map_err(|e| format!("reading the answer to {path}: {e}"))?;
+        Ok((status, body))
+    }
+}
+
+/// Everything needed to build any daemon of this node.
+pub struct Daemons {
+    ctx: Arc<DaemonContext>,
+    file: FileDaemons,
+    reclaim_age: f64,
+    /// For the expirer; `None` when the rings could not be read.
+    internal: Option<Arc<InternalProxy>>,
+    /// Whether this node runs the expirer by default (it has a proxy).
+    expirer_by_default: bool,
+}
+
+impl Daemons {
+    pub fn new(
+        conf: &NodeConfig,
+        hash: HashConfig,
+        rings_dir: PathBuf,
+        identity: LocalIdentity,
+        proxy_config: Option<ProxyConfig>,
+    ) -> Result<Self> {
+        let storage = conf
+            .storage
+            .as_ref()
+            .ok_or_else(|| anyhow::anyhow!("the daemons run on nodes with the storage role"))?;
+        let (connect_timeout, node_timeout) = storage.daemon_timeouts();
+        let client = ClientConfig {
+            connect_timeout,
+            node_timeout,
+            ..ClientConfig::default()
+        };
+        let policies = conf.policies.iter().map(|p| p.index).collect();
+        let mut ctx = DaemonContext::new(
+            storage.devices.clone(),
+            hash,
+            rings_dir,
+            policies,
+            identity,
+            client,
+        );
+        ctx.mount_check = storage.mount_check();
+        let reclaim_age = conf.daemons.reclaim_age.unwrap_or(DEFAULT_RECLAIM_AGE);
+        Ok(Daemons {
+            ctx: Arc::new(ctx),
+            file: conf.daemons.clone(),
+            reclaim_age,
+            internal: proxy_config.map(|pc| Arc::new(InternalProxy::new(pc))),
+            expirer_by_default: conf.proxy.is_some(),
+        })
+    }
+
+    /// The daemons `apus serve` runs.
+    pub fn enabled(&self) -> Vec<DaemonName> {
+        if !self.file.run.unwrap_or(true) {
+            return Vec::new();
+        }
+        DaemonName::ALL
+            .into_iter()
+            .filter(|d| {
+                let default = *d != DaemonName::ObjectExpirer || self.expirer_by_default;
+                d.file_settings(&self.file).run.unwrap_or(default)
+            })
+            .collect()
+    }
+
+    fn interval(&self, name: DaemonName) -> Duration {
+        let secs = name
+            .file_settings(&self.file)
+            .interval
+            .unwrap_or(name.default_interval());
+        Duration::try_from_secs_f64(secs).unwrap_or(Duration::from_secs(30))
+    }
+
+    /// One pass of `name`.
+    pub async fn run_once(&self, name: DaemonName) -> Result<PassStats> {
+        macro_rules! once {
+            ($w:expr) => {
+                Ok(run_once(&$w, &self.ctx, Shutdown::never()).await)
+            };
+        }
+        match name {
+            DaemonName::ObjectUpdater => once!(self.object_updater()),
+            DaemonName::ObjectExpirer => once!(self.expirer()?),
+            other => anyhow::bail!("{} is not available yet", other.as_str()),
+        }
+    }
+
+    /// Starts `name` in continuous mode on `tasks`.
+    pub fn spawn(
+        &self,
+        name: DaemonName,
+        shutdown: Shutdown,
+        tasks: &mut JoinSet<()>,
+    ) -> Result<()> {
+        let interval = self.interval(name);
+        let ctx = self.ctx.clone();
+        let report = |pass: &PassStats| tracing::debug!(stats = %pass.to_json(), "pass stats");
+        macro_rules! forever {
+            ($w:expr) => {{
+                let w = Arc::new($w);
+                tasks.spawn(run_forever(w, ctx, interval, shutdown, report));
+            }};
+        }
+        match name {
+            DaemonName::ObjectUpdater => forever!(self.object_updater()),
+            DaemonName::ObjectExpirer => forever!(self.expirer()?),
+            other => anyhow::bail!("{} is not available yet", other.as_str()),
+        }
+        Ok(())
+    }
+
+    fn object_updater(&self) -> ObjectUpdater {
+        let s = DaemonName::ObjectUpdater.file_settings(&self.file);
+        let mut settings = ObjectUpdaterSettings::default();
+        if let Some(v) = s.per_second {
+            settings.objects_per_second = v;
+        }
+        if let Some(v) = s.concurrency {
+            settings.concurrency = v;
+        }
+        ObjectUpdater::new(settings)
+    }
+
+    fn expirer(&self) -> Result<ObjectExpirer<InternalProxy>> {
+        let s = DaemonName::ObjectExpirer.file_settings(&self.file);
+        let mut settings = ExpirerSettings {
+            reclaim_age: self.reclaim_age,
+            ..ExpirerSettings::default()
+        };
+        if let Some(v) = s.concurrency {
+            settings.concurrency = v;
+        }
+        if let Some(v) = s.per_second {
+            settings.tasks_per_second = v;
+        }
+        settings.processes = s.processes.unwrap_or(0);
+        settings.process = s.process.unwrap_or(0);
+        if settings.processes > 0 && settings.process >= settings.processes {
+            anyhow::bail!("object-expirer: process must be less than processes");
+        }
+        let internal = self
+            .internal
+            .clone()
+            .ok_or_else(|| anyhow::anyhow!("object-expirer: the rings could not be read"))?;
+        Ok(ObjectExpirer::new(settings, internal))
+    }
+}
