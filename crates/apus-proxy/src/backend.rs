@@ -413,6 +413,37 @@ fn final_read_status(status: u16) -> bool {
     status < 500 && status != 404
 }
 
+/// `/a/c/o`: only object reads weigh tombstones against data.
+fn is_object_path(path: &str) -> bool {
+    path.trim_start_matches('/').splitn(3, '/').count() == 3
+}
+
+/// The deletion time a 404 reports (`X-Backend-Timestamp`), if any.
+fn tombstone_timestamp(headers: &HeaderMap) -> Option<apus_core::Timestamp> {
+    headers
+        .get("x-backend-timestamp")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| apus_core::Timestamp::parse(v).ok())
+}
+
+/// Whether a good answer's data predates `tombstone`.
+fn older_than(headers: &HeaderMap, tombstone: Option<apus_core::Timestamp>) -> bool {
+    let Some(tombstone) = tombstone else {
+        return false;
+    };
+    let data = [
+        "x-backend-data-timestamp",
+        "x-backend-timestamp",
+        "x-put-timestamp",
+        "x-timestamp",
+    ]
+    .iter()
+    .find_map(|n| headers.get(*n))
+    .and_then(|v| v.to_str().ok())
+    .and_then(|v| apus_core::Timestamp::parse(v).ok());
+    data.is_some_and(|d| d < tombstone)
+}
+
 fn timestamp_of(headers: &HeaderMap) -> String {
     for name in ["x-backend-timestamp", "x-timestamp", "x-put-timestamp"] {
         if let Some(v) = headers.get(name).and_then(|v| v.to_str().ok()) {
@@ -455,6 +486,8 @@ impl Backend {
         }
         let mut gathered: Vec<NodeResponse> = Vec::new();
         let mut failed = false;
+        let objects = is_object_path(path);
+        let mut latest_tombstone: Option<apus_core::Timestamp> = None;
         for (i, dev) in plan.all().enumerate() {
             if i >= plan.primaries.len() && !failed {
                 break;
@@ -466,6 +499,19 @@ impl Backend {
             {
                 Some(resp) => {
                     let status = resp.status().as_u16();
+                    if objects && status == 404 {
+                        latest_tombstone =
+                            latest_tombstone.max(tombstone_timestamp(resp.headers()));
+                    }
+                    // A copy older than a tombstone already seen is stale
+                    // (a node that missed the DELETE): not a source.
+                    if objects
+                        && (200..300).contains(&status)
+                        && older_than(resp.headers(), latest_tombstone)
+                    {
+                        let _ = buffer_response(resp).await;
+                        continue;
+                    }
                     if final_read_status(status) {
                         let (mut parts, body) = resp.into_parts();
                         clean_streaming_headers(&mut parts.headers);
@@ -505,7 +551,24 @@ impl Backend {
             let headers = headers.clone();
             async move { self.send(dev, method, &bpath, headers, empty()).await }
         });
-        let answers = futures_util::future::join_all(futures).await;
+        let mut answers = futures_util::future::join_all(futures).await;
+        if is_object_path(path) {
+            // Swift's rule: data older than the newest tombstone is stale.
+            let latest = answers
+                .iter()
+                .flatten()
+                .filter(|r| r.status() == 404)
+                .filter_map(|r| tombstone_timestamp(r.headers()))
+                .max();
+            for slot in answers.iter_mut() {
+                let stale = slot
+                    .as_ref()
+                    .is_some_and(|r| r.status().is_success() && older_than(r.headers(), latest));
+                if stale {
+                    *slot = None;
+                }
+            }
+        }
         let mut best: Option<Response<Body>> = None;
         let mut others: Vec<NodeResponse> = Vec::new();
         for resp in answers.into_iter() {
