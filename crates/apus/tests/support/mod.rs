@@ -2,6 +2,8 @@
 //! guard, free ports and a minimal HTTP/1.0 client over `std::net`.
 #![allow(dead_code)]
 
+pub mod cluster;
+
 use std::ffi::OsString;
 use std::fs;
 use std::io::{BufRead, BufReader, Read, Write};
