@@ -41,6 +41,7 @@ mod container;
 mod db;
 mod encode;
 mod error;
+mod layout;
 mod listing;
 mod pending;
 mod replica;
@@ -57,5 +58,6 @@ pub use encode::{
     chexor, decode_timestamps, encode_timestamps, extract_swift_bytes, RowTimestamps,
 };
 pub use error::{DbError, Result};
+pub use layout::quarantine_db;
 pub use listing::{ListParams, Listing, LISTING_LIMIT};
 pub use replica::{remote_policy_wins, PolicyState, ReplicaBroker};
