@@ -156,7 +156,7 @@ enum Prepared<B> {
     Removed,
     Ready {
         broker: Arc<B>,
-        info: ReplicationInfo,
+        info: Box<ReplicationInfo>,
         names: (String, Option<String>),
     },
 }
@@ -200,7 +200,7 @@ async fn replicate_db<B: ReplicaBroker>(
             let names = broker.names()?;
             Ok(Prepared::Ready {
                 broker: Arc::new(broker),
-                info,
+                info: Box::new(info),
                 names,
             })
         })
@@ -215,7 +215,7 @@ async fn replicate_db<B: ReplicaBroker>(
             broker,
             info,
             names,
-        }) => (broker, info, names),
+        }) => (broker, *info, names),
         Err(e) => {
             stats.incr("failures");
             if e.is_quarantine_worthy() {
@@ -364,7 +364,7 @@ fn sync_args<B: ReplicaBroker>(info: &ReplicationInfo) -> SyncArgs {
         put_timestamp: info.put_timestamp,
         delete_timestamp: info.delete_timestamp,
         metadata: info.metadata.clone(),
-        policy: (B::SERVER_TYPE == "container").then(|| PolicyArgs {
+        policy: (B::SERVER_TYPE == "container").then_some(PolicyArgs {
             status_changed_at: info.status_changed_at,
             count: info.count,
             storage_policy_index: info.storage_policy_index,
