@@ -593,3 +593,27 @@ async fn the_updater_brings_the_account_up_to_date() {
     .unwrap();
     assert_eq!(a.get_info().unwrap().object_count, 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handoff_takes_the_turn_of_a_primary_whose_drive_is_gone() {
+    let cl = cluster().await;
+    let (_, prim, other) = cl.container_nodes("a", "c");
+    let first = create_container(&cl.container_db(prim[0], "a", "c"), recent(0));
+    first
+        .put_object(ObjectRecord::put("o", recent(1), 3, "t", "e", 0))
+        .unwrap();
+    // The third primary's drive is unmounted: its server answers 507.
+    let dev = cl.devices.join(format!("d{}", prim[2]));
+    std::fs::rename(&dev, cl.dir.path().join("unmounted")).unwrap();
+    let pass = replicate(&cl, prim[0]).await;
+    assert_eq!(pass.count("rsync"), 2, "{pass}");
+    assert_eq!(
+        (pass.count("success"), pass.count("failures")),
+        (2, 1),
+        "{pass}"
+    );
+    for n in [prim[1], other] {
+        let b = open(&cl.container_db(n, "a", "c"));
+        assert_eq!(b.get_info().unwrap().object_count, 1, "d{n}");
+    }
+}
