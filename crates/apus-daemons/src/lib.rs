@@ -11,7 +11,11 @@
 //! and `apus-db`. This crate must never depend on `apus-server` or
 //! `apus-proxy`: a storage node can run its daemons without either.
 
+pub mod container_updater;
 pub mod context;
+pub mod db_auditor;
+pub mod db_replicator;
+pub mod db_walk;
 pub mod expirer;
 pub mod object_updater;
 pub mod rate;

@@ -27,6 +27,7 @@ pub struct ContainerRecord {
     pub delete_timestamp: Timestamp,
     pub object_count: i64,
     pub bytes_used: i64,
+    #[serde(with = "crate::encode::int_bool")]
     pub deleted: bool,
     #[serde(default)]
     pub storage_policy_index: i64,

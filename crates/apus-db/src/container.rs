@@ -31,7 +31,7 @@ pub struct ObjectRecord {
     pub size: i64,
     pub content_type: String,
     pub etag: String,
-    #[serde(with = "int_bool")]
+    #[serde(with = "crate::encode::int_bool")]
     pub deleted: bool,
     #[serde(default)]
     pub storage_policy_index: i64,
@@ -39,25 +39,6 @@ pub struct ObjectRecord {
     pub ctype_timestamp: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub meta_timestamp: Option<String>,
-}
-
-mod int_bool {
-    use serde::{Deserialize, Deserializer, Serializer};
-    pub fn serialize<S: Serializer>(v: &bool, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_i64(i64::from(*v))
-    }
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
-        #[derive(serde::Deserialize)]
-        #[serde(untagged)]
-        enum B {
-            I(i64),
-            B(bool),
-        }
-        Ok(match B::deserialize(d)? {
-            B::I(i) => i != 0,
-            B::B(b) => b,
-        })
-    }
 }
 
 impl ObjectRecord {

@@ -398,37 +398,7 @@ impl Db {
     }
 
     pub(crate) fn parse_metadata(&self, raw: &str) -> Result<Metadata> {
-        if raw.is_empty() {
-            return Ok(Metadata::new());
-        }
-        let value: serde_json::Value = serde_json::from_str(raw)
-            .map_err(|e| DbError::bad_row(&self.path, format!("metadata JSON: {e}")))?;
-        let serde_json::Value::Object(map) = value else {
-            return Err(DbError::bad_row(&self.path, "metadata is not an object"));
-        };
-        let mut out = Metadata::new();
-        for (key, entry) in map {
-            let bad = || DbError::bad_row(&self.path, format!("metadata entry {key:?}"));
-            let serde_json::Value::Array(pair) = entry else {
-                return Err(bad());
-            };
-            let value = match pair.first() {
-                Some(serde_json::Value::String(s)) => s.clone(),
-                Some(serde_json::Value::Number(n)) => n.to_string(),
-                Some(serde_json::Value::Null) | None => String::new(),
-                _ => return Err(bad()),
-            };
-            let ts = match pair.get(1) {
-                Some(serde_json::Value::String(s)) => Timestamp::parse(s).map_err(|_| bad())?,
-                Some(serde_json::Value::Number(n)) => n
-                    .as_f64()
-                    .and_then(Timestamp::from_secs_f64)
-                    .ok_or_else(bad)?,
-                _ => return Err(bad()),
-            };
-            out.insert(key, (value, ts));
-        }
-        Ok(out)
+        parse_metadata_at(&self.path, raw)
     }
 
     pub(crate) fn metadata_json(md: &Metadata) -> String {
@@ -769,6 +739,46 @@ impl Db {
             }
         })
     }
+}
+
+/// Parses metadata in its stored JSON form (`{"key": [value, timestamp]}`),
+/// as replication carries it between copies of a database.
+pub fn parse_metadata_json(raw: &str) -> Result<Metadata> {
+    parse_metadata_at(Path::new("<metadata>"), raw)
+}
+
+fn parse_metadata_at(path: &Path, raw: &str) -> Result<Metadata> {
+    if raw.is_empty() {
+        return Ok(Metadata::new());
+    }
+    let value: serde_json::Value = serde_json::from_str(raw)
+        .map_err(|e| DbError::bad_row(path, format!("metadata JSON: {e}")))?;
+    let serde_json::Value::Object(map) = value else {
+        return Err(DbError::bad_row(path, "metadata is not an object"));
+    };
+    let mut out = Metadata::new();
+    for (key, entry) in map {
+        let bad = || DbError::bad_row(path, format!("metadata entry {key:?}"));
+        let serde_json::Value::Array(pair) = entry else {
+            return Err(bad());
+        };
+        let value = match pair.first() {
+            Some(serde_json::Value::String(s)) => s.clone(),
+            Some(serde_json::Value::Number(n)) => n.to_string(),
+            Some(serde_json::Value::Null) | None => String::new(),
+            _ => return Err(bad()),
+        };
+        let ts = match pair.get(1) {
+            Some(serde_json::Value::String(s)) => Timestamp::parse(s).map_err(|_| bad())?,
+            Some(serde_json::Value::Number(n)) => n
+                .as_f64()
+                .and_then(Timestamp::from_secs_f64)
+                .ok_or_else(bad)?,
+            _ => return Err(bad()),
+        };
+        out.insert(key, (value, ts));
+    }
+    Ok(out)
 }
 
 fn is_newer(current: Option<&(String, Timestamp)>, ts: &Timestamp) -> bool {

@@ -305,7 +305,8 @@ pub fn uuid4() -> String {
     )
 }
 
-/// Serde for [`Timestamp`] as its internal text form.
+/// Serde for [`Timestamp`] as its internal text form. Reading also takes
+/// a number, as rows of old databases (and some peers) carry them.
 pub(crate) mod serde_ts {
     use apus_core::Timestamp;
     use serde::{Deserialize, Deserializer, Serializer};
@@ -315,8 +316,41 @@ pub(crate) mod serde_ts {
     }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Timestamp, D::Error> {
-        let text = String::deserialize(d)?;
-        Timestamp::parse(&text).map_err(serde::de::Error::custom)
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Text(String),
+            Int(u64),
+            Float(f64),
+        }
+        let parsed = match Raw::deserialize(d)? {
+            Raw::Text(t) if t.is_empty() => Some(Timestamp::ZERO),
+            Raw::Text(t) => Timestamp::parse(&t).ok(),
+            Raw::Int(i) => Timestamp::from_ticks(i.saturating_mul(100_000), 0),
+            Raw::Float(f) => Timestamp::from_secs_f64(f),
+        };
+        parsed.ok_or_else(|| serde::de::Error::custom("invalid timestamp"))
+    }
+}
+
+/// Serde for SQLite's 0/1 flags: written as an integer (Swift's rows),
+/// read from an integer or a boolean.
+pub(crate) mod int_bool {
+    use serde::{Deserialize, Deserializer, Serializer};
+    pub fn serialize<S: Serializer>(v: &bool, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_i64(i64::from(*v))
+    }
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+        #[derive(serde::Deserialize)]
+        #[serde(untagged)]
+        enum B {
+            I(i64),
+            B(bool),
+        }
+        Ok(match B::deserialize(d)? {
+            B::I(i) => i != 0,
+            B::B(b) => b,
+        })
     }
 }
 

@@ -15,7 +15,8 @@
 //!   containers), listings with Swift's marker/prefix/delimiter/path/reverse
 //!   semantics returned as typed rows, metadata, status (deleted,
 //!   re-created), reclaim, and the replication primitives
-//!   (`get_items_since`, `merge_items`, sync points, replication info).
+//!   (`get_items_since`, `merge_items`, sync points, replication info),
+//!   behind one [`ReplicaBroker`] trait for both database types.
 //!
 //! Durability: the journal mode is SQLite's rollback journal (`DELETE`,
 //! Swift's choice) so that the `.db` file alone is always a complete copy
@@ -40,19 +41,23 @@ mod container;
 mod db;
 mod encode;
 mod error;
+mod layout;
 mod listing;
 mod pending;
+mod replica;
 
 pub use account::{AccountBroker, AccountInfo, AccountPolicyStat, ContainerEntry, ContainerRecord};
 pub use container::{
     ContainerBroker, ContainerInfo, ContainerPolicyStat, ObjectEntry, ObjectRecord, ReplicationInfo,
 };
 pub use db::{
-    validate_metadata, BrokerOptions, Metadata, SyncPoint, MAX_META_COUNT, MAX_META_OVERALL_SIZE,
-    PENDING_CAP,
+    parse_metadata_json, validate_metadata, BrokerOptions, Metadata, SyncPoint, MAX_META_COUNT,
+    MAX_META_OVERALL_SIZE, PENDING_CAP,
 };
 pub use encode::{
     chexor, decode_timestamps, encode_timestamps, extract_swift_bytes, RowTimestamps,
 };
 pub use error::{DbError, Result};
+pub use layout::quarantine_db;
 pub use listing::{ListParams, Listing, LISTING_LIMIT};
+pub use replica::{remote_policy_wins, PolicyState, ReplicaBroker};

@@ -9,18 +9,23 @@
 //! - the container-update message an object server sends to container
 //!   servers (and saves as an async pending), the expiring-objects queue
 //!   names, and the target lists the proxy hands over in
-//!   `X-Container-*` / `X-Delete-At-*` headers ([`update`]).
+//!   `X-Container-*` / `X-Delete-At-*` headers ([`update`]);
+//! - the account/container replication RPC and apus's whole-database copy
+//!   ([`db_replication`]).
 //!
 //! Known differences from Swift's wire protocol are documented here as
-//! they are decided. Erasure-coded PUTs (Swift's multi-phase commit with
+//! they are decided: databases are copied whole over HTTP rather than
+//! rsync ([`db_replication`]). Erasure-coded PUTs (Swift's multi-phase commit with
 //! `100 Continue` carrying headers) are not spoken yet; when they are, the
 //! apus-to-apus mechanism will be defined in this crate.
 //!
 //! Invariant: no I/O, no async runtime, no storage crates. Everything here
 //! is a pure function of its arguments. Of apus it depends only on
-//! `apus-core`; of the HTTP stack only on the `http` types.
+//! `apus-core`; of the HTTP stack only on the `http` types; and serde for
+//! the JSON messages.
 
 pub mod constraints;
+pub mod db_replication;
 pub mod headers;
 pub mod path;
 pub mod update;

@@ -950,13 +950,19 @@ pub(crate) fn options_response(server_type: &str) -> Response<DbBody> {
 }
 
 impl apus_http::Handler for ContainerServer {
-    fn call(
-        &self,
-        req: Request<hyper::body::Incoming>,
-    ) -> impl std::future::Future<Output = Response<DbBody>> + Send {
-        // No verb served here reads a body; keep only the head.
-        let (parts, _body) = req.into_parts();
-        self.handle(Request::from_parts(parts, ()))
+    async fn call(&self, req: Request<hyper::body::Incoming>) -> Response<DbBody> {
+        let (parts, body) = req.into_parts();
+        // Only REPLICATE reads a body; other verbs keep just the head.
+        if crate::db_replicate::is_replicate(&parts.method) {
+            return crate::db_replicate::replicate::<apus_db::ContainerBroker>(
+                &self.cfg,
+                DbKind::Container,
+                &parts,
+                apus_http::incoming(body),
+            )
+            .await;
+        }
+        self.handle(Request::from_parts(parts, ())).await
     }
 }
 

@@ -233,34 +233,10 @@ impl From<DbError> for HttpError {
 
 pub type HttpResult<T> = Result<T, HttpError>;
 
-/// Moves a damaged database's directory
-/// (`<device>/<datadir>/<part>/<suffix>/<hash>/`) to
-/// `<device>/quarantined/<datadir>/<hash>` (with a unique suffix if that is
-/// taken), as Swift does. Blocking; returns where it went.
+/// Moves a damaged database's directory to the device's `quarantined/`
+/// (apus-db's [`apus_db::quarantine_db`]). Blocking; returns where it went.
 pub fn quarantine_db(db_file: &Path) -> std::io::Result<PathBuf> {
-    let bad = || std::io::Error::other("not a database in the storage layout");
-    let hash_dir = db_file.parent().ok_or_else(bad)?;
-    let hash = hash_dir.file_name().ok_or_else(bad)?;
-    let datadir_path = hash_dir.ancestors().nth(3).ok_or_else(bad)?;
-    let datadir = datadir_path.file_name().ok_or_else(bad)?;
-    let device = datadir_path.parent().ok_or_else(bad)?;
-    let qdir = device.join("quarantined").join(datadir);
-    std::fs::create_dir_all(&qdir)?;
-    let mut target = qdir.join(hash);
-    if target.exists() {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0);
-        target = qdir.join(format!(
-            "{}-{:x}{:x}",
-            hash.to_string_lossy(),
-            nanos,
-            std::process::id()
-        ));
-    }
-    std::fs::rename(hash_dir, &target)?;
-    Ok(target)
+    apus_db::quarantine_db(db_file)
 }
 
 /// Runs blocking database work on tokio's blocking pool.

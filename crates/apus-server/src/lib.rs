@@ -4,7 +4,7 @@
 //! HEAD, POST, DELETE with Swift's status codes and `X-Backend-*`
 //! headers, container updates and async pendings), and the container and
 //! account servers over `apus-db` ([`container`], [`account`], sharing
-//! [`db_common`]).
+//! [`db_common`] and the replication RPC of [`db_replicate`]).
 //!
 //! Invariant: never depends on the proxy. The object, container and
 //! account servers do not use each other's modules; what they share lives
@@ -16,4 +16,5 @@ pub mod account;
 pub mod common;
 pub mod container;
 pub mod db_common;
+pub mod db_replicate;
 pub mod object;
