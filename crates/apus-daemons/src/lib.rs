@@ -12,11 +12,13 @@
 //! `apus-proxy`: a storage node can run its daemons without either.
 
 pub mod context;
+pub mod object_replicator;
 pub mod rate;
 pub mod stats;
 pub mod worker;
 
 pub use context::{DaemonContext, LocalIdentity, Rings};
+pub use object_replicator::{ObjectReplicator, ObjectReplicatorSettings};
 pub use rate::RateLimiter;
 pub use stats::{PassStats, Stats};
 pub use worker::{run_forever, run_once, Shutdown, Worker};
