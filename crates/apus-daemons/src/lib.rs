@@ -12,12 +12,14 @@
 //! `apus-proxy`: a storage node can run its daemons without either.
 
 pub mod context;
+pub mod object_auditor;
 pub mod object_replicator;
 pub mod rate;
 pub mod stats;
 pub mod worker;
 
 pub use context::{DaemonContext, LocalIdentity, Rings};
+pub use object_auditor::{ObjectAuditor, ObjectAuditorSettings};
 pub use object_replicator::{ObjectReplicator, ObjectReplicatorSettings};
 pub use rate::RateLimiter;
 pub use stats::{PassStats, Stats};
