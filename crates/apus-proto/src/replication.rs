@@ -386,7 +386,7 @@ mod tests {
             "",
             "   ",
             "nothex 1400000000.00000",
-            &format!("{}", H),
+            H,
             &format!("{} notatime", H),
             &format!("{}A 1400000000.00000", &H[..31]),
             &format!("{H} 1400000000.00000 m:xyz"),
@@ -498,7 +498,7 @@ mod tests {
             format!("{H} dm")
         );
         // Swift's legacy form: just the hash means the data.
-        assert_eq!(parse_wanted(H).unwrap().1.data, true);
+        assert!(parse_wanted(H).unwrap().1.data);
         for bad in ["", "x", &format!("{H} dx"), &format!("{H} d m")] {
             assert!(parse_wanted(bad).is_err(), "{bad:?}");
         }
