@@ -7,6 +7,7 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use apus_core::{HashConfig, Timestamp};
@@ -15,7 +16,7 @@ use apus_diskfile::{DiskFileConfig, DiskFileManager, FallocateReserve, Metadata}
 use apus_http::ClientConfig;
 use apus_ring::builder::RingBuilder;
 use apus_ring::{Device, Ring};
-use apus_server::object::ObjectServerConfig;
+use apus_server::object::{ObjectServer, ObjectServerConfig};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
@@ -75,10 +76,13 @@ impl Cluster {
             let mut conf = ObjectServerConfig::with_devices(&devices, hash.clone());
             conf.diskfile.mount_check = false;
             conf.diskfile.fallocate_reserve = FallocateReserve::Bytes(0);
+            // Built here, not in the task: a starting server removes the
+            // devices' temp files, which must not race the first writes.
+            let server = Arc::new(ObjectServer::new(conf));
             let (tx, rx) = oneshot::channel::<()>();
             stops.push(tx);
             tokio::spawn(async move {
-                let _ = apus_server::object::serve(listener, conf, async {
+                let _ = apus_http::serve(listener, server, async {
                     let _ = rx.await;
                 })
                 .await;
