@@ -229,3 +229,60 @@ async fn concurrency_and_rate_limits_still_sync_everything() {
         }
     }
 }
+
+#[tokio::test]
+async fn a_missing_object_gets_its_data_then_its_metadata_and_expired_ones_travel_too() {
+    let c = Cluster::start(4, 4, None).await;
+    let base = now() - 1000.0;
+    let (t1, t2) = (ts(base), ts(base + 5.0));
+    let obj = c.name_where("both", "d1", true);
+    c.write("d1", &obj, t1, b"body", &[("X-Object-Meta-A", "1")]);
+    let mut md = Metadata::new();
+    md.insert("X-Timestamp", t2.internal());
+    md.insert("X-Object-Meta-B", "2");
+    c.post("d1", &obj, md);
+    // Already expired, but replication must keep it until the expirer acts.
+    let expired = c.name_where("expired", "d1", true);
+    let past = format!("{}", (base - 10.0) as u64);
+    c.write("d1", &expired, t1, b"old", &[("X-Delete-At", &past)]);
+
+    let p = pass(&c, 1, Default::default()).await;
+    assert_eq!(p.count("failures"), 0, "{p}");
+    assert_eq!(p.count("objects_pushed"), 4, "{p}");
+    assert_eq!(p.count("metas_pushed"), 2, "{p}");
+    for dev in others(&c, &obj, "d1") {
+        let open = c.open(&dev, &obj).unwrap();
+        assert_eq!(open.data_timestamp(), t1);
+        assert_eq!(open.timestamp(), t2);
+        assert_eq!(open.metadata().get("X-Object-Meta-B"), Some("2"));
+        assert_eq!(open.datafile_metadata().get("X-Object-Meta-A"), Some("1"));
+    }
+    for dev in others(&c, &expired, "d1") {
+        let open = c.open(&dev, &expired).unwrap();
+        assert_eq!(open.metadata().get("X-Delete-At"), Some(past.as_str()));
+    }
+    // And the next pass finds nothing to do.
+    let p = pass(&c, 1, Default::default()).await;
+    assert_eq!(p.count("bytes_sent"), 0, "{p}");
+}
+
+#[tokio::test]
+async fn a_corrupt_local_copy_is_never_stored_by_a_peer() {
+    use std::io::{Seek, SeekFrom, Write};
+    let c = Cluster::start(4, 4, None).await;
+    let obj = c.name_where("rot", "d1", true);
+    c.write("d1", &obj, ts(now() - 100.0), &[b'z'; 300_000], &[]);
+    let path = c.open("d1", &obj).unwrap().data_path().to_path_buf();
+    let mut f = std::fs::OpenOptions::new().write(true).open(path).unwrap();
+    f.seek(SeekFrom::Start(299_000)).unwrap();
+    f.write_all(b"y").unwrap();
+    drop(f);
+    let p = pass(&c, 1, Default::default()).await;
+    assert_eq!(p.count("objects_pushed"), 0, "{p}");
+    assert!(p.count("failures") >= 1, "{p}");
+    for dev in others(&c, &obj, "d1") {
+        assert!(c.open(&dev, &obj).is_err(), "{dev} stored a corrupt copy");
+    }
+    // Reading it found the damage and moved it aside.
+    assert!(!c.hash_dir("d1", &obj).exists());
+}
