@@ -17,12 +17,16 @@ pub mod db_auditor;
 pub mod db_replicator;
 pub mod db_walk;
 pub mod expirer;
+pub mod object_auditor;
+pub mod object_replicator;
 pub mod object_updater;
 pub mod rate;
 pub mod stats;
 pub mod worker;
 
 pub use context::{DaemonContext, LocalIdentity, Rings};
+pub use object_auditor::{ObjectAuditor, ObjectAuditorSettings};
+pub use object_replicator::{ObjectReplicator, ObjectReplicatorSettings};
 pub use rate::RateLimiter;
 pub use stats::{PassStats, Stats};
 pub use worker::{run_forever, run_once, Shutdown, Worker};

@@ -42,6 +42,14 @@ impl RateLimiter {
         }
     }
 
+    /// Like [`acquire`](Self::acquire), for a blocking thread (which it
+    /// puts to sleep).
+    pub fn acquire_blocking(&mut self, units: f64) {
+        if let Some(wait) = self.reserve(units, Instant::now()) {
+            std::thread::sleep(wait);
+        }
+    }
+
     /// Books `units` at `now` and says how long to wait before spending
     /// them.
     fn reserve(&mut self, units: f64, now: Instant) -> Option<Duration> {

@@ -11,13 +11,18 @@
 //!   names, and the target lists the proxy hands over in
 //!   `X-Container-*` / `X-Delete-At-*` headers ([`update`]);
 //! - the account/container replication RPC and apus's whole-database copy
-//!   ([`db_replication`]).
+//!   ([`db_replication`]);
+//! - the object replication messages: missing-check and wanted lines, and
+//!   the receiver's rule for what it wants ([`replication`]).
 //!
 //! Known differences from Swift's wire protocol are documented here as
 //! they are decided: databases are copied whole over HTTP rather than
-//! rsync ([`db_replication`]). Erasure-coded PUTs (Swift's multi-phase commit with
-//! `100 Continue` carrying headers) are not spoken yet; when they are, the
-//! apus-to-apus mechanism will be defined in this crate.
+//! rsync ([`db_replication`]), and object replication runs its missing
+//! check as a `REPLICATE` request with `X-Apus-Missing-Check` instead of
+//! Swift's `SSYNC` verb ([`replication`]). Erasure-coded PUTs (Swift's
+//! multi-phase commit with `100 Continue` carrying headers) are not spoken
+//! yet; when they are, the apus-to-apus mechanism will be defined in this
+//! crate.
 //!
 //! Invariant: no I/O, no async runtime, no storage crates. Everything here
 //! is a pure function of its arguments. Of apus it depends only on
@@ -28,6 +33,7 @@ pub mod constraints;
 pub mod db_replication;
 pub mod headers;
 pub mod path;
+pub mod replication;
 pub mod update;
 
 pub use path::{percent_decode, quote, split_path, title_case, PathError};

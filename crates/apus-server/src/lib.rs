@@ -2,7 +2,8 @@
 //!
 //! It owns [`object`], the object server over `apus-diskfile` (PUT, GET,
 //! HEAD, POST, DELETE with Swift's status codes and `X-Backend-*`
-//! headers, container updates and async pendings), and the container and
+//! headers, container updates and async pendings) with its `REPLICATE`
+//! verb in [`object_replication`], and the container and
 //! account servers over `apus-db` ([`container`], [`account`], sharing
 //! [`db_common`] and the replication RPC of [`db_replicate`]).
 //!
@@ -18,3 +19,4 @@ pub mod container;
 pub mod db_common;
 pub mod db_replicate;
 pub mod object;
+pub mod object_replication;

@@ -16,10 +16,17 @@
 //!   swob does; the body streams from a blocking reader through a bounded
 //!   channel and is aborted, never completed, when the data fails its MD5.
 //! - `POST` writes a `.meta` (202), `DELETE` a tombstone (204/404).
+//! - `REPLICATE /<device>/<partition>[/<suffixes>]` serves replicators:
+//!   suffix hashes, and apus's missing check (see [`crate::object_replication`]).
+//!
+//! Requests with `X-Backend-Replication: True` (a replicator pushing a
+//! copy) keep the timestamps and metadata they carry, may carry an
+//! `X-Delete-At` in the past, and send no container or expirer updates.
 //!
 //! Differences from Swift: the partition must be a decimal number (400
-//! otherwise); `REPLICATE`, `SSYNC` and erasure-coded PUTs (multi-phase
-//! MIME) are not served yet (405).
+//! otherwise); `SSYNC` and erasure-coded PUTs (multi-phase MIME) are not
+//! served yet (405); apus replicators run their missing check over
+//! `REPLICATE` instead.
 
 // Handlers return early with a ready response; boxing it buys nothing.
 #![allow(clippy::result_large_err)]
@@ -168,7 +175,9 @@ impl Handler for ObjectServer {
             .get::<apus_http::RemoteAddr>()
             .map(|r| r.0.to_string())
             .unwrap_or_default();
-        let replication = req.headers().contains_key(h::X_BACKEND_REPLICATION);
+        // Replication traffic is bulk: logged at debug, as Swift does.
+        let replication =
+            req.headers().contains_key(h::X_BACKEND_REPLICATION) || method.as_str() == "REPLICATE";
         let resp = self.handle(req).await;
         let status = resp.status().as_u16();
         let elapsed = start.elapsed().as_secs_f64();
@@ -224,6 +233,10 @@ impl ObjectServer {
             Err(e) => return text_response(412, &e.to_string()),
         };
         let method = req.method().clone();
+        if method.as_str() == "REPLICATE" {
+            return crate::object_replication::replicate(&self.mgr, &self.conf, &decoded, req)
+                .await;
+        }
         if !matches!(method.as_str(), "PUT" | "GET" | "HEAD" | "POST" | "DELETE") {
             return status_response(405);
         }

@@ -1,0 +1,909 @@
+//! The object replicator: keeps every partition's objects on all of its
+//! primary devices, and moves partitions off devices that are not theirs.
+//!
+//! A pass walks, per storage policy, every local device's
+//! `objects[-N]/<partition>` directories. For a partition this device is
+//! a primary of, it compares its suffix hashes with each other primary's
+//! (`REPLICATE /<dev>/<part>`, answered from the peer's `hashes.pkl`);
+//! suffixes that match cost nothing more. For suffixes that differ it
+//! offers every object in them in a missing check (see
+//! `apus_proto::replication`), then pushes what the peer wants: a data
+//! file as a `PUT` streamed from disk with all of its metadata, a
+//! tombstone as a `DELETE`, a newer `.meta` as a `POST` carrying its
+//! metadata and content-type timestamp, each with
+//! `X-Backend-Replication: True` so the peer keeps the timestamps.
+//! Finally it asks the peer to rehash those suffixes. A peer that is
+//! unreachable or unmounted (507) is replaced by a handoff device, as
+//! Swift does, so a partition keeps its copies while a device is out.
+//!
+//! A partition this device is *not* a primary of (a handoff partition)
+//! is pushed the same way to every primary, and removed only once every
+//! primary has taken it and nothing was written to it meanwhile. A
+//! handoff partition without suffixes is removed at once.
+//!
+//! Computing local hashes reclaims tombstones older than `reclaim_age`.
+//! Every request is bounded by the client's connect and node timeouts;
+//! every loop by what is on disk or in the ring.
+
+use std::collections::{BTreeMap, HashSet};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use apus_diskfile::hashes::get_hashes;
+use apus_diskfile::pickle::{self, Value};
+use apus_diskfile::{
+    layout, DiskFileConfig, DiskFileError, DiskFileManager, HashTimestamps, Metadata, OpenDiskFile,
+    OpenOptions, SuffixHashes,
+};
+use apus_http::body::collect_limited;
+use apus_http::{empty, full, Body};
+use apus_proto::headers as h;
+use apus_proto::replication::{self as repl, MissingLine, Wanted, MAX_MISSING_CHECK_BODY};
+use apus_ring::{Device, Ring};
+use bytes::Bytes;
+use futures_util::StreamExt;
+use http::{HeaderMap, HeaderName, HeaderValue, Method};
+use tokio::sync::Mutex;
+
+use crate::context::{replication_host, DaemonContext, ServerKind};
+use crate::rate::RateLimiter;
+use crate::stats::Stats;
+use crate::worker::Worker;
+
+/// Largest answer read from a peer: hashes of at most 4096 suffixes, or
+/// wanted lines (never longer than the offer).
+const MAX_ANSWER: usize = MAX_MISSING_CHECK_BODY;
+
+/// Object replicator settings (Swift's `[object-replicator]` names).
+#[derive(Clone, Debug)]
+pub struct ObjectReplicatorSettings {
+    /// Seconds after which tombstones are reclaimed (`reclaim_age`).
+    pub reclaim_age: f64,
+    /// Partitions replicated at once (`concurrency`).
+    pub concurrency: usize,
+    /// Objects pushed per second, over all partitions; 0 = unlimited.
+    pub objects_per_second: f64,
+    /// Object bytes pushed per second; 0 = unlimited. An object's bytes
+    /// are booked before it is sent, so the rate holds on average.
+    pub bytes_per_second: f64,
+    /// Replicate handoff partitions before primary ones
+    /// (`handoffs_first`), to drain a device quickly.
+    pub handoffs_first: bool,
+    /// Bytes of missing-check lines per request (at most
+    /// `MAX_MISSING_CHECK_BODY`).
+    pub missing_check_batch: usize,
+    /// Bytes per read when streaming an object from disk.
+    pub disk_chunk_size: usize,
+}
+
+impl Default for ObjectReplicatorSettings {
+    fn default() -> Self {
+        ObjectReplicatorSettings {
+            reclaim_age: apus_diskfile::DEFAULT_RECLAIM_AGE,
+            concurrency: 1,
+            objects_per_second: 0.0,
+            bytes_per_second: 0.0,
+            handoffs_first: false,
+            missing_check_batch: 1024 * 1024,
+            disk_chunk_size: 65536,
+        }
+    }
+}
+
+/// The `object-replicator` worker.
+#[derive(Debug, Default)]
+pub struct ObjectReplicator {
+    settings: ObjectReplicatorSettings,
+}
+
+impl ObjectReplicator {
+    pub fn new(settings: ObjectReplicatorSettings) -> Self {
+        ObjectReplicator { settings }
+    }
+
+    pub fn settings(&self) -> &ObjectReplicatorSettings {
+        &self.settings
+    }
+}
+
+/// One partition directory of one local device.
+struct Job<'r> {
+    policy: u32,
+    ring: &'r Ring,
+    local: &'r Device,
+    partition: u32,
+    part_dir: PathBuf,
+    /// This device is one of the partition's primaries.
+    primary: bool,
+}
+
+/// Why a peer could not be synced with.
+#[derive(Debug)]
+enum PeerError {
+    /// Connection refused, timed out: worth trying a handoff instead.
+    Unreachable(String),
+    /// The peer's device is missing or unmounted (507): likewise.
+    Unmounted,
+    /// Anything else: an unexpected status, a bad answer, a failed push.
+    Failed(String),
+}
+
+impl std::fmt::Display for PeerError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PeerError::Unreachable(e) => write!(f, "unreachable: {e}"),
+            PeerError::Unmounted => f.write_str("device unmounted (507)"),
+            PeerError::Failed(e) => f.write_str(e),
+        }
+    }
+}
+
+impl PeerError {
+    fn wants_handoff(&self) -> bool {
+        matches!(self, PeerError::Unreachable(_) | PeerError::Unmounted)
+    }
+}
+
+/// The rate limiters shared by a pass's concurrent partitions.
+struct Limits {
+    objects: Mutex<RateLimiter>,
+    bytes: Mutex<RateLimiter>,
+}
+
+/// What a pass shares across its partitions.
+struct Pass<'a> {
+    ctx: &'a DaemonContext,
+    settings: &'a ObjectReplicatorSettings,
+    mgr: DiskFileManager,
+    stats: &'a Stats,
+    limits: Limits,
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, DiskFileError> + Send + 'static,
+) -> Result<T, String> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// The partition directories of one device's `objects[-N]`.
+fn list_partitions(dir: &Path) -> std::io::Result<Vec<u32>> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    let mut parts = Vec::new();
+    for entry in entries {
+        let entry = entry?;
+        let name = entry.file_name();
+        let Some(part) = name.to_str().and_then(|n| n.parse::<u32>().ok()) else {
+            continue;
+        };
+        if entry.file_type().is_ok_and(|t| t.is_dir()) {
+            parts.push(part);
+        }
+    }
+    parts.sort_unstable();
+    Ok(parts)
+}
+
+/// Suffixes whose local hash differs from the peer's (one the peer lacks
+/// differs; two failed hashes, `None`, compare equal as in Swift).
+fn differing(local: &SuffixHashes, remote: &SuffixHashes) -> Vec<String> {
+    local
+        .iter()
+        .filter(|(suffix, hash)| remote.get(*suffix) != Some(*hash))
+        .map(|(suffix, _)| suffix.clone())
+        .collect()
+}
+
+/// A pickled `{suffix: hash or None}` as a `REPLICATE` answer carries it.
+fn parse_remote_hashes(body: &[u8]) -> Result<SuffixHashes, String> {
+    let text = |v: Value| -> Option<String> {
+        match v {
+            Value::Str(s) => Some(s),
+            Value::Bytes(b) => String::from_utf8(b).ok(),
+            _ => None,
+        }
+    };
+    let Value::Dict(items) = pickle::loads(body).map_err(|e| e.to_string())? else {
+        return Err("suffix hashes are not a dict".into());
+    };
+    let mut out = BTreeMap::new();
+    for (k, v) in items {
+        let suffix = text(k).ok_or("suffix is not text")?;
+        let hash = match v {
+            Value::None => None,
+            v => Some(text(v).ok_or("suffix hash is not text")?),
+        };
+        out.insert(suffix, hash);
+    }
+    Ok(out)
+}
+
+fn header_map(pairs: &[(&str, String)]) -> HeaderMap {
+    let mut map = HeaderMap::new();
+    for (k, v) in pairs {
+        if let (Ok(n), Ok(v)) = (
+            HeaderName::from_bytes(k.as_bytes()),
+            HeaderValue::from_str(v),
+        ) {
+            map.insert(n, v);
+        }
+    }
+    map
+}
+
+/// Copies stored metadata into request headers, naming each (but the
+/// ETag, which the server computes itself) in
+/// `X-Backend-Replication-Headers` so the peer stores it as is, as
+/// Swift's ssync receiver does.
+fn metadata_headers(md: &Metadata, headers: &mut HeaderMap) -> Result<(), String> {
+    let mut names = Vec::new();
+    for (k, v) in md.iter() {
+        if k == "name" || k.eq_ignore_ascii_case("content-length") {
+            continue;
+        }
+        let name = HeaderName::from_bytes(k.as_bytes())
+            .map_err(|_| format!("metadata key {k:?} is not a header name"))?;
+        let value = HeaderValue::from_bytes(v.as_bytes())
+            .map_err(|_| format!("metadata value of {k:?} is not a header value"))?;
+        if !k.eq_ignore_ascii_case("etag") {
+            names.push(name.as_str().to_string());
+        }
+        headers.insert(name, value);
+    }
+    if headers.contains_key(http::header::CONTENT_LENGTH) {
+        names.push("content-length".into());
+    }
+    let value = HeaderValue::from_str(&names.join(" "))
+        .map_err(|_| "replication header list is not a header value".to_string())?;
+    headers.insert(h::X_BACKEND_REPLICATION_HEADERS, value);
+    Ok(())
+}
+
+/// Streams an object's body into a request; the reader's MD5 check fails
+/// the last read of a corrupt object, which aborts the request.
+fn stream_body(mut reader: apus_diskfile::DiskFileReader, chunk: usize, tx: apus_http::BodySender) {
+    let mut buf = vec![0u8; chunk.max(1)];
+    loop {
+        match reader.read(&mut buf) {
+            Ok(0) => return,
+            Ok(n) => {
+                if tx.blocking_send(Bytes::copy_from_slice(&buf[..n])).is_err() {
+                    return;
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return tx.blocking_abort(e),
+        }
+    }
+}
+
+impl Worker for ObjectReplicator {
+    fn name(&self) -> &'static str {
+        "object-replicator"
+    }
+
+    async fn run_pass(&self, ctx: &DaemonContext, stats: &Stats) -> Result<(), String> {
+        let rings = ctx.load_rings()?;
+        let mut conf = DiskFileConfig::new(ctx.devices.clone(), ctx.hash.clone());
+        conf.mount_check = ctx.mount_check;
+        conf.reclaim_age = self.settings.reclaim_age;
+        let pass = Pass {
+            ctx,
+            settings: &self.settings,
+            mgr: DiskFileManager::new(conf),
+            stats,
+            limits: Limits {
+                objects: Mutex::new(RateLimiter::new(self.settings.objects_per_second)),
+                bytes: Mutex::new(RateLimiter::new(self.settings.bytes_per_second)),
+            },
+        };
+        let mut jobs = Vec::new();
+        for &policy in &ctx.policies {
+            let Some(ring) = rings.objects.get(&policy) else {
+                continue;
+            };
+            for dev in ctx.local_devices(ring, ServerKind::Object) {
+                let Some(dev_path) = ctx.device_path(&dev.device) else {
+                    tracing::warn!(device = %dev.device, "skipping missing or unmounted device");
+                    stats.incr("failures");
+                    continue;
+                };
+                let data_dir = dev_path.join(layout::data_dir(policy));
+                let dir = data_dir.clone();
+                let parts = match tokio::task::spawn_blocking(move || list_partitions(&dir)).await {
+                    Ok(Ok(p)) => p,
+                    Ok(Err(e)) => {
+                        tracing::error!(dir = %data_dir.display(), error = %e, "cannot list partitions");
+                        stats.incr("failures");
+                        continue;
+                    }
+                    Err(_) => continue,
+                };
+                for partition in parts {
+                    if partition >= ring.partition_count() {
+                        tracing::warn!(partition, device = %dev.device, "partition beyond the ring");
+                        continue;
+                    }
+                    let primary = ring.primaries(partition).iter().any(|d| {
+                        d.device == dev.device && ctx.identity.is_local(d, ServerKind::Object)
+                    });
+                    jobs.push(Job {
+                        policy,
+                        ring,
+                        local: dev,
+                        partition,
+                        part_dir: data_dir.join(partition.to_string()),
+                        primary,
+                    });
+                }
+            }
+        }
+        if self.settings.handoffs_first {
+            jobs.sort_by_key(|j| j.primary);
+        }
+        let pass = &pass;
+        futures_util::stream::iter(jobs)
+            .for_each_concurrent(self.settings.concurrency.max(1), |job| async move {
+                pass.stats.incr("partitions");
+                if job.primary {
+                    pass.update(&job).await;
+                } else {
+                    pass.revert(&job).await;
+                }
+            })
+            .await;
+        Ok(())
+    }
+}
+
+impl Pass<'_> {
+    /// This device's suffix hashes for the partition, rehashing
+    /// `recalculate` (and reclaiming old tombstones on the way).
+    async fn local_hashes(
+        &self,
+        job: &Job<'_>,
+        recalculate: &[String],
+    ) -> Result<SuffixHashes, String> {
+        let dir = job.part_dir.clone();
+        let recalc = recalculate.to_vec();
+        let reclaim_age = self.settings.reclaim_age;
+        let policy = job.policy;
+        blocking(move || {
+            let refs: Vec<&str> = recalc.iter().map(String::as_str).collect();
+            get_hashes(&dir, &refs, reclaim_age, policy)
+        })
+        .await
+    }
+
+    async fn request(
+        &self,
+        method: Method,
+        node: &Device,
+        path: &str,
+        headers: HeaderMap,
+        body: Body,
+        body_len: u64,
+    ) -> Result<(u16, Bytes), PeerError> {
+        self.stats.incr("requests");
+        self.stats.add("bytes_sent", body_len);
+        let host = replication_host(node);
+        let resp = self
+            .ctx
+            .client
+            .request(method, &host, path, headers, body)
+            .await
+            .map_err(|e| PeerError::Unreachable(e.to_string()))?;
+        let status = resp.status().as_u16();
+        let body = collect_limited(resp.into_body(), MAX_ANSWER)
+            .await
+            .map_err(|e| PeerError::Failed(format!("{host}: reading answer: {e}")))?;
+        Ok((status, body))
+    }
+
+    fn policy_header(&self, job: &Job<'_>) -> (&'static str, String) {
+        (h::X_BACKEND_STORAGE_POLICY_INDEX, job.policy.to_string())
+    }
+
+    fn replicate_method() -> Method {
+        Method::from_bytes(b"REPLICATE").unwrap_or(Method::POST)
+    }
+
+    /// The peer's suffix hashes for the partition.
+    async fn remote_hashes(&self, job: &Job<'_>, node: &Device) -> Result<SuffixHashes, PeerError> {
+        let path = format!("/{}/{}", apus_proto::quote(&node.device), job.partition);
+        let headers = header_map(&[self.policy_header(job)]);
+        let (status, body) = self
+            .request(Self::replicate_method(), node, &path, headers, empty(), 0)
+            .await?;
+        match status {
+            200 => parse_remote_hashes(&body).map_err(PeerError::Failed),
+            507 => Err(PeerError::Unmounted),
+            s => Err(PeerError::Failed(format!("REPLICATE answered {s}"))),
+        }
+    }
+
+    /// Brings `node` up to date with this device's copy of the partition.
+    /// `local` holds this device's hashes and is refreshed when suffixes
+    /// are rehashed.
+    async fn sync_with(
+        &self,
+        job: &Job<'_>,
+        node: &Device,
+        local: &mut SuffixHashes,
+    ) -> Result<(), PeerError> {
+        let remote = self.remote_hashes(job, node).await?;
+        if differing(local, &remote).is_empty() {
+            self.stats.incr("hashmatch");
+            return Ok(());
+        }
+        // The cached hashes may be stale: rehash the differing suffixes
+        // before paying for a missing check.
+        let suffixes = differing(local, &remote);
+        *local = self
+            .local_hashes(job, &suffixes)
+            .await
+            .map_err(PeerError::Failed)?;
+        let suffixes = differing(local, &remote);
+        if suffixes.is_empty() {
+            self.stats.incr("hashmatch");
+            return Ok(());
+        }
+        self.stats.add("suffixes_synced", suffixes.len() as u64);
+        let pushed = self.push_suffixes(job, node, &suffixes).await;
+        // Have the peer rehash what changed (Swift does so after rsync).
+        let path = format!(
+            "/{}/{}/{}",
+            apus_proto::quote(&node.device),
+            job.partition,
+            suffixes.join("-")
+        );
+        let headers = header_map(&[self.policy_header(job)]);
+        if let Err(e) = self
+            .request(Self::replicate_method(), node, &path, headers, empty(), 0)
+            .await
+        {
+            tracing::debug!(node = %replication_host(node), error = %e, "suffix rehash request failed");
+        }
+        pushed
+    }
+
+    /// Offers every object of `suffixes` to `node` and pushes what it wants.
+    async fn push_suffixes(
+        &self,
+        job: &Job<'_>,
+        node: &Device,
+        suffixes: &[String],
+    ) -> Result<(), PeerError> {
+        let mgr = self.mgr.clone();
+        let device = job.local.device.clone();
+        let (partition, policy) = (job.partition, job.policy);
+        let sufs = suffixes.to_vec();
+        let objects: Vec<(String, HashTimestamps)> = blocking(move || {
+            let refs: Vec<&str> = sufs.iter().map(String::as_str).collect();
+            mgr.yield_hashes(&device, partition, policy, Some(&refs))
+        })
+        .await
+        .map_err(PeerError::Failed)?;
+        let batch_limit = self
+            .settings
+            .missing_check_batch
+            .clamp(1, MAX_MISSING_CHECK_BODY);
+        let mut failure = None;
+        let mut start = 0;
+        while start < objects.len() {
+            let mut body = String::new();
+            let mut offered = HashSet::new();
+            let mut end = start;
+            // Each batch takes at least one line, so the loop ends.
+            while let Some((hash, ts)) = objects.get(end) {
+                let line = MissingLine {
+                    hash,
+                    ts_data: ts.ts_data,
+                    ts_meta: ts.ts_meta.unwrap_or(ts.ts_data),
+                    ts_ctype: ts.ts_ctype.unwrap_or(ts.ts_data),
+                    durable: true,
+                }
+                .encode();
+                if !body.is_empty() && body.len() + line.len() + 1 > batch_limit {
+                    break;
+                }
+                body.push_str(&line);
+                body.push('\n');
+                offered.insert(hash.as_str());
+                end += 1;
+            }
+            start = end;
+            let wanted = self.missing_check(job, node, body).await?;
+            for (hash, want) in wanted {
+                if !offered.contains(hash.as_str()) {
+                    continue;
+                }
+                if let Err(e) = self.push_object(job, node, &hash, want).await {
+                    tracing::warn!(node = %replication_host(node), hash, error = %e, "push failed");
+                    failure = Some(e);
+                }
+            }
+        }
+        match failure {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    async fn missing_check(
+        &self,
+        job: &Job<'_>,
+        node: &Device,
+        body: String,
+    ) -> Result<Vec<(String, Wanted)>, PeerError> {
+        let path = format!("/{}/{}", apus_proto::quote(&node.device), job.partition);
+        let len = body.len();
+        let headers = header_map(&[
+            self.policy_header(job),
+            (repl::X_APUS_MISSING_CHECK, "true".into()),
+            ("content-length", len.to_string()),
+        ]);
+        let (status, answer) = self
+            .request(
+                Self::replicate_method(),
+                node,
+                &path,
+                headers,
+                full(body),
+                len as u64,
+            )
+            .await?;
+        match status {
+            200 => {}
+            507 => return Err(PeerError::Unmounted),
+            s => return Err(PeerError::Failed(format!("missing check answered {s}"))),
+        }
+        let text = std::str::from_utf8(&answer)
+            .map_err(|_| PeerError::Failed("wanted lines are not UTF-8".into()))?;
+        let wanted = repl::parse_wanted_body(text)
+            .map_err(|e| PeerError::Failed(format!("wanted lines: {e}")))?;
+        Ok(wanted
+            .into_iter()
+            .map(|(hash, want)| (hash.to_string(), want))
+            .collect())
+    }
+
+    /// Sends `node` what it wants of one object, as Swift's ssync sender
+    /// does: the data (or tombstone), then the newer metadata.
+    async fn push_object(
+        &self,
+        job: &Job<'_>,
+        node: &Device,
+        hash: &str,
+        want: Wanted,
+    ) -> Result<(), PeerError> {
+        self.limits.objects.lock().await.acquire(1.0).await;
+        let mgr = self.mgr.clone();
+        let device = job.local.device.clone();
+        let (partition, policy) = (job.partition, job.policy);
+        let hash_owned = hash.to_string();
+        let opened = tokio::task::spawn_blocking(move || {
+            let df = mgr.diskfile_from_hash(&device, partition, &hash_owned, policy)?;
+            Ok::<_, DiskFileError>(df.open(OpenOptions {
+                open_expired: true,
+                now: None,
+            }))
+        })
+        .await
+        .map_err(|e| PeerError::Failed(e.to_string()))?
+        .map_err(|e| PeerError::Failed(e.to_string()))?;
+        match opened {
+            Ok(open) => {
+                let meta = open.metafile_metadata().cloned();
+                let name = open.datafile_metadata().name().map(str::to_string);
+                let has_newer_meta = open.data_timestamp() != open.timestamp();
+                if want.data {
+                    self.send_put(job, node, open).await?;
+                }
+                if want.meta && has_newer_meta {
+                    if let (Some(md), Some(name)) = (meta, name) {
+                        self.send_post(job, node, &name, &md).await?;
+                    }
+                }
+                Ok(())
+            }
+            Err(DiskFileError::Deleted {
+                timestamp,
+                metadata,
+            }) => {
+                if !want.data {
+                    return Ok(());
+                }
+                // The name decides where the peer writes the tombstone:
+                // it must be this object's.
+                let name = metadata.name().unwrap_or_default();
+                let named_hash = self
+                    .ctx
+                    .hash
+                    .hash_path(name.trim_start_matches('/'), None, None);
+                if name.is_empty() || named_hash != hash {
+                    return Err(PeerError::Failed(format!(
+                        "tombstone {hash} has no usable name"
+                    )));
+                }
+                self.send_delete(job, node, name, timestamp).await
+            }
+            Err(e) => {
+                // Gone or quarantined since it was listed: the next pass
+                // sees the new state.
+                tracing::info!(hash, error = %e, "object not pushed");
+                self.stats.incr("objects_skipped");
+                Ok(())
+            }
+        }
+    }
+
+    fn object_path(&self, job: &Job<'_>, node: &Device, name: &str) -> String {
+        format!(
+            "/{}/{}{}",
+            apus_proto::quote(&node.device),
+            job.partition,
+            apus_proto::quote(name)
+        )
+    }
+
+    fn replication_headers(&self, job: &Job<'_>) -> HeaderMap {
+        header_map(&[
+            self.policy_header(job),
+            (h::X_BACKEND_REPLICATION, "True".into()),
+        ])
+    }
+
+    async fn send_put(
+        &self,
+        job: &Job<'_>,
+        node: &Device,
+        open: OpenDiskFile,
+    ) -> Result<(), PeerError> {
+        let md = open.datafile_metadata();
+        let Some(name) = md.name().map(str::to_string) else {
+            return Err(PeerError::Failed("data file has no name".into()));
+        };
+        let len = open.content_length();
+        let mut headers = self.replication_headers(job);
+        headers.insert(http::header::CONTENT_LENGTH, HeaderValue::from(len));
+        metadata_headers(md, &mut headers).map_err(PeerError::Failed)?;
+        self.limits.bytes.lock().await.acquire(len as f64).await;
+        let reader = open.reader();
+        let (tx, body) = apus_http::channel(4, Some(len));
+        let chunk = self.settings.disk_chunk_size;
+        let producer = tokio::task::spawn_blocking(move || stream_body(reader, chunk, tx));
+        let path = self.object_path(job, node, &name);
+        let result = self
+            .request(Method::PUT, node, &path, headers, body, len)
+            .await;
+        // The producer ends once its chunks are taken or refused.
+        let _ = producer.await;
+        match result? {
+            (201, _) => {
+                self.stats.incr("objects_pushed");
+                Ok(())
+            }
+            // The peer has something newer: nothing to do.
+            (409, _) => Ok(()),
+            (507, _) => Err(PeerError::Unmounted),
+            (s, _) => Err(PeerError::Failed(format!("PUT answered {s}"))),
+        }
+    }
+
+    async fn send_post(
+        &self,
+        job: &Job<'_>,
+        node: &Device,
+        name: &str,
+        md: &Metadata,
+    ) -> Result<(), PeerError> {
+        let mut headers = self.replication_headers(job);
+        metadata_headers(md, &mut headers).map_err(PeerError::Failed)?;
+        let path = self.object_path(job, node, name);
+        match self
+            .request(Method::POST, node, &path, headers, empty(), 0)
+            .await?
+        {
+            (202, _) => {
+                self.stats.incr("metas_pushed");
+                Ok(())
+            }
+            (409, _) => Ok(()),
+            (507, _) => Err(PeerError::Unmounted),
+            (s, _) => Err(PeerError::Failed(format!("POST answered {s}"))),
+        }
+    }
+
+    async fn send_delete(
+        &self,
+        job: &Job<'_>,
+        node: &Device,
+        name: &str,
+        timestamp: apus_core::Timestamp,
+    ) -> Result<(), PeerError> {
+        let mut headers = self.replication_headers(job);
+        headers.insert(
+            h::X_TIMESTAMP,
+            HeaderValue::from_str(&timestamp.internal())
+                .map_err(|e| PeerError::Failed(e.to_string()))?,
+        );
+        let path = self.object_path(job, node, name);
+        match self
+            .request(Method::DELETE, node, &path, headers, empty(), 0)
+            .await?
+        {
+            // 404: it had nothing; the tombstone is written all the same.
+            (204 | 404, _) => {
+                self.stats.incr("tombstones_pushed");
+                Ok(())
+            }
+            (409, _) => Ok(()),
+            (507, _) => Err(PeerError::Unmounted),
+            (s, _) => Err(PeerError::Failed(format!("DELETE answered {s}"))),
+        }
+    }
+
+    /// A primary partition: sync with every other primary, a handoff
+    /// standing in for one that is unreachable or unmounted.
+    async fn update(&self, job: &Job<'_>) {
+        let mut local = match self.local_hashes(job, &[]).await {
+            Ok(h) => h,
+            Err(e) => {
+                tracing::error!(dir = %job.part_dir.display(), error = %e, "cannot hash partition");
+                self.stats.incr("failures");
+                return;
+            }
+        };
+        self.stats.add("suffixes_checked", local.len() as u64);
+        let is_me = |d: &Device| {
+            d.device == job.local.device && self.ctx.identity.is_local(d, ServerKind::Object)
+        };
+        let mut nodes: Vec<&Device> = job
+            .ring
+            .primaries(job.partition)
+            .into_iter()
+            .filter(|d| !is_me(d))
+            .collect();
+        let mut handoffs = job.ring.handoffs(job.partition).filter(|d| !is_me(d));
+        // Bounded: at most one ring's worth of stand-ins per partition.
+        let mut stand_ins_left = job.ring.replica_count();
+        let mut i = 0;
+        while let Some(&node) = nodes.get(i) {
+            i += 1;
+            if let Err(e) = self.sync_with(job, node, &mut local).await {
+                self.stats.incr("failures");
+                tracing::warn!(
+                    node = %replication_host(node), device = %node.device,
+                    partition = job.partition, error = %e, "replication failed"
+                );
+                if e.wants_handoff() && stand_ins_left > 0 {
+                    if let Some(h) = handoffs.next() {
+                        stand_ins_left -= 1;
+                        nodes.push(h);
+                    }
+                }
+            }
+        }
+    }
+
+    /// A handoff partition: push it to every primary, then remove it if
+    /// all of them took it.
+    async fn revert(&self, job: &Job<'_>) {
+        let mut local = match self.local_hashes(job, &[]).await {
+            Ok(h) => h,
+            Err(e) => {
+                tracing::error!(dir = %job.part_dir.display(), error = %e, "cannot hash partition");
+                self.stats.incr("failures");
+                return;
+            }
+        };
+        self.stats.add("suffixes_checked", local.len() as u64);
+        if local.is_empty() {
+            if self.remove_partition(job).await {
+                self.stats.incr("empty_partitions_removed");
+            }
+            return;
+        }
+        let mut all_ok = true;
+        for node in job.ring.primaries(job.partition) {
+            if let Err(e) = self.sync_with(job, node, &mut local).await {
+                self.stats.incr("failures");
+                tracing::warn!(
+                    node = %replication_host(node), device = %node.device,
+                    partition = job.partition, error = %e, "handoff push failed"
+                );
+                all_ok = false;
+            }
+        }
+        if !all_ok {
+            return;
+        }
+        // A write that landed during the push changed the hashes: keep
+        // the partition for the next pass rather than lose it.
+        match self.local_hashes(job, &[]).await {
+            Ok(now) if now == local => {
+                if self.remove_partition(job).await {
+                    self.stats.incr("handoff_partitions_removed");
+                }
+            }
+            Ok(_) => {
+                tracing::info!(dir = %job.part_dir.display(), "handoff changed while pushed; kept")
+            }
+            Err(e) => {
+                tracing::error!(dir = %job.part_dir.display(), error = %e, "cannot rehash partition");
+                self.stats.incr("failures");
+            }
+        }
+    }
+
+    async fn remove_partition(&self, job: &Job<'_>) -> bool {
+        let dir = job.part_dir.clone();
+        let removed = tokio::task::spawn_blocking(move || match std::fs::remove_dir_all(&dir) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e),
+        })
+        .await;
+        match removed {
+            Ok(Ok(())) => {
+                tracing::info!(dir = %job.part_dir.display(), "removed partition");
+                true
+            }
+            Ok(Err(e)) => {
+                tracing::error!(dir = %job.part_dir.display(), error = %e, "cannot remove partition");
+                self.stats.incr("failures");
+                false
+            }
+            Err(_) => false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn differing_suffixes_follow_swifts_comparison() {
+        let local: SuffixHashes = [
+            ("abc".to_string(), Some("1".to_string())),
+            ("abd".to_string(), Some("2".to_string())),
+            ("abe".to_string(), None),
+            ("abf".to_string(), None),
+        ]
+        .into_iter()
+        .collect();
+        let remote: SuffixHashes = [
+            ("abc".to_string(), Some("1".to_string())),
+            ("abd".to_string(), Some("3".to_string())),
+            ("abe".to_string(), None),
+            ("fff".to_string(), Some("9".to_string())),
+        ]
+        .into_iter()
+        .collect();
+        assert_eq!(differing(&local, &remote), ["abd", "abf"]);
+    }
+
+    #[test]
+    fn remote_hashes_parse_from_pickles_and_reject_others() {
+        let dict = Value::Dict(vec![
+            (Value::Str("abc".into()), Value::Str("d41d8".into())),
+            (Value::Bytes(b"fff".to_vec()), Value::None),
+        ]);
+        let parsed = parse_remote_hashes(&pickle::dumps(&dict)).unwrap();
+        assert_eq!(parsed.get("abc"), Some(&Some("d41d8".to_string())));
+        assert_eq!(parsed.get("fff"), Some(&None));
+        assert!(parse_remote_hashes(&pickle::dumps(&Value::None)).is_err());
+        assert!(parse_remote_hashes(b"garbage").is_err());
+        let bad = Value::Dict(vec![(Value::Int(1), Value::None)]);
+        assert!(parse_remote_hashes(&pickle::dumps(&bad)).is_err());
+    }
+}
