@@ -7,7 +7,14 @@ use std::time::Duration;
 
 use anyhow::Result;
 use apus_core::HashConfig;
+use apus_daemons::container_updater::{ContainerUpdater, ContainerUpdaterConfig};
+use apus_daemons::db_auditor::{AccountAuditor, ContainerAuditor, DbAuditor, DbAuditorConfig};
+use apus_daemons::db_replicator::{
+    AccountReplicator, ContainerReplicator, DbReplicator, DbReplicatorConfig,
+};
 use apus_daemons::expirer::{ExpirerSettings, InternalClient, ObjectExpirer};
+use apus_daemons::object_auditor::{ObjectAuditor, ObjectAuditorSettings};
+use apus_daemons::object_replicator::{ObjectReplicator, ObjectReplicatorSettings};
 use apus_daemons::object_updater::{ObjectUpdater, ObjectUpdaterSettings};
 use apus_daemons::{run_forever, run_once, DaemonContext, LocalIdentity, PassStats, Shutdown};
 use apus_http::ClientConfig;
@@ -202,9 +209,19 @@ impl Daemons {
             };
         }
         match name {
+            DaemonName::ObjectReplicator => once!(self.object_replicator()),
+            DaemonName::ObjectAuditor => once!(self.object_auditor()),
             DaemonName::ObjectUpdater => once!(self.object_updater()),
             DaemonName::ObjectExpirer => once!(self.expirer()?),
-            other => anyhow::bail!("{} is not available yet", other.as_str()),
+            DaemonName::ContainerReplicator => {
+                once!(self.db_replicator::<_>(name) as ContainerReplicator)
+            }
+            DaemonName::ContainerAuditor => once!(self.db_auditor::<_>(name) as ContainerAuditor),
+            DaemonName::ContainerUpdater => once!(self.container_updater()),
+            DaemonName::AccountReplicator => {
+                once!(self.db_replicator::<_>(name) as AccountReplicator)
+            }
+            DaemonName::AccountAuditor => once!(self.db_auditor::<_>(name) as AccountAuditor),
         }
     }
 
@@ -225,11 +242,99 @@ impl Daemons {
             }};
         }
         match name {
+            DaemonName::ObjectReplicator => forever!(self.object_replicator()),
+            DaemonName::ObjectAuditor => forever!(self.object_auditor()),
             DaemonName::ObjectUpdater => forever!(self.object_updater()),
             DaemonName::ObjectExpirer => forever!(self.expirer()?),
-            other => anyhow::bail!("{} is not available yet", other.as_str()),
+            DaemonName::ContainerReplicator => {
+                forever!(self.db_replicator::<_>(name) as ContainerReplicator)
+            }
+            DaemonName::ContainerAuditor => {
+                forever!(self.db_auditor::<_>(name) as ContainerAuditor)
+            }
+            DaemonName::ContainerUpdater => forever!(self.container_updater()),
+            DaemonName::AccountReplicator => {
+                forever!(self.db_replicator::<_>(name) as AccountReplicator)
+            }
+            DaemonName::AccountAuditor => forever!(self.db_auditor::<_>(name) as AccountAuditor),
         }
         Ok(())
+    }
+
+    fn object_replicator(&self) -> ObjectReplicator {
+        let s = DaemonName::ObjectReplicator.file_settings(&self.file);
+        let mut settings = ObjectReplicatorSettings {
+            reclaim_age: self.reclaim_age,
+            ..ObjectReplicatorSettings::default()
+        };
+        if let Some(v) = s.concurrency {
+            settings.concurrency = v;
+        }
+        if let Some(v) = s.per_second {
+            settings.objects_per_second = v;
+        }
+        if let Some(v) = s.bytes_per_second {
+            settings.bytes_per_second = v;
+        }
+        ObjectReplicator::new(settings)
+    }
+
+    fn object_auditor(&self) -> ObjectAuditor {
+        let s = DaemonName::ObjectAuditor.file_settings(&self.file);
+        let mut settings = ObjectAuditorSettings {
+            reclaim_age: self.reclaim_age,
+            ..ObjectAuditorSettings::default()
+        };
+        if let Some(v) = s.per_second {
+            settings.files_per_second = v;
+        }
+        if let Some(v) = s.bytes_per_second {
+            settings.bytes_per_second = v;
+        }
+        ObjectAuditor::new(settings)
+    }
+
+    fn db_replicator<B>(&self, name: DaemonName) -> DbReplicator<B>
+    where
+        DbReplicator<B>: apus_daemons::Worker,
+    {
+        let s = name.file_settings(&self.file);
+        let mut config = DbReplicatorConfig {
+            reclaim_age: Duration::try_from_secs_f64(self.reclaim_age)
+                .unwrap_or(DbReplicatorConfig::default().reclaim_age),
+            ..DbReplicatorConfig::default()
+        };
+        if let Some(v) = s.concurrency {
+            config.concurrency = v;
+        }
+        if let Some(v) = s.per_second {
+            config.databases_per_second = v;
+        }
+        DbReplicator::new(config)
+    }
+
+    fn db_auditor<B>(&self, name: DaemonName) -> DbAuditor<B>
+    where
+        DbAuditor<B>: apus_daemons::Worker,
+    {
+        let s = name.file_settings(&self.file);
+        let mut config = DbAuditorConfig::default();
+        if let Some(v) = s.per_second {
+            config.files_per_second = v;
+        }
+        DbAuditor::new(config)
+    }
+
+    fn container_updater(&self) -> ContainerUpdater {
+        let s = DaemonName::ContainerUpdater.file_settings(&self.file);
+        let mut config = ContainerUpdaterConfig::default();
+        if let Some(v) = s.concurrency {
+            config.concurrency = v;
+        }
+        if let Some(v) = s.per_second {
+            config.max_containers_per_second = v;
+        }
+        ContainerUpdater::new(config)
     }
 
     fn object_updater(&self) -> ObjectUpdater {

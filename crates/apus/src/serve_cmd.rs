@@ -288,6 +288,11 @@ fn prepare(conf: &NodeConfig) -> Result<Plan> {
                     let mut c = ObjectServerConfig::with_devices(&node.devices, hash.clone());
                     c.policies = conf.policies.iter().map(|p| p.index).collect();
                     node.apply_object(&mut c);
+                    // The object server rehashes suffixes for the
+                    // replicators; it reclaims as they do.
+                    if let Some(age) = conf.daemons.reclaim_age {
+                        c.diskfile.reclaim_age = age;
+                    }
                     StorageConfig::Object(c)
                 }
                 Server::Container => StorageConfig::Container(db_config()),
