@@ -434,8 +434,10 @@ fn scenario_6_tombstones() {
     let (h, listing) = c.request("GET", "/c6?format=json", &[("X-Newest", "true")], b"");
     assert!(h.status == 200 || h.status == 204);
     assert!(!String::from_utf8_lossy(&listing).contains("ghost"));
-    // Past reclaim_age the tombstones go too.
+    // Past reclaim_age the tombstones go too: as in Swift, the auditor
+    // marks their suffixes and the replicator's rehash reclaims them.
     std::thread::sleep(std::time::Duration::from_secs(4));
+    c.run_daemon_everywhere("object-auditor");
     c.run_daemon_everywhere("object-replicator");
     for n in 0..NODES {
         assert!(
