@@ -89,11 +89,9 @@ fn run_inner(name: DaemonName, args: &DaemonArgs) -> Result<ExitCode> {
             (node_hash(hash)?, rings_dir.clone(), identity)
         }
     };
-    let internal = match Rings::load(&rings_dir, &conf) {
-        Ok(r) => Some(proxy_config(&conf, &hash, &r)?),
-        Err(e) => return Err(e),
-    };
-    let daemons = Daemons::new(&conf, hash, rings_dir, identity, internal)?;
+    let rings = Rings::load(&rings_dir, &conf)?;
+    let internal = proxy_config(&conf, &hash, &rings)?;
+    let daemons = Daemons::new(&conf, hash, rings_dir, identity, Some(internal))?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
