@@ -36,7 +36,6 @@ fi
 
 work="$(mktemp -d)"
 out="${CONFORMANCE_OUT:-$work/results}"
-port="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
 pid=""
 
 # Stops apus if it still runs; reports how it ended.
@@ -77,29 +76,34 @@ check_alive() {
   fi
 }
 
-echo "== apus serve on 127.0.0.1:$port (data in $work/data, log in $work/apus.log)"
-"$apus" serve --data "$work/data" --bind "127.0.0.1:$port" >"$work/apus.out" 2>"$work/apus.log" &
+# The proxy binds a port the kernel picks (nothing can take it between
+# choosing and binding); the banner, printed once every server is bound,
+# says which.
+echo "== apus serve (data in $work/data, log in $work/apus.log)"
+"$apus" serve --data "$work/data" --bind 127.0.0.1:0 >"$work/apus.out" 2>"$work/apus.log" &
 pid=$!
-ready=""
+endpoint=""
 for _ in $(seq 120); do
   check_alive "at start" || exit 1
-  if python3 -c 'import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=2)' \
-    "http://127.0.0.1:$port/healthcheck" 2>/dev/null; then
-    ready=1
+  endpoint="$(sed -n 's|^ *proxy *\(http://[0-9.:]*\)$|\1|p' "$work/apus.out" | head -n 1)"
+  if [ -n "$endpoint" ] && python3 -c 'import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=2)' \
+    "$endpoint/healthcheck" 2>/dev/null; then
     break
   fi
+  endpoint=""
   sleep 0.5
 done
-if [ -z "$ready" ]; then
+if [ -z "$endpoint" ]; then
   echo "apus serve did not answer /healthcheck within 60 s; the end of its log:"
   tail -n 40 "$work/apus.log"
   exit 1
 fi
+echo "== apus serve on $endpoint"
 
 echo "== run-functests.sh -s swift (suite timeout ${FUNCTEST_SUITE_TIMEOUT} s, test timeout ${FUNCTEST_TEST_TIMEOUT} s)"
 rc=0
 timeout --kill-after=30 "$((FUNCTEST_SUITE_TIMEOUT + 600))" \
-  "$conformance/run-functests.sh" -e "http://127.0.0.1:$port" -s swift -o "$out" \
+  "$conformance/run-functests.sh" -e "$endpoint" -s swift -o "$out" \
   2>&1 | tee "$work/functests.log" || rc=$?
 alive=0
 check_alive "during the conformance run" || alive=1

@@ -2,6 +2,8 @@
 //! through in bounded memory, and a crash mid-upload loses nothing that
 //! was acknowledged, serves nothing partial and leaves no temp files.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod support;
 
 use std::fs;
@@ -13,7 +15,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use md5::{Digest, Md5};
-use support::{exchange, free_port, login, read_head, send_head, Server};
+use support::{exchange, login, read_head, send_head, Server};
 
 const MIB: u64 = 1024 * 1024;
 const CHUNK: usize = 64 * 1024;
@@ -154,13 +156,12 @@ fn stream_test_mib() -> u64 {
 fn streaming_1gib_keeps_rss_bounded() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let port = free_port();
-    let mut server = Server::start(dir.path(), &data, port, "stream");
-    server.wait_healthy(port);
+    let mut server = Server::start(dir.path(), &data, "stream");
+    let proxy = server.wait_ready();
     let pid = server.pid();
-    let (token, account) = login(port, "test:tester", "testing");
+    let (token, account) = login(proxy, "test:tester", "testing");
     let auth = [("X-Auth-Token", token.as_str())];
-    let (head, _) = exchange(port, "PUT", &format!("{account}/big"), &auth, b"");
+    let (head, _) = exchange(proxy, "PUT", &format!("{account}/big"), &auth, b"");
     assert_eq!(head.status, 201, "{}", server.stderr());
 
     let size = stream_test_mib() * MIB;
@@ -172,7 +173,7 @@ fn streaming_1gib_keeps_rss_bounded() {
     let started = Instant::now();
     let length = size.to_string();
     let mut conn = send_head(
-        port,
+        proxy,
         "PUT",
         &path,
         &[
@@ -190,7 +191,7 @@ fn streaming_1gib_keeps_rss_bounded() {
     assert_eq!(etag(&put), sent_md5);
 
     let started = Instant::now();
-    let conn = send_head(port, "GET", &path, &auth, IO_TIMEOUT);
+    let conn = send_head(proxy, "GET", &path, &auth, IO_TIMEOUT);
     let mut reader = BufReader::with_capacity(CHUNK, conn);
     let get = read_head(&mut reader);
     assert_eq!(get.status, 200, "{}", server.stderr());
@@ -267,13 +268,12 @@ fn wait_for(timeout: Duration, mut check: impl FnMut() -> bool) -> bool {
 fn sigkill_during_upload_loses_nothing_acknowledged() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let port = free_port();
-    let mut server = Server::start(dir.path(), &data, port, "before");
-    server.wait_healthy(port);
-    let (token, account) = login(port, "test:tester", "testing");
+    let mut server = Server::start(dir.path(), &data, "before");
+    let proxy = server.wait_ready();
+    let (token, account) = login(proxy, "test:tester", "testing");
     let auth = [("X-Auth-Token", token.as_str())];
     let container = format!("{account}/crash");
-    let (head, _) = exchange(port, "PUT", &container, &auth, b"");
+    let (head, _) = exchange(proxy, "PUT", &container, &auth, b"");
     assert_eq!(head.status, 201, "{}", server.stderr());
 
     // Objects acknowledged before the crash: name -> MD5.
@@ -289,7 +289,7 @@ fn sigkill_during_upload_loses_nothing_acknowledged() {
     ];
     for (name, len) in sizes {
         let body = pattern.bytes(len);
-        let (head, _) = exchange(port, "PUT", &format!("{container}/{name}"), &auth, &body);
+        let (head, _) = exchange(proxy, "PUT", &format!("{container}/{name}"), &auth, &body);
         assert_eq!(head.status, 201, "PUT {name}: {}", server.stderr());
         let md5 = md5_hex(&body);
         assert_eq!(etag(&head), md5, "PUT {name}");
@@ -301,7 +301,7 @@ fn sigkill_during_upload_loses_nothing_acknowledged() {
     let big = format!("{container}/interrupted");
     let length = (64 * MIB).to_string();
     let mut conn = send_head(
-        port,
+        proxy,
         "PUT",
         &big,
         &[("X-Auth-Token", &token), ("Content-Length", &length)],
@@ -332,9 +332,9 @@ fn sigkill_during_upload_loses_nothing_acknowledged() {
     );
     drop(server);
 
-    let mut server = Server::start(dir.path(), &data, port, "after");
-    server.wait_healthy(port);
-    let (token, _) = login(port, "test:tester", "testing");
+    let mut server = Server::start(dir.path(), &data, "after");
+    let proxy = server.wait_ready();
+    let (token, _) = login(proxy, "test:tester", "testing");
     let auth = [("X-Auth-Token", token.as_str())];
 
     // The crash left the upload's temp files; the restart removed them.
@@ -342,21 +342,21 @@ fn sigkill_during_upload_loses_nothing_acknowledged() {
     assert!(left.is_empty(), "temp files after restart: {left:?}");
 
     for (name, md5) in &acked {
-        let (head, body) = exchange(port, "GET", &format!("{container}/{name}"), &auth, b"");
+        let (head, body) = exchange(proxy, "GET", &format!("{container}/{name}"), &auth, b"");
         assert_eq!(head.status, 200, "GET {name}");
         assert_eq!(md5_hex(&body), *md5, "GET {name}");
         assert_eq!(etag(&head), *md5, "GET {name}");
     }
-    let (head, _) = exchange(port, "GET", &big, &auth, b"");
+    let (head, _) = exchange(proxy, "GET", &big, &auth, b"");
     assert_eq!(head.status, 404, "the interrupted upload is served");
-    let (head, _) = exchange(port, "HEAD", &big, &auth, b"");
+    let (head, _) = exchange(proxy, "HEAD", &big, &auth, b"");
     assert_eq!(head.status, 404, "the interrupted upload answers HEAD");
 
     // Each acknowledged PUT updated the container before its 201 (the
     // servers are local and answer well within the object server's
     // container_update_timeout), and the kill came seconds later, so the
     // listing holds exactly those objects and never the interrupted one.
-    let (head, body) = exchange(port, "GET", &container, &auth, b"");
+    let (head, body) = exchange(proxy, "GET", &container, &auth, b"");
     assert_eq!(head.status, 200);
     let listed: Vec<String> = String::from_utf8(body)
         .unwrap()

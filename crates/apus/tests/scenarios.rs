@@ -4,6 +4,8 @@
 //! ledger of every acknowledged write checked after convergence.
 //! `cargo test --release scenario_` runs exactly these.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod support;
 
 use std::collections::BTreeMap;
@@ -490,7 +492,7 @@ fn scenario_8_crash_mid_put() {
     let full = format!("{}/c8/big", c.account_path);
     let tok = c.token().to_string();
     let mut conn = support::send_head(
-        c.proxy_port,
+        c.proxy_addr,
         "PUT",
         &full,
         &[("X-Auth-Token", &tok), ("Content-Length", &len)],

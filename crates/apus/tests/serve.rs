@@ -1,15 +1,18 @@
 //! `apus serve` as a user runs it: the built binary on a temp data
 //! directory, reached over HTTP, stopped with SIGTERM and started again.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod support;
 
 use std::fs;
-use std::net::{TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
 use std::process::Command;
 
-use apus_ring::RingData;
-use support::{free_port, get, request, Server};
+use apus_core::HashConfig;
+use apus_ring::{Ring, RingData};
+use support::{get, request, Server};
 
 fn ring_port(data: &Path, kind: &str) -> u16 {
     let ring = RingData::load(&data.join(format!("{kind}.ring.gz"))).unwrap();
@@ -20,10 +23,8 @@ fn ring_port(data: &Path, kind: &str) -> u16 {
 fn serve_builds_a_cluster_once_and_reuses_it() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let port = free_port();
-
-    let mut server = Server::start(dir.path(), &data, port, "first");
-    server.wait_healthy(port);
+    let mut server = Server::start(dir.path(), &data, "first");
+    let proxy = server.wait_ready();
 
     let swift_conf = fs::read_to_string(data.join("swift.conf")).unwrap();
     assert!(swift_conf.contains("[swift-hash]"), "{swift_conf}");
@@ -41,13 +42,20 @@ fn serve_builds_a_cluster_once_and_reuses_it() {
     for d in 1..=4 {
         assert!(data.join(format!("devices/d{d}")).is_dir());
     }
-    // The object server stores on the cluster's devices.
+    // The object server stores on the cluster's devices. The object goes
+    // to a primary of its partition: the running replicator would move it
+    // off any other device.
     let object_port = ring_port(&data, "object");
-    let object = "/d1/0/AUTH_test/c/o";
+    let object_server = SocketAddr::from(([127, 0, 0, 1], object_port));
+    let hash = HashConfig::from_swift_conf(&swift_conf).unwrap();
+    let ring = Ring::load(&data.join("object.ring.gz")).unwrap();
+    let part = ring.partition(&hash, "AUTH_test", Some("c"), Some("o"));
+    let device = &ring.primaries(part)[0].device;
+    let object = format!("/{device}/{part}/AUTH_test/c/o");
     let put = request(
-        object_port,
+        object_server,
         "PUT",
-        object,
+        &object,
         &[
             ("X-Timestamp", "1700000000.00000"),
             ("Content-Type", "text/plain"),
@@ -57,21 +65,21 @@ fn serve_builds_a_cluster_once_and_reuses_it() {
     assert_eq!(put.map(|r| r.0), Some(201));
 
     // A second process on the same data is refused while the first runs.
-    let mut second = Server::start(dir.path(), &data, free_port(), "second");
+    let mut second = Server::start(dir.path(), &data, "second");
     assert_eq!(second.wait_exit().code(), Some(2));
     assert!(second.stderr().contains("in use"), "{}", second.stderr());
 
     assert!(server.terminate().success(), "{}", server.stderr());
     let banner = fs::read_to_string(&server.stdout).unwrap();
     assert!(
-        banner.contains(&format!("http://127.0.0.1:{port}/auth/v1.0")),
+        banner.contains(&format!("http://{proxy}/auth/v1.0")),
         "{banner}"
     );
     assert!(banner.contains("test:tester"), "{banner}");
 
     // A restart whose recorded port is taken says so and changes nothing.
     let taken = TcpListener::bind(("127.0.0.1", object_port)).unwrap();
-    let mut blocked = Server::start(dir.path(), &data, port, "blocked");
+    let mut blocked = Server::start(dir.path(), &data, "blocked");
     assert_eq!(blocked.wait_exit().code(), Some(2));
     let err = blocked.stderr();
     assert_eq!(err.lines().count(), 1, "{err}");
@@ -79,8 +87,8 @@ fn serve_builds_a_cluster_once_and_reuses_it() {
     drop(taken);
 
     // A restart reuses the salt and the rings.
-    let mut server = Server::start(dir.path(), &data, port, "restart");
-    server.wait_healthy(port);
+    let mut server = Server::start(dir.path(), &data, "restart");
+    server.wait_ready();
     assert_eq!(
         fs::read_to_string(data.join("swift.conf")).unwrap(),
         swift_conf
@@ -89,7 +97,10 @@ fn serve_builds_a_cluster_once_and_reuses_it() {
         let again = RingData::load(&data.join(format!("{kind}.ring.gz"))).unwrap();
         assert_eq!(&again, ring, "{kind}");
     }
-    assert_eq!(get(object_port, object), Some((200, "hello".to_string())));
+    assert_eq!(
+        get(object_server, &object),
+        Some((200, "hello".to_string()))
+    );
     assert!(server.terminate().success(), "{}", server.stderr());
 }
 

@@ -4,12 +4,14 @@
 //! comes from the reference venv that the README's test command installs
 //! (`scripts/swift-ref.sh`); `APUS_SWIFT_PYTHON` names its interpreter.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod support;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use support::{free_port, Server};
+use support::Server;
 
 fn swift_command() -> PathBuf {
     let python = match std::env::var_os("APUS_SWIFT_PYTHON") {
@@ -31,11 +33,11 @@ fn swift_command() -> PathBuf {
 
 /// Runs `swift <args>` in `cwd` and returns its stdout; fails the test
 /// with the client's output when it does not succeed.
-fn swift(port: u16, cwd: &Path, args: &[&str]) -> String {
+fn swift(proxy: std::net::SocketAddr, cwd: &Path, args: &[&str]) -> String {
     let out = Command::new(swift_command())
         .args([
             "-A",
-            &format!("http://127.0.0.1:{port}/auth/v1.0"),
+            &format!("http://{proxy}/auth/v1.0"),
             "-U",
             "test:tester",
             "-K",
@@ -71,9 +73,8 @@ fn pattern(len: usize, seed: u32) -> Vec<u8> {
 fn swift_cli_session() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let port = free_port();
-    let mut server = Server::start(dir.path(), &data, port, "serve");
-    server.wait_healthy(port);
+    let mut server = Server::start(dir.path(), &data, "serve");
+    let proxy = server.wait_ready();
 
     let files = dir.path().join("files");
     std::fs::create_dir_all(&files).unwrap();
@@ -82,50 +83,54 @@ fn swift_cli_session() {
     std::fs::write(files.join("small.txt"), &small).unwrap();
     std::fs::write(files.join("big.bin"), &big).unwrap();
 
-    swift(port, &files, &["upload", "photos", "small.txt", "big.bin"]);
-    let containers = swift(port, &files, &["list"]);
+    swift(proxy, &files, &["upload", "photos", "small.txt", "big.bin"]);
+    let containers = swift(proxy, &files, &["list"]);
     assert_eq!(containers.lines().collect::<Vec<_>>(), ["photos"]);
-    let objects = swift(port, &files, &["list", "photos"]);
+    let objects = swift(proxy, &files, &["list", "photos"]);
     assert_eq!(
         objects.lines().collect::<Vec<_>>(),
         ["big.bin", "small.txt"]
     );
 
     swift(
-        port,
+        proxy,
         &files,
         &["post", "-m", "color:blue", "photos", "small.txt"],
     );
-    let stat = swift(port, &files, &["stat", "photos", "small.txt"]);
+    let stat = swift(proxy, &files, &["stat", "photos", "small.txt"]);
     assert!(stat.contains("Content Length: 20"), "{stat}");
     assert!(stat.contains("Meta Color: blue"), "{stat}");
     assert!(stat.contains("Content Type: text/plain"), "{stat}");
 
     // Segmented upload: 1 MiB segments in `segs_segments` plus a manifest.
     swift(
-        port,
+        proxy,
         &files,
         &["upload", "-S", "1048576", "segs", "big.bin"],
     );
-    let segments = swift(port, &files, &["list", "segs_segments"]);
+    let segments = swift(proxy, &files, &["list", "segs_segments"]);
     assert_eq!(segments.lines().count(), 4, "{segments}");
-    let stat = swift(port, &files, &["stat", "segs", "big.bin"]);
+    let stat = swift(proxy, &files, &["stat", "segs", "big.bin"]);
     assert!(stat.contains("Manifest: segs_segments/big.bin/"), "{stat}");
     assert!(stat.contains("Content Length: 3500000"), "{stat}");
 
     let down = dir.path().join("down");
     std::fs::create_dir_all(&down).unwrap();
-    swift(port, &down, &["download", "segs", "big.bin"]);
-    swift(port, &down, &["download", "photos", "small.txt", "big.bin"]);
+    swift(proxy, &down, &["download", "segs", "big.bin"]);
+    swift(
+        proxy,
+        &down,
+        &["download", "photos", "small.txt", "big.bin"],
+    );
     assert!(std::fs::read(down.join("big.bin")).unwrap() == big);
     assert_eq!(std::fs::read(down.join("small.txt")).unwrap(), small);
 
-    swift(port, &files, &["delete", "photos", "small.txt"]);
-    let objects = swift(port, &files, &["list", "photos"]);
+    swift(proxy, &files, &["delete", "photos", "small.txt"]);
+    let objects = swift(proxy, &files, &["list", "photos"]);
     assert_eq!(objects.lines().collect::<Vec<_>>(), ["big.bin"]);
     // Deleting a manifest with the client removes its segments too.
-    swift(port, &files, &["delete", "segs", "big.bin"]);
-    let segments = swift(port, &files, &["list", "segs_segments"]);
+    swift(proxy, &files, &["delete", "segs", "big.bin"]);
+    let segments = swift(proxy, &files, &["list", "segs_segments"]);
     assert_eq!(segments.trim(), "");
     server.terminate();
 }

@@ -1,12 +1,18 @@
 //! A real multi-node cluster for fault scenarios: four storage nodes and a
-//! proxy, each a separate `apus serve --config` process on 127.0.0.1 with
-//! its own ports and devices directory, sharing generated rings (part
-//! power 6, 3 replicas, one device per node in its own zone). Any node can
+//! proxy, each a separate `apus serve --config` process with its own
+//! loopback address and devices directory, sharing generated rings (part
+//! power 6, 3 replicas, one device per node in its own zone).
+//!
+//! Node addresses are written into the rings before any node starts, so
+//! they cannot come from `bind(0)`. Each cluster takes a /24 of 127/8 no
+//! other test uses and ports below the ephemeral range: a port found free
+//! there stays free until the node binds it, and again after a restart.
+//! The proxy, which no ring names, binds port 0 and is found by its banner. Any node can
 //! be stopped, killed and restarted, any daemon run once on any node, and
 //! the files on every device inspected.
 
 use std::fs;
-use std::net::TcpStream;
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -15,7 +21,10 @@ use apus_core::HashConfig;
 use apus_ring::builder::{RingBuilder, AUTO_ID};
 use apus_ring::{Device, Ring};
 
-use super::{apus_bin, exchange, free_port, login, Head, START_TIMEOUT, STOP_TIMEOUT};
+use super::{
+    apus_bin, banner_proxy_addr, exchange, fixed_port, login, private_loopback_net, Head,
+    START_TIMEOUT, STOP_TIMEOUT,
+};
 
 pub const NODES: usize = 4;
 const PART_POWER: u32 = 6;
@@ -34,6 +43,7 @@ pub struct Node {
     pub device: String,
     pub dir: PathBuf,
     pub config: PathBuf,
+    pub ip: Ipv4Addr,
     pub object_port: u16,
     pub container_port: u16,
     pub account_port: u16,
@@ -51,6 +61,10 @@ impl Node {
             Kind::Container => self.container_port,
             Kind::Account => self.account_port,
         }
+    }
+
+    pub fn addr(&self, kind: Kind) -> SocketAddr {
+        SocketAddr::new(self.ip.into(), self.port(kind))
     }
 }
 
@@ -70,7 +84,9 @@ impl Default for Options {
 pub struct MultiCluster {
     pub dir: tempfile::TempDir,
     pub nodes: Vec<Node>,
-    pub proxy_port: u16,
+    /// Where the proxy listens; known once it has started.
+    pub proxy_addr: SocketAddr,
+    proxy_ip: Ipv4Addr,
     pub hash: HashConfig,
     proxy: Option<Child>,
     token: String,
@@ -78,18 +94,18 @@ pub struct MultiCluster {
     pub account_path: String,
 }
 
-fn build_ring(path: &Path, ports: &[u16]) -> Ring {
+fn build_ring(path: &Path, ips: &[Ipv4Addr], port: u16) -> Ring {
     let mut builder = RingBuilder::new(PART_POWER, 3.0, 0).unwrap();
-    for (i, port) in ports.iter().enumerate() {
+    for (i, ip) in ips.iter().enumerate() {
         builder
             .add_dev(Device {
                 id: AUTO_ID,
                 region: 1,
                 zone: i as u32 + 1,
-                ip: "127.0.0.1".into(),
-                port: *port,
-                replication_ip: "127.0.0.1".into(),
-                replication_port: *port,
+                ip: ip.to_string(),
+                port,
+                replication_ip: ip.to_string(),
+                replication_port: port,
                 device: format!("d{}", i + 1),
                 weight: 100.0,
                 meta: String::new(),
@@ -107,25 +123,26 @@ impl MultiCluster {
         let dir = tempfile::tempdir().unwrap();
         let rings = dir.path().join("rings");
         fs::create_dir_all(&rings).unwrap();
-        let ports: Vec<[u16; 3]> = (0..NODES)
-            .map(|_| [free_port(), free_port(), free_port()])
+        let [a, b, c] = private_loopback_net();
+        let ips: Vec<Ipv4Addr> = (1..=NODES as u8)
+            .map(|host| Ipv4Addr::new(a, b, c, host))
             .collect();
-        build_ring(
-            &rings.join("object.ring.gz"),
-            &ports.iter().map(|p| p[0]).collect::<Vec<_>>(),
-        );
-        build_ring(
-            &rings.join("container.ring.gz"),
-            &ports.iter().map(|p| p[1]).collect::<Vec<_>>(),
-        );
-        build_ring(
-            &rings.join("account.ring.gz"),
-            &ports.iter().map(|p| p[2]).collect::<Vec<_>>(),
-        );
+        let proxy_ip = Ipv4Addr::new(a, b, c, 100);
+        // Every node serves on the same three ports, as real nodes do.
+        let mut ports: Vec<u16> = Vec::new();
+        while ports.len() < 3 {
+            let p = fixed_port(&ips);
+            if !ports.contains(&p) {
+                ports.push(p);
+            }
+        }
+        build_ring(&rings.join("object.ring.gz"), &ips, ports[0]);
+        build_ring(&rings.join("container.ring.gz"), &ips, ports[1]);
+        build_ring(&rings.join("account.ring.gz"), &ips, ports[2]);
         let hash = HashConfig::new("scenario-prefix", "scenario-suffix");
         let hash_toml = "[hash]\nprefix = \"scenario-prefix\"\nsuffix = \"scenario-suffix\"\n";
         let mut nodes = Vec::new();
-        for (i, p) in ports.iter().enumerate() {
+        for (i, ip) in ips.iter().enumerate() {
             let ndir = dir.path().join(format!("node{}", i + 1));
             let device = format!("d{}", i + 1);
             fs::create_dir_all(ndir.join("devices").join(&device)).unwrap();
@@ -135,12 +152,12 @@ impl MultiCluster {
                 format!(
                     "roles = [\"storage\"]\nrings_dir = \"../rings\"\nlog_requests = false\n\
                      shutdown_timeout = 2\n{hash_toml}\n\
-                     [storage]\ndevices = \"devices\"\nbind_ip = \"127.0.0.1\"\n\
+                     [storage]\ndevices = \"devices\"\nbind_ip = \"{ip}\"\n\
                      object_port = {}\ncontainer_port = {}\naccount_port = {}\n\
                      node_timeout = 5\n\n\
                      [daemons]\nrun = false\nreclaim_age = {}\n\n\
                      [daemons.object-updater]\nper_second = 0\n",
-                    p[0], p[1], p[2], options.reclaim_age
+                    ports[0], ports[1], ports[2], options.reclaim_age
                 ),
             )
             .unwrap();
@@ -149,13 +166,13 @@ impl MultiCluster {
                 device,
                 dir: ndir,
                 config,
-                object_port: p[0],
-                container_port: p[1],
-                account_port: p[2],
+                ip: *ip,
+                object_port: ports[0],
+                container_port: ports[1],
+                account_port: ports[2],
                 child: None,
             });
         }
-        let proxy_port = free_port();
         let pdir = dir.path().join("proxy");
         fs::create_dir_all(&pdir).unwrap();
         fs::write(
@@ -163,7 +180,7 @@ impl MultiCluster {
             format!(
                 "roles = [\"proxy\"]\nrings_dir = \"../rings\"\nlog_requests = false\n\
                  shutdown_timeout = 2\n{hash_toml}\n\
-                 [proxy]\nbind = \"127.0.0.1:{proxy_port}\"\nnode_timeout = 5\n\
+                 [proxy]\nbind = \"{proxy_ip}:0\"\nnode_timeout = 5\n\
                  recheck_account_existence = 0\nrecheck_container_existence = 0\n\n\
                  [[proxy.tempauth.users]]\nname = \"test:tester\"\nkey = \"testing\"\n\
                  groups = [\".admin\"]\n"
@@ -173,7 +190,8 @@ impl MultiCluster {
         let mut cluster = MultiCluster {
             dir,
             nodes,
-            proxy_port,
+            proxy_addr: SocketAddr::new(proxy_ip.into(), 0),
+            proxy_ip,
             hash,
             proxy: None,
             token: String::new(),
@@ -183,19 +201,19 @@ impl MultiCluster {
             cluster.start_node(i);
         }
         cluster.start_proxy();
-        let (token, path) = login(proxy_port, "test:tester", "testing");
+        let (token, path) = login(cluster.proxy_addr, "test:tester", "testing");
         cluster.token = token;
         cluster.account_path = path;
         cluster
     }
 
-    fn spawn(&self, config: &Path, log: &Path) -> Child {
+    fn spawn(&self, config: &Path, out: Stdio, log: &Path) -> Child {
         Command::new(apus_bin())
             .arg("serve")
             .arg("--config")
             .arg(config)
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
+            .stdout(out)
             .stderr(
                 fs::OpenOptions::new()
                     .create(true)
@@ -207,26 +225,44 @@ impl MultiCluster {
             .expect("run apus serve")
     }
 
+    /// Starts the proxy on a port of its choosing and waits for its banner.
     fn start_proxy(&mut self) {
         let pdir = self.dir.path().join("proxy");
-        let child = self.spawn(&pdir.join("proxy.toml"), &pdir.join("proxy.log"));
+        let banner = pdir.join("proxy.out");
+        let log = pdir.join("proxy.log");
+        let out = Stdio::from(fs::File::create(&banner).unwrap());
+        let mut child = self.spawn(&pdir.join("proxy.toml"), out, &log);
+        let deadline = Instant::now() + START_TIMEOUT;
+        let addr = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                panic!(
+                    "the proxy exited ({status}): {}",
+                    fs::read_to_string(&log).unwrap_or_default()
+                );
+            }
+            let text = fs::read_to_string(&banner).unwrap_or_default();
+            if let Some(addr) = banner_proxy_addr(&text) {
+                break addr;
+            }
+            assert!(Instant::now() < deadline, "no proxy banner: {text}");
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        assert_eq!(addr.ip(), self.proxy_ip);
+        self.proxy_addr = addr;
         self.proxy = Some(child);
-        wait_listening(
-            self.proxy_port,
-            self.proxy.as_mut().unwrap(),
-            &pdir.join("proxy.log"),
-        );
+        wait_listening(addr, self.proxy.as_mut().unwrap(), &log);
     }
 
     /// Starts node `i` and waits until its three servers accept connections.
     pub fn start_node(&mut self, i: usize) {
         assert!(self.nodes[i].child.is_none(), "node {i} is running");
         let log = self.nodes[i].dir.join("node.log");
-        let child = self.spawn(&self.nodes[i].config.clone(), &log);
+        let child = self.spawn(&self.nodes[i].config.clone(), Stdio::null(), &log);
         let node = &mut self.nodes[i];
         node.child = Some(child);
-        for port in [node.object_port, node.container_port, node.account_port] {
-            wait_listening(port, node.child.as_mut().unwrap(), &log);
+        for kind in [Kind::Object, Kind::Container, Kind::Account] {
+            let addr = node.addr(kind);
+            wait_listening(addr, node.child.as_mut().unwrap(), &log);
         }
     }
 
@@ -362,7 +398,7 @@ impl MultiCluster {
         let mut all = headers.to_vec();
         all.push(("X-Auth-Token", &self.token));
         let full = format!("{}{path}", self.account_path);
-        exchange(self.proxy_port, method, &full, &all, body)
+        exchange(self.proxy_addr, method, &full, &all, body)
     }
 
     /// A request straight to node `i`'s `kind` server (`path` after
@@ -378,7 +414,7 @@ impl MultiCluster {
     ) -> (Head, Vec<u8>) {
         let node = &self.nodes[i];
         let full = format!("/{}/{part}{path}", node.device);
-        exchange(node.port(kind), method, &full, headers, b"")
+        exchange(node.addr(kind), method, &full, headers, b"")
     }
 
     /// The object names node `i`'s replica of `container` lists.
@@ -425,7 +461,7 @@ impl Drop for MultiCluster {
     }
 }
 
-fn wait_listening(port: u16, child: &mut Child, log: &Path) {
+fn wait_listening(addr: SocketAddr, child: &mut Child, log: &Path) {
     let deadline = Instant::now() + START_TIMEOUT;
     loop {
         if let Some(status) = child.try_wait().unwrap() {
@@ -434,10 +470,10 @@ fn wait_listening(port: u16, child: &mut Child, log: &Path) {
                 fs::read_to_string(log).unwrap_or_default()
             );
         }
-        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+        if TcpStream::connect(addr).is_ok() {
             return;
         }
-        assert!(Instant::now() < deadline, "nothing listens on {port}");
+        assert!(Instant::now() < deadline, "nothing listens on {addr}");
         std::thread::sleep(Duration::from_millis(20));
     }
 }

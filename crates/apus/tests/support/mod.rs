@@ -1,13 +1,16 @@
 //! Running the built `apus` binary in integration tests: a child-process
-//! guard, free ports and a minimal HTTP/1.0 client over `std::net`.
+//! guard that learns the address the server bound, private loopback
+//! addresses for multi-process clusters, and a minimal HTTP/1.0 client over
+//! `std::net`.
 #![allow(dead_code)]
 
 pub mod cluster;
 
 use std::ffi::OsString;
 use std::fs;
+use std::hash::{BuildHasher, Hasher};
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
@@ -31,9 +34,11 @@ pub struct Server {
 }
 
 impl Server {
-    /// `apus serve --data <data> --bind 127.0.0.1:<port>`, its output in
-    /// `<dir>/<run>.out` and `<dir>/<run>.err`.
-    pub fn start(dir: &Path, data: &Path, port: u16, run: &str) -> Server {
+    /// `apus serve --data <data> --bind 127.0.0.1:0`, its output in
+    /// `<dir>/<run>.out` and `<dir>/<run>.err`. The proxy binds a port the
+    /// kernel picks, so nothing can take it between choosing and binding;
+    /// [`Server::wait_ready`] reads it back from the banner.
+    pub fn start(dir: &Path, data: &Path, run: &str) -> Server {
         let stdout = dir.join(format!("{run}.out"));
         let stderr = dir.join(format!("{run}.err"));
         let child = Command::new(apus_bin())
@@ -41,7 +46,7 @@ impl Server {
             .arg("--data")
             .arg(data)
             .arg("--bind")
-            .arg(format!("127.0.0.1:{port}"))
+            .arg("127.0.0.1:0")
             .stdin(Stdio::null())
             .stdout(fs::File::create(&stdout).unwrap())
             .stderr(fs::File::create(&stderr).unwrap())
@@ -62,19 +67,24 @@ impl Server {
         fs::read_to_string(&self.stderr).unwrap_or_default()
     }
 
-    pub fn wait_healthy(&mut self, port: u16) {
+    /// Waits for the banner (printed once every server is bound) and a
+    /// healthy proxy; returns the proxy's address.
+    pub fn wait_ready(&mut self) -> SocketAddr {
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
                 panic!("apus serve exited ({status}): {}", self.stderr());
             }
-            if let Some((status, body)) = get(port, "/healthcheck") {
-                assert_eq!((status, body.as_str()), (200, "OK"));
-                return;
+            let banner = fs::read_to_string(&self.stdout).unwrap_or_default();
+            if let Some(addr) = banner_proxy_addr(&banner) {
+                if let Some((status, body)) = get(addr, "/healthcheck") {
+                    assert_eq!((status, body.as_str()), (200, "OK"));
+                    return addr;
+                }
             }
             assert!(
                 Instant::now() < deadline,
-                "no /healthcheck answer: {}",
+                "apus serve not ready: {banner}\n{}",
                 self.stderr()
             );
             std::thread::sleep(Duration::from_millis(50));
@@ -114,28 +124,67 @@ impl Drop for Server {
     }
 }
 
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+/// The proxy address in an `apus serve` banner (`  proxy      http://ADDR`).
+pub fn banner_proxy_addr(banner: &str) -> Option<SocketAddr> {
+    banner
+        .lines()
+        .find_map(|l| l.trim_start().strip_prefix("proxy"))
+        .and_then(|rest| rest.trim().strip_prefix("http://"))
+        .and_then(|addr| addr.parse().ok())
+}
+
+/// A random number, different in every call (std's hasher keys are random).
+pub fn random_u64() -> u64 {
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default(),
+    );
+    h.finish()
+}
+
+/// A loopback network of this test's own, `127.a.b.0/24` with random `a`
+/// and `b` (never 127.0.x.x, where other tests and servers live): its hosts
+/// need ports fixed in advance (they are written into rings), and on an
+/// address nothing else uses, a port found free stays free.
+pub fn private_loopback_net() -> [u8; 3] {
+    let r = random_u64();
+    [127, 1 + (r % 254) as u8, (r >> 8) as u8]
+}
+
+/// A port below the kernel's ephemeral range (which `bind(0)` and outgoing
+/// connections draw from) that is free on every one of `ips`.
+pub fn fixed_port(ips: &[Ipv4Addr]) -> u16 {
+    let ephemeral_low = fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32_768);
+    let low = 1_024u16.max(ephemeral_low.saturating_sub(20_000));
+    let span = u64::from(ephemeral_low.saturating_sub(low).max(1));
+    loop {
+        let port = low + (random_u64() % span) as u16;
+        if ips.iter().all(|ip| TcpListener::bind((*ip, port)).is_ok()) {
+            return port;
+        }
+    }
 }
 
 /// One HTTP/1.0 GET: the status and body, or None if nothing answers.
-pub fn get(port: u16, path: &str) -> Option<(u16, String)> {
-    request(port, "GET", path, &[], "")
+pub fn get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
+    request(addr, "GET", path, &[], "")
 }
 
 /// One HTTP/1.0 request: the status and body, or None if nothing answers.
 pub fn request(
-    port: u16,
+    addr: SocketAddr,
     method: &str,
     path: &str,
     headers: &[(&str, &str)],
     body: &str,
 ) -> Option<(u16, String)> {
-    let mut conn = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    let mut conn = TcpStream::connect(addr).ok()?;
     conn.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
     let mut head = format!("{method} {path} HTTP/1.0\r\nHost: localhost\r\n");
     for (name, value) in headers {
@@ -169,13 +218,13 @@ impl Head {
 /// Sends an HTTP/1.0 request head (the body, if any, is the caller's to
 /// write on the returned stream).
 pub fn send_head(
-    port: u16,
+    addr: SocketAddr,
     method: &str,
     path: &str,
     headers: &[(&str, &str)],
     timeout: Duration,
 ) -> TcpStream {
-    let mut conn = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let mut conn = TcpStream::connect(addr).unwrap();
     conn.set_read_timeout(Some(timeout)).unwrap();
     conn.set_write_timeout(Some(timeout)).unwrap();
     let mut head = format!("{method} {path} HTTP/1.0\r\nHost: localhost\r\n");
@@ -212,7 +261,7 @@ pub fn read_head(reader: &mut impl BufRead) -> Head {
 
 /// A whole HTTP/1.0 exchange with a small body both ways.
 pub fn exchange(
-    port: u16,
+    addr: SocketAddr,
     method: &str,
     path: &str,
     headers: &[(&str, &str)],
@@ -221,7 +270,7 @@ pub fn exchange(
     let len = body.len().to_string();
     let mut all = headers.to_vec();
     all.push(("Content-Length", &len));
-    let mut conn = send_head(port, method, path, &all, Duration::from_secs(30));
+    let mut conn = send_head(addr, method, path, &all, Duration::from_secs(30));
     conn.write_all(body).unwrap();
     let mut reader = BufReader::new(conn);
     let head = read_head(&mut reader);
@@ -231,9 +280,9 @@ pub fn exchange(
 }
 
 /// Logs in with tempauth's v1.0: the token and the storage URL's path.
-pub fn login(port: u16, user: &str, key: &str) -> (String, String) {
+pub fn login(addr: SocketAddr, user: &str, key: &str) -> (String, String) {
     let (head, _) = exchange(
-        port,
+        addr,
         "GET",
         "/auth/v1.0",
         &[("X-Auth-User", user), ("X-Auth-Key", key)],
