@@ -11,6 +11,8 @@
 //! what it measured and asserts nothing. Put `dir` on tmpfs to measure
 //! the replicator rather than the disk.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 #[path = "../tests/common/mod.rs"]
 mod common;
 

@@ -2,6 +2,8 @@
 //! "nodes" on 127.0.0.1 (one device each, told apart by port), rings with
 //! three replicas, one pass at a time.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 

@@ -1,5 +1,7 @@
 //! The object auditor on a device with good and damaged objects.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod common;
 
 use std::io::{Seek, SeekFrom, Write};

@@ -1,5 +1,7 @@
 //! The object replicator against in-process object servers.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod common;
 
 use apus_daemons::{run_once, ObjectReplicator, ObjectReplicatorSettings, PassStats, Shutdown};

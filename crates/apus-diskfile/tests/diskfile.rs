@@ -1,6 +1,8 @@
 //! Behaviour of writers, readers, tombstones, POSTs, quarantine and spills
 //! on the real filesystem.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod common;
 
 use std::fs;

@@ -1,5 +1,7 @@
 //! The server and the client against each other on 127.0.0.1.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::sync::Arc;
 use std::time::Duration;
 

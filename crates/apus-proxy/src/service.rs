@@ -81,12 +81,7 @@ impl Env {
 
 /// The request's [`Env`], inserting an empty one first if needed.
 pub fn env_mut(req: &mut Req) -> &mut Env {
-    if req.extensions().get::<Env>().is_none() {
-        req.extensions_mut().insert(Env::default());
-    }
-    req.extensions_mut()
-        .get_mut::<Env>()
-        .expect("inserted just above")
+    req.extensions_mut().get_or_insert_default::<Env>()
 }
 
 /// The request's [`Env`] (a default one when none was set).

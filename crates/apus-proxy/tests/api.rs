@@ -1,5 +1,7 @@
 //! The public API end to end against an in-process cluster.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod support;
 
 use apus_testkit::Cluster;

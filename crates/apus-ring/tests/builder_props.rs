@@ -1,6 +1,8 @@
 //! Properties of the ring builder: placement, balance, movement,
 //! min_part_hours, removal, persistence and determinism.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Instant;
 

@@ -2,6 +2,8 @@
 //! reported by container servers, stats and listings as Swift's account
 //! server produces them.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 

@@ -2,6 +2,8 @@
 //! listings as Swift's container server produces them, and the account
 //! updates it sends.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 

@@ -1,6 +1,8 @@
 //! REPLICATE on the container and account servers over real sockets: the
 //! sync / merge_items / merge_syncs RPCs and the whole-database copy.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::path::PathBuf;
 use std::sync::Arc;
 

@@ -2,6 +2,8 @@
 //! them, the missing check, and replication writes that keep their
 //! timestamps.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use apus_core::{HashConfig, Timestamp};
 use apus_diskfile::pickle::{self, Value};
 use apus_http::body::collect_limited;

@@ -1,6 +1,8 @@
 //! The object server on 127.0.0.1 with temp devices, driven by the backend
 //! client as a proxy would.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 

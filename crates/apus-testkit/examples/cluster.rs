@@ -1,6 +1,8 @@
 //! Runs an in-process test cluster until interrupted and prints its URL:
 //! `cargo run -p apus-testkit --example cluster [ADDR:PORT]`.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let proxy_bind = std::env::args()

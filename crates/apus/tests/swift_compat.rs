@@ -6,6 +6,8 @@
 //! test command in the README installs it; `APUS_SWIFT_PYTHON` names its
 //! interpreter (default: `$HOME/.cache/swift-ref/swift-venv/bin/python`).
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
