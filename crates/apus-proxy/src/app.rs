@@ -98,10 +98,12 @@ impl App {
         });
         let backend = Backend {
             client,
-            limiter: ErrorLimiter::new(
+            limiter: Arc::new(ErrorLimiter::new(
                 config.error_suppression_limit,
                 config.error_suppression_interval,
-            ),
+                config.error_suppression_probe_interval,
+            )),
+            timing: config.timing,
         };
         let info_json = crate::info::capabilities(&config).to_string();
         App {

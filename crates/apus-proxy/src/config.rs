@@ -107,6 +107,11 @@ pub struct ProxyConfig {
     /// take a node out of use for that interval.
     pub error_suppression_limit: u32,
     pub error_suppression_interval: Duration,
+    /// How often an error-limited node gets one request as a probe; its
+    /// first answer readmits it (apus's own; Swift waits out the interval).
+    pub error_suppression_probe_interval: Duration,
+    /// `concurrency_timeout`, `concurrent_gets` and `post_quorum_timeout`.
+    pub timing: crate::backend::Timing,
     /// `account_autocreate`: accounts spring into being on first write.
     pub account_autocreate: bool,
     /// `allow_account_management`: account PUT and DELETE are allowed.
@@ -139,6 +144,8 @@ impl ProxyConfig {
             recheck_container_existence: Duration::from_secs(60),
             error_suppression_limit: 10,
             error_suppression_interval: Duration::from_secs(60),
+            error_suppression_probe_interval: Duration::from_secs(2),
+            timing: crate::backend::Timing::default(),
             account_autocreate: true,
             allow_account_management: false,
             allow_open_expired: false,

@@ -11,14 +11,15 @@ use apus_proto::constraints::{MAX_FILE_SIZE, MAX_OBJECT_NAME_LENGTH};
 use apus_proto::headers::is_true;
 use apus_ring::Device;
 use bytes::Bytes;
+use futures_util::stream::{FuturesUnordered, StreamExt};
 use http::{HeaderMap, HeaderValue, Method, StatusCode};
 use http_body_util::BodyExt;
 
 use crate::account::check_metadata;
 use crate::app::Ctx;
 use crate::backend::{
-    assign_update_targets, backend_path, best_index, best_response, node_host, quorum_size,
-    NodePlan, NodeResponse,
+    assign_update_targets, backend_path, best_index, best_response, have_quorum, node_host,
+    quorum_size, NodePlan, NodeResponse, SlotAnswer,
 };
 use crate::config::Policy;
 use crate::info::ContainerInfo;
@@ -105,6 +106,26 @@ pub fn guess_content_type(name: &str) -> &'static str {
 struct Putter {
     dev: Device,
     conn: UploadConn,
+}
+
+/// What one slot of an object PUT's connect phase came to.
+enum Connected {
+    /// The server sent `100 Continue`: the body goes to it.
+    Putter(Putter),
+    /// The server answered at once (409, 412, or a zero-length body's final
+    /// answer).
+    Early(NodeResponse),
+    /// No node of the slot took the upload.
+    Failed,
+}
+
+impl SlotAnswer for Connected {
+    fn none() -> Self {
+        Connected::Failed
+    }
+    fn is_final(&self) -> bool {
+        !matches!(self, Connected::Failed)
+    }
 }
 
 impl Ctx<'_> {
@@ -387,19 +408,8 @@ impl Ctx<'_> {
             Ok(p) => p,
             Err(resp) => return resp,
         };
-        let finals = futures_util::future::join_all(putters.into_iter().map(|p| async move {
-            match p.conn.finish().await {
-                Ok(f) => final_to_node(f),
-                Err(e) => {
-                    tracing::warn!(device = %p.dev.device, error = %e, "object PUT: no answer");
-                    self.app.backend.limiter.error(&p.dev);
-                    crate::backend::unavailable()
-                }
-            }
-        }))
-        .await;
         let mut answers: Vec<NodeResponse> = early;
-        answers.extend(finals);
+        answers.extend(self.final_answers(putters, quorum).await);
         let etags: std::collections::BTreeSet<String> = answers
             .iter()
             .filter(|r| r.is_success())
@@ -431,73 +441,103 @@ impl Ctx<'_> {
         resp
     }
 
-    /// Opens one upload per replica slot, a handoff replacing any node that
-    /// cannot be reached or refuses (5xx, 507). Answers that end an upload
-    /// before it starts (409, 412, 2xx) come back apart.
+    /// Opens one upload per replica slot, a stand-in (handoff, then an
+    /// error-limited primary) replacing any node that cannot be reached or
+    /// refuses (5xx, 507), or joining one that has not answered its
+    /// `Expect: 100-continue` within `concurrency_timeout`. Answers that
+    /// end an upload before it starts (409, 412, 2xx) come back apart. Once
+    /// a quorum of slots is settled, the others get `post_quorum_timeout`.
     async fn connect_putters(
         &self,
         plan: &NodePlan,
         headers: &[HeaderMap],
         content_length: Option<u64>,
     ) -> (Vec<Putter>, Vec<NodeResponse>) {
-        let handoffs = std::sync::Mutex::new(plan.handoffs.iter());
+        let backend = &self.app.backend;
+        let stand_ins = std::sync::Mutex::new(plan.stand_ins());
         let cfg = &self.app.config;
         let path = self.target.path();
-        let slots = (0..plan.replicas.max(1)).map(|i| {
-            let handoffs = &handoffs;
-            let path = &path;
-            let hdrs = headers.get(i).cloned().unwrap_or_default();
-            async move {
-                let mut node = plan
-                    .primaries
-                    .get(i)
-                    .or_else(|| handoffs.lock().ok().and_then(|mut h| h.next()));
-                while let Some(dev) = node {
-                    let bpath = backend_path(dev, plan.partition, path, None);
-                    let started = expect::start(
-                        &node_host(dev),
-                        &Method::PUT,
-                        &bpath,
-                        &hdrs,
-                        content_length,
-                        cfg.conn_timeout,
-                        cfg.node_timeout,
-                    )
-                    .await;
-                    match started {
-                        Ok(Started::Continue(conn)) => {
-                            return Some(Ok(Putter {
-                                dev: dev.clone(),
-                                conn,
-                            }))
-                        }
-                        Ok(Started::Final(f)) => {
-                            let code = f.status.as_u16();
-                            if code == 507 {
-                                self.app.backend.limiter.limit_now(dev);
-                            } else if code >= 500 {
-                                self.app.backend.limiter.error(dev);
-                            } else {
-                                return Some(Err(final_to_node(f)));
-                            }
-                        }
-                        Err(e) => {
-                            tracing::warn!(device = %dev.device, error = %e, "object PUT: connect failed");
-                            self.app.backend.limiter.error(dev);
-                        }
-                    }
-                    node = handoffs.lock().ok().and_then(|mut h| h.next());
+        let slots = plan.replicas.max(1);
+        let mut pending: FuturesUnordered<_> = (0..slots)
+            .map(|i| {
+                let stand_ins = &stand_ins;
+                let path = &path;
+                let hdrs = headers.get(i).cloned().unwrap_or_default();
+                async move {
+                    let next = || stand_ins.lock().ok().and_then(|mut s| s.next());
+                    backend
+                        .hedged_slot(plan.primaries.get(i), next, |dev| {
+                            let bpath = backend_path(dev, plan.partition, path, None);
+                            let limiter = backend.limiter.clone();
+                            let dev = dev.clone();
+                            let hdrs = hdrs.clone();
+                            let (conn_timeout, node_timeout) = (cfg.conn_timeout, cfg.node_timeout);
+                            tokio::spawn(async move {
+                                let started = expect::start(
+                                    &node_host(&dev),
+                                    &Method::PUT,
+                                    &bpath,
+                                    &hdrs,
+                                    content_length,
+                                    conn_timeout,
+                                    node_timeout,
+                                )
+                                .await;
+                                match started {
+                                    Ok(Started::Continue(conn)) => {
+                                        limiter.answered(&dev);
+                                        Connected::Putter(Putter { dev, conn })
+                                    }
+                                    Ok(Started::Final(f)) => {
+                                        let code = f.status.as_u16();
+                                        if code == 507 {
+                                            limiter.limit_now(&dev);
+                                            Connected::Failed
+                                        } else if code >= 500 {
+                                            limiter.error(&dev);
+                                            Connected::Failed
+                                        } else {
+                                            limiter.answered(&dev);
+                                            Connected::Early(final_to_node(f))
+                                        }
+                                    }
+                                    Err(e) => {
+                                        tracing::warn!(device = %dev.device, error = %e, "object PUT: connect failed");
+                                        limiter.error(&dev);
+                                        Connected::Failed
+                                    }
+                                }
+                            })
+                        })
+                        .await
                 }
-                None
-            }
-        });
-        let results = futures_util::future::join_all(slots).await;
+            })
+            .collect();
+        let quorum = quorum_size(plan.replicas);
         let mut putters = Vec::new();
         let mut early = Vec::new();
-        for r in results.into_iter().flatten() {
-            match r {
-                Ok(p) => putters.push(p),
-                Err(n) => early.push(n),
+        let take = |c: Connected, putters: &mut Vec<Putter>, early: &mut Vec<NodeResponse>| match c
+        {
+            Connected::Putter(p) => putters.push(p),
+            Connected::Early(n) => early.push(n),
+            Connected::Failed => {}
+        };
+        while let Some(c) = pending.next().await {
+            take(c, &mut putters, &mut early);
+            let statuses: Vec<u16> = early.iter().map(|r| r.status).collect();
+            if putters.len() >= quorum || have_quorum(&statuses, quorum) {
+                break;
+            }
+        }
+        let grace = tokio::time::sleep(backend.timing.post_quorum_timeout);
+        tokio::pin!(grace);
+        loop {
+            tokio::select! {
+                next = pending.next() => match next {
+                    Some(c) => take(c, &mut putters, &mut early),
+                    None => break,
+                },
+                _ = &mut grace => break,
             }
         }
         (putters, early)
@@ -557,6 +597,55 @@ impl Ctx<'_> {
             ));
         }
         Ok(putters)
+    }
+
+    /// Ends every upload and gathers the servers' final answers: all of
+    /// them, or once a quorum agree, those that come within
+    /// `post_quorum_timeout`. A server that never answers is charged its
+    /// error in the background.
+    async fn final_answers(&self, putters: Vec<Putter>, quorum: usize) -> Vec<NodeResponse> {
+        let limiter = &self.app.backend.limiter;
+        let mut pending: FuturesUnordered<_> = putters
+            .into_iter()
+            .map(|p| {
+                let limiter = limiter.clone();
+                tokio::spawn(async move {
+                    match p.conn.finish().await {
+                        Ok(f) => {
+                            if f.status.is_server_error() {
+                                limiter.error(&p.dev);
+                            }
+                            final_to_node(f)
+                        }
+                        Err(e) => {
+                            tracing::warn!(device = %p.dev.device, error = %e, "object PUT: no answer");
+                            limiter.error(&p.dev);
+                            crate::backend::unavailable()
+                        }
+                    }
+                })
+            })
+            .collect();
+        let mut answers = Vec::new();
+        while let Some(done) = pending.next().await {
+            answers.push(done.unwrap_or_else(|_| crate::backend::unavailable()));
+            let statuses: Vec<u16> = answers.iter().map(|r| r.status).collect();
+            if have_quorum(&statuses, quorum) {
+                break;
+            }
+        }
+        let grace = tokio::time::sleep(self.app.backend.timing.post_quorum_timeout);
+        tokio::pin!(grace);
+        loop {
+            tokio::select! {
+                next = pending.next() => match next {
+                    Some(done) => answers.push(done.unwrap_or_else(|_| crate::backend::unavailable())),
+                    None => break,
+                },
+                _ = &mut grace => break,
+            }
+        }
+        answers
     }
 
     async fn send_chunk(&self, putters: Vec<Putter>, data: Bytes) -> Vec<Putter> {

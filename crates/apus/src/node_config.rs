@@ -100,6 +100,10 @@ pub struct FileProxy {
     pub recheck_container_existence: Option<f64>,
     pub error_suppression_limit: Option<u32>,
     pub error_suppression_interval: Option<f64>,
+    pub error_suppression_probe_interval: Option<f64>,
+    pub concurrent_gets: Option<bool>,
+    pub concurrency_timeout: Option<f64>,
+    pub post_quorum_timeout: Option<f64>,
     pub account_autocreate: Option<bool>,
     pub allow_account_management: Option<bool>,
     pub allow_open_expired: Option<bool>,
@@ -619,6 +623,12 @@ fn check_proxy_durations(p: &FileProxy) -> Result<()> {
             "proxy.error_suppression_interval",
             p.error_suppression_interval,
         ),
+        (
+            "proxy.error_suppression_probe_interval",
+            p.error_suppression_probe_interval,
+        ),
+        ("proxy.concurrency_timeout", p.concurrency_timeout),
+        ("proxy.post_quorum_timeout", p.post_quorum_timeout),
     ] {
         if let Some(v) = v {
             seconds(name, v)?;
@@ -676,6 +686,17 @@ impl ProxyNode {
         );
         if let Some(v) = s.error_suppression_limit {
             conf.error_suppression_limit = v;
+        }
+        set_secs(
+            &mut conf.error_suppression_probe_interval,
+            s.error_suppression_probe_interval,
+        );
+        // As in Swift, concurrency_timeout defaults to conn_timeout.
+        conf.timing.concurrency_timeout = conf.conn_timeout;
+        set_secs(&mut conf.timing.concurrency_timeout, s.concurrency_timeout);
+        set_secs(&mut conf.timing.post_quorum_timeout, s.post_quorum_timeout);
+        if let Some(v) = s.concurrent_gets {
+            conf.timing.concurrent_gets = v;
         }
         if let Some(v) = s.account_autocreate {
             conf.account_autocreate = v;

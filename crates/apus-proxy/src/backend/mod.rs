@@ -1,87 +1,73 @@
 //! Talking to the storage servers: which nodes a partition's request goes
-//! to (primaries, then handoffs, skipping error-limited nodes), the
-//! concurrent fan-out of a write with a handoff taking over from each
-//! failed primary, and Swift's rule for picking the response the client
-//! gets from a set of backend answers.
+//! to (primaries, then handoffs, error-limited nodes last), the concurrent
+//! fan-out of a write with a handoff taking over from each failed or slow
+//! primary, reads that also ask the next node when one is slow, and
+//! Swift's rule for picking the response the client gets from a set of
+//! backend answers.
+//!
+//! A stalled node must cost a request little: every attempt runs as a
+//! task of its own, so that a request can go on without a slow node (a
+//! read asks the next node after `concurrency_timeout`, a write slot tries
+//! a handoff, a write answers `post_quorum_timeout` after its quorum) while
+//! the abandoned attempt still runs to its `node_timeout` in the
+//! background and charges the node its error. Error-limited nodes are
+//! asked last rather than never (see [`limiter`]).
 
-use std::collections::HashMap;
+pub mod limiter;
+mod read;
+
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use apus_http::{empty, BackendClient, Body};
 use apus_ring::{Device, Ring};
 use bytes::{Bytes, BytesMut};
+use futures_util::stream::{FuturesUnordered, StreamExt};
 use http::{HeaderMap, HeaderValue, Method, Response, StatusCode};
 use http_body_util::BodyExt;
+
+pub use limiter::{Admission, ErrorLimiter};
 
 use crate::service::{default_body, Resp};
 
 /// Backend bodies larger than this are not buffered (listings stream).
 pub const MAX_BUFFERED_BODY: usize = 1 << 20;
 
-/// Counts errors per node; a node with more than the limit within the
-/// interval is skipped until the interval has passed since its last error.
-pub struct ErrorLimiter {
-    limit: u32,
-    interval: Duration,
-    nodes: Mutex<HashMap<String, (u32, Instant)>>,
+/// How long the proxy waits for slow nodes before going on without them.
+#[derive(Clone, Copy, Debug)]
+pub struct Timing {
+    /// Swift's `concurrency_timeout`: a read that has no answer from a node
+    /// after this long also asks the next one (with `concurrent_gets`), and
+    /// a write slot also tries its next handoff.
+    pub concurrency_timeout: Duration,
+    /// Swift's `concurrent_gets`.
+    pub concurrent_gets: bool,
+    /// Swift's `post_quorum_timeout`: once a quorum of a write's nodes
+    /// agree, the others get this long to answer.
+    pub post_quorum_timeout: Duration,
 }
 
-impl ErrorLimiter {
-    pub fn new(limit: u32, interval: Duration) -> Self {
-        ErrorLimiter {
-            limit,
-            interval,
-            nodes: Mutex::new(HashMap::new()),
-        }
-    }
-
-    fn key(dev: &Device) -> String {
-        format!("{}:{}/{}", dev.ip, dev.port, dev.device)
-    }
-
-    pub fn is_limited(&self, dev: &Device) -> bool {
-        let Ok(mut nodes) = self.nodes.lock() else {
-            return false;
-        };
-        let key = Self::key(dev);
-        match nodes.get(&key) {
-            Some((_, last)) if last.elapsed() > self.interval => {
-                nodes.remove(&key);
-                false
-            }
-            Some((count, _)) => *count > self.limit,
-            None => false,
-        }
-    }
-
-    /// One more error for `dev` (a timeout, a connection failure, a 5xx).
-    pub fn error(&self, dev: &Device) {
-        if let Ok(mut nodes) = self.nodes.lock() {
-            let entry = nodes.entry(Self::key(dev)).or_insert((0, Instant::now()));
-            entry.0 = entry.0.saturating_add(1);
-            entry.1 = Instant::now();
-        }
-    }
-
-    /// Takes `dev` out of use at once (507: the drive is gone).
-    pub fn limit_now(&self, dev: &Device) {
-        if let Ok(mut nodes) = self.nodes.lock() {
-            nodes.insert(
-                Self::key(dev),
-                (self.limit.saturating_add(1), Instant::now()),
-            );
+impl Default for Timing {
+    fn default() -> Self {
+        Timing {
+            concurrency_timeout: Duration::from_millis(500),
+            concurrent_gets: true,
+            post_quorum_timeout: Duration::from_millis(500),
         }
     }
 }
 
 /// The nodes for one partition: primaries in replica order, then up to as
 /// many handoffs again (Swift's `request_node_count` of twice the replica
-/// count), error-limited nodes left out.
+/// count); error-limited primaries apart, to be asked last.
 pub struct NodePlan {
     pub partition: u32,
+    /// Primaries that are not error-limited, or whose probe turn this is.
     pub primaries: Vec<Device>,
     pub handoffs: Vec<Device>,
+    /// Error-limited primaries: a read asks them only when the others'
+    /// answers decide nothing, a write only when the handoffs run out.
+    pub limited: Vec<Device>,
     /// The ring's replica count, for quorum sizes.
     pub replicas: usize,
 }
@@ -89,19 +75,17 @@ pub struct NodePlan {
 impl NodePlan {
     pub fn new(ring: &Ring, partition: u32, limiter: &ErrorLimiter) -> Self {
         let replicas = ring.replica_count();
-        let all_primaries: Vec<Device> = ring.primaries(partition).into_iter().cloned().collect();
-        let mut primaries = Vec::with_capacity(all_primaries.len());
-        let mut skipped = 0;
-        for dev in all_primaries {
-            if limiter.is_limited(&dev) {
-                skipped += 1;
-            } else {
-                primaries.push(dev);
+        let mut primaries = Vec::with_capacity(replicas);
+        let mut limited = Vec::new();
+        for dev in ring.primaries(partition) {
+            match limiter.admit(dev) {
+                Admission::Open | Admission::Probe => primaries.push(dev.clone()),
+                Admission::Limited => limited.push(dev.clone()),
             }
         }
         let mut handoffs = Vec::new();
         for dev in ring.handoffs(partition) {
-            if handoffs.len() >= replicas + skipped {
+            if handoffs.len() >= replicas + limited.len() {
                 break;
             }
             if !limiter.is_limited(dev) {
@@ -112,13 +96,15 @@ impl NodePlan {
             partition,
             primaries,
             handoffs,
+            limited,
             replicas,
         }
     }
 
-    /// Every node in the order reads try them.
-    pub fn all(&self) -> impl Iterator<Item = &Device> {
-        self.primaries.iter().chain(self.handoffs.iter())
+    /// The nodes that stand in for failed primaries in writes: handoffs,
+    /// then the error-limited primaries.
+    pub fn stand_ins(&self) -> impl Iterator<Item = &Device> {
+        self.handoffs.iter().chain(self.limited.iter())
     }
 }
 
@@ -199,11 +185,58 @@ pub fn assign_update_targets(headers: &mut [HeaderMap], devs: &[&Device], part: 
     }
 }
 
-/// The storage side of the proxy: the HTTP client and the error limiter.
+/// The storage side of the proxy: the HTTP client, the error limiter and
+/// the waits for slow nodes.
 pub struct Backend {
     pub client: BackendClient,
-    pub limiter: ErrorLimiter,
+    pub limiter: Arc<ErrorLimiter>,
+    pub timing: Timing,
 }
+
+/// One request to one node, charging the node an error when it cannot be
+/// reached, times out or answers 5xx (507 limits it at once), and
+/// readmitting an error-limited node that answers. `None` when no answer
+/// came.
+async fn send_to(
+    client: &BackendClient,
+    limiter: &ErrorLimiter,
+    dev: &Device,
+    method: Method,
+    path: &str,
+    headers: HeaderMap,
+    body: Body,
+) -> Option<Response<Body>> {
+    let host = node_host(dev);
+    match client.request(method, &host, path, headers, body).await {
+        Ok(resp) => {
+            let status = resp.status().as_u16();
+            if status == 507 {
+                limiter.limit_now(dev);
+            } else if status >= 500 {
+                limiter.error(dev);
+            } else {
+                limiter.answered(dev);
+            }
+            Some(resp)
+        }
+        Err(e) => {
+            let mut cause = e.to_string();
+            let mut source = std::error::Error::source(&e);
+            while let Some(inner) = source {
+                cause.push_str(": ");
+                cause.push_str(&inner.to_string());
+                source = inner.source();
+            }
+            tracing::warn!(node = %host, device = %dev.device, error = %cause, "backend request failed");
+            limiter.error(dev);
+            None
+        }
+    }
+}
+
+/// An attempt running as a task of its own: dropping the handle leaves it
+/// to finish (and charge its node) in the background.
+pub(crate) type Attempt<T> = tokio::task::JoinHandle<T>;
 
 impl Backend {
     /// Sends one request and returns the streaming response, or `None` when
@@ -217,34 +250,32 @@ impl Backend {
         headers: HeaderMap,
         body: Body,
     ) -> Option<Response<Body>> {
-        let host = node_host(dev);
-        match self
-            .client
-            .request(method, &host, path, headers, body)
-            .await
-        {
-            Ok(resp) => {
-                let status = resp.status().as_u16();
-                if status == 507 {
-                    self.limiter.limit_now(dev);
-                } else if status >= 500 {
-                    self.limiter.error(dev);
-                }
-                Some(resp)
-            }
-            Err(e) => {
-                let mut cause = e.to_string();
-                let mut source = std::error::Error::source(&e);
-                while let Some(inner) = source {
-                    cause.push_str(": ");
-                    cause.push_str(&inner.to_string());
-                    source = inner.source();
-                }
-                tracing::warn!(node = %host, device = %dev.device, error = %cause, "backend request failed");
-                self.limiter.error(dev);
-                None
-            }
-        }
+        send_to(
+            &self.client,
+            &self.limiter,
+            dev,
+            method,
+            path,
+            headers,
+            body,
+        )
+        .await
+    }
+
+    /// [`Backend::send`] with no body, as a task of its own.
+    fn spawn_send(
+        &self,
+        dev: &Device,
+        method: Method,
+        path: String,
+        headers: HeaderMap,
+    ) -> Attempt<Option<Response<Body>>> {
+        let client = self.client.clone();
+        let limiter = self.limiter.clone();
+        let dev = dev.clone();
+        tokio::spawn(async move {
+            send_to(&client, &limiter, &dev, method, &path, headers, empty()).await
+        })
     }
 
     /// Sends one request with no body and buffers the answer (up to
@@ -262,9 +293,14 @@ impl Backend {
         }
     }
 
-    /// Swift's `make_requests`: the same request to every primary at once;
-    /// each primary that fails (unreachable, 5xx, 507) hands its turn to
-    /// the next unused handoff. Returns one answer per primary slot.
+    /// Swift's `make_requests`: the same request to every primary at once.
+    /// Each slot hands its turn to the next unused stand-in (handoffs, then
+    /// error-limited primaries) when its node fails (unreachable, 5xx,
+    /// 507), and also starts the stand-in when its node has not answered
+    /// within `concurrency_timeout`; the slot takes the first answer that
+    /// is not a server error. Once a quorum of slots agree (Swift's
+    /// `have_quorum`), the rest get `post_quorum_timeout`. Returns one
+    /// answer per slot, 503 for those that gave none.
     pub async fn fan_out(
         &self,
         plan: &NodePlan,
@@ -273,30 +309,167 @@ impl Backend {
         query: Option<&str>,
         headers_for: &(dyn Fn(usize) -> HeaderMap + Sync),
     ) -> Vec<NodeResponse> {
-        let handoffs = Mutex::new(plan.handoffs.iter());
+        let stand_ins = Mutex::new(plan.stand_ins());
         let slots = plan.replicas.max(1);
-        let primaries: Vec<Option<&Device>> = (0..slots).map(|i| plan.primaries.get(i)).collect();
-        let futures = primaries.into_iter().enumerate().map(|(i, first)| {
-            let handoffs = &handoffs;
-            let method = method.clone();
-            async move {
-                let mut node = first.or_else(|| handoffs.lock().ok().and_then(|mut h| h.next()));
-                let mut last = unavailable();
-                while let Some(dev) = node {
-                    let path = backend_path(dev, plan.partition, path, query);
-                    last = self
-                        .send_buffered(dev, method.clone(), &path, headers_for(i))
+        let mut pending: FuturesUnordered<_> = (0..slots)
+            .map(|i| {
+                let stand_ins = &stand_ins;
+                let method = method.clone();
+                let headers = headers_for(i);
+                async move {
+                    let first = plan.primaries.get(i);
+                    let next = || stand_ins.lock().ok().and_then(|mut s| s.next());
+                    let answer = self
+                        .hedged_slot(first, next, |dev| {
+                            let path = backend_path(dev, plan.partition, path, query);
+                            let client = self.client.clone();
+                            let limiter = self.limiter.clone();
+                            let dev = dev.clone();
+                            let method = method.clone();
+                            let headers = headers.clone();
+                            tokio::spawn(async move {
+                                match send_to(
+                                    &client,
+                                    &limiter,
+                                    &dev,
+                                    method,
+                                    &path,
+                                    headers,
+                                    empty(),
+                                )
+                                .await
+                                {
+                                    Some(resp) => buffer_response(resp).await,
+                                    None => unavailable(),
+                                }
+                            })
+                        })
                         .await;
-                    if !last.is_server_error() {
-                        return last;
-                    }
-                    node = handoffs.lock().ok().and_then(|mut h| h.next());
+                    (i, answer)
                 }
-                last
+            })
+            .collect();
+        let mut answers: Vec<Option<NodeResponse>> = vec![None; slots];
+        let quorum = quorum_size(slots);
+        while let Some((i, answer)) = pending.next().await {
+            answers[i] = Some(answer);
+            let statuses: Vec<u16> = answers.iter().flatten().map(|a| a.status).collect();
+            if have_quorum(&statuses, quorum) {
+                break;
             }
-        });
-        futures_util::future::join_all(futures).await
+        }
+        let grace = tokio::time::sleep(self.timing.post_quorum_timeout);
+        tokio::pin!(grace);
+        loop {
+            tokio::select! {
+                next = pending.next() => match next {
+                    Some((i, answer)) => answers[i] = Some(answer),
+                    None => break,
+                },
+                _ = &mut grace => break,
+            }
+        }
+        answers
+            .into_iter()
+            .map(|a| a.unwrap_or_else(unavailable))
+            .collect()
     }
+
+    /// One write slot: `first` (or, without one, the first stand-in), then
+    /// the stand-ins `next` gives, each attempt made by `attempt`. A stand-in
+    /// starts when the attempts in flight have all failed, or when the
+    /// newest has not answered within `concurrency_timeout`. The first
+    /// answer that is not a server error wins; when every node has failed,
+    /// the last failure.
+    pub(crate) async fn hedged_slot<'a, T, N, A>(
+        &self,
+        first: Option<&'a Device>,
+        mut next: N,
+        attempt: A,
+    ) -> T
+    where
+        T: SlotAnswer + Send + 'static,
+        N: FnMut() -> Option<&'a Device>,
+        A: Fn(&Device) -> Attempt<T>,
+    {
+        let mut in_flight: FuturesUnordered<Attempt<T>> = FuturesUnordered::new();
+        match first.or_else(&mut next) {
+            Some(dev) => in_flight.push(attempt(dev)),
+            None => return T::none(),
+        }
+        let mut last = T::none();
+        let mut more = true;
+        let hedge = tokio::time::sleep(self.timing.concurrency_timeout);
+        tokio::pin!(hedge);
+        loop {
+            tokio::select! {
+                done = in_flight.next() => {
+                    let Some(done) = done else {
+                        return last;
+                    };
+                    let answer = done.unwrap_or_else(|_| T::none());
+                    if answer.is_final() {
+                        return answer;
+                    }
+                    last = answer;
+                    if in_flight.is_empty() {
+                        match more.then(&mut next).flatten() {
+                            Some(dev) => {
+                                in_flight.push(attempt(dev));
+                                hedge.as_mut().reset(
+                                    tokio::time::Instant::now() + self.timing.concurrency_timeout,
+                                );
+                            }
+                            None => return last,
+                        }
+                    }
+                }
+                _ = &mut hedge, if more => {
+                    match next() {
+                        Some(dev) => {
+                            in_flight.push(attempt(dev));
+                            hedge.as_mut().reset(
+                                tokio::time::Instant::now() + self.timing.concurrency_timeout,
+                            );
+                        }
+                        None => more = false,
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// What a write slot gets from one attempt.
+pub(crate) trait SlotAnswer {
+    /// No answer at all (no node left, or the attempt's task failed).
+    fn none() -> Self;
+    /// Whether this answer ends the slot (anything but a server error).
+    fn is_final(&self) -> bool;
+}
+
+impl SlotAnswer for NodeResponse {
+    fn none() -> Self {
+        unavailable()
+    }
+    fn is_final(&self) -> bool {
+        !self.is_server_error()
+    }
+}
+
+/// Swift's `have_quorum`: a quorum of answers of one class (2xx, 3xx, 4xx
+/// or 5xx).
+pub fn have_quorum(statuses: &[u16], quorum: usize) -> bool {
+    if statuses.len() < quorum {
+        return false;
+    }
+    [200u16, 300, 400, 500].iter().any(|&hundred| {
+        statuses
+            .iter()
+            .filter(|&&s| s >= hundred && s < hundred + 100)
+            .count()
+            >= quorum
+    })
 }
 
 pub fn unavailable() -> NodeResponse {
@@ -403,202 +576,5 @@ pub type SharedBackend = Arc<Backend>;
 pub fn clean_streaming_headers(headers: &mut HeaderMap) {
     for h in ["connection", "keep-alive", "transfer-encoding"] {
         headers.remove(h);
-    }
-}
-
-/// Whether a read answer ends the search for a node (Swift's
-/// `is_good_source` plus the client errors that no other node would
-/// answer differently).
-fn final_read_status(status: u16) -> bool {
-    status < 500 && status != 404
-}
-
-/// `/a/c/o`: only object reads weigh tombstones against data.
-fn is_object_path(path: &str) -> bool {
-    path.trim_start_matches('/').splitn(3, '/').count() == 3
-}
-
-/// The deletion time a 404 reports (`X-Backend-Timestamp`), if any.
-fn tombstone_timestamp(headers: &HeaderMap) -> Option<apus_core::Timestamp> {
-    headers
-        .get("x-backend-timestamp")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| apus_core::Timestamp::parse(v).ok())
-}
-
-/// Whether a good answer's data predates `tombstone`.
-fn older_than(headers: &HeaderMap, tombstone: Option<apus_core::Timestamp>) -> bool {
-    let Some(tombstone) = tombstone else {
-        return false;
-    };
-    let data = [
-        "x-backend-data-timestamp",
-        "x-backend-timestamp",
-        "x-put-timestamp",
-        "x-timestamp",
-    ]
-    .iter()
-    .find_map(|n| headers.get(*n))
-    .and_then(|v| v.to_str().ok())
-    .and_then(|v| apus_core::Timestamp::parse(v).ok());
-    data.is_some_and(|d| d < tombstone)
-}
-
-fn timestamp_of(headers: &HeaderMap) -> String {
-    for name in ["x-backend-timestamp", "x-timestamp", "x-put-timestamp"] {
-        if let Some(v) = headers.get(name).and_then(|v| v.to_str().ok()) {
-            return v.to_string();
-        }
-    }
-    String::new()
-}
-
-/// Compares Swift timestamps as numbers (`1234.56789_0000000000000001`).
-fn newer(a: &str, b: &str) -> bool {
-    match (
-        apus_core::Timestamp::parse(a).ok(),
-        apus_core::Timestamp::parse(b).ok(),
-    ) {
-        (Some(a), Some(b)) => a > b,
-        (Some(_), None) => true,
-        _ => false,
-    }
-}
-
-impl Backend {
-    /// Swift's `GETorHEAD_base`: asks the primaries in turn (then the
-    /// handoffs, but only when some primary failed) until one answers with
-    /// the data or a final client error, and streams that answer. When none
-    /// does, the best of the answers gathered decides (404 when a quorum of
-    /// replicas said so, else 503). With `newest`, every primary is asked
-    /// at once and the answer with the latest timestamp wins.
-    pub async fn read(
-        &self,
-        plan: &NodePlan,
-        method: Method,
-        path: &str,
-        query: Option<&str>,
-        headers: HeaderMap,
-        newest: bool,
-    ) -> Resp {
-        if newest {
-            return self.read_newest(plan, method, path, query, headers).await;
-        }
-        let mut gathered: Vec<NodeResponse> = Vec::new();
-        let mut failed = false;
-        let objects = is_object_path(path);
-        let mut latest_tombstone: Option<apus_core::Timestamp> = None;
-        for (i, dev) in plan.all().enumerate() {
-            if i >= plan.primaries.len() && !failed {
-                break;
-            }
-            let bpath = backend_path(dev, plan.partition, path, query);
-            match self
-                .send(dev, method.clone(), &bpath, headers.clone(), empty())
-                .await
-            {
-                Some(resp) => {
-                    let status = resp.status().as_u16();
-                    if objects && status == 404 {
-                        latest_tombstone =
-                            latest_tombstone.max(tombstone_timestamp(resp.headers()));
-                    }
-                    // A copy older than a tombstone already seen is stale
-                    // (a node that missed the DELETE): not a source.
-                    if objects
-                        && (200..300).contains(&status)
-                        && older_than(resp.headers(), latest_tombstone)
-                    {
-                        let _ = buffer_response(resp).await;
-                        continue;
-                    }
-                    if final_read_status(status) {
-                        let (mut parts, body) = resp.into_parts();
-                        clean_streaming_headers(&mut parts.headers);
-                        return Response::from_parts(parts, body);
-                    }
-                    if status != 404 {
-                        failed = true;
-                    }
-                    gathered.push(buffer_response(resp).await);
-                }
-                None => {
-                    failed = true;
-                    gathered.push(unavailable());
-                }
-            }
-        }
-        let not_found = gathered.iter().filter(|r| r.status == 404).count();
-        if let Some(r) = gathered.iter().find(|r| r.status == 404) {
-            if not_found >= quorum_size(plan.replicas) || !failed {
-                return node_to_client(r);
-            }
-        }
-        best_response(&gathered, quorum_size(plan.replicas), "read")
-    }
-
-    async fn read_newest(
-        &self,
-        plan: &NodePlan,
-        method: Method,
-        path: &str,
-        query: Option<&str>,
-        headers: HeaderMap,
-    ) -> Resp {
-        let futures = plan.primaries.iter().map(|dev| {
-            let bpath = backend_path(dev, plan.partition, path, query);
-            let method = method.clone();
-            let headers = headers.clone();
-            async move { self.send(dev, method, &bpath, headers, empty()).await }
-        });
-        let mut answers = futures_util::future::join_all(futures).await;
-        if is_object_path(path) {
-            // Swift's rule: data older than the newest tombstone is stale.
-            let latest = answers
-                .iter()
-                .flatten()
-                .filter(|r| r.status() == 404)
-                .filter_map(|r| tombstone_timestamp(r.headers()))
-                .max();
-            for slot in answers.iter_mut() {
-                let stale = slot
-                    .as_ref()
-                    .is_some_and(|r| r.status().is_success() && older_than(r.headers(), latest));
-                if stale {
-                    *slot = None;
-                }
-            }
-        }
-        let mut best: Option<Response<Body>> = None;
-        let mut others: Vec<NodeResponse> = Vec::new();
-        for resp in answers.into_iter() {
-            let Some(resp) = resp else {
-                others.push(unavailable());
-                continue;
-            };
-            let status = resp.status().as_u16();
-            if (200..300).contains(&status) {
-                let replace = match &best {
-                    None => true,
-                    Some(b) => newer(&timestamp_of(resp.headers()), &timestamp_of(b.headers())),
-                };
-                if replace {
-                    best = Some(resp);
-                }
-            } else {
-                others.push(buffer_response(resp).await);
-            }
-        }
-        if let Some(resp) = best {
-            let (mut parts, body) = resp.into_parts();
-            clean_streaming_headers(&mut parts.headers);
-            return Response::from_parts(parts, body);
-        }
-        if let Some(r) = others.iter().find(|r| r.status == 404) {
-            if others.iter().filter(|r| r.status == 404).count() >= quorum_size(plan.replicas) {
-                return node_to_client(r);
-            }
-        }
-        best_response(&others, quorum_size(plan.replicas), "read")
     }
 }
