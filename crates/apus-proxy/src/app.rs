@@ -8,7 +8,7 @@ use std::sync::Arc;
 use apus_http::{full, BackendClient, ClientConfig};
 use http::{HeaderMap, HeaderValue, Method, Response, StatusCode};
 
-use crate::backend::{Backend, ErrorLimiter};
+use crate::backend::{Backend, ErrorLimiter, LimiterConfig};
 use crate::config::ProxyConfig;
 use crate::info::{AccountInfo, ContainerInfo, InfoCache};
 use crate::service::{env, error_response, AuthRequest, BoxFuture, Env, Req, Resp, Service};
@@ -98,11 +98,14 @@ impl App {
         });
         let backend = Backend {
             client,
-            limiter: Arc::new(ErrorLimiter::new(
-                config.error_suppression_limit,
-                config.error_suppression_interval,
-                config.error_suppression_probe_interval,
-            )),
+            limiter: Arc::new(ErrorLimiter::new(LimiterConfig {
+                limit: config.error_suppression_limit,
+                interval: config.error_suppression_interval,
+                probe_interval: config.error_suppression_probe_interval,
+                // Twice the wait after which reads move on: a node busy
+                // under load answers something within it.
+                stall_timeout: config.timing.concurrency_timeout * 2,
+            })),
             timing: config.timing,
         };
         let info_json = crate::info::capabilities(&config).to_string();

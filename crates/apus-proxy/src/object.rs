@@ -473,6 +473,7 @@ impl Ctx<'_> {
                             let hdrs = hdrs.clone();
                             let (conn_timeout, node_timeout) = (cfg.conn_timeout, cfg.node_timeout);
                             tokio::spawn(async move {
+                                let waiting = limiter.begin(&dev);
                                 let started = expect::start(
                                     &node_host(&dev),
                                     &Method::PUT,
@@ -483,6 +484,9 @@ impl Ctx<'_> {
                                     node_timeout,
                                 )
                                 .await;
+                                if started.is_ok() {
+                                    waiting.answered();
+                                }
                                 match started {
                                     Ok(Started::Continue(conn)) => {
                                         limiter.answered(&dev);
@@ -610,8 +614,10 @@ impl Ctx<'_> {
             .map(|p| {
                 let limiter = limiter.clone();
                 tokio::spawn(async move {
+                    let waiting = limiter.begin(&p.dev);
                     match p.conn.finish().await {
                         Ok(f) => {
+                            waiting.answered();
                             if f.status.is_server_error() {
                                 limiter.error(&p.dev);
                             }

@@ -20,3 +20,4 @@ pub mod db_common;
 pub mod db_replicate;
 pub mod object;
 pub mod object_replication;
+pub mod slow_hosts;

@@ -60,6 +60,7 @@ use crate::common::{
     header, header_true, insufficient_storage, py_int, set_header, status_response, text_response,
     valid_timestamp,
 };
+use crate::slow_hosts::{SlowHosts, UpdatePlan};
 
 /// Object server settings (Swift's `object-server.conf` names in docs).
 #[derive(Clone, Debug)]
@@ -115,6 +116,8 @@ pub struct ObjectServer {
     conf: ObjectServerConfig,
     client: BackendClient,
     allowed_headers: HashSet<String>,
+    /// Container servers whose updates go straight to async pendings.
+    slow_hosts: Arc<SlowHosts>,
 }
 
 /// Serves an object server on `listener` until `shutdown` completes.
@@ -220,6 +223,7 @@ impl ObjectServer {
             conf,
             client,
             allowed_headers,
+            slow_hosts: Arc::new(SlowHosts::default()),
         }
     }
 
@@ -1074,25 +1078,38 @@ impl ObjectServer {
         update.db_state = header(headers, h::X_CONTAINER_ROOT_DB_STATE).map(|s| s.into_owned());
         self.decorate(&mut update, method, uri, headers);
         update.set_header(h::X_BACKEND_STORAGE_POLICY_INDEX, t.policy.to_string());
-        let mut tasks = Vec::new();
+        let mut waited = Vec::new();
         for target in targets {
             let sender = self.update_sender(t);
             let update = update.clone();
-            tasks.push(tokio::spawn(async move {
-                sender.send(update, Some(target)).await
-            }));
-        }
-        let waited = tokio::time::timeout(self.conf.container_update_timeout, async {
-            for task in tasks {
-                let _ = task.await;
+            let host = target.host.clone();
+            let plan = self.slow_hosts.plan(&host);
+            if plan == UpdatePlan::Save {
+                sender.save(update).await;
+                continue;
             }
-        })
-        .await;
-        if waited.is_err() {
-            tracing::debug!(
-                timeout = ?self.conf.container_update_timeout,
-                "container update timeout; continuing in the background"
-            );
+            let slow_hosts = self.slow_hosts.clone();
+            let sent_to = host.clone();
+            let task = tokio::spawn(async move {
+                let reached = sender.send(update, Some(target)).await;
+                slow_hosts.done(&sent_to, reached);
+            });
+            if plan == UpdatePlan::Wait {
+                waited.push((host, task));
+            }
+        }
+        let deadline = tokio::time::Instant::now() + self.conf.container_update_timeout;
+        for (host, mut task) in waited {
+            if tokio::time::timeout_at(deadline, &mut task).await.is_err() {
+                // It goes on in the background (and is saved as an async
+                // pending if it fails); later writes stop waiting for it.
+                tracing::debug!(
+                    host = %host,
+                    timeout = ?self.conf.container_update_timeout,
+                    "container update timeout; continuing in the background"
+                );
+                self.slow_hosts.timed_out(&host);
+            }
         }
     }
 
@@ -1229,7 +1246,11 @@ struct UpdateSender {
 }
 
 impl UpdateSender {
-    async fn send(&self, mut update: ContainerUpdate, target: Option<UpdateTarget>) {
+    /// Sends `update` to `target`, saving it as an async pending unless the
+    /// container server took it; returns whether the target answered at
+    /// all.
+    async fn send(&self, mut update: ContainerUpdate, target: Option<UpdateTarget>) -> bool {
+        let mut reached = false;
         update.set_header(
             "user-agent",
             format!("object-server {}", std::process::id()),
@@ -1245,11 +1266,12 @@ impl UpdateSender {
                 .await
             {
                 Ok(resp) => {
+                    reached = true;
                     let status = resp.status();
                     // Drain (bounded by the node timeout per chunk).
                     let _ = apus_http::body::collect_limited(resp.into_body(), 1 << 20).await;
                     if status.is_success() {
-                        return;
+                        return true;
                     }
                     tracing::error!(
                         status = status.as_u16(),
@@ -1258,15 +1280,18 @@ impl UpdateSender {
                         "ERROR Container update failed (saving for async update later)"
                     );
                 }
-                Err(e) => tracing::error!(
-                    error = %e,
-                    host = %target.host,
-                    device = %target.device,
-                    "ERROR container update failed (saving for async update later)"
-                ),
+                Err(e) => {
+                    tracing::error!(
+                        error = %e,
+                        host = %target.host,
+                        device = %target.device,
+                        "ERROR container update failed (saving for async update later)"
+                    )
+                }
             }
         }
         self.save(update).await;
+        reached
     }
 
     async fn save(&self, update: ContainerUpdate) {

@@ -401,7 +401,10 @@ fn count_files(dir: &std::path::Path) -> usize {
 #[test]
 fn scenario_6_tombstones() {
     let _serial = serial();
-    let mut c = MultiCluster::start(Options { reclaim_age: 3.0 });
+    let mut c = MultiCluster::start(Options {
+        reclaim_age: 3.0,
+        ..Options::default()
+    });
     assert_eq!(put(&c, "/c6", b"", &[]), 201);
     let account = c.account();
     let (_, p) = c.primaries(Kind::Object, &account, Some("c6"), Some("ghost"));

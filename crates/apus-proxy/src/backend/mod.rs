@@ -26,7 +26,7 @@ use futures_util::stream::{FuturesUnordered, StreamExt};
 use http::{HeaderMap, HeaderValue, Method, Response, StatusCode};
 use http_body_util::BodyExt;
 
-pub use limiter::{Admission, ErrorLimiter};
+pub use limiter::{Admission, ErrorLimiter, LimiterConfig};
 
 use crate::service::{default_body, Resp};
 
@@ -199,7 +199,7 @@ pub struct Backend {
 /// came.
 async fn send_to(
     client: &BackendClient,
-    limiter: &ErrorLimiter,
+    limiter: &Arc<ErrorLimiter>,
     dev: &Device,
     method: Method,
     path: &str,
@@ -207,8 +207,10 @@ async fn send_to(
     body: Body,
 ) -> Option<Response<Body>> {
     let host = node_host(dev);
+    let waiting = limiter.begin(dev);
     match client.request(method, &host, path, headers, body).await {
         Ok(resp) => {
+            waiting.answered();
             let status = resp.status().as_u16();
             if status == 507 {
                 limiter.limit_now(dev);
@@ -220,6 +222,7 @@ async fn send_to(
             Some(resp)
         }
         Err(e) => {
+            drop(waiting);
             let mut cause = e.to_string();
             let mut source = std::error::Error::source(&e);
             while let Some(inner) = source {

@@ -71,12 +71,15 @@ impl Node {
 pub struct Options {
     /// `[daemons] reclaim_age` of every node, seconds.
     pub reclaim_age: f64,
+    /// `node_timeout` of the proxy and the storage nodes, seconds.
+    pub node_timeout: f64,
 }
 
 impl Default for Options {
     fn default() -> Self {
         Options {
             reclaim_age: 604_800.0,
+            node_timeout: 5.0,
         }
     }
 }
@@ -154,10 +157,10 @@ impl MultiCluster {
                      shutdown_timeout = 2\n{hash_toml}\n\
                      [storage]\ndevices = \"devices\"\nbind_ip = \"{ip}\"\n\
                      object_port = {}\ncontainer_port = {}\naccount_port = {}\n\
-                     node_timeout = 5\n\n\
+                     node_timeout = {}\n\n\
                      [daemons]\nrun = false\nreclaim_age = {}\n\n\
                      [daemons.object-updater]\nper_second = 0\n",
-                    ports[0], ports[1], ports[2], options.reclaim_age
+                    ports[0], ports[1], ports[2], options.node_timeout, options.reclaim_age
                 ),
             )
             .unwrap();
@@ -180,10 +183,11 @@ impl MultiCluster {
             format!(
                 "roles = [\"proxy\"]\nrings_dir = \"../rings\"\nlog_requests = false\n\
                  shutdown_timeout = 2\n{hash_toml}\n\
-                 [proxy]\nbind = \"{proxy_ip}:0\"\nnode_timeout = 5\n\
+                 [proxy]\nbind = \"{proxy_ip}:0\"\nnode_timeout = {}\n\
                  recheck_account_existence = 0\nrecheck_container_existence = 0\n\n\
                  [[proxy.tempauth.users]]\nname = \"test:tester\"\nkey = \"testing\"\n\
-                 groups = [\".admin\"]\n"
+                 groups = [\".admin\"]\n",
+                options.node_timeout
             ),
         )
         .unwrap();
@@ -274,6 +278,24 @@ impl MultiCluster {
             libc::kill(child.id() as libc::pid_t, libc::SIGTERM);
         }
         wait_exit(&mut child);
+    }
+
+    /// SIGSTOP: the node keeps its sockets but answers nothing, as a node
+    /// that hangs (swapping, a stuck disk, a long GC pause) does.
+    pub fn pause_node(&mut self, i: usize) {
+        self.signal_node(i, libc::SIGSTOP);
+    }
+
+    /// SIGCONT after [`MultiCluster::pause_node`].
+    pub fn resume_node(&mut self, i: usize) {
+        self.signal_node(i, libc::SIGCONT);
+    }
+
+    fn signal_node(&mut self, i: usize, signal: libc::c_int) {
+        let child = self.nodes[i].child.as_ref().expect("node is running");
+        // SAFETY: signalling our own, unreaped child.
+        let rc = unsafe { libc::kill(child.id() as libc::pid_t, signal) };
+        assert_eq!(rc, 0, "signal {signal} to node {i}");
     }
 
     /// SIGKILL, and reaps the process.
