@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod cluster;
+pub mod load;
 
 use std::ffi::OsString;
 use std::fs;
