@@ -73,6 +73,10 @@ pub struct Options {
     pub reclaim_age: f64,
     /// `node_timeout` of the proxy and the storage nodes, seconds.
     pub node_timeout: f64,
+    /// Run the storage daemons inside every node, each pass this many
+    /// seconds after the last began; `None` runs none (scenarios run
+    /// them by hand with [`MultiCluster::run_daemon`]).
+    pub daemon_interval: Option<f64>,
 }
 
 impl Default for Options {
@@ -80,6 +84,7 @@ impl Default for Options {
         Options {
             reclaim_age: 604_800.0,
             node_timeout: 5.0,
+            daemon_interval: None,
         }
     }
 }
@@ -144,6 +149,26 @@ impl MultiCluster {
         build_ring(&rings.join("account.ring.gz"), &ips, ports[2]);
         let hash = HashConfig::new("scenario-prefix", "scenario-suffix");
         let hash_toml = "[hash]\nprefix = \"scenario-prefix\"\nsuffix = \"scenario-suffix\"\n";
+        let mut daemons = format!(
+            "[daemons]\nrun = {}\nreclaim_age = {}\n\n\
+             [daemons.object-updater]\nper_second = 0\n",
+            options.daemon_interval.is_some(),
+            options.reclaim_age
+        );
+        if let Some(interval) = options.daemon_interval {
+            daemons.push_str(&format!("interval = {interval}\n"));
+            for name in [
+                "object-replicator",
+                "object-auditor",
+                "container-replicator",
+                "container-auditor",
+                "container-updater",
+                "account-replicator",
+                "account-auditor",
+            ] {
+                daemons.push_str(&format!("\n[daemons.{name}]\ninterval = {interval}\n"));
+            }
+        }
         let mut nodes = Vec::new();
         for (i, ip) in ips.iter().enumerate() {
             let ndir = dir.path().join(format!("node{}", i + 1));
@@ -157,10 +182,8 @@ impl MultiCluster {
                      shutdown_timeout = 2\n{hash_toml}\n\
                      [storage]\ndevices = \"devices\"\nbind_ip = \"{ip}\"\n\
                      object_port = {}\ncontainer_port = {}\naccount_port = {}\n\
-                     node_timeout = {}\n\n\
-                     [daemons]\nrun = false\nreclaim_age = {}\n\n\
-                     [daemons.object-updater]\nper_second = 0\n",
-                    ports[0], ports[1], ports[2], options.node_timeout, options.reclaim_age
+                     node_timeout = {}\n\n{daemons}",
+                    ports[0], ports[1], ports[2], options.node_timeout
                 ),
             )
             .unwrap();

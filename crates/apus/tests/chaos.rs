@@ -1,0 +1,189 @@
+//! The chaos soak: clients write, read and delete through the proxy while
+//! storage nodes are killed, stopped, paused and have bytes of their
+//! object files flipped, one fault at a time, with every daemon running.
+//! Then every node comes back, the cluster converges, and the ledger of
+//! acknowledged writes is checked: every object as its last acknowledged
+//! write left it (or as a write that got no answer may have), every
+//! container replica listing exactly the objects that exist, and no read
+//! during the soak ever served a body that was never written.
+//!
+//! `APUS_CHAOS_SECS` sets the soak's length (default 20 s, as CI runs it),
+//! `APUS_LOAD_THREADS` the clients; `APUS_BIN` runs a release binary.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use md5::Digest;
+use support::cluster::{Kind, MultiCluster, Options, NODES};
+use support::load::{summarize, Load, LoadConfig, State};
+use support::random_u64;
+
+fn env_number(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn data_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            data_files(&path, out);
+        } else if path.extension().is_some_and(|e| e == "data") {
+            out.push(path);
+        }
+    }
+}
+
+/// Flips one byte of one `.data` file on node `i`; false if it has none
+/// (or the file went away meanwhile).
+fn flip_a_byte(c: &MultiCluster, i: usize, r: u64) -> bool {
+    let mut files = Vec::new();
+    data_files(&c.nodes[i].device_path().join("objects"), &mut files);
+    if files.is_empty() {
+        return false;
+    }
+    let file = &files[(r % files.len() as u64) as usize];
+    let Ok(mut bytes) = fs::read(file) else {
+        return false;
+    };
+    if bytes.is_empty() {
+        return false;
+    }
+    let at = ((r >> 16) % bytes.len() as u64) as usize;
+    bytes[at] ^= 0x5a;
+    fs::write(file, bytes).is_ok()
+}
+
+#[derive(Default, Debug)]
+struct Faults {
+    kills: usize,
+    stops: usize,
+    pauses: usize,
+    flips: usize,
+}
+
+#[test]
+fn scenario_14_chaos_soak() {
+    let soak = Duration::from_secs(env_number("APUS_CHAOS_SECS", 20));
+    let threads = env_number("APUS_LOAD_THREADS", 8) as usize;
+    let mut c = MultiCluster::start(Options {
+        daemon_interval: Some(2.0),
+        ..Options::default()
+    });
+    assert_eq!(c.request("PUT", "/chaos", &[], b"").0.status, 201);
+    let load = Load::start(
+        c.proxy_addr,
+        c.token(),
+        &format!("{}/chaos", c.account_path),
+        LoadConfig {
+            threads,
+            ..LoadConfig::default()
+        },
+    );
+    let mut faults = Faults::default();
+    let started = Instant::now();
+    let pause = |r: u64, max_ms: u64| Duration::from_millis(500 + r % max_ms);
+    while started.elapsed() < soak {
+        std::thread::sleep(pause(random_u64(), 2_500));
+        let r = random_u64();
+        let node = (r % NODES as u64) as usize;
+        match (r >> 8) % 4 {
+            0 => {
+                c.kill_node(node);
+                std::thread::sleep(pause(r >> 16, 2_500));
+                c.start_node(node);
+                faults.kills += 1;
+            }
+            1 => {
+                c.stop_node(node);
+                std::thread::sleep(pause(r >> 16, 1_500));
+                c.start_node(node);
+                faults.stops += 1;
+            }
+            2 => {
+                c.pause_node(node);
+                std::thread::sleep(pause(r >> 16, 4_500));
+                c.resume_node(node);
+                faults.pauses += 1;
+            }
+            _ => {
+                if flip_a_byte(&c, node, r >> 16) {
+                    faults.flips += 1;
+                }
+            }
+        }
+    }
+    let report = load.finish();
+    let elapsed = started.elapsed().as_secs_f64();
+    let s = summarize(&report.samples, elapsed);
+
+    // Converge: auditors find flipped bytes, replicators restore copies,
+    // updaters deliver what waited.
+    for daemon in [
+        "object-auditor",
+        "object-replicator",
+        "object-replicator",
+        "object-updater",
+        "container-replicator",
+        "container-replicator",
+        "container-updater",
+        "account-replicator",
+    ] {
+        c.run_daemon_everywhere(daemon);
+    }
+    let mut checked = 0;
+    let mut existing = BTreeSet::new();
+    for (name, states) in &report.ledger {
+        let (head, body) = c.request("GET", &format!("/chaos/{name}"), &[], b"");
+        let got: State = match head.status {
+            200 => Some(format!("{:x}", md5::Md5::digest(&body))),
+            404 => None,
+            other => panic!("GET {name} after convergence: {other}"),
+        };
+        assert!(
+            states.contains(&got),
+            "{name}: {got:?} after convergence, the ledger allows {states:?}"
+        );
+        if got.is_some() {
+            existing.insert(name.clone());
+        }
+        checked += 1;
+    }
+    let account = c.account();
+    let (_, nodes) = c.primaries(Kind::Container, &account, Some("chaos"), None);
+    for i in nodes {
+        let listed: BTreeSet<String> = c
+            .container_replica_listing(i, "chaos")
+            .into_iter()
+            .collect();
+        assert_eq!(listed, existing, "container replica on node {i}");
+        checked += 1;
+    }
+    eprintln!(
+        "chaos soak of {elapsed:.0} s: {} operations ({:.1}/s, p99 {:.0} ms), {} failed \
+         or unanswered, {} stale reads; faults {faults:?}; {checked} checks after \
+         convergence ({} objects exist)",
+        s.ops,
+        s.per_second,
+        s.p99.as_secs_f64() * 1e3,
+        s.errors,
+        report.stale_reads,
+        existing.len()
+    );
+    assert!(
+        report.violations.is_empty(),
+        "reads served bodies never written: {:?}",
+        report.violations
+    );
+}
