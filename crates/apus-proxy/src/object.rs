@@ -126,6 +126,13 @@ impl SlotAnswer for Connected {
     fn is_final(&self) -> bool {
         !matches!(self, Connected::Failed)
     }
+    fn is_success(&self) -> bool {
+        match self {
+            Connected::Putter(_) => true,
+            Connected::Early(n) => n.is_success(),
+            Connected::Failed => false,
+        }
+    }
 }
 
 impl Ctx<'_> {
@@ -609,11 +616,13 @@ impl Ctx<'_> {
     /// error in the background.
     async fn final_answers(&self, putters: Vec<Putter>, quorum: usize) -> Vec<NodeResponse> {
         let limiter = &self.app.backend.limiter;
-        let mut pending: FuturesUnordered<_> = putters
+        let slots = putters.len();
+        let pending: FuturesUnordered<_> = putters
             .into_iter()
-            .map(|p| {
+            .enumerate()
+            .map(|(i, p)| {
                 let limiter = limiter.clone();
-                tokio::spawn(async move {
+                let finish = tokio::spawn(async move {
                     let waiting = limiter.begin(&p.dev);
                     match p.conn.finish().await {
                         Ok(f) => {
@@ -629,29 +638,11 @@ impl Ctx<'_> {
                             crate::backend::unavailable()
                         }
                     }
-                })
+                });
+                async move { (i, finish.await.unwrap_or_else(|_| crate::backend::unavailable())) }
             })
             .collect();
-        let mut answers = Vec::new();
-        while let Some(done) = pending.next().await {
-            answers.push(done.unwrap_or_else(|_| crate::backend::unavailable()));
-            let statuses: Vec<u16> = answers.iter().map(|r| r.status).collect();
-            if have_quorum(&statuses, quorum) {
-                break;
-            }
-        }
-        let grace = tokio::time::sleep(self.app.backend.timing.post_quorum_timeout);
-        tokio::pin!(grace);
-        loop {
-            tokio::select! {
-                next = pending.next() => match next {
-                    Some(done) => answers.push(done.unwrap_or_else(|_| crate::backend::unavailable())),
-                    None => break,
-                },
-                _ = &mut grace => break,
-            }
-        }
-        answers
+        self.app.backend.gather(pending, slots, quorum).await
     }
 
     async fn send_chunk(&self, putters: Vec<Putter>, data: Bytes) -> Vec<Putter> {

@@ -15,6 +15,8 @@
 
 pub mod limiter;
 mod read;
+#[cfg(test)]
+mod tests;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -314,7 +316,7 @@ impl Backend {
     ) -> Vec<NodeResponse> {
         let stand_ins = Mutex::new(plan.stand_ins());
         let slots = plan.replicas.max(1);
-        let mut pending: FuturesUnordered<_> = (0..slots)
+        let pending: FuturesUnordered<_> = (0..slots)
             .map(|i| {
                 let stand_ins = &stand_ins;
                 let method = method.clone();
@@ -352,10 +354,26 @@ impl Backend {
                 }
             })
             .collect();
+        self.gather(pending, slots, quorum_size(slots)).await
+    }
+
+    /// One answer per slot from `pending` (slot index, answer): all of
+    /// them, or, once a quorum of one class is in (Swift's `have_quorum`),
+    /// those that come within `post_quorum_timeout`; 503 for the others.
+    pub(crate) async fn gather<F>(
+        &self,
+        mut pending: FuturesUnordered<F>,
+        slots: usize,
+        quorum: usize,
+    ) -> Vec<NodeResponse>
+    where
+        F: std::future::Future<Output = (usize, NodeResponse)>,
+    {
         let mut answers: Vec<Option<NodeResponse>> = vec![None; slots];
-        let quorum = quorum_size(slots);
         while let Some((i, answer)) = pending.next().await {
-            answers[i] = Some(answer);
+            if let Some(slot) = answers.get_mut(i) {
+                *slot = Some(answer);
+            }
             let statuses: Vec<u16> = answers.iter().flatten().map(|a| a.status).collect();
             if have_quorum(&statuses, quorum) {
                 break;
@@ -366,7 +384,11 @@ impl Backend {
         loop {
             tokio::select! {
                 next = pending.next() => match next {
-                    Some((i, answer)) => answers[i] = Some(answer),
+                    Some((i, answer)) => {
+                        if let Some(slot) = answers.get_mut(i) {
+                            *slot = Some(answer);
+                        }
+                    }
                     None => break,
                 },
                 _ = &mut grace => break,
@@ -381,9 +403,11 @@ impl Backend {
     /// One write slot: `first` (or, without one, the first stand-in), then
     /// the stand-ins `next` gives, each attempt made by `attempt`. A stand-in
     /// starts when the attempts in flight have all failed, or when the
-    /// newest has not answered within `concurrency_timeout`. The first
-    /// answer that is not a server error wins; when every node has failed,
-    /// the last failure.
+    /// newest has not answered within `concurrency_timeout`. The slot ends
+    /// with the first success, or with its own node's answer if that is not
+    /// a server error; a stand-in's other answers (a handoff's 404 for an
+    /// object it never had) end it only once nothing else is in flight.
+    /// When every node failed, the last failure.
     pub(crate) async fn hedged_slot<'a, T, N, A>(
         &self,
         first: Option<&'a Device>,
@@ -395,45 +419,54 @@ impl Backend {
         N: FnMut() -> Option<&'a Device>,
         A: Fn(&Device) -> Attempt<T>,
     {
-        let mut in_flight: FuturesUnordered<Attempt<T>> = FuturesUnordered::new();
+        let mut in_flight = FuturesUnordered::new();
+        let start = |dev: &Device, own: bool| {
+            futures_util::FutureExt::map(attempt(dev), move |done| {
+                (own, done.unwrap_or_else(|_| T::none()))
+            })
+        };
         match first.or_else(&mut next) {
-            Some(dev) => in_flight.push(attempt(dev)),
+            Some(dev) => in_flight.push(start(dev, true)),
             None => return T::none(),
         }
-        let mut last = T::none();
+        let mut kept: Option<T> = None;
+        let mut last_failure = T::none();
         let mut more = true;
-        let hedge = tokio::time::sleep(self.timing.concurrency_timeout);
+        let wait = self.timing.concurrency_timeout;
+        let hedge = tokio::time::sleep(wait);
         tokio::pin!(hedge);
         loop {
             tokio::select! {
                 done = in_flight.next() => {
-                    let Some(done) = done else {
-                        return last;
+                    let Some((own, answer)) = done else {
+                        return kept.unwrap_or(last_failure);
                     };
-                    let answer = done.unwrap_or_else(|_| T::none());
                     if answer.is_final() {
-                        return answer;
+                        if own || answer.is_success() {
+                            return answer;
+                        }
+                        kept.get_or_insert(answer);
+                    } else {
+                        last_failure = answer;
                     }
-                    last = answer;
                     if in_flight.is_empty() {
+                        if let Some(answer) = kept {
+                            return answer;
+                        }
                         match more.then(&mut next).flatten() {
                             Some(dev) => {
-                                in_flight.push(attempt(dev));
-                                hedge.as_mut().reset(
-                                    tokio::time::Instant::now() + self.timing.concurrency_timeout,
-                                );
+                                in_flight.push(start(dev, false));
+                                hedge.as_mut().reset(tokio::time::Instant::now() + wait);
                             }
-                            None => return last,
+                            None => return last_failure,
                         }
                     }
                 }
-                _ = &mut hedge, if more => {
+                _ = &mut hedge, if more && kept.is_none() => {
                     match next() {
                         Some(dev) => {
-                            in_flight.push(attempt(dev));
-                            hedge.as_mut().reset(
-                                tokio::time::Instant::now() + self.timing.concurrency_timeout,
-                            );
+                            in_flight.push(start(dev, false));
+                            hedge.as_mut().reset(tokio::time::Instant::now() + wait);
                         }
                         None => more = false,
                     }
@@ -447,8 +480,10 @@ impl Backend {
 pub(crate) trait SlotAnswer {
     /// No answer at all (no node left, or the attempt's task failed).
     fn none() -> Self;
-    /// Whether this answer ends the slot (anything but a server error).
+    /// Whether this answer can end the slot (anything but a server error).
     fn is_final(&self) -> bool;
+    /// Whether the write succeeded on this node.
+    fn is_success(&self) -> bool;
 }
 
 impl SlotAnswer for NodeResponse {
@@ -457,6 +492,9 @@ impl SlotAnswer for NodeResponse {
     }
     fn is_final(&self) -> bool {
         !self.is_server_error()
+    }
+    fn is_success(&self) -> bool {
+        NodeResponse::is_success(self)
     }
 }
 

@@ -259,32 +259,24 @@ impl MultiCluster {
         let log = pdir.join("proxy.log");
         let out = Stdio::from(fs::File::create(&banner).unwrap());
         let mut child = self.spawn(&pdir.join("proxy.toml"), out, &log);
-        let deadline = Instant::now() + START_TIMEOUT;
-        let addr = loop {
-            if let Some(status) = child.try_wait().unwrap() {
-                panic!(
-                    "the proxy exited ({status}): {}",
-                    fs::read_to_string(&log).unwrap_or_default()
-                );
-            }
-            let text = fs::read_to_string(&banner).unwrap_or_default();
-            if let Some(addr) = banner_proxy_addr(&text) {
-                break addr;
-            }
-            assert!(Instant::now() < deadline, "no proxy banner: {text}");
-            std::thread::sleep(Duration::from_millis(20));
-        };
+        let text = wait_banner(&banner, &mut child, &log);
+        let addr = banner_proxy_addr(&text).unwrap_or_else(|| panic!("no proxy in {text}"));
         assert_eq!(addr.ip(), self.proxy_ip);
         self.proxy_addr = addr;
         self.proxy = Some(child);
         wait_listening(addr, self.proxy.as_mut().unwrap(), &log);
     }
 
-    /// Starts node `i` and waits until its three servers accept connections.
+    /// Starts node `i` and waits until it is ready: its banner is printed
+    /// once every server is set up (stale temp files removed, databases
+    /// checked), which listening alone does not tell.
     pub fn start_node(&mut self, i: usize) {
         assert!(self.nodes[i].child.is_none(), "node {i} is running");
         let log = self.nodes[i].dir.join("node.log");
-        let child = self.spawn(&self.nodes[i].config.clone(), Stdio::null(), &log);
+        let banner = self.nodes[i].dir.join("node.out");
+        let out = Stdio::from(fs::File::create(&banner).unwrap());
+        let mut child = self.spawn(&self.nodes[i].config.clone(), out, &log);
+        wait_banner(&banner, &mut child, &log);
         let node = &mut self.nodes[i];
         node.child = Some(child);
         for kind in [Kind::Object, Kind::Container, Kind::Account] {
@@ -503,6 +495,30 @@ impl Drop for MultiCluster {
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+}
+
+/// Waits for `apus serve`'s banner in `out` (written in one piece once
+/// the process serves) and returns it.
+fn wait_banner(out: &Path, child: &mut Child, log: &Path) -> String {
+    let deadline = Instant::now() + START_TIMEOUT;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!(
+                "apus serve exited ({status}): {}",
+                fs::read_to_string(log).unwrap_or_default()
+            );
+        }
+        let text = fs::read_to_string(out).unwrap_or_default();
+        if text.starts_with("apus serve:") && text.ends_with('\n') {
+            return text;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no banner in {}: {text}",
+            out.display()
+        );
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 
