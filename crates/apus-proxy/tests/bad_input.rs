@@ -288,3 +288,90 @@ async fn abandoned_uploads_leave_nothing() {
     assert_up(&c).await;
     cluster.stop().await.unwrap();
 }
+
+/// Swift's proxy refuses a client content type with a `swift_*`
+/// parameter on every PUT (copies included): `swift_bytes` is what SLO
+/// sets to make the listing report a manifest's total size, so a client
+/// could otherwise make a listing lie about an object's size.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn swift_content_type_params_refused() {
+    let (cluster, c) = setup().await;
+    const REFUSAL: &[u8] = b"Invalid Content-Type, swift_* is not a valid parameter name.";
+    for ctype in [
+        "text/plain;swift_bytes=99999",
+        "text/plain; swift_bytes=0",
+        "text/plain;charset=utf-8;swift_anything",
+    ] {
+        let a = c
+            .send(
+                Method::PUT,
+                "/v1/AUTH_test/c/lie",
+                hdrs(&[("content-type", ctype)]),
+                Bytes::from_static(b"hello"),
+            )
+            .await;
+        assert_eq!(a.status, StatusCode::BAD_REQUEST, "{ctype}");
+        assert_eq!(&a.body[..], REFUSAL, "{ctype}");
+    }
+    // An ordinary parameter is kept, in the object and in the listing.
+    assert_eq!(
+        put(
+            &c,
+            "/v1/AUTH_test/c/src",
+            hdrs(&[("content-type", "text/plain;charset=utf-8")]),
+            b"hello"
+        )
+        .await,
+        StatusCode::CREATED
+    );
+    let a = c.call(Method::HEAD, "/v1/AUTH_test/c/src").await;
+    assert_eq!(a.header("content-type"), "text/plain;charset=utf-8");
+    // Server-side copies are PUTs too.
+    let a = c
+        .send(
+            Method::PUT,
+            "/v1/AUTH_test/c/copy",
+            hdrs(&[
+                ("x-copy-from", "c/src"),
+                ("content-type", "text/plain;swift_bytes=5"),
+            ]),
+            Bytes::new(),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::BAD_REQUEST);
+    assert_eq!(&a.body[..], REFUSAL);
+    let a = c
+        .send(
+            Method::from_bytes(b"COPY").unwrap(),
+            "/v1/AUTH_test/c/src",
+            hdrs(&[
+                ("destination", "c/copy"),
+                ("content-type", "text/plain;swift_bytes=5"),
+            ]),
+            Bytes::new(),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::BAD_REQUEST);
+    assert_eq!(&a.body[..], REFUSAL);
+    // Swift's POST takes any content type, but the size in the listing
+    // only ever comes from the object's data: the listing does not lie.
+    let a = c
+        .send(
+            Method::POST,
+            "/v1/AUTH_test/c/src",
+            hdrs(&[("content-type", "image/png;swift_bytes=7777")]),
+            Bytes::new(),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::ACCEPTED);
+    let a = c.call(Method::HEAD, "/v1/AUTH_test/c/src").await;
+    assert_eq!(a.header("content-type"), "image/png");
+    let a = c.call(Method::GET, "/v1/AUTH_test/c?format=json").await;
+    let listing: serde_json::Value = serde_json::from_slice(&a.body).unwrap();
+    assert_eq!(listing.as_array().map(Vec::len), Some(1), "{listing}");
+    assert_eq!(listing[0]["name"], "src");
+    assert_eq!(listing[0]["bytes"], 5);
+    assert_eq!(listing[0]["content_type"], "image/png");
+    assert_up(&c).await;
+    cluster.stop().await.unwrap();
+}
