@@ -3,10 +3,11 @@
 //! DELETE, plus the container info the object controller decides on.
 
 use apus_core::Timestamp;
+use apus_proto::constraints::NameKind;
 use http::{HeaderMap, HeaderValue, Method, StatusCode};
 
 use crate::account::{check_metadata, copy_request_headers, transfer_headers};
-use crate::app::{strip_owner_headers, Ctx, MAX_CONTAINER_NAME_LENGTH, SWIFT_OWNER_HEADERS};
+use crate::app::{strip_owner_headers, Ctx, SWIFT_OWNER_HEADERS};
 use crate::backend::{assign_update_targets, best_response, quorum_size, NodePlan};
 use crate::info::ContainerInfo;
 use crate::service::{error_response, header_str, Req, Resp};
@@ -45,16 +46,7 @@ impl Ctx<'_> {
     }
 
     pub async fn container(mut self, mut req: Req) -> Resp {
-        let len = self.container_name().len();
         let method = req.method().clone();
-        if len > MAX_CONTAINER_NAME_LENGTH && method != Method::DELETE {
-            return error_response(
-                StatusCode::BAD_REQUEST,
-                Some(&format!(
-                    "Container name length of {len} longer than {MAX_CONTAINER_NAME_LENGTH}"
-                )),
-            );
-        }
         if method == Method::PUT || method == Method::POST {
             if let Err(resp) = clean_acls(req.headers_mut()) {
                 return resp;
@@ -195,6 +187,11 @@ impl Ctx<'_> {
             Ok(p) => p,
             Err(resp) => return resp,
         };
+        // Only a new container's name is checked, as in Swift: any other
+        // request for a longer name simply finds no container.
+        if let Err(resp) = self.check_name_length(NameKind::Container) {
+            return resp;
+        }
         let mut account = self.account_info().await;
         if account.is_none() && self.app.config.account_autocreate {
             if !self.autocreate_account(req.headers()).await {

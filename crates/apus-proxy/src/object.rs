@@ -7,7 +7,7 @@ use std::time::Duration;
 use apus_core::conditional::format_http_date;
 use apus_core::Timestamp;
 use apus_http::expect::{self, FinalResponse, Started, UploadConn};
-use apus_proto::constraints::{MAX_FILE_SIZE, MAX_OBJECT_NAME_LENGTH};
+use apus_proto::constraints::{NameKind, MAX_FILE_SIZE};
 use apus_proto::headers::is_true;
 use apus_ring::Device;
 use bytes::Bytes;
@@ -394,11 +394,8 @@ impl Ctx<'_> {
                 Some("Missing Content-Length header."),
             );
         }
-        let name_len = self.object_name().len();
-        if name_len > MAX_OBJECT_NAME_LENGTH {
-            return bad_request(&format!(
-                "Object name length of {name_len} longer than {MAX_OBJECT_NAME_LENGTH}"
-            ));
+        if let Err(resp) = self.check_name_length(NameKind::Object) {
+            return resp;
         }
         let delete_at = match Self::delete_headers(&mut req, &timestamp) {
             Ok(at) => at,

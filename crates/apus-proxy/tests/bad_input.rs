@@ -375,3 +375,72 @@ async fn swift_content_type_params_refused() {
     assert_up(&c).await;
     cluster.stop().await.unwrap();
 }
+
+/// Swift's name limits count characters of the decoded name, not bytes:
+/// `é` is two bytes in UTF-8 but one character.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn name_lengths_count_characters() {
+    let (cluster, mut c) = setup().await;
+    let e = |n: usize| "%C3%A9".repeat(n);
+    let ok_obj = format!("/v1/AUTH_test/c/{}", e(1024));
+    let long_obj = format!("/v1/AUTH_test/c/{}", e(1025));
+    assert_eq!(
+        put(&c, &ok_obj, HeaderMap::new(), b"x").await,
+        StatusCode::CREATED
+    );
+    let a = c.call(Method::GET, &ok_obj).await;
+    assert_eq!(a.status, StatusCode::OK);
+    assert_eq!(&a.body[..], b"x");
+    let a = c
+        .send(
+            Method::PUT,
+            &long_obj,
+            HeaderMap::new(),
+            Bytes::from_static(b"x"),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::BAD_REQUEST);
+    assert_eq!(&a.body[..], b"Object name length of 1025 longer than 1024");
+
+    let ok_cont = format!("/v1/AUTH_test/{}", e(256));
+    let long_cont = format!("/v1/AUTH_test/{}", e(257));
+    assert_eq!(
+        c.call(Method::PUT, &ok_cont).await.status,
+        StatusCode::CREATED
+    );
+    let a = c.call(Method::PUT, &long_cont).await;
+    assert_eq!(a.status, StatusCode::BAD_REQUEST);
+    assert_eq!(&a.body[..], b"Container name length of 257 longer than 256");
+    // Swift checks a container's name only when it is created: any other
+    // request for a longer one finds nothing.
+    for method in [Method::GET, Method::HEAD, Method::POST] {
+        let a = c.call(method.clone(), &long_cont).await;
+        assert_eq!(a.status, StatusCode::NOT_FOUND, "{method}");
+    }
+
+    // Accounts: `AUTH_` and 251 `é` is 256 characters.
+    c.login("admin:admin", "admin").await;
+    let ok_acct = format!("/v1/AUTH_{}", e(251));
+    let long_acct = format!("/v1/AUTH_{}", e(252));
+    assert_eq!(
+        c.call(Method::PUT, &ok_acct).await.status,
+        StatusCode::CREATED
+    );
+    for method in [Method::GET, Method::HEAD, Method::POST] {
+        assert!(
+            c.call(method.clone(), &ok_acct).await.status.is_success(),
+            "{method}"
+        );
+    }
+    for method in [Method::PUT, Method::GET, Method::POST] {
+        let a = c.call(method.clone(), &long_acct).await;
+        assert_eq!(a.status, StatusCode::BAD_REQUEST, "{method}");
+        assert_eq!(&a.body[..], b"Account name length of 257 longer than 256");
+    }
+    assert_eq!(
+        c.call(Method::HEAD, &long_acct).await.status,
+        StatusCode::BAD_REQUEST
+    );
+    assert_up(&c).await;
+    cluster.stop().await.unwrap();
+}

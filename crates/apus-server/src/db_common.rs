@@ -27,7 +27,7 @@ pub type DbBody = apus_http::Body;
 /// Swift's listing limit for containers and accounts.
 pub const LISTING_LIMIT: usize = 10_000;
 /// Account names starting with this are auto-created by the servers.
-pub const AUTO_CREATE_ACCOUNT_PREFIX: &str = ".";
+pub use apus_proto::constraints::AUTO_CREATE_ACCOUNT_PREFIX;
 /// Swift allows 90 metadata headers plus 36 others; hyper's default is 100.
 pub const MAX_REQUEST_HEADERS: usize = 126;
 

@@ -46,7 +46,7 @@ use apus_diskfile::{
     Metadata, OpenDiskFile, OpenOptions,
 };
 use apus_http::{channel, empty, BackendClient, Body, BodySender, ClientConfig, Handler};
-use apus_proto::constraints::{self, MAX_FILE_SIZE, MAX_OBJECT_NAME_LENGTH};
+use apus_proto::constraints::{self, NameKind, MAX_FILE_SIZE};
 use apus_proto::headers::{self as h, is_true};
 use apus_proto::update::{self as upd, ContainerUpdate, UpdateTarget};
 use apus_proto::{percent_decode, split_path, title_case};
@@ -369,15 +369,8 @@ impl ObjectServer {
         if fsize.is_none() && !chunked {
             return text_response(411, "Missing Content-Length header.");
         }
-        if t.obj.chars().count() > MAX_OBJECT_NAME_LENGTH {
-            return text_response(
-                400,
-                &format!(
-                    "Object name length of {} longer than {}",
-                    t.obj.chars().count(),
-                    MAX_OBJECT_NAME_LENGTH
-                ),
-            );
+        if let Err(e) = constraints::check_name_length(NameKind::Object, &t.account, &t.obj) {
+            return text_response(e.status, &e.body);
         }
         let Some(content_type) = header(headers, "content-type").map(|c| c.into_owned()) else {
             return text_response(400, "No content type");
