@@ -28,8 +28,6 @@ pub type DbBody = apus_http::Body;
 pub const LISTING_LIMIT: usize = 10_000;
 /// Account names starting with this are auto-created by the servers.
 pub use apus_proto::constraints::AUTO_CREATE_ACCOUNT_PREFIX;
-/// Swift allows 90 metadata headers plus 36 others; hyper's default is 100.
-pub const MAX_REQUEST_HEADERS: usize = 126;
 
 /// One storage policy as the servers need it: its index and its name (for
 /// the account's per-policy headers and listings).
