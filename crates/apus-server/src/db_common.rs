@@ -776,28 +776,7 @@ pub fn best_match<'a>(header: &str, options: &[&'a str]) -> Result<Option<&'a st
 }
 
 /// A JSON string as Python's `json.dumps` writes it (ASCII only).
-pub fn json_str(out: &mut String, s: &str) {
-    out.push('"');
-    for ch in s.chars() {
-        match ch {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            '\u{8}' => out.push_str("\\b"),
-            '\u{c}' => out.push_str("\\f"),
-            c if (c as u32) < 0x20 || (c as u32) > 0x7e => {
-                let mut buf = [0u16; 2];
-                for unit in c.encode_utf16(&mut buf) {
-                    out.push_str(&format!("\\u{unit:04x}"));
-                }
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-}
+pub use apus_core::pyjson::push_json_str as json_str;
 
 /// XML text content as ElementTree escapes it.
 pub fn xml_text(out: &mut String, s: &str) {
