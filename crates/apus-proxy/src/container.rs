@@ -312,10 +312,26 @@ fn clean_acls(headers: &mut HeaderMap) -> Result<(), Resp> {
         let Some(value) = headers.get(name) else {
             continue;
         };
-        let text = String::from_utf8_lossy(value.as_bytes()).into_owned();
+        // Swift cleans the WSGI string (a code point per byte); for a
+        // value that is not UTF-8, do the same so that its bytes reach the
+        // container server unchanged, which refuses them (400).
+        let (text, wsgi) = match std::str::from_utf8(value.as_bytes()) {
+            Ok(t) => (t.to_string(), false),
+            Err(_) => (
+                value.as_bytes().iter().map(|b| char::from(*b)).collect(),
+                true,
+            ),
+        };
         match crate::acl::clean_acl(name, &text) {
             Ok(clean) => {
-                if let Ok(v) = HeaderValue::from_str(&clean) {
+                let cleaned = if wsgi {
+                    let bytes: Option<Vec<u8>> =
+                        clean.chars().map(|c| u8::try_from(c).ok()).collect();
+                    bytes.and_then(|b| HeaderValue::from_bytes(&b).ok())
+                } else {
+                    HeaderValue::from_str(&clean).ok()
+                };
+                if let Some(v) = cleaned {
                     headers.insert(name, v);
                 }
             }

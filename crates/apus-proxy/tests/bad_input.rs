@@ -441,3 +441,101 @@ async fn name_lengths_count_characters() {
     assert_up(&c).await;
     cluster.stop().await.unwrap();
 }
+
+fn raw_header<'a>(a: &'a support::Answer, name: &str) -> &'a [u8] {
+    a.headers.get(name).map(|v| v.as_bytes()).unwrap_or(b"")
+}
+
+fn raw_hdrs(pairs: &[(&str, &[u8])]) -> HeaderMap {
+    let mut h = HeaderMap::new();
+    for (k, v) in pairs {
+        h.insert(
+            http::header::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+            http::HeaderValue::from_bytes(v).unwrap(),
+        );
+    }
+    h
+}
+
+/// Object metadata is bytes in Swift: values that are not UTF-8 come back
+/// exactly as they were sent. Account and container metadata must be
+/// UTF-8 (400 otherwise), whichever header carries it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metadata_bytes_round_trip() {
+    let (cluster, c) = setup().await;
+    let path = "/v1/AUTH_test/c/raw";
+    let a = c
+        .send(
+            Method::PUT,
+            path,
+            raw_hdrs(&[
+                ("x-object-meta-foo", b"\xff\xfe"),
+                ("x-object-meta-mixed", b"caf\xc3\xa9 \x80!"),
+                ("content-disposition", b"attachment; filename=\xe9t\xe9"),
+            ]),
+            Bytes::from_static(b"x"),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::CREATED);
+    for method in [Method::HEAD, Method::GET] {
+        let a = c.call(method.clone(), path).await;
+        assert_eq!(a.status, StatusCode::OK, "{method}");
+        assert_eq!(raw_header(&a, "x-object-meta-foo"), b"\xff\xfe");
+        assert_eq!(raw_header(&a, "x-object-meta-mixed"), b"caf\xc3\xa9 \x80!");
+        assert_eq!(
+            raw_header(&a, "content-disposition"),
+            b"attachment; filename=\xe9t\xe9"
+        );
+    }
+    let a = c
+        .send(
+            Method::POST,
+            path,
+            raw_hdrs(&[("x-object-meta-foo", b"\xfe\xff\x80")]),
+            Bytes::new(),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::ACCEPTED);
+    let a = c.call(Method::HEAD, path).await;
+    assert_eq!(raw_header(&a, "x-object-meta-foo"), b"\xfe\xff\x80");
+    assert!(a.headers.get("x-object-meta-mixed").is_none());
+
+    // Accounts and containers: valid UTF-8 round-trips, the rest is 400
+    // whether it is metadata or another header the server keeps.
+    let a = c
+        .send(
+            Method::POST,
+            "/v1/AUTH_test/c",
+            raw_hdrs(&[("x-container-meta-ok", "caf\u{e9}".as_bytes())]),
+            Bytes::new(),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::NO_CONTENT);
+    let a = c.call(Method::HEAD, "/v1/AUTH_test/c").await;
+    assert_eq!(
+        raw_header(&a, "x-container-meta-ok"),
+        "caf\u{e9}".as_bytes()
+    );
+    for (target, name) in [
+        ("/v1/AUTH_test/c", "x-container-meta-bad"),
+        ("/v1/AUTH_test/c", "x-container-sync-key"),
+        ("/v1/AUTH_test/c", "x-container-write"),
+        ("/v1/AUTH_test", "x-account-meta-bad"),
+    ] {
+        let a = c
+            .send(
+                Method::POST,
+                target,
+                raw_hdrs(&[(name, b"\xff\xfe")]),
+                Bytes::new(),
+            )
+            .await;
+        assert_eq!(a.status, StatusCode::BAD_REQUEST, "{name}");
+        assert_eq!(&a.body[..], b"Metadata must be valid UTF-8", "{name}");
+    }
+    let a = c.call(Method::HEAD, "/v1/AUTH_test/c").await;
+    assert!(a.headers.get("x-container-sync-key").is_none());
+    assert!(a.headers.get("x-container-write").is_none());
+    assert_up(&c).await;
+    cluster.stop().await.unwrap();
+}

@@ -549,6 +549,17 @@ pub fn header_string(v: &HeaderValue) -> String {
     String::from_utf8_lossy(v.as_bytes()).into_owned()
 }
 
+/// A header value a database keeps as metadata. Swift's
+/// `validate_metadata` refuses values that are not UTF-8 or hold NUL
+/// (`check_utf8`) with 400, whichever header carries them (user metadata,
+/// sysmeta, ACLs, sync settings): database metadata is JSON text.
+pub fn metadata_value(v: &HeaderValue) -> HttpResult<String> {
+    match std::str::from_utf8(v.as_bytes()) {
+        Ok(s) if !s.contains('\0') => Ok(s.to_string()),
+        _ => Err(HttpError::bad_request("Metadata must be valid UTF-8")),
+    }
+}
+
 /// Swift's `config_true_value`.
 pub fn true_value(v: Option<&str>) -> bool {
     matches!(
