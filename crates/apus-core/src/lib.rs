@@ -4,7 +4,8 @@
 //! `[swift-hash]` configuration that seeds them, and Swift's `Timestamp` in
 //! its normalized and internal forms, and the HTTP vocabulary the servers
 //! and the proxy share: `Range` requests ([`range`]) and conditional
-//! requests with HTTP dates ([`conditional`]), with Swift's rules.
+//! requests with HTTP dates ([`conditional`]), with Swift's rules; and
+//! JSON strings as Python writes them ([`pyjson`]).
 //!
 //! Invariant: no I/O beyond parsing text handed to it, no async runtime, no
 //! HTTP, no SQLite. Everything here is a function of its arguments, so it can
@@ -13,6 +14,7 @@
 
 pub mod conditional;
 pub mod hash;
+pub mod pyjson;
 pub mod range;
 pub mod timestamp;
 

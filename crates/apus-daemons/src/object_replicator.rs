@@ -250,7 +250,7 @@ fn metadata_headers(md: &Metadata, headers: &mut HeaderMap) -> Result<(), String
         }
         let name = HeaderName::from_bytes(k.as_bytes())
             .map_err(|_| format!("metadata key {k:?} is not a header name"))?;
-        let value = HeaderValue::from_bytes(v.as_bytes())
+        let value = HeaderValue::from_bytes(v)
             .map_err(|_| format!("metadata value of {k:?} is not a header value"))?;
         if !k.eq_ignore_ascii_case("etag") {
             names.push(name.as_str().to_string());

@@ -401,20 +401,25 @@ impl Db {
         parse_metadata_at(&self.path, raw)
     }
 
+    /// The metadata column as Swift writes it, `json.dumps` of the dict:
+    /// `{"Key": ["value", "timestamp"], ...}` with Python's separators and
+    /// non-ASCII escaped (keys in apus's sorted order).
     pub(crate) fn metadata_json(md: &Metadata) -> String {
-        let map: serde_json::Map<String, serde_json::Value> = md
-            .iter()
-            .map(|(k, (v, ts))| {
-                (
-                    k.clone(),
-                    serde_json::Value::Array(vec![
-                        serde_json::Value::String(v.clone()),
-                        serde_json::Value::String(ts.internal()),
-                    ]),
-                )
-            })
-            .collect();
-        serde_json::Value::Object(map).to_string()
+        use apus_core::pyjson::push_json_str;
+        let mut out = String::from("{");
+        for (i, (k, (v, ts))) in md.iter().enumerate() {
+            if i > 0 {
+                out.push_str(", ");
+            }
+            push_json_str(&mut out, k);
+            out.push_str(": [");
+            push_json_str(&mut out, v);
+            out.push_str(", ");
+            push_json_str(&mut out, &ts.internal());
+            out.push(']');
+        }
+        out.push('}');
+        out
     }
 
     pub(crate) fn metadata(&self) -> Result<Metadata> {

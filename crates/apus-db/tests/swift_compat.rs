@@ -35,6 +35,9 @@ if mode == 'read_container':
         'put_timestamp', 'delete_timestamp', 'status_changed_at',
         'storage_policy_index', 'x_container_sync_point1')}
     out['metadata'] = b.metadata
+    # The column as stored, and as Swift itself would write that dict.
+    out['raw_metadata'] = b.get_raw_metadata()
+    out['swift_metadata_json'] = json.dumps(b.metadata)
     out['lists'] = []
     for q in req['queries']:
         rows = b.list_objects_iter(
@@ -221,6 +224,10 @@ fn swift_reads_apus_container_and_listings_agree() {
     b.delete_object("never-existed", ts(400), 0).unwrap();
     let mut md = Metadata::new();
     md.insert("X-Container-Meta-Rust".into(), ("yes ✓".into(), ts(3)));
+    md.insert(
+        "X-Container-Read".into(),
+        ("caf\u{e9} \u{1f600}, \"q\"\\".into(), ts(3)),
+    );
     b.update_metadata(&md, true).unwrap();
     b.flush_pending().unwrap();
     // Leave a few updates in the pending file for Swift to merge.
@@ -253,6 +260,12 @@ fn swift_reads_apus_container_and_listings_agree() {
         swift["metadata"]["X-Container-Meta-Rust"],
         json!(["yes ✓", ts(3).internal()])
     );
+    assert_eq!(
+        swift["metadata"]["X-Container-Read"],
+        json!(["caf\u{e9} \u{1f600}, \"q\"\\", ts(3).internal()])
+    );
+    // Non-ASCII metadata is stored byte for byte as Swift stores it.
+    assert_eq!(swift["raw_metadata"], swift["swift_metadata_json"]);
 
     let mut all_qs = qs.clone();
     all_qs.push(ListParams::default());

@@ -417,7 +417,7 @@ impl DiskFile {
                 let meta_ct_ts = meta_md
                     .get("Content-Type-Timestamp")
                     .and_then(|t| Timestamp::parse(t).ok());
-                if let (Some(ct), Some(ct_ts)) = (ct_md.get("Content-Type"), ct_ts) {
+                if let (Some(ct), Some(ct_ts)) = (ct_md.get_bytes("Content-Type"), ct_ts) {
                     if Some(ct_ts) > meta_ct_ts && ct_ts > data_timestamp {
                         meta_md.insert("Content-Type", ct);
                         meta_md.insert("Content-Type-Timestamp", ct_ts.internal());
@@ -434,7 +434,7 @@ impl DiskFile {
             let meta_ct_ts = meta_md
                 .get("Content-Type-Timestamp")
                 .and_then(|t| Timestamp::parse(t).ok());
-            if let Some(ct) = datafile_md.get("Content-Type") {
+            if let Some(ct) = datafile_md.get_bytes("Content-Type") {
                 let data_newer = match meta_ct_ts {
                     Some(m) => data_timestamp > m,
                     None => true,
@@ -475,7 +475,8 @@ impl DiskFile {
                 }
             }
         }
-        if let Some(x) = metadata.get("X-Delete-At") {
+        if let Some(raw) = metadata.get_bytes("X-Delete-At") {
+            let x = String::from_utf8_lossy(raw);
             match x.trim().parse::<i64>() {
                 Ok(at) => {
                     let now = opts.now.unwrap_or_else(now_secs);

@@ -3,25 +3,32 @@
 //!
 //! # Text encoding
 //!
-//! [`Metadata`] holds real text: header names and values as the client sent
-//! them (UTF-8), and the object's `name` (`/account/container/object`).
+//! [`Metadata`] holds header values as bytes, exactly as the client sent
+//! them (Swift's object metadata is bytes: a value need not be UTF-8 and
+//! comes back unchanged), header names as text, and the object's `name`
+//! (`/account/container/object`) as UTF-8 text.
+//!
 //! Swift's Python 3 object server keeps header values as "WSGI strings"
-//! (each byte of the raw header as one code point) and UTF-8-encodes those
-//! strings when it pickles them, so a non-ASCII header byte sequence is
-//! stored UTF-8-encoded twice; `name` is stored UTF-8-encoded once. This
-//! module writes exactly that and inverts it on reading, so what apus and
-//! Swift read from the same file agrees. Metadata written by Python 2 Swift
-//! (no `_codecs.encode` in the first 32 bytes) holds the raw header bytes
-//! and is decoded as UTF-8. Bytes that are not valid UTF-8 are replaced
-//! (`U+FFFD`): the API is text, as HTTP header values are for apus.
+//! (each byte of the raw header as one code point, U+0000 to U+00FF) and
+//! UTF-8-encodes those strings when it pickles them: every byte of 0x80 or
+//! more is stored as two bytes, so `\xff\xfe` is stored as
+//! `\xc3\xbf\xc3\xbe`, and UTF-8 text is stored UTF-8-encoded twice;
+//! `name` is stored UTF-8-encoded once. This module writes exactly that and
+//! inverts it on reading, so what apus and Swift read from the same file
+//! agrees. Metadata written by Python 2 Swift (no `_codecs.encode` in the
+//! first 32 bytes) holds the raw header bytes, which Swift reads back as
+//! they are, and so does apus.
 
 use crate::pickle::{self, PickleError, Value};
 
 /// An ordered map of metadata keys to values (keys are case-sensitive, as
-/// in Swift's dict; insertion order is kept).
+/// in Swift's dict; insertion order is kept). Values are bytes; [`get`]
+/// reads one as text.
+///
+/// [`get`]: Metadata::get
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Metadata {
-    entries: Vec<(String, String)>,
+    entries: Vec<(String, Vec<u8>)>,
 }
 
 impl Metadata {
@@ -29,27 +36,35 @@ impl Metadata {
         Metadata::default()
     }
 
+    /// A value as text: `None` if the key is absent or its value is not
+    /// UTF-8 (see [`Metadata::get_bytes`]).
     pub fn get(&self, key: &str) -> Option<&str> {
+        self.get_bytes(key)
+            .and_then(|v| std::str::from_utf8(v).ok())
+    }
+
+    /// A value as the bytes it was sent as.
+    pub fn get_bytes(&self, key: &str) -> Option<&[u8]> {
         self.entries
             .iter()
             .find(|(k, _)| k == key)
-            .map(|(_, v)| v.as_str())
+            .map(|(_, v)| v.as_slice())
     }
 
     /// Looks a key up ignoring ASCII case (HTTP header semantics).
-    pub fn get_ignore_case(&self, key: &str) -> Option<&str> {
+    pub fn get_ignore_case(&self, key: &str) -> Option<&[u8]> {
         self.entries
             .iter()
             .find(|(k, _)| k.eq_ignore_ascii_case(key))
-            .map(|(_, v)| v.as_str())
+            .map(|(_, v)| v.as_slice())
     }
 
     pub fn contains_key(&self, key: &str) -> bool {
-        self.get(key).is_some()
+        self.entries.iter().any(|(k, _)| k == key)
     }
 
     /// Inserts or replaces; returns the previous value.
-    pub fn insert(&mut self, key: impl Into<String>, value: impl Into<String>) -> Option<String> {
+    pub fn insert(&mut self, key: impl Into<String>, value: impl Into<Vec<u8>>) -> Option<Vec<u8>> {
         let key = key.into();
         let value = value.into();
         if let Some(slot) = self.entries.iter_mut().find(|(k, _)| *k == key) {
@@ -59,17 +74,17 @@ impl Metadata {
         None
     }
 
-    pub fn remove(&mut self, key: &str) -> Option<String> {
+    pub fn remove(&mut self, key: &str) -> Option<Vec<u8>> {
         let idx = self.entries.iter().position(|(k, _)| k == key)?;
         Some(self.entries.remove(idx).1)
     }
 
-    pub fn retain(&mut self, mut keep: impl FnMut(&str, &str) -> bool) {
+    pub fn retain(&mut self, mut keep: impl FnMut(&str, &[u8]) -> bool) {
         self.entries.retain(|(k, v)| keep(k, v));
     }
 
-    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.entries.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &[u8])> {
+        self.entries.iter().map(|(k, v)| (k.as_str(), v.as_slice()))
     }
 
     pub fn keys(&self) -> impl Iterator<Item = &str> {
@@ -114,12 +129,8 @@ impl Metadata {
             .entries
             .iter()
             .map(|(k, v)| {
-                let value = if k == "name" {
-                    v.as_bytes().to_vec()
-                } else {
-                    wsgi_utf8(v)
-                };
-                (Value::Bytes(wsgi_utf8(k)), Value::Bytes(value))
+                let value = if k == "name" { v.clone() } else { wsgi_utf8(v) };
+                (Value::Bytes(wsgi_utf8(k.as_bytes())), Value::Bytes(value))
             })
             .collect();
         pickle::dumps(&Value::Dict(items))
@@ -140,9 +151,9 @@ impl Metadata {
         for (k, v) in items {
             let key = to_text(&k, written_by_py3);
             let value = if key == "name" {
-                to_text(&v, false)
+                to_raw(&v, false)
             } else {
-                to_text(&v, written_by_py3)
+                to_raw(&v, written_by_py3)
             };
             md.insert(key, value);
         }
@@ -152,8 +163,11 @@ impl Metadata {
 
 /// What Python 3 Swift stores for a header value: the UTF-8 encoding of the
 /// WSGI string whose code points are the header's bytes.
-fn wsgi_utf8(text: &str) -> Vec<u8> {
-    wsgi_str(text).into_bytes()
+fn wsgi_utf8(raw: &[u8]) -> Vec<u8> {
+    raw.iter()
+        .map(|b| char::from(*b))
+        .collect::<String>()
+        .into_bytes()
 }
 
 /// The WSGI string of a text: one code point per UTF-8 byte.
@@ -161,9 +175,31 @@ pub(crate) fn wsgi_str(text: &str) -> String {
     text.bytes().map(char::from).collect()
 }
 
+/// The bytes a WSGI string stands for, if every code point fits in a byte.
+fn unwsgi(s: &str) -> Option<Vec<u8>> {
+    s.chars().map(|c| u8::try_from(u32::from(c)).ok()).collect()
+}
+
+/// Turns a stored value into the bytes it stands for. With `unwsgi`
+/// (Python 3 Swift's files), a string whose code points all fit in a byte
+/// is taken as a WSGI string and turned back into its bytes; anything
+/// else is kept as stored.
+fn to_raw(v: &Value, unwsgi_strings: bool) -> Vec<u8> {
+    match v {
+        Value::Bytes(b) if unwsgi_strings => std::str::from_utf8(b)
+            .ok()
+            .and_then(unwsgi)
+            .unwrap_or_else(|| b.clone()),
+        Value::Bytes(b) => b.clone(),
+        Value::Str(s) if unwsgi_strings => unwsgi(s).unwrap_or_else(|| s.clone().into_bytes()),
+        Value::Str(s) => s.clone().into_bytes(),
+        other => to_text(other, false).into_bytes(),
+    }
+}
+
 /// Turns a stored key or value into text. With `unwsgi`, a string whose code
 /// points all fit in a byte is taken as a WSGI string and decoded back.
-pub(crate) fn to_text(v: &Value, unwsgi: bool) -> String {
+pub(crate) fn to_text(v: &Value, unwsgi_strings: bool) -> String {
     let raw: String = match v {
         Value::Bytes(b) => String::from_utf8_lossy(b).into_owned(),
         Value::Str(s) => s.clone(),
@@ -174,14 +210,10 @@ pub(crate) fn to_text(v: &Value, unwsgi: bool) -> String {
         Value::None => return "None".into(),
         other => return format!("{other:?}"),
     };
-    if !unwsgi || raw.is_ascii() {
+    if !unwsgi_strings || raw.is_ascii() {
         return raw;
     }
-    let bytes: Option<Vec<u8>> = raw
-        .chars()
-        .map(|c| u8::try_from(u32::from(c)).ok())
-        .collect();
-    match bytes.map(String::from_utf8) {
+    match unwsgi(&raw).map(String::from_utf8) {
         Some(Ok(s)) => s,
         _ => raw,
     }
@@ -195,7 +227,7 @@ fn python_float_repr(f: f64) -> String {
     }
 }
 
-impl<K: Into<String>, V: Into<String>> FromIterator<(K, V)> for Metadata {
+impl<K: Into<String>, V: Into<Vec<u8>>> FromIterator<(K, V)> for Metadata {
     fn from_iter<I: IntoIterator<Item = (K, V)>>(iter: I) -> Self {
         let mut md = Metadata::new();
         md.extend(iter);
@@ -203,7 +235,7 @@ impl<K: Into<String>, V: Into<String>> FromIterator<(K, V)> for Metadata {
     }
 }
 
-impl<K: Into<String>, V: Into<String>> Extend<(K, V)> for Metadata {
+impl<K: Into<String>, V: Into<Vec<u8>>> Extend<(K, V)> for Metadata {
     fn extend<I: IntoIterator<Item = (K, V)>>(&mut self, iter: I) {
         for (k, v) in iter {
             self.insert(k, v);
@@ -212,8 +244,8 @@ impl<K: Into<String>, V: Into<String>> Extend<(K, V)> for Metadata {
 }
 
 impl IntoIterator for Metadata {
-    type Item = (String, String);
-    type IntoIter = std::vec::IntoIter<(String, String)>;
+    type Item = (String, Vec<u8>);
+    type IntoIter = std::vec::IntoIter<(String, Vec<u8>)>;
     fn into_iter(self) -> Self::IntoIter {
         self.entries.into_iter()
     }
@@ -257,6 +289,32 @@ mod tests {
     }
 
     #[test]
+    fn non_utf8_values_are_bytes_stored_as_swift_stores_them() {
+        let mut md = Metadata::new();
+        md.insert("name", "/a/c/o");
+        md.insert("X-Object-Meta-Raw", b"\xff\xfe".to_vec());
+        let data = md.to_pickle();
+        // Each byte as a code point, UTF-8-encoded (c3 bf c3 be), which
+        // protocol 2 pickles as `_codecs.encode(<those bytes as latin-1
+        // text>, 'latin1')`, the text UTF-8-encoded once more.
+        let stored = b"\xc3\x83\xc2\xbf\xc3\x83\xc2\xbe";
+        assert!(data.windows(stored.len()).any(|w| w == stored));
+        let back = Metadata::from_pickle(&data).unwrap();
+        assert_eq!(back.get_bytes("X-Object-Meta-Raw"), Some(&b"\xff\xfe"[..]));
+        assert_eq!(back.get("X-Object-Meta-Raw"), None);
+        assert!(back.contains_key("X-Object-Meta-Raw"));
+        assert_eq!(back, md);
+    }
+
+    #[test]
+    fn python2_metadata_keeps_raw_bytes() {
+        // pickle.dumps({'X-Object-Meta-A': '\xff\xfe'}, 2) under Python 2.
+        let data = b"\x80\x02}q\x00U\x0fX-Object-Meta-Aq\x01U\x02\xff\xfeq\x02s.";
+        let md = Metadata::from_pickle(data).unwrap();
+        assert_eq!(md.get_bytes("X-Object-Meta-A"), Some(&b"\xff\xfe"[..]));
+    }
+
+    #[test]
     fn ints_become_decimal_text() {
         let v = Value::Dict(vec![(
             Value::Bytes(b"Content-Length".to_vec()),
@@ -267,6 +325,15 @@ mod tests {
     }
 
     proptest::proptest! {
+        #[test]
+        fn any_bytes_round_trip(items in proptest::collection::vec(("[a-zA-Z-]{1,20}", proptest::collection::vec(proptest::prelude::any::<u8>(), 0..30)), 0..20)) {
+            let mut md = Metadata::new();
+            for (k, v) in items {
+                md.insert(k, v);
+            }
+            proptest::prop_assert_eq!(Metadata::from_pickle(&md.to_pickle()).unwrap(), md);
+        }
+
         #[test]
         fn any_text_round_trips(items in proptest::collection::vec(("[a-zA-Z-]{1,20}", "\\PC{0,30}"), 0..20)) {
             let mut md = Metadata::new();

@@ -17,10 +17,14 @@ use apus_diskfile::{
 use common::*;
 use serde_json::Value as Json;
 
+/// Text metadata as JSON (every value here is UTF-8).
 fn to_json(md: &Metadata) -> String {
     let map: serde_json::Map<String, Json> = md
         .iter()
-        .map(|(k, v)| (k.to_string(), Json::String(v.to_string())))
+        .map(|(k, v)| {
+            let v = std::str::from_utf8(v).unwrap();
+            (k.to_string(), Json::String(v.to_string()))
+        })
         .collect();
     Json::Object(map).to_string()
 }
@@ -33,10 +37,14 @@ fn from_json(v: &Json) -> Metadata {
         .collect()
 }
 
-fn sorted(md: &Metadata) -> BTreeMap<String, String> {
+fn sorted(md: &Metadata) -> BTreeMap<String, Vec<u8>> {
     md.iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .map(|(k, v)| (k.to_string(), v.to_vec()))
         .collect()
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn sample_metadata() -> Metadata {
@@ -93,6 +101,62 @@ print('ok')
     assert_eq!(out.trim(), "ok");
     assert_eq!(sorted(&read_metadata(&theirs).unwrap()), sorted(&md));
     assert_eq!(sorted(&read_metadata(&theirs_old).unwrap()), sorted(&md));
+}
+
+/// Header values that are not UTF-8: Swift stores the bytes, and reads
+/// back what apus wrote as those same bytes (and the other way round),
+/// with the pickle byte for byte what Swift writes.
+#[test]
+fn non_utf8_metadata_round_trips_through_swift() {
+    let dir = tempfile::tempdir().unwrap();
+    let ours = dir.path().join("apus-wrote");
+    let theirs = dir.path().join("swift-wrote");
+    fs::write(&ours, b"").unwrap();
+    let mut md = Metadata::new();
+    md.insert("name", "/AUTH_test/c/caf\u{e9}");
+    md.insert("X-Timestamp", "1700000000.12345");
+    md.insert("X-Object-Meta-Raw", b"\xff\xfe".to_vec());
+    md.insert("X-Object-Meta-Mixed", b"caf\xc3\xa9 \x80!".to_vec());
+    md.insert(
+        "Content-Disposition",
+        b"attachment; filename=\xe9t\xe9".to_vec(),
+    );
+    write_metadata_xattrs(&ours, &md).unwrap();
+    // Keys and values as hex: name as text, the rest as the header bytes.
+    let expected: Vec<(String, String)> = md.iter().map(|(k, v)| (k.to_string(), hex(v))).collect();
+    let script = r#"
+import pickle, xattr
+from swift.obj.diskfile import (read_metadata, write_metadata,
+                                _encode_metadata, PICKLE_PROTOCOL)
+from swift.common.swob import bytes_to_wsgi
+ours, theirs, expected = sys.argv[1:4]
+expected = json.loads(expected)
+# Swift's object server holds the name as text, headers as WSGI strings.
+swift_form = {}
+for k, v in expected:
+    raw = bytes.fromhex(v)
+    swift_form[k] = raw.decode('utf8') if k == 'name' else bytes_to_wsgi(raw)
+with open(ours, 'rb') as f:
+    got = read_metadata(f)
+assert got == swift_form, (got, swift_form)
+stored = xattr.getxattr(ours, 'user.swift.metadata')
+assert stored == pickle.dumps(_encode_metadata(swift_form), PICKLE_PROTOCOL), stored
+with open(theirs, 'wb') as f:
+    write_metadata(f, swift_form)
+print('ok')
+"#;
+    let out = run_python(
+        script,
+        &[
+            ours.to_str().unwrap(),
+            theirs.to_str().unwrap(),
+            &serde_json::to_string(&expected).unwrap(),
+        ],
+    );
+    assert_eq!(out.trim(), "ok");
+    let back = read_metadata(&theirs).unwrap();
+    assert_eq!(back.get_bytes("X-Object-Meta-Raw"), Some(&b"\xff\xfe"[..]));
+    assert_eq!(sorted(&back), sorted(&md));
 }
 
 #[test]
@@ -157,8 +221,8 @@ print(json.dumps({'md': seen, 'body_md5': md5(body, usedforsecurity=False).hexdi
     let v: Json = serde_json::from_str(&out).unwrap();
     assert_eq!(v["body_md5"].as_str().unwrap(), md5_hex(&body));
     assert_eq!(sorted(&from_json(&v["md"])), our_md);
-    assert_eq!(our_md["Content-Type"], "image/gif");
-    assert_eq!(our_md["X-Object-Meta-Posted"], "\u{e9}");
+    assert_eq!(our_md["Content-Type"], b"image/gif");
+    assert_eq!(our_md["X-Object-Meta-Posted"], "\u{e9}".as_bytes());
 
     let df2 = env
         .mgr

@@ -2,9 +2,11 @@
 //!
 //! It owns:
 //! - [`server`]: serving a [`Handler`] on a `TcpListener` with hyper's
-//!   HTTP/1.1 (keep-alive, up to 256 request headers, a header read
-//!   timeout, any method, the raw request target untouched) and a graceful
-//!   shutdown bounded in time;
+//!   HTTP/1.1 (keep-alive, a header read timeout, any method, the raw
+//!   request target untouched) and a graceful shutdown bounded in time;
+//! - [`limits`]: the limits Swift's servers put on a request's head
+//!   (request line, header line, header bytes, header fields), answered
+//!   as Swift answers before a handler sees the request;
 //! - [`body`]: the one streaming body type ([`Body`]) and its constructors,
 //!   including a bounded channel so a blocking disk reader can stream with
 //!   backpressure and bounded memory;
@@ -19,8 +21,10 @@
 pub mod body;
 pub mod client;
 pub mod expect;
+pub mod limits;
 pub mod server;
 
 pub use body::{channel, empty, full, incoming, Body, BodySender};
 pub use client::{BackendClient, ClientConfig, ClientError};
+pub use limits::HeadLimits;
 pub use server::{serve, serve_with, Handler, RemoteAddr, ServerConfig};

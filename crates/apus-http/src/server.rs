@@ -16,11 +16,13 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::body::Body;
+use crate::limits::{HeadLimits, PARSE_BUFFER_BYTES, PARSE_MAX_HEADERS};
 
 /// Handles one request. The request target is exactly as received
 /// (`req.uri().path()` is not decoded or normalized), any method is
 /// passed through, and the peer's address is in the extensions as
-/// [`RemoteAddr`].
+/// [`RemoteAddr`]. Requests whose head breaks the server's
+/// [`HeadLimits`] never reach it.
 pub trait Handler: Send + Sync + 'static {
     fn call(&self, req: Request<Incoming>) -> impl Future<Output = Response<Body>> + Send;
 }
@@ -32,9 +34,9 @@ pub struct RemoteAddr(pub SocketAddr);
 /// Connection settings.
 #[derive(Clone, Debug)]
 pub struct ServerConfig {
-    /// Most request headers accepted (hyper's default is 100; Swift lets
-    /// clients send 126 and backend requests carry more).
-    pub max_headers: usize,
+    /// Swift's limits on a request's head (request line, header lines,
+    /// header fields).
+    pub limits: HeadLimits,
     /// Time allowed to receive a request's headers once it started
     /// (also bounds idle keep-alive connections).
     pub header_read_timeout: Duration,
@@ -46,7 +48,7 @@ pub struct ServerConfig {
 impl Default for ServerConfig {
     fn default() -> Self {
         ServerConfig {
-            max_headers: 256,
+            limits: HeadLimits::default(),
             header_read_timeout: Duration::from_secs(60),
             graceful_timeout: Duration::from_secs(30),
         }
@@ -79,10 +81,15 @@ pub async fn serve_with<H: Handler>(
         // Swift's servers send `Content-Type`, `X-Object-Meta-Color`; some
         // clients compare header names as sent.
         .title_case_headers(true)
-        .max_headers(config.max_headers)
+        .max_headers(PARSE_MAX_HEADERS.max(config.limits.max_header_count + 1))
+        .max_buf_size(
+            PARSE_BUFFER_BYTES
+                .max(2 * (config.limits.max_request_line + config.limits.max_header_bytes)),
+        )
         .timer(TokioTimer::new())
         .header_read_timeout(config.header_read_timeout);
     let builder = Arc::new(builder);
+    let limits = Arc::new(config.limits);
     tokio::pin!(shutdown);
     loop {
         while conns.try_join_next().is_some() {}
@@ -103,12 +110,28 @@ pub async fn serve_with<H: Handler>(
         let _ = stream.set_nodelay(true);
         let handler = handler.clone();
         let builder = builder.clone();
+        let limits = limits.clone();
         let mut stop_rx = stop_rx.clone();
         conns.spawn(async move {
             let svc = service_fn(move |mut req: Request<Incoming>| {
                 let handler = handler.clone();
+                let refusal = limits.check_request(&req);
+                let refused = refusal.map(|r| {
+                    tracing::info!(
+                        %peer,
+                        status = r.status().as_u16(),
+                        ?r,
+                        "request head refused"
+                    );
+                    r.response(&limits)
+                });
                 req.extensions_mut().insert(RemoteAddr(peer));
-                async move { Ok::<_, Infallible>(handler.call(req).await) }
+                async move {
+                    Ok::<_, Infallible>(match refused {
+                        Some(resp) => resp,
+                        None => handler.call(req).await,
+                    })
+                }
             });
             let conn = builder.serve_connection(TokioIo::new(stream), svc);
             tokio::pin!(conn);

@@ -84,8 +84,9 @@ async fn start() -> (String, oneshot::Sender<()>, tokio::task::JoinHandle<()>) {
 async fn streams_both_ways_with_many_headers_any_method_and_raw_paths() {
     let (addr, stop, task) = start().await;
     let client = BackendClient::new(ClientConfig::default());
+    // 198 headers, then Host and Transfer-Encoding: the most Swift accepts.
     let mut headers = HeaderMap::new();
-    for i in 0..200 {
+    for i in 0..198 {
         headers.insert(
             http::HeaderName::from_bytes(format!("x-object-meta-h{i}").as_bytes()).unwrap(),
             HeaderValue::from_static("v"),
@@ -119,7 +120,7 @@ async fn streams_both_ways_with_many_headers_any_method_and_raw_paths() {
             .unwrap()
             .parse::<usize>()
             .unwrap()
-            >= 200
+            >= 198
     );
     let data = collect_limited(resp.into_body(), 8 << 20).await.unwrap();
     assert_eq!(data.len(), 64 * 65536);

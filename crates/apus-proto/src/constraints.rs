@@ -1,5 +1,6 @@
-//! Swift's default constraints and the metadata check every server
-//! repeats (`check_metadata`), pure functions over header pairs.
+//! Swift's default constraints, the metadata check every server repeats
+//! (`check_metadata`) and the name-length checks, pure functions over
+//! header pairs and names.
 
 /// Largest object a single PUT may store (5 GiB + 2 bytes, Swift's value).
 pub const MAX_FILE_SIZE: u64 = 5_368_709_122;
@@ -9,6 +10,11 @@ pub const MAX_META_COUNT: usize = 90;
 pub const MAX_META_OVERALL_SIZE: usize = 4096;
 pub const MAX_HEADER_SIZE: usize = 8192;
 pub const MAX_OBJECT_NAME_LENGTH: usize = 1024;
+pub const MAX_ACCOUNT_NAME_LENGTH: usize = 256;
+pub const MAX_CONTAINER_NAME_LENGTH: usize = 256;
+/// Accounts whose names start with this are created on first use by the
+/// servers themselves (`.expiring_objects`, Swift's default prefix).
+pub const AUTO_CREATE_ACCOUNT_PREFIX: &str = ".";
 
 /// A failed constraint: the status and the plain-text body Swift sends.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -25,6 +31,60 @@ impl ConstraintError {
             body: body.into(),
         }
     }
+}
+
+/// What a name-length check is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NameKind {
+    Account,
+    Container,
+    Object,
+}
+
+impl NameKind {
+    fn label(self) -> &'static str {
+        match self {
+            NameKind::Account => "Account",
+            NameKind::Container => "Container",
+            NameKind::Object => "Object",
+        }
+    }
+}
+
+/// The longest `kind` name allowed in `account`. Like Swift's
+/// `get_name_length_limit`, account and container names in an
+/// auto-created account may be twice the usual length; object names may
+/// not.
+pub fn name_length_limit(kind: NameKind, account: &str) -> usize {
+    let auto = account.starts_with(AUTO_CREATE_ACCOUNT_PREFIX);
+    match kind {
+        NameKind::Object => MAX_OBJECT_NAME_LENGTH,
+        NameKind::Account if auto => MAX_ACCOUNT_NAME_LENGTH * 2,
+        NameKind::Account => MAX_ACCOUNT_NAME_LENGTH,
+        NameKind::Container if auto => MAX_CONTAINER_NAME_LENGTH * 2,
+        NameKind::Container => MAX_CONTAINER_NAME_LENGTH,
+    }
+}
+
+/// Swift's name-length checks (the proxy's for all three kinds, the
+/// object server's `check_object_creation`): 400 when the decoded `name`
+/// has more characters than [`name_length_limit`] allows. Swift measures
+/// a Python `str`, so the limit is in characters, not UTF-8 bytes: 1,024
+/// `é` (2,048 bytes) is a valid object name.
+pub fn check_name_length(kind: NameKind, account: &str, name: &str) -> Result<(), ConstraintError> {
+    let limit = name_length_limit(kind, account);
+    // Cheap first: a name is never more characters than bytes.
+    if name.len() <= limit {
+        return Ok(());
+    }
+    let len = name.chars().count();
+    if len <= limit {
+        return Ok(());
+    }
+    Err(ConstraintError::bad_request(format!(
+        "{} name length of {len} longer than {limit}",
+        kind.label()
+    )))
 }
 
 /// Swift's `check_metadata` for `target` (`object`, `container`,
@@ -92,6 +152,32 @@ pub fn check_metadata<'a, V: AsRef<[u8]> + ?Sized + 'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn name_lengths_are_in_characters() {
+        let e = |n: usize| "\u{e9}".repeat(n);
+        assert!(check_name_length(NameKind::Object, "AUTH_a", &e(1024)).is_ok());
+        assert_eq!(
+            check_name_length(NameKind::Object, "AUTH_a", &e(1025)),
+            Err(ConstraintError::bad_request(
+                "Object name length of 1025 longer than 1024"
+            ))
+        );
+        assert!(check_name_length(NameKind::Container, "AUTH_a", &e(256)).is_ok());
+        assert_eq!(
+            check_name_length(NameKind::Container, "AUTH_a", &e(257)).map_err(|e| e.body),
+            Err("Container name length of 257 longer than 256".to_string())
+        );
+        let account = format!("AUTH_{}", e(252));
+        assert_eq!(
+            check_name_length(NameKind::Account, &account, &account).map_err(|e| e.body),
+            Err("Account name length of 257 longer than 256".to_string())
+        );
+        // Auto-created accounts allow twice as much, but not for objects.
+        assert!(check_name_length(NameKind::Container, ".x", &e(512)).is_ok());
+        assert!(check_name_length(NameKind::Container, ".x", &e(513)).is_err());
+        assert!(check_name_length(NameKind::Object, ".x", &e(1025)).is_err());
+    }
 
     #[test]
     fn metadata_limits() {

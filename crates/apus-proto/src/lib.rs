@@ -5,7 +5,8 @@
 //! - the names of the backend headers ([`headers`]);
 //! - request paths: percent-decoding with Swift's UTF-8/NUL rules, Swift's
 //!   `split_path`, and quoting for outgoing backend requests ([`path`]);
-//! - the object constraints a storage server re-checks ([`constraints`]);
+//! - Swift's constraints: metadata limits and name lengths, checked by
+//!   the proxy and re-checked by the storage servers ([`constraints`]);
 //! - the container-update message an object server sends to container
 //!   servers (and saves as an async pending), the expiring-objects queue
 //!   names, and the target lists the proxy hands over in

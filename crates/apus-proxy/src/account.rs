@@ -4,9 +4,10 @@
 
 use apus_core::Timestamp;
 use apus_http::full;
+use apus_proto::constraints::{ConstraintError, NameKind};
 use http::{HeaderMap, HeaderValue, Method, Response, StatusCode};
 
-use crate::app::{strip_owner_headers, Ctx, MAX_ACCOUNT_NAME_LENGTH};
+use crate::app::{strip_owner_headers, Ctx};
 use crate::backend::{best_response, quorum_size, NodePlan};
 use crate::info::AccountInfo;
 use crate::service::{error_response, header_str, Req, Resp};
@@ -50,25 +51,21 @@ pub fn transfer_headers(
     }
 }
 
+/// A failed constraint as the response Swift sends for it.
+pub fn constraint_response(e: ConstraintError) -> Resp {
+    error_response(
+        StatusCode::from_u16(e.status).unwrap_or(StatusCode::BAD_REQUEST),
+        Some(&e.body),
+    )
+}
+
 /// Swift's `check_metadata` on a request's headers as a 400 response.
 pub fn check_metadata(headers: &HeaderMap, target: &str) -> Result<(), Resp> {
     apus_proto::constraints::check_metadata(
         headers.iter().map(|(k, v)| (k.as_str(), v.as_bytes())),
         target,
     )
-    .map_err(|e| {
-        error_response(
-            StatusCode::from_u16(e.status).unwrap_or(StatusCode::BAD_REQUEST),
-            Some(&e.body),
-        )
-    })
-}
-
-fn name_too_long(kind: &str, len: usize, limit: usize) -> Resp {
-    error_response(
-        StatusCode::BAD_REQUEST,
-        Some(&format!("{kind} name length of {len} longer than {limit}")),
-    )
+    .map_err(constraint_response)
 }
 
 /// The listing the proxy makes up for an account that does not exist yet
@@ -158,9 +155,11 @@ impl Ctx<'_> {
     }
 
     pub async fn account(self, req: Req) -> Resp {
-        let len = self.target.account.len();
-        if len > MAX_ACCOUNT_NAME_LENGTH && req.method() != Method::DELETE {
-            return name_too_long("Account", len, MAX_ACCOUNT_NAME_LENGTH);
+        // A PUT checks the name after its other checks, as in Swift.
+        if matches!(*req.method(), Method::GET | Method::HEAD | Method::POST) {
+            if let Err(resp) = self.check_name_length(NameKind::Account) {
+                return resp;
+            }
         }
         match *req.method() {
             Method::GET | Method::HEAD => self.account_get(req).await,
@@ -228,6 +227,9 @@ impl Ctx<'_> {
             return method_not_allowed("DELETE, GET, HEAD, OPTIONS, POST, PUT");
         }
         if let Err(resp) = check_metadata(req.headers(), "account") {
+            return resp;
+        }
+        if let Err(resp) = self.check_name_length(NameKind::Account) {
             return resp;
         }
         let headers = self.account_write_headers(&req);

@@ -293,30 +293,7 @@ fn write_json(out: &mut String, v: &Value) {
 
 /// A JSON string literal in pure ASCII, as Python's `json.dumps` with
 /// its default `ensure_ascii` writes it.
-pub fn json_string(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            '\u{8}' => out.push_str("\\b"),
-            '\u{c}' => out.push_str("\\f"),
-            ' '..='~' => out.push(c),
-            _ => {
-                let mut units = [0u16; 2];
-                for u in c.encode_utf16(&mut units) {
-                    let _ = write!(out, "\\u{u:04x}");
-                }
-            }
-        }
-    }
-    out.push('"');
-    out
-}
+pub use apus_core::pyjson::json_str as json_string;
 
 /// The groups an account ACL grants each level to, as Swift's
 /// `acls_from_account_info` reads them from the account's sysmeta.

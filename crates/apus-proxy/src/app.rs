@@ -6,16 +6,13 @@
 use std::sync::Arc;
 
 use apus_http::{full, BackendClient, ClientConfig};
+use apus_proto::constraints::NameKind;
 use http::{HeaderMap, HeaderValue, Method, Response, StatusCode};
 
 use crate::backend::{Backend, ErrorLimiter, LimiterConfig};
 use crate::config::ProxyConfig;
 use crate::info::{AccountInfo, ContainerInfo, InfoCache};
 use crate::service::{env, error_response, AuthRequest, BoxFuture, Env, Req, Resp, Service};
-
-/// Longest account and container names (Swift's constraints).
-pub const MAX_ACCOUNT_NAME_LENGTH: usize = 256;
-pub const MAX_CONTAINER_NAME_LENGTH: usize = 256;
 
 /// Headers only an account's owner may set or see.
 pub const SWIFT_OWNER_HEADERS: &[&str] = &[
@@ -304,6 +301,19 @@ impl Ctx<'_> {
         self.env.authorize = None;
         self.env.swift_owner = self.env.swift_owner || grant.owner;
         Ok(())
+    }
+
+    /// Swift's name-length check of the target's `kind` name (in
+    /// characters), as the 400 Swift answers.
+    pub fn check_name_length(&self, kind: NameKind) -> Result<(), Resp> {
+        let t = &self.target;
+        let name = match kind {
+            NameKind::Account => Some(t.account.as_str()),
+            NameKind::Container => t.container.as_deref(),
+            NameKind::Object => t.object.as_deref(),
+        };
+        apus_proto::constraints::check_name_length(kind, &t.account, name.unwrap_or(""))
+            .map_err(crate::account::constraint_response)
     }
 
     /// Headers every backend request carries.

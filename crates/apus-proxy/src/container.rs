@@ -3,10 +3,11 @@
 //! DELETE, plus the container info the object controller decides on.
 
 use apus_core::Timestamp;
+use apus_proto::constraints::NameKind;
 use http::{HeaderMap, HeaderValue, Method, StatusCode};
 
 use crate::account::{check_metadata, copy_request_headers, transfer_headers};
-use crate::app::{strip_owner_headers, Ctx, MAX_CONTAINER_NAME_LENGTH, SWIFT_OWNER_HEADERS};
+use crate::app::{strip_owner_headers, Ctx, SWIFT_OWNER_HEADERS};
 use crate::backend::{assign_update_targets, best_response, quorum_size, NodePlan};
 use crate::info::ContainerInfo;
 use crate::service::{error_response, header_str, Req, Resp};
@@ -45,16 +46,7 @@ impl Ctx<'_> {
     }
 
     pub async fn container(mut self, mut req: Req) -> Resp {
-        let len = self.container_name().len();
         let method = req.method().clone();
-        if len > MAX_CONTAINER_NAME_LENGTH && method != Method::DELETE {
-            return error_response(
-                StatusCode::BAD_REQUEST,
-                Some(&format!(
-                    "Container name length of {len} longer than {MAX_CONTAINER_NAME_LENGTH}"
-                )),
-            );
-        }
         if method == Method::PUT || method == Method::POST {
             if let Err(resp) = clean_acls(req.headers_mut()) {
                 return resp;
@@ -195,6 +187,11 @@ impl Ctx<'_> {
             Ok(p) => p,
             Err(resp) => return resp,
         };
+        // Only a new container's name is checked, as in Swift: any other
+        // request for a longer name simply finds no container.
+        if let Err(resp) = self.check_name_length(NameKind::Container) {
+            return resp;
+        }
         let mut account = self.account_info().await;
         if account.is_none() && self.app.config.account_autocreate {
             if !self.autocreate_account(req.headers()).await {
@@ -315,10 +312,26 @@ fn clean_acls(headers: &mut HeaderMap) -> Result<(), Resp> {
         let Some(value) = headers.get(name) else {
             continue;
         };
-        let text = String::from_utf8_lossy(value.as_bytes()).into_owned();
+        // Swift cleans the WSGI string (a code point per byte); for a
+        // value that is not UTF-8, do the same so that its bytes reach the
+        // container server unchanged, which refuses them (400).
+        let (text, wsgi) = match std::str::from_utf8(value.as_bytes()) {
+            Ok(t) => (t.to_string(), false),
+            Err(_) => (
+                value.as_bytes().iter().map(|b| char::from(*b)).collect(),
+                true,
+            ),
+        };
         match crate::acl::clean_acl(name, &text) {
             Ok(clean) => {
-                if let Ok(v) = HeaderValue::from_str(&clean) {
+                let cleaned = if wsgi {
+                    let bytes: Option<Vec<u8>> =
+                        clean.chars().map(|c| u8::try_from(c).ok()).collect();
+                    bytes.and_then(|b| HeaderValue::from_bytes(&b).ok())
+                } else {
+                    HeaderValue::from_str(&clean).ok()
+                };
+                if let Some(v) = cleaned {
                     headers.insert(name, v);
                 }
             }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use apus_core::conditional::format_http_date;
 use apus_core::Timestamp;
 use apus_http::expect::{self, FinalResponse, Started, UploadConn};
-use apus_proto::constraints::{MAX_FILE_SIZE, MAX_OBJECT_NAME_LENGTH};
+use apus_proto::constraints::{NameKind, MAX_FILE_SIZE};
 use apus_proto::headers::is_true;
 use apus_ring::Device;
 use bytes::Bytes;
@@ -56,6 +56,52 @@ fn py_int(text: &str) -> Option<f64> {
 
 fn bad_request(body: &str) -> Resp {
     error_response(StatusCode::BAD_REQUEST, Some(body))
+}
+
+/// Python's `str.isspace` for the characters of a WSGI string (one per
+/// header byte).
+fn is_py_space(b: u8) -> bool {
+    matches!(b, 0x09..=0x0d | 0x1c..=0x1f | b' ' | 0x85 | 0xa0)
+}
+
+fn py_lstrip(bytes: &[u8]) -> &[u8] {
+    let start = bytes
+        .iter()
+        .position(|b| !is_py_space(*b))
+        .unwrap_or(bytes.len());
+    &bytes[start..]
+}
+
+/// Swift's `check_content_type`, run on every object PUT (copies become
+/// PUTs): a client's content type may not carry a `swift_*` parameter.
+/// SLO appends `swift_bytes=<total size>` to a manifest's content type and
+/// container listings report that as the object's size, so a client
+/// could otherwise make a listing show any size it likes.
+fn check_content_type(headers: &HeaderMap) -> Result<(), Resp> {
+    let Some(value) = headers.get(http::header::CONTENT_TYPE) else {
+        return Ok(());
+    };
+    let swift_param = value
+        .as_bytes()
+        .split(|b| *b == b';')
+        .skip(1)
+        .any(|param| py_lstrip(param).starts_with(b"swift_"));
+    if swift_param {
+        return Err(bad_request(
+            "Invalid Content-Type, swift_* is not a valid parameter name.",
+        ));
+    }
+    Ok(())
+}
+
+/// Swift's `clean_content_type`, applied to object GET and HEAD answers:
+/// a last `swift_bytes` parameter is the listing's business, not the
+/// client's. `None` when there is nothing to remove.
+fn clean_content_type(value: &[u8]) -> Option<&[u8]> {
+    let split = value.iter().rposition(|b| *b == b';')?;
+    py_lstrip(&value[split + 1..])
+        .starts_with(b"swift_bytes=")
+        .then(|| &value[..split])
 }
 
 /// Content types by file extension, for PUTs that name none (Python's
@@ -231,6 +277,15 @@ impl Ctx<'_> {
                 newest,
             )
             .await;
+        let cleaned = resp
+            .headers()
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| clean_content_type(v.as_bytes()))
+            .and_then(|v| HeaderValue::from_bytes(v).ok());
+        if let Some(cleaned) = cleaned {
+            resp.headers_mut()
+                .insert(http::header::CONTENT_TYPE, cleaned);
+        }
         let status = resp.status().as_u16();
         if (200..300).contains(&status) || matches!(status, 304 | 412 | 416) {
             resp.headers_mut()
@@ -367,11 +422,8 @@ impl Ctx<'_> {
                 Some("Missing Content-Length header."),
             );
         }
-        let name_len = self.object_name().len();
-        if name_len > MAX_OBJECT_NAME_LENGTH {
-            return bad_request(&format!(
-                "Object name length of {name_len} longer than {MAX_OBJECT_NAME_LENGTH}"
-            ));
+        if let Err(resp) = self.check_name_length(NameKind::Object) {
+            return resp;
         }
         let delete_at = match Self::delete_headers(&mut req, &timestamp) {
             Ok(at) => at,
@@ -385,6 +437,9 @@ impl Ctx<'_> {
             return bad_request("Invalid Content-Type");
         }
         if let Err(resp) = check_metadata(req.headers(), "object") {
+            return resp;
+        }
+        if let Err(resp) = check_content_type(req.headers()) {
             return resp;
         }
         let ts_text = timestamp.internal();
@@ -717,5 +772,53 @@ fn final_to_node(f: FinalResponse) -> NodeResponse {
         status: f.status.as_u16(),
         headers: f.headers,
         body: f.body,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ctype(v: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(
+            http::header::CONTENT_TYPE,
+            HeaderValue::from_str(v).unwrap(),
+        );
+        h
+    }
+
+    #[test]
+    fn swift_parameters_are_refused() {
+        for bad in [
+            "text/plain;swift_bytes=1",
+            "text/plain; \tswift_bytes=1",
+            "a/b;charset=x;swift_",
+        ] {
+            assert!(check_content_type(&ctype(bad)).is_err(), "{bad}");
+        }
+        for good in [
+            "text/plain",
+            "swift_bytes=1",
+            "text/plain;charset=utf-8",
+            "text/plain;x=swift_bytes",
+        ] {
+            assert!(check_content_type(&ctype(good)).is_ok(), "{good}");
+        }
+        assert!(check_content_type(&HeaderMap::new()).is_ok());
+    }
+
+    #[test]
+    fn only_a_last_swift_bytes_is_cleaned() {
+        assert_eq!(
+            clean_content_type(b"text/plain;swift_bytes=5"),
+            Some(&b"text/plain"[..])
+        );
+        assert_eq!(
+            clean_content_type(b"a/b;charset=x; swift_bytes=5"),
+            Some(&b"a/b;charset=x"[..])
+        );
+        assert_eq!(clean_content_type(b"a/b;swift_bytes=5;charset=x"), None);
+        assert_eq!(clean_content_type(b"text/plain"), None);
     }
 }

@@ -29,8 +29,8 @@ use tokio::net::TcpListener;
 
 use crate::container::{options_response, writable_drive};
 use crate::db_common::{
-    blocking, bytes_response, check_drive, db_path, decode_path, header_str, header_string,
-    is_sys_or_user_meta, json_str, listing_format, parse_path, put_header, req_timestamp,
+    blocking, bytes_response, check_drive, db_path, decode_path, header_str, is_sys_or_user_meta,
+    json_str, listing_format, metadata_value, parse_path, put_header, req_timestamp,
     status_response, title_case, true_value, xml_attr, xml_text, DbBody, DbKind, DbPath,
     DbServerConfig, HttpError, HttpResult, ListingFormat, Query, ServerHandle,
     AUTO_CREATE_ACCOUNT_PREFIX, LISTING_LIMIT, XML_DECLARATION,
@@ -118,13 +118,13 @@ impl AccountServer {
         )
     }
 
-    fn metadata_updates(headers: &HeaderMap, ts: Timestamp) -> Metadata {
+    fn metadata_updates(headers: &HeaderMap, ts: Timestamp) -> HttpResult<Metadata> {
         let mut md = Metadata::new();
         let mut removals = Vec::new();
         for (name, value) in headers {
             let n = name.as_str();
             if is_sys_or_user_meta("account", n) {
-                md.insert(title_case(n), (header_string(value), ts));
+                md.insert(title_case(n), (metadata_value(value)?, ts));
             } else if let Some(rest) = n.strip_prefix("x-remove-") {
                 let target = format!("x-{rest}");
                 if is_sys_or_user_meta("account", &target) {
@@ -135,7 +135,7 @@ impl AccountServer {
         for key in removals {
             md.entry(key).or_insert((String::new(), ts));
         }
-        md
+        Ok(md)
     }
 
     // ---- PUT ----
@@ -230,7 +230,7 @@ impl AccountServer {
 
     async fn put_account(&self, p: DbPath, headers: &HeaderMap) -> HttpResult<Response<DbBody>> {
         let ts = req_timestamp(headers)?;
-        let metadata = Self::metadata_updates(headers, ts);
+        let metadata = Self::metadata_updates(headers, ts)?;
         let db = self.broker_path(&p);
         let created = blocking(move || {
             let opts = BrokerOptions::default();
@@ -551,7 +551,7 @@ impl AccountServer {
     async fn post(&self, path: &str, headers: &HeaderMap) -> HttpResult<Response<DbBody>> {
         let p = parse_path(path, 3, 3, false)?;
         let ts = req_timestamp(headers)?;
-        let metadata = Self::metadata_updates(headers, ts);
+        let metadata = Self::metadata_updates(headers, ts)?;
         let cfg = Arc::clone(&self.cfg);
         let db = self.broker_path(&p);
         let r = blocking(move || {

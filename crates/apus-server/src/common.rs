@@ -125,9 +125,15 @@ pub fn insufficient_storage(device: &str) -> Response<Body> {
 
 /// Sets a response header, skipping names or values HTTP cannot carry.
 pub fn set_header(headers: &mut HeaderMap, name: &str, value: &str) {
+    set_header_bytes(headers, name, value.as_bytes());
+}
+
+/// [`set_header`] with a value that is bytes (stored object metadata
+/// need not be UTF-8).
+pub fn set_header_bytes(headers: &mut HeaderMap, name: &str, value: &[u8]) {
     if let (Ok(n), Ok(v)) = (
         HeaderName::from_bytes(name.as_bytes()),
-        HeaderValue::from_bytes(value.as_bytes()),
+        HeaderValue::from_bytes(value),
     ) {
         headers.insert(n, v);
     }

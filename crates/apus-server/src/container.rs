@@ -28,10 +28,10 @@ use tokio::net::TcpListener;
 
 use crate::db_common::{
     blocking, bytes_response, check_drive, db_path, decode_path, has_free_space, header_str,
-    header_string, http_date, is_sys_or_user_meta, json_str, listing_format, parse_path,
-    put_header, req_timestamp, status_response, title_case, true_value, xml_attr, xml_text, DbBody,
-    DbKind, DbPath, DbServerConfig, HttpError, HttpResult, ListingFormat, Query, ServerHandle,
-    AUTO_CREATE_ACCOUNT_PREFIX, LISTING_LIMIT, XML_DECLARATION,
+    header_string, http_date, is_sys_or_user_meta, json_str, listing_format, metadata_value,
+    parse_path, put_header, req_timestamp, status_response, title_case, true_value, xml_attr,
+    xml_text, DbBody, DbKind, DbPath, DbServerConfig, HttpError, HttpResult, ListingFormat, Query,
+    ServerHandle, AUTO_CREATE_ACCOUNT_PREFIX, LISTING_LIMIT, XML_DECLARATION,
 };
 
 const POLICY_HEADER: &str = "x-backend-storage-policy-index";
@@ -166,13 +166,13 @@ impl ContainerServer {
         }
     }
 
-    fn metadata_updates(&self, headers: &HeaderMap, ts: Timestamp) -> Metadata {
+    fn metadata_updates(&self, headers: &HeaderMap, ts: Timestamp) -> HttpResult<Metadata> {
         let mut md = Metadata::new();
         let mut removals = Vec::new();
         for (name, value) in headers {
             let n = name.as_str();
             if self.save_headers.contains(&n) || is_sys_or_user_meta("container", n) {
-                md.insert(title_case(n), (header_string(value), ts));
+                md.insert(title_case(n), (metadata_value(value)?, ts));
             } else if let Some(rest) = n.strip_prefix("x-remove-") {
                 let target = format!("x-{rest}");
                 if self.save_headers.contains(&target.as_str())
@@ -185,7 +185,7 @@ impl ContainerServer {
         for key in removals {
             md.entry(key).or_insert((String::new(), ts));
         }
-        md
+        Ok(md)
     }
 
     fn check_sync_to(&self, headers: &HeaderMap) -> HttpResult<()> {
@@ -227,7 +227,7 @@ impl ContainerServer {
                 None => self.cfg.policies.default_index,
             },
         };
-        let metadata = self.metadata_updates(headers, ts);
+        let metadata = self.metadata_updates(headers, ts)?;
         let cfg = Arc::clone(&self.cfg);
         let db = self.broker_path(&p);
         let p2 = p.clone();
@@ -599,7 +599,7 @@ impl ContainerServer {
         let p = parse_path(path, 4, 4, false)?;
         let ts = req_timestamp(headers)?;
         self.check_sync_to(headers)?;
-        let metadata = self.metadata_updates(headers, ts);
+        let metadata = self.metadata_updates(headers, ts)?;
         let bump = !true_value(header_str(headers, "x-backend-no-timestamp-update"));
         let cfg = Arc::clone(&self.cfg);
         let db = self.broker_path(&p);

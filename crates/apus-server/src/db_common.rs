@@ -27,9 +27,7 @@ pub type DbBody = apus_http::Body;
 /// Swift's listing limit for containers and accounts.
 pub const LISTING_LIMIT: usize = 10_000;
 /// Account names starting with this are auto-created by the servers.
-pub const AUTO_CREATE_ACCOUNT_PREFIX: &str = ".";
-/// Swift allows 90 metadata headers plus 36 others; hyper's default is 100.
-pub const MAX_REQUEST_HEADERS: usize = 126;
+pub use apus_proto::constraints::AUTO_CREATE_ACCOUNT_PREFIX;
 
 /// One storage policy as the servers need it: its index and its name (for
 /// the account's per-policy headers and listings).
@@ -551,6 +549,17 @@ pub fn header_string(v: &HeaderValue) -> String {
     String::from_utf8_lossy(v.as_bytes()).into_owned()
 }
 
+/// A header value a database keeps as metadata. Swift's
+/// `validate_metadata` refuses values that are not UTF-8 or hold NUL
+/// (`check_utf8`) with 400, whichever header carries them (user metadata,
+/// sysmeta, ACLs, sync settings): database metadata is JSON text.
+pub fn metadata_value(v: &HeaderValue) -> HttpResult<String> {
+    match std::str::from_utf8(v.as_bytes()) {
+        Ok(s) if !s.contains('\0') => Ok(s.to_string()),
+        _ => Err(HttpError::bad_request("Metadata must be valid UTF-8")),
+    }
+}
+
 /// Swift's `config_true_value`.
 pub fn true_value(v: Option<&str>) -> bool {
     matches!(
@@ -778,28 +787,7 @@ pub fn best_match<'a>(header: &str, options: &[&'a str]) -> Result<Option<&'a st
 }
 
 /// A JSON string as Python's `json.dumps` writes it (ASCII only).
-pub fn json_str(out: &mut String, s: &str) {
-    out.push('"');
-    for ch in s.chars() {
-        match ch {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            '\u{8}' => out.push_str("\\b"),
-            '\u{c}' => out.push_str("\\f"),
-            c if (c as u32) < 0x20 || (c as u32) > 0x7e => {
-                let mut buf = [0u16; 2];
-                for unit in c.encode_utf16(&mut buf) {
-                    out.push_str(&format!("\\u{unit:04x}"));
-                }
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-}
+pub use apus_core::pyjson::push_json_str as json_str;
 
 /// XML text content as ElementTree escapes it.
 pub fn xml_text(out: &mut String, s: &str) {

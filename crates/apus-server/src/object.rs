@@ -46,7 +46,7 @@ use apus_diskfile::{
     Metadata, OpenDiskFile, OpenOptions,
 };
 use apus_http::{channel, empty, BackendClient, Body, BodySender, ClientConfig, Handler};
-use apus_proto::constraints::{self, MAX_FILE_SIZE, MAX_OBJECT_NAME_LENGTH};
+use apus_proto::constraints::{self, NameKind, MAX_FILE_SIZE};
 use apus_proto::headers::{self as h, is_true};
 use apus_proto::update::{self as upd, ContainerUpdate, UpdateTarget};
 use apus_proto::{percent_decode, split_path, title_case};
@@ -57,8 +57,8 @@ use hyper::body::Incoming;
 use tokio::net::TcpListener;
 
 use crate::common::{
-    header, header_true, insufficient_storage, py_int, set_header, status_response, text_response,
-    valid_timestamp,
+    header, header_true, insufficient_storage, py_int, set_header, set_header_bytes,
+    status_response, text_response, valid_timestamp,
 };
 use crate::slow_hosts::{SlowHosts, UpdatePlan};
 
@@ -315,7 +315,7 @@ impl ObjectServer {
                 || h::is_object_transient_sysmeta(n)
                 || (with_sysmeta && h::is_object_sysmeta(n))
             {
-                md.insert(title_case(n), String::from_utf8_lossy(value.as_bytes()));
+                md.insert(title_case(n), value.as_bytes());
             }
         }
         let extra: Vec<String> = header(headers, h::X_BACKEND_REPLICATION_HEADERS)
@@ -326,8 +326,8 @@ impl ObjectServer {
             })
             .unwrap_or_default();
         for key in extra.iter().chain(self.allowed_headers.iter()) {
-            if let Some(v) = header(headers, key) {
-                md.insert(title_case(key), v.into_owned());
+            if let Some(v) = headers.get(key.as_str()) {
+                md.insert(title_case(key), v.as_bytes());
             }
         }
     }
@@ -373,15 +373,8 @@ impl ObjectServer {
         if fsize.is_none() && !chunked {
             return text_response(411, "Missing Content-Length header.");
         }
-        if t.obj.chars().count() > MAX_OBJECT_NAME_LENGTH {
-            return text_response(
-                400,
-                &format!(
-                    "Object name length of {} longer than {}",
-                    t.obj.chars().count(),
-                    MAX_OBJECT_NAME_LENGTH
-                ),
-            );
+        if let Err(e) = constraints::check_name_length(NameKind::Object, &t.account, &t.obj) {
+            return text_response(e.status, &e.body);
         }
         let Some(content_type) = header(headers, "content-type").map(|c| c.into_owned()) else {
             return text_response(400, "No content type");
@@ -645,7 +638,7 @@ impl ObjectServer {
                 || h::is_object_transient_sysmeta(k)
                 || self.allowed_headers.contains(&lower)
             {
-                set_header(out, k, v);
+                set_header_bytes(out, k, v);
             }
         }
         set_header(out, "etag", &format!("\"{etag}\""));
@@ -675,10 +668,10 @@ impl ObjectServer {
         // X-Backend-Etag-Is-At names metadata holding the etag to compare.
         let conditional_etag = header(req_headers, h::X_BACKEND_ETAG_IS_AT)
             .and_then(|names| {
-                names
-                    .split(',')
-                    .map(str::trim)
-                    .find_map(|n| md.get_ignore_case(n).map(str::to_string))
+                names.split(',').map(str::trim).find_map(|n| {
+                    md.get_ignore_case(n)
+                        .map(|v| String::from_utf8_lossy(v).into_owned())
+                })
             })
             .unwrap_or_else(|| etag.clone());
         if let Some(status) =
@@ -910,7 +903,7 @@ impl ObjectServer {
             &mut update,
             orig_metadata
                 .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string())),
+                .map(|(k, v)| (k.to_string(), String::from_utf8_lossy(v).into_owned())),
         );
         self.container_update(&t, &parts.method, &parts.uri, headers, update)
             .await;
@@ -919,7 +912,7 @@ impl ObjectServer {
         set_header(resp.headers_mut(), h::X_BACKEND_CONTENT_TYPE, &ctype);
         for (k, v) in orig_metadata.iter() {
             if h::is_object_sysmeta(k) {
-                set_header(resp.headers_mut(), k, v);
+                set_header_bytes(resp.headers_mut(), k, v);
             }
         }
         resp

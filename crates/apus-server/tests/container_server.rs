@@ -749,3 +749,87 @@ async fn damaged_databases_are_quarantined() {
     let r = raw(env.addr, "HEAD", "/sda/0/a/c", &[]).await;
     assert_eq!(r.status, 404);
 }
+
+/// Sends one request whose last header value is raw bytes; returns the
+/// status and body.
+async fn raw_bytes_header(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    name: &str,
+    value: &[u8],
+) -> (u16, String) {
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\nContent-Length: 0\r\nX-Timestamp: {}\r\n{name}: ",
+        ts(5)
+    )
+    .into_bytes();
+    req.extend_from_slice(value);
+    req.extend_from_slice(b"\r\n\r\n");
+    s.write_all(&req).await.unwrap();
+    let mut buf = Vec::new();
+    tokio::time::timeout(std::time::Duration::from_secs(20), s.read_to_end(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    let text = String::from_utf8_lossy(&buf).into_owned();
+    let status = text.split(' ').nth(1).unwrap().parse().unwrap();
+    let body = text.split_once("\r\n\r\n").unwrap().1.to_string();
+    (status, body)
+}
+
+/// Swift's databases keep metadata as JSON text: a value that is not
+/// UTF-8 is 400, in any header the server keeps.
+#[tokio::test]
+async fn non_utf8_metadata_is_refused() {
+    let env = start().await;
+    let account = start_account(env.devices.clone()).await;
+    let r = raw(env.addr, "PUT", "/sda/0/a/c", &[("X-Timestamp", &ts(1))]).await;
+    assert_eq!(r.status, 201);
+    for (method, name) in [
+        ("POST", "X-Container-Meta-Bad"),
+        ("POST", "X-Container-Sync-Key"),
+        ("POST", "X-Container-Read"),
+        ("POST", "X-Container-Sysmeta-Bad"),
+        ("PUT", "X-Container-Meta-Bad"),
+    ] {
+        // (A NUL never gets this far: hyper refuses it, 400.)
+        for value in [&b"\xff\xfe"[..], b"caf\xc3"] {
+            let (status, body) =
+                raw_bytes_header(env.addr, method, "/sda/0/a/c", name, value).await;
+            assert_eq!(status, 400, "{method} {name}");
+            assert_eq!(
+                body, "Metadata must be valid UTF-8",
+                "{method} {name} {value:?}"
+            );
+        }
+    }
+    let (status, _) = raw_bytes_header(
+        env.addr,
+        "POST",
+        "/sda/0/a/c",
+        "X-Container-Meta-Ok",
+        "caf\u{e9}".as_bytes(),
+    )
+    .await;
+    assert_eq!(status, 204);
+    let r = raw(env.addr, "HEAD", "/sda/0/a/c", &[]).await;
+    assert_eq!(r.header("X-Container-Meta-Ok"), Some("caf\u{e9}"));
+    assert_eq!(r.header("X-Container-Sync-Key"), None);
+
+    let r = raw(account.addr, "PUT", "/sda/0/a", &[("X-Timestamp", &ts(1))]).await;
+    assert_eq!(r.status, 201);
+    for method in ["POST", "PUT"] {
+        let (status, body) = raw_bytes_header(
+            account.addr,
+            method,
+            "/sda/0/a",
+            "X-Account-Meta-Bad",
+            b"\xff",
+        )
+        .await;
+        assert_eq!(status, 400, "{method}");
+        assert_eq!(body, "Metadata must be valid UTF-8");
+    }
+}
