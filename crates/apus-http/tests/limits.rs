@@ -4,6 +4,8 @@
 //! 400, more than 200 header fields is 431; each answer closes the
 //! connection, and whatever the client pipelined after it is never served.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::sync::Arc;
 use std::time::Duration;
 
