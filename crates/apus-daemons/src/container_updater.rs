@@ -5,7 +5,8 @@
 //! its object count or bytes differ, from what was last reported (the
 //! `reported_*` columns). The report is Swift's `PUT
 //! /<dev>/<part>/<account>/<container>` to every primary of the account's
-//! partition (with `X-Account-Override-Deleted: yes`); a majority of
+//! partition (with `X-Account-Override-Deleted: yes`, and apus's
+//! `X-Apus-Stats-Timestamp`: when the stats were read); a majority of
 //! successes records the report in the database. On failure the account is
 //! left alone for `account_suppression_time`. Every local container
 //! database is considered, primary or not, as in Swift; auto-created
@@ -21,6 +22,7 @@ use std::time::Duration;
 
 use apus_core::Timestamp;
 use apus_db::{BrokerOptions, ContainerBroker, ContainerInfo};
+use apus_proto::AccountUpdate;
 use apus_ring::Device;
 use http::{HeaderMap, HeaderName, HeaderValue, Method};
 use tokio::task::JoinSet;
@@ -73,26 +75,28 @@ pub fn needs_report(info: &ContainerInfo) -> bool {
         || info.bytes_used != info.reported_bytes_used
 }
 
-fn report_headers(info: &ContainerInfo) -> HeaderMap {
+/// The report of `info`, read at `read_at`.
+fn report_headers(info: &ContainerInfo, read_at: Timestamp) -> HeaderMap {
+    let report = AccountUpdate {
+        put_timestamp: info.put_timestamp,
+        delete_timestamp: info.delete_timestamp,
+        object_count: info.object_count,
+        bytes_used: info.bytes_used,
+        storage_policy_index: info.storage_policy_index,
+        stats_timestamp: read_at,
+    };
+    let mut headers = report.headers();
+    headers.push(("x-account-override-deleted", "yes".into()));
+    headers.push((
+        "user-agent",
+        format!("container-updater {}", std::process::id()),
+    ));
     let mut h = HeaderMap::new();
-    let mut put = |name: &'static str, value: String| {
+    for (name, value) in headers {
         if let Ok(v) = HeaderValue::from_str(&value) {
             h.insert(HeaderName::from_static(name), v);
         }
-    };
-    put("x-put-timestamp", info.put_timestamp.internal());
-    put("x-delete-timestamp", info.delete_timestamp.internal());
-    put("x-object-count", info.object_count.to_string());
-    put("x-bytes-used", info.bytes_used.to_string());
-    put("x-account-override-deleted", "yes".into());
-    put(
-        "x-backend-storage-policy-index",
-        info.storage_policy_index.to_string(),
-    );
-    put(
-        "user-agent",
-        format!("container-updater {}", std::process::id()),
-    );
+    }
     h
 }
 
@@ -151,12 +155,13 @@ async fn process_container(
                 ..BrokerOptions::default()
             };
             let broker = ContainerBroker::open(&db, opts)?;
+            let read_at = Timestamp::now();
             let info = broker.get_info()?;
-            Ok::<_, apus_db::DbError>((broker, info))
+            Ok::<_, apus_db::DbError>((broker, info, read_at))
         })
         .await
     };
-    let (broker, info) = match opened {
+    let (broker, info, read_at) = match opened {
         Ok(Ok(v)) => v,
         Ok(Err(e)) => {
             tracing::info!(db = %db.display(), error = %e, "cannot read container info; skipping");
@@ -187,7 +192,7 @@ async fn process_container(
         let client = ctx.client.clone();
         let host = replication_host(node);
         let target = format!("/{}/{}{}", apus_proto::quote(&node.device), part, path);
-        let headers = report_headers(&info);
+        let headers = report_headers(&info, read_at);
         puts.spawn(async move {
             match client
                 .request(Method::PUT, &host, &target, headers, apus_http::empty())

@@ -560,7 +560,9 @@ async fn the_updater_brings_the_account_up_to_date() {
         .unwrap();
     }
     let w = ContainerUpdater::new(ContainerUpdaterConfig::default());
+    let before = Timestamp::now();
     let pass = run_once(&w, &cl.ctx(node), Shutdown::never()).await;
+    let after = Timestamp::now();
     assert_eq!(pass.count("successes"), 1, "{pass}");
     for &n in &acct_prim {
         let a = AccountBroker::open(&cl.account_db(n, "acct"), BrokerOptions::default()).unwrap();
@@ -572,6 +574,11 @@ async fn the_updater_brings_the_account_up_to_date() {
         );
         let row = a.get_container_row("box").unwrap().unwrap();
         assert_eq!(row.put_timestamp, recent(1));
+        // Stamped with the time the updater read the container's stats.
+        assert!(
+            before <= row.stats_timestamp && row.stats_timestamp <= after,
+            "{row:?}"
+        );
     }
     let info = b.get_info().unwrap();
     assert_eq!(

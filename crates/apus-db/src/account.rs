@@ -1,5 +1,20 @@
 //! The account database: one row per container in `container`, totals in
 //! `account_stat`, totals per storage policy in `policy_stat`.
+//!
+//! Difference from Swift: a container row also holds
+//! `apus_stats_timestamp`, when its object count and bytes were read from
+//! the container, and a merge keeps the counts (and storage policy) of the
+//! record with the newer stats. Swift takes the incoming record's counts
+//! whatever their age, so a replica that missed the container's latest
+//! report and replicates its old row sets its peers back, and the
+//! container, having recorded its counts as reported, never corrects them.
+//! Records without the column (Swift's rows and pending entries, older
+//! apus ones) count as stats of time zero: two of them merge as in Swift.
+//! Swift reads and writes these files unchanged: it names its columns in
+//! every insert and select except replication's `SELECT *`, whose extra
+//! key its `merge_items` ignores, and its pending loader ignores the extra
+//! tuple element. A database opened without the column (made by Swift)
+//! gets it added.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -31,6 +46,13 @@ pub struct ContainerRecord {
     pub deleted: bool,
     #[serde(default)]
     pub storage_policy_index: i64,
+    /// When the counts were read from the container; zero when unknown.
+    #[serde(
+        rename = "apus_stats_timestamp",
+        default,
+        with = "crate::encode::serde_ts"
+    )]
+    pub stats_timestamp: Timestamp,
 }
 
 impl ContainerRecord {
@@ -53,7 +75,14 @@ impl ContainerRecord {
             bytes_used,
             deleted: delete_timestamp > put_timestamp && object_count == 0,
             storage_policy_index,
+            stats_timestamp: Timestamp::ZERO,
         }
+    }
+
+    /// The same report, its counts read from the container at `ts`.
+    pub fn with_stats_timestamp(mut self, ts: Timestamp) -> Self {
+        self.stats_timestamp = ts;
+        self
     }
 
     fn to_pickle(&self) -> Vec<Value> {
@@ -65,6 +94,8 @@ impl ContainerRecord {
             Value::I64(self.bytes_used),
             Value::I64(i64::from(self.deleted)),
             Value::I64(self.storage_policy_index),
+            // Swift's loader reads the first seven elements only.
+            Value::String(self.stats_timestamp.internal()),
         ]
     }
 
@@ -85,6 +116,8 @@ impl ContainerRecord {
             bytes_used: pending::as_int(t.get(4))?,
             deleted: pending::as_int(t.get(5))? != 0,
             storage_policy_index: pending::as_int(t.get(6))?,
+            // Absent from Swift's entries; unreadable counts as unknown.
+            stats_timestamp: ts(t.get(7)).unwrap_or(Timestamp::ZERO),
         })
     }
 }
@@ -164,10 +197,12 @@ impl AccountBroker {
         Ok(AccountBroker { db })
     }
 
+    /// Opens an existing database, adding the stats timestamp column to
+    /// one made by Swift.
     pub fn open(path: &Path, opts: BrokerOptions) -> Result<Self> {
-        Ok(AccountBroker {
-            db: Db::open(path, Kind::Account, opts)?,
-        })
+        let db = Db::open(path, Kind::Account, opts)?;
+        db.with_conn(|conn| add_stats_column(&db, conn))?;
+        Ok(AccountBroker { db })
     }
 
     /// Opens the database, creating it first if there is none; the flag
@@ -214,8 +249,10 @@ impl AccountBroker {
     }
 
     /// Merges container rows: newest put and delete timestamps win, counts
-    /// come from the update, and `deleted` is recomputed. With `source`, the
-    /// incoming sync point moves to the highest ROWID merged.
+    /// and storage policy come from the record with the newer stats
+    /// timestamp (the update's on a tie, as in Swift), and `deleted` is
+    /// recomputed. With `source`, the incoming sync point moves to the
+    /// highest ROWID merged.
     pub fn merge_items(&self, items: Vec<ContainerRecord>, source: Option<&str>) -> Result<()> {
         let sync = match source {
             None => None,
@@ -396,8 +433,8 @@ impl AccountBroker {
             let mut stmt = conn
                 .prepare_cached(
                     "SELECT ROWID, name, put_timestamp, delete_timestamp, object_count, \
-                     bytes_used, deleted, storage_policy_index FROM container \
-                     WHERE ROWID > ? ORDER BY ROWID ASC LIMIT ?",
+                     bytes_used, deleted, storage_policy_index, apus_stats_timestamp \
+                     FROM container WHERE ROWID > ? ORDER BY ROWID ASC LIMIT ?",
                 )
                 .map_err(|e| db.err(e))?;
             let count = i64::try_from(count).unwrap_or(i64::MAX);
@@ -419,7 +456,8 @@ impl AccountBroker {
             let mut stmt = conn
                 .prepare_cached(
                     "SELECT ROWID, name, put_timestamp, delete_timestamp, object_count, \
-                     bytes_used, deleted, storage_policy_index FROM container WHERE name = ?",
+                     bytes_used, deleted, storage_policy_index, apus_stats_timestamp \
+                     FROM container WHERE name = ?",
                 )
                 .map_err(|e| db.err(e))?;
             let mut rows = stmt.query([name]).map_err(|e| db.err(e))?;
@@ -550,6 +588,33 @@ fn read_container_row(db: &Db, r: &rusqlite::Row<'_>) -> Result<ContainerRecord>
         bytes_used: n(5)?,
         deleted: n(6)? != 0,
         storage_policy_index: n(7)?,
+        // Advisory: an unreadable one is unknown, not a broken row.
+        stats_timestamp: parse_ts_value(db, r.get(8).map_err(|e| db.err(e))?)
+            .unwrap_or(Timestamp::ZERO),
+    })
+}
+
+/// Adds `apus_stats_timestamp` to the `container` table of a database
+/// made by Swift; existing rows read as stats of time zero.
+fn add_stats_column(db: &Db, conn: &mut Connection) -> Result<()> {
+    fn has_column(conn: &Connection) -> rusqlite::Result<bool> {
+        conn.prepare_cached(
+            "SELECT 1 FROM pragma_table_info('container') WHERE name = 'apus_stats_timestamp'",
+        )?
+        .exists([])
+    }
+    if has_column(conn).map_err(|e| db.err(e))? {
+        return Ok(());
+    }
+    write_tx(conn, &db.path, |tx| {
+        // Another connection may have added it meanwhile.
+        if !has_column(tx).map_err(|e| db.err(e))? {
+            tx.execute_batch(
+                "ALTER TABLE container ADD COLUMN apus_stats_timestamp TEXT DEFAULT '0'",
+            )
+            .map_err(|e| db.err(e))?;
+        }
+        Ok(())
     })
 }
 
@@ -559,6 +624,16 @@ fn merge_pending(db: &Db, conn: &mut Connection, entries: Vec<Vec<Value>>) -> Re
         .filter_map(|t| ContainerRecord::from_pickle(t))
         .collect();
     merge_containers(db, conn, items, None)
+}
+
+/// A container row as a merge finds it (timestamps as stored).
+struct StoredRow {
+    put: rusqlite::types::Value,
+    delete: rusqlite::types::Value,
+    object_count: i64,
+    bytes_used: i64,
+    storage_policy_index: i64,
+    stats: rusqlite::types::Value,
 }
 
 fn merge_containers(
@@ -573,7 +648,8 @@ fn merge_containers(
     write_tx(conn, &db.path, |tx| {
         let mut sel = tx
             .prepare_cached(
-                "SELECT put_timestamp, delete_timestamp FROM container \
+                "SELECT put_timestamp, delete_timestamp, object_count, bytes_used, \
+                 storage_policy_index, apus_stats_timestamp FROM container \
                  WHERE name = ? AND deleted IN (0, 1)",
             )
             .map_err(|e| db.err(e))?;
@@ -583,21 +659,37 @@ fn merge_containers(
         let mut ins = tx
             .prepare_cached(
                 "INSERT INTO container (name, put_timestamp, delete_timestamp, object_count, \
-                 bytes_used, deleted, storage_policy_index) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                 bytes_used, deleted, storage_policy_index, apus_stats_timestamp) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             )
             .map_err(|e| db.err(e))?;
         for item in items {
             let mut rec = item;
-            let existing: Option<(rusqlite::types::Value, rusqlite::types::Value)> = sel
-                .query_row([&rec.name], |r| Ok((r.get(0)?, r.get(1)?)))
+            let existing = sel
+                .query_row([&rec.name], |r| {
+                    Ok(StoredRow {
+                        put: r.get(0)?,
+                        delete: r.get(1)?,
+                        object_count: r.get::<_, Option<i64>>(2)?.unwrap_or(0),
+                        bytes_used: r.get::<_, Option<i64>>(3)?.unwrap_or(0),
+                        storage_policy_index: r.get::<_, Option<i64>>(4)?.unwrap_or(0),
+                        stats: r.get(5)?,
+                    })
+                })
                 .optional()
                 .map_err(|e| db.err(e))?;
-            if let Some((put, delete)) = existing {
+            if let Some(row) = existing {
                 // An unreadable stored timestamp loses to the update's.
-                let put = parse_ts_value(db, put).unwrap_or(Timestamp::ZERO);
-                let delete = parse_ts_value(db, delete).unwrap_or(Timestamp::ZERO);
-                rec.put_timestamp = rec.put_timestamp.max(put);
-                rec.delete_timestamp = rec.delete_timestamp.max(delete);
+                let stored = |v| parse_ts_value(db, v).unwrap_or(Timestamp::ZERO);
+                rec.put_timestamp = rec.put_timestamp.max(stored(row.put));
+                rec.delete_timestamp = rec.delete_timestamp.max(stored(row.delete));
+                let stats = stored(row.stats);
+                if stats > rec.stats_timestamp {
+                    rec.object_count = row.object_count;
+                    rec.bytes_used = row.bytes_used;
+                    rec.storage_policy_index = row.storage_policy_index;
+                    rec.stats_timestamp = stats;
+                }
                 rec.deleted = rec.delete_timestamp > rec.put_timestamp && rec.object_count == 0;
             }
             del.execute([&rec.name]).map_err(|e| db.err(e))?;
@@ -608,7 +700,8 @@ fn merge_containers(
                 rec.object_count,
                 rec.bytes_used,
                 i64::from(rec.deleted),
-                rec.storage_policy_index
+                rec.storage_policy_index,
+                rec.stats_timestamp.internal()
             ])
             .map_err(|e| db.err(e))?;
         }
@@ -619,8 +712,8 @@ fn merge_containers(
     })
 }
 
-/// The account schema, equivalent to Swift 2.38's, minus the shared sync
-/// tables.
+/// The account schema, equivalent to Swift 2.38's plus
+/// `container.apus_stats_timestamp`, minus the shared sync tables.
 const ACCOUNT_SCHEMA_SQL: &str = "
 CREATE TABLE container (
     ROWID INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -630,7 +723,8 @@ CREATE TABLE container (
     object_count INTEGER,
     bytes_used INTEGER,
     deleted INTEGER DEFAULT 0,
-    storage_policy_index INTEGER DEFAULT 0
+    storage_policy_index INTEGER DEFAULT 0,
+    apus_stats_timestamp TEXT DEFAULT '0'
 );
 CREATE INDEX ix_container_deleted_name ON container (deleted, name);
 CREATE TRIGGER container_insert AFTER INSERT ON container BEGIN

@@ -12,7 +12,8 @@
 //!   merged into SQLite in one transaction at the next read, or at once when
 //!   the file grows past its cap;
 //! - merge rules (newest wins per field for objects, newest put/delete for
-//!   containers), listings with Swift's marker/prefix/delimiter/path/reverse
+//!   containers with the counts of the newer stats timestamp, an apus
+//!   column: see `account.rs`), listings with Swift's marker/prefix/delimiter/path/reverse
 //!   semantics returned as typed rows, metadata, status (deleted,
 //!   re-created), reclaim, and the replication primitives
 //!   (`get_items_since`, `merge_items`, sync points, replication info),

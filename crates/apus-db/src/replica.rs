@@ -328,6 +328,8 @@ mod wire_tests {
         assert_eq!(acct.rowid, Some(7));
         assert!(!acct.deleted);
         assert_eq!(acct.delete_timestamp, Timestamp::ZERO);
+        // Swift's rows have no stats timestamp: unknown, time zero.
+        assert_eq!(acct.stats_timestamp, Timestamp::ZERO);
         let back = serde_json::to_value(&acct).unwrap();
         assert_eq!(back["deleted"], 0);
         let numeric: ContainerRecord = serde_json::from_str(

@@ -185,3 +185,152 @@ fn pending_file_and_reopen() {
     let stats = again.get_policy_stats().unwrap();
     assert_eq!(stats.values().map(|s| s.container_count).sum::<i64>(), 200);
 }
+
+/// A container report whose counts were read at `stats`.
+fn report(put_t: u64, del_t: u64, count: i64, bytes: i64, spi: i64, stats: u64) -> ContainerRecord {
+    ContainerRecord::new("c", ts(put_t), ts(del_t), count, bytes, spi)
+        .with_stats_timestamp(ts(stats))
+}
+
+fn row_of(b: &AccountBroker) -> ContainerRecord {
+    b.get_container_row("c").unwrap().unwrap()
+}
+
+fn totals(b: &AccountBroker) -> (i64, i64, i64) {
+    let i = b.get_info().unwrap();
+    (i.container_count, i.object_count, i.bytes_used)
+}
+
+#[test]
+fn newer_stats_win_in_either_arrival_order() {
+    let newer = report(10, 0, 3, 600, 1, 30);
+    let older = report(12, 0, 0, 0, 0, 20);
+    for order in [[&newer, &older], [&older, &newer]] {
+        let dir = tempfile::tempdir().unwrap();
+        let b = account(&dir);
+        for r in order {
+            b.put_container(r.clone()).unwrap();
+        }
+        let row = row_of(&b);
+        // Counts and policy from the newer stats, the newest put.
+        assert_eq!(
+            (row.object_count, row.bytes_used, row.storage_policy_index),
+            (3, 600, 1)
+        );
+        assert_eq!(row.stats_timestamp, ts(30));
+        assert_eq!(row.put_timestamp, ts(12));
+        assert!(!row.deleted);
+        assert_eq!(totals(&b), (1, 3, 600));
+        let policies = b.get_policy_stats().unwrap();
+        assert_eq!(policies[&1].object_count, 3);
+        assert_eq!(policies.get(&0).map_or(0, |p| p.container_count), 0);
+    }
+}
+
+#[test]
+fn equal_or_zero_stats_merge_as_swift() {
+    for stats in [0, 25] {
+        let dir = tempfile::tempdir().unwrap();
+        let b = account(&dir);
+        b.put_container(report(10, 0, 3, 600, 0, stats)).unwrap();
+        b.put_container(report(9, 0, 1, 5, 0, stats)).unwrap();
+        // The record merged last gives the counts; timestamps keep the newest.
+        let row = row_of(&b);
+        assert_eq!((row.object_count, row.bytes_used), (1, 5), "stats {stats}");
+        assert_eq!(row.put_timestamp, ts(10));
+        assert_eq!(row.stats_timestamp, ts(stats));
+    }
+    // A record without stats loses to one with them, and the reverse.
+    let dir = tempfile::tempdir().unwrap();
+    let b = account(&dir);
+    b.put_container(report(10, 0, 3, 600, 0, 25)).unwrap();
+    b.put_container(report(10, 0, 0, 0, 0, 0)).unwrap();
+    assert_eq!(row_of(&b).object_count, 3);
+    b.put_container(report(10, 0, 0, 0, 0, 0).with_stats_timestamp(ts(26)))
+        .unwrap();
+    assert_eq!(row_of(&b).object_count, 0);
+}
+
+#[test]
+fn timestamps_keep_the_newest_and_deleted_follows_the_kept_counts() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = account(&dir);
+    b.put_container(report(10, 0, 3, 600, 0, 30)).unwrap();
+    // A deletion whose stats are older: its delete timestamp is kept, but
+    // the newer stats say the container holds objects.
+    b.put_container(report(10, 15, 0, 0, 0, 20)).unwrap();
+    let row = row_of(&b);
+    assert_eq!((row.put_timestamp, row.delete_timestamp), (ts(10), ts(15)));
+    assert_eq!(row.object_count, 3);
+    assert!(!row.deleted);
+    assert_eq!(totals(&b), (1, 3, 600));
+    // Newer stats saying empty: deleted.
+    b.put_container(report(10, 0, 0, 0, 0, 40)).unwrap();
+    let row = row_of(&b);
+    assert_eq!(row.delete_timestamp, ts(15));
+    assert!(row.deleted);
+    assert_eq!(totals(&b), (0, 0, 0));
+    // A re-creation with older stats undeletes by its put timestamp alone.
+    b.put_container(report(50, 0, 0, 0, 0, 35)).unwrap();
+    let row = row_of(&b);
+    assert_eq!((row.put_timestamp, row.stats_timestamp), (ts(50), ts(40)));
+    assert!(!row.deleted);
+    assert_eq!(totals(&b), (1, 0, 0));
+}
+
+#[test]
+fn replication_keeps_the_newer_stats() {
+    let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (stale, current) = (account(&d1), account(&d2));
+    stale.put_container(report(10, 0, 0, 0, 0, 10)).unwrap();
+    current.put_container(report(10, 0, 3, 600, 0, 30)).unwrap();
+    let stale_id = stale.get_info().unwrap().id;
+    let current_id = current.get_info().unwrap().id;
+    // The stale copy pushes first: nothing is lost.
+    let rows = stale.get_items_since(-1, 10).unwrap();
+    assert_eq!(rows[0].stats_timestamp, ts(10));
+    current.merge_items(rows, Some(&stale_id)).unwrap();
+    assert_eq!(totals(&current), (1, 3, 600));
+    // Then the other way: the stale copy catches up.
+    let rows = current.get_items_since(-1, 10).unwrap();
+    let wire = serde_json::to_value(&rows).unwrap();
+    assert_eq!(wire[0]["apus_stats_timestamp"], ts(30).internal());
+    let rows: Vec<ContainerRecord> = serde_json::from_value(wire).unwrap();
+    stale.merge_items(rows, Some(&current_id)).unwrap();
+    assert_eq!(totals(&stale), (1, 3, 600));
+    assert_eq!(row_of(&stale).stats_timestamp, ts(30));
+    assert_eq!(
+        stale.get_replication_info().unwrap().hash,
+        current.get_replication_info().unwrap().hash
+    );
+}
+
+#[test]
+fn stats_timestamp_survives_the_pending_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = account(&dir);
+    b.put_container(report(10, 0, 2, 20, 0, 33)).unwrap();
+    assert!(std::fs::metadata(b.pending_path()).unwrap().len() > 0);
+    let again = AccountBroker::open(b.path(), BrokerOptions::default()).unwrap();
+    assert_eq!(row_of(&again).stats_timestamp, ts(33));
+}
+
+#[test]
+fn a_database_without_the_column_gets_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = account(&dir);
+    b.put_container(report(10, 0, 2, 20, 0, 33)).unwrap();
+    b.flush_pending().unwrap();
+    let path = b.path().to_path_buf();
+    drop(b);
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.execute_batch("ALTER TABLE container DROP COLUMN apus_stats_timestamp")
+        .unwrap();
+    drop(conn);
+    let b = AccountBroker::open(&path, BrokerOptions::default()).unwrap();
+    // The old row has no stats: any report with stats replaces its counts.
+    assert_eq!(row_of(&b).stats_timestamp, ts(0));
+    b.put_container(report(10, 0, 5, 50, 0, 1)).unwrap();
+    assert_eq!(totals(&b), (1, 5, 50));
+    assert_eq!(row_of(&b).stats_timestamp, ts(1));
+}

@@ -11,6 +11,8 @@
 //!   servers (and saves as an async pending), the expiring-objects queue
 //!   names, and the target lists the proxy hands over in
 //!   `X-Container-*` / `X-Delete-At-*` headers ([`update`]);
+//! - the account update a container server or the container updater
+//!   sends to account servers ([`account_update`]);
 //! - the account/container replication RPC and apus's whole-database copy
 //!   ([`db_replication`]);
 //! - the object replication messages: missing-check and wanted lines, and
@@ -18,9 +20,12 @@
 //!
 //! Known differences from Swift's wire protocol are documented here as
 //! they are decided: databases are copied whole over HTTP rather than
-//! rsync ([`db_replication`]), and object replication runs its missing
+//! rsync ([`db_replication`]), object replication runs its missing
 //! check as a `REPLICATE` request with `X-Apus-Missing-Check` instead of
-//! Swift's `SSYNC` verb ([`replication`]). Erasure-coded PUTs (Swift's
+//! Swift's `SSYNC` verb ([`replication`]), and account updates carry
+//! `X-Apus-Stats-Timestamp`, when the container's counts were read, so
+//! account replicas keep the newest counts ([`account_update`]; without
+//! it an account server uses its own clock). Erasure-coded PUTs (Swift's
 //! multi-phase commit with `100 Continue` carrying headers) are not spoken
 //! yet; when they are, the apus-to-apus mechanism will be defined in this
 //! crate.
@@ -30,6 +35,7 @@
 //! `apus-core`; of the HTTP stack only on the `http` types; and serde for
 //! the JSON messages.
 
+pub mod account_update;
 pub mod constraints;
 pub mod db_replication;
 pub mod headers;
@@ -37,5 +43,6 @@ pub mod path;
 pub mod replication;
 pub mod update;
 
+pub use account_update::AccountUpdate;
 pub use path::{percent_decode, quote, split_path, title_case, PathError};
 pub use update::{ContainerUpdate, UpdateTarget};

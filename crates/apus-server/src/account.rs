@@ -3,7 +3,9 @@
 //! - `PUT /d/p/a` creates (201) or updates (202) an account; 403 with
 //!   `X-Account-Status: Deleted` while it is marked deleted.
 //! - `PUT /d/p/a/c` records a container row reported by a container server
-//!   or updater (201, or 204 when the report is a deletion).
+//!   or updater (201, or 204 when the report is a deletion), with its
+//!   counts' stats timestamp from `X-Apus-Stats-Timestamp`, or this
+//!   server's clock for a sender without it (Swift's).
 //! - `DELETE /d/p/a` marks the account deleted (204; 404 if it was not
 //!   there). Emptying it is the reaper's job, as in Swift.
 //! - `HEAD`/`GET`: stats (also per storage policy) and container listings.
@@ -21,6 +23,9 @@ use apus_core::Timestamp;
 use apus_db::{
     AccountBroker, AccountInfo, AccountPolicyStat, BrokerOptions, ContainerEntry, ContainerRecord,
     DbError, ListParams, Listing, Metadata,
+};
+use apus_proto::account_update::{
+    X_APUS_STATS_TIMESTAMP, X_BYTES_USED, X_DELETE_TIMESTAMP, X_OBJECT_COUNT, X_PUT_TIMESTAMP,
 };
 use bytes::Bytes;
 use http::header::{HeaderValue, CONTENT_LENGTH};
@@ -179,16 +184,24 @@ impl AccountServer {
                 .and_then(|v| v.trim().parse::<i64>().ok())
                 .ok_or_else(|| HttpError::bad_request(format!("Missing or invalid {name} header")))
         };
-        let put_ts = ts_header("x-put-timestamp")?;
-        let delete_ts = ts_header("x-delete-timestamp")?;
+        let put_ts = ts_header(X_PUT_TIMESTAMP)?;
+        let delete_ts = ts_header(X_DELETE_TIMESTAMP)?;
+        // A sender without it (Swift's) read the counts shortly before
+        // sending: the time of receipt stands in.
+        let stats_ts = match header_str(headers, X_APUS_STATS_TIMESTAMP) {
+            None => Timestamp::now(),
+            Some(v) => Timestamp::parse(v.trim())
+                .map_err(|_| HttpError::bad_request("Invalid X-Apus-Stats-Timestamp header"))?,
+        };
         let record = ContainerRecord::new(
             p.container.as_deref().unwrap_or(""),
             put_ts,
             delete_ts,
-            int_header("x-object-count")?,
-            int_header("x-bytes-used")?,
+            int_header(X_OBJECT_COUNT)?,
+            int_header(X_BYTES_USED)?,
             policy,
-        );
+        )
+        .with_stats_timestamp(stats_ts);
         let override_deleted = header_str(headers, "x-account-override-deleted")
             .is_some_and(|v| v.eq_ignore_ascii_case("yes"));
         let opts = if headers.contains_key("x-trans-id") {

@@ -20,7 +20,7 @@ use apus_db::{
     extract_swift_bytes, BrokerOptions, ContainerBroker, ContainerInfo, DbError, ListParams,
     Listing, Metadata, ObjectEntry, ObjectRecord,
 };
-use apus_proto::quote;
+use apus_proto::{quote, AccountUpdate};
 use bytes::Bytes;
 use http::header::{HeaderValue, CONTENT_LENGTH, CONTENT_TYPE, LAST_MODIFIED};
 use http::{HeaderMap, Method, Request, Response, StatusCode};
@@ -47,24 +47,16 @@ pub struct ContainerServer {
     client: apus_http::BackendClient,
 }
 
-/// What a container PUT/DELETE reports to the account.
-struct AccountReport {
-    put_timestamp: Timestamp,
-    delete_timestamp: Timestamp,
-    object_count: i64,
-    bytes_used: i64,
-    storage_policy_index: i64,
-}
-
-impl From<&ContainerInfo> for AccountReport {
-    fn from(i: &ContainerInfo) -> Self {
-        AccountReport {
-            put_timestamp: i.put_timestamp,
-            delete_timestamp: i.delete_timestamp,
-            object_count: i.object_count,
-            bytes_used: i.bytes_used,
-            storage_policy_index: i.storage_policy_index,
-        }
+/// What a container PUT/DELETE reports to the account: `info`, read at
+/// `read_at`.
+fn report_of(info: &ContainerInfo, read_at: Timestamp) -> AccountUpdate {
+    AccountUpdate {
+        put_timestamp: info.put_timestamp,
+        delete_timestamp: info.delete_timestamp,
+        object_count: info.object_count,
+        bytes_used: info.bytes_used,
+        storage_policy_index: info.storage_policy_index,
+        stats_timestamp: read_at,
     }
 }
 
@@ -279,8 +271,9 @@ impl ContainerServer {
             if !metadata.is_empty() {
                 update_metadata(&broker, &metadata)?;
             }
+            let read_at = Timestamp::now();
             let info = broker.get_info()?;
-            Ok((created, AccountReport::from(&info)))
+            Ok((created, report_of(&info, read_at)))
         })
         .await?;
         let spi = report.storage_policy_index;
@@ -420,8 +413,9 @@ impl ContainerServer {
             if !broker.is_deleted()? {
                 return Err(HttpError::new(StatusCode::CONFLICT));
             }
+            let read_at = Timestamp::now();
             let info = broker.get_info()?;
-            Ok((existed, AccountReport::from(&info)))
+            Ok((existed, report_of(&info, read_at)))
         })
         .await?;
         if let Some(resp) = self.account_update(&p, headers, &report).await? {
@@ -634,7 +628,7 @@ impl ContainerServer {
         &self,
         p: &DbPath,
         headers: &HeaderMap,
-        report: &AccountReport,
+        report: &AccountUpdate,
     ) -> HttpResult<Option<Response<DbBody>>> {
         let hosts_raw = header_str(headers, "x-account-host").unwrap_or("");
         let devices_raw = header_str(headers, "x-account-device").unwrap_or("");
@@ -659,18 +653,12 @@ impl ContainerServer {
         let mut updates = Vec::new();
         for (host, device) in hosts.iter().zip(devices.iter()) {
             let path = format!("/{device}/{partition}/{}/{container}", p.account);
-            let mut req_headers = vec![
-                ("x-put-timestamp", report.put_timestamp.internal()),
-                ("x-delete-timestamp", report.delete_timestamp.internal()),
-                ("x-object-count", report.object_count.to_string()),
-                ("x-bytes-used", report.bytes_used.to_string()),
-                ("x-trans-id", trans_id.clone()),
-                (POLICY_HEADER, report.storage_policy_index.to_string()),
-                (
-                    "user-agent",
-                    format!("container-server {}", std::process::id()),
-                ),
-            ];
+            let mut req_headers = report.headers();
+            req_headers.push(("x-trans-id", trans_id.clone()));
+            req_headers.push((
+                "user-agent",
+                format!("container-server {}", std::process::id()),
+            ));
             if override_deleted {
                 req_headers.push(("x-account-override-deleted", "yes".to_string()));
             }

@@ -454,3 +454,59 @@ async fn metadata_and_deletion() {
     .await;
     assert_eq!(r.status, 201);
 }
+
+/// A report of container `c` (put at `ts(10)`) whose counts were read at
+/// `stats` (`X-Apus-Stats-Timestamp`), or without one, as Swift sends it.
+async fn stamped_report(env: &Env, c: &str, objects: u64, stats: Option<&str>) -> Resp {
+    let (put, count, bytes) = (ts(10), objects.to_string(), (10 * objects).to_string());
+    let mut headers = vec![
+        ("X-Put-Timestamp", put.as_str()),
+        ("X-Delete-Timestamp", "0"),
+        ("X-Object-Count", count.as_str()),
+        ("X-Bytes-Used", bytes.as_str()),
+        ("X-Backend-Storage-Policy-Index", "0"),
+    ];
+    if let Some(s) = stats {
+        headers.push(("X-Apus-Stats-Timestamp", s));
+    }
+    raw(env.addr, "PUT", &format!("/sda/0/a/{c}"), &headers).await
+}
+
+#[tokio::test]
+async fn reports_keep_the_newest_stats() {
+    let env = start().await;
+    raw(env.addr, "PUT", "/sda/0/a", &[("X-Timestamp", &ts(0))]).await;
+    let counts = || async {
+        let r = raw(env.addr, "HEAD", "/sda/0/a", &[]).await;
+        (
+            r.header("X-Account-Object-Count").unwrap().to_string(),
+            r.header("X-Account-Bytes-Used").unwrap().to_string(),
+        )
+    };
+    let stamp = |n: u64| format!("{}.00000", 1_700_000_000 + n);
+    let r = stamped_report(&env, "c", 3, Some(&stamp(50))).await;
+    assert_eq!(r.status, 201);
+    assert_eq!(counts().await, ("3".to_string(), "30".to_string()));
+    // Counts read earlier arrive late: they do not replace newer ones.
+    assert_eq!(
+        stamped_report(&env, "c", 1, Some(&stamp(40))).await.status,
+        201
+    );
+    assert_eq!(counts().await, ("3".to_string(), "30".to_string()));
+    // A sender without the header (Swift's): its counts are as of now,
+    // newer than any read in 2023.
+    assert_eq!(stamped_report(&env, "c", 5, None).await.status, 201);
+    assert_eq!(counts().await, ("5".to_string(), "50".to_string()));
+    assert_eq!(
+        stamped_report(&env, "c", 2, Some(&stamp(60))).await.status,
+        201
+    );
+    assert_eq!(counts().await, ("5".to_string(), "50".to_string()));
+    let r = stamped_report(&env, "c", 2, Some("soon")).await;
+    assert_eq!(
+        (r.status, r.body.as_str()),
+        (400, "Invalid X-Apus-Stats-Timestamp header")
+    );
+    assert_eq!(counts().await, ("5".to_string(), "50".to_string()));
+    env.server.shutdown().await.unwrap();
+}

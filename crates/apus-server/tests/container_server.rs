@@ -7,7 +7,8 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use apus_core::HashConfig;
+use apus_core::{HashConfig, Timestamp};
+use apus_db::{AccountBroker, BrokerOptions};
 use apus_server::account::AccountServer;
 use apus_server::container::ContainerServer;
 use apus_server::db_common::{DbServerConfig, Policies, PolicyInfo, ServerHandle};
@@ -688,8 +689,26 @@ async fn account_updates() {
     )
     .await;
     assert_eq!(r.status, 201);
+    let before = Timestamp::now();
     let r = send("PUT", "/sda/0/acct/c1", as_refs(&upd(ts(2)))).await;
     assert_eq!(r.status, 202);
+    // The report says when the container's stats were read.
+    let hash = env.cfg.hash.hash_path("acct", None, None);
+    let account_db = env
+        .devices
+        .join("sdb/accounts/3")
+        .join(&hash[29..])
+        .join(&hash)
+        .join(format!("{hash}.db"));
+    let row = AccountBroker::open(&account_db, BrokerOptions::default())
+        .unwrap()
+        .get_container_row("c1")
+        .unwrap()
+        .unwrap();
+    assert!(
+        before <= row.stats_timestamp && row.stats_timestamp <= Timestamp::now(),
+        "{row:?}"
+    );
     let r = send("PUT", "/sda/0/acct/c2", as_refs(&upd(ts(3)))).await;
     assert_eq!(r.status, 201);
     let r = raw(account.addr, "GET", "/sdb/3/acct?format=json", &[]).await;
