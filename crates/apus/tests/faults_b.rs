@@ -1,0 +1,586 @@
+//! Fault scenarios on a real multi-process cluster (see `support::cluster`):
+//! torn object files, corrupt container databases and pending files.
+//! `cargo test --release scenario_` runs these with the others.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::ffi::CString;
+use std::fs;
+use std::io::Write;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use md5::{Digest, Md5};
+use support::cluster::{Kind, MultiCluster, Options};
+
+/// Each scenario runs five processes; one at a time keeps a 2-core
+/// machine responsive enough for the timeouts.
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn md5_hex(data: &[u8]) -> String {
+    format!("{:x}", Md5::digest(data))
+}
+
+/// A body of `len` bytes that differs for every name.
+fn body_of(name: &str, len: usize) -> Vec<u8> {
+    let seed = format!("{name}:");
+    seed.bytes().cycle().take(len).collect()
+}
+
+fn put(c: &MultiCluster, path: &str, body: &[u8]) -> u16 {
+    c.request("PUT", path, &[], body).0.status
+}
+
+fn get(c: &MultiCluster, path: &str) -> (u16, Vec<u8>) {
+    let (head, body) = c.request("GET", path, &[], b"");
+    (head.status, body)
+}
+
+/// Node indexes that are not among `primaries`.
+fn non_primaries(c: &MultiCluster, primaries: &[usize]) -> Vec<usize> {
+    (0..c.nodes.len())
+        .filter(|i| !primaries.contains(i))
+        .collect()
+}
+
+fn object_primaries(c: &MultiCluster, container: &str, obj: &str) -> (u32, Vec<usize>) {
+    c.primaries(Kind::Object, &c.account(), Some(container), Some(obj))
+}
+
+/// The `.data` file of an object on node `i`, if it has one.
+fn data_file(c: &MultiCluster, i: usize, container: &str, obj: &str) -> Option<PathBuf> {
+    c.object_files(i, container, obj)
+        .into_iter()
+        .find(|f| f.ends_with(".data"))
+        .map(|f| c.object_dir(i, container, obj).join(f))
+}
+
+fn wait_until(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !done() {
+        assert!(Instant::now() < deadline, "gave up waiting: {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// After convergence: every primary of each object holds exactly its
+/// body, no other node holds any file of it, and the proxy serves it.
+fn assert_home(c: &MultiCluster, container: &str, objects: &[(String, Vec<u8>)]) {
+    for (name, body) in objects {
+        let (_, prim) = object_primaries(c, container, name);
+        for &p in &prim {
+            let path = data_file(c, p, container, name)
+                .unwrap_or_else(|| panic!("{name} missing on primary node {p}"));
+            assert_eq!(
+                md5_hex(&fs::read(&path).unwrap()),
+                md5_hex(body),
+                "{name} on node {p}"
+            );
+        }
+        for h in non_primaries(c, &prim) {
+            assert_eq!(
+                c.object_files(h, container, name),
+                Vec::<String>::new(),
+                "{name} left on non-primary node {h}"
+            );
+        }
+        let (status, got) = get(c, &format!("/{container}/{name}"));
+        assert_eq!((status, md5_hex(&got)), (200, md5_hex(body)), "{name}");
+    }
+}
+
+/// Every replica of `container` lists exactly `names`.
+fn assert_listed(c: &MultiCluster, container: &str, names: &BTreeSet<String>) {
+    let (_, cprim) = c.primaries(Kind::Container, &c.account(), Some(container), None);
+    for n in cprim {
+        let listed: BTreeSet<String> = c
+            .container_replica_listing(n, container)
+            .into_iter()
+            .collect();
+        assert_eq!(&listed, names, "container replica on node {n}");
+    }
+}
+
+// ---- extended attributes, as the object files carry their metadata ----
+
+const METADATA_KEY: &str = "user.swift.metadata";
+const CHECKSUM_KEY: &str = "user.swift.metadata_checksum";
+
+fn c_path(path: &Path) -> CString {
+    CString::new(path.as_os_str().as_bytes()).unwrap()
+}
+
+fn get_xattr(path: &Path, name: &str) -> Option<Vec<u8>> {
+    let (p, n) = (c_path(path), CString::new(name).unwrap());
+    // SAFETY: valid C strings; a null buffer of size 0 asks for the size.
+    let size = unsafe { libc::getxattr(p.as_ptr(), n.as_ptr(), std::ptr::null_mut(), 0) };
+    if size < 0 {
+        return None;
+    }
+    let mut buf = vec![0u8; size as usize];
+    // SAFETY: `buf` has room for `size` bytes.
+    let got = unsafe { libc::getxattr(p.as_ptr(), n.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+    assert!(got >= 0, "getxattr {name} on {}", path.display());
+    buf.truncate(got as usize);
+    Some(buf)
+}
+
+fn set_xattr(path: &Path, name: &str, value: &[u8]) {
+    let (p, n) = (c_path(path), CString::new(name).unwrap());
+    // SAFETY: valid C strings and a buffer of the given length.
+    let rc = unsafe {
+        libc::setxattr(
+            p.as_ptr(),
+            n.as_ptr(),
+            value.as_ptr().cast(),
+            value.len(),
+            0,
+        )
+    };
+    assert_eq!(rc, 0, "setxattr {name} on {}", path.display());
+}
+
+fn remove_xattr(path: &Path, name: &str) {
+    let (p, n) = (c_path(path), CString::new(name).unwrap());
+    // SAFETY: valid C strings.
+    let rc = unsafe { libc::removexattr(p.as_ptr(), n.as_ptr()) };
+    assert_eq!(rc, 0, "removexattr {name} on {}", path.display());
+}
+
+// ---- scenario 30 ------------------------------------------------------
+
+/// How an object's files get torn on one node.
+#[derive(Clone, Copy, Debug)]
+enum Tear {
+    /// The `.data` cut to half its length, metadata intact.
+    TruncatedData,
+    /// The metadata pickle cut short, with a checksum that matches it:
+    /// only the unpickler can tell.
+    PickleCutShort,
+    /// One byte of the pickle changed, the checksum left as it was.
+    PickleFlipped,
+    /// No metadata xattrs at all.
+    NoMetadata,
+    /// A zero-length `.data` whose metadata says otherwise.
+    EmptyData,
+}
+
+const TEARS: [Tear; 5] = [
+    Tear::TruncatedData,
+    Tear::PickleCutShort,
+    Tear::PickleFlipped,
+    Tear::NoMetadata,
+    Tear::EmptyData,
+];
+
+fn tear(path: &Path, how: Tear) {
+    let len = fs::metadata(path).unwrap().len();
+    let file = || fs::OpenOptions::new().write(true).open(path).unwrap();
+    match how {
+        Tear::TruncatedData => file().set_len(len / 2).unwrap(),
+        Tear::EmptyData => file().set_len(0).unwrap(),
+        Tear::PickleCutShort => {
+            let pickle = get_xattr(path, METADATA_KEY).unwrap();
+            let cut = &pickle[..pickle.len() / 2];
+            set_xattr(path, METADATA_KEY, cut);
+            set_xattr(path, CHECKSUM_KEY, md5_hex(cut).as_bytes());
+        }
+        Tear::PickleFlipped => {
+            let mut pickle = get_xattr(path, METADATA_KEY).unwrap();
+            let at = pickle.len() / 2;
+            pickle[at] ^= 0x20;
+            set_xattr(path, METADATA_KEY, &pickle);
+        }
+        Tear::NoMetadata => {
+            remove_xattr(path, METADATA_KEY);
+            remove_xattr(path, CHECKSUM_KEY);
+        }
+    }
+}
+
+fn quarantined_object(c: &MultiCluster, node: usize, container: &str, obj: &str) -> PathBuf {
+    let hash = c.hash.hash_path(&c.account(), Some(container), Some(obj));
+    c.nodes[node]
+        .device_path()
+        .join("quarantined/objects")
+        .join(hash)
+}
+
+/// Torn object files on one primary: a `.data` cut short, a metadata
+/// pickle cut short (checksum matching) or with a flipped byte (checksum
+/// stale), no metadata at all, and a zero-length `.data`. As Swift's
+/// object server does for each (`DiskFileQuarantined` on open: size
+/// against `Content-Length`, metadata that fails its checksum or does not
+/// unpickle), the node quarantines the copy on the first GET or HEAD that
+/// opens it and answers 404, so the proxy moves on to a good copy: every
+/// GET answers 200 with exactly the object's bytes and every HEAD its
+/// true ETag, length and metadata. Copies no request touched are
+/// quarantined by the object auditor (one each, nothing else). Then
+/// replication puts a good copy back on every primary and nowhere else.
+#[test]
+fn scenario_30_torn_object_files() {
+    let _serial = serial();
+    let c = MultiCluster::start(Options::default());
+    assert_eq!(put(&c, "/c30", b""), 201);
+    let mut objects = Vec::new();
+    for how in TEARS {
+        for way in ["read", "audit"] {
+            let name = format!("{way}-{how:?}");
+            let body = body_of(&name, 20_000);
+            let (h, _) = c.request(
+                "PUT",
+                &format!("/c30/{name}"),
+                &[("X-Object-Meta-Tear", &format!("{how:?}"))],
+                &body,
+            );
+            assert_eq!(h.status, 201, "{name}");
+            objects.push((name, body));
+        }
+    }
+
+    // The read path: the proxy asks the first primary first.
+    for (k, how) in TEARS.into_iter().enumerate() {
+        let name = format!("read-{how:?}");
+        let body = body_of(&name, 20_000);
+        let (_, prim) = object_primaries(&c, "c30", &name);
+        let bad = prim[0];
+        tear(&data_file(&c, bad, "c30", &name).unwrap(), how);
+        let path = format!("/c30/{name}");
+        let check_get = || {
+            let (status, got) = get(&c, &path);
+            assert_eq!(status, 200, "GET {name}");
+            assert_eq!(
+                md5_hex(&got),
+                md5_hex(&body),
+                "GET {name} served other bytes"
+            );
+        };
+        let check_head = || {
+            let (h, _) = c.request("HEAD", &path, &[], b"");
+            assert_eq!(h.status, 200, "HEAD {name}");
+            assert_eq!(
+                h.header("etag").map(|e| e.trim_matches('"')),
+                Some(md5_hex(&body).as_str())
+            );
+            assert_eq!(
+                h.header("content-length"),
+                Some(body.len().to_string().as_str())
+            );
+            assert_eq!(
+                h.header("x-object-meta-tear"),
+                Some(format!("{how:?}").as_str())
+            );
+        };
+        // Half the kinds are first met by a GET, half by a HEAD.
+        if k % 2 == 0 {
+            check_get();
+            check_head();
+        } else {
+            check_head();
+            check_get();
+        }
+        let q = quarantined_object(&c, bad, "c30", &name);
+        wait_until(
+            &format!("{name} quarantined on node {bad}"),
+            Duration::from_secs(10),
+            || q.exists(),
+        );
+        assert!(
+            data_file(&c, bad, "c30", &name).is_none(),
+            "{name} still in place on node {bad}"
+        );
+        let (part, _) = object_primaries(&c, "c30", &name);
+        let account = c.account();
+        let (h, _) = c.direct(
+            bad,
+            Kind::Object,
+            part,
+            "HEAD",
+            &format!("/{account}/c30/{name}"),
+            &[],
+        );
+        assert_eq!(h.status, 404, "{name} on node {bad} after quarantine");
+        check_get();
+    }
+
+    // The auditor finds the ones nobody read.
+    let mut torn_on = BTreeSet::new();
+    for how in TEARS {
+        let name = format!("audit-{how:?}");
+        let (_, prim) = object_primaries(&c, "c30", &name);
+        tear(&data_file(&c, prim[1], "c30", &name).unwrap(), how);
+        torn_on.insert(prim[1]);
+    }
+    let quarantined: u64 = torn_on
+        .iter()
+        .map(|&n| {
+            let stats = c.run_daemon(n, "object-auditor");
+            stats["counts"]["quarantined"].as_u64().unwrap_or(0)
+        })
+        .sum();
+    assert_eq!(
+        quarantined,
+        TEARS.len() as u64,
+        "the auditor quarantines each torn copy, and only those"
+    );
+    for how in TEARS {
+        let name = format!("audit-{how:?}");
+        let (_, prim) = object_primaries(&c, "c30", &name);
+        assert!(
+            quarantined_object(&c, prim[1], "c30", &name).exists(),
+            "{name}"
+        );
+        assert!(data_file(&c, prim[1], "c30", &name).is_none(), "{name}");
+    }
+
+    // Replication restores a good copy on every primary.
+    c.run_daemon_everywhere("object-replicator");
+    c.run_daemon_everywhere("object-replicator");
+    assert_home(&c, "c30", &objects);
+    let account = c.account();
+    for (name, body) in &objects {
+        let (part, prim) = object_primaries(&c, "c30", name);
+        for p in prim {
+            let (h, _) = c.direct(
+                p,
+                Kind::Object,
+                part,
+                "HEAD",
+                &format!("/{account}/c30/{name}"),
+                &[],
+            );
+            assert_eq!(h.status, 200, "{name} on node {p}");
+            assert_eq!(
+                h.header("etag").map(|e| e.trim_matches('"')),
+                Some(md5_hex(body).as_str())
+            );
+            assert!(
+                h.header("x-object-meta-tear").is_some(),
+                "{name}'s metadata on node {p}"
+            );
+        }
+    }
+}
+
+// ---- scenario 31 ------------------------------------------------------
+
+fn container_db(c: &MultiCluster, node: usize, container: &str) -> PathBuf {
+    let account = c.account();
+    let (part, _) = c.primaries(Kind::Container, &account, Some(container), None);
+    let hash = c.hash.hash_path(&account, Some(container), None);
+    c.nodes[node]
+        .device_path()
+        .join("containers")
+        .join(part.to_string())
+        .join(&hash[29..])
+        .join(&hash)
+        .join(format!("{hash}.db"))
+}
+
+fn quarantined_container(c: &MultiCluster, node: usize, container: &str) -> PathBuf {
+    let hash = c.hash.hash_path(&c.account(), Some(container), None);
+    c.nodes[node]
+        .device_path()
+        .join("quarantined/containers")
+        .join(hash)
+}
+
+fn base64(data: &[u8]) -> String {
+    const ABC: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in data.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ABC[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// Overwrites `len` bytes of `path` at `offset` with a pattern.
+fn scribble(path: &Path, offset: u64, len: usize) {
+    use std::io::{Seek, SeekFrom};
+    let mut f = fs::OpenOptions::new().write(true).open(path).unwrap();
+    f.seek(SeekFrom::Start(offset)).unwrap();
+    let junk: Vec<u8> = (0..len).map(|i| (i * 131 % 251) as u8 ^ 0xa5).collect();
+    f.write_all(&junk).unwrap();
+    f.sync_all().unwrap();
+}
+
+/// A damaged container replica and a `.pending` file with garbage in it.
+///
+/// - One replica's `.db` has every page but the first overwritten: the
+///   container auditor's `quick_check` finds it and quarantines it (to
+///   `quarantined/containers/<hash>`), as Swift's auditor does.
+/// - Another replica's header is overwritten: the container server's next
+///   request finds "not a database", answers 5xx and quarantines the
+///   database, as Swift's `possibly_quarantine` does.
+/// - Meanwhile listings and HEADs through the proxy keep answering from
+///   the good replica, objects written meanwhile included.
+/// - The container replicator copies the good database whole to the two
+///   replicas that lost theirs, and after the updaters every replica lists
+///   the same objects.
+/// - Garbage appended to a replica's `.pending` (not base64, not a pickle,
+///   a pickle that is not a record, a torn entry), between good entries,
+///   is skipped as Swift's `_commit_puts` skips it: the replica still
+///   answers, lists every object written before and after the garbage, and
+///   is not quarantined.
+#[test]
+fn scenario_31_corrupt_container_db_and_pending() {
+    let _serial = serial();
+    let c = MultiCluster::start(Options::default());
+    assert_eq!(put(&c, "/c31", b""), 201);
+    let mut names: BTreeSet<String> = BTreeSet::new();
+    for i in 0..20 {
+        let name = format!("o{i:02}");
+        assert_eq!(put(&c, &format!("/c31/{name}"), &body_of(&name, 100)), 201);
+        names.insert(name);
+    }
+    assert_listed(&c, "c31", &names);
+    let account = c.account();
+    let (part, cp) = c.primaries(Kind::Container, &account, Some("c31"), None);
+    let listing = |c: &MultiCluster| -> BTreeSet<String> {
+        let (h, body) = c.request("GET", "/c31", &[], b"");
+        assert_eq!(h.status, 200, "listing through the proxy");
+        String::from_utf8(body)
+            .unwrap()
+            .lines()
+            .map(str::to_string)
+            .collect()
+    };
+
+    // The auditor finds damaged pages.
+    let db1 = container_db(&c, cp[1], "c31");
+    let size = fs::metadata(&db1).unwrap().len();
+    assert!(size > 8192, "a database of several pages: {size}");
+    scribble(&db1, 4096, (size - 4096) as usize);
+    let stats = c.run_daemon(cp[1], "container-auditor");
+    assert_eq!(stats["counts"]["quarantined"], 1, "{stats}");
+    assert!(quarantined_container(&c, cp[1], "c31").exists());
+    assert!(!db1.exists());
+
+    // A request finds a damaged header.
+    let db0 = container_db(&c, cp[0], "c31");
+    scribble(&db0, 0, 100);
+    let (h, _) = c.direct(
+        cp[0],
+        Kind::Container,
+        part,
+        "GET",
+        &format!("/{account}/c31"),
+        &[],
+    );
+    assert!(
+        h.status >= 500,
+        "a damaged database answers an error, not {}",
+        h.status
+    );
+    wait_until(
+        "the damaged database quarantined",
+        Duration::from_secs(10),
+        || quarantined_container(&c, cp[0], "c31").exists(),
+    );
+    assert!(!db0.exists());
+
+    // The good replica answers for the container meanwhile.
+    assert_eq!(listing(&c), names);
+    for i in 0..5 {
+        let name = format!("p{i}");
+        assert_eq!(put(&c, &format!("/c31/{name}"), &body_of(&name, 100)), 201);
+        names.insert(name);
+    }
+    assert_eq!(listing(&c), names);
+    let (h, _) = c.request("HEAD", "/c31", &[], b"");
+    assert_eq!(h.status, 204);
+    assert_eq!(
+        h.header("x-container-object-count"),
+        Some(names.len().to_string().as_str())
+    );
+
+    // Replication copies the database whole to both.
+    let rsyncs: u64 = c
+        .run_daemon_everywhere("container-replicator")
+        .iter()
+        .map(|s| s["counts"]["rsync"].as_u64().unwrap_or(0))
+        .sum();
+    assert!(
+        rsyncs >= 2,
+        "whole-database copies to the two replicas that lost theirs: {rsyncs}"
+    );
+    assert!(db0.exists() && db1.exists());
+    c.run_daemon_everywhere("object-updater");
+    c.run_daemon_everywhere("container-replicator");
+    assert_listed(&c, "c31", &names);
+
+    // Garbage in a pending file, between good entries.
+    let victim = cp[2];
+    let pending = {
+        let mut p = container_db(&c, victim, "c31").into_os_string();
+        p.push(".pending");
+        PathBuf::from(p)
+    };
+    for i in 0..3 {
+        let name = format!("q{i}");
+        assert_eq!(put(&c, &format!("/c31/{name}"), &body_of(&name, 100)), 201);
+        names.insert(name);
+    }
+    let mut garbage = b":!!! not base64 !!!".to_vec();
+    garbage.extend(format!(":{}", base64(b"not a pickle at all")).bytes());
+    garbage.extend(format!(":{}", base64(b"\x80\x02K\x07.")).bytes()); // 7
+    garbage.extend(format!(":{}", base64(b"\x80\x02K\x01K\x02\x86q\x00.")).bytes()); // (1, 2)
+    garbage.extend(b":gAJYBAAAAG"); // a torn append
+    fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(&pending)
+        .unwrap()
+        .write_all(&garbage)
+        .unwrap();
+    for i in 3..6 {
+        let name = format!("q{i}");
+        assert_eq!(put(&c, &format!("/c31/{name}"), &body_of(&name, 100)), 201);
+        names.insert(name);
+    }
+    let listed: BTreeSet<String> = c
+        .container_replica_listing(victim, "c31")
+        .into_iter()
+        .collect();
+    assert_eq!(
+        listed, names,
+        "the replica with garbage in its pending file"
+    );
+    assert!(!quarantined_container(&c, victim, "c31").exists());
+    assert_eq!(
+        fs::metadata(&pending).map(|m| m.len()).unwrap_or(0),
+        0,
+        "the pending file is merged"
+    );
+    assert_eq!(listing(&c), names);
+    c.run_daemon_everywhere("object-updater");
+    c.run_daemon_everywhere("container-replicator");
+    assert_listed(&c, "c31", &names);
+    assert_eq!(
+        c.run_daemon(victim, "container-auditor")["counts"]["quarantined"]
+            .as_u64()
+            .unwrap_or(0),
+        0
+    );
+}
