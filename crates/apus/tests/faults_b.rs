@@ -1,5 +1,6 @@
 //! Fault scenarios on a real multi-process cluster (see `support::cluster`):
-//! torn object files, corrupt container databases and pending files.
+//! torn object files, corrupt container databases and pending files, and an
+//! object server crashing at each stage of a PUT.
 //! `cargo test --release scenario_` runs these with the others.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -11,12 +12,13 @@ use std::ffi::CString;
 use std::fs;
 use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
+use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use md5::{Digest, Md5};
-use support::cluster::{Kind, MultiCluster, Options};
+use support::cluster::{Kind, MultiCluster, Options, NODES};
 
 /// Each scenario runs five processes; one at a time keeps a 2-core
 /// machine responsive enough for the timeouts.
@@ -56,6 +58,21 @@ fn object_primaries(c: &MultiCluster, container: &str, obj: &str) -> (u32, Vec<u
     c.primaries(Kind::Object, &c.account(), Some(container), Some(obj))
 }
 
+/// Names `<prefix>-<n>` whose object primaries include node `node`.
+fn names_on(
+    c: &MultiCluster,
+    container: &str,
+    prefix: &str,
+    node: usize,
+    count: usize,
+) -> Vec<String> {
+    (0..)
+        .map(|n| format!("{prefix}-{n}"))
+        .filter(|name| object_primaries(c, container, name).1.contains(&node))
+        .take(count)
+        .collect()
+}
+
 /// The `.data` file of an object on node `i`, if it has one.
 fn data_file(c: &MultiCluster, i: usize, container: &str, obj: &str) -> Option<PathBuf> {
     c.object_files(i, container, obj)
@@ -64,11 +81,57 @@ fn data_file(c: &MultiCluster, i: usize, container: &str, obj: &str) -> Option<P
         .map(|f| c.object_dir(i, container, obj).join(f))
 }
 
+fn count_files(dir: &Path) -> usize {
+    let Ok(rd) = fs::read_dir(dir) else {
+        return 0;
+    };
+    rd.filter_map(|e| e.ok())
+        .map(|e| {
+            if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                count_files(&e.path())
+            } else {
+                1
+            }
+        })
+        .sum()
+}
+
+/// Every file under `dir` whose name ends with `suffix`.
+fn files_ending(dir: &Path, suffix: &str, out: &mut Vec<PathBuf>) {
+    let Ok(rd) = fs::read_dir(dir) else {
+        return;
+    };
+    for entry in rd.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            files_ending(&path, suffix, out);
+        } else if path.to_string_lossy().ends_with(suffix) {
+            out.push(path);
+        }
+    }
+}
+
 fn wait_until(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
     let deadline = Instant::now() + timeout;
     while !done() {
         assert!(Instant::now() < deadline, "gave up waiting: {what}");
         std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Runs the consistency daemons on every running node: replication
+/// (handoffs home), then updates, then database replication.
+fn converge(c: &MultiCluster) {
+    for _ in 0..2 {
+        c.run_daemon_everywhere("object-replicator");
+    }
+    c.run_daemon_everywhere("object-updater");
+    for _ in 0..2 {
+        c.run_daemon_everywhere("container-replicator");
+    }
+    c.run_daemon_everywhere("container-updater");
+    for _ in 0..2 {
+        c.run_daemon_everywhere("account-replicator");
     }
 }
 
@@ -154,6 +217,24 @@ fn remove_xattr(path: &Path, name: &str) {
     // SAFETY: valid C strings.
     let rc = unsafe { libc::removexattr(p.as_ptr(), n.as_ptr()) };
     assert_eq!(rc, 0, "removexattr {name} on {}", path.display());
+}
+
+/// Whether an object file carries whole metadata: a pickle whose
+/// checksum matches and whose `Content-Length` is the file's size (for a
+/// `.data`). Parses just enough of the pickle to find that value.
+fn metadata_is_whole(path: &Path) -> bool {
+    let Some(pickle) = get_xattr(path, METADATA_KEY) else {
+        return false;
+    };
+    if get_xattr(path, CHECKSUM_KEY).is_some_and(|sum| sum != md5_hex(&pickle).as_bytes()) {
+        return false;
+    }
+    if !path.to_string_lossy().ends_with(".data") {
+        return true;
+    }
+    let size = fs::metadata(path).unwrap().len().to_string();
+    let text = String::from_utf8_lossy(&pickle);
+    text.contains("Content-Length") && text.contains(&size)
 }
 
 // ---- scenario 30 ------------------------------------------------------
@@ -583,4 +664,190 @@ fn scenario_31_corrupt_container_db_and_pending() {
             .unwrap_or(0),
         0
     );
+}
+
+// ---- scenario 32 ------------------------------------------------------
+
+const PUT_POINTS: [&str; 4] = [
+    "object-put-before-fsync",
+    "object-put-before-rename",
+    "object-put-after-rename",
+    "object-put-after-container-update",
+];
+
+/// Nodes holding a `.data` of the object with exactly `body`.
+fn holders(c: &MultiCluster, container: &str, obj: &str, body: &[u8]) -> Vec<usize> {
+    (0..c.nodes.len())
+        .filter(|&i| {
+            data_file(c, i, container, obj)
+                .is_some_and(|p| fs::read(p).is_ok_and(|b| md5_hex(&b) == md5_hex(body)))
+        })
+        .collect()
+}
+
+/// No temp file in node `i`'s `tmp/`, and every object file on it carries
+/// whole metadata.
+fn assert_nothing_partial(c: &MultiCluster, i: usize) {
+    let dev = c.nodes[i].device_path();
+    let mut tmp = Vec::new();
+    files_ending(&dev.join("tmp"), "", &mut tmp);
+    assert_eq!(tmp, Vec::<PathBuf>::new(), "temp files left on node {i}");
+    let mut files = Vec::new();
+    for suffix in [".data", ".meta", ".ts"] {
+        files_ending(&dev.join("objects"), suffix, &mut files);
+    }
+    for f in files {
+        assert!(
+            metadata_is_whole(&f),
+            "{} lacks whole metadata",
+            f.display()
+        );
+    }
+}
+
+/// An object server crashing (`abort`) at each stage of a PUT, through the
+/// failpoints `APUS_FAILPOINTS` arms: before the data fsync, after it but
+/// before the rename into place, after the rename but before the
+/// container update, and after the update but before the answer. For each,
+/// on a node restarted with the failpoint armed, a PUT of an object whose
+/// primaries include it:
+/// - the node dies of SIGABRT, at the stage named: before the rename its
+///   temp file holds the write and the object's directory nothing; after,
+///   the object is in place;
+/// - the client gets 201, and two other nodes hold the object durably;
+/// - restarted without the failpoint, the node has no temp file and no
+///   object file without whole metadata, and serves the object exactly if
+///   the crash came after the rename;
+/// - every acknowledged object reads back byte-exact.
+///
+/// With the failpoint armed on two of an object's three primaries, the
+/// client gets no 2xx (one durable copy is not a quorum); whatever that
+/// copy becomes, reads and the container's replicas agree on it.
+///
+/// After replication and the updaters, every primary holds each
+/// acknowledged object, and every container replica lists exactly them.
+#[test]
+fn scenario_32_crash_at_each_stage_of_a_put() {
+    let _serial = serial();
+    let mut c = MultiCluster::start(Options::default());
+    assert_eq!(put(&c, "/c32", b""), 201);
+    let account = c.account();
+    let mut acked: Vec<(String, Vec<u8>)> = Vec::new();
+    for (k, point) in PUT_POINTS.into_iter().enumerate() {
+        let victim = k % NODES;
+        let name = names_on(&c, "c32", point, victim, 1).remove(0);
+        let body = body_of(&name, 300_000);
+        c.stop_node(victim);
+        let armed = format!("{point}=abort");
+        c.start_node_with_env(victim, &[("APUS_FAILPOINTS", &armed)]);
+        let status = put(&c, &format!("/c32/{name}"), &body);
+        let died = c
+            .wait_node_exit(victim, Duration::from_secs(20))
+            .unwrap_or_else(|| panic!("node {victim} did not crash at {point}"));
+        assert_eq!(died.signal(), Some(libc::SIGABRT), "{point}: {died}");
+        assert_eq!(status, 201, "{point}: two primaries wrote it");
+        let copies = holders(&c, "c32", &name, &body);
+        assert!(
+            copies.iter().filter(|&&n| n != victim).count() >= 2,
+            "{point}: a 201 needs two durable copies, found {copies:?}"
+        );
+
+        // What the crash left, before any restart cleans up.
+        let tmp = count_files(&c.nodes[victim].device_path().join("tmp"));
+        let in_place = data_file(&c, victim, "c32", &name).is_some();
+        if k < 2 {
+            assert_eq!(
+                (tmp, in_place),
+                (1, false),
+                "{point}: the write is still a temp file"
+            );
+        } else {
+            assert_eq!(
+                (tmp, in_place),
+                (0, true),
+                "{point}: the object is in place"
+            );
+        }
+
+        c.start_node(victim);
+        assert_nothing_partial(&c, victim);
+        let (part, _) = object_primaries(&c, "c32", &name);
+        let (h, got) = c.direct(
+            victim,
+            Kind::Object,
+            part,
+            "GET",
+            &format!("/{account}/c32/{name}"),
+            &[],
+        );
+        if k < 2 {
+            assert_eq!(
+                h.status, 404,
+                "{point}: nothing of the write on node {victim}"
+            );
+        } else {
+            assert_eq!(
+                (h.status, md5_hex(&got)),
+                (200, md5_hex(&body)),
+                "{point} on node {victim}"
+            );
+        }
+        assert_eq!(
+            get(&c, &format!("/c32/{name}")),
+            (200, body.clone()),
+            "{point}"
+        );
+        acked.push((name, body));
+    }
+    for (name, body) in &acked {
+        assert_eq!(
+            get(&c, &format!("/c32/{name}")),
+            (200, body.clone()),
+            "{name}"
+        );
+    }
+
+    // Two of three primaries crash: no quorum, no 2xx.
+    assert_eq!(put(&c, "/c32-lost", b""), 201);
+    let name = "lost".to_string();
+    let body = body_of(&name, 300_000);
+    let (_, prim) = object_primaries(&c, "c32-lost", &name);
+    let doomed = [prim[0], prim[1]];
+    for &n in &doomed {
+        c.stop_node(n);
+        c.start_node_with_env(n, &[("APUS_FAILPOINTS", "object-put-before-rename=abort")]);
+    }
+    let status = put(&c, &format!("/c32-lost/{name}"), &body);
+    for &n in &doomed {
+        let died = c.wait_node_exit(n, Duration::from_secs(20));
+        assert!(died.is_some(), "node {n} did not crash");
+        c.start_node(n);
+        assert_nothing_partial(&c, n);
+    }
+    assert!(
+        !(200..300).contains(&status),
+        "a PUT with one durable copy got {status}"
+    );
+
+    converge(&c);
+    assert_home(&c, "c32", &acked);
+    let names: BTreeSet<String> = acked.iter().map(|(n, _)| n.clone()).collect();
+    assert_listed(&c, "c32", &names);
+    // The unacknowledged write may live or not, but consistently.
+    let (st, got) = get(&c, &format!("/c32-lost/{name}"));
+    let exists = match st {
+        200 => {
+            assert_eq!(md5_hex(&got), md5_hex(&body));
+            assert_home(&c, "c32-lost", &[(name.clone(), body.clone())]);
+            true
+        }
+        404 => false,
+        other => panic!("GET of the unacknowledged write: {other}"),
+    };
+    let expected: BTreeSet<String> = if exists {
+        BTreeSet::from([name])
+    } else {
+        BTreeSet::new()
+    };
+    assert_listed(&c, "c32-lost", &expected);
 }
