@@ -1,7 +1,11 @@
 //! Fault scenarios on a real multi-process cluster (see `support::cluster`):
-//! torn object files, corrupt container databases and pending files, and an
-//! object server crashing at each stage of a PUT.
+//! torn object files, corrupt container databases and pending files, an
+//! object server crashing at each stage of a PUT, a full disk, and an
+//! unmounted device.
 //! `cargo test --release scenario_` runs these with the others.
+//!
+//! The tmpfs scenarios mount file systems: they need root (as CI runs
+//! them) and fail, not skip, without it.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -10,7 +14,7 @@ mod support;
 use std::collections::BTreeSet;
 use std::ffi::CString;
 use std::fs;
-use std::io::Write;
+use std::io::{BufReader, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
@@ -850,4 +854,245 @@ fn scenario_32_crash_at_each_stage_of_a_put() {
         BTreeSet::new()
     };
     assert_listed(&c, "c32-lost", &expected);
+}
+
+// ---- scenarios 33 and 34 ------------------------------------------------
+
+const MIB: u64 = 1 << 20;
+
+/// Fills the file system of `dir` with `dir/filler`, leaving `leave`
+/// bytes free (give or take a page).
+fn fill(dir: &Path, leave: u64) -> PathBuf {
+    let path = dir.join("filler");
+    let mut f = fs::File::create(&path).unwrap();
+    let chunk = vec![0x55u8; 64 * 1024];
+    let mut len = 0u64;
+    loop {
+        match f.write(&chunk) {
+            Ok(n) => len += n as u64,
+            Err(e) if e.raw_os_error() == Some(libc::ENOSPC) => break,
+            Err(e) => panic!("filling {}: {e}", dir.display()),
+        }
+    }
+    f.set_len(len.saturating_sub(leave)).unwrap();
+    path
+}
+
+/// A PUT straight to node `i`'s object server that offers a body of
+/// `len` bytes with `Expect: 100-continue`: the status it answers before
+/// taking any of it.
+fn direct_put_status(c: &MultiCluster, i: usize, container: &str, obj: &str, len: u64) -> u16 {
+    let account = c.account();
+    let (part, _) = object_primaries(c, container, obj);
+    let node = &c.nodes[i];
+    let ts = format!(
+        "{:.5}",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs_f64()
+    );
+    let len = len.to_string();
+    let conn = support::send_head(
+        node.addr(Kind::Object),
+        "PUT",
+        &format!("/{}/{part}/{account}/{container}/{obj}", node.device),
+        &[
+            ("X-Timestamp", &ts),
+            ("Content-Type", "application/octet-stream"),
+            ("Content-Length", &len),
+            ("Expect", "100-continue"),
+        ],
+        Duration::from_secs(30),
+    );
+    support::read_head(&mut BufReader::new(conn)).status
+}
+
+/// A PUT through the proxy with a chunked body (no length known ahead).
+fn put_chunked(c: &MultiCluster, path: &str, body: &[u8]) -> u16 {
+    let mut conn = std::net::TcpStream::connect(c.proxy_addr).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    let head = format!(
+        "PUT {}{path} HTTP/1.1\r\nHost: proxy\r\nX-Auth-Token: {}\r\n\
+         Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n",
+        c.account_path,
+        c.token()
+    );
+    conn.write_all(head.as_bytes()).unwrap();
+    for chunk in body.chunks(64 * 1024) {
+        conn.write_all(format!("{:x}\r\n", chunk.len()).as_bytes())
+            .unwrap();
+        conn.write_all(chunk).unwrap();
+        conn.write_all(b"\r\n").unwrap();
+    }
+    conn.write_all(b"0\r\n\r\n").unwrap();
+    support::read_head(&mut BufReader::new(conn)).status
+}
+
+fn node_log(c: &MultiCluster, i: usize) -> String {
+    fs::read_to_string(c.nodes[i].dir.join("node.log")).unwrap_or_default()
+}
+
+/// One device full (a tmpfs of 8 MiB, filled to within 640 KiB).
+/// - Its object server refuses a PUT it has no room for with 507 before
+///   taking any of the body: its free space minus the size is below the
+///   reserve (Swift's `fallocate_reserve`), as Swift's `DiskFileNoSpace`
+///   answers.
+/// - A chunked upload (no size known) runs into ENOSPC mid-write there:
+///   the node answers 507 and keeps nothing of it (no temp file, no
+///   `.data`), the other primaries take it, the client gets 201.
+/// - PUTs with a length: the proxy gives the full node's turn to a
+///   handoff, the client gets 201, a handoff holds the object and the full
+///   device nothing of it.
+/// - Once the space is back, replication moves every object onto its
+///   primaries, the formerly full one included, and off the handoffs.
+#[test]
+fn scenario_33_disk_full() {
+    let _serial = serial();
+    let full = 1;
+    let c = MultiCluster::start(Options {
+        tmpfs: vec![(full, 8 * MIB)],
+        ..Options::default()
+    });
+    assert_eq!(put(&c, "/c33", b""), 201);
+    let filler = fill(&c.nodes[full].device_path(), 640 * 1024);
+    let names = names_on(&c, "c33", "big", full, 4);
+    let dev = c.nodes[full].device_path();
+
+    assert_eq!(direct_put_status(&c, full, "c33", &names[0], MIB), 507);
+
+    let chunked = (names[0].clone(), body_of(&names[0], 2 * MIB as usize));
+    assert_eq!(
+        put_chunked(&c, &format!("/c33/{}", chunked.0), &chunked.1),
+        201
+    );
+    let log = node_log(&c, full);
+    assert!(
+        log.contains("no space left on device"),
+        "the chunked upload ran out of space on node {full}: {log}"
+    );
+    assert!(data_file(&c, full, "c33", &chunked.0).is_none());
+    assert!(holders(&c, "c33", &chunked.0, &chunked.1).len() >= 2);
+
+    let mut objects = vec![chunked];
+    for name in &names[1..] {
+        let body = body_of(name, MIB as usize);
+        assert_eq!(put(&c, &format!("/c33/{name}"), &body), 201, "{name}");
+        assert!(
+            data_file(&c, full, "c33", name).is_none(),
+            "{name} on the full node"
+        );
+        let (_, prim) = object_primaries(&c, "c33", name);
+        let on_handoff = non_primaries(&c, &prim)
+            .into_iter()
+            .any(|h| holders(&c, "c33", name, &body).contains(&h));
+        assert!(on_handoff, "{name} went to a handoff");
+        objects.push((name.clone(), body));
+    }
+    assert_eq!(
+        count_files(&dev.join("tmp")),
+        0,
+        "temp files on the full device"
+    );
+    assert_nothing_partial(&c, full);
+
+    fs::remove_file(filler).unwrap();
+    converge(&c);
+    assert_home(&c, "c33", &objects);
+    let names: BTreeSet<String> = objects.iter().map(|(n, _)| n.clone()).collect();
+    assert_listed(&c, "c33", &names);
+}
+
+/// Object-server requests of `method` node `i` logged with `status`.
+fn logged_requests(c: &MultiCluster, i: usize, method: &str, status: u16) -> usize {
+    let (m, s) = (format!("method={method} "), format!("status={status} "));
+    node_log(c, i)
+        .lines()
+        .filter(|l| l.contains("object-server") && l.contains(&m) && l.contains(&s))
+        .count()
+}
+
+/// A device unmounted under a node with `mount_check = true` (its devices
+/// are tmpfs mounts; one is lazily unmounted, leaving the empty directory
+/// beneath).
+/// - Its object and container servers answer 507 for that device.
+/// - The proxy error-limits it on its first 507: of a series of PUTs and
+///   GETs of objects whose primaries include it, exactly one PUT reaches
+///   its object server (its request log says so) and no GET does.
+/// - Every PUT gets 201 with a handoff holding the object, every GET 200
+///   with the object's bytes.
+/// - With a device mounted again, replication brings the objects home.
+#[test]
+fn scenario_34_unmounted_device() {
+    let _serial = serial();
+    let gone = 2;
+    let mut c = MultiCluster::start(Options {
+        tmpfs: vec![(gone, 16 * MIB)],
+        storage_config: vec![(gone, "mount_check = true".into())],
+        log_requests: true,
+        // Nothing readmits the device while the scenario runs.
+        proxy_config: "error_suppression_interval = 600\nerror_suppression_probe_interval = 600"
+            .into(),
+        ..Options::default()
+    });
+    assert_eq!(put(&c, "/c34", b""), 201);
+    let names = names_on(&c, "c34", "obj", gone, 8);
+    c.unmount_device(gone);
+
+    let account = c.account();
+    assert_eq!(direct_put_status(&c, gone, "c34", &names[0], 10), 507);
+    let (cpart, _) = c.primaries(Kind::Container, &account, Some("c34"), None);
+    let (h, _) = c.direct(
+        gone,
+        Kind::Container,
+        cpart,
+        "HEAD",
+        &format!("/{account}/c34"),
+        &[],
+    );
+    assert_eq!(h.status, 507, "the container server");
+    let (puts_before, gets_before) = (
+        logged_requests(&c, gone, "PUT", 507),
+        logged_requests(&c, gone, "GET", 507),
+    );
+    assert_eq!(puts_before, 1, "the direct PUT is logged");
+
+    let mut objects = Vec::new();
+    for name in &names {
+        let body = body_of(name, 5000);
+        assert_eq!(put(&c, &format!("/c34/{name}"), &body), 201, "{name}");
+        let (_, prim) = object_primaries(&c, "c34", name);
+        let on_handoff = non_primaries(&c, &prim)
+            .into_iter()
+            .any(|h| holders(&c, "c34", name, &body).contains(&h));
+        assert!(on_handoff, "{name} went to a handoff");
+        objects.push((name.clone(), body));
+    }
+    for (name, body) in &objects {
+        assert_eq!(
+            get(&c, &format!("/c34/{name}")),
+            (200, body.clone()),
+            "{name}"
+        );
+    }
+    assert_eq!(
+        logged_requests(&c, gone, "PUT", 507) - puts_before,
+        1,
+        "only the first PUT reaches the unmounted device"
+    );
+    assert_eq!(
+        logged_requests(&c, gone, "GET", 507),
+        gets_before,
+        "no GET reaches it"
+    );
+    assert_eq!(
+        count_files(&c.nodes[gone].device_path()),
+        0,
+        "nothing was written beneath the mount point"
+    );
+
+    c.mount_device(gone, 16 * MIB);
+    converge(&c);
+    assert_home(&c, "c34", &objects);
 }
