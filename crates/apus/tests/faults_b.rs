@@ -1,7 +1,7 @@
 //! Fault scenarios on a real multi-process cluster (see `support::cluster`):
 //! torn object files, corrupt container databases and pending files, an
-//! object server crashing at each stage of a PUT, a full disk, and an
-//! unmounted device.
+//! object server crashing at each stage of a PUT, a full disk, an
+//! unmounted device, and a node added and rebalanced under load.
 //! `cargo test --release scenario_` runs these with the others.
 //!
 //! The tmpfs scenarios mount file systems: they need root (as CI runs
@@ -18,11 +18,13 @@ use std::io::{BufReader, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use md5::{Digest, Md5};
 use support::cluster::{Kind, MultiCluster, Options, NODES};
+use support::load::{summarize, Load, LoadConfig, Op, State};
 
 /// Each scenario runs five processes; one at a time keeps a 2-core
 /// machine responsive enough for the timeouts.
@@ -1095,4 +1097,184 @@ fn scenario_34_unmounted_device() {
     c.mount_device(gone, 16 * MIB);
     converge(&c);
     assert_home(&c, "c34", &objects);
+}
+
+// ---- scenario 35 ------------------------------------------------------
+
+/// GETs `objects` through the proxy in turn until stopped; every answer
+/// that is not a 200 with the object's exact bytes, with the time since
+/// `t0` it came.
+fn read_continuously(
+    c: &MultiCluster,
+    container: &str,
+    objects: &[(String, Vec<u8>)],
+    stop: Arc<AtomicBool>,
+) -> std::thread::JoinHandle<(usize, Vec<String>)> {
+    let proxy = c.proxy_addr;
+    let token = c.token().to_string();
+    let paths: Vec<(String, String)> = objects
+        .iter()
+        .map(|(n, b)| (format!("{}/{container}/{n}", c.account_path), md5_hex(b)))
+        .collect();
+    std::thread::spawn(move || {
+        let t0 = Instant::now();
+        let mut reads = 0;
+        let mut failures = Vec::new();
+        for (path, want) in paths.iter().cycle() {
+            if stop.load(Ordering::Relaxed) {
+                break;
+            }
+            let got = support::request(proxy, "GET", path, &[("X-Auth-Token", &token)], "");
+            reads += 1;
+            match got {
+                Some((200, body)) if md5_hex(body.as_bytes()) == *want => {}
+                Some((status, _)) => {
+                    failures.push(format!("{path}: {status} at {:?}", t0.elapsed()))
+                }
+                None => failures.push(format!("{path}: no answer at {:?}", t0.elapsed())),
+            }
+        }
+        (reads, failures)
+    })
+}
+
+/// A fifth node joins under load: with clients writing, reading and
+/// deleting (`support::load`) and a reader going over objects written
+/// before, a node is started and every ring rebalanced with its device
+/// (one replica of some partitions moves to it) and written over the old
+/// ring files.
+/// - The proxy notices the new rings by itself (`ring_reload_time`, as
+///   Swift's rings reload): new writes land on the new device.
+/// - Replicators run on all five nodes while the load goes on. No read of
+///   an object written before fails or serves other bytes (new primaries
+///   that do not have it yet answer 404 and the proxy asks the next), no
+///   GET of the load fails, and none serves a body never written.
+/// - Once the load stops and the cluster converges, every object lives
+///   exactly on its primaries under the new ring (the new node included,
+///   no other node keeping a file of it), reads as the last acknowledged
+///   write left it, and every replica of each container (placed by the new
+///   container ring) lists exactly the objects that exist.
+#[test]
+fn scenario_35_node_added_under_load() {
+    let _serial = serial();
+    let mut c = MultiCluster::start(Options {
+        proxy_config: "ring_reload_time = 1".into(),
+        ..Options::default()
+    });
+    assert_eq!(put(&c, "/c35", b""), 201);
+    assert_eq!(put(&c, "/load", b""), 201);
+    let mut before = Vec::new();
+    for i in 0..60 {
+        let name = format!("old-{i}");
+        let body = body_of(&name, 4096);
+        assert_eq!(put(&c, &format!("/c35/{name}"), &body), 201, "{name}");
+        before.push((name, body));
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let reader = read_continuously(&c, "c35", &before, stop.clone());
+    let load = Load::start(
+        c.proxy_addr,
+        c.token(),
+        &format!("{}/load", c.account_path),
+        LoadConfig {
+            threads: 4,
+            names_per_thread: 30,
+            ..LoadConfig::default()
+        },
+    );
+    std::thread::sleep(Duration::from_secs(1));
+
+    let new = c.add_node();
+    // New writes follow the new ring once the proxy reloads it.
+    let mut probes = 0;
+    let mut after = Vec::new();
+    wait_until("a write on the new node", Duration::from_secs(60), || {
+        let name = names_on(&c, "c35", &format!("new-{probes}"), new, 1).remove(0);
+        probes += 1;
+        let body = body_of(&name, 4096);
+        assert_eq!(put(&c, &format!("/c35/{name}"), &body), 201, "{name}");
+        let landed = data_file(&c, new, "c35", &name).is_some();
+        after.push((name, body));
+        landed
+    });
+    for _ in 0..2 {
+        for daemon in [
+            "object-replicator",
+            "container-replicator",
+            "account-replicator",
+        ] {
+            c.run_daemon_everywhere(daemon);
+        }
+    }
+    let report = load.finish();
+    stop.store(true, Ordering::Relaxed);
+    let (reads, failures) = reader.join().unwrap();
+    let elapsed = report.samples.last().map(|s| s.end).unwrap_or_default();
+    let summary = summarize(&report.samples, elapsed.as_secs_f64());
+    eprintln!(
+        "node added under load: {} operations, {} failed or unanswered, {} stale reads; \
+         {reads} reads of older objects; {probes} probe writes",
+        summary.ops, summary.errors, report.stale_reads
+    );
+    assert!(reads > 0);
+    assert_eq!(
+        failures,
+        Vec::<String>::new(),
+        "reads of older objects that failed"
+    );
+    let failed_gets = report
+        .samples
+        .iter()
+        .filter(|s| s.op == Op::Get && s.status != 200 && s.status != 404)
+        .count();
+    assert_eq!(
+        failed_gets, 0,
+        "GETs of the load that failed or got no answer"
+    );
+    assert!(
+        report.violations.is_empty(),
+        "reads served bodies never written: {:?}",
+        report.violations
+    );
+
+    converge(&c);
+    let moved = before
+        .iter()
+        .filter(|(n, _)| object_primaries(&c, "c35", n).1.contains(&new))
+        .count();
+    assert!(
+        moved > 0,
+        "some older objects have the new node as a primary"
+    );
+    let mut all = before.clone();
+    all.extend(after);
+    assert_home(&c, "c35", &all);
+    assert_listed(&c, "c35", &all.iter().map(|(n, _)| n.clone()).collect());
+
+    let mut existing = BTreeSet::new();
+    for (name, states) in &report.ledger {
+        let (status, body) = get(&c, &format!("/load/{name}"));
+        let got: State = match status {
+            200 => Some(md5_hex(&body)),
+            404 => None,
+            other => panic!("GET {name} after convergence: {other}"),
+        };
+        assert!(
+            states.contains(&got),
+            "{name}: {got:?}, the ledger allows {states:?}"
+        );
+        let (_, prim) = object_primaries(&c, "load", name);
+        for h in non_primaries(&c, &prim) {
+            assert_eq!(
+                c.object_files(h, "load", name),
+                Vec::<String>::new(),
+                "{name} left on non-primary node {h}"
+            );
+        }
+        if got.is_some() {
+            assert_home(&c, "load", &[(name.clone(), body)]);
+            existing.insert(name.clone());
+        }
+    }
+    assert_listed(&c, "load", &existing);
 }
