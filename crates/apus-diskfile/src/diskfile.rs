@@ -622,6 +622,17 @@ fn has_free_space(file: &File, size: u64, reserve: FallocateReserve, path: &Path
     })
 }
 
+/// Points of [`DiskFileWriter::put_observed`], in the order a write
+/// passes them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PutStage {
+    /// The body and metadata are in the temp file, not yet fsynced.
+    BeforeFsync,
+    /// The temp file is fsynced (and the suffix invalidated), not yet
+    /// renamed into the object's directory.
+    BeforeRename,
+}
+
 /// A write in progress: data streams into a temp file in `<device>/tmp`;
 /// [`put`](Self::put) publishes it. Dropping the writer without `put`
 /// removes the temp file.
@@ -678,7 +689,17 @@ impl DiskFileWriter {
     /// Publishes the file: stores `metadata` (plus `name`), fsyncs, renames
     /// it to `<hash_dir>/<X-Timestamp><ext>`, fsyncs the directories, then
     /// removes files the new one makes obsolete. Returns the final path.
-    pub fn put(mut self, mut metadata: Metadata) -> Result<PathBuf> {
+    pub fn put(self, metadata: Metadata) -> Result<PathBuf> {
+        self.put_observed(metadata, |_| {})
+    }
+
+    /// [`put`](Self::put), calling `observe` as it reaches each
+    /// [`PutStage`] (the object server's failpoints hook in here).
+    pub fn put_observed(
+        mut self,
+        mut metadata: Metadata,
+        mut observe: impl FnMut(PutStage),
+    ) -> Result<PathBuf> {
         let ts = metadata
             .get("X-Timestamp")
             .ok_or_else(|| DiskFileError::InvalidMetadata("missing X-Timestamp".into()))
@@ -704,6 +725,7 @@ impl DiskFileWriter {
         let tmp = self.tmp()?;
         let tmp_path = tmp.path().to_path_buf();
         let stored = xattrs::write_raw(tmp.as_file(), &tmp_path, &metadata.to_pickle())?;
+        observe(PutStage::BeforeFsync);
         rustix::fs::fsync(tmp.as_file()).map_err(|e| DiskFileError::io(&tmp_path, e.into()))?;
         let spill_tmp = match &stored {
             Stored::Spill(bytes) => Some(xattrs::write_spill_tmp(&df.tmp_dir(), bytes)?),
@@ -720,6 +742,7 @@ impl DiskFileWriter {
                 "writer already finished".into(),
             ));
         };
+        observe(PutStage::BeforeRename);
         let tmp = tmp.into_temp_path();
         if let Err(e) = renamer(&tmp, &target) {
             if matches!(stored, Stored::Spill(_)) {

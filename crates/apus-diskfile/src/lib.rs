@@ -43,7 +43,7 @@ pub mod xattrs;
 pub use async_pending::{read_async_pending, remove_async_pending, AsyncPendingEntry, AsyncUpdate};
 pub use diskfile::{
     DiskFile, DiskFileConfig, DiskFileManager, DiskFileReader, DiskFileWriter, FallocateReserve,
-    HashTimestamps, OpenDiskFile, OpenOptions, DEFAULT_RECLAIM_AGE,
+    HashTimestamps, OpenDiskFile, OpenOptions, PutStage, DEFAULT_RECLAIM_AGE,
 };
 pub use error::{DiskFileError, Result};
 pub use hashes::{get_hashes, hash_suffix, invalidate_hash, quarantine_dir, SuffixHashes};

@@ -8,7 +8,7 @@ mod common;
 use std::fs;
 use std::io::{Read, Seek, SeekFrom, Write};
 
-use apus_diskfile::{xattrs, DiskFileError, FallocateReserve, Metadata, OpenOptions};
+use apus_diskfile::{xattrs, DiskFileError, FallocateReserve, Metadata, OpenOptions, PutStage};
 use common::*;
 
 fn body(n: usize) -> Vec<u8> {
@@ -385,6 +385,31 @@ fn no_temp_file_left_behind() {
     ));
     assert!(env.tmp_entries().is_empty());
     assert!(!df.hash_dir().exists());
+}
+
+#[test]
+fn put_observed_reports_each_stage() {
+    let env = Env::new();
+    let df = env.mgr.diskfile("sda", 7, "AUTH_a", "c", "o", 0).unwrap();
+    let t = recent(10.0);
+    let mut w = df.create(Some(3)).unwrap();
+    w.write(b"abc").unwrap();
+    let mut seen = Vec::new();
+    let path = w
+        .put_observed(put_metadata(&t, b"abc"), |stage| {
+            // At both points the write is a temp file carrying its metadata,
+            // and nothing is in the object's directory yet.
+            let tmp = env.tmp_entries();
+            assert_eq!(tmp.len(), 1, "{stage:?}: {tmp:?}");
+            let md = xattrs::read_metadata(&env.dev().join("tmp").join(&tmp[0])).unwrap();
+            assert_eq!(md.get("X-Timestamp"), Some(t.internal().as_str()));
+            assert!(!df.hash_dir().exists(), "{stage:?}");
+            seen.push(stage);
+        })
+        .unwrap();
+    assert_eq!(seen, [PutStage::BeforeFsync, PutStage::BeforeRename]);
+    assert!(path.exists());
+    assert!(env.tmp_entries().is_empty());
 }
 
 #[test]

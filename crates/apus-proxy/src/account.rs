@@ -149,9 +149,9 @@ pub fn listing_format(req: &Req) -> &'static str {
 
 impl Ctx<'_> {
     fn account_plan(&self) -> NodePlan {
-        let ring = &self.app.config.account_ring;
+        let ring = self.app.config.account_ring.get();
         let part = ring.partition(&self.app.config.hash, &self.target.account, None, None);
-        NodePlan::new(ring, part, &self.app.backend.limiter)
+        NodePlan::new(&ring, part, &self.app.backend.limiter)
     }
 
     pub async fn account(self, req: Req) -> Resp {

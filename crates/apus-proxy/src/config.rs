@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use apus_core::HashConfig;
-use apus_ring::Ring;
+use apus_ring::ReloadingRing;
 
 /// A storage policy as the proxy and `/info` see it.
 #[derive(Clone, Debug)]
@@ -16,7 +16,7 @@ pub struct Policy {
     pub default: bool,
     pub deprecated: bool,
     /// The object ring of this policy (`object.ring.gz`, `object-N.ring.gz`).
-    pub ring: Arc<Ring>,
+    pub ring: Arc<ReloadingRing>,
 }
 
 /// One tempauth user: `user_<account>_<user> = <key> [group ...]`.
@@ -87,8 +87,10 @@ impl TempAuthConfig {
 #[derive(Clone, Debug)]
 pub struct ProxyConfig {
     pub hash: HashConfig,
-    pub account_ring: Arc<Ring>,
-    pub container_ring: Arc<Ring>,
+    /// The rings, reloaded when their files change (Swift's
+    /// `reload_time`); each lookup takes the ring in use at that moment.
+    pub account_ring: Arc<ReloadingRing>,
+    pub container_ring: Arc<ReloadingRing>,
     /// Storage policies by index; exactly one is the default.
     pub policies: Vec<Policy>,
     /// `conn_timeout`.
@@ -128,8 +130,8 @@ pub struct ProxyConfig {
 impl ProxyConfig {
     pub fn new(
         hash: HashConfig,
-        account_ring: Arc<Ring>,
-        container_ring: Arc<Ring>,
+        account_ring: Arc<ReloadingRing>,
+        container_ring: Arc<ReloadingRing>,
         policies: Vec<Policy>,
     ) -> Self {
         ProxyConfig {

@@ -31,14 +31,14 @@ impl Ctx<'_> {
     }
 
     pub fn container_plan(&self) -> NodePlan {
-        let ring = &self.app.config.container_ring;
+        let ring = self.app.config.container_ring.get();
         let part = ring.partition(
             &self.app.config.hash,
             &self.target.account,
             Some(self.container_name()),
             None,
         );
-        NodePlan::new(ring, part, &self.app.backend.limiter)
+        NodePlan::new(&ring, part, &self.app.backend.limiter)
     }
 
     fn container_path(&self) -> String {
@@ -147,8 +147,8 @@ impl Ctx<'_> {
                 );
             }
         }
-        let container_count = self.app.config.container_ring.replica_count().max(1);
-        let ring = &self.app.config.account_ring;
+        let container_count = self.app.config.container_ring.get().replica_count().max(1);
+        let ring = self.app.config.account_ring.get();
         let part = ring.partition(&self.app.config.hash, &self.target.account, None, None);
         let accounts = ring.primaries(part);
         let mut out = vec![base; container_count];

@@ -194,13 +194,14 @@ impl Ctx<'_> {
     }
 
     fn object_plan(&self, policy: &Policy) -> NodePlan {
-        let part = policy.ring.partition(
+        let ring = policy.ring.get();
+        let part = ring.partition(
             &self.app.config.hash,
             &self.target.account,
             self.target.container.as_deref(),
             Some(self.object_name()),
         );
-        NodePlan::new(&policy.ring, part, &self.app.backend.limiter)
+        NodePlan::new(&ring, part, &self.app.backend.limiter)
     }
 
     /// Every client header worth passing on, plus the proxy's own.
@@ -351,7 +352,7 @@ impl Ctx<'_> {
     /// that expire, which expiring-objects queue replica.
     fn update_headers(&self, base: &HeaderMap, n: usize, delete_at: Option<u64>) -> Vec<HeaderMap> {
         let mut out = vec![base.clone(); n.max(1)];
-        let ring = &self.app.config.container_ring;
+        let ring = self.app.config.container_ring.get();
         let account = &self.target.account;
         let container = self.target.container.as_deref().unwrap_or("");
         let part = ring.partition(&self.app.config.hash, account, Some(container), None);

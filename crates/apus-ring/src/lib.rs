@@ -3,8 +3,9 @@
 //! It owns the mapping from names to partitions and from partitions to
 //! devices: reading and writing Swift's v1 `*.ring.gz` files ([`ringdata`]),
 //! lookups of primaries and handoffs in Swift's exact order ([`lookup`]),
-//! the builder with `swift-ring-builder`'s semantics ([`builder`]) and the
-//! parsing of its device arguments ([`parse`]).
+//! the builder with `swift-ring-builder`'s semantics ([`builder`]), the
+//! parsing of its device arguments ([`parse`]), and a ring that follows
+//! its file as Swift's reloads ([`reload`]).
 //!
 //! Invariant: pure apart from reading and writing its own files. No async
 //! runtime, no HTTP, no SQLite; the servers need only the lookup half and
@@ -15,10 +16,12 @@ pub mod builder;
 pub mod device;
 pub mod lookup;
 pub mod parse;
+pub mod reload;
 pub mod ringdata;
 
 pub use device::Device;
 pub use lookup::Ring;
+pub use reload::ReloadingRing;
 
 pub use ringdata::{RingData, RingFileError};
 

@@ -5,7 +5,9 @@
 //! headers, container updates and async pendings) with its `REPLICATE`
 //! verb in [`object_replication`], and the container and
 //! account servers over `apus-db` ([`container`], [`account`], sharing
-//! [`db_common`] and the replication RPC of [`db_replicate`]).
+//! [`db_common`] and the replication RPC of [`db_replicate`]). For fault
+//! tests, [`failpoint`] can crash the object server at chosen points of a
+//! PUT.
 //!
 //! Invariant: never depends on the proxy. The object, container and
 //! account servers do not use each other's modules; what they share lives
@@ -18,6 +20,7 @@ pub mod common;
 pub mod container;
 pub mod db_common;
 pub mod db_replicate;
+pub mod failpoint;
 pub mod object;
 pub mod object_replication;
 pub mod slow_hosts;

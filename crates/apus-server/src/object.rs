@@ -43,7 +43,7 @@ use apus_core::range::{
 use apus_core::{HashConfig, Timestamp};
 use apus_diskfile::{
     AsyncUpdate, DiskFile, DiskFileConfig, DiskFileError, DiskFileManager, DiskFileReader,
-    Metadata, OpenDiskFile, OpenOptions,
+    Metadata, OpenDiskFile, OpenOptions, PutStage,
 };
 use apus_http::{channel, empty, BackendClient, Body, BodySender, ClientConfig, Handler};
 use apus_proto::constraints::{self, NameKind, MAX_FILE_SIZE};
@@ -60,6 +60,7 @@ use crate::common::{
     header, header_true, insufficient_storage, py_int, set_header, set_header_bytes,
     status_response, text_response, valid_timestamp,
 };
+use crate::failpoint;
 use crate::slow_hosts::{SlowHosts, UpdatePlan};
 
 /// Object server settings (Swift's `object-server.conf` names in docs).
@@ -211,6 +212,8 @@ impl ObjectServer {
             .map(|s| s.trim().to_ascii_lowercase())
             .filter(|s| !s.is_empty() && !reserved.contains(s.as_str()))
             .collect();
+        // Failpoints are armed (in fault tests) when the server starts.
+        failpoint::armed();
         let mgr = DiskFileManager::new(conf.diskfile.clone());
         // Temp files older than this server are what a crash left of
         // writes in progress: none of them can complete any more.
@@ -518,10 +521,20 @@ impl ObjectServer {
             }
         }
         let md = metadata.clone();
-        if let Err(e) = blocking(move || writer.put(md)).await {
+        let committed = blocking(move || {
+            writer.put_observed(md, |stage| {
+                failpoint::hit(match stage {
+                    PutStage::BeforeFsync => failpoint::PUT_BEFORE_FSYNC,
+                    PutStage::BeforeRename => failpoint::PUT_BEFORE_RENAME,
+                })
+            })
+        })
+        .await;
+        if let Err(e) = committed {
             tracing::error!(error = %e, "object commit failed");
             return disk_error_response(&e, &t.device);
         }
+        failpoint::hit(failpoint::PUT_AFTER_RENAME);
 
         // Post-commit: expiring-objects queue, then the container.
         let orig_delete_at = orig_metadata
@@ -557,6 +570,7 @@ impl ObjectServer {
         );
         self.container_update(&t, &parts.method, &parts.uri, headers, update)
             .await;
+        failpoint::hit(failpoint::PUT_AFTER_CONTAINER_UPDATE);
 
         let mut resp = status_response(201);
         set_header(resp.headers_mut(), "etag", &format!("\"{etag}\""));

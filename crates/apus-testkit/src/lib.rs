@@ -114,15 +114,15 @@ impl Cluster {
 
         let mut proxy_config = ProxyConfig::new(
             hash.clone(),
-            Arc::new(account_ring),
-            Arc::new(container_ring),
+            Arc::new(account_ring.into()),
+            Arc::new(container_ring.into()),
             vec![Policy {
                 index: 0,
                 name: "Policy-0".into(),
                 aliases: Vec::new(),
                 default: true,
                 deprecated: false,
-                ring: Arc::new(object_ring),
+                ring: Arc::new(object_ring.into()),
             }],
         );
         proxy_config.tempauth = TempAuthConfig::functest_defaults();

@@ -62,14 +62,15 @@ fn run_inner(name: DaemonName, args: &DaemonArgs) -> Result<ExitCode> {
                 .map_err(|e| anyhow!("{}: {e}", conf_path.display()))?;
             let rings = Rings::load(data, &conf)?;
             let identity = LocalIdentity {
-                account: first_addr(&rings.account, data)?,
-                container: first_addr(&rings.container, data)?,
+                account: first_addr(&rings.account.get(), data)?,
+                container: first_addr(&rings.container.get(), data)?,
                 object: first_addr(
-                    rings
+                    &rings
                         .objects
                         .first()
-                        .map(|(_, r)| r)
-                        .ok_or_else(|| anyhow!("no object ring"))?,
+                        .ok_or_else(|| anyhow!("no object ring"))?
+                        .1
+                        .get(),
                     data,
                 )?,
             };

@@ -109,6 +109,7 @@ pub struct FileProxy {
     pub allow_open_expired: Option<bool>,
     pub max_containers_per_account: Option<u64>,
     pub object_chunk_size: Option<usize>,
+    pub ring_reload_time: Option<f64>,
     pub tempauth: Option<FileTempAuth>,
 }
 
@@ -629,6 +630,7 @@ fn check_proxy_durations(p: &FileProxy) -> Result<()> {
         ),
         ("proxy.concurrency_timeout", p.concurrency_timeout),
         ("proxy.post_quorum_timeout", p.post_quorum_timeout),
+        ("proxy.ring_reload_time", p.ring_reload_time),
     ] {
         if let Some(v) = v {
             seconds(name, v)?;
@@ -666,6 +668,15 @@ fn set_secs(target: &mut Duration, value: Option<f64>) {
 }
 
 impl ProxyNode {
+    /// How often the proxy looks for changed ring files (Swift's ring
+    /// `reload_time`, 15 s).
+    pub fn ring_reload_time(&self) -> Duration {
+        self.settings
+            .ring_reload_time
+            .and_then(|v| Duration::try_from_secs_f64(v).ok())
+            .unwrap_or(apus_ring::reload::DEFAULT_RELOAD_TIME)
+    }
+
     /// Applies the file's proxy settings over the proxy's defaults.
     pub fn apply(&self, conf: &mut ProxyConfig) {
         let s = &self.settings;
@@ -837,6 +848,7 @@ mod tests {
             bind = "0.0.0.0:80"
             node_timeout = 20
             allow_account_management = true
+            ring_reload_time = 2.5
             [proxy.tempauth]
             reseller_prefixes = ["AUTH", "SERVICE_"]
             require_group = {{ SERVICE = "service" }}
@@ -857,6 +869,7 @@ mod tests {
         assert_eq!(conf.default_policy(), 1);
         let proxy = conf.proxy.unwrap();
         assert_eq!(proxy.bind, "0.0.0.0:80".parse().unwrap());
+        assert_eq!(proxy.ring_reload_time(), Duration::from_millis(2500));
         assert_eq!(proxy.tempauth.reseller_prefixes, ["AUTH_", "SERVICE_"]);
         assert_eq!(
             proxy
@@ -879,7 +892,9 @@ mod tests {
             matches!(&conf.layout, Layout::Node { hash: HashSource::SwiftConf(p), rings_dir }
             if p == Path::new("/etc/apus/swift.conf") && rings_dir == Path::new("/etc/apus/."))
         );
-        assert_eq!(conf.proxy.unwrap().bind, "0.0.0.0:8080".parse().unwrap());
+        let proxy = conf.proxy.unwrap();
+        assert_eq!(proxy.bind, "0.0.0.0:8080".parse().unwrap());
+        assert_eq!(proxy.ring_reload_time(), Duration::from_secs(15));
         let storage = conf.storage.unwrap();
         assert_eq!(storage.devices, Path::new("/srv/node"));
         assert_eq!(
@@ -913,6 +928,11 @@ mod tests {
                 "must differ",
             ),
             ("roles = [\"storage\"]\n[storage]\nnode_timeout = -1", "seconds"),
+            (
+                "roles = [\"proxy\"]\n[proxy]\nring_reload_time = -1\n\
+                 [[proxy.tempauth.users]]\nname = \"a:u\"\nkey = \"k\"",
+                "ring_reload_time",
+            ),
             (
                 "roles = [\"storage\"]\n[[policy]]\nindex = 0\nname = \"a\"\n[[policy]]\nindex = 1\nname = \"b\"",
                 "none has",

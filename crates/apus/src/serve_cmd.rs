@@ -24,7 +24,7 @@ use apus_core::HashConfig;
 use apus_daemons::{LocalIdentity, Shutdown};
 use apus_http::ServerConfig;
 use apus_proxy::{Policy, Proxy, ProxyConfig};
-use apus_ring::Ring;
+use apus_ring::ReloadingRing;
 use apus_server::account::AccountServer;
 use apus_server::container::ContainerServer;
 use apus_server::db_common::{DbServerConfig, Policies, PolicyInfo};
@@ -187,10 +187,12 @@ fn prepare(conf: &NodeConfig) -> Result<Plan> {
                 };
                 listeners.push((server, ring_listener(server, ring)?));
             }
+            // A local cluster's rings do not change while it runs.
+            let fixed = |r: &LocalRing| Arc::new(ReloadingRing::fixed(r.ring.clone()));
             let rings = Rings {
-                account: Arc::new(cluster.account.ring.clone()),
-                container: Arc::new(cluster.container.ring.clone()),
-                objects: vec![(0, Arc::new(cluster.object.ring.clone()))],
+                account: fixed(&cluster.account),
+                container: fixed(&cluster.container),
+                objects: vec![(0, fixed(&cluster.object))],
             };
             let hash = cluster.hash.clone();
             let identity = LocalIdentity {
@@ -391,19 +393,26 @@ pub fn proxy_config(conf: &NodeConfig, hash: &HashConfig, rings: &Rings) -> Resu
 }
 
 pub struct Rings {
-    pub account: Arc<Ring>,
-    pub container: Arc<Ring>,
+    pub account: Arc<ReloadingRing>,
+    pub container: Arc<ReloadingRing>,
     /// Object ring of each policy index.
-    pub objects: Vec<(u32, Arc<Ring>)>,
+    pub objects: Vec<(u32, Arc<ReloadingRing>)>,
 }
 
 impl Rings {
     /// A node's rings: `account.ring.gz`, `container.ring.gz` and one
-    /// object ring per policy (`object.ring.gz`, `object-N.ring.gz`).
+    /// object ring per policy (`object.ring.gz`, `object-N.ring.gz`),
+    /// each reloaded when its file changes, checked every
+    /// `proxy.ring_reload_time`.
     pub fn load(dir: &Path, conf: &NodeConfig) -> Result<Self> {
-        let load = |name: &str| -> Result<Arc<Ring>> {
+        let reload_time = conf
+            .proxy
+            .as_ref()
+            .map(|p| p.ring_reload_time())
+            .unwrap_or(apus_ring::reload::DEFAULT_RELOAD_TIME);
+        let load = |name: &str| -> Result<Arc<ReloadingRing>> {
             let path = dir.join(name);
-            Ring::load(&path)
+            ReloadingRing::load(&path, reload_time)
                 .map(Arc::new)
                 .map_err(|e| anyhow!("{}: {e}", path.display()))
         };

@@ -9,12 +9,14 @@
 //! there stays free until the node binds it, and again after a restart.
 //! The proxy, which no ring names, binds port 0 and is found by its banner. Any node can
 //! be stopped, killed and restarted, any daemon run once on any node, and
-//! the files on every device inspected.
+//! the files on every device inspected. A node's device directory can be
+//! a small tmpfs (mounted before the node starts, unmounted when the
+//! cluster drops), and a fifth node can join, with every ring rebuilt.
 
 use std::fs;
-use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use apus_core::HashConfig;
@@ -68,6 +70,7 @@ impl Node {
     }
 }
 
+#[derive(Clone)]
 pub struct Options {
     /// `[daemons] reclaim_age` of every node, seconds.
     pub reclaim_age: f64,
@@ -77,6 +80,18 @@ pub struct Options {
     /// seconds after the last began; `None` runs none (scenarios run
     /// them by hand with [`MultiCluster::run_daemon`]).
     pub daemon_interval: Option<f64>,
+    /// `log_requests` of the storage nodes: one line per request in each
+    /// node's `node.log`.
+    pub log_requests: bool,
+    /// Lines added to the `[storage]` table of node `i` (`mount_check =
+    /// true`, ...).
+    pub storage_config: Vec<(usize, String)>,
+    /// Lines added to the proxy's `[proxy]` table.
+    pub proxy_config: String,
+    /// Node `i`'s device directory is a tmpfs of this many bytes, mounted
+    /// before the node first starts and unmounted when the cluster drops.
+    /// A mount that fails fails the test.
+    pub tmpfs: Vec<(usize, u64)>,
 }
 
 impl Default for Options {
@@ -85,6 +100,10 @@ impl Default for Options {
             reclaim_age: 604_800.0,
             node_timeout: 5.0,
             daemon_interval: None,
+            log_requests: false,
+            storage_config: Vec::new(),
+            proxy_config: String::new(),
+            tmpfs: Vec::new(),
         }
     }
 }
@@ -100,30 +119,164 @@ pub struct MultiCluster {
     token: String,
     /// `/v1/AUTH_test`.
     pub account_path: String,
+    options: Options,
+    /// The object, container and account ports every node serves on.
+    ports: [u16; 3],
+    /// Device directories with a tmpfs mounted on them.
+    mounts: Mounts,
 }
 
+/// Mount points to unmount on drop, whatever the test did.
+#[derive(Default)]
+pub struct Mounts(Vec<PathBuf>);
+
+impl Mounts {
+    /// Mounts a tmpfs of `bytes` on `dir`; panics with the reason if it fails.
+    pub fn tmpfs(&mut self, dir: &Path, bytes: u64) {
+        let out = Command::new("mount")
+            .args(["-t", "tmpfs", "-o"])
+            .arg(format!("size={bytes},mode=0755"))
+            .arg("tmpfs")
+            .arg(dir)
+            .output()
+            .expect("run mount");
+        assert!(
+            out.status.success(),
+            "cannot mount a tmpfs on {} (these tests need root): {}",
+            dir.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        self.0.push(dir.to_path_buf());
+    }
+
+    /// Unmounts `dir` (lazily: files a process still holds open stay
+    /// usable to it, new lookups see the directory underneath).
+    pub fn unmount(&mut self, dir: &Path) {
+        let out = Command::new("umount")
+            .arg("-l")
+            .arg(dir)
+            .output()
+            .expect("run umount");
+        assert!(
+            out.status.success(),
+            "cannot unmount {}: {}",
+            dir.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        self.0.retain(|d| d != dir);
+    }
+
+    fn unmount_all(&mut self) {
+        for dir in std::mem::take(&mut self.0) {
+            let _ = Command::new("umount").arg("-l").arg(&dir).output();
+        }
+    }
+}
+
+impl Drop for Mounts {
+    fn drop(&mut self) {
+        self.unmount_all();
+    }
+}
+
+/// Node `i`'s device, `d<i+1>` in zone `i+1`.
+fn ring_device(i: usize, ip: Ipv4Addr, port: u16) -> Device {
+    Device {
+        id: AUTO_ID,
+        region: 1,
+        zone: i as u32 + 1,
+        ip: ip.to_string(),
+        port,
+        replication_ip: ip.to_string(),
+        replication_port: port,
+        device: format!("d{}", i + 1),
+        weight: 100.0,
+        meta: String::new(),
+    }
+}
+
+/// Writes `<path>.ring.gz` from a new builder, kept as `<path>.builder`.
 fn build_ring(path: &Path, ips: &[Ipv4Addr], port: u16) -> Ring {
     let mut builder = RingBuilder::new(PART_POWER, 3.0, 0).unwrap();
     for (i, ip) in ips.iter().enumerate() {
-        builder
-            .add_dev(Device {
-                id: AUTO_ID,
-                region: 1,
-                zone: i as u32 + 1,
-                ip: ip.to_string(),
-                port,
-                replication_ip: ip.to_string(),
-                replication_port: port,
-                device: format!("d{}", i + 1),
-                weight: 100.0,
-                meta: String::new(),
-            })
-            .unwrap();
+        builder.add_dev(ring_device(i, *ip, port)).unwrap();
     }
     builder.rebalance(Some(1), &mut |_| {}).unwrap();
+    builder.save(&path.with_extension("builder")).unwrap();
     let data = builder.ring_data().unwrap();
-    data.save(path).unwrap();
+    data.save(&path.with_extension("ring.gz")).unwrap();
     Ring::new(data).unwrap()
+}
+
+const HASH_TOML: &str = "[hash]\nprefix = \"scenario-prefix\"\nsuffix = \"scenario-suffix\"\n";
+
+/// Creates node `i`'s directory, device (a tmpfs if `options` says so)
+/// and configuration.
+fn new_node(
+    root: &Path,
+    i: usize,
+    ip: Ipv4Addr,
+    ports: [u16; 3],
+    options: &Options,
+    mounts: &mut Mounts,
+) -> Node {
+    let mut daemons = format!(
+        "[daemons]\nrun = {}\nreclaim_age = {}\n\n\
+         [daemons.object-updater]\nper_second = 0\n",
+        options.daemon_interval.is_some(),
+        options.reclaim_age
+    );
+    if let Some(interval) = options.daemon_interval {
+        daemons.push_str(&format!("interval = {interval}\n"));
+        for name in [
+            "object-replicator",
+            "object-auditor",
+            "container-replicator",
+            "container-auditor",
+            "container-updater",
+            "account-replicator",
+            "account-auditor",
+        ] {
+            daemons.push_str(&format!("\n[daemons.{name}]\ninterval = {interval}\n"));
+        }
+    }
+    let storage_extra: String = options
+        .storage_config
+        .iter()
+        .filter(|(n, _)| *n == i)
+        .map(|(_, line)| format!("{line}\n"))
+        .collect();
+    let ndir = root.join(format!("node{}", i + 1));
+    let device = format!("d{}", i + 1);
+    let device_dir = ndir.join("devices").join(&device);
+    fs::create_dir_all(&device_dir).unwrap();
+    if let Some((_, bytes)) = options.tmpfs.iter().find(|(n, _)| *n == i) {
+        mounts.tmpfs(&device_dir, *bytes);
+    }
+    let config = ndir.join("node.toml");
+    fs::write(
+        &config,
+        format!(
+            "roles = [\"storage\"]\nrings_dir = \"../rings\"\nlog_requests = {}\n\
+             shutdown_timeout = 2\n{HASH_TOML}\n\
+             [storage]\ndevices = \"devices\"\nbind_ip = \"{ip}\"\n\
+             object_port = {}\ncontainer_port = {}\naccount_port = {}\n\
+             node_timeout = {}\n{storage_extra}\n{daemons}",
+            options.log_requests, ports[0], ports[1], ports[2], options.node_timeout
+        ),
+    )
+    .unwrap();
+    Node {
+        index: i,
+        device,
+        dir: ndir,
+        config,
+        ip,
+        object_port: ports[0],
+        container_port: ports[1],
+        account_port: ports[2],
+        child: None,
+    }
 }
 
 impl MultiCluster {
@@ -136,68 +289,26 @@ impl MultiCluster {
             .map(|host| Ipv4Addr::new(a, b, c, host))
             .collect();
         let proxy_ip = Ipv4Addr::new(a, b, c, 100);
-        // Every node serves on the same three ports, as real nodes do.
+        // Every node serves on the same three ports, as real nodes do; they
+        // are free on the address of a node added later too.
+        let mut free_on = ips.clone();
+        free_on.push(Ipv4Addr::new(a, b, c, NODES as u8 + 1));
         let mut ports: Vec<u16> = Vec::new();
         while ports.len() < 3 {
-            let p = fixed_port(&ips);
+            let p = fixed_port(&free_on);
             if !ports.contains(&p) {
                 ports.push(p);
             }
         }
-        build_ring(&rings.join("object.ring.gz"), &ips, ports[0]);
-        build_ring(&rings.join("container.ring.gz"), &ips, ports[1]);
-        build_ring(&rings.join("account.ring.gz"), &ips, ports[2]);
+        build_ring(&rings.join("object"), &ips, ports[0]);
+        build_ring(&rings.join("container"), &ips, ports[1]);
+        build_ring(&rings.join("account"), &ips, ports[2]);
         let hash = HashConfig::new("scenario-prefix", "scenario-suffix");
-        let hash_toml = "[hash]\nprefix = \"scenario-prefix\"\nsuffix = \"scenario-suffix\"\n";
-        let mut daemons = format!(
-            "[daemons]\nrun = {}\nreclaim_age = {}\n\n\
-             [daemons.object-updater]\nper_second = 0\n",
-            options.daemon_interval.is_some(),
-            options.reclaim_age
-        );
-        if let Some(interval) = options.daemon_interval {
-            daemons.push_str(&format!("interval = {interval}\n"));
-            for name in [
-                "object-replicator",
-                "object-auditor",
-                "container-replicator",
-                "container-auditor",
-                "container-updater",
-                "account-replicator",
-                "account-auditor",
-            ] {
-                daemons.push_str(&format!("\n[daemons.{name}]\ninterval = {interval}\n"));
-            }
-        }
+        let mut mounts = Mounts::default();
+        let ports = [ports[0], ports[1], ports[2]];
         let mut nodes = Vec::new();
         for (i, ip) in ips.iter().enumerate() {
-            let ndir = dir.path().join(format!("node{}", i + 1));
-            let device = format!("d{}", i + 1);
-            fs::create_dir_all(ndir.join("devices").join(&device)).unwrap();
-            let config = ndir.join("node.toml");
-            fs::write(
-                &config,
-                format!(
-                    "roles = [\"storage\"]\nrings_dir = \"../rings\"\nlog_requests = false\n\
-                     shutdown_timeout = 2\n{hash_toml}\n\
-                     [storage]\ndevices = \"devices\"\nbind_ip = \"{ip}\"\n\
-                     object_port = {}\ncontainer_port = {}\naccount_port = {}\n\
-                     node_timeout = {}\n\n{daemons}",
-                    ports[0], ports[1], ports[2], options.node_timeout
-                ),
-            )
-            .unwrap();
-            nodes.push(Node {
-                index: i,
-                device,
-                dir: ndir,
-                config,
-                ip: *ip,
-                object_port: ports[0],
-                container_port: ports[1],
-                account_port: ports[2],
-                child: None,
-            });
+            nodes.push(new_node(dir.path(), i, *ip, ports, &options, &mut mounts));
         }
         let pdir = dir.path().join("proxy");
         fs::create_dir_all(&pdir).unwrap();
@@ -205,12 +316,12 @@ impl MultiCluster {
             pdir.join("proxy.toml"),
             format!(
                 "roles = [\"proxy\"]\nrings_dir = \"../rings\"\nlog_requests = false\n\
-                 shutdown_timeout = 2\n{hash_toml}\n\
+                 shutdown_timeout = 2\n{HASH_TOML}\n\
                  [proxy]\nbind = \"{proxy_ip}:0\"\nnode_timeout = {}\n\
-                 recheck_account_existence = 0\nrecheck_container_existence = 0\n\n\
+                 recheck_account_existence = 0\nrecheck_container_existence = 0\n{}\n\n\
                  [[proxy.tempauth.users]]\nname = \"test:tester\"\nkey = \"testing\"\n\
                  groups = [\".admin\"]\n",
-                options.node_timeout
+                options.node_timeout, options.proxy_config
             ),
         )
         .unwrap();
@@ -223,6 +334,9 @@ impl MultiCluster {
             proxy: None,
             token: String::new(),
             account_path: String::new(),
+            options,
+            ports,
+            mounts,
         };
         for i in 0..NODES {
             cluster.start_node(i);
@@ -235,7 +349,12 @@ impl MultiCluster {
     }
 
     fn spawn(&self, config: &Path, out: Stdio, log: &Path) -> Child {
+        self.spawn_with_env(config, out, log, &[])
+    }
+
+    fn spawn_with_env(&self, config: &Path, out: Stdio, log: &Path, env: &[(&str, &str)]) -> Child {
         Command::new(apus_bin())
+            .envs(env.iter().copied())
             .arg("serve")
             .arg("--config")
             .arg(config)
@@ -271,11 +390,16 @@ impl MultiCluster {
     /// once every server is set up (stale temp files removed, databases
     /// checked), which listening alone does not tell.
     pub fn start_node(&mut self, i: usize) {
+        self.start_node_with_env(i, &[]);
+    }
+
+    /// Starts node `i` with extra environment variables (failpoints).
+    pub fn start_node_with_env(&mut self, i: usize, env: &[(&str, &str)]) {
         assert!(self.nodes[i].child.is_none(), "node {i} is running");
         let log = self.nodes[i].dir.join("node.log");
         let banner = self.nodes[i].dir.join("node.out");
         let out = Stdio::from(fs::File::create(&banner).unwrap());
-        let mut child = self.spawn(&self.nodes[i].config.clone(), out, &log);
+        let mut child = self.spawn_with_env(&self.nodes[i].config.clone(), out, &log, env);
         wait_banner(&banner, &mut child, &log);
         let node = &mut self.nodes[i];
         node.child = Some(child);
@@ -324,6 +448,75 @@ impl MultiCluster {
         self.nodes[i].child.is_some()
     }
 
+    /// Waits up to `timeout` for node `i` to exit by itself; its exit
+    /// status (the node then counts as stopped), or `None` if it still runs.
+    pub fn wait_node_exit(&mut self, i: usize, timeout: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        let child = self.nodes[i].child.as_mut().expect("node is running");
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                self.nodes[i].child = None;
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Mounts a fresh tmpfs of `bytes` on node `i`'s device directory.
+    pub fn mount_device(&mut self, i: usize, bytes: u64) {
+        let dir = self.nodes[i].device_path();
+        self.mounts.tmpfs(&dir, bytes);
+    }
+
+    /// Unmounts node `i`'s device (mounted by [`Options::tmpfs`] or
+    /// [`MultiCluster::mount_device`]); its directory is left empty.
+    pub fn unmount_device(&mut self, i: usize) {
+        let dir = self.nodes[i].device_path();
+        self.mounts.unmount(&dir);
+    }
+
+    /// Adds a storage node with one device of the same weight as the
+    /// others, in a zone of its own, starts it, and rebalances the three
+    /// rings with it (the new rings replace the old ones in the shared
+    /// rings directory, where every node and the proxy find them). Returns
+    /// its index.
+    pub fn add_node(&mut self) -> usize {
+        let i = self.nodes.len();
+        let [a, b, c, _] = self.nodes[0].ip.octets();
+        let ip = Ipv4Addr::new(a, b, c, i as u8 + 1);
+        let node = new_node(
+            self.dir.path(),
+            i,
+            ip,
+            self.ports,
+            &self.options,
+            &mut self.mounts,
+        );
+        self.nodes.push(node);
+        self.start_node(i);
+        let rings = self.dir.path().join("rings");
+        for (name, port) in [
+            ("object", self.ports[0]),
+            ("container", self.ports[1]),
+            ("account", self.ports[2]),
+        ] {
+            let path = rings.join(format!("{name}.builder"));
+            let mut builder = RingBuilder::load(&path).unwrap();
+            builder.add_dev(ring_device(i, ip, port)).unwrap();
+            builder.rebalance(Some(1), &mut |_| {}).unwrap();
+            builder.save(&path).unwrap();
+            builder
+                .ring_data()
+                .unwrap()
+                .save(&rings.join(format!("{name}.ring.gz")))
+                .unwrap();
+        }
+        i
+    }
+
     /// `apus <daemon> --config <node i> --once`: the pass's stats.
     pub fn run_daemon(&self, i: usize, daemon: &str) -> serde_json::Value {
         let out = Command::new(apus_bin())
@@ -347,7 +540,7 @@ impl MultiCluster {
 
     /// One pass of `daemon` on every running node, in node order.
     pub fn run_daemon_everywhere(&self, daemon: &str) -> Vec<serde_json::Value> {
-        (0..NODES)
+        (0..self.nodes.len())
             .filter(|&i| self.is_running(i))
             .map(|i| self.run_daemon(i, daemon))
             .collect()
@@ -495,6 +688,9 @@ impl Drop for MultiCluster {
             let _ = child.kill();
             let _ = child.wait();
         }
+        // Before the temp dir goes: its mount points must be plain
+        // directories again.
+        self.mounts.unmount_all();
     }
 }
 
@@ -522,6 +718,7 @@ fn wait_banner(out: &Path, child: &mut Child, log: &Path) -> String {
     }
 }
 
+/// Waits until the server at `addr` answers HTTP.
 fn wait_listening(addr: SocketAddr, child: &mut Child, log: &Path) {
     let deadline = Instant::now() + START_TIMEOUT;
     loop {
@@ -531,10 +728,10 @@ fn wait_listening(addr: SocketAddr, child: &mut Child, log: &Path) {
                 fs::read_to_string(log).unwrap_or_default()
             );
         }
-        if TcpStream::connect(addr).is_ok() {
+        if super::request(addr, "HEAD", "/", &[], "").is_some() {
             return;
         }
-        assert!(Instant::now() < deadline, "nothing listens on {addr}");
+        assert!(Instant::now() < deadline, "nothing answers on {addr}");
         std::thread::sleep(Duration::from_millis(20));
     }
 }
