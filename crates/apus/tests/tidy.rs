@@ -369,3 +369,45 @@ fn the_dependency_check_sees_what_it_checks() {
     assert_eq!(lib_name("md-5"), "md5");
     assert_eq!(lib_name("serde-pickle"), "serde_pickle");
 }
+
+/// Every file of the source tree worth reading as text: not build output,
+/// fuzzing corpora or version control.
+fn source_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if path.is_dir() {
+            if !matches!(
+                name.as_ref(),
+                "target" | ".git" | "corpus" | "artifacts" | "coverage"
+            ) {
+                source_files(&path, out);
+            }
+        } else {
+            out.push(path);
+        }
+    }
+}
+
+#[test]
+fn no_merge_conflict_markers_are_left() {
+    let mut files = Vec::new();
+    source_files(&workspace_root(), &mut files);
+    assert!(files.len() > 50, "the source tree was not found");
+    let mut found = Vec::new();
+    for path in files {
+        let Ok(text) = fs::read_to_string(&path) else {
+            continue; // not text
+        };
+        for (i, line) in text.lines().enumerate() {
+            if line.starts_with("<<<<<<< ") || line.starts_with(">>>>>>> ") {
+                found.push(format!("{}:{}", path.display(), i + 1));
+            }
+        }
+    }
+    assert!(found.is_empty(), "merge conflict markers: {found:?}");
+}
