@@ -1,0 +1,356 @@
+//! Fault scenarios on a real multi-process cluster (see `support::cluster`):
+//! the edges of the write quorum with primaries killed or stopped.
+//!
+//! The time bounds asserted here are not performance figures: they tell
+//! an answer that waited for a stopped node's `node_timeout` from one that
+//! did not, with a node timeout large enough for the difference to be
+//! plain on a busy machine.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod support;
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use support::cluster::{Kind, MultiCluster, Options, NODES};
+
+/// Each scenario runs five processes; one at a time keeps a 2-core
+/// machine responsive enough for the timeouts.
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The one node of four that is not a primary of a partition (each of the
+/// harness's rings has three replicas over four nodes).
+fn handoff_of(primaries: &[usize]) -> usize {
+    (0..NODES).find(|i| !primaries.contains(i)).unwrap()
+}
+
+// ---- quorum edges ----
+
+/// The proxy's node timeout in the quorum scenarios.
+const QUORUM_NODE_TIMEOUT: f64 = 15.0;
+
+/// The storage nodes' own node timeout (Swift's default), which bounds a
+/// container server's account update to a stopped account server.
+const QUORUM_STORAGE_NODE_TIMEOUT: f64 = 3.0;
+
+/// An answer later than this waited for a stopped node's timeout.
+const WAITED: Duration = Duration::from_millis(7_500);
+
+/// Every answer comes within the node timeout and this.
+const MARGIN: Duration = Duration::from_secs(5);
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Fault {
+    /// SIGKILL: connections are refused at once.
+    Kill,
+    /// SIGSTOP: connections are accepted and never answered.
+    Stop,
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Op {
+    ObjectPut,
+    ObjectPost,
+    ObjectDelete,
+    ContainerPut,
+    ContainerDelete,
+}
+
+impl Op {
+    const ALL: [Op; 5] = [
+        Op::ObjectPut,
+        Op::ObjectPost,
+        Op::ObjectDelete,
+        Op::ContainerPut,
+        Op::ContainerDelete,
+    ];
+
+    fn is_object(self) -> bool {
+        matches!(self, Op::ObjectPut | Op::ObjectPost | Op::ObjectDelete)
+    }
+
+    /// What Swift answers with `down` of the three primaries down and the
+    /// one handoff standing in, and whether that answer comes without
+    /// waiting for a stopped node's timeout.
+    ///
+    /// - A PUT needs two of its three slots written: the handoff stands
+    ///   in for one failed primary, so two down is still a success.
+    /// - The handoff has no copy of an existing object or container, so
+    ///   an object POST it stands in for answers 404 (no `.meta`), and a
+    ///   container DELETE 404: one primary down is the limit.
+    /// - An object DELETE on the handoff writes a tombstone and answers
+    ///   404, which Swift counts as a success when the answers lack a
+    ///   quorum otherwise (`status_overrides = {404: 204}`).
+    /// - With nodes stopped, an answer that needs a stopped node's slot
+    ///   to decide waits for its node timeout.
+    fn expected(self, down: usize, fault: Fault) -> (u16, bool) {
+        let (status, limit_fast) = match self {
+            Op::ObjectPut => (if down <= 2 { 201 } else { 503 }, 2),
+            Op::ObjectPost => (if down <= 1 { 202 } else { 503 }, 1),
+            Op::ObjectDelete => (if down <= 2 { 204 } else { 503 }, 1),
+            Op::ContainerPut => (if down <= 2 { 201 } else { 503 }, 2),
+            Op::ContainerDelete => (if down <= 1 { 204 } else { 503 }, 1),
+        };
+        (status, fault == Fault::Kill || down <= limit_fast)
+    }
+}
+
+fn take_down(c: &mut MultiCluster, nodes: &[usize], fault: Fault) {
+    for &i in nodes {
+        match fault {
+            Fault::Kill => c.kill_node(i),
+            Fault::Stop => c.pause_node(i),
+        }
+    }
+}
+
+fn bring_back(c: &mut MultiCluster, nodes: &[usize], fault: Fault) {
+    for &i in nodes {
+        match fault {
+            Fault::Kill => c.start_node(i),
+            Fault::Stop => c.resume_node(i),
+        }
+    }
+}
+
+/// Nodes holding a file of `ext` (`.data`, `.meta`, `.ts`) for an object.
+fn object_copies(c: &MultiCluster, container: &str, obj: &str, ext: &str) -> Vec<usize> {
+    (0..NODES)
+        .filter(|&i| {
+            c.object_files(i, container, obj)
+                .iter()
+                .any(|f| f.ends_with(ext))
+        })
+        .collect()
+}
+
+/// A container replica's state on node `i`, asked directly: `Some(true)`
+/// for a live database, `Some(false)` for a deleted one, `None` for none.
+fn container_state(c: &MultiCluster, i: usize, container: &str) -> Option<bool> {
+    let account = c.account();
+    let (part, _) = c.primaries(Kind::Container, &account, Some(container), None);
+    let (head, _) = c.direct(
+        i,
+        Kind::Container,
+        part,
+        "HEAD",
+        &format!("/{account}/{container}"),
+        &[],
+    );
+    let zero = |name: &str| {
+        head.header(name)
+            .is_none_or(|v| v.trim_start_matches(['0', '.', '_']).is_empty())
+    };
+    match head.status {
+        204 => Some(true),
+        404 if !zero("x-backend-delete-timestamp") => Some(false),
+        404 => None,
+        other => panic!("HEAD of container {container} on node {i}: {other}"),
+    }
+}
+
+/// A name (`<prefix>-<n>`) whose partition's one handoff is node `x`.
+fn name_with_handoff(
+    prefix: &str,
+    x: usize,
+    locate: impl Fn(&str) -> Vec<usize>,
+) -> (String, Vec<usize>) {
+    for n in 0.. {
+        let name = format!("{prefix}-{n}");
+        let primaries = locate(&name);
+        if handoff_of(&primaries) == x {
+            return (name, primaries);
+        }
+    }
+    unreachable!()
+}
+
+/// One case: its name, primaries, and what it found.
+struct Outcome {
+    what: String,
+    status: u16,
+    took: Duration,
+    copies: usize,
+}
+
+/// Creates what a POST or DELETE needs, with every node up, until it lands
+/// on exactly the primaries (a node back from a fault may still be left
+/// out by the proxy's error limiter for a moment, which would put a copy
+/// on the handoff instead). Returns the name and its primaries.
+fn prepare(
+    c: &MultiCluster,
+    op: Op,
+    container: &str,
+    x: usize,
+    label: &str,
+) -> (String, Vec<usize>) {
+    let account = c.account();
+    for attempt in 0..30 {
+        let prefix = format!("{label}-a{attempt}");
+        if op.is_object() {
+            let (obj, p) = name_with_handoff(&prefix, x, |n| {
+                c.primaries(Kind::Object, &account, Some(container), Some(n))
+                    .1
+            });
+            let path = format!("/{container}/{obj}");
+            if !matches!(op, Op::ObjectPut) {
+                let status = c.request("PUT", &path, &[], &[7u8; 1024]).0.status;
+                assert_eq!(status, 201, "PUT {path} with every node up");
+                let mut placed = object_copies(c, container, &obj, ".data");
+                placed.sort_unstable();
+                let mut want = p.clone();
+                want.sort_unstable();
+                if placed != want {
+                    std::thread::sleep(Duration::from_secs(1));
+                    continue;
+                }
+            }
+            return (obj, p);
+        }
+        let (name, p) = name_with_handoff(&prefix, x, |n| {
+            c.primaries(Kind::Container, &account, Some(n), None).1
+        });
+        if matches!(op, Op::ContainerDelete) {
+            let status = c.request("PUT", &format!("/{name}"), &[], b"").0.status;
+            assert_eq!(status, 201, "PUT container {name} with every node up");
+            let on_primaries = p
+                .iter()
+                .all(|&i| container_state(c, i, &name) == Some(true));
+            if !on_primaries || container_state(c, x, &name).is_some() {
+                std::thread::sleep(Duration::from_secs(1));
+                continue;
+            }
+        }
+        return (name, p);
+    }
+    panic!("{label}: could not place a copy on exactly the primaries");
+}
+
+/// Runs every operation with 0 to 3 of its primaries down by `fault`.
+///
+/// Asserted for object PUT, POST and DELETE and container PUT and
+/// DELETE, each with 0, 1, 2 and 3 of its three primaries down (the one
+/// handoff of the 4-node cluster standing in):
+/// - the answer is 2xx exactly when a quorum (two) of nodes holds the
+///   write durably when it comes: `.data`, `.meta` or `.ts` files for
+///   objects, live or deleted databases (asked directly) for containers;
+/// - it is the status Swift answers (see [`Op::expected`]);
+/// - it comes within the proxy's node timeout and a margin, and well
+///   before the node timeout whenever no stopped node's answer is needed.
+fn quorum_edges(fault: Fault, tag: &str) {
+    let node_timeout = Duration::from_secs_f64(QUORUM_NODE_TIMEOUT);
+    let mut c = MultiCluster::start(Options {
+        node_timeout: QUORUM_NODE_TIMEOUT,
+        storage_node_timeout: Some(QUORUM_STORAGE_NODE_TIMEOUT),
+        ..Options::default()
+    });
+    let account = c.account();
+    // The node that stays up through every case: an account primary, and
+    // the handoff of every name below, so that with all three primaries
+    // of a name down the proxy still finds the account and, for objects,
+    // the container.
+    let (_, account_nodes) = c.primaries(Kind::Account, &account, None, None);
+    let x = account_nodes[0];
+    let objects = (0..)
+        .map(|n| format!("q{tag}-{n}"))
+        .find(|n| {
+            let (_, p) = c.primaries(Kind::Container, &account, Some(n), None);
+            p.contains(&x)
+        })
+        .unwrap();
+    assert_eq!(
+        c.request("PUT", &format!("/{objects}"), &[], b"").0.status,
+        201
+    );
+
+    let mut outcomes: Vec<Outcome> = Vec::new();
+    let mut failures: Vec<String> = Vec::new();
+    for op in Op::ALL {
+        for down in 0..=3 {
+            let label = format!("{op:?}-{down}").to_lowercase();
+            let (name, primaries) = prepare(&c, op, &objects, x, &label);
+            let victims: Vec<usize> = primaries[..down].to_vec();
+            take_down(&mut c, &victims, fault);
+            let started = Instant::now();
+            let (status, copies) = match op {
+                Op::ObjectPut | Op::ObjectPost | Op::ObjectDelete => {
+                    let path = format!("/{objects}/{name}");
+                    let (method, headers, body, ext): (_, &[(&str, &str)], &[u8], _) = match op {
+                        Op::ObjectPut => ("PUT", &[], &[1u8; 1024], ".data"),
+                        Op::ObjectPost => ("POST", &[("X-Object-Meta-Edge", "yes")], b"", ".meta"),
+                        _ => ("DELETE", &[], b"", ".ts"),
+                    };
+                    let status = c.request(method, &path, headers, body).0.status;
+                    (status, object_copies(&c, &objects, &name, ext).len())
+                }
+                Op::ContainerPut | Op::ContainerDelete => {
+                    let method = if matches!(op, Op::ContainerPut) {
+                        "PUT"
+                    } else {
+                        "DELETE"
+                    };
+                    let status = c.request(method, &format!("/{name}"), &[], b"").0.status;
+                    // Nodes that are down cannot have written anything.
+                    let want = matches!(op, Op::ContainerPut);
+                    let copies = (0..NODES)
+                        .filter(|i| !victims.contains(i))
+                        .filter(|&i| container_state(&c, i, &name) == Some(want))
+                        .count();
+                    (status, copies)
+                }
+            };
+            let took = started.elapsed();
+            bring_back(&mut c, &victims, fault);
+
+            let what = format!("{op:?} with {down} down ({name}, primaries {primaries:?})");
+            let (want, fast) = op.expected(down, fault);
+            if status != want {
+                failures.push(format!("{what}: {status}, Swift answers {want}"));
+            }
+            if (200..300).contains(&status) != (copies >= 2) {
+                failures.push(format!("{what}: {status} with {copies} durable copies"));
+            }
+            if took > node_timeout + MARGIN {
+                failures.push(format!("{what}: answered after {took:?}"));
+            }
+            if fast && took > WAITED {
+                failures.push(format!(
+                    "{what}: answered after {took:?}, waiting for a node it did not need"
+                ));
+            }
+            outcomes.push(Outcome {
+                what,
+                status,
+                took,
+                copies,
+            });
+        }
+    }
+    for o in &outcomes {
+        eprintln!(
+            "{fault:?}: {:70} {} in {:>6.2} s, {} durable",
+            o.what,
+            o.status,
+            o.took.as_secs_f64(),
+            o.copies
+        );
+    }
+    assert!(failures.is_empty(), "{failures:#?}");
+}
+
+#[test]
+fn scenario_20_quorum_edges_killed_primaries() {
+    let _serial = serial();
+    quorum_edges(Fault::Kill, "20");
+}
+
+#[test]
+fn scenario_21_quorum_edges_stopped_primaries() {
+    let _serial = serial();
+    quorum_edges(Fault::Stop, "21");
+}
