@@ -1,5 +1,6 @@
 //! Fault scenarios on a real multi-process cluster (see `support::cluster`):
-//! the edges of the write quorum with primaries killed or stopped.
+//! the edges of the write quorum with primaries killed or stopped, a
+//! locked container database.
 //!
 //! The time bounds asserted here are not performance figures: they tell
 //! an answer that waited for a stopped node's `node_timeout` from one that
@@ -10,10 +11,13 @@
 
 mod support;
 
+use std::io::{BufReader, Read};
+use std::net::SocketAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use support::cluster::{Kind, MultiCluster, Options, NODES};
+use support::{read_head, send_head};
 
 /// Each scenario runs five processes; one at a time keeps a 2-core
 /// machine responsive enough for the timeouts.
@@ -353,4 +357,239 @@ fn scenario_20_quorum_edges_killed_primaries() {
 fn scenario_21_quorum_edges_stopped_primaries() {
     let _serial = serial();
     quorum_edges(Fault::Stop, "21");
+}
+
+// ---- a locked container database ----
+
+/// Swift's broker timeout: how long a database request waits for a lock
+/// held by another connection before it fails (`LockTimeout`, a 500).
+const BROKER_TIMEOUT: Duration = Duration::from_secs(25);
+
+/// Answers meant to come while a lock is held come well before the broker
+/// timeout: they did not wait for it, nor for a worker it holds.
+const PROMPT: Duration = Duration::from_secs(10);
+
+/// A GET straight to a storage server (`path` from the device on) that
+/// may take long: its status.
+fn slow_get(addr: SocketAddr, path: &str, timeout: Duration) -> u16 {
+    let conn = send_head(addr, "GET", path, &[("Content-Length", "0")], timeout);
+    let mut reader = BufReader::new(conn);
+    let head = read_head(&mut reader);
+    let mut body = Vec::new();
+    reader.read_to_end(&mut body).unwrap();
+    head.status
+}
+
+/// The object names a listing through the proxy holds.
+fn proxy_listing(c: &MultiCluster, container: &str) -> (u16, Vec<String>) {
+    let (head, body) = c.request("GET", &format!("/{container}"), &[], b"");
+    let names = String::from_utf8_lossy(&body)
+        .lines()
+        .map(str::to_string)
+        .collect();
+    (head.status, names)
+}
+
+/// One container replica's database held exclusively by another process
+/// (`BEGIN EXCLUSIVE`, which keeps readers out too) while clients write
+/// objects and list the container.
+///
+/// Asserted while the lock is held:
+/// - reads of that container on the locked replica's server wait for the
+///   lock and answer Swift's 500 (`LockTimeout`) within the broker
+///   timeout (25 s) and a margin;
+/// - the object rows sent to the locked replica are recorded at once
+///   (they go to the pending file, as in Swift);
+/// - meanwhile that node answers its other requests promptly, a burst of
+///   reads waiting on the lock notwithstanding: another container's HEAD,
+///   the account's HEAD, an object GET (no worker is starved);
+/// - through the proxy, every object PUT succeeds and every listing
+///   answers 200 promptly, and soon lists every object written.
+///
+/// After the lock is released, the locked replica lists every object,
+/// the rows recorded during the lock included.
+#[test]
+fn scenario_22_locked_container_database() {
+    let _serial = serial();
+    let c = MultiCluster::start(Options::default());
+    let account = c.account();
+    assert_eq!(c.request("PUT", "/locked", &[], b"").0.status, 201);
+    let (part, replicas) = c.primaries(Kind::Container, &account, Some("locked"), None);
+    // The replica the proxy asks first, so that listings meet the lock.
+    let l = replicas[0];
+    // Another container, and an object, with copies on the same node.
+    let other = (0..)
+        .map(|n| format!("other-{n}"))
+        .find(|n| {
+            c.primaries(Kind::Container, &account, Some(n), None)
+                .1
+                .contains(&l)
+        })
+        .unwrap();
+    let (other_part, _) = c.primaries(Kind::Container, &account, Some(&other), None);
+    assert_eq!(
+        c.request("PUT", &format!("/{other}"), &[], b"").0.status,
+        201
+    );
+    let on_l = (0..)
+        .map(|n| format!("on-l-{n}"))
+        .find(|n| {
+            c.primaries(Kind::Object, &account, Some(&other), Some(n))
+                .1
+                .contains(&l)
+        })
+        .unwrap();
+    let (obj_part, _) = c.primaries(Kind::Object, &account, Some(&other), Some(&on_l));
+    let on_l_path = format!("/{other}/{on_l}");
+    assert_eq!(c.request("PUT", &on_l_path, &[], b"here").0.status, 201);
+    let (account_part, account_nodes) = c.primaries(Kind::Account, &account, None, None);
+    let mut names: Vec<String> = (0..5).map(|k| format!("before-{k}")).collect();
+    for name in &names {
+        let status = c
+            .request("PUT", &format!("/locked/{name}"), &[], b"x")
+            .0
+            .status;
+        assert_eq!(status, 201, "PUT {name}");
+    }
+
+    let holder = rusqlite::Connection::open(c.container_db(l, "locked")).unwrap();
+    holder.execute_batch("BEGIN EXCLUSIVE").unwrap();
+
+    // A burst of reads of the locked database, each waiting on the lock.
+    let addr = c.nodes[l].addr(Kind::Container);
+    let path = format!("/{}/{part}/{account}/locked?format=json", c.nodes[l].device);
+    let burst: Vec<_> = (0..24)
+        .map(|_| {
+            let path = path.clone();
+            std::thread::spawn(move || {
+                let started = Instant::now();
+                let status = slow_get(addr, &path, BROKER_TIMEOUT * 2);
+                (status, started.elapsed())
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_secs(1));
+
+    let prompt = |what: &str, took: Duration| {
+        assert!(
+            took < PROMPT,
+            "{what} took {took:?} while node {l}'s container database was locked"
+        );
+    };
+    // The node's other requests.
+    let started = Instant::now();
+    let (head, _) = c.direct(
+        l,
+        Kind::Container,
+        other_part,
+        "HEAD",
+        &format!("/{account}/{other}"),
+        &[],
+    );
+    assert_eq!(head.status, 204, "HEAD of another container on node {l}");
+    prompt("HEAD of another container", started.elapsed());
+    let started = Instant::now();
+    let (head, _) = c.direct(
+        l,
+        Kind::Account,
+        account_part,
+        "HEAD",
+        &format!("/{account}"),
+        &[],
+    );
+    let want = if account_nodes.contains(&l) { 204 } else { 404 };
+    assert_eq!(head.status, want, "HEAD of the account on node {l}");
+    prompt("HEAD of the account", started.elapsed());
+    let started = Instant::now();
+    let status = slow_get(
+        c.nodes[l].addr(Kind::Object),
+        &format!("/{}/{obj_part}/{account}{on_l_path}", c.nodes[l].device),
+        PROMPT,
+    );
+    assert_eq!(status, 200, "GET of an object on node {l}");
+    prompt("GET of an object", started.elapsed());
+    // An object row sent straight to the locked replica.
+    let started = Instant::now();
+    let ts = format!(
+        "{:.5}",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs_f64()
+    );
+    let (head, _) = c.direct(
+        l,
+        Kind::Container,
+        part,
+        "PUT",
+        &format!("/{account}/locked/recorded-directly"),
+        &[
+            ("X-Timestamp", &ts),
+            ("X-Size", "1"),
+            ("X-Content-Type", "text/plain"),
+            ("X-Etag", "d41d8cd98f00b204e9800998ecf8427e"),
+            ("X-Backend-Storage-Policy-Index", "0"),
+        ],
+    );
+    assert_eq!(head.status, 201, "an object row for the locked replica");
+    prompt("an object row for the locked replica", started.elapsed());
+
+    // Through the proxy, writes and listings go on.
+    for k in 0..8 {
+        let name = format!("during-{k}");
+        let started = Instant::now();
+        let status = c
+            .request("PUT", &format!("/locked/{name}"), &[], b"y")
+            .0
+            .status;
+        assert_eq!(status, 201, "PUT {name}");
+        prompt(&format!("PUT {name}"), started.elapsed());
+        names.push(name);
+        let started = Instant::now();
+        let (status, listed) = proxy_listing(&c, "locked");
+        assert_eq!(status, 200, "a listing after {k} PUTs");
+        prompt("a listing", started.elapsed());
+        assert!(
+            names[..5].iter().all(|n| listed.contains(n)),
+            "the listing lost objects written before the lock: {listed:?}"
+        );
+    }
+    let complete = eventually(PROMPT, || {
+        let (status, listed) = proxy_listing(&c, "locked");
+        status == 200 && names.iter().all(|n| listed.contains(n))
+    });
+    assert!(complete, "no listing held every object written");
+
+    for reader in burst {
+        let (status, took) = reader.join().unwrap();
+        assert_eq!(status, 500, "a read of the locked database");
+        assert!(
+            took < BROKER_TIMEOUT + PROMPT,
+            "a read of the locked database answered after {took:?}"
+        );
+    }
+    holder.execute_batch("COMMIT").unwrap();
+    drop(holder);
+
+    // Rows recorded during the lock are in the replica's pending file; any
+    // update an object server had to keep goes out with the updater.
+    c.run_daemon_everywhere("object-updater");
+    let mut want: Vec<String> = names.clone();
+    want.push("recorded-directly".to_string());
+    want.sort();
+    assert_eq!(c.container_replica_listing(l, "locked"), want);
+}
+
+/// Polls `f` until it holds or `within` passes; whether it held.
+fn eventually(within: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + within;
+    loop {
+        if f() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }

@@ -687,6 +687,20 @@ impl MultiCluster {
             .join(&hash)
     }
 
+    /// The path of `container`'s database on node `i` (there or not).
+    pub fn container_db(&self, i: usize, container: &str) -> PathBuf {
+        let account = self.account();
+        let (part, _) = self.primaries(Kind::Container, &account, Some(container), None);
+        let hash = self.hash.hash_path(&account, Some(container), None);
+        self.nodes[i]
+            .device_path()
+            .join("containers")
+            .join(part.to_string())
+            .join(&hash[29..])
+            .join(&hash)
+            .join(format!("{hash}.db"))
+    }
+
     /// A request through the proxy as `test:tester`.
     pub fn request(
         &self,
