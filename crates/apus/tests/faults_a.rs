@@ -1,6 +1,7 @@
 //! Fault scenarios on a real multi-process cluster (see `support::cluster`):
 //! the edges of the write quorum with primaries killed or stopped, a
-//! locked container database, clients that disconnect mid-transfer.
+//! locked container database, clients that disconnect mid-transfer, and
+//! clocks that disagree.
 //!
 //! The time bounds asserted here are not performance figures: they tell
 //! an answer that waited for a stopped node's `node_timeout` from one that
@@ -809,4 +810,419 @@ fn scenario_23_clients_that_disconnect() {
         String::from_utf8_lossy(&listing),
         "huge\nkept-0\nkept-1\nkept-2\n"
     );
+}
+
+// ---- clocks that disagree ----
+
+/// Moves one `apus` process's clock (see `apus_core::clock`).
+const CLOCK_OFFSET: &str = "APUS_CLOCK_OFFSET_SECS";
+
+/// An `X-Timestamp` `ago` seconds before now by this machine's clock.
+fn timestamp_ago(ago: f64) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    format!("{:.5}", now - ago)
+}
+
+fn md5_hex(data: &[u8]) -> String {
+    use md5::Digest;
+    format!("{:x}", md5::Md5::digest(data))
+}
+
+/// A name (`<prefix>-<n>`) in `container` whose object primaries satisfy
+/// `want`, and the primaries.
+fn object_where(
+    c: &MultiCluster,
+    container: &str,
+    prefix: &str,
+    want: impl Fn(&[usize]) -> bool,
+) -> (String, Vec<usize>) {
+    let account = c.account();
+    (0..)
+        .map(|n| format!("{prefix}-{n}"))
+        .map(|n| {
+            let p = c
+                .primaries(Kind::Object, &account, Some(container), Some(&n))
+                .1;
+            (n, p)
+        })
+        .find(|(_, p)| want(p))
+        .unwrap()
+}
+
+/// A GET straight to node `i`'s object server: the status and body.
+fn direct_get(c: &MultiCluster, i: usize, container: &str, obj: &str) -> (u16, Vec<u8>) {
+    let account = c.account();
+    let (part, _) = c.primaries(Kind::Object, &account, Some(container), Some(obj));
+    let (head, body) = c.direct(
+        i,
+        Kind::Object,
+        part,
+        "GET",
+        &format!("/{account}/{container}/{obj}"),
+        &[],
+    );
+    (head.status, body)
+}
+
+/// The `(name, hash)` rows node `i`'s replica of `container` lists.
+fn replica_rows(c: &MultiCluster, i: usize, container: &str) -> Vec<(String, String)> {
+    let account = c.account();
+    let (part, _) = c.primaries(Kind::Container, &account, Some(container), None);
+    let (head, body) = c.direct(
+        i,
+        Kind::Container,
+        part,
+        "GET",
+        &format!("/{account}/{container}?format=json"),
+        &[],
+    );
+    assert!(
+        head.status == 200 || head.status == 204,
+        "listing on node {i}"
+    );
+    let rows: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+    let mut out: Vec<(String, String)> = rows
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|r| {
+                    (
+                        r["name"].as_str().unwrap().to_string(),
+                        r["hash"].as_str().unwrap().to_string(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    out.sort();
+    out
+}
+
+/// Tombstones `age` seconds old for `obj` in `skew` on `nodes`, written
+/// straight to their object servers: a client cannot choose a write's
+/// timestamp through the proxy (Swift's `shunt_inbound_x_timestamp`).
+fn write_tombstones(c: &MultiCluster, obj: &str, nodes: &[usize], age: f64) {
+    let account = c.account();
+    let (part, _) = c.primaries(Kind::Object, &account, Some("skew"), Some(obj));
+    let ts = timestamp_ago(age);
+    for &i in nodes {
+        let (head, _) = c.direct(
+            i,
+            Kind::Object,
+            part,
+            "DELETE",
+            &format!("/{account}/skew/{obj}"),
+            &[("X-Timestamp", &ts)],
+        );
+        assert_eq!(head.status, 404, "a tombstone for {obj} on node {i}");
+    }
+}
+
+/// Replication and updates on every node until the cluster agrees; the
+/// skewed nodes' daemons run with their clocks.
+fn converge(c: &MultiCluster) {
+    for daemon in [
+        "object-replicator",
+        "object-replicator",
+        "object-updater",
+        "container-replicator",
+        "container-replicator",
+        "container-updater",
+    ] {
+        c.run_daemon_everywhere(daemon);
+    }
+}
+
+/// Two storage nodes whose clocks disagree with the rest: one 300 s
+/// ahead, one 300 s behind (`APUS_CLOCK_OFFSET_SECS`), with the proxy on
+/// time and `reclaim_age` 600 s. In Swift the proxy stamps every write,
+/// so a node's clock matters only where it compares a timestamp with
+/// "now": tombstone reclaim, expiry, the daemons' decisions.
+///
+/// Asserted:
+/// - the later write (by the proxy's timestamps) wins everywhere after
+///   convergence, whether the node that missed it runs ahead or behind:
+///   one `.data` (or only a tombstone) on every primary, reads give the
+///   later write, every container replica lists its ETag;
+/// - the node ahead does not reclaim a tombstone 10 s old (it looks
+///   310 s old to it, under the 600 s reclaim age);
+/// - nothing expires early through the proxy: an object due in 120 s is
+///   served although its first primary, the node ahead, takes it for
+///   expired (and says so when asked directly), and the expirer, on a
+///   node on time, deletes only what is due.
+///
+/// Swift's behaviour, shown here as the measure of the skew: the node
+/// ahead reclaims a tombstone 400 s old (700 s to it) that the others
+/// keep, the node behind keeps one 700 s old that the others reclaim, and
+/// the node behind still serves an object past its `X-Delete-At` until
+/// the expirer deletes it: `reclaim_age` must exceed the worst skew, and
+/// clocks belong in sync.
+#[test]
+fn scenario_24_storage_nodes_with_skewed_clocks() {
+    let _serial = serial();
+    let mut c = MultiCluster::start(Options {
+        reclaim_age: 600.0,
+        ..Options::default()
+    });
+    let (ahead, behind) = (0, 1);
+    let on_time: Vec<usize> = (2..NODES).collect();
+    for (i, offset) in [(ahead, "300"), (behind, "-300")] {
+        c.stop_node(i);
+        c.set_node_env(i, CLOCK_OFFSET, offset);
+        c.start_node(i);
+    }
+    assert_eq!(c.request("PUT", "/skew", &[], b"").0.status, 201);
+    let both = |p: &[usize]| p.contains(&ahead) && p.contains(&behind);
+
+    // The later write wins, whichever node missed it.
+    let mut latest: Vec<(String, Vec<usize>, Option<Vec<u8>>)> = Vec::new();
+    for (label, missed) in [("ahead", ahead), ("behind", behind)] {
+        let (name, p) = object_where(&c, "skew", &format!("lww-{label}"), both);
+        let path = format!("/skew/{name}");
+        assert_eq!(c.request("PUT", &path, &[], b"first").0.status, 201);
+        c.stop_node(missed);
+        let second = format!("second, missed by the node {label}").into_bytes();
+        assert_eq!(c.request("PUT", &path, &[], &second).0.status, 201);
+        c.start_node(missed);
+        latest.push((name, p, Some(second)));
+
+        let (name, p) = object_where(&c, "skew", &format!("gone-{label}"), both);
+        let path = format!("/skew/{name}");
+        assert_eq!(c.request("PUT", &path, &[], b"first").0.status, 201);
+        c.stop_node(missed);
+        assert_eq!(c.request("DELETE", &path, &[], b"").0.status, 204);
+        c.start_node(missed);
+        latest.push((name, p, None));
+    }
+    converge(&c);
+    let mut rows = Vec::new();
+    for (name, p, body) in &latest {
+        let files: Vec<Vec<String>> = p.iter().map(|&i| c.object_files(i, "skew", name)).collect();
+        let (status, got) = {
+            let (head, got) = c.request(
+                "GET",
+                &format!("/skew/{name}"),
+                &[("X-Newest", "true")],
+                b"",
+            );
+            (head.status, got)
+        };
+        match body {
+            Some(body) => {
+                assert!(
+                    files
+                        .iter()
+                        .all(|f| f.len() == 1 && f[0].ends_with(".data") && *f == files[0]),
+                    "{name}: primaries {p:?} hold {files:?}"
+                );
+                assert_eq!((status, &got), (200, body), "GET {name}");
+                rows.push((name.clone(), md5_hex(body)));
+            }
+            None => {
+                assert!(
+                    files
+                        .iter()
+                        .all(|f| f.len() == 1 && f[0].ends_with(".ts") && *f == files[0]),
+                    "{name}: primaries {p:?} hold {files:?}"
+                );
+                assert_eq!(status, 404, "GET {name}");
+            }
+        }
+    }
+    rows.sort();
+    let account = c.account();
+    let (_, container_nodes) = c.primaries(Kind::Container, &account, Some("skew"), None);
+    for &i in &container_nodes {
+        assert_eq!(
+            replica_rows(&c, i, "skew"),
+            rows,
+            "container replica on node {i}"
+        );
+    }
+
+    // Tombstones: recent ones stay on the node ahead too. The object
+    // servers reclaim as they write (as Swift's do), and the replicators
+    // as they hash.
+    let (recent, recent_p) = object_where(&c, "skew", "recent", |p| p.contains(&ahead));
+    let path = format!("/skew/{recent}");
+    assert_eq!(c.request("PUT", &path, &[], b"brief").0.status, 201);
+    assert_eq!(c.request("DELETE", &path, &[], b"").0.status, 204);
+    let (ten, ten_p) = object_where(&c, "skew", "ten-seconds", both);
+    write_tombstones(&c, &ten, &ten_p, 10.0);
+    let (old, old_p) = object_where(&c, "skew", "400-seconds", |p| {
+        p.contains(&ahead) && !p.contains(&behind)
+    });
+    write_tombstones(&c, &old, &old_p, 400.0);
+    let (older, older_p) = object_where(&c, "skew", "700-seconds", |p| {
+        p.contains(&behind) && !p.contains(&ahead)
+    });
+    write_tombstones(&c, &older, &older_p, 700.0);
+    c.run_daemon_everywhere("object-replicator");
+    c.run_daemon_everywhere("object-auditor");
+    c.run_daemon_everywhere("object-replicator");
+    let has_ts = |i: usize, name: &str| {
+        c.object_files(i, "skew", name)
+            .iter()
+            .any(|f| f.ends_with(".ts"))
+    };
+    for (name, p) in [(&recent, &recent_p), (&ten, &ten_p)] {
+        for &i in p {
+            assert!(
+                has_ts(i, name),
+                "the recent tombstone of {name} is gone from node {i}"
+            );
+        }
+    }
+    for &i in &old_p {
+        assert_eq!(
+            has_ts(i, &old),
+            i != ahead,
+            "node {i} and a tombstone 400 s old (700 s to the node ahead)"
+        );
+    }
+    for &i in &older_p {
+        assert_eq!(
+            has_ts(i, &older),
+            i == behind,
+            "node {i} and a tombstone 700 s old (400 s to the node behind)"
+        );
+    }
+
+    // Expiry: nothing expires early through the proxy.
+    let (due, due_p) = object_where(&c, "skew", "due-in-120", |p| p[0] == ahead);
+    let path = format!("/skew/{due}");
+    let status = c
+        .request("PUT", &path, &[("X-Delete-After", "120")], b"not yet")
+        .0
+        .status;
+    assert_eq!(status, 201);
+    let (late, late_p) = object_where(&c, "skew", "due-in-2", |p| p.contains(&behind));
+    let status = c
+        .request(
+            "PUT",
+            &format!("/skew/{late}"),
+            &[("X-Delete-After", "2")],
+            b"past",
+        )
+        .0
+        .status;
+    assert_eq!(status, 201);
+    // The node ahead takes the first for expired when asked directly.
+    assert_eq!(
+        direct_get(&c, ahead, "skew", &due).0,
+        404,
+        "{due} on the node ahead"
+    );
+    for &i in due_p.iter().filter(|&&i| i != ahead) {
+        assert_eq!(direct_get(&c, i, "skew", &due).0, 200, "{due} on node {i}");
+    }
+    for _ in 0..3 {
+        let (head, body) = c.request("GET", &path, &[], b"");
+        assert_eq!(
+            (head.status, body.as_slice()),
+            (200, &b"not yet"[..]),
+            "GET {due}"
+        );
+        assert_eq!(
+            c.request("HEAD", &path, &[], b"").0.status,
+            200,
+            "HEAD {due}"
+        );
+    }
+    let (head, _) = c.request("GET", &path, &[("X-Newest", "true")], b"");
+    assert_eq!(head.status, 200, "GET {due} with X-Newest");
+    std::thread::sleep(Duration::from_secs(3));
+    for &i in &late_p {
+        let want = if i == behind { 200 } else { 404 };
+        assert_eq!(
+            direct_get(&c, i, "skew", &late).0,
+            want,
+            "{late} past its time on node {i}"
+        );
+    }
+    c.run_daemon_everywhere("container-updater");
+    let stats = c.run_daemon(on_time[0], "object-expirer");
+    assert_eq!(stats["counts"]["objects"], 1, "{stats}");
+    assert_eq!(
+        c.request("GET", &path, &[], b"").0.status,
+        200,
+        "GET {due} after the expirer"
+    );
+    assert_eq!(
+        c.request("GET", &format!("/skew/{late}"), &[], b"")
+            .0
+            .status,
+        404
+    );
+    for &i in &late_p {
+        assert_eq!(
+            direct_get(&c, i, "skew", &late).0,
+            404,
+            "{late} after the expirer on node {i}"
+        );
+    }
+}
+
+/// A proxy whose clock runs behind or ahead writes after one on time.
+/// Swift's rule is that the write with the latest timestamp wins, and the
+/// proxy assigns it, so, as in Swift:
+/// - a proxy 300 s behind loses to the earlier writes of a proxy on time:
+///   its PUT of an existing object is answered 202 (the object servers'
+///   409) and changes nothing, its POST and DELETE answer 409;
+/// - a proxy 300 s ahead wins over the later writes of a proxy on time,
+///   whose PUT is then answered 202 and whose DELETE 409.
+///
+/// Through it all, reads and the container listing give the write with
+/// the latest timestamp, and writes of new names succeed.
+#[test]
+fn scenario_25_proxy_with_a_skewed_clock() {
+    let _serial = serial();
+    let mut c = MultiCluster::start(Options::default());
+    assert_eq!(c.request("PUT", "/pskew", &[], b"").0.status, 201);
+    let get = |c: &MultiCluster| {
+        let (head, body) = c.request("GET", "/pskew/o", &[("X-Newest", "true")], b"");
+        (head.status, body)
+    };
+    assert_eq!(c.request("PUT", "/pskew/o", &[], b"on time").0.status, 201);
+
+    c.set_proxy_env(CLOCK_OFFSET, "-300");
+    c.restart_proxy();
+    assert_eq!(c.request("PUT", "/pskew/o", &[], b"behind").0.status, 202);
+    let meta = [("X-Object-Meta-Color", "blue")];
+    assert_eq!(c.request("POST", "/pskew/o", &meta, b"").0.status, 409);
+    assert_eq!(c.request("DELETE", "/pskew/o", &[], b"").0.status, 409);
+    assert_eq!(get(&c), (200, b"on time".to_vec()));
+    assert_eq!(
+        c.request("PUT", "/pskew/new-behind", &[], b"new").0.status,
+        201
+    );
+
+    c.set_proxy_env(CLOCK_OFFSET, "300");
+    c.restart_proxy();
+    assert_eq!(c.request("PUT", "/pskew/o", &[], b"ahead").0.status, 201);
+
+    c.set_proxy_env(CLOCK_OFFSET, "0");
+    c.restart_proxy();
+    assert_eq!(c.request("PUT", "/pskew/o", &[], b"later").0.status, 202);
+    assert_eq!(c.request("DELETE", "/pskew/o", &[], b"").0.status, 409);
+    assert_eq!(get(&c), (200, b"ahead".to_vec()));
+    let (head, _) = c.request("HEAD", "/pskew/o", &[], b"");
+    assert!(head.header("x-object-meta-color").is_none());
+
+    let account = c.account();
+    let (_, container_nodes) = c.primaries(Kind::Container, &account, Some("pskew"), None);
+    let want = vec![
+        ("new-behind".to_string(), md5_hex(b"new")),
+        ("o".to_string(), md5_hex(b"ahead")),
+    ];
+    for i in container_nodes {
+        assert_eq!(
+            replica_rows(&c, i, "pskew"),
+            want,
+            "container replica on node {i}"
+        );
+    }
 }
