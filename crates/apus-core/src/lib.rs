@@ -7,11 +7,17 @@
 //! requests with HTTP dates ([`conditional`]), with Swift's rules; and
 //! JSON strings as Python writes them ([`pyjson`]).
 //!
+//! It also owns apus's wall clock ([`clock`]): every "now" compared with a
+//! Swift timestamp comes from there, so that a test can move one process's
+//! clock.
+//!
 //! Invariant: no I/O beyond parsing text handed to it, no async runtime, no
-//! HTTP, no SQLite. Everything here is a function of its arguments, so it can
-//! be property-tested and fuzzed in isolation. It must never depend on another
-//! apus crate.
+//! HTTP, no SQLite. Everything here is a function of its arguments (the
+//! clock apart, which reads the system clock and, once, one environment
+//! variable), so it can be property-tested and fuzzed in isolation. It must
+//! never depend on another apus crate.
 
+pub mod clock;
 pub mod conditional;
 pub mod hash;
 pub mod pyjson;

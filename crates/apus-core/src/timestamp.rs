@@ -7,7 +7,6 @@
 //! offset is non-zero. Both sort correctly as strings, and `Ord` here agrees.
 
 use std::fmt;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Ticks of 10 µs per second.
 const TICKS_PER_SEC: u64 = 100_000;
@@ -55,10 +54,9 @@ impl Timestamp {
         })
     }
 
+    /// Now by apus's clock (see [`crate::clock`]).
     pub fn now() -> Self {
-        let since = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default();
+        let since = crate::clock::since_epoch();
         let ticks = since.as_secs() * TICKS_PER_SEC + u64::from(since.subsec_micros() / 10);
         Timestamp {
             ticks: ticks.min(MAX_TICKS_EXCLUSIVE - 1),

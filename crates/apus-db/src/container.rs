@@ -276,6 +276,24 @@ impl ContainerBroker {
         })
     }
 
+    /// A broker for recording object rows ([`ContainerBroker::put_object`],
+    /// [`ContainerBroker::delete_object`]) that does not read the database
+    /// first: only the file's existence is checked, and the rows go to the
+    /// pending file, as Swift's container server records the object
+    /// server's updates. Another connection's lock on the database (a
+    /// long merge, a replication, a stuck process) then holds up no
+    /// update below the pending cap; damage is found by the next read.
+    pub fn open_for_updates(path: &Path, opts: BrokerOptions) -> Result<Self> {
+        if !path.exists() {
+            return Err(DbError::NotFound {
+                path: path.to_path_buf(),
+            });
+        }
+        Ok(ContainerBroker {
+            db: Db::new(path, Kind::Container, opts),
+        })
+    }
+
     /// Opens the database, creating it first if there is none. The flag
     /// tells whether this call created it.
     pub fn create_or_open(

@@ -684,3 +684,35 @@ fn newid_merge_timestamps_and_lock() {
     other.update_put_timestamp(ts(9)).unwrap();
     assert_eq!(b.get_info().unwrap().put_timestamp, ts(9));
 }
+
+#[test]
+fn object_rows_are_recorded_while_another_connection_holds_the_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = container(&dir);
+    put(&b, "before", 5, 1);
+    let path = b.path().to_path_buf();
+    drop(b);
+    // Another process holds the database exclusively (no readers either).
+    let holder = rusqlite::Connection::open(&path).unwrap();
+    holder.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    let opts = BrokerOptions {
+        timeout: std::time::Duration::from_millis(200),
+        ..BrokerOptions::default()
+    };
+    // Reads wait for the lock, and give up after the timeout.
+    let read = ContainerBroker::open(&path, opts.clone()).and_then(|b| b.get_info());
+    assert!(matches!(read, Err(DbError::LockTimeout { .. })), "{read:?}");
+    // Object rows only go to the pending file, as in Swift's put_object:
+    // the lock does not hold them up.
+    let started = std::time::Instant::now();
+    let w = ContainerBroker::open_for_updates(&path, opts.clone()).unwrap();
+    put(&w, "during", 10, 1);
+    w.delete_object("before", ts(11), 0).unwrap();
+    assert!(started.elapsed() < std::time::Duration::from_millis(200));
+    let missing = ContainerBroker::open_for_updates(&dir.path().join("nope.db"), opts);
+    assert!(matches!(missing, Err(DbError::NotFound { .. })));
+
+    holder.execute_batch("COMMIT").unwrap();
+    let r = ContainerBroker::open(&path, BrokerOptions::default()).unwrap();
+    assert_eq!(list(&r, ListParams::default()), ["during"]);
+}

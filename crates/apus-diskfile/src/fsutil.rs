@@ -138,10 +138,8 @@ pub(crate) fn remove_file(path: &Path) {
     let _ = fs::remove_file(path);
 }
 
-/// Seconds since the epoch, as a float.
+/// Seconds since the epoch by apus's clock (see `apus_core::clock`), as a
+/// float: what tombstone ages and expiry times are measured against.
 pub(crate) fn now_secs() -> f64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or_default()
+    apus_core::clock::now_secs()
 }

@@ -18,8 +18,8 @@ use http_body_util::BodyExt;
 use crate::account::check_metadata;
 use crate::app::Ctx;
 use crate::backend::{
-    assign_update_targets, backend_path, best_index, best_response, have_quorum, node_host,
-    quorum_size, NodePlan, NodeResponse, SlotAnswer,
+    assign_update_targets, backend_path, best_index, best_response, best_response_with_overrides,
+    have_quorum, node_host, quorum_size, NodePlan, NodeResponse, SlotAnswer,
 };
 use crate::config::Policy;
 use crate::info::ContainerInfo;
@@ -764,7 +764,14 @@ impl Ctx<'_> {
                 headers.get(i).cloned().unwrap_or_default()
             })
             .await;
-        best_response(&answers, quorum_size(plan.replicas), "Object DELETE")
+        // A node without a copy writes its tombstone and answers 404; like
+        // Swift, count those as deleted when the answers lack a quorum.
+        best_response_with_overrides(
+            &answers,
+            quorum_size(plan.replicas),
+            "Object DELETE",
+            &[(404, 204)],
+        )
     }
 }
 

@@ -367,14 +367,16 @@ impl ContainerServer {
                 ) {
                     Ok(b) => b,
                     Err(DbError::AlreadyExists { .. }) => {
-                        ContainerBroker::open(&db, BrokerOptions::default())?
+                        ContainerBroker::open_for_updates(&db, BrokerOptions::default())?
                     }
                     Err(e) => return Err(e.into()),
                 }
             } else if !db.exists() {
                 return Err(HttpError::new(StatusCode::NOT_FOUND));
             } else {
-                ContainerBroker::open(&db, BrokerOptions::default())?
+                // The row goes to the pending file without reading the
+                // database, so a lock on it does not hold the update up.
+                ContainerBroker::open_for_updates(&db, BrokerOptions::default())?
             };
             broker.put_object(record)?;
             Ok(())

@@ -852,3 +852,43 @@ async fn non_utf8_metadata_is_refused() {
         assert_eq!(body, "Metadata must be valid UTF-8");
     }
 }
+
+#[tokio::test]
+async fn object_rows_are_recorded_while_the_database_is_locked() {
+    let env = start().await;
+    let r = raw(env.addr, "PUT", "/sda/0/a/c", &[("X-Timestamp", &ts(1))]).await;
+    assert_eq!(r.status, 201);
+    assert_eq!(put_obj(&env, "o1", 2, 1, "text/plain").await.status, 201);
+    let hash = env.cfg.hash.hash_path("a", Some("c"), None);
+    let db = env
+        .devices
+        .join("sda/containers/0")
+        .join(&hash[29..])
+        .join(&hash)
+        .join(format!("{hash}.db"));
+    // Another process holds the database exclusively: reads wait for it
+    // (Swift's 25 s broker timeout), object rows need not.
+    let holder = rusqlite::Connection::open(&db).unwrap();
+    holder.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    let started = std::time::Instant::now();
+    assert_eq!(put_obj(&env, "o2", 3, 1, "text/plain").await.status, 201);
+    let r = raw(
+        env.addr,
+        "DELETE",
+        "/sda/0/a/c/o1",
+        &[
+            ("X-Timestamp", &ts(4)),
+            ("X-Backend-Storage-Policy-Index", "0"),
+        ],
+    )
+    .await;
+    assert_eq!(r.status, 204);
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(5),
+        "object rows waited for the lock: {:?}",
+        started.elapsed()
+    );
+    holder.execute_batch("COMMIT").unwrap();
+    let r = raw(env.addr, "GET", "/sda/0/a/c?format=plain", &[]).await;
+    assert_eq!((r.status, r.body.as_str()), (200, "o2\n"));
+}

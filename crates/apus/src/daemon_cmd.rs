@@ -14,7 +14,9 @@ use tokio::task::JoinSet;
 
 use crate::daemons::{DaemonName, Daemons};
 use crate::node_config::Layout;
-use crate::serve_cmd::{init_logging, load_config, node_hash, proxy_config, Rings};
+use crate::serve_cmd::{
+    check_clock_offset, init_logging, load_config, node_hash, proxy_config, Rings,
+};
 
 #[derive(clap::Args)]
 pub struct DaemonArgs {
@@ -43,6 +45,7 @@ pub fn run(name: DaemonName, args: &DaemonArgs) -> ExitCode {
 fn run_inner(name: DaemonName, args: &DaemonArgs) -> Result<ExitCode> {
     let conf = load_config(args.data.as_deref(), args.config.as_deref(), None)?;
     init_logging(true);
+    check_clock_offset()?;
     if conf.storage.is_none() {
         return Err(anyhow!(
             "{} runs on a node with the storage role",

@@ -93,6 +93,21 @@ pub fn load_config(
     })
 }
 
+/// Refuses an `APUS_CLOCK_OFFSET_SECS` that does not parse (the clock
+/// would silently stay unmoved), and says when the clock is moved.
+pub fn check_clock_offset() -> Result<()> {
+    let offset = apus_core::clock::offset_from_env()?;
+    if offset.by > std::time::Duration::ZERO {
+        let sign = if offset.ahead { "+" } else { "-" };
+        tracing::warn!(
+            "this process's clock is moved by {sign}{} s ({})",
+            offset.by.as_secs_f64(),
+            apus_core::clock::OFFSET_VAR
+        );
+    }
+    Ok(())
+}
+
 /// The hash salt of a node layout.
 pub fn node_hash(source: &HashSource) -> Result<HashConfig> {
     Ok(match source {
@@ -108,6 +123,7 @@ pub fn node_hash(source: &HashSource) -> Result<HashConfig> {
 fn run_inner(args: &ServeArgs) -> Result<ExitCode> {
     let conf = load_config(args.data.as_deref(), args.config.as_deref(), args.bind)?;
     init_logging(conf.log_requests);
+    check_clock_offset()?;
     let plan = prepare(&conf)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

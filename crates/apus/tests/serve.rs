@@ -120,3 +120,19 @@ fn a_bad_config_file_is_one_line_and_exit_code_2() {
     assert!(stderr.starts_with("error: "), "{stderr}");
     assert!(stderr.contains("node.toml"), "{stderr}");
 }
+
+#[test]
+fn a_clock_offset_that_is_not_seconds_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_apus"))
+        .args(["serve", "--data"])
+        .arg(dir.path().join("data"))
+        .env("APUS_CLOCK_OFFSET_SECS", "5 minutes")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("APUS_CLOCK_OFFSET_SECS"), "{stderr}");
+    assert!(!dir.path().join("data").exists(), "it started anyway");
+}

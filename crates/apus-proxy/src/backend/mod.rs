@@ -550,15 +550,63 @@ pub async fn buffer_response(resp: Response<Body>) -> NodeResponse {
 /// then 3xx, then 4xx) that a quorum of `replicas` answers share, else 503.
 /// Returns the index of the chosen answer, or `None` for the 503.
 pub fn best_index(responses: &[NodeResponse], quorum: usize) -> Option<usize> {
+    best_index_with_overrides(responses, quorum, &[])
+}
+
+/// [`best_index`] with Swift's `overrides`: when no class has a quorum,
+/// the answers whose status `overrides` maps (`(from, to)`) count as the
+/// status they map to, and the answer is chosen among the others of the
+/// class that then has a quorum. Object DELETEs count 404s as 204s: a
+/// node that had no copy answers 404 after writing its tombstone.
+pub fn best_index_with_overrides(
+    responses: &[NodeResponse],
+    quorum: usize,
+    overrides: &[(u16, u16)],
+) -> Option<usize> {
+    let statuses: Vec<u16> = responses.iter().map(|r| r.status).collect();
+    if let Some(i) = quorum_class_best(&statuses, &[], quorum) {
+        return Some(i);
+    }
+    if overrides.is_empty() {
+        return None;
+    }
+    let mut faked = Vec::new();
+    let mapped: Vec<u16> = statuses
+        .iter()
+        .enumerate()
+        .map(
+            |(i, &s)| match overrides.iter().find(|(from, _)| *from == s) {
+                Some(&(_, to)) => {
+                    faked.push(i);
+                    to
+                }
+                None => s,
+            },
+        )
+        .collect();
+    quorum_class_best(&mapped, &faked, quorum)
+}
+
+/// Swift's `_compute_quorum_response`: the index of the highest status of
+/// the first class with a quorum, leaving out the indexes in `avoid` (a
+/// class whose statuses are all avoided is passed over).
+fn quorum_class_best(statuses: &[u16], avoid: &[usize], quorum: usize) -> Option<usize> {
     for hundred in [200u16, 300, 400] {
-        let class: Vec<(usize, u16)> = responses
+        let class: Vec<(usize, u16)> = statuses
             .iter()
             .enumerate()
-            .filter(|(_, r)| r.status >= hundred && r.status < hundred + 100)
-            .map(|(i, r)| (i, r.status))
+            .filter(|(_, &s)| s >= hundred && s < hundred + 100)
+            .map(|(i, &s)| (i, s))
             .collect();
         if class.len() >= quorum {
-            return class.iter().max_by_key(|(_, s)| *s).map(|(i, _)| *i);
+            let best = class
+                .iter()
+                .filter(|(i, _)| !avoid.contains(i))
+                .max_by_key(|(_, s)| *s)
+                .map(|(i, _)| *i);
+            if best.is_some() {
+                return best;
+            }
         }
     }
     None
@@ -567,7 +615,18 @@ pub fn best_index(responses: &[NodeResponse], quorum: usize) -> Option<usize> {
 /// Builds the client's response from the best of `responses` (see
 /// [`best_index`]); hop-by-hop and length headers are recomputed.
 pub fn best_response(responses: &[NodeResponse], quorum: usize, server_type: &str) -> Resp {
-    match best_index(responses, quorum) {
+    best_response_with_overrides(responses, quorum, server_type, &[])
+}
+
+/// [`best_response`] with Swift's status `overrides` (see
+/// [`best_index_with_overrides`]).
+pub fn best_response_with_overrides(
+    responses: &[NodeResponse],
+    quorum: usize,
+    server_type: &str,
+    overrides: &[(u16, u16)],
+) -> Resp {
+    match best_index_with_overrides(responses, quorum, overrides) {
         Some(i) => node_to_client(&responses[i]),
         None => {
             let statuses: Vec<u16> = responses.iter().map(|r| r.status).collect();

@@ -181,3 +181,38 @@ fn have_quorum_needs_a_quorum_of_one_class() {
     assert!(have_quorum(&[503, 507], 2));
     assert!(have_quorum(&[201, 404, 204], 2));
 }
+
+fn answers(statuses: &[u16]) -> Vec<NodeResponse> {
+    statuses.iter().map(|&s| response(s)).collect()
+}
+
+#[test]
+fn best_index_takes_the_first_class_with_a_quorum() {
+    assert_eq!(best_index(&answers(&[201, 201, 503]), 2), Some(1));
+    assert_eq!(best_index(&answers(&[404, 202, 404]), 2), Some(2));
+    assert_eq!(best_index(&answers(&[202, 404, 503]), 2), None);
+    assert_eq!(best_index(&answers(&[503, 503, 503]), 2), None);
+}
+
+#[test]
+fn overrides_count_only_without_a_quorum() {
+    let delete = &[(404, 204)];
+    // One primary deleted, the handoff wrote a tombstone and said 404,
+    // the third timed out: Swift answers the real 204.
+    assert_eq!(
+        best_index_with_overrides(&answers(&[204, 404, 503]), 2, delete),
+        Some(0)
+    );
+    // A quorum of 404s stands (nothing to delete anywhere).
+    assert_eq!(
+        best_index_with_overrides(&answers(&[404, 404, 204]), 2, delete),
+        Some(1)
+    );
+    // One tombstone is no quorum, counted as a 204 or not.
+    assert_eq!(
+        best_index_with_overrides(&answers(&[404, 503, 503]), 2, delete),
+        None
+    );
+    // Without overrides the mixed answer is a 503.
+    assert_eq!(best_index(&answers(&[204, 404, 503]), 2), None);
+}

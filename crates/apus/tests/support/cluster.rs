@@ -49,6 +49,10 @@ pub struct Node {
     pub object_port: u16,
     pub container_port: u16,
     pub account_port: u16,
+    /// Environment of the node's processes (`apus serve` and the daemons
+    /// run with [`MultiCluster::run_daemon`]), set by
+    /// [`MultiCluster::set_node_env`].
+    env: Vec<(String, String)>,
     child: Option<Child>,
 }
 
@@ -76,6 +80,10 @@ pub struct Options {
     pub reclaim_age: f64,
     /// `node_timeout` of the proxy and the storage nodes, seconds.
     pub node_timeout: f64,
+    /// The storage nodes' own `node_timeout` (a container server's
+    /// account updates, the daemons' requests) when it should differ from
+    /// the proxy's, as in Swift's defaults (3 s against the proxy's 10 s).
+    pub storage_node_timeout: Option<f64>,
     /// Run the storage daemons inside every node, each pass this many
     /// seconds after the last began; `None` runs none (scenarios run
     /// them by hand with [`MultiCluster::run_daemon`]).
@@ -99,6 +107,7 @@ impl Default for Options {
         Options {
             reclaim_age: 604_800.0,
             node_timeout: 5.0,
+            storage_node_timeout: None,
             daemon_interval: None,
             log_requests: false,
             storage_config: Vec::new(),
@@ -116,6 +125,8 @@ pub struct MultiCluster {
     proxy_ip: Ipv4Addr,
     pub hash: HashConfig,
     proxy: Option<Child>,
+    /// Environment of the proxy process, see [`MultiCluster::set_proxy_env`].
+    proxy_env: Vec<(String, String)>,
     token: String,
     /// `/v1/AUTH_test`.
     pub account_path: String,
@@ -262,7 +273,11 @@ fn new_node(
              [storage]\ndevices = \"devices\"\nbind_ip = \"{ip}\"\n\
              object_port = {}\ncontainer_port = {}\naccount_port = {}\n\
              node_timeout = {}\n{storage_extra}\n{daemons}",
-            options.log_requests, ports[0], ports[1], ports[2], options.node_timeout
+            options.log_requests,
+            ports[0],
+            ports[1],
+            ports[2],
+            options.storage_node_timeout.unwrap_or(options.node_timeout)
         ),
     )
     .unwrap();
@@ -275,6 +290,7 @@ fn new_node(
         object_port: ports[0],
         container_port: ports[1],
         account_port: ports[2],
+        env: Vec::new(),
         child: None,
     }
 }
@@ -332,6 +348,7 @@ impl MultiCluster {
             proxy_ip,
             hash,
             proxy: None,
+            proxy_env: Vec::new(),
             token: String::new(),
             account_path: String::new(),
             options,
@@ -377,7 +394,12 @@ impl MultiCluster {
         let banner = pdir.join("proxy.out");
         let log = pdir.join("proxy.log");
         let out = Stdio::from(fs::File::create(&banner).unwrap());
-        let mut child = self.spawn(&pdir.join("proxy.toml"), out, &log);
+        let env: Vec<(&str, &str)> = self
+            .proxy_env
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let mut child = self.spawn_with_env(&pdir.join("proxy.toml"), out, &log, &env);
         let text = wait_banner(&banner, &mut child, &log);
         let addr = banner_proxy_addr(&text).unwrap_or_else(|| panic!("no proxy in {text}"));
         assert_eq!(addr.ip(), self.proxy_ip);
@@ -393,13 +415,20 @@ impl MultiCluster {
         self.start_node_with_env(i, &[]);
     }
 
-    /// Starts node `i` with extra environment variables (failpoints).
+    /// Starts node `i` with extra environment variables (failpoints),
+    /// besides those [`MultiCluster::set_node_env`] set.
     pub fn start_node_with_env(&mut self, i: usize, env: &[(&str, &str)]) {
         assert!(self.nodes[i].child.is_none(), "node {i} is running");
         let log = self.nodes[i].dir.join("node.log");
         let banner = self.nodes[i].dir.join("node.out");
         let out = Stdio::from(fs::File::create(&banner).unwrap());
-        let mut child = self.spawn_with_env(&self.nodes[i].config.clone(), out, &log, env);
+        let mut all: Vec<(&str, &str)> = self.nodes[i]
+            .env
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        all.extend_from_slice(env);
+        let mut child = self.spawn_with_env(&self.nodes[i].config.clone(), out, &log, &all);
         wait_banner(&banner, &mut child, &log);
         let node = &mut self.nodes[i];
         node.child = Some(child);
@@ -517,9 +546,50 @@ impl MultiCluster {
         i
     }
 
+    /// The process id of node `i`'s `apus serve`, while it runs.
+    pub fn node_pid(&self, i: usize) -> Option<u32> {
+        self.nodes[i].child.as_ref().map(Child::id)
+    }
+
+    /// The process id of the proxy.
+    pub fn proxy_pid(&self) -> u32 {
+        self.proxy.as_ref().expect("the proxy is running").id()
+    }
+
+    /// Sets an environment variable for node `i`'s processes from its next
+    /// start on (and for its daemons at once).
+    pub fn set_node_env(&mut self, i: usize, name: &str, value: &str) {
+        let env = &mut self.nodes[i].env;
+        env.retain(|(k, _)| k != name);
+        env.push((name.to_string(), value.to_string()));
+    }
+
+    /// Sets an environment variable for the proxy from its next start on
+    /// (see [`MultiCluster::restart_proxy`]).
+    pub fn set_proxy_env(&mut self, name: &str, value: &str) {
+        self.proxy_env.retain(|(k, _)| k != name);
+        self.proxy_env.push((name.to_string(), value.to_string()));
+    }
+
+    /// Stops the proxy gracefully and starts it again (on a new port),
+    /// logging in anew: its caches, error limits and tokens start empty.
+    pub fn restart_proxy(&mut self) {
+        let mut child = self.proxy.take().expect("the proxy is running");
+        // SAFETY: signalling our own, unreaped child.
+        unsafe {
+            libc::kill(child.id() as libc::pid_t, libc::SIGTERM);
+        }
+        wait_exit(&mut child);
+        self.start_proxy();
+        let (token, path) = login(self.proxy_addr, "test:tester", "testing");
+        self.token = token;
+        self.account_path = path;
+    }
+
     /// `apus <daemon> --config <node i> --once`: the pass's stats.
     pub fn run_daemon(&self, i: usize, daemon: &str) -> serde_json::Value {
         let out = Command::new(apus_bin())
+            .envs(self.nodes[i].env.iter().map(|(k, v)| (k, v)))
             .arg(daemon)
             .arg("--config")
             .arg(&self.nodes[i].config)
@@ -615,6 +685,20 @@ impl MultiCluster {
             .join(part.to_string())
             .join(&hash[29..])
             .join(&hash)
+    }
+
+    /// The path of `container`'s database on node `i` (there or not).
+    pub fn container_db(&self, i: usize, container: &str) -> PathBuf {
+        let account = self.account();
+        let (part, _) = self.primaries(Kind::Container, &account, Some(container), None);
+        let hash = self.hash.hash_path(&account, Some(container), None);
+        self.nodes[i]
+            .device_path()
+            .join("containers")
+            .join(part.to_string())
+            .join(&hash[29..])
+            .join(&hash)
+            .join(format!("{hash}.db"))
     }
 
     /// A request through the proxy as `test:tester`.
