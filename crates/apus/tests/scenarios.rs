@@ -177,10 +177,15 @@ fn scenario_3_bit_rot() {
         f.sync_all().unwrap();
         node
     };
-    // Reads: never the corrupted bytes with a 200 and a full body.
+    // Reads: never the corrupted bytes with a 200 and a full body. The
+    // read that finds the corruption may end the connection before the
+    // last chunk, or, when the whole object is that chunk, before any
+    // status line reaches the client.
     flip("read-me");
     for _ in 0..6 {
-        let (head, got) = c.request("GET", "/c3/read-me", &[], b"");
+        let Some((head, got)) = c.try_request("GET", "/c3/read-me", &[], b"") else {
+            continue;
+        };
         if head.status == 200 && got.len() == body.len() {
             assert_eq!(
                 md5_hex(&got),

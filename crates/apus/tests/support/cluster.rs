@@ -715,6 +715,21 @@ impl MultiCluster {
         exchange(self.proxy_addr, method, &full, &all, body)
     }
 
+    /// [`MultiCluster::request`], or `None` when no complete status line
+    /// and headers came back.
+    pub fn try_request(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Option<(Head, Vec<u8>)> {
+        let mut all = headers.to_vec();
+        all.push(("X-Auth-Token", &self.token));
+        let full = format!("{}{path}", self.account_path);
+        super::try_exchange(self.proxy_addr, method, &full, &all, body)
+    }
+
     /// A request straight to node `i`'s `kind` server (`path` after
     /// `/<device>/<partition>`).
     pub fn direct(

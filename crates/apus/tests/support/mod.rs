@@ -268,16 +268,32 @@ pub fn exchange(
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> (Head, Vec<u8>) {
+    try_exchange(addr, method, path, headers, body)
+        .unwrap_or_else(|| panic!("{method} {path}: no complete answer"))
+}
+
+/// [`exchange`], or `None` when the server closes the connection without
+/// a complete status line and headers (as when it refuses to finish a
+/// corrupt object before anything was sent).
+pub fn try_exchange(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Option<(Head, Vec<u8>)> {
     let len = body.len().to_string();
     let mut all = headers.to_vec();
     all.push(("Content-Length", &len));
     let mut conn = send_head(addr, method, path, &all, Duration::from_secs(30));
-    conn.write_all(body).unwrap();
-    let mut reader = BufReader::new(conn);
+    conn.write_all(body).ok()?;
+    let mut raw = Vec::new();
+    // A reset after a partial answer still leaves what came before it.
+    let _ = conn.read_to_end(&mut raw);
+    let end = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let mut reader = BufReader::new(&raw[..end + 4]);
     let head = read_head(&mut reader);
-    let mut out = Vec::new();
-    reader.read_to_end(&mut out).unwrap();
-    (head, out)
+    Some((head, raw[end + 4..].to_vec()))
 }
 
 /// Logs in with tempauth's v1.0: the token and the storage URL's path.
