@@ -6,6 +6,9 @@
 //! - request paths: percent-decoding with Swift's UTF-8/NUL rules, Swift's
 //!   `split_path`, and quoting for outgoing backend requests ([`path`]);
 //! - the object constraints a storage server re-checks ([`constraints`]);
+//! - listing requests: query parameters, `limit` and the negotiation of
+//!   the output format, read the same by the servers and the proxy
+//!   ([`listing`]);
 //! - the container-update message an object server sends to container
 //!   servers (and saves as an async pending), the expiring-objects queue
 //!   names, and the target lists the proxy hands over in
@@ -32,6 +35,7 @@
 pub mod constraints;
 pub mod db_replication;
 pub mod headers;
+pub mod listing;
 pub mod path;
 pub mod replication;
 pub mod update;
