@@ -78,8 +78,10 @@ impl HashesFile {
                     }
                 }
                 "updated" => {
+                    // A NaN would never equal itself, and get_hashes
+                    // writes only after re-reading an equal file.
                     out.updated = match v {
-                        Value::Float(f) => f,
+                        Value::Float(f) if !f.is_nan() => f,
                         Value::Int(i) => i as f64,
                         _ => -1.0,
                     }
@@ -370,4 +372,29 @@ pub fn quarantine_dir(device_path: &Path, from_dir: &Path, policy: u32) -> Resul
         fs::rename(from_dir, &to).at(from_dir)?;
     }
     Ok(to)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_update_time_that_is_not_a_number_does_not_wedge_get_hashes() {
+        let dir = tempfile::tempdir().unwrap();
+        let part = dir.path();
+        let file = HashesFile {
+            valid: true,
+            updated: f64::NAN,
+            suffixes: SuffixHashes::from([("abc".to_string(), Some("0".repeat(32)))]),
+        };
+        let decoded = HashesFile::from_pickle(&file.to_pickle());
+        assert_eq!(decoded, decoded.clone());
+        // Rehashing a suffix compares the file with what was read before
+        // writing it back; NaN never compared equal, so it never was.
+        fs::write(part.join(HASH_FILE), file.to_pickle()).unwrap();
+        assert_eq!(
+            get_hashes(part, &["abc"], 604_800.0, 0).unwrap(),
+            SuffixHashes::new()
+        );
+    }
 }
