@@ -105,6 +105,9 @@ pub enum PickleError {
 /// How deeply values may nest (Python's default recursion limit): every
 /// walk over a value, dropping it included, recurses once per level.
 pub const MAX_DEPTH: usize = 1000;
+/// While decoding, one level more: the argument tuple of `set(...)` (how
+/// protocol 2 writes a set) nests one level deeper than the set.
+const MAX_BUILD_DEPTH: usize = MAX_DEPTH + 1;
 
 /// The memo and DUP copy values where Python shares them, so a pickle of a
 /// few hundred bytes could ask for exponentially many copies. The copies
@@ -239,7 +242,7 @@ impl<'a> Unpickler<'a> {
             return self.malformed("empty stack");
         };
         let depth = (*top_depth).max(depth + 1);
-        if depth > MAX_DEPTH {
+        if depth > MAX_BUILD_DEPTH {
             return Err(PickleError::TooDeep(MAX_DEPTH));
         }
         *top_depth = depth;
@@ -271,7 +274,7 @@ impl<'a> Unpickler<'a> {
     /// Pushes a container of `items` nesting `depth` deep.
     fn push_container(&mut self, v: Value, items: usize, depth: usize) -> Result<(), PickleError> {
         let depth = if items == 0 { 0 } else { depth + 1 };
-        if depth > MAX_DEPTH {
+        if depth > MAX_BUILD_DEPTH {
             return Err(PickleError::TooDeep(MAX_DEPTH));
         }
         self.stack.push(v);
@@ -443,10 +446,11 @@ impl<'a> Unpickler<'a> {
                     self.u64le()?;
                 }
                 b'.' => {
-                    return match self.stack.pop() {
-                        Some(v) => Ok(v),
-                        None => self.malformed("nothing to return at STOP"),
-                    };
+                    let (v, depth) = self.pop_entry()?;
+                    if depth > MAX_DEPTH {
+                        return Err(PickleError::TooDeep(MAX_DEPTH));
+                    }
+                    return Ok(v);
                 }
                 b'(' => self.marks.push(self.stack.len()),
                 b'0' => {
@@ -681,15 +685,30 @@ impl<'a> Unpickler<'a> {
                     let name = self.pop_value()?;
                     let module = self.pop_value()?;
                     match (module, name) {
+                        // No module or name holds a newline; one would not
+                        // survive being written as GLOBAL's lines.
+                        (Value::Str(m), Value::Str(n)) if m.contains('\n') || n.contains('\n') => {
+                            return self.malformed("STACK_GLOBAL name with a newline")
+                        }
                         (Value::Str(m), Value::Str(n)) => self.push(Value::Global(m, n)),
                         _ => return self.malformed("STACK_GLOBAL needs two strings"),
                     }
                 }
                 b'R' => {
-                    // The result holds at most what its arguments held.
+                    // A result holds at most what its argument tuple held,
+                    // one level less deep.
                     let (args, depth) = self.pop_entry()?;
                     let callable = self.pop_value()?;
                     let v = self.reduce(callable, args)?;
+                    let depth = match &v {
+                        Value::List(items) | Value::Tuple(items) | Value::Set(items)
+                            if !items.is_empty() =>
+                        {
+                            depth.saturating_sub(1)
+                        }
+                        Value::Dict(items) if !items.is_empty() => depth.saturating_sub(1),
+                        _ => 0,
+                    };
                     self.stack.push(v);
                     self.depths.push(depth);
                 }
@@ -823,7 +842,10 @@ fn raw_unicode_unescape(line: &[u8]) -> Option<String> {
     Some(out)
 }
 
-/// Encodes a value as Python 3's `pickle.dumps(value, protocol=2)` would.
+/// Encodes a value as Python 3's `pickle.dumps(value, protocol=2)` would,
+/// except that tuples and sets are not memoized. Nothing refers back to
+/// them, and [`loads`] copies what it memoizes: nested tuples memoized at
+/// every level would cost it a copy per level, and could be refused.
 pub fn dumps(value: &Value) -> Vec<u8> {
     let mut p = Pickler {
         out: vec![0x80, 2],
@@ -911,7 +933,6 @@ impl Pickler {
             self.latin1 = Some(idx);
         }
         self.out.push(0x86);
-        self.put();
         self.out.push(b'R');
         self.put();
     }
@@ -973,10 +994,10 @@ impl Pickler {
                 self.out.push(b']');
                 self.put();
                 self.batch(items.iter(), items.len(), b'a', b'e', |p, v| p.value(v));
+                // Neither the argument tuple nor the set is memoized (see
+                // `dumps`).
                 self.out.push(0x85);
-                self.put();
                 self.out.push(b'R');
-                self.put();
             }
             Value::Tuple(items) => {
                 if items.is_empty() {
@@ -995,7 +1016,6 @@ impl Pickler {
                     }
                     self.out.push(b't');
                 }
-                self.put();
             }
             Value::Global(module, name) => {
                 self.out.push(b'c');
@@ -1114,6 +1134,17 @@ mod tests {
     }
 
     #[test]
+    fn a_global_that_cannot_be_written_back_is_an_error() {
+        // STACK_GLOBAL takes names from strings, GLOBAL from lines: a name
+        // with a newline would come back as another global.
+        let data = b"X\x03\x00\x00\x00a\nbX\x01\x00\x00\x00c\x93.";
+        assert!(matches!(loads(data), Err(PickleError::Malformed { .. })));
+        let v = loads(b"X\x01\x00\x00\x00aX\x01\x00\x00\x00c\x93.").unwrap();
+        assert_eq!(v, Value::Global("a".into(), "c".into()));
+        assert_eq!(loads(&dumps(&v)).unwrap(), v);
+    }
+
+    #[test]
     fn garbage_never_panics() {
         for data in [
             &b""[..],
@@ -1164,6 +1195,23 @@ mod tests {
         data.extend(std::iter::repeat_n(0x85, MAX_DEPTH));
         data.push(b'.');
         assert!(loads(&data).is_ok());
+    }
+
+    #[test]
+    fn deep_values_that_load_are_written_so_that_they_load_again() {
+        // Tuples nested to the limit: memoizing every level when writing
+        // would cost a copy of every level when reading.
+        let mut data = b"N".to_vec();
+        data.extend(std::iter::repeat_n(0x85, MAX_DEPTH));
+        data.push(b'.');
+        let v = loads(&data).unwrap();
+        assert_eq!(loads(&dumps(&v)).unwrap(), v);
+        // A set at the limit: set()'s argument tuple is one level deeper.
+        let mut data = b"\x8f(N".to_vec();
+        data.extend(std::iter::repeat_n(0x85, MAX_DEPTH - 1));
+        data.extend_from_slice(b"\x90.");
+        let v = loads(&data).unwrap();
+        assert_eq!(loads(&dumps(&v)).unwrap(), v);
     }
 
     proptest::proptest! {
