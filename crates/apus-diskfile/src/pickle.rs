@@ -24,7 +24,7 @@
 //! (`bytes` as `_codecs.encode` reductions with the global and the
 //! `'latin1'` string memoized), which matters because Swift tells Python 3
 //! metadata from Python 2 metadata by looking for `_codecs\nencode` in the
-//! first 32 bytes.
+//! first 32 bytes. Only tuples and sets are not memoized (see [`dumps`]).
 
 use std::collections::HashMap;
 
