@@ -33,21 +33,82 @@ pub const HASH_INVALIDATIONS_FILE: &str = "hashes.invalid";
 /// Suffix → MD5 hex of its contents (`None` when hashing it failed).
 pub type SuffixHashes = BTreeMap<String, Option<String>>;
 
-/// The content of `hashes.pkl`.
+/// The content of `hashes.pkl`: whether it is valid, when it was written
+/// (seconds since the epoch) and the suffix hashes.
 #[derive(Clone, Debug, PartialEq)]
-struct HashesFile {
-    valid: bool,
-    updated: f64,
-    suffixes: SuffixHashes,
+pub struct HashesFile {
+    pub valid: bool,
+    pub updated: f64,
+    pub suffixes: SuffixHashes,
 }
 
 impl HashesFile {
-    fn invalid() -> Self {
+    /// What a missing or unreadable `hashes.pkl` stands for: every suffix
+    /// is rehashed.
+    pub fn invalid() -> Self {
         HashesFile {
             valid: false,
             updated: -1.0,
             suffixes: SuffixHashes::new(),
         }
+    }
+
+    /// Decodes `hashes.pkl` as Swift reads it; anything that is not such a
+    /// pickle (not a dict, a key that is neither a suffix nor `valid` or
+    /// `updated`) reads as [`HashesFile::invalid`].
+    pub fn from_pickle(data: &[u8]) -> Self {
+        let Ok(Value::Dict(items)) = pickle::loads(data) else {
+            return HashesFile::invalid();
+        };
+        let mut out = HashesFile {
+            valid: true,
+            updated: -1.0,
+            suffixes: SuffixHashes::new(),
+        };
+        for (k, v) in items {
+            let Some(key) = k.as_str() else {
+                return HashesFile::invalid();
+            };
+            match key {
+                "valid" => {
+                    out.valid = match v {
+                        Value::Bool(b) => b,
+                        Value::Int(i) => i != 0,
+                        _ => false,
+                    }
+                }
+                "updated" => {
+                    // A NaN would never equal itself, and get_hashes
+                    // writes only after re-reading an equal file.
+                    out.updated = match v {
+                        Value::Float(f) if !f.is_nan() => f,
+                        Value::Int(i) => i as f64,
+                        _ => -1.0,
+                    }
+                }
+                s if valid_suffix(s) => {
+                    let hash = v.as_str().map(str::to_string).filter(|h| !h.is_empty());
+                    out.suffixes.insert(s.to_string(), hash);
+                }
+                _ => return HashesFile::invalid(),
+            }
+        }
+        out
+    }
+
+    /// The pickle Swift writes: the suffixes, then `valid` and `updated`.
+    pub fn to_pickle(&self) -> Vec<u8> {
+        let mut items = Vec::with_capacity(self.suffixes.len() + 2);
+        for (suffix, hash) in &self.suffixes {
+            let v = match hash {
+                Some(h) => Value::Str(h.clone()),
+                None => Value::None,
+            };
+            items.push((Value::Str(suffix.clone()), v));
+        }
+        items.push((Value::Str("valid".into()), Value::Bool(self.valid)));
+        items.push((Value::Str("updated".into()), Value::Float(self.updated)));
+        pickle::dumps(&Value::Dict(items))
     }
 }
 
@@ -59,57 +120,13 @@ fn read_hashes(partition_dir: &Path) -> HashesFile {
     if !ok {
         return HashesFile::invalid();
     }
-    let Ok(Value::Dict(items)) = pickle::loads(&data) else {
-        return HashesFile::invalid();
-    };
-    let mut out = HashesFile {
-        valid: true,
-        updated: -1.0,
-        suffixes: SuffixHashes::new(),
-    };
-    for (k, v) in items {
-        let Some(key) = k.as_str() else {
-            return HashesFile::invalid();
-        };
-        match key {
-            "valid" => {
-                out.valid = match v {
-                    Value::Bool(b) => b,
-                    Value::Int(i) => i != 0,
-                    _ => false,
-                }
-            }
-            "updated" => {
-                out.updated = match v {
-                    Value::Float(f) => f,
-                    Value::Int(i) => i as f64,
-                    _ => -1.0,
-                }
-            }
-            s if valid_suffix(s) => {
-                let hash = v.as_str().map(str::to_string).filter(|h| !h.is_empty());
-                out.suffixes.insert(s.to_string(), hash);
-            }
-            _ => return HashesFile::invalid(),
-        }
-    }
-    out
+    HashesFile::from_pickle(&data)
 }
 
 fn write_hashes(partition_dir: &Path, hashes: &mut HashesFile) -> Result<()> {
     hashes.updated = now_secs();
-    let mut items = Vec::with_capacity(hashes.suffixes.len() + 2);
-    for (suffix, hash) in &hashes.suffixes {
-        let v = match hash {
-            Some(h) => Value::Str(h.clone()),
-            None => Value::None,
-        };
-        items.push((Value::Str(suffix.clone()), v));
-    }
-    items.push((Value::Str("valid".into()), Value::Bool(hashes.valid)));
-    items.push((Value::Str("updated".into()), Value::Float(hashes.updated)));
     write_pickle_file(
-        &pickle::dumps(&Value::Dict(items)),
+        &hashes.to_pickle(),
         &partition_dir.join(HASH_FILE),
         partition_dir,
     )
@@ -355,4 +372,29 @@ pub fn quarantine_dir(device_path: &Path, from_dir: &Path, policy: u32) -> Resul
         fs::rename(from_dir, &to).at(from_dir)?;
     }
     Ok(to)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_update_time_that_is_not_a_number_does_not_wedge_get_hashes() {
+        let dir = tempfile::tempdir().unwrap();
+        let part = dir.path();
+        let file = HashesFile {
+            valid: true,
+            updated: f64::NAN,
+            suffixes: SuffixHashes::from([("abc".to_string(), Some("0".repeat(32)))]),
+        };
+        let decoded = HashesFile::from_pickle(&file.to_pickle());
+        assert_eq!(decoded, decoded.clone());
+        // Rehashing a suffix compares the file with what was read before
+        // writing it back; NaN never compared equal, so it never was.
+        fs::write(part.join(HASH_FILE), file.to_pickle()).unwrap();
+        assert_eq!(
+            get_hashes(part, &["abc"], 604_800.0, 0).unwrap(),
+            SuffixHashes::new()
+        );
+    }
 }

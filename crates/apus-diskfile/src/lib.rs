@@ -46,7 +46,9 @@ pub use diskfile::{
     HashTimestamps, OpenDiskFile, OpenOptions, PutStage, DEFAULT_RECLAIM_AGE,
 };
 pub use error::{DiskFileError, Result};
-pub use hashes::{get_hashes, hash_suffix, invalidate_hash, quarantine_dir, SuffixHashes};
+pub use hashes::{
+    get_hashes, hash_suffix, invalidate_hash, quarantine_dir, HashesFile, SuffixHashes,
+};
 pub use layout::{device_path, FileKind};
 pub use metadata::Metadata;
 pub use ondisk::{cleanup_ondisk_files, get_ondisk_files, OnDiskFiles};

@@ -14,11 +14,17 @@
 //! only emits such back-references for shared or recursive containers,
 //! which none of Swift's on-disk pickles contain.
 //!
+//! Because copies stand in for Python's shared references, all the copies
+//! one pickle makes may weigh only a bounded multiple of its size
+//! ([`PickleError::TooLarge`]), and values nest at most [`MAX_DEPTH`] deep
+//! ([`PickleError::TooDeep`]): no pickle makes the decoder run away with
+//! memory, time or the stack.
+//!
 //! Writing produces protocol 2 laid out as Python 3's pickler lays it out
 //! (`bytes` as `_codecs.encode` reductions with the global and the
 //! `'latin1'` string memoized), which matters because Swift tells Python 3
 //! metadata from Python 2 metadata by looking for `_codecs\nencode` in the
-//! first 32 bytes.
+//! first 32 bytes. Only tuples and sets are not memoized (see [`dumps`]).
 
 use std::collections::HashMap;
 
@@ -90,7 +96,26 @@ pub enum PickleError {
     Malformed { pos: usize, what: String },
     #[error("pickle does not end with STOP")]
     NoStop,
+    #[error("pickle copies its values more than it may")]
+    TooLarge,
+    #[error("pickle nests values deeper than {0}")]
+    TooDeep(usize),
 }
+
+/// How deeply values may nest (Python's default recursion limit): every
+/// walk over a value, dropping it included, recurses once per level.
+pub const MAX_DEPTH: usize = 1000;
+/// While decoding, one level more: the argument tuple of `set(...)` (how
+/// protocol 2 writes a set) nests one level deeper than the set.
+const MAX_BUILD_DEPTH: usize = MAX_DEPTH + 1;
+
+/// The memo and DUP copy values where Python shares them, so a pickle of a
+/// few hundred bytes could ask for exponentially many copies. The copies
+/// may weigh (values plus text bytes) this many times the pickle's size,
+/// plus [`COPY_ALLOWANCE`]; Swift's pickles copy at most a few times their
+/// size.
+const COPY_FACTOR: usize = 16;
+const COPY_ALLOWANCE: usize = 1 << 16;
 
 /// Decodes one pickle. Trailing bytes after STOP are ignored, as Python does.
 pub fn loads(data: &[u8]) -> Result<Value, PickleError> {
@@ -98,18 +123,51 @@ pub fn loads(data: &[u8]) -> Result<Value, PickleError> {
         data,
         pos: 0,
         stack: Vec::new(),
+        depths: Vec::new(),
         marks: Vec::new(),
         memo: HashMap::new(),
+        copy_budget: data
+            .len()
+            .saturating_mul(COPY_FACTOR)
+            .saturating_add(COPY_ALLOWANCE),
     }
     .run()
+}
+
+/// How much copying `v` costs: one per value, plus the bytes of its text.
+fn weight(v: &Value) -> usize {
+    let mut total = 0usize;
+    let mut todo = vec![v];
+    while let Some(v) = todo.pop() {
+        total = total.saturating_add(1);
+        match v {
+            Value::Bytes(b) => total = total.saturating_add(b.len()),
+            Value::Str(s) => total = total.saturating_add(s.len()),
+            Value::Global(m, n) => total = total.saturating_add(m.len() + n.len()),
+            Value::List(items) | Value::Tuple(items) | Value::Set(items) => todo.extend(items),
+            Value::Dict(items) => {
+                for (k, v) in items {
+                    todo.push(k);
+                    todo.push(v);
+                }
+            }
+            Value::None | Value::Bool(_) | Value::Int(_) | Value::Float(_) => {}
+        }
+    }
+    total
 }
 
 struct Unpickler<'a> {
     data: &'a [u8],
     pos: usize,
     stack: Vec<Value>,
+    /// How deeply each value on the stack nests (0 for a value that holds
+    /// no other).
+    depths: Vec<usize>,
     marks: Vec<usize>,
-    memo: HashMap<u64, Value>,
+    memo: HashMap<u64, (Value, usize)>,
+    /// What copies may still weigh.
+    copy_budget: usize,
 }
 
 impl<'a> Unpickler<'a> {
@@ -166,14 +224,28 @@ impl<'a> Unpickler<'a> {
         Ok(&rest[..nl])
     }
 
-    fn pop_value(&mut self) -> Result<Value, PickleError> {
-        match self.stack.pop() {
-            Some(v) => Ok(v),
-            None => self.malformed("stack underflow"),
+    /// The top value and how deeply it nests.
+    fn pop_entry(&mut self) -> Result<(Value, usize), PickleError> {
+        match (self.stack.pop(), self.depths.pop()) {
+            (Some(v), Some(d)) => Ok((v, d)),
+            _ => self.malformed("stack underflow"),
         }
     }
 
-    fn top_mut(&mut self) -> Result<&mut Value, PickleError> {
+    fn pop_value(&mut self) -> Result<Value, PickleError> {
+        Ok(self.pop_entry()?.0)
+    }
+
+    /// The top value, to fill with items nesting `depth` deep.
+    fn top_to_fill(&mut self, depth: usize) -> Result<&mut Value, PickleError> {
+        let Some(top_depth) = self.depths.last_mut() else {
+            return self.malformed("empty stack");
+        };
+        let depth = (*top_depth).max(depth + 1);
+        if depth > MAX_BUILD_DEPTH {
+            return Err(PickleError::TooDeep(MAX_DEPTH));
+        }
+        *top_depth = depth;
         let pos = self.pos;
         self.stack.last_mut().ok_or(PickleError::Malformed {
             pos,
@@ -181,38 +253,72 @@ impl<'a> Unpickler<'a> {
         })
     }
 
-    fn pop_mark_values(&mut self) -> Result<Vec<Value>, PickleError> {
+    /// The values above the last mark, and how deeply the deepest nests.
+    fn pop_mark_values(&mut self) -> Result<(Vec<Value>, usize), PickleError> {
         let Some(mark) = self.marks.pop() else {
             return self.malformed("no mark");
         };
         if mark > self.stack.len() {
             return self.malformed("mark beyond stack");
         }
-        Ok(self.stack.split_off(mark))
+        let depth = self.depths.split_off(mark).into_iter().max().unwrap_or(0);
+        Ok((self.stack.split_off(mark), depth))
     }
 
+    /// Pushes a value that holds no other.
     fn push(&mut self, v: Value) {
         self.stack.push(v);
+        self.depths.push(0);
+    }
+
+    /// Pushes a container of `items` nesting `depth` deep.
+    fn push_container(&mut self, v: Value, items: usize, depth: usize) -> Result<(), PickleError> {
+        let depth = if items == 0 { 0 } else { depth + 1 };
+        if depth > MAX_BUILD_DEPTH {
+            return Err(PickleError::TooDeep(MAX_DEPTH));
+        }
+        self.stack.push(v);
+        self.depths.push(depth);
+        Ok(())
+    }
+
+    /// Charges a copy weighing `cost` to the budget, before it is made.
+    fn charge(&mut self, cost: usize) -> Result<(), PickleError> {
+        if cost > self.copy_budget {
+            return Err(PickleError::TooLarge);
+        }
+        self.copy_budget -= cost;
+        Ok(())
+    }
+
+    /// A copy of the top value and its depth.
+    fn copy_top(&mut self, what: &str) -> Result<(Value, usize), PickleError> {
+        let Some(cost) = self.stack.last().map(weight) else {
+            return self.malformed(format!("{what} on empty stack"));
+        };
+        self.charge(cost)?;
+        match (self.stack.last(), self.depths.last()) {
+            (Some(top), Some(&depth)) => Ok((top.clone(), depth)),
+            _ => self.malformed(format!("{what} on empty stack")),
+        }
     }
 
     fn memo_put(&mut self, key: u64) -> Result<(), PickleError> {
-        let top = match self.stack.last() {
-            Some(t) => t.clone(),
-            None => return self.malformed("memo put on empty stack"),
-        };
-        self.memo.insert(key, top);
+        let entry = self.copy_top("memo put")?;
+        self.memo.insert(key, entry);
         Ok(())
     }
 
     fn memo_get(&mut self, key: u64) -> Result<(), PickleError> {
-        match self.memo.get(&key) {
-            Some(v) => {
-                let v = v.clone();
-                self.stack.push(v);
-                Ok(())
-            }
-            None => self.malformed(format!("memo key {key} missing")),
+        let Some(cost) = self.memo.get(&key).map(|(v, _)| weight(v)) else {
+            return self.malformed(format!("memo key {key} missing"));
+        };
+        self.charge(cost)?;
+        if let Some((v, depth)) = self.memo.get(&key) {
+            self.stack.push(v.clone());
+            self.depths.push(*depth);
         }
+        Ok(())
     }
 
     fn text_int(&self, line: &[u8]) -> Result<i64, PickleError> {
@@ -224,11 +330,17 @@ impl<'a> Unpickler<'a> {
         }
     }
 
-    fn set_items(&mut self, pairs: Vec<Value>) -> Result<(), PickleError> {
+    fn set_items(&mut self, pairs: Vec<Value>, depth: usize) -> Result<(), PickleError> {
         if pairs.len() & 1 == 1 {
             return self.malformed("odd number of dict items");
         }
-        let target = self.top_mut()?;
+        if pairs.is_empty() {
+            return match self.stack.last() {
+                Some(Value::Dict(_)) => Ok(()),
+                _ => self.malformed("SETITEM(S) on a non-dict"),
+            };
+        }
+        let target = self.top_to_fill(depth)?;
         match target {
             Value::Dict(items) => {
                 let mut it = pairs.into_iter();
@@ -241,8 +353,14 @@ impl<'a> Unpickler<'a> {
         }
     }
 
-    fn append_items(&mut self, values: Vec<Value>) -> Result<(), PickleError> {
-        match self.top_mut()? {
+    fn append_items(&mut self, values: Vec<Value>, depth: usize) -> Result<(), PickleError> {
+        if values.is_empty() {
+            return match self.stack.last() {
+                Some(Value::List(_) | Value::Set(_)) => Ok(()),
+                _ => self.malformed("APPEND(S) on a non-list"),
+            };
+        }
+        match self.top_to_fill(depth)? {
             Value::List(items) | Value::Set(items) => {
                 items.extend(values);
                 Ok(())
@@ -328,10 +446,11 @@ impl<'a> Unpickler<'a> {
                     self.u64le()?;
                 }
                 b'.' => {
-                    return match self.stack.pop() {
-                        Some(v) => Ok(v),
-                        None => self.malformed("nothing to return at STOP"),
-                    };
+                    let (v, depth) = self.pop_entry()?;
+                    if depth > MAX_DEPTH {
+                        return Err(PickleError::TooDeep(MAX_DEPTH));
+                    }
+                    return Ok(v);
                 }
                 b'(' => self.marks.push(self.stack.len()),
                 b'0' => {
@@ -341,11 +460,9 @@ impl<'a> Unpickler<'a> {
                     self.pop_mark_values()?;
                 }
                 b'2' => {
-                    let top = match self.stack.last() {
-                        Some(t) => t.clone(),
-                        None => return self.malformed("DUP on empty stack"),
-                    };
+                    let (top, depth) = self.copy_top("DUP")?;
                     self.stack.push(top);
+                    self.depths.push(depth);
                 }
                 b'N' => self.push(Value::None),
                 0x88 => self.push(Value::Bool(true)),
@@ -474,54 +591,60 @@ impl<'a> Unpickler<'a> {
                 }
                 b'}' => self.push(Value::Dict(Vec::new())),
                 b'd' => {
-                    let items = self.pop_mark_values()?;
+                    let (items, depth) = self.pop_mark_values()?;
                     self.push(Value::Dict(Vec::new()));
-                    self.set_items(items)?;
+                    self.set_items(items, depth)?;
                 }
                 b's' => {
-                    let v = self.pop_value()?;
-                    let k = self.pop_value()?;
-                    self.set_items(vec![k, v])?;
+                    let (v, vd) = self.pop_entry()?;
+                    let (k, kd) = self.pop_entry()?;
+                    self.set_items(vec![k, v], vd.max(kd))?;
                 }
                 b'u' => {
-                    let items = self.pop_mark_values()?;
-                    self.set_items(items)?;
+                    let (items, depth) = self.pop_mark_values()?;
+                    self.set_items(items, depth)?;
                 }
                 b']' => self.push(Value::List(Vec::new())),
                 b'l' => {
-                    let items = self.pop_mark_values()?;
-                    self.push(Value::List(items));
+                    let (items, depth) = self.pop_mark_values()?;
+                    let n = items.len();
+                    self.push_container(Value::List(items), n, depth)?;
                 }
                 b'a' => {
-                    let v = self.pop_value()?;
-                    self.append_items(vec![v])?;
+                    let (v, depth) = self.pop_entry()?;
+                    self.append_items(vec![v], depth)?;
                 }
                 b'e' => {
-                    let items = self.pop_mark_values()?;
-                    self.append_items(items)?;
+                    let (items, depth) = self.pop_mark_values()?;
+                    self.append_items(items, depth)?;
                 }
                 b')' => self.push(Value::Tuple(Vec::new())),
                 b't' => {
-                    let items = self.pop_mark_values()?;
-                    self.push(Value::Tuple(items));
+                    let (items, depth) = self.pop_mark_values()?;
+                    let n = items.len();
+                    self.push_container(Value::Tuple(items), n, depth)?;
                 }
                 0x85..=0x87 => {
                     let n = usize::from(op - 0x84);
                     let mut items = Vec::with_capacity(n);
+                    let mut depth = 0;
                     for _ in 0..n {
-                        items.push(self.pop_value()?);
+                        let (v, d) = self.pop_entry()?;
+                        items.push(v);
+                        depth = depth.max(d);
                     }
                     items.reverse();
-                    self.push(Value::Tuple(items));
+                    self.push_container(Value::Tuple(items), n, depth)?;
                 }
                 0x8f => self.push(Value::Set(Vec::new())),
                 0x90 => {
-                    let items = self.pop_mark_values()?;
-                    self.append_items(items)?;
+                    let (items, depth) = self.pop_mark_values()?;
+                    self.append_items(items, depth)?;
                 }
                 0x91 => {
-                    let items = self.pop_mark_values()?;
-                    self.push(Value::Set(items));
+                    let (items, depth) = self.pop_mark_values()?;
+                    let n = items.len();
+                    self.push_container(Value::Set(items), n, depth)?;
                 }
                 b'p' => {
                     let line = self.line()?;
@@ -556,21 +679,38 @@ impl<'a> Unpickler<'a> {
                 b'c' => {
                     let module = String::from_utf8_lossy(self.line()?).into_owned();
                     let name = String::from_utf8_lossy(self.line()?).into_owned();
-                    self.stack.push(Value::Global(module, name));
+                    self.push(Value::Global(module, name));
                 }
                 0x93 => {
                     let name = self.pop_value()?;
                     let module = self.pop_value()?;
                     match (module, name) {
-                        (Value::Str(m), Value::Str(n)) => self.stack.push(Value::Global(m, n)),
+                        // No module or name holds a newline; one would not
+                        // survive being written as GLOBAL's lines.
+                        (Value::Str(m), Value::Str(n)) if m.contains('\n') || n.contains('\n') => {
+                            return self.malformed("STACK_GLOBAL name with a newline")
+                        }
+                        (Value::Str(m), Value::Str(n)) => self.push(Value::Global(m, n)),
                         _ => return self.malformed("STACK_GLOBAL needs two strings"),
                     }
                 }
                 b'R' => {
-                    let args = self.pop_value()?;
+                    // A result holds at most what its argument tuple held,
+                    // one level less deep.
+                    let (args, depth) = self.pop_entry()?;
                     let callable = self.pop_value()?;
                     let v = self.reduce(callable, args)?;
-                    self.push(v);
+                    let depth = match &v {
+                        Value::List(items) | Value::Tuple(items) | Value::Set(items)
+                            if !items.is_empty() =>
+                        {
+                            depth.saturating_sub(1)
+                        }
+                        Value::Dict(items) if !items.is_empty() => depth.saturating_sub(1),
+                        _ => 0,
+                    };
+                    self.stack.push(v);
+                    self.depths.push(depth);
                 }
                 0x81 => {
                     // NEWOBJ: cls.__new__(cls, *args); only dict subclasses.
@@ -702,7 +842,10 @@ fn raw_unicode_unescape(line: &[u8]) -> Option<String> {
     Some(out)
 }
 
-/// Encodes a value as Python 3's `pickle.dumps(value, protocol=2)` would.
+/// Encodes a value as Python 3's `pickle.dumps(value, protocol=2)` would,
+/// except that tuples and sets are not memoized. Nothing refers back to
+/// them, and [`loads`] copies what it memoizes: nested tuples memoized at
+/// every level would cost it a copy per level, and could be refused.
 pub fn dumps(value: &Value) -> Vec<u8> {
     let mut p = Pickler {
         out: vec![0x80, 2],
@@ -790,7 +933,6 @@ impl Pickler {
             self.latin1 = Some(idx);
         }
         self.out.push(0x86);
-        self.put();
         self.out.push(b'R');
         self.put();
     }
@@ -852,10 +994,10 @@ impl Pickler {
                 self.out.push(b']');
                 self.put();
                 self.batch(items.iter(), items.len(), b'a', b'e', |p, v| p.value(v));
+                // Neither the argument tuple nor the set is memoized (see
+                // `dumps`).
                 self.out.push(0x85);
-                self.put();
                 self.out.push(b'R');
-                self.put();
             }
             Value::Tuple(items) => {
                 if items.is_empty() {
@@ -874,7 +1016,6 @@ impl Pickler {
                     }
                     self.out.push(b't');
                 }
-                self.put();
             }
             Value::Global(module, name) => {
                 self.out.push(b'c');
@@ -993,6 +1134,17 @@ mod tests {
     }
 
     #[test]
+    fn a_global_that_cannot_be_written_back_is_an_error() {
+        // STACK_GLOBAL takes names from strings, GLOBAL from lines: a name
+        // with a newline would come back as another global.
+        let data = b"X\x03\x00\x00\x00a\nbX\x01\x00\x00\x00c\x93.";
+        assert!(matches!(loads(data), Err(PickleError::Malformed { .. })));
+        let v = loads(b"X\x01\x00\x00\x00aX\x01\x00\x00\x00c\x93.").unwrap();
+        assert_eq!(v, Value::Global("a".into(), "c".into()));
+        assert_eq!(loads(&dumps(&v)).unwrap(), v);
+    }
+
+    #[test]
     fn garbage_never_panics() {
         for data in [
             &b""[..],
@@ -1004,6 +1156,62 @@ mod tests {
         ] {
             assert!(loads(data).is_err());
         }
+    }
+
+    /// A list, then rounds that each memoize a list of two copies of the
+    /// previous round's: `2^rounds` leaves from a few bytes per round.
+    fn memo_bomb(rounds: usize) -> Vec<u8> {
+        let mut data = b"]q\x00".to_vec();
+        for _ in 0..rounds {
+            data.extend_from_slice(b"(h\x00h\x00lq\x00");
+        }
+        data.push(b'.');
+        data
+    }
+
+    #[test]
+    fn memo_copies_cannot_blow_up() {
+        assert!(matches!(loads(&memo_bomb(22)), Err(PickleError::TooLarge)));
+        // A few rounds are fine.
+        let mut v = loads(&memo_bomb(3)).unwrap();
+        for _ in 0..3 {
+            let Value::List(items) = v else {
+                panic!("not a list")
+            };
+            assert_eq!(items.len(), 2);
+            v = items[0].clone();
+        }
+        assert_eq!(v, Value::List(vec![]));
+    }
+
+    #[test]
+    fn deep_nesting_is_an_error() {
+        // TUPLE1 wraps the top of the stack in one more tuple per byte.
+        let mut data = b"N".to_vec();
+        data.extend(std::iter::repeat_n(0x85, 200_000));
+        data.push(b'.');
+        assert!(matches!(loads(&data), Err(PickleError::TooDeep(_))));
+        let mut data = b"N".to_vec();
+        data.extend(std::iter::repeat_n(0x85, MAX_DEPTH));
+        data.push(b'.');
+        assert!(loads(&data).is_ok());
+    }
+
+    #[test]
+    fn deep_values_that_load_are_written_so_that_they_load_again() {
+        // Tuples nested to the limit: memoizing every level when writing
+        // would cost a copy of every level when reading.
+        let mut data = b"N".to_vec();
+        data.extend(std::iter::repeat_n(0x85, MAX_DEPTH));
+        data.push(b'.');
+        let v = loads(&data).unwrap();
+        assert_eq!(loads(&dumps(&v)).unwrap(), v);
+        // A set at the limit: set()'s argument tuple is one level deeper.
+        let mut data = b"\x8f(N".to_vec();
+        data.extend(std::iter::repeat_n(0x85, MAX_DEPTH - 1));
+        data.extend_from_slice(b"\x90.");
+        let v = loads(&data).unwrap();
+        assert_eq!(loads(&dumps(&v)).unwrap(), v);
     }
 
     proptest::proptest! {

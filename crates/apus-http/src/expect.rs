@@ -8,6 +8,9 @@
 //! Each connection is used for one request and closed: a proxy PUT sends
 //! the same data to several nodes and learns which ones will take it
 //! before reading the client's body, so no data is ever replayed.
+//!
+//! The answer is parsed without I/O ([`parse_response_head`],
+//! [`ChunkedDecoder`]), so the parsers can be tested and fuzzed alone.
 
 use std::io;
 use std::time::Duration;
@@ -50,6 +53,141 @@ pub struct UploadConn {
 
 fn timed_out(what: &str) -> io::Error {
     io::Error::new(io::ErrorKind::TimedOut, format!("{what} timed out"))
+}
+
+fn invalid_data(what: &str) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, what.to_string())
+}
+
+/// Parses a response head at the start of `buf`: its status, its headers
+/// (those that are not valid HTTP are dropped) and its length in bytes, or
+/// `None` while the head is incomplete. Malformed heads are errors.
+pub fn parse_response_head(buf: &[u8]) -> io::Result<Option<(StatusCode, HeaderMap, usize)>> {
+    let mut raw = [httparse::EMPTY_HEADER; 256];
+    let mut resp = httparse::Response::new(&mut raw);
+    let used = match resp.parse(buf) {
+        Ok(httparse::Status::Complete(used)) => used,
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(e) => return Err(invalid_data(&e.to_string())),
+    };
+    let status = resp
+        .code
+        .and_then(|c| StatusCode::from_u16(c).ok())
+        .ok_or_else(|| invalid_data("bad status"))?;
+    let mut headers = HeaderMap::new();
+    for h in resp.headers.iter() {
+        if let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(h.name.as_bytes()),
+            HeaderValue::from_bytes(h.value),
+        ) {
+            headers.append(name, value);
+        }
+    }
+    Ok(Some((status, headers, used)))
+}
+
+/// A `Transfer-Encoding: chunked` body decoder that does no I/O: the
+/// connection feeds it what it has buffered, and it takes what it can use
+/// from the front of that buffer. It keeps the first `limit` body bytes
+/// and drops the rest as it goes, so a long chunk is never held whole.
+///
+/// Like Python's `http.client`, which Swift's proxy reads backend answers
+/// with, it skips the two bytes after each chunk's data unchecked and
+/// ignores trailers after the last chunk.
+#[derive(Debug)]
+pub struct ChunkedDecoder {
+    body: BytesMut,
+    limit: usize,
+    state: ChunkState,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ChunkState {
+    /// Waiting for a chunk-size line.
+    Size,
+    /// This many data bytes of the current chunk are still to come.
+    Data(u64),
+    /// This many bytes of the line end after a chunk's data are still to
+    /// be skipped.
+    DataEnd(usize),
+    /// The last (empty) chunk has been read.
+    Done,
+}
+
+impl ChunkedDecoder {
+    pub fn new(limit: usize) -> Self {
+        ChunkedDecoder {
+            body: BytesMut::new(),
+            limit,
+            state: ChunkState::Size,
+        }
+    }
+
+    /// Decodes what `buf` holds, removing the bytes it used. `Ok(true)`
+    /// once the last chunk has been read; `Ok(false)` when it needs more
+    /// bytes. A chunk-size line that is not hex, or longer than a response
+    /// head may be, is an error.
+    pub fn decode(&mut self, buf: &mut BytesMut) -> io::Result<bool> {
+        loop {
+            match self.state {
+                ChunkState::Done => return Ok(true),
+                ChunkState::Size => {
+                    let Some(end) = buf.windows(2).position(|w| w == b"\r\n") else {
+                        if buf.len() > MAX_HEAD {
+                            return Err(invalid_data("chunk-size line too long"));
+                        }
+                        return Ok(false);
+                    };
+                    let size = parse_chunk_size(&buf[..end])?;
+                    let _ = buf.split_to(end + 2);
+                    self.state = if size == 0 {
+                        ChunkState::Done
+                    } else {
+                        ChunkState::Data(size)
+                    };
+                }
+                ChunkState::Data(left) => {
+                    if buf.is_empty() {
+                        return Ok(false);
+                    }
+                    let n = usize::try_from(left).map_or(buf.len(), |l| l.min(buf.len()));
+                    let data = buf.split_to(n);
+                    let room = self.limit.saturating_sub(self.body.len());
+                    self.body.extend_from_slice(&data[..n.min(room)]);
+                    let left = left - n as u64;
+                    self.state = if left == 0 {
+                        ChunkState::DataEnd(2)
+                    } else {
+                        ChunkState::Data(left)
+                    };
+                }
+                ChunkState::DataEnd(left) => {
+                    if buf.is_empty() {
+                        return Ok(false);
+                    }
+                    let n = left.min(buf.len());
+                    let _ = buf.split_to(n);
+                    self.state = if n == left {
+                        ChunkState::Size
+                    } else {
+                        ChunkState::DataEnd(left - n)
+                    };
+                }
+            }
+        }
+    }
+
+    /// The body decoded so far (at most `limit` bytes).
+    pub fn into_body(self) -> Bytes {
+        self.body.freeze()
+    }
+}
+
+/// A chunk-size line: hex digits, then optional `;extensions`.
+fn parse_chunk_size(line: &[u8]) -> io::Result<u64> {
+    let text = String::from_utf8_lossy(line);
+    let size = text.split(';').next().unwrap_or("").trim();
+    u64::from_str_radix(size, 16).map_err(|_| invalid_data("bad chunk size"))
 }
 
 /// Connects to `host` and sends the head of `method path`. With
@@ -185,33 +323,11 @@ impl UploadConn {
     /// needed. Returns the status, headers and how many bytes it used.
     async fn read_head(&mut self) -> io::Result<(StatusCode, HeaderMap, usize)> {
         loop {
-            let mut raw = [httparse::EMPTY_HEADER; 256];
-            let mut resp = httparse::Response::new(&mut raw);
-            match resp.parse(&self.pending) {
-                Ok(httparse::Status::Complete(used)) => {
-                    let status = resp
-                        .code
-                        .and_then(|c| StatusCode::from_u16(c).ok())
-                        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "bad status"))?;
-                    let mut headers = HeaderMap::new();
-                    for h in resp.headers.iter() {
-                        if let (Ok(name), Ok(value)) = (
-                            HeaderName::from_bytes(h.name.as_bytes()),
-                            HeaderValue::from_bytes(h.value),
-                        ) {
-                            headers.append(name, value);
-                        }
-                    }
-                    return Ok((status, headers, used));
-                }
-                Ok(httparse::Status::Partial) => {}
-                Err(e) => return Err(io::Error::new(io::ErrorKind::InvalidData, e.to_string())),
+            if let Some(head) = parse_response_head(&self.pending)? {
+                return Ok(head);
             }
             if self.pending.len() > MAX_HEAD {
-                return Err(io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    "response head too large",
-                ));
+                return Err(invalid_data("response head too large"));
             }
             if self.fill().await? == 0 {
                 return Err(io::Error::new(
@@ -244,34 +360,13 @@ impl UploadConn {
             return Ok(self.pending.split_to(take).freeze());
         }
         if chunked {
-            let mut out = BytesMut::new();
-            loop {
-                let line_end = loop {
-                    if let Some(pos) = self.pending.windows(2).position(|w| w == b"\r\n") {
-                        break pos;
-                    }
-                    if self.pending.len() > MAX_HEAD || self.fill().await? == 0 {
-                        return Ok(out.freeze());
-                    }
-                };
-                let size_text = String::from_utf8_lossy(&self.pending[..line_end]).to_string();
-                let size_text = size_text.split(';').next().unwrap_or("").trim().to_string();
-                let size = usize::from_str_radix(&size_text, 16)
-                    .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "bad chunk size"))?;
-                let _ = self.pending.split_to(line_end + 2);
-                if size == 0 {
-                    return Ok(out.freeze());
+            let mut decoder = ChunkedDecoder::new(MAX_BODY);
+            while !decoder.decode(&mut self.pending)? {
+                if self.fill().await? == 0 {
+                    break;
                 }
-                while self.pending.len() < size + 2 {
-                    if self.fill().await? == 0 {
-                        return Ok(out.freeze());
-                    }
-                }
-                if out.len() + size <= MAX_BODY {
-                    out.extend_from_slice(&self.pending[..size]);
-                }
-                let _ = self.pending.split_to(size + 2);
             }
+            return Ok(decoder.into_body());
         }
         loop {
             if self.pending.len() >= MAX_BODY || self.fill().await? == 0 {
@@ -279,5 +374,97 @@ impl UploadConn {
                 return Ok(self.pending.split_to(take).freeze());
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::net::TcpListener;
+
+    /// Answers one connection with `answer` and closes it.
+    async fn one_answer(answer: &'static [u8]) -> String {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        tokio::spawn(async move {
+            let (mut sock, _) = listener.accept().await.unwrap();
+            let mut buf = [0u8; 4096];
+            let _ = sock.read(&mut buf).await;
+            let _ = sock.write_all(answer).await;
+        });
+        addr
+    }
+
+    async fn final_answer(answer: &'static [u8]) -> io::Result<FinalResponse> {
+        let addr = one_answer(answer).await;
+        let t = Duration::from_secs(5);
+        match start(
+            &addr,
+            &Method::PUT,
+            "/d/1/a/c/o",
+            &HeaderMap::new(),
+            Some(0),
+            t,
+            t,
+        )
+        .await?
+        {
+            Started::Final(resp) => Ok(resp),
+            Started::Continue(_) => panic!("no body was offered"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_chunk_size_at_the_limit_of_the_type_is_no_panic() {
+        let resp = final_answer(
+            b"HTTP/1.1 201 Created\r\nTransfer-Encoding: chunked\r\n\r\nffffffffffffffff\r\nabc",
+        )
+        .await
+        .unwrap();
+        assert_eq!(resp.status, StatusCode::CREATED);
+        assert_eq!(&resp.body[..], b"abc");
+    }
+
+    fn decode_in_pieces(wire: &[u8], piece: usize, limit: usize) -> io::Result<(bool, Bytes)> {
+        let mut decoder = ChunkedDecoder::new(limit);
+        let mut buf = BytesMut::new();
+        let mut done = false;
+        for part in wire.chunks(piece.max(1)) {
+            buf.extend_from_slice(part);
+            done = decoder.decode(&mut buf)?;
+            if done {
+                break;
+            }
+        }
+        Ok((done, decoder.into_body()))
+    }
+
+    #[test]
+    fn chunked_bodies_decode_in_any_pieces_up_to_the_limit() {
+        let wire = b"3;ext=1\r\nabc\r\n A \r\n0123456789\r\n0\r\nTrailer: x\r\n\r\n";
+        for piece in 1..wire.len() {
+            let (done, body) = decode_in_pieces(wire, piece, 100).unwrap();
+            assert!(done);
+            assert_eq!(&body[..], b"abc0123456789");
+            let (_, body) = decode_in_pieces(wire, piece, 5).unwrap();
+            assert_eq!(&body[..], b"abc01");
+        }
+        assert!(decode_in_pieces(b"x\r\n", 4, 10).is_err());
+        assert!(decode_in_pieces(b"10000000000000000\r\n", 4, 10).is_err());
+        let long_line = vec![b'1'; MAX_HEAD + 1];
+        assert!(decode_in_pieces(&long_line, 4096, 10).is_err());
+    }
+
+    #[test]
+    fn response_heads_parse_without_io() {
+        let wire = b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 201 Created\r\nX-A: b\r\n\r\nrest";
+        let (status, _, used) = parse_response_head(wire).unwrap().unwrap();
+        assert_eq!((status, used), (StatusCode::CONTINUE, 25));
+        let (status, headers, used) = parse_response_head(&wire[25..]).unwrap().unwrap();
+        assert_eq!(status, StatusCode::CREATED);
+        assert_eq!(headers.get("x-a").unwrap(), "b");
+        assert_eq!(&wire[25 + used..], b"rest");
+        assert!(parse_response_head(&wire[..20]).unwrap().is_none());
+        assert!(parse_response_head(b"HTTP/1.1 999x\r\n\r\n").is_err());
     }
 }

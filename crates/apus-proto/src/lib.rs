@@ -7,6 +7,9 @@
 //!   `split_path`, and quoting for outgoing backend requests ([`path`]);
 //! - Swift's constraints: metadata limits and name lengths, checked by
 //!   the proxy and re-checked by the storage servers ([`constraints`]);
+//! - listing requests: query parameters, `limit` and the negotiation of
+//!   the output format, read the same by the servers and the proxy
+//!   ([`listing`]);
 //! - the container-update message an object server sends to container
 //!   servers (and saves as an async pending), the expiring-objects queue
 //!   names, and the target lists the proxy hands over in
@@ -39,6 +42,7 @@ pub mod account_update;
 pub mod constraints;
 pub mod db_replication;
 pub mod headers;
+pub mod listing;
 pub mod path;
 pub mod replication;
 pub mod update;

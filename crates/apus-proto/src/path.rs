@@ -36,9 +36,9 @@ fn hex_val(b: u8) -> Option<u8> {
     }
 }
 
-/// Percent-decodes a raw path (no query string) into text, refusing
-/// invalid UTF-8, NUL and the empty string (Swift's `check_utf8`).
-pub fn percent_decode(raw: &str) -> Result<String, PathError> {
+/// Python's `unquote_to_bytes`: `%XX` decoded, a `%` not followed by two
+/// hex digits kept as it is.
+pub fn unquote_bytes(raw: &str) -> Vec<u8> {
     let bytes = raw.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
@@ -53,7 +53,13 @@ pub fn percent_decode(raw: &str) -> Result<String, PathError> {
         out.push(bytes[i]);
         i += 1;
     }
-    let text = String::from_utf8(out).map_err(|_| PathError::InvalidUtf8)?;
+    out
+}
+
+/// Percent-decodes a raw path (no query string) into text, refusing
+/// invalid UTF-8, NUL and the empty string (Swift's `check_utf8`).
+pub fn percent_decode(raw: &str) -> Result<String, PathError> {
+    let text = String::from_utf8(unquote_bytes(raw)).map_err(|_| PathError::InvalidUtf8)?;
     if text.is_empty() || text.contains('\0') {
         return Err(PathError::InvalidUtf8);
     }

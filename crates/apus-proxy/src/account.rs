@@ -5,6 +5,7 @@
 use apus_core::Timestamp;
 use apus_http::full;
 use apus_proto::constraints::{ConstraintError, NameKind};
+use apus_proto::listing::{ListingError, ListingFormat, Query};
 use http::{HeaderMap, HeaderValue, Method, Response, StatusCode};
 
 use crate::app::{strip_owner_headers, Ctx};
@@ -71,19 +72,28 @@ pub fn check_metadata(headers: &HeaderMap, target: &str) -> Result<(), Resp> {
 /// The listing the proxy makes up for an account that does not exist yet
 /// when accounts are created on first write (Swift's fake listing).
 fn fake_account_listing(req: &Req, account: &str) -> Resp {
-    let format = listing_format(req);
+    let format = match listing_format(req) {
+        Ok(format) => format,
+        Err(e) => {
+            let status = StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::BAD_REQUEST);
+            return match e {
+                ListingError::NotAcceptable => error_response(status, None),
+                other => error_response(status, Some(&other.to_string())),
+            };
+        }
+    };
     let ts = Timestamp::now();
-    let (status, body, ctype) = match format {
-        "json" => (StatusCode::OK, "[]".to_string(), "application/json"),
-        "xml" => (
+    let ctype = format.content_type();
+    let (status, body) = match format {
+        ListingFormat::Json => (StatusCode::OK, "[]".to_string()),
+        ListingFormat::Xml(_) => (
             StatusCode::OK,
             format!(
                 "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<account name=\"{}\">\n</account>",
                 xml_escape(account)
             ),
-            "application/xml",
         ),
-        _ => (StatusCode::NO_CONTENT, String::new(), "text/plain"),
+        ListingFormat::Plain => (StatusCode::NO_CONTENT, String::new()),
     };
     let len = body.len();
     let mut resp = Response::new(full(body));
@@ -121,30 +131,12 @@ fn xml_escape(s: &str) -> String {
         .replace('"', "&quot;")
 }
 
-/// `json`, `xml` or `plain`, from `?format=` or the Accept header, as the
-/// listing servers decide it.
-pub fn listing_format(req: &Req) -> &'static str {
-    if let Some(q) = req.uri().query() {
-        for pair in q.split('&') {
-            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            if k == "format" {
-                let v = v.to_ascii_lowercase();
-                return match v.as_str() {
-                    "json" => "json",
-                    "xml" => "xml",
-                    _ => "plain",
-                };
-            }
-        }
-    }
-    let accept = header_str(req.headers(), "accept").unwrap_or("");
-    if accept.contains("application/json") {
-        "json"
-    } else if accept.contains("application/xml") || accept.contains("text/xml") {
-        "xml"
-    } else {
-        "plain"
-    }
+/// The format of a listing the proxy answers itself, from `?format=` or
+/// the Accept header, negotiated exactly as the listing servers do.
+pub fn listing_format(req: &Req) -> Result<ListingFormat, ListingError> {
+    let query = Query::parse(req.uri().query());
+    let accept = req.headers().get(http::header::ACCEPT);
+    apus_proto::listing::listing_format(&query, accept.map(HeaderValue::as_bytes))
 }
 
 impl Ctx<'_> {
@@ -357,5 +349,44 @@ pub fn copy_request_headers(src: &HeaderMap, dst: &mut HeaderMap, names: &[&str]
                 dst.insert(hn, v.clone());
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fake(uri: &str, accept: Option<&str>) -> (u16, String) {
+        let mut req = http::Request::builder().uri(uri);
+        if let Some(a) = accept {
+            req = req.header("accept", a);
+        }
+        let resp = fake_account_listing(&req.body(apus_http::empty()).unwrap(), "AUTH_a");
+        let ctype = header_str(resp.headers(), "content-type")
+            .unwrap_or("")
+            .to_string();
+        (resp.status().as_u16(), ctype)
+    }
+
+    #[test]
+    fn fake_listings_negotiate_their_format_as_the_servers_do() {
+        let json = (200, "application/json; charset=utf-8".to_string());
+        let plain = (204, "text/plain; charset=utf-8".to_string());
+        // `format` is percent-decoded and wins over Accept.
+        assert_eq!(fake("/v1/AUTH_a?format=%6Ason", Some("text/xml")), json);
+        // Pairs are separated by `&` only.
+        assert_eq!(fake("/v1/AUTH_a?x=1;format=json", None), plain);
+        // Accept's qualities count; `text/xml` is answered as asked.
+        assert_eq!(
+            fake("/v1/AUTH_a", Some("application/json;q=0.1, text/plain")),
+            plain
+        );
+        assert_eq!(
+            fake("/v1/AUTH_a", Some("text/xml")),
+            (200, "text/xml; charset=utf-8".to_string())
+        );
+        assert_eq!(fake("/v1/AUTH_a", Some("image/png")).0, 406);
+        assert_eq!(fake("/v1/AUTH_a", Some("garbage")).0, 400);
+        assert_eq!(fake("/v1/AUTH_a?format=%ff", None).0, 400);
     }
 }

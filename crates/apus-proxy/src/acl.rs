@@ -612,6 +612,25 @@ mod tests {
     }
 
     #[test]
+    fn v2_numbers_format_back_to_themselves() {
+        for json in [
+            r#"{"n":212671288888.7714225534253}"#,
+            r#"{"n":212671288888.77142}"#,
+            r#"{"n":0.1}"#,
+            r#"{"n":1e-7}"#,
+        ] {
+            let a = parse_acl_v2(Some(json)).unwrap();
+            let formatted = format_acl_v2(&a);
+            assert_eq!(
+                format_acl_v2(&parse_acl_v2(Some(&formatted)).unwrap()),
+                formatted
+            );
+        }
+        let a = parse_acl_v2(Some(r#"{"n":212671288888.77142}"#)).unwrap();
+        assert_eq!(format_acl_v2(&a), r#"{"n":212671288888.77142}"#);
+    }
+
+    #[test]
     fn account_acls_from_sysmeta_like_swift() {
         assert_eq!(account_acls_from_sysmeta(None), None);
         assert_eq!(account_acls_from_sysmeta(Some("{}")), None);

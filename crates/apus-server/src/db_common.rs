@@ -357,27 +357,6 @@ pub fn put_header(headers: &mut HeaderMap, name: &str, value: &str) {
 // ---------------------------------------------------------------------------
 // Paths
 
-/// Decodes `%XX` escapes (malformed escapes are kept as they are, as
-/// Python's `unquote` does).
-pub fn percent_decode(s: &str) -> Vec<u8> {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' && i + 2 < b.len() {
-            let hex = |c: u8| (c as char).to_digit(16);
-            if let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2])) {
-                out.push((h * 16 + l) as u8);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(b[i]);
-        i += 1;
-    }
-    out
-}
-
 pub use apus_proto::{quote as percent_encode_path, title_case};
 
 /// Swift's `split_path` (apus-proto's), its error as Swift's 400 text.
@@ -415,7 +394,7 @@ fn validate_internal_name(name: &str, what: &str) -> HttpResult<()> {
 /// `check_utf8` with reserved names allowed). Swift checks this before
 /// anything else, the method included.
 pub fn decode_path(raw: &str, utf8_error: &str) -> HttpResult<String> {
-    let bytes = percent_decode(raw);
+    let bytes = apus_proto::path::unquote_bytes(raw);
     match String::from_utf8(bytes) {
         Ok(s) if !s.is_empty() => Ok(s),
         _ => Err(HttpError::with_body(
@@ -613,177 +592,23 @@ pub fn http_date(secs: u64) -> String {
 // ---------------------------------------------------------------------------
 // Query parameters and listing formats
 
-/// The query string as (name, value) pairs of raw bytes, decoded like
-/// Python's `parse_qsl(keep_blank_values=True)` (`+` is a space).
-#[derive(Clone, Debug, Default)]
-pub struct Query {
-    pairs: Vec<(String, Vec<u8>)>,
-}
+pub use apus_proto::listing::{best_match, BadAccept, ListingError, ListingFormat, Query};
 
-impl Query {
-    pub fn parse(query: Option<&str>) -> Self {
-        let mut pairs = Vec::new();
-        for part in query.unwrap_or("").split(['&', ';']) {
-            if part.is_empty() {
-                continue;
-            }
-            let (k, v) = part.split_once('=').unwrap_or((part, ""));
-            let k = percent_decode(&k.replace('+', " "));
-            let v = percent_decode(&v.replace('+', " "));
-            pairs.push((String::from_utf8_lossy(&k).into_owned(), v));
-        }
-        Query { pairs }
-    }
-
-    /// A parameter as UTF-8 (`get_param`): the last value wins as in
-    /// swob's `params` dict; 400 if it is not UTF-8.
-    pub fn get(&self, name: &str) -> HttpResult<Option<String>> {
-        match self.pairs.iter().rev().find(|(k, _)| k == name) {
-            None => Ok(None),
-            Some((_, v)) => String::from_utf8(v.clone()).map(Some).map_err(|_| {
-                HttpError::bad_request(format!("\"{name}\" parameter not valid UTF-8"))
-            }),
-        }
-    }
-
-    /// `limit`, clamped as Swift's `constrain_req_limit`: digits only, 412
-    /// above `max`, `max` when absent or not a number.
-    pub fn limit(&self, max: usize) -> HttpResult<usize> {
-        match self.get("limit")? {
-            Some(l) if !l.is_empty() && l.bytes().all(|b| b.is_ascii_digit()) => {
-                match l.parse::<usize>() {
-                    Ok(n) if n <= max => Ok(n),
-                    _ => Err(HttpError::with_body(
-                        StatusCode::PRECONDITION_FAILED,
-                        format!("Maximum limit is {max}"),
-                    )),
-                }
-            }
-            _ => Ok(max),
+impl From<ListingError> for HttpError {
+    fn from(e: ListingError) -> Self {
+        let status = StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::BAD_REQUEST);
+        match e {
+            ListingError::NotAcceptable => HttpError::new(status),
+            other => HttpError::with_body(status, other.to_string()),
         }
     }
 }
-
-/// A listing's output format.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ListingFormat {
-    Plain,
-    Json,
-    /// `application/xml` or `text/xml` (the chosen content type).
-    Xml(&'static str),
-}
-
-impl ListingFormat {
-    pub fn content_type(self) -> &'static str {
-        match self {
-            ListingFormat::Plain => "text/plain",
-            ListingFormat::Json => "application/json",
-            ListingFormat::Xml(ct) => ct,
-        }
-    }
-}
-
-const LISTING_TYPES: [&str; 4] = [
-    "text/plain",
-    "application/json",
-    "application/xml",
-    "text/xml",
-];
 
 /// Swift's `get_listing_content_type`: `format=` overrides `Accept`; 400 on
 /// a malformed Accept header, 406 when nothing offered is acceptable.
 pub fn listing_format(query: &Query, headers: &HeaderMap) -> HttpResult<ListingFormat> {
-    let fmt = query.get("format")?.filter(|f| !f.is_empty());
-    let accept: Option<String> = match fmt {
-        Some(f) => Some(
-            match f.to_ascii_lowercase().as_str() {
-                "json" => "application/json",
-                "xml" => "application/xml",
-                _ => "text/plain",
-            }
-            .to_string(),
-        ),
-        None => headers
-            .get(http::header::ACCEPT)
-            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned()),
-    };
-    let chosen = best_match(accept.as_deref().unwrap_or(""), &LISTING_TYPES)
-        .map_err(|_| HttpError::bad_request("Invalid Accept header"))?;
-    match chosen {
-        Some("text/plain") => Ok(ListingFormat::Plain),
-        Some("application/json") => Ok(ListingFormat::Json),
-        Some("application/xml") => Ok(ListingFormat::Xml("application/xml")),
-        Some("text/xml") => Ok(ListingFormat::Xml("text/xml")),
-        _ => Err(HttpError::new(StatusCode::NOT_ACCEPTABLE)),
-    }
-}
-
-fn is_token(s: &str) -> bool {
-    !s.is_empty()
-        && s.bytes()
-            .all(|b| b > 0x20 && b != 0x7f && !b"()<>@,;:\\\"/[]?={}".contains(&b))
-}
-
-/// A malformed `Accept` header.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct BadAccept;
-
-/// swob's `Accept.best_match`. `Err` for a malformed header.
-pub fn best_match<'a>(header: &str, options: &[&'a str]) -> Result<Option<&'a str>, BadAccept> {
-    if header.is_empty() {
-        return Ok(options.first().copied());
-    }
-    // (type, subtype, quality, no globs)
-    let mut types: Vec<(String, String, f64, bool)> = Vec::new();
-    for item in header.split(',') {
-        let mut parts = item.split(';');
-        let media = parts.next().unwrap_or("").trim();
-        let (t, s) = media.split_once('/').ok_or(BadAccept)?;
-        if !is_token(t) || !is_token(s) {
-            return Err(BadAccept);
-        }
-        let mut q = 1.0;
-        let mut seen_q = false;
-        for p in parts {
-            let p = p.trim();
-            if p.is_empty() {
-                continue;
-            }
-            let (name, value) = p.split_once('=').ok_or(BadAccept)?;
-            let (name, value) = (name.trim(), value.trim());
-            if !is_token(name) || value.is_empty() {
-                return Err(BadAccept);
-            }
-            if name == "q" {
-                if seen_q {
-                    return Err(BadAccept);
-                }
-                seen_q = true;
-                q = value.parse::<f64>().map_err(|_| BadAccept)?;
-            }
-        }
-        types.push((t.to_string(), s.to_string(), q, t != "*" && s != "*"));
-    }
-    // Stable sort, highest quality then no globs first (Python's
-    // reverse sort keeps equal items in order).
-    types.sort_by(|a, b| {
-        (b.2, b.3)
-            .partial_cmp(&(a.2, a.3))
-            .unwrap_or(std::cmp::Ordering::Equal)
-    });
-    for (t, s, _, _) in &types {
-        for opt in options {
-            let Some((ot, os)) = opt.split_once('/') else {
-                continue;
-            };
-            let tm = t == "*" || t.eq_ignore_ascii_case(ot);
-            let sm = s == "*" || s.eq_ignore_ascii_case(os);
-            if tm && sm {
-                return Ok(Some(opt));
-            }
-        }
-    }
-    Ok(None)
+    let accept = headers.get(http::header::ACCEPT).map(HeaderValue::as_bytes);
+    Ok(apus_proto::listing::listing_format(query, accept)?)
 }
 
 /// A JSON string as Python's `json.dumps` writes it (ASCII only).
@@ -909,23 +734,6 @@ mod tests {
     }
 
     #[test]
-    fn accept_best_match() {
-        let o = &LISTING_TYPES;
-        assert_eq!(best_match("", o), Ok(Some("text/plain")));
-        assert_eq!(
-            best_match("application/json", o),
-            Ok(Some("application/json"))
-        );
-        assert_eq!(best_match("*/*", o), Ok(Some("text/plain")));
-        assert_eq!(
-            best_match("text/*;q=0.5, application/xml", o),
-            Ok(Some("application/xml"))
-        );
-        assert_eq!(best_match("image/png", o), Ok(None));
-        assert!(best_match("garbage", o).is_err());
-    }
-
-    #[test]
     fn http_dates() {
         assert_eq!(http_date(0), "Thu, 01 Jan 1970 00:00:00 GMT");
         assert_eq!(http_date(784111777), "Sun, 06 Nov 1994 08:49:37 GMT");
@@ -947,15 +755,29 @@ mod tests {
     }
 
     #[test]
-    fn query_limit() {
-        let q = Query::parse(Some("limit=10001"));
-        assert_eq!(q.limit(10_000).unwrap_err().status, 412);
-        let q = Query::parse(Some("limit=abc"));
-        assert_eq!(q.limit(10_000).unwrap(), 10_000);
-        let q = Query::parse(Some("prefix=a+b%20c&limit=5"));
-        assert_eq!(q.get("prefix").unwrap().as_deref(), Some("a b c"));
-        assert_eq!(q.limit(10_000).unwrap(), 5);
-        let q = Query::parse(Some("prefix=%ff"));
-        assert_eq!(q.get("prefix").unwrap_err().status, 400);
+    fn listing_errors_as_responses() {
+        let err = |e: ListingError| {
+            let e = HttpError::from(e);
+            (e.status.as_u16(), e.body)
+        };
+        let q = Query::parse(Some("limit=10001&prefix=%ff"));
+        assert_eq!(
+            err(q.limit(10_000).unwrap_err()),
+            (412, Some("Maximum limit is 10000".into()))
+        );
+        assert_eq!(
+            err(q.get("prefix").unwrap_err()),
+            (400, Some("\"prefix\" parameter not valid UTF-8".into()))
+        );
+        let mut headers = HeaderMap::new();
+        headers.insert(http::header::ACCEPT, HeaderValue::from_static("image/png"));
+        let e = listing_format(&Query::parse(None), &headers).unwrap_err();
+        assert_eq!((e.status.as_u16(), e.body), (406, None));
+        headers.insert(http::header::ACCEPT, HeaderValue::from_static("garbage"));
+        let e = listing_format(&Query::parse(None), &headers).unwrap_err();
+        assert_eq!(
+            (e.status.as_u16(), e.body),
+            (400, Some("Invalid Accept header".into()))
+        );
     }
 }
