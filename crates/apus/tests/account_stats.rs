@@ -8,15 +8,8 @@
 
 mod support;
 
-use std::sync::Mutex;
-
 use support::cluster::{Kind, MultiCluster, Options, NODES};
-
-static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
-
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
-}
+use support::serial;
 
 /// What one account replica says about the account and one container.
 #[derive(Debug, PartialEq, Eq)]

@@ -14,22 +14,13 @@
 
 mod support;
 
-use std::collections::BTreeSet;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use md5::Digest;
-use support::cluster::{Kind, MultiCluster, Options, NODES};
-use support::load::{summarize, Load, LoadConfig, State};
-use support::random_u64;
-
-fn env_number(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
+use support::cluster::{MultiCluster, Options, NODES};
+use support::load::{summarize, Load, LoadConfig};
+use support::{env_number, random_u64};
 
 fn data_files(dir: &Path, out: &mut Vec<PathBuf>) {
     let Ok(entries) = fs::read_dir(dir) else {
@@ -128,48 +119,11 @@ fn scenario_14_chaos_soak() {
     let elapsed = started.elapsed().as_secs_f64();
     let s = summarize(&report.samples, elapsed);
 
-    // Converge: auditors find flipped bytes, replicators restore copies,
-    // updaters deliver what waited.
-    for daemon in [
-        "object-auditor",
-        "object-replicator",
-        "object-replicator",
-        "object-updater",
-        "container-replicator",
-        "container-replicator",
-        "container-updater",
-        "account-replicator",
-    ] {
-        c.run_daemon_everywhere(daemon);
-    }
-    let mut checked = 0;
-    let mut existing = BTreeSet::new();
-    for (name, states) in &report.ledger {
-        let (head, body) = c.request("GET", &format!("/chaos/{name}"), &[], b"");
-        let got: State = match head.status {
-            200 => Some(format!("{:x}", md5::Md5::digest(&body))),
-            404 => None,
-            other => panic!("GET {name} after convergence: {other}"),
-        };
-        assert!(
-            states.contains(&got),
-            "{name}: {got:?} after convergence, the ledger allows {states:?}"
-        );
-        if got.is_some() {
-            existing.insert(name.clone());
-        }
-        checked += 1;
-    }
-    let account = c.account();
-    let (_, nodes) = c.primaries(Kind::Container, &account, Some("chaos"), None);
-    for i in nodes {
-        let listed: BTreeSet<String> = c
-            .container_replica_listing(i, "chaos")
-            .into_iter()
-            .collect();
-        assert_eq!(listed, existing, "container replica on node {i}");
-        checked += 1;
-    }
+    // Converge: the auditors find flipped bytes, then replication and
+    // the updaters.
+    c.run_daemon_everywhere("object-auditor");
+    c.converge();
+    let (checked, existing) = c.check_ledger("chaos", &report.ledger);
     eprintln!(
         "chaos soak of {elapsed:.0} s: {} operations ({:.1}/s, p99 {:.0} ms), {} failed \
          or unanswered, {} stale reads; faults {faults:?}; {checked} checks after \
@@ -179,7 +133,7 @@ fn scenario_14_chaos_soak() {
         s.p99.as_secs_f64() * 1e3,
         s.errors,
         report.stale_reads,
-        existing.len()
+        existing
     );
     assert!(
         report.violations.is_empty(),

@@ -9,19 +9,11 @@
 
 mod support;
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use md5::Digest;
 use support::cluster::{Kind, MultiCluster, Options};
-use support::load::{summarize, Load, LoadConfig, State};
-
-static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
-
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
-}
+use support::load::{summarize, Load, LoadConfig};
+use support::{env_number, serial};
 
 const NODE_TIMEOUT: f64 = 20.0;
 
@@ -119,7 +111,7 @@ fn scenario_10_stalled_node() {
         t.slowest, t.what
     );
     c.resume_node(stalled);
-    converge(&c);
+    c.converge();
     for i in container_nodes {
         assert_eq!(
             c.container_replica_listing(i, "c10"),
@@ -167,59 +159,6 @@ fn scenario_11_restarted_nodes_are_readmitted() {
     assert_eq!(head.status, 200, "the container listing");
     assert_eq!(ok, 20);
     c.start_node(p[2]);
-}
-
-fn env_number(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-/// Every name of the ledger, read through the proxy once the cluster has
-/// converged: exactly one of its possible states, and the container
-/// listing holds exactly the names that exist.
-fn check_ledger(c: &MultiCluster, container: &str, ledger: &BTreeMap<String, BTreeSet<State>>) {
-    let mut existing = BTreeSet::new();
-    for (name, states) in ledger {
-        let (head, body) = c.request("GET", &format!("/{container}/{name}"), &[], b"");
-        let got: State = match head.status {
-            200 => Some(format!("{:x}", md5::Md5::digest(&body))),
-            404 => None,
-            other => panic!("GET {name} after convergence: {other}"),
-        };
-        assert!(
-            states.contains(&got),
-            "{name}: {got:?}, the ledger allows {states:?}"
-        );
-        if got.is_some() {
-            existing.insert(name.clone());
-        }
-    }
-    let account = c.account();
-    let (_, nodes) = c.primaries(Kind::Container, &account, Some(container), None);
-    for i in nodes {
-        let listed: BTreeSet<String> = c
-            .container_replica_listing(i, container)
-            .into_iter()
-            .collect();
-        assert_eq!(listed, existing, "container replica on node {i}");
-    }
-}
-
-/// Runs every consistency daemon on every node until nothing moves.
-fn converge(c: &MultiCluster) {
-    for daemon in [
-        "object-replicator",
-        "object-replicator",
-        "object-updater",
-        "container-replicator",
-        "container-replicator",
-        "container-updater",
-        "account-replicator",
-    ] {
-        c.run_daemon_everywhere(daemon);
-    }
 }
 
 /// One storage node of four stalled (SIGSTOP) under a PUT/GET load, then
@@ -279,6 +218,6 @@ fn scenario_13_stalled_node_under_load() {
         assert_eq!(s.errors, 0, "{name}: failed requests");
     }
     assert!(report.violations.is_empty(), "{:?}", report.violations);
-    converge(&c);
-    check_ledger(&c, "load", &report.ledger);
+    c.converge();
+    c.check_ledger("load", &report.ledger);
 }

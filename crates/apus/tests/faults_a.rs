@@ -14,19 +14,10 @@ mod support;
 
 use std::io::{BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use support::cluster::{Kind, MultiCluster, Options, NODES};
-use support::{read_head, send_head};
-
-/// Each scenario runs five processes; one at a time keeps a 2-core
-/// machine responsive enough for the timeouts.
-static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
-
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
-}
+use support::{md5_hex, read_head, send_head, serial};
 
 /// The one node of four that is not a primary of a partition (each of the
 /// harness's rings has three replicas over four nodes).
@@ -826,11 +817,6 @@ fn timestamp_ago(ago: f64) -> String {
     format!("{:.5}", now - ago)
 }
 
-fn md5_hex(data: &[u8]) -> String {
-    use md5::Digest;
-    format!("{:x}", md5::Md5::digest(data))
-}
-
 /// A name (`<prefix>-<n>`) in `container` whose object primaries satisfy
 /// `want`, and the primaries.
 fn object_where(
@@ -869,34 +855,16 @@ fn direct_get(c: &MultiCluster, i: usize, container: &str, obj: &str) -> (u16, V
 
 /// The `(name, hash)` rows node `i`'s replica of `container` lists.
 fn replica_rows(c: &MultiCluster, i: usize, container: &str) -> Vec<(String, String)> {
-    let account = c.account();
-    let (part, _) = c.primaries(Kind::Container, &account, Some(container), None);
-    let (head, body) = c.direct(
-        i,
-        Kind::Container,
-        part,
-        "GET",
-        &format!("/{account}/{container}?format=json"),
-        &[],
-    );
-    assert!(
-        head.status == 200 || head.status == 204,
-        "listing on node {i}"
-    );
-    let rows: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
-    let mut out: Vec<(String, String)> = rows
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .map(|r| {
-                    (
-                        r["name"].as_str().unwrap().to_string(),
-                        r["hash"].as_str().unwrap().to_string(),
-                    )
-                })
-                .collect()
+    let mut out: Vec<(String, String)> = c
+        .container_replica_rows(i, container)
+        .iter()
+        .map(|r| {
+            (
+                r["name"].as_str().unwrap().to_string(),
+                r["hash"].as_str().unwrap().to_string(),
+            )
         })
-        .unwrap_or_default();
+        .collect();
     out.sort();
     out
 }
@@ -918,21 +886,6 @@ fn write_tombstones(c: &MultiCluster, obj: &str, nodes: &[usize], age: f64) {
             &[("X-Timestamp", &ts)],
         );
         assert_eq!(head.status, 404, "a tombstone for {obj} on node {i}");
-    }
-}
-
-/// Replication and updates on every node until the cluster agrees; the
-/// skewed nodes' daemons run with their clocks.
-fn converge(c: &MultiCluster) {
-    for daemon in [
-        "object-replicator",
-        "object-replicator",
-        "object-updater",
-        "container-replicator",
-        "container-replicator",
-        "container-updater",
-    ] {
-        c.run_daemon_everywhere(daemon);
     }
 }
 
@@ -997,7 +950,7 @@ fn scenario_24_storage_nodes_with_skewed_clocks() {
         c.start_node(missed);
         latest.push((name, p, None));
     }
-    converge(&c);
+    c.converge();
     let mut rows = Vec::new();
     for (name, p, body) in &latest {
         let files: Vec<Vec<String>> = p.iter().map(|&i| c.object_files(i, "skew", name)).collect();

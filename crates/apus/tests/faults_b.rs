@@ -19,24 +19,12 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use md5::{Digest, Md5};
 use support::cluster::{Kind, MultiCluster, Options, NODES};
 use support::load::{summarize, Load, LoadConfig, Op, State};
-
-/// Each scenario runs five processes; one at a time keeps a 2-core
-/// machine responsive enough for the timeouts.
-static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
-
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-fn md5_hex(data: &[u8]) -> String {
-    format!("{:x}", Md5::digest(data))
-}
+use support::{md5_hex, serial};
 
 /// A body of `len` bytes that differs for every name.
 fn body_of(name: &str, len: usize) -> Vec<u8> {
@@ -122,22 +110,6 @@ fn wait_until(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
     while !done() {
         assert!(Instant::now() < deadline, "gave up waiting: {what}");
         std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-/// Runs the consistency daemons on every running node: replication
-/// (handoffs home), then updates, then database replication.
-fn converge(c: &MultiCluster) {
-    for _ in 0..2 {
-        c.run_daemon_everywhere("object-replicator");
-    }
-    c.run_daemon_everywhere("object-updater");
-    for _ in 0..2 {
-        c.run_daemon_everywhere("container-replicator");
-    }
-    c.run_daemon_everywhere("container-updater");
-    for _ in 0..2 {
-        c.run_daemon_everywhere("account-replicator");
     }
 }
 
@@ -460,19 +432,6 @@ fn scenario_30_torn_object_files() {
 
 // ---- scenario 31 ------------------------------------------------------
 
-fn container_db(c: &MultiCluster, node: usize, container: &str) -> PathBuf {
-    let account = c.account();
-    let (part, _) = c.primaries(Kind::Container, &account, Some(container), None);
-    let hash = c.hash.hash_path(&account, Some(container), None);
-    c.nodes[node]
-        .device_path()
-        .join("containers")
-        .join(part.to_string())
-        .join(&hash[29..])
-        .join(&hash)
-        .join(format!("{hash}.db"))
-}
-
 fn quarantined_container(c: &MultiCluster, node: usize, container: &str) -> PathBuf {
     let hash = c.hash.hash_path(&c.account(), Some(container), None);
     c.nodes[node]
@@ -555,7 +514,7 @@ fn scenario_31_corrupt_container_db_and_pending() {
     };
 
     // The auditor finds damaged pages.
-    let db1 = container_db(&c, cp[1], "c31");
+    let db1 = c.container_db(cp[1], "c31");
     let size = fs::metadata(&db1).unwrap().len();
     assert!(size > 8192, "a database of several pages: {size}");
     scribble(&db1, 4096, (size - 4096) as usize);
@@ -565,7 +524,7 @@ fn scenario_31_corrupt_container_db_and_pending() {
     assert!(!db1.exists());
 
     // A request finds a damaged header.
-    let db0 = container_db(&c, cp[0], "c31");
+    let db0 = c.container_db(cp[0], "c31");
     scribble(&db0, 0, 100);
     let (h, _) = c.direct(
         cp[0],
@@ -620,7 +579,7 @@ fn scenario_31_corrupt_container_db_and_pending() {
     // Garbage in a pending file, between good entries.
     let victim = cp[2];
     let pending = {
-        let mut p = container_db(&c, victim, "c31").into_os_string();
+        let mut p = c.container_db(victim, "c31").into_os_string();
         p.push(".pending");
         PathBuf::from(p)
     };
@@ -835,7 +794,7 @@ fn scenario_32_crash_at_each_stage_of_a_put() {
         "a PUT with one durable copy got {status}"
     );
 
-    converge(&c);
+    c.converge();
     assert_home(&c, "c32", &acked);
     let names: BTreeSet<String> = acked.iter().map(|(n, _)| n.clone()).collect();
     assert_listed(&c, "c32", &names);
@@ -1000,7 +959,7 @@ fn scenario_33_disk_full() {
     assert_nothing_partial(&c, full);
 
     fs::remove_file(filler).unwrap();
-    converge(&c);
+    c.converge();
     assert_home(&c, "c33", &objects);
     let names: BTreeSet<String> = objects.iter().map(|(n, _)| n.clone()).collect();
     assert_listed(&c, "c33", &names);
@@ -1095,7 +1054,7 @@ fn scenario_34_unmounted_device() {
     );
 
     c.mount_device(gone, 16 * MIB);
-    converge(&c);
+    c.converge();
     assert_home(&c, "c34", &objects);
 }
 
@@ -1237,7 +1196,7 @@ fn scenario_35_node_added_under_load() {
         report.violations
     );
 
-    converge(&c);
+    c.converge();
     let moved = before
         .iter()
         .filter(|(n, _)| object_primaries(&c, "c35", n).1.contains(&new))

@@ -9,22 +9,10 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::sync::Mutex;
 
 use md5::{Digest, Md5};
 use support::cluster::{Kind, MultiCluster, Options, NODES};
-
-/// Each scenario runs five processes; one scenario at a time keeps a
-/// 2-core machine responsive enough for the timeouts.
-static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
-
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-fn md5_hex(data: &[u8]) -> String {
-    format!("{:x}", Md5::digest(data))
-}
+use support::{md5_hex, serial};
 
 fn body_of(name: &str) -> Vec<u8> {
     format!("contents of {name} ").repeat(7).into_bytes()
@@ -42,22 +30,6 @@ fn get(c: &MultiCluster, path: &str) -> (u16, Vec<u8>) {
 fn get_newest(c: &MultiCluster, path: &str) -> (u16, Vec<u8>) {
     let (head, body) = c.request("GET", path, &[("X-Newest", "true")], b"");
     (head.status, body)
-}
-
-/// Runs the consistency daemons on every running node until nothing moves:
-/// replication first (handoffs home), then updates.
-fn converge(c: &MultiCluster) {
-    for _ in 0..2 {
-        c.run_daemon_everywhere("object-replicator");
-    }
-    c.run_daemon_everywhere("object-updater");
-    for _ in 0..2 {
-        c.run_daemon_everywhere("container-replicator");
-    }
-    c.run_daemon_everywhere("container-updater");
-    for _ in 0..2 {
-        c.run_daemon_everywhere("account-replicator");
-    }
 }
 
 /// Node indexes that are not primaries of an object.
@@ -287,7 +259,7 @@ fn scenario_4_last_write_wins() {
     assert_eq!(c.request("DELETE", "/c4/gone", &[], b"").0.status, 204);
     c.start_node(r[0]);
 
-    converge(&c);
+    c.converge();
     for &n in &p {
         let h = direct_head(&c, n, "c4", "meta");
         assert_eq!(h.status, 200, "node {n}");
@@ -601,7 +573,7 @@ fn scenario_9_ledger() {
     c.start_node(2);
     // And a device wiped on top of it all.
     std::fs::remove_dir_all(c.nodes[3].device_path().join("objects")).ok();
-    converge(&c);
+    c.converge();
     let live: Vec<String> = ledger
         .iter()
         .filter(|(_, v)| v.is_some())

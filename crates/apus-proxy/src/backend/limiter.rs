@@ -274,20 +274,7 @@ impl ErrorLimiter {
 mod tests {
     use super::*;
 
-    fn dev(name: &str) -> Device {
-        Device {
-            id: 0,
-            region: 1,
-            zone: 1,
-            ip: "127.0.0.1".into(),
-            port: 6200,
-            replication_ip: "127.0.0.1".into(),
-            replication_port: 6200,
-            device: name.into(),
-            weight: 1.0,
-            meta: String::new(),
-        }
-    }
+    use crate::backend::tests::dev;
 
     fn limiter(limit: u32, interval_s: u64, probe_s: u64, stall_s: u64) -> Arc<ErrorLimiter> {
         Arc::new(ErrorLimiter::new(LimiterConfig {

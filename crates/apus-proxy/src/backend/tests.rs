@@ -14,7 +14,8 @@ use tokio::time::Instant;
 
 use super::*;
 
-fn dev(name: &str) -> Device {
+/// A device of the tests (shared with the limiter's).
+pub(super) fn dev(name: &str) -> Device {
     Device {
         id: 0,
         region: 1,

@@ -23,6 +23,7 @@ use apus_core::HashConfig;
 use apus_ring::builder::{RingBuilder, AUTO_ID};
 use apus_ring::{Device, Ring};
 
+use super::load::State;
 use super::{
     apus_bin, banner_proxy_addr, exchange, fixed_port, login, private_loopback_net, Head,
     START_TIMEOUT, STOP_TIMEOUT,
@@ -746,8 +747,8 @@ impl MultiCluster {
         exchange(node.addr(kind), method, &full, headers, b"")
     }
 
-    /// The object names node `i`'s replica of `container` lists.
-    pub fn container_replica_listing(&self, i: usize, container: &str) -> Vec<String> {
+    /// The rows (JSON objects) node `i`'s replica of `container` lists.
+    pub fn container_replica_rows(&self, i: usize, container: &str) -> Vec<serde_json::Value> {
         let account = self.account();
         let (part, _) = self.primaries(Kind::Container, &account, Some(container), None);
         let (head, body) = self.direct(
@@ -763,16 +764,78 @@ impl MultiCluster {
             "listing on node {i}: {}",
             head.status
         );
-        let v: serde_json::Value =
-            serde_json::from_slice(&body).unwrap_or(serde_json::Value::Array(vec![]));
-        let mut names: Vec<String> = v
-            .as_array()
-            .unwrap()
+        match serde_json::from_slice(&body) {
+            Ok(serde_json::Value::Array(rows)) => rows,
+            _ => Vec::new(),
+        }
+    }
+
+    /// The object names node `i`'s replica of `container` lists, sorted.
+    pub fn container_replica_listing(&self, i: usize, container: &str) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .container_replica_rows(i, container)
             .iter()
             .map(|e| e["name"].as_str().unwrap().to_string())
             .collect();
         names.sort();
         names
+    }
+
+    /// Runs the consistency daemons on every running node until nothing
+    /// moves: replication first (handoffs home), then the updaters.
+    pub fn converge(&self) {
+        for daemon in [
+            "object-replicator",
+            "object-replicator",
+            "object-updater",
+            "container-replicator",
+            "container-replicator",
+            "container-updater",
+            "account-replicator",
+            "account-replicator",
+        ] {
+            self.run_daemon_everywhere(daemon);
+        }
+    }
+
+    /// Once the cluster has converged: every name of `ledger` reads back
+    /// (through the proxy) as one of its possible states, and every replica
+    /// of `container` lists exactly the names that exist. Returns how many
+    /// checks were made and how many objects exist.
+    pub fn check_ledger(
+        &self,
+        container: &str,
+        ledger: &std::collections::BTreeMap<String, std::collections::BTreeSet<State>>,
+    ) -> (usize, usize) {
+        let mut checks = 0;
+        let mut existing = std::collections::BTreeSet::new();
+        for (name, states) in ledger {
+            let (head, body) = self.request("GET", &format!("/{container}/{name}"), &[], b"");
+            let got: State = match head.status {
+                200 => Some(super::md5_hex(&body)),
+                404 => None,
+                other => panic!("GET {name} after convergence: {other}"),
+            };
+            assert!(
+                states.contains(&got),
+                "{name}: {got:?} after convergence, the ledger allows {states:?}"
+            );
+            if got.is_some() {
+                existing.insert(name.clone());
+            }
+            checks += 1;
+        }
+        let account = self.account();
+        let (_, nodes) = self.primaries(Kind::Container, &account, Some(container), None);
+        for i in nodes {
+            let listed: std::collections::BTreeSet<String> = self
+                .container_replica_listing(i, container)
+                .into_iter()
+                .collect();
+            assert_eq!(listed, existing, "container replica on node {i}");
+            checks += 1;
+        }
+        (checks, existing.len())
     }
 }
 

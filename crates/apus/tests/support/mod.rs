@@ -125,6 +125,26 @@ impl Drop for Server {
     }
 }
 
+/// Tests that start a whole cluster of processes run one at a time: a
+/// 2-core machine stays responsive enough for their timeouts.
+pub fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+pub fn md5_hex(data: &[u8]) -> String {
+    use md5::Digest;
+    format!("{:x}", md5::Md5::digest(data))
+}
+
+/// A number from the environment (a scenario's length, say), or `default`.
+pub fn env_number(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
 /// The proxy address in an `apus serve` banner (`  proxy      http://ADDR`).
 pub fn banner_proxy_addr(banner: &str) -> Option<SocketAddr> {
     banner
