@@ -14,6 +14,11 @@
 //! only emits such back-references for shared or recursive containers,
 //! which none of Swift's on-disk pickles contain.
 //!
+//! Only memo entries that the pickle fetches again are stored: Python's
+//! pickler memoizes nearly everything and fetches almost nothing, and a
+//! copy per memoized level of a deeply nested value would cost quadratic
+//! time. A first pass over the opcodes finds the keys fetched.
+//!
 //! Because copies stand in for Python's shared references, all the copies
 //! one pickle makes may weigh only a bounded multiple of its size
 //! ([`PickleError::TooLarge`]), and values nest at most [`MAX_DEPTH`] deep
@@ -24,9 +29,9 @@
 //! (`bytes` as `_codecs.encode` reductions with the global and the
 //! `'latin1'` string memoized), which matters because Swift tells Python 3
 //! metadata from Python 2 metadata by looking for `_codecs\nencode` in the
-//! first 32 bytes. Only tuples and sets are not memoized (see [`dumps`]).
+//! first 32 bytes. The bytes written are the bytes Python writes.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 /// A pickled value.
 #[derive(Clone, Debug, PartialEq)]
@@ -126,6 +131,8 @@ pub fn loads(data: &[u8]) -> Result<Value, PickleError> {
         depths: Vec::new(),
         marks: Vec::new(),
         memo: HashMap::new(),
+        memo_keys: HashSet::new(),
+        fetched: fetched_memo_keys(data),
         copy_budget: data
             .len()
             .saturating_mul(COPY_FACTOR)
@@ -165,7 +172,12 @@ struct Unpickler<'a> {
     /// no other).
     depths: Vec<usize>,
     marks: Vec<usize>,
+    /// Copies of the memoized values that are fetched again.
     memo: HashMap<u64, (Value, usize)>,
+    /// Every key memoized so far (MEMOIZE's next key is their count).
+    memo_keys: HashSet<u64>,
+    /// The keys some GET fetches (see [`fetched_memo_keys`]).
+    fetched: HashSet<u64>,
     /// What copies may still weigh.
     copy_budget: usize,
 }
@@ -304,8 +316,14 @@ impl<'a> Unpickler<'a> {
     }
 
     fn memo_put(&mut self, key: u64) -> Result<(), PickleError> {
-        let entry = self.copy_top("memo put")?;
-        self.memo.insert(key, entry);
+        if self.stack.is_empty() {
+            return self.malformed("memo put on empty stack");
+        }
+        self.memo_keys.insert(key);
+        if self.fetched.contains(&key) {
+            let entry = self.copy_top("memo put")?;
+            self.memo.insert(key, entry);
+        }
         Ok(())
     }
 
@@ -322,11 +340,9 @@ impl<'a> Unpickler<'a> {
     }
 
     fn text_int(&self, line: &[u8]) -> Result<i64, PickleError> {
-        let s = std::str::from_utf8(line).unwrap_or("");
-        let s = s.trim().trim_end_matches('L');
-        match s.parse::<i64>() {
-            Ok(v) => Ok(v),
-            Err(_) => self.malformed(format!("bad integer {s:?}")),
+        match text_int(line) {
+            Some(v) => Ok(v),
+            None => self.malformed(format!("bad integer {:?}", String::from_utf8_lossy(line))),
         }
     }
 
@@ -660,7 +676,7 @@ impl<'a> Unpickler<'a> {
                     self.memo_put(u64::from(k))?;
                 }
                 0x94 => {
-                    let k = self.memo.len() as u64;
+                    let k = self.memo_keys.len() as u64;
                     self.memo_put(k)?;
                 }
                 b'g' => {
@@ -734,6 +750,110 @@ impl<'a> Unpickler<'a> {
             }
         }
     }
+}
+
+/// The memo keys a pickle's GET opcodes fetch, found by walking its
+/// opcodes without building values. The walk stops at STOP or at anything
+/// it does not understand, where decoding will stop too.
+fn fetched_memo_keys(data: &[u8]) -> HashSet<u64> {
+    let mut fetched = HashSet::new();
+    let mut pos = 0usize;
+    let take = |pos: &mut usize, n: u64| -> Option<&[u8]> {
+        let n = usize::try_from(n).ok()?;
+        let end = pos.checked_add(n).filter(|&e| e <= data.len())?;
+        let out = &data[*pos..end];
+        *pos = end;
+        Some(out)
+    };
+    let uint = |b: &[u8]| {
+        b.iter()
+            .rev()
+            .fold(0u64, |acc, &x| (acc << 8) | u64::from(x))
+    };
+    let line = |pos: &mut usize| -> Option<&[u8]> {
+        let nl = data.get(*pos..)?.iter().position(|&b| b == b'\n')?;
+        let out = &data[*pos..*pos + nl];
+        *pos += nl + 1;
+        Some(out)
+    };
+    loop {
+        let Some(&op) = data.get(pos) else {
+            return fetched;
+        };
+        pos += 1;
+        let step = match op {
+            b'.' => return fetched,
+            b'g' => line(&mut pos).and_then(text_int).map(|k| {
+                fetched.insert(k as u64);
+            }),
+            b'h' => take(&mut pos, 1).map(|b| {
+                fetched.insert(uint(b));
+            }),
+            b'j' => take(&mut pos, 4).map(|b| {
+                fetched.insert(uint(b));
+            }),
+            b'('
+            | b'0'
+            | b'1'
+            | b'2'
+            | b'N'
+            | 0x88
+            | 0x89
+            | b'}'
+            | b'd'
+            | b's'
+            | b'u'
+            | b']'
+            | b'l'
+            | b'a'
+            | b'e'
+            | b')'
+            | b't'
+            | 0x85..=0x87
+            | 0x8f
+            | 0x90
+            | 0x91
+            | 0x93
+            | b'R'
+            | 0x94
+            | 0x81
+            | b'b' => Some(()),
+            b'I' | b'L' | b'F' | b'S' | b'V' | b'p' => line(&mut pos).map(|_| ()),
+            b'c' => line(&mut pos).and_then(|_| line(&mut pos)).map(|_| ()),
+            0x80 | b'K' | b'q' => take(&mut pos, 1).map(|_| ()),
+            b'M' => take(&mut pos, 2).map(|_| ()),
+            b'J' | b'r' => take(&mut pos, 4).map(|_| ()),
+            b'G' | 0x95 => take(&mut pos, 8).map(|_| ()),
+            0x8a | b'U' | b'C' | 0x8c => take(&mut pos, 1)
+                .map(uint)
+                .and_then(|n| take(&mut pos, n))
+                .map(|_| ()),
+            // Signed lengths: a negative one is an error when decoding.
+            0x8b | b'T' => take(&mut pos, 4)
+                .map(|b| i64::from(uint(b) as u32 as i32))
+                .and_then(|n| u64::try_from(n).ok())
+                .and_then(|n| take(&mut pos, n))
+                .map(|_| ()),
+            b'B' | b'X' => take(&mut pos, 4)
+                .map(uint)
+                .and_then(|n| take(&mut pos, n))
+                .map(|_| ()),
+            0x8e | 0x96 | 0x8d => take(&mut pos, 8)
+                .map(uint)
+                .and_then(|n| take(&mut pos, n))
+                .map(|_| ()),
+            _ => None,
+        };
+        if step.is_none() {
+            return fetched;
+        }
+    }
+}
+
+/// An integer written as text (protocol 0), as Python reads it.
+fn text_int(line: &[u8]) -> Option<i64> {
+    let s = std::str::from_utf8(line).unwrap_or("");
+    s.trim().trim_end_matches('L').parse::<i64>().ok()
 }
 
 fn is_dict_class(module: &str, name: &str) -> bool {
@@ -843,9 +963,7 @@ fn raw_unicode_unescape(line: &[u8]) -> Option<String> {
 }
 
 /// Encodes a value as Python 3's `pickle.dumps(value, protocol=2)` would,
-/// except that tuples and sets are not memoized. Nothing refers back to
-/// them, and [`loads`] copies what it memoizes: nested tuples memoized at
-/// every level would cost it a copy per level, and could be refused.
+/// byte for byte.
 pub fn dumps(value: &Value) -> Vec<u8> {
     let mut p = Pickler {
         out: vec![0x80, 2],
@@ -933,6 +1051,7 @@ impl Pickler {
             self.latin1 = Some(idx);
         }
         self.out.push(0x86);
+        self.put();
         self.out.push(b'R');
         self.put();
     }
@@ -994,10 +1113,10 @@ impl Pickler {
                 self.out.push(b']');
                 self.put();
                 self.batch(items.iter(), items.len(), b'a', b'e', |p, v| p.value(v));
-                // Neither the argument tuple nor the set is memoized (see
-                // `dumps`).
                 self.out.push(0x85);
+                self.put();
                 self.out.push(b'R');
+                self.put();
             }
             Value::Tuple(items) => {
                 if items.is_empty() {
@@ -1016,6 +1135,7 @@ impl Pickler {
                     }
                     self.out.push(b't');
                 }
+                self.put();
             }
             Value::Global(module, name) => {
                 self.out.push(b'c');
@@ -1198,9 +1318,28 @@ mod tests {
     }
 
     #[test]
+    fn shared_values_written_with_memoize_come_back_as_copies() {
+        // Python 3's pickle.dumps([x, x, 'ab'], 4) for x = ('ab', [1]):
+        // MEMOIZE numbers entries itself, and only keys 1 and 3 are fetched.
+        let data = b"\x80\x04\x95\x15\x00\x00\x00\x00\x00\x00\x00]\x94(\x8c\x02ab\x94]\x94K\x01a\x86\x94h\x03h\x01e.";
+        let x = Value::Tuple(vec![
+            Value::Str("ab".into()),
+            Value::List(vec![Value::Int(1)]),
+        ]);
+        assert_eq!(
+            loads(data).unwrap(),
+            Value::List(vec![x.clone(), x, Value::Str("ab".into())])
+        );
+        assert_eq!(
+            fetched_memo_keys(data),
+            [1u64, 3].into_iter().collect::<HashSet<_>>()
+        );
+    }
+
+    #[test]
     fn deep_values_that_load_are_written_so_that_they_load_again() {
-        // Tuples nested to the limit: memoizing every level when writing
-        // would cost a copy of every level when reading.
+        // Tuples nested to the limit, written with every level memoized as
+        // Python does: the reader stores only what is fetched again.
         let mut data = b"N".to_vec();
         data.extend(std::iter::repeat_n(0x85, MAX_DEPTH));
         data.push(b'.');
