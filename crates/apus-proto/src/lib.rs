@@ -19,7 +19,9 @@
 //! - the account/container replication RPC and apus's whole-database copy
 //!   ([`db_replication`]);
 //! - the object replication messages: missing-check and wanted lines, and
-//!   the receiver's rule for what it wants ([`replication`]).
+//!   the receiver's rule for what it wants ([`replication`]);
+//! - Swift's response vocabulary: each status's title, explanation and
+//!   default body, shared by the proxy and every server ([`status`]).
 //!
 //! Known differences from Swift's wire protocol are documented here as
 //! they are decided: databases are copied whole over HTTP rather than
@@ -45,6 +47,7 @@ pub mod headers;
 pub mod listing;
 pub mod path;
 pub mod replication;
+pub mod status;
 pub mod update;
 
 pub use account_update::AccountUpdate;

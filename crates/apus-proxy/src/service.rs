@@ -102,7 +102,7 @@ pub fn error_response(status: StatusCode, body: Option<&str>) -> Resp {
     let headers = resp.headers_mut();
     headers.insert(
         http::header::CONTENT_TYPE,
-        HeaderValue::from_static("text/html; charset=UTF-8"),
+        HeaderValue::from_static(apus_proto::status::DEFAULT_BODY_CONTENT_TYPE),
     );
     headers.insert(http::header::CONTENT_LENGTH, HeaderValue::from(len));
     resp
@@ -120,43 +120,9 @@ pub fn status_response(status: StatusCode) -> Resp {
     }
 }
 
-/// Swift's `swob` default bodies: `<html><h1>Title</h1><p>Explanation</p></html>`
-/// for errors, a short plain line for the rest.
+/// Swift's default body for `status` (empty when it has none).
 pub fn default_body(status: StatusCode) -> String {
-    let code = status.as_u16();
-    let (title, explanation) = match code {
-        201 => ("Created", ""),
-        202 => ("Accepted", "The request is accepted for processing."),
-        400 => ("Bad Request", "The server could not comply with the request since it is either malformed or otherwise incorrect."),
-        401 => ("Unauthorized", "This server could not verify that you are authorized to access the document you requested."),
-        403 => ("Forbidden", "Access was denied to this resource."),
-        404 => ("Not Found", "The resource could not be found."),
-        405 => ("Method Not Allowed", "The method is not allowed for this resource."),
-        408 => ("Request Timeout", "The server has waited too long for the request to be sent by the client."),
-        409 => ("Conflict", "There was a conflict when trying to complete your request."),
-        411 => ("Length Required", "Content-Length header required."),
-        412 => ("Precondition Failed", "A precondition for this request was not met."),
-        413 => ("Request Entity Too Large", "The body of your request was too large for this server."),
-        414 => ("Request URI Too Long", "The request URI was too long for this server."),
-        416 => ("Requested Range Not Satisfiable", "The Range requested is not available."),
-        417 => ("Expectation Failed", "Expectation failed."),
-        422 => ("Unprocessable Entity", "Unable to process the contained instructions"),
-        499 => ("Client Disconnect", "The client was disconnected during request."),
-        500 => ("Internal Error", "The server has either erred or is incapable of performing the requested operation."),
-        501 => ("Not Implemented", "The server is either unable or unwilling to fulfill the request."),
-        502 => ("Bad Gateway", "Bad gateway."),
-        503 => ("Service Unavailable", "The server is currently unavailable. Please try again at a later time."),
-        504 => ("Gateway Timeout", "A timeout has occurred speaking to a backend server."),
-        507 => ("Insufficient Storage", "There was not enough space to save the resource. Drive: unknown"),
-        _ => ("", ""),
-    };
-    if code < 400 && explanation.is_empty() {
-        return String::new();
-    }
-    if title.is_empty() {
-        return format!("{code}");
-    }
-    format!("<html><h1>{title}</h1><p>{explanation}</p></html>")
+    apus_proto::status::default_body(status.as_u16(), None).unwrap_or_default()
 }
 
 /// Sets a header from a string, skipping values that are not valid header

@@ -48,28 +48,6 @@ pub fn py_int(s: &str) -> Option<i64> {
     Some(if neg { -v } else { v })
 }
 
-/// swob's default body for an error status without one.
-fn default_body(status: u16) -> Option<&'static str> {
-    Some(match status {
-        400 => "<html><h1>Bad Request</h1><p>The server could not comply with the request since it is either malformed or otherwise incorrect.</p></html>",
-        403 => "<html><h1>Forbidden</h1><p>Access was denied to this resource.</p></html>",
-        404 => "<html><h1>Not Found</h1><p>The resource could not be found.</p></html>",
-        405 => "<html><h1>Method Not Allowed</h1><p>The method is not allowed for this resource.</p></html>",
-        408 => "<html><h1>Request Timeout</h1><p>The server has waited too long for the request to be sent by the client.</p></html>",
-        409 => "<html><h1>Conflict</h1><p>There was a conflict when trying to complete your request.</p></html>",
-        411 => "<html><h1>Length Required</h1><p>Content-Length header required.</p></html>",
-        412 => "<html><h1>Precondition Failed</h1><p>A precondition for this request was not met.</p></html>",
-        413 => "<html><h1>Request Entity Too Large</h1><p>The body of your request was too large for this server.</p></html>",
-        416 => "<html><h1>Requested Range Not Satisfiable</h1><p>The Range requested is not available.</p></html>",
-        422 => "<html><h1>Unprocessable Entity</h1><p>Unable to process the contained instructions</p></html>",
-        499 => "<html><h1>Client Disconnect</h1><p>The client was disconnected during request.</p></html>",
-        500 => "<html><h1>Internal Error</h1><p>The server has either erred or is incapable of performing the requested operation.</p></html>",
-        501 => "<html><h1>Not Implemented</h1><p>The server is either unable to process the requested operation or it does not support it.</p></html>",
-        503 => "<html><h1>Service Unavailable</h1><p>The server is currently unavailable. Please try again at a later time.</p></html>",
-        _ => return None,
-    })
-}
-
 fn status_code(status: u16) -> StatusCode {
     StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
 }
@@ -77,8 +55,8 @@ fn status_code(status: u16) -> StatusCode {
 /// A response with `status` and swob's default body for it (none for 2xx
 /// and 3xx).
 pub fn status_response(status: u16) -> Response<Body> {
-    match default_body(status) {
-        Some(text) => html_response(status, text),
+    match apus_proto::status::default_body(status, None) {
+        Some(text) => html_response(status, &text),
         None => {
             let mut resp = Response::new(empty());
             *resp.status_mut() = status_code(status);
@@ -95,7 +73,7 @@ fn html_response(status: u16, text: &str) -> Response<Body> {
     let h = resp.headers_mut();
     h.insert(
         http::header::CONTENT_TYPE,
-        HeaderValue::from_static("text/html; charset=UTF-8"),
+        HeaderValue::from_static(apus_proto::status::DEFAULT_BODY_CONTENT_TYPE),
     );
     h.insert(http::header::CONTENT_LENGTH, HeaderValue::from(text.len()));
     resp
@@ -117,9 +95,7 @@ pub fn text_response(status: u16, text: &str) -> Response<Body> {
 
 /// 507 naming the drive, as swob's `HTTPInsufficientStorage(drive=...)`.
 pub fn insufficient_storage(device: &str) -> Response<Body> {
-    let text = format!(
-        "<html><h1>Insufficient Storage</h1><p>There was not enough space to save the resource. Drive: {device}</p></html>"
-    );
+    let text = apus_proto::status::default_body(507, Some(device)).unwrap_or_default();
     html_response(507, &text)
 }
 

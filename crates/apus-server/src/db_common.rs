@@ -252,37 +252,6 @@ where
     }
 }
 
-fn reason(status: StatusCode) -> Option<(&'static str, &'static str)> {
-    Some(match status.as_u16() {
-        202 => ("Accepted", "The request is accepted for processing."),
-        400 => (
-            "Bad Request",
-            "The server could not comply with the request since it is either malformed or otherwise incorrect.",
-        ),
-        403 => ("Forbidden", "Access was denied to this resource."),
-        404 => ("Not Found", "The resource could not be found."),
-        405 => ("Method Not Allowed", "The method is not allowed for this resource."),
-        406 => (
-            "Not Acceptable",
-            "The resource is not available in a format acceptable to your browser.",
-        ),
-        409 => (
-            "Conflict",
-            "There was a conflict when trying to complete your request.",
-        ),
-        412 => ("Precondition Failed", "A precondition for this request was not met."),
-        500 => (
-            "Internal Error",
-            "The server has either erred or is incapable of performing the requested operation.",
-        ),
-        507 => (
-            "Insufficient Storage",
-            "There was not enough space to save the resource.",
-        ),
-        _ => return None,
-    })
-}
-
 /// A response with Swift's default HTML explanation for error statuses
 /// (none for HEAD and for 2xx without one). `drive` completes 507's text.
 pub fn status_response(
@@ -290,22 +259,17 @@ pub fn status_response(
     method: &Method,
     drive: Option<&str>,
 ) -> Response<DbBody> {
-    let body = match reason(status) {
-        Some((title, text)) if *method != Method::HEAD && status.as_u16() != 204 => {
-            let text = match (status.as_u16(), drive) {
-                (507, Some(d)) => format!("{text} Drive: {d}"),
-                _ => text.to_string(),
-            };
-            Some(format!("<html><h1>{title}</h1><p>{text}</p></html>"))
-        }
-        _ => None,
+    let body = if *method == Method::HEAD || status.as_u16() == 204 {
+        None
+    } else {
+        apus_proto::status::default_body(status.as_u16(), drive)
     };
     match body {
         Some(b) => {
             let mut r = bytes_response(status, Bytes::from(b));
             r.headers_mut().insert(
                 CONTENT_TYPE,
-                HeaderValue::from_static("text/html; charset=UTF-8"),
+                HeaderValue::from_static(apus_proto::status::DEFAULT_BODY_CONTENT_TYPE),
             );
             r
         }

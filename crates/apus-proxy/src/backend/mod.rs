@@ -660,7 +660,7 @@ pub fn node_to_client(node: &NodeResponse) -> Resp {
         // swob's default, which Swift's clients see on every answer.
         headers.insert(
             http::header::CONTENT_TYPE,
-            HeaderValue::from_static("text/html; charset=UTF-8"),
+            HeaderValue::from_static(apus_proto::status::DEFAULT_BODY_CONTENT_TYPE),
         );
     }
     let mut resp = Response::new(apus_http::full(body));
