@@ -141,9 +141,7 @@ pub fn listing_format(req: &Req) -> Result<ListingFormat, ListingError> {
 
 impl Ctx<'_> {
     fn account_plan(&self) -> NodePlan {
-        let ring = self.app.config.account_ring.get();
-        let part = ring.partition(&self.app.config.hash, &self.target.account, None, None);
-        NodePlan::new(&ring, part, &self.app.backend.limiter)
+        self.app.account_plan(&self.target.account)
     }
 
     pub async fn account(self, req: Req) -> Resp {
@@ -314,22 +312,7 @@ impl Ctx<'_> {
     /// Swift's `account_info`: the account's info when it really exists
     /// (a made-up listing for an autocreate account does not count).
     pub async fn account_info(&self) -> Option<AccountInfo> {
-        if let Some(info) = self.app.accounts.get(&self.target.account) {
-            return info.exists().then_some(info);
-        }
-        let plan = self.account_plan();
-        let path = format!("/{}", self.target.account);
-        let headers = self.base_headers(None);
-        let resp = self
-            .app
-            .backend
-            .read(&plan, Method::HEAD, &path, None, headers, false)
-            .await;
-        let status = resp.status().as_u16();
-        let info = AccountInfo::from_headers(status, resp.headers());
-        if status == 404 || info.exists() {
-            self.app.accounts.put(&self.target.account, info.clone());
-        }
+        let info = self.app.account_info(&self.env, &self.target.account).await;
         info.exists().then_some(info)
     }
 }

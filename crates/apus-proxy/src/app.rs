@@ -9,9 +9,9 @@ use apus_http::{full, BackendClient, ClientConfig};
 use apus_proto::constraints::NameKind;
 use http::{HeaderMap, HeaderValue, Method, Response, StatusCode};
 
-use crate::backend::{Backend, ErrorLimiter, LimiterConfig};
+use crate::backend::{Backend, ErrorLimiter, LimiterConfig, NodePlan};
 use crate::config::ProxyConfig;
-use crate::info::{AccountInfo, ContainerInfo, InfoCache};
+use crate::info::{AccountInfo, ContainerInfo, InfoCache, InfoLookup};
 use crate::service::{env, error_response, AuthRequest, BoxFuture, Env, Req, Resp, Service};
 
 /// Headers only an account's owner may set or see.
@@ -113,6 +113,61 @@ impl App {
             info_json,
             config,
         }
+    }
+
+    pub(crate) fn account_plan(&self, account: &str) -> NodePlan {
+        let ring = self.config.account_ring.get();
+        let part = ring.partition(&self.config.hash, account, None, None);
+        NodePlan::new(&ring, part, &self.backend.limiter)
+    }
+
+    pub(crate) fn container_plan(&self, account: &str, container: &str) -> NodePlan {
+        let ring = self.config.container_ring.get();
+        let part = ring.partition(&self.config.hash, account, Some(container), None);
+        NodePlan::new(&ring, part, &self.backend.limiter)
+    }
+
+    /// Swift's `get_account_info`: cached, else a HEAD to the account
+    /// servers. A missing account has status 404; unknown, 503.
+    pub async fn account_info(&self, env: &Env, account: &str) -> AccountInfo {
+        if let Some(info) = self.accounts.get(account) {
+            return info;
+        }
+        let plan = self.account_plan(account);
+        let path = format!("/{account}");
+        let headers = backend_headers(env, None);
+        let resp = self
+            .backend
+            .read(&plan, Method::HEAD, &path, None, headers, false)
+            .await;
+        let status = resp.status().as_u16();
+        let info = AccountInfo::from_headers(status, resp.headers());
+        if status == 404 || info.exists() {
+            self.accounts.put(account, info.clone());
+        }
+        info
+    }
+
+    /// Swift's `get_container_info`: cached, else a HEAD to the container
+    /// servers. A missing container has status 404; unknown, 503.
+    pub async fn container_info(&self, env: &Env, account: &str, container: &str) -> ContainerInfo {
+        let key = format!("{account}/{container}");
+        if let Some(info) = self.containers.get(&key) {
+            return info;
+        }
+        let plan = self.container_plan(account, container);
+        let path = format!("/{account}/{container}");
+        let headers = backend_headers(env, None);
+        let resp = self
+            .backend
+            .read(&plan, Method::HEAD, &path, None, headers, false)
+            .await;
+        let status = resp.status().as_u16();
+        let info = ContainerInfo::from_headers(status, resp.headers());
+        if status == 404 || info.exists() {
+            self.containers.put(&key, info.clone());
+        }
+        info
     }
 
     fn info(&self, method: &Method) -> Resp {
@@ -276,6 +331,21 @@ impl Service for App {
     }
 }
 
+impl InfoLookup for App {
+    fn account_info<'a>(&'a self, env: &'a Env, account: &'a str) -> BoxFuture<'a, AccountInfo> {
+        Box::pin(App::account_info(self, env, account))
+    }
+
+    fn container_info<'a>(
+        &'a self,
+        env: &'a Env,
+        account: &'a str,
+        container: &'a str,
+    ) -> BoxFuture<'a, ContainerInfo> {
+        Box::pin(App::container_info(self, env, account, container))
+    }
+}
+
 /// One request on its way through a controller.
 pub struct Ctx<'a> {
     pub app: &'a App,
@@ -318,22 +388,27 @@ impl Ctx<'_> {
 
     /// Headers every backend request carries.
     pub fn base_headers(&self, timestamp: Option<&str>) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        if let Ok(v) = HeaderValue::from_str(&self.env.trans_id) {
-            h.insert("x-trans-id", v.clone());
-            h.insert("x-openstack-request-id", v);
-        }
-        if let Some(ts) = timestamp {
-            if let Ok(v) = HeaderValue::from_str(ts) {
-                h.insert("x-timestamp", v);
-            }
-        }
-        h.insert(
-            http::header::USER_AGENT,
-            HeaderValue::from_static("proxy-server apus"),
-        );
-        h
+        backend_headers(&self.env, timestamp)
     }
+}
+
+/// Headers every backend request made for `env` carries.
+pub fn backend_headers(env: &Env, timestamp: Option<&str>) -> HeaderMap {
+    let mut h = HeaderMap::new();
+    if let Ok(v) = HeaderValue::from_str(&env.trans_id) {
+        h.insert("x-trans-id", v.clone());
+        h.insert("x-openstack-request-id", v);
+    }
+    if let Some(ts) = timestamp {
+        if let Ok(v) = HeaderValue::from_str(ts) {
+            h.insert("x-timestamp", v);
+        }
+    }
+    h.insert(
+        http::header::USER_AGENT,
+        HeaderValue::from_static("proxy-server apus"),
+    );
+    h
 }
 
 /// Drops owner-only headers from a response for callers that do not own

@@ -125,6 +125,8 @@ pub struct ProxyConfig {
     /// Bytes per chunk when streaming objects.
     pub object_chunk_size: usize,
     pub tempauth: TempAuthConfig,
+    /// The filters in front of the controllers (`[pipeline:main]`).
+    pub pipeline: crate::pipeline::Pipeline,
 }
 
 impl ProxyConfig {
@@ -154,6 +156,7 @@ impl ProxyConfig {
             max_containers_per_account: 0,
             object_chunk_size: 65_536,
             tempauth: TempAuthConfig::default(),
+            pipeline: crate::pipeline::Pipeline::default(),
         }
     }
 

@@ -31,14 +31,8 @@ impl Ctx<'_> {
     }
 
     pub fn container_plan(&self) -> NodePlan {
-        let ring = self.app.config.container_ring.get();
-        let part = ring.partition(
-            &self.app.config.hash,
-            &self.target.account,
-            Some(self.container_name()),
-            None,
-        );
-        NodePlan::new(&ring, part, &self.app.backend.limiter)
+        self.app
+            .container_plan(&self.target.account, self.container_name())
     }
 
     fn container_path(&self) -> String {
@@ -276,33 +270,11 @@ impl Ctx<'_> {
         resp
     }
 
-    /// Swift's `container_info`: cached, else a HEAD to the container
-    /// servers. A missing container has status 404; unknown, 503.
+    /// Swift's `container_info` for the target's container.
     pub async fn container_info(&self) -> ContainerInfo {
-        let key = self.container_key();
-        if let Some(info) = self.app.containers.get(&key) {
-            return info;
-        }
-        let plan = self.container_plan();
-        let headers = self.base_headers(None);
-        let resp = self
-            .app
-            .backend
-            .read(
-                &plan,
-                Method::HEAD,
-                &self.container_path(),
-                None,
-                headers,
-                false,
-            )
-            .await;
-        let status = resp.status().as_u16();
-        let info = ContainerInfo::from_headers(status, resp.headers());
-        if status == 404 || info.exists() {
-            self.app.containers.put(&key, info.clone());
-        }
-        info
+        self.app
+            .container_info(&self.env, &self.target.account, self.container_name())
+            .await
     }
 }
 

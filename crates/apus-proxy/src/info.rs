@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 
 use http::HeaderMap;
 
+use crate::service::{BoxFuture, Env};
+
 /// What the proxy knows of a container.
 #[derive(Clone, Debug, Default)]
 pub struct ContainerInfo {
@@ -88,6 +90,19 @@ impl AccountInfo {
     }
 }
 
+/// Swift's `get_account_info` / `get_container_info` as middleware see
+/// them: one cache shared by the whole pipeline, filled by HEADs to the
+/// storage servers made for the request's transaction.
+pub trait InfoLookup: Send + Sync + 'static {
+    fn account_info<'a>(&'a self, env: &'a Env, account: &'a str) -> BoxFuture<'a, AccountInfo>;
+    fn container_info<'a>(
+        &'a self,
+        env: &'a Env,
+        account: &'a str,
+        container: &'a str,
+    ) -> BoxFuture<'a, ContainerInfo>;
+}
+
 /// A small time-limited cache keyed by account or `account/container`.
 pub struct InfoCache<T> {
     ttl: Duration,
@@ -144,7 +159,8 @@ impl<T: Clone> InfoCache<T> {
 }
 
 /// The `/info` document: the cluster's constraints and policies under
-/// `swift`, and one entry per middleware that registers itself.
+/// `swift`, and the entry of each filter in the pipeline that registers
+/// one, as Swift's `register_swift_info` does.
 pub fn capabilities(config: &crate::config::ProxyConfig) -> serde_json::Value {
     use apus_proto::constraints as c;
     let policies: Vec<serde_json::Value> = config
@@ -164,7 +180,7 @@ pub fn capabilities(config: &crate::config::ProxyConfig) -> serde_json::Value {
             v
         })
         .collect();
-    serde_json::json!({
+    let mut info = serde_json::json!({
         "swift": {
             "version": "2.38.3",
             "strict_cors_mode": true,
@@ -186,6 +202,9 @@ pub fn capabilities(config: &crate::config::ProxyConfig) -> serde_json::Value {
             "extra_header_count": 0,
             "max_request_line": 8192,
         },
-        "tempauth": {"account_acls": true},
-    })
+    });
+    for (name, entry) in config.pipeline.info(config) {
+        info[name] = entry;
+    }
+    info
 }

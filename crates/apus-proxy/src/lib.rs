@@ -4,7 +4,10 @@
 //! It owns:
 //! - [`service`]: the pipeline's shape ([`Service`], [`Env`], the
 //!   authorization hook) and Swift's default error bodies;
-//! - the middleware, one module each, in pipeline order: [`catch_errors`]
+//! - [`pipeline`]: the pipeline as data, Swift's `[pipeline:main]`: which
+//!   names exist, Swift's required filters and where they go, building
+//!   the stages and their `/info` entries;
+//! - the middleware, one module each, in default pipeline order: [`catch_errors`]
 //!   (transaction ids, request logging), [`gatekeeper`] (strips backend
 //!   and system headers from clients), [`healthcheck`], [`tempauth`],
 //!   [`copy`] (COPY and `X-Copy-From` as GET + PUT), [`dlo`] (dynamic large
@@ -33,6 +36,7 @@ pub mod gatekeeper;
 pub mod healthcheck;
 pub mod info;
 pub mod object;
+pub mod pipeline;
 pub mod service;
 pub mod tempauth;
 
@@ -43,6 +47,7 @@ use http::{Request, Response};
 use hyper::body::Incoming;
 
 pub use config::{Policy, ProxyConfig, TempAuthConfig, TempAuthUser};
+pub use pipeline::{FilterContext, Pipeline, PipelineError};
 pub use service::{Env, Req, Resp, Service, SharedService};
 
 /// The whole proxy: the pipeline built from a [`ProxyConfig`], served by
@@ -52,28 +57,33 @@ pub struct Proxy {
 }
 
 impl Proxy {
+    /// The pipeline `config.pipeline` names, in front of the controllers.
     pub fn new(config: ProxyConfig) -> Self {
-        let config = Arc::new(config);
-        let app: SharedService = Arc::new(app::App::new(config.clone()));
-        let dlo: SharedService = Arc::new(dlo::Dlo::new(app));
-        let copy: SharedService = Arc::new(copy::Copy::new(dlo));
-        let auth: SharedService = Arc::new(tempauth::TempAuth::new(config.tempauth.clone(), copy));
-        let health: SharedService = Arc::new(healthcheck::Healthcheck::new(auth));
-        let gate: SharedService = Arc::new(gatekeeper::Gatekeeper::new(health));
-        let pipeline: SharedService = Arc::new(catch_errors::CatchErrors::new(gate));
-        Proxy { pipeline }
+        let pipeline = config.pipeline.clone();
+        Self::with_pipeline(config, &pipeline)
     }
 
-    /// The pipeline, for callers that feed it requests directly.
     /// Swift's internal-client pipeline, for daemons acting for the
     /// cluster itself (the expirer): errors caught, no gatekeeper, no
     /// authentication, no DLO or COPY.
     pub fn internal(config: ProxyConfig) -> Self {
-        let app: SharedService = Arc::new(app::App::new(Arc::new(config)));
-        let pipeline: SharedService = Arc::new(catch_errors::CatchErrors::new(app));
-        Proxy { pipeline }
+        Self::with_pipeline(config, &Pipeline::internal())
     }
 
+    fn with_pipeline(mut config: ProxyConfig, pipeline: &Pipeline) -> Self {
+        config.pipeline = pipeline.clone();
+        let config = Arc::new(config);
+        let app = Arc::new(app::App::new(config.clone()));
+        let ctx = FilterContext {
+            config,
+            info: app.clone(),
+        };
+        Proxy {
+            pipeline: pipeline.build(&ctx, app),
+        }
+    }
+
+    /// The pipeline, for callers that feed it requests directly.
     pub fn pipeline(&self) -> SharedService {
         self.pipeline.clone()
     }

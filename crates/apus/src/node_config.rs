@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
 use apus_core::HashConfig;
-use apus_proxy::{ProxyConfig, TempAuthConfig, TempAuthUser};
+use apus_proxy::{Pipeline, ProxyConfig, TempAuthConfig, TempAuthUser};
 use apus_server::db_common::DbServerConfig;
 use apus_server::object::ObjectServerConfig;
 use serde::Deserialize;
@@ -110,7 +110,26 @@ pub struct FileProxy {
     pub max_containers_per_account: Option<u64>,
     pub object_chunk_size: Option<usize>,
     pub ring_reload_time: Option<f64>,
+    /// Swift's `[pipeline:main]`: a list of names, or one line of them.
+    pub pipeline: Option<FilePipeline>,
     pub tempauth: Option<FileTempAuth>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum FilePipeline {
+    Names(Vec<String>),
+    Line(String),
+}
+
+impl FilePipeline {
+    fn resolve(&self) -> Result<Pipeline> {
+        let names: Vec<&str> = match self {
+            FilePipeline::Names(names) => names.iter().map(String::as_str).collect(),
+            FilePipeline::Line(line) => line.split_whitespace().collect(),
+        };
+        Ok(Pipeline::from_names(&names)?)
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -263,6 +282,7 @@ pub struct NodeConfig {
 pub struct ProxyNode {
     pub bind: SocketAddr,
     pub tempauth: TempAuthConfig,
+    pub pipeline: Pipeline,
     settings: FileProxy,
 }
 
@@ -408,9 +428,14 @@ impl NodeConfig {
             };
             let tempauth = resolve_tempauth(file_proxy.tempauth.as_ref(), local)?;
             check_proxy_durations(&file_proxy)?;
+            let pipeline = match &file_proxy.pipeline {
+                Some(p) => p.resolve()?,
+                None => Pipeline::default(),
+            };
             Some(ProxyNode {
                 bind,
                 tempauth,
+                pipeline,
                 settings: file_proxy,
             })
         } else {
@@ -725,6 +750,7 @@ impl ProxyNode {
             conf.object_chunk_size = v;
         }
         conf.tempauth = self.tempauth.clone();
+        conf.pipeline = self.pipeline.clone();
     }
 }
 
@@ -883,6 +909,39 @@ mod tests {
         assert_eq!(proxy.tempauth.users[0].account, "acct");
         assert_eq!(proxy.tempauth.users[0].user, "alice");
         assert!(conf.storage.is_none());
+    }
+
+    #[test]
+    fn the_pipeline_as_a_list_or_as_swifts_line() {
+        let conf = |pipeline: &str| {
+            resolve(&format!(
+                "roles = [\"proxy\", \"storage\"]\n[proxy]\npipeline = {pipeline}\n{USERS}"
+            ))
+        };
+        let listed = conf(r#"["healthcheck", "tempauth"]"#).unwrap();
+        let line = conf(
+            r#""catch_errors gatekeeper healthcheck proxy-logging cache tempauth proxy-server""#,
+        )
+        .unwrap();
+        for c in [&listed, &line] {
+            assert_eq!(
+                c.proxy.as_ref().unwrap().pipeline.stages(),
+                [
+                    "catch_errors",
+                    "gatekeeper",
+                    "healthcheck",
+                    "tempauth",
+                    "copy",
+                    "dlo"
+                ]
+            );
+        }
+        let err = conf(r#"["tempauth", "staticweb"]"#)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("no filter \"staticweb\""), "{err}");
+        let default = resolve(&format!("roles = [\"proxy\"]\n{USERS}")).unwrap();
+        assert_eq!(default.proxy.unwrap().pipeline, Pipeline::default());
     }
 
     #[test]

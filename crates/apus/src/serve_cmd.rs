@@ -460,6 +460,7 @@ fn describe_proxy(out: &mut String, conf: &NodeConfig, pc: &ProxyConfig, addr: S
         _ => addr,
     };
     let _ = writeln!(out, "  proxy      http://{shown}");
+    let _ = writeln!(out, "  pipeline   {}", pc.pipeline.stages().join(" "));
     let auth = format!("http://{shown}{}v1.0", pc.tempauth.auth_prefix);
     let _ = writeln!(out, "  auth URL   {auth}");
     // Keys are shown for a local cluster only: its users are the

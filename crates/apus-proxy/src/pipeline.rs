@@ -1,0 +1,509 @@
+//! The proxy pipeline as data: Swift's `[pipeline:main]`, a list of filter
+//! names in front of the proxy application, checked and completed as
+//! Swift completes it, then built stage by stage.
+//!
+//! Names are Swift's: a configuration written for Swift's proxy
+//! (`proxy-logging`, `cache`, `container-quotas`, ...) means the same
+//! here. A name apus does not provide yet is an error at startup, never a
+//! silently missing filter; the default pipeline is Swift 2.38's, less
+//! the filters apus does not have yet. Like Swift, the pipeline always
+//! gets its required filters (`catch_errors`, `gatekeeper`, `copy`,
+//! `dlo`, ...), each inserted where Swift inserts it.
+//!
+//! What runs is what `/info` shows: each filter that Swift registers in
+//! `/info` brings its entry with the settings it runs with.
+
+use std::fmt;
+use std::sync::Arc;
+
+use crate::config::ProxyConfig;
+use crate::info::InfoLookup;
+use crate::service::SharedService;
+
+/// Swift 2.38's default pipeline (`proxy-server.conf-sample`), without
+/// the application at its end.
+pub const SWIFT_DEFAULT_PIPELINE: &str = "catch_errors gatekeeper healthcheck proxy-logging cache \
+     listing_formats container_sync bulk tempurl ratelimit tempauth copy container-quotas \
+     account-quotas slo dlo versioned_writes symlink proxy-logging";
+
+/// What a filter is given when it is built.
+pub struct FilterContext {
+    pub config: Arc<ProxyConfig>,
+    /// Account and container info, cached for the whole pipeline.
+    pub info: Arc<dyn InfoLookup>,
+}
+
+type Build = fn(&FilterContext, SharedService) -> SharedService;
+type InfoEntry = fn(&ProxyConfig) -> serde_json::Value;
+
+/// What a name in the pipeline stands for in apus.
+enum Stage {
+    /// A stage of its own, built over the rest of the pipeline, with the
+    /// entry it registers in `/info` if Swift's registers one.
+    Filter {
+        build: Build,
+        info: Option<InfoEntry>,
+    },
+    /// A Swift filter whose job apus does elsewhere; naming it is
+    /// accepted and builds nothing. The text says where the job is done.
+    Elsewhere(&'static str),
+}
+
+struct Entry {
+    name: &'static str,
+    stage: Stage,
+}
+
+/// Every name apus accepts, under Swift's entry-point names.
+const ENTRIES: &[Entry] = &[
+    Entry {
+        name: "catch_errors",
+        stage: Stage::Filter {
+            build: |_, next| Arc::new(crate::catch_errors::CatchErrors::new(next)),
+            info: None,
+        },
+    },
+    Entry {
+        name: "gatekeeper",
+        stage: Stage::Filter {
+            build: |_, next| Arc::new(crate::gatekeeper::Gatekeeper::new(next)),
+            info: None,
+        },
+    },
+    Entry {
+        name: "healthcheck",
+        stage: Stage::Filter {
+            build: |_, next| Arc::new(crate::healthcheck::Healthcheck::new(next)),
+            info: None,
+        },
+    },
+    Entry {
+        name: "tempauth",
+        stage: Stage::Filter {
+            build: |ctx, next| {
+                Arc::new(crate::tempauth::TempAuth::new(
+                    ctx.config.tempauth.clone(),
+                    next,
+                ))
+            },
+            info: Some(|_| serde_json::json!({"account_acls": true})),
+        },
+    },
+    Entry {
+        name: "copy",
+        stage: Stage::Filter {
+            build: |_, next| Arc::new(crate::copy::Copy::new(next)),
+            info: None,
+        },
+    },
+    Entry {
+        name: "dlo",
+        stage: Stage::Filter {
+            build: |_, next| Arc::new(crate::dlo::Dlo::new(next)),
+            info: None,
+        },
+    },
+    Entry {
+        name: "proxy_logging",
+        stage: Stage::Elsewhere("catch_errors logs every request"),
+    },
+    Entry {
+        name: "memcache",
+        stage: Stage::Elsewhere("account and container info is cached in the proxy's memory"),
+    },
+    Entry {
+        name: "listing_formats",
+        stage: Stage::Elsewhere(
+            "the account and container controllers render every listing format",
+        ),
+    },
+];
+
+/// A filter Swift adds to every pipeline that lacks it, placed right
+/// after the last of `after` present (at the front when none is).
+pub struct Required {
+    pub name: &'static str,
+    pub after: fn(&[String]) -> Vec<&'static str>,
+}
+
+/// Swift 2.38's required filters (`swift.proxy.server.required_filters`).
+pub const SWIFT_REQUIRED: &[Required] = &[
+    Required {
+        name: "catch_errors",
+        after: |_| vec![],
+    },
+    Required {
+        name: "gatekeeper",
+        after: |pipe| {
+            if pipe.first().map(String::as_str) == Some("catch_errors") {
+                vec!["catch_errors"]
+            } else {
+                vec![]
+            }
+        },
+    },
+    Required {
+        name: "listing_formats",
+        after: |_| vec!["catch_errors", "gatekeeper", "proxy_logging", "memcache"],
+    },
+    Required {
+        name: "copy",
+        after: |_| {
+            vec![
+                "staticweb",
+                "tempauth",
+                "keystoneauth",
+                "catch_errors",
+                "gatekeeper",
+                "proxy_logging",
+            ]
+        },
+    },
+    Required {
+        name: "dlo",
+        after: |_| {
+            vec![
+                "copy",
+                "staticweb",
+                "tempauth",
+                "keystoneauth",
+                "catch_errors",
+                "gatekeeper",
+                "proxy_logging",
+            ]
+        },
+    },
+    Required {
+        name: "versioned_writes",
+        after: |_| {
+            vec![
+                "slo",
+                "dlo",
+                "copy",
+                "staticweb",
+                "tempauth",
+                "keystoneauth",
+                "catch_errors",
+                "gatekeeper",
+                "proxy_logging",
+            ]
+        },
+    },
+];
+
+/// Swift's spelling of a pipeline name as its entry point: section names
+/// of the sample configuration (`proxy-logging`, `cache`) map to the
+/// filters they load.
+pub fn canonical_name(name: &str) -> String {
+    match name {
+        "cache" => "memcache".to_string(),
+        _ => name.replace('-', "_"),
+    }
+}
+
+/// Inserts the `required` filters missing from `pipe`, as Swift's
+/// `modify_wsgi_pipeline` does (last required filter first, each after
+/// the last of its predecessors present).
+pub fn add_required(pipe: &mut Vec<String>, required: &[&Required]) {
+    for r in required.iter().rev() {
+        if pipe.iter().any(|n| n == r.name) {
+            continue;
+        }
+        let at = (r.after)(pipe)
+            .iter()
+            .filter_map(|after| pipe.iter().position(|n| n == after).map(|i| i + 1))
+            .max()
+            .unwrap_or(0);
+        pipe.insert(at, r.name.to_string());
+    }
+}
+
+/// Why a configured pipeline cannot run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PipelineError {
+    /// A name that is neither one of apus's filters nor one of Swift's
+    /// that apus does elsewhere.
+    Unavailable {
+        name: String,
+        available: Vec<&'static str>,
+    },
+    /// The proxy application named anywhere but at the end.
+    AppNotLast,
+    /// A filter named twice.
+    Duplicate(String),
+}
+
+impl fmt::Display for PipelineError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PipelineError::Unavailable { name, available } => write!(
+                f,
+                "pipeline: apus has no filter {name:?} (available: {})",
+                available.join(", ")
+            ),
+            PipelineError::AppNotLast => {
+                write!(f, "pipeline: proxy-server can only be the last name")
+            }
+            PipelineError::Duplicate(name) => {
+                write!(f, "pipeline: filter {name:?} is named twice")
+            }
+        }
+    }
+}
+
+impl std::error::Error for PipelineError {}
+
+fn entry(name: &str) -> Option<&'static Entry> {
+    ENTRIES.iter().find(|e| e.name == name)
+}
+
+/// The filters in front of the proxy application, first to last, checked
+/// and completed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Pipeline {
+    names: Vec<String>,
+}
+
+impl Default for Pipeline {
+    /// Swift's default pipeline, less what apus does not provide yet.
+    fn default() -> Self {
+        let names: Vec<String> = SWIFT_DEFAULT_PIPELINE
+            .split_whitespace()
+            .map(canonical_name)
+            .filter(|n| entry(n).is_some())
+            .collect();
+        Pipeline::complete(names)
+    }
+}
+
+impl Pipeline {
+    /// A pipeline from configuration: Swift's names, optionally ending
+    /// with `proxy-server`.
+    pub fn from_names<S: AsRef<str>>(names: &[S]) -> Result<Self, PipelineError> {
+        let mut pipe: Vec<String> = names.iter().map(|n| canonical_name(n.as_ref())).collect();
+        if pipe.last().map(String::as_str) == Some("proxy_server") {
+            pipe.pop();
+        }
+        let mut seen: Vec<&str> = Vec::new();
+        for name in &pipe {
+            match entry(name) {
+                None if name == "proxy_server" => return Err(PipelineError::AppNotLast),
+                None => {
+                    return Err(PipelineError::Unavailable {
+                        name: name.clone(),
+                        available: ENTRIES.iter().map(|e| e.name).collect(),
+                    })
+                }
+                Some(Entry {
+                    stage: Stage::Filter { .. },
+                    ..
+                }) if seen.contains(&name.as_str()) => {
+                    return Err(PipelineError::Duplicate(name.clone()))
+                }
+                Some(_) => seen.push(name),
+            }
+        }
+        Ok(Pipeline::complete(pipe))
+    }
+
+    /// The internal client's pipeline (Swift's `internal-client.conf`):
+    /// errors caught, nothing else.
+    pub fn internal() -> Self {
+        Pipeline {
+            names: vec!["catch_errors".to_string()],
+        }
+    }
+
+    /// Adds the required filters apus has.
+    fn complete(mut names: Vec<String>) -> Self {
+        let required: Vec<&Required> = SWIFT_REQUIRED
+            .iter()
+            .filter(|r| entry(r.name).is_some())
+            .collect();
+        add_required(&mut names, &required);
+        Pipeline { names }
+    }
+
+    /// The names, first to last, as configured and completed.
+    pub fn names(&self) -> &[String] {
+        &self.names
+    }
+
+    /// The names of the stages that run, first to last.
+    pub fn stages(&self) -> Vec<&str> {
+        self.names
+            .iter()
+            .filter(|n| {
+                matches!(
+                    entry(n),
+                    Some(Entry {
+                        stage: Stage::Filter { .. },
+                        ..
+                    })
+                )
+            })
+            .map(String::as_str)
+            .collect()
+    }
+
+    /// Builds the stages over `app`, the last first.
+    pub fn build(&self, ctx: &FilterContext, app: SharedService) -> SharedService {
+        let mut next = app;
+        for name in self.names.iter().rev() {
+            if let Some(Entry {
+                stage: Stage::Filter { build, .. },
+                ..
+            }) = entry(name)
+            {
+                next = build(ctx, next);
+            }
+        }
+        next
+    }
+
+    /// The `/info` entries of the filters that run, by name.
+    pub fn info(&self, config: &ProxyConfig) -> Vec<(&'static str, serde_json::Value)> {
+        self.names
+            .iter()
+            .filter_map(|name| match entry(name) {
+                Some(Entry {
+                    name,
+                    stage:
+                        Stage::Filter {
+                            info: Some(info), ..
+                        },
+                }) => Some((*name, info(config))),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Where the jobs of Swift filters named but not built are done.
+    pub fn elsewhere(&self) -> Vec<(&str, &'static str)> {
+        self.names
+            .iter()
+            .filter_map(|name| match entry(name) {
+                Some(Entry {
+                    stage: Stage::Elsewhere(why),
+                    ..
+                }) => Some((name.as_str(), *why)),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+impl fmt::Display for Pipeline {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} proxy_server", self.names.join(" "))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn swift_modify(pipe: &str) -> String {
+        let mut names: Vec<String> = pipe.split_whitespace().map(canonical_name).collect();
+        let all: Vec<&Required> = SWIFT_REQUIRED.iter().collect();
+        add_required(&mut names, &all);
+        names.join(" ")
+    }
+
+    /// Swift's own expectations (test_wsgi.py,
+    /// `test_proxy_modify_wsgi_pipeline*`): the same input pipelines come
+    /// out the same.
+    #[test]
+    fn required_filters_go_where_swift_puts_them() {
+        let cases = [
+            (
+                "healthcheck",
+                "catch_errors gatekeeper listing_formats copy dlo versioned_writes healthcheck",
+            ),
+            (
+                "catch_errors healthcheck cache ratelimit tempauth",
+                "catch_errors gatekeeper healthcheck memcache listing_formats ratelimit tempauth copy dlo versioned_writes",
+            ),
+            (
+                "catch_errors healthcheck cache ratelimit tempauth proxy-logging",
+                "catch_errors gatekeeper healthcheck memcache ratelimit tempauth proxy_logging listing_formats copy dlo versioned_writes",
+            ),
+            (
+                "catch_errors healthcheck proxy-logging cache slo ratelimit tempauth container-quotas account-quotas proxy-logging",
+                "catch_errors gatekeeper healthcheck proxy_logging memcache listing_formats slo ratelimit tempauth copy dlo versioned_writes container_quotas account_quotas proxy_logging",
+            ),
+            (
+                "catch_errors gatekeeper healthcheck proxy-logging cache container_sync bulk tempurl ratelimit tempauth container-quotas account-quotas slo dlo proxy-logging",
+                "catch_errors gatekeeper healthcheck proxy_logging memcache listing_formats container_sync bulk tempurl ratelimit tempauth copy container_quotas account_quotas slo dlo versioned_writes proxy_logging",
+            ),
+        ];
+        for (given, expected) in cases {
+            assert_eq!(swift_modify(given), expected, "for {given:?}");
+        }
+        // Swift's default pipeline is already complete.
+        assert_eq!(
+            swift_modify(SWIFT_DEFAULT_PIPELINE),
+            SWIFT_DEFAULT_PIPELINE
+                .split_whitespace()
+                .map(canonical_name)
+                .collect::<Vec<_>>()
+                .join(" ")
+        );
+    }
+
+    #[test]
+    fn the_default_is_swifts_less_what_apus_lacks() {
+        let p = Pipeline::default();
+        assert_eq!(
+            p.names().join(" "),
+            "catch_errors gatekeeper healthcheck proxy_logging memcache listing_formats tempauth copy dlo proxy_logging"
+        );
+        assert_eq!(
+            p.stages(),
+            [
+                "catch_errors",
+                "gatekeeper",
+                "healthcheck",
+                "tempauth",
+                "copy",
+                "dlo"
+            ]
+        );
+    }
+
+    #[test]
+    fn configured_pipelines_are_completed_and_checked() {
+        let p = Pipeline::from_names(&["healthcheck", "tempauth", "proxy-server"]).unwrap();
+        assert_eq!(
+            p.stages(),
+            [
+                "catch_errors",
+                "gatekeeper",
+                "healthcheck",
+                "tempauth",
+                "copy",
+                "dlo"
+            ]
+        );
+        let p =
+            Pipeline::from_names(&["catch_errors", "proxy-logging", "cache", "tempauth"]).unwrap();
+        assert_eq!(
+            p.names().join(" "),
+            "catch_errors gatekeeper proxy_logging memcache listing_formats tempauth copy dlo"
+        );
+        assert!(matches!(
+            Pipeline::from_names(&["catch_errors", "bogus"]),
+            Err(PipelineError::Unavailable { name, .. }) if name == "bogus"
+        ));
+        assert_eq!(
+            Pipeline::from_names(&["proxy-server", "tempauth"]),
+            Err(PipelineError::AppNotLast)
+        );
+        assert_eq!(
+            Pipeline::from_names(&["tempauth", "tempauth"]),
+            Err(PipelineError::Duplicate("tempauth".into()))
+        );
+        // Swift's own default names two proxy-logging instances.
+        assert!(Pipeline::from_names(&["proxy-logging", "tempauth", "proxy-logging"]).is_ok());
+    }
+}

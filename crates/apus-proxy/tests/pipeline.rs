@@ -1,0 +1,78 @@
+//! The pipeline a proxy runs is the one its configuration names, and
+//! `/info` shows what runs.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod support;
+
+use apus_proxy::Pipeline;
+use apus_testkit::{Cluster, ClusterOptions};
+use http::{Method, StatusCode};
+use support::Client;
+
+async fn info(c: &Client) -> serde_json::Value {
+    let a = c.call(Method::GET, "/info").await;
+    assert_eq!(a.status, StatusCode::OK);
+    serde_json::from_slice(&a.body).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_default_pipeline_authenticates_and_registers_tempauth() {
+    let cluster = Cluster::start().await.unwrap();
+    let c = Client::new(&cluster);
+    let info = info(&c).await;
+    assert_eq!(info["tempauth"]["account_acls"], true);
+    assert_eq!(info["swift"]["version"], "2.38.3");
+    // tempauth runs: no token, no listing.
+    let a = c.call(Method::GET, "/v1/AUTH_test").await;
+    assert_eq!(a.status, StatusCode::UNAUTHORIZED);
+    // healthcheck runs.
+    let a = c.call(Method::GET, "/healthcheck").await;
+    assert_eq!(a.status, StatusCode::OK);
+    assert_eq!(&a.body[..], b"OK");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pipeline_without_tempauth_or_healthcheck_runs_without_them() {
+    let cluster = Cluster::start_with(ClusterOptions {
+        proxy: Box::new(|config| {
+            config.pipeline = Pipeline::from_names(&["catch_errors", "proxy-logging"]).unwrap();
+        }),
+        ..ClusterOptions::default()
+    })
+    .await
+    .unwrap();
+    let c = Client::new(&cluster);
+    let info = info(&c).await;
+    assert!(info.get("tempauth").is_none(), "{info}");
+    // Nothing authenticates: the account is open, and /auth is not served.
+    let a = c.call(Method::PUT, "/v1/AUTH_test/open").await;
+    assert_eq!(a.status, StatusCode::CREATED, "{:?}", a.body);
+    let a = c.call(Method::GET, "/auth/v1.0").await;
+    assert_eq!(a.status, StatusCode::BAD_REQUEST);
+    // No healthcheck filter: the path goes to the controllers.
+    let a = c.call(Method::GET, "/healthcheck").await;
+    assert_eq!(a.status, StatusCode::PRECONDITION_FAILED);
+    // The required filters still run: gatekeeper strips a client's
+    // backend headers, copy serves COPY.
+    let a = c
+        .send(
+            Method::PUT,
+            "/v1/AUTH_test/open/a",
+            support::hdrs(&[("x-backend-storage-policy-index", "7")]),
+            bytes::Bytes::from_static(b"data"),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::CREATED, "{:?}", a.body);
+    let a = c
+        .send(
+            Method::from_bytes(b"COPY").unwrap(),
+            "/v1/AUTH_test/open/a",
+            support::hdrs(&[("destination", "open/b")]),
+            bytes::Bytes::new(),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::CREATED, "{:?}", a.body);
+    let a = c.call(Method::GET, "/v1/AUTH_test/open/b").await;
+    assert_eq!(&a.body[..], b"data");
+}
