@@ -125,6 +125,8 @@ pub struct ProxyConfig {
     /// Bytes per chunk when streaming objects.
     pub object_chunk_size: usize,
     pub tempauth: TempAuthConfig,
+    /// The `slo` filter's settings.
+    pub slo: crate::slo::SloConfig,
     /// The filters in front of the controllers (`[pipeline:main]`).
     pub pipeline: crate::pipeline::Pipeline,
 }
@@ -156,6 +158,7 @@ impl ProxyConfig {
             max_containers_per_account: 0,
             object_chunk_size: 65_536,
             tempauth: TempAuthConfig::default(),
+            slo: crate::slo::SloConfig::default(),
             pipeline: crate::pipeline::Pipeline::default(),
         }
     }

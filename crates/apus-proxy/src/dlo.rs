@@ -34,7 +34,6 @@
 //! the first segment is fetched (Swift fetches it first), so a request
 //! that would be answered 304 or 412 costs no segment read.
 
-mod segments;
 pub(crate) mod util;
 
 #[cfg(test)]
@@ -57,10 +56,12 @@ use http::{HeaderMap, HeaderValue, Method, Response, StatusCode};
 use http_body::Frame;
 use http_body_util::{BodyExt, StreamBody};
 
+use crate::segments::{
+    dlo_etag, ReadError, SegmentReader, Subrequests, Walker, CONTAINER_LISTING_LIMIT,
+};
 use crate::service::{
     env, error_response, header_str, BoxFuture, Req, Resp, Service, SharedService,
 };
-use segments::{dlo_etag, ReadError, SegmentReader, Subrequests, CONTAINER_LISTING_LIMIT};
 use util::{object_path, query_param, subrequest_headers, unquote};
 
 const X_OBJECT_MANIFEST: &str = "x-object-manifest";
@@ -307,14 +308,19 @@ impl Dlo {
             }
             None => (None, None, total),
         };
-        let mut reader = SegmentReader::new(
-            sub,
+        let walker = Walker::new(
+            sub.clone(),
             &self.config,
             container.to_string(),
             prefix.to_string(),
             first_page,
             first_byte,
             last_byte,
+        );
+        let mut reader = SegmentReader::new(
+            sub,
+            Box::new(walker),
+            self.config.max_get_time,
             body_length,
             name,
         );
@@ -347,7 +353,7 @@ impl Dlo {
 /// The response body: `peeked`, then the rest of the segments. A read
 /// error ends the body with an error, which makes the server cut the
 /// connection.
-fn segment_body(peeked: Option<Bytes>, reader: SegmentReader) -> apus_http::Body {
+pub(crate) fn segment_body(peeked: Option<Bytes>, reader: SegmentReader) -> apus_http::Body {
     let stream = futures_util::stream::unfold(
         (peeked, reader, false),
         |(peeked, mut reader, failed)| async move {
@@ -374,7 +380,15 @@ type FrameStream = Pin<Box<dyn Stream<Item = Result<Frame<Bytes>, io::Error>> + 
 
 /// Makes a `Send` stream usable where `Sync` is required: it is only
 /// ever polled through `&mut`, so the mutex is never locked.
-struct SyncStream(Mutex<FrameStream>);
+pub(crate) struct SyncStream(Mutex<FrameStream>);
+
+impl SyncStream {
+    pub(crate) fn new(
+        stream: impl Stream<Item = Result<Frame<Bytes>, io::Error>> + Send + 'static,
+    ) -> Self {
+        SyncStream(Mutex::new(Box::pin(stream)))
+    }
+}
 
 impl Stream for SyncStream {
     type Item = Result<Frame<Bytes>, io::Error>;

@@ -37,7 +37,9 @@ pub mod healthcheck;
 pub mod info;
 pub mod object;
 pub mod pipeline;
+mod segments;
 pub mod service;
+pub mod slo;
 pub mod tempauth;
 
 use std::sync::Arc;

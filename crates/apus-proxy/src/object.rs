@@ -440,8 +440,11 @@ impl Ctx<'_> {
         if let Err(resp) = check_metadata(req.headers(), "object") {
             return resp;
         }
-        if let Err(resp) = check_content_type(req.headers()) {
-            return resp;
+        // A content type a middleware wrote is not the client's.
+        if !self.env.content_type_overridden {
+            if let Err(resp) = check_content_type(req.headers()) {
+                return resp;
+            }
         }
         let ts_text = timestamp.internal();
         let base = self.object_headers(&req, Some(&ts_text), policy);

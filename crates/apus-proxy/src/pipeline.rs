@@ -97,6 +97,13 @@ const ENTRIES: &[Entry] = &[
         },
     },
     Entry {
+        name: "slo",
+        stage: Stage::Filter {
+            build: |ctx, next| Arc::new(crate::slo::Slo::new(next, ctx.config.slo.clone())),
+            info: Some(|config| crate::slo::info(&config.slo)),
+        },
+    },
+    Entry {
         name: "dlo",
         stage: Stage::Filter {
             build: |_, next| Arc::new(crate::dlo::Dlo::new(next)),
@@ -456,7 +463,7 @@ mod tests {
         let p = Pipeline::default();
         assert_eq!(
             p.names().join(" "),
-            "catch_errors gatekeeper healthcheck proxy_logging memcache listing_formats tempauth copy dlo proxy_logging"
+            "catch_errors gatekeeper healthcheck proxy_logging memcache listing_formats tempauth copy slo dlo proxy_logging"
         );
         assert_eq!(
             p.stages(),
@@ -466,6 +473,7 @@ mod tests {
                 "healthcheck",
                 "tempauth",
                 "copy",
+                "slo",
                 "dlo"
             ]
         );

@@ -68,6 +68,10 @@ pub struct Env {
     /// Set by middleware that must see the stored object itself rather
     /// than what a later stage would make of it (DLO manifests).
     pub raw_manifest: bool,
+    /// A middleware wrote the content type (SLO's `swift_bytes`), so the
+    /// `swift_*` parameters a client may not send are allowed (Swift's
+    /// `swift.content_type_overridden`).
+    pub content_type_overridden: bool,
 }
 
 impl Env {

@@ -1,6 +1,9 @@
-//! Reading a dynamic large object: the container listing of its segments,
-//! page by page, and the segments' bytes, one segment at a time (Swift's
-//! `SegmentedIterable` as the `dlo` middleware uses it).
+//! Reading a large object's segments, one at a time, with Swift's checks
+//! (its `SegmentedIterable`): a [`SegmentSource`] says which bytes of
+//! which segment come next (the container listing of a dynamic large
+//! object, page by page, or the entries of a static large object's
+//! manifest), and the [`SegmentReader`] fetches them through the rest of
+//! the pipeline.
 //!
 //! Memory stays bounded: one listing page and one chunk of one segment
 //! are held at a time; nothing reads ahead of the consumer.
@@ -18,9 +21,8 @@ use http_body_util::BodyExt;
 use md5::{Digest, Md5};
 use tokio::time::Instant;
 
-use super::util::{build_request, content_length, quote_query};
-use super::DloConfig;
-use crate::service::{Env, Resp, SharedService};
+use crate::dlo::util::{build_request, content_length, quote_query};
+use crate::service::{BoxFuture, Env, Resp, SharedService};
 
 /// Swift's `CONTAINER_LISTING_LIMIT`: a page this long may have a
 /// successor.
@@ -28,7 +30,7 @@ pub(crate) const CONTAINER_LISTING_LIMIT: usize = 10_000;
 
 /// The most of a listing page read into memory (10,000 entries of names
 /// up to 1,024 bytes, with their other fields).
-const MAX_LISTING_BYTES: usize = 32 * 1024 * 1024;
+pub(crate) const MAX_LISTING_BYTES: usize = 32 * 1024 * 1024;
 
 /// How much of a failed segment's body goes into the log line.
 const MAX_ERROR_BODY: usize = 4096;
@@ -150,23 +152,37 @@ impl fmt::Display for ReadError {
     }
 }
 
-/// A segment to read, with the inclusive byte range wanted of it.
+/// What comes next of a large object.
 #[derive(Debug, PartialEq, Eq)]
-struct Planned {
-    path: String,
-    first: Option<u64>,
-    last: Option<u64>,
+pub(crate) enum Planned {
+    /// Bytes of a segment object: the inclusive range wanted of it, and
+    /// the etag and length its manifest recorded, which the object must
+    /// still have.
+    Object {
+        path: String,
+        first: Option<u64>,
+        last: Option<u64>,
+        etag: Option<String>,
+        size: Option<u64>,
+    },
+    /// Bytes held in the manifest itself.
+    Data(Bytes),
+}
+
+/// Where a [`SegmentReader`] learns what to read next.
+pub(crate) trait SegmentSource: Send + Sync {
+    fn next_segment(&mut self) -> BoxFuture<'_, Result<Option<Planned>, ReadError>>;
 }
 
 /// Swift's rate limiter for segment fetches: at most `per_sec` per
 /// second, with up to five seconds of catching up.
-struct RateLimiter {
-    per_sec: u64,
-    running: Option<Instant>,
+pub(crate) struct RateLimiter {
+    pub(crate) per_sec: u64,
+    pub(crate) running: Option<Instant>,
 }
 
 impl RateLimiter {
-    async fn wait(&mut self) {
+    pub(crate) async fn wait(&mut self) {
         if self.per_sec == 0 {
             return;
         }
@@ -184,9 +200,9 @@ impl RateLimiter {
     }
 }
 
-/// Walks the listing of the segments, page by page, deciding which bytes
-/// of which segment are needed for the range `[first_byte, last_byte]`.
-struct Walker {
+/// Walks the listing of a DLO's segments, page by page, deciding which
+/// bytes of which segment are needed for the range `[first_byte, last_byte]`.
+pub(crate) struct Walker {
     sub: Arc<Subrequests>,
     container: String,
     prefix: String,
@@ -233,7 +249,13 @@ impl Walker {
                     "/{}/{}/{}/{}",
                     self.sub.version, self.sub.account, self.container, seg.name
                 );
-                return Ok(Some(Planned { path, first, last }));
+                return Ok(Some(Planned::Object {
+                    path,
+                    first,
+                    last,
+                    etag: None,
+                    size: None,
+                }));
             }
             if self.page_len < CONTAINER_LISTING_LIMIT || self.last_byte < 0 {
                 self.finished = true;
@@ -264,6 +286,46 @@ impl Walker {
     }
 }
 
+impl SegmentSource for Walker {
+    fn next_segment(&mut self) -> BoxFuture<'_, Result<Option<Planned>, ReadError>> {
+        Box::pin(self.next())
+    }
+}
+
+impl Walker {
+    /// The walk over a DLO's listing, starting with `first_page`, for the
+    /// bytes `[first_byte, last_byte]`, limited as `config` says.
+    pub(crate) fn new(
+        sub: Arc<Subrequests>,
+        config: &crate::dlo::DloConfig,
+        container: String,
+        prefix: String,
+        first_page: Vec<Segment>,
+        first_byte: Option<u64>,
+        last_byte: Option<i128>,
+    ) -> Self {
+        let page_len = first_page.len();
+        let last_name = first_page.last().map(|s| s.name.clone());
+        Walker {
+            sub,
+            container,
+            prefix,
+            page: first_page.into(),
+            page_len,
+            last_name,
+            first_byte: first_byte.map_or(0, i128::from),
+            last_byte: last_byte.unwrap_or(i128::MAX),
+            finished: false,
+            yielded: 0,
+            limit_after: config.rate_limit_after_segment,
+            limiter: RateLimiter {
+                per_sec: config.rate_limit_segments_per_sec,
+                running: None,
+            },
+        }
+    }
+}
+
 /// The segment being read.
 struct Current {
     path: String,
@@ -279,7 +341,7 @@ struct Current {
 /// and the whole read must finish within `max_get_time`.
 pub(crate) struct SegmentReader {
     sub: Arc<Subrequests>,
-    walker: Walker,
+    source: Box<dyn SegmentSource>,
     current: Option<Current>,
     /// Bytes still owed to the client, when the response has a length.
     bytes_left: Option<u64>,
@@ -294,44 +356,23 @@ pub(crate) struct SegmentReader {
 }
 
 impl SegmentReader {
-    #[allow(clippy::too_many_arguments)]
+    /// Reads what `source` plans, for a response promising
+    /// `response_length` bytes, within `max_get_time`. `name` is the
+    /// manifest's path, for messages.
     pub(crate) fn new(
         sub: Arc<Subrequests>,
-        config: &DloConfig,
-        container: String,
-        prefix: String,
-        first_page: Vec<Segment>,
-        first_byte: Option<u64>,
-        last_byte: Option<i128>,
+        source: Box<dyn SegmentSource>,
+        max_get_time: Duration,
         response_length: Option<u64>,
         name: String,
     ) -> Self {
-        let page_len = first_page.len();
-        let last_name = first_page.last().map(|s| s.name.clone());
-        let walker = Walker {
-            sub: sub.clone(),
-            container,
-            prefix,
-            page: first_page.into(),
-            page_len,
-            last_name,
-            first_byte: first_byte.map_or(0, i128::from),
-            last_byte: last_byte.unwrap_or(i128::MAX),
-            finished: false,
-            yielded: 0,
-            limit_after: config.rate_limit_after_segment,
-            limiter: RateLimiter {
-                per_sec: config.rate_limit_segments_per_sec,
-                running: None,
-            },
-        };
         SegmentReader {
             sub,
-            walker,
+            source,
             current: None,
             bytes_left: response_length,
             start: Instant::now(),
-            max_get_time: config.max_get_time,
+            max_get_time,
             pending: None,
             done: false,
             name,
@@ -447,33 +488,50 @@ impl SegmentReader {
                     }
                 }
             }
-            let Some(planned) = self.walker.next().await? else {
-                return Ok(None);
-            };
-            self.current = Some(self.fetch(planned).await?);
+            match self.source.next_segment().await? {
+                None => return Ok(None),
+                Some(Planned::Data(bytes)) if bytes.is_empty() => continue,
+                Some(Planned::Data(bytes)) => return Ok(Some(bytes)),
+                Some(Planned::Object {
+                    path,
+                    first,
+                    last,
+                    etag,
+                    size,
+                }) => self.current = Some(self.fetch(path, first, last, etag, size).await?),
+            }
         }
     }
 
-    /// Starts the GET of one segment (its stored bytes, whatever it is).
-    async fn fetch(&self, planned: Planned) -> Result<Current, ReadError> {
+    /// Starts the GET of bytes `[first, last]` of one segment (its stored
+    /// bytes, whatever it is), which must still have `expected_etag` and
+    /// `expected_size` when given.
+    async fn fetch(
+        &self,
+        path: String,
+        first: Option<u64>,
+        last: Option<u64>,
+        expected_etag: Option<String>,
+        expected_size: Option<u64>,
+    ) -> Result<Current, ReadError> {
         let mut headers = self.sub.headers.clone();
-        let first = planned.first.unwrap_or(0);
-        let ranged = first != 0 || planned.last.is_some();
+        let ranged = first.unwrap_or(0) != 0 || last.is_some();
+        let first = first.unwrap_or(0);
         if ranged {
-            let last = planned.last.map(|l| l.to_string()).unwrap_or_default();
+            let last = last.map(|l| l.to_string()).unwrap_or_default();
             if let Ok(v) = HeaderValue::from_str(&format!("bytes={first}-{last}")) {
                 headers.insert(http::header::RANGE, v);
             }
         }
         let req = build_request(
             Method::GET,
-            &planned.path,
+            &path,
             Some("multipart-manifest=get"),
             headers,
             self.sub.env.clone(),
             apus_http::empty(),
         )
-        .map_err(|_| ReadError::Segment(format!("bad segment path {}", planned.path)))?;
+        .map_err(|_| ReadError::Segment(format!("bad segment path {}", path)))?;
         let resp = self.sub.next.call(req).await;
         let status = resp.status();
         if !status.is_success() {
@@ -490,7 +548,7 @@ impl SegmentReader {
                 "While processing manifest {}, got {} ({shown}) while retrieving {}",
                 self.name,
                 status.as_u16(),
-                planned.path
+                path
             );
             if status.is_server_error() {
                 return Err(ReadError::Unavailable(msg));
@@ -503,12 +561,25 @@ impl SegmentReader {
             .and_then(|v| v.to_str().ok())
             .map(|e| e.replace('"', ""))
             .filter(|e| !e.is_empty());
+        let length = content_length(&resp);
+        let etag_changed = matches!((&expected_etag, &etag),
+            (Some(want), got) if got.as_deref() != Some(normalize_etag(want)));
+        let size_changed = !ranged && expected_size.is_some_and(|s| s > 0 && length != Some(s));
+        if etag_changed || size_changed {
+            return Err(ReadError::Segment(format!(
+                "Object segment no longer valid: {path} etag: {} != {} or {} != {}.",
+                etag.as_deref().unwrap_or("None"),
+                expected_etag.as_deref().unwrap_or("None"),
+                length.map_or("None".to_string(), |l| l.to_string()),
+                expected_size.map_or("None".to_string(), |l| l.to_string()),
+            )));
+        }
         let check = match etag {
-            Some(etag) if !ranged => Some((Md5::new(), 0, etag, content_length(&resp))),
+            Some(etag) if !ranged => Some((Md5::new(), 0, etag, length)),
             _ => None,
         };
         Ok(Current {
-            path: planned.path,
+            path,
             body: resp.into_body(),
             check,
         })
@@ -568,11 +639,13 @@ mod tests {
         let mut w = walker(segs, first, last);
         let mut out = Vec::new();
         while let Some(p) = w.next().await.unwrap() {
-            out.push((
-                p.path.rsplit('/').next().unwrap().to_string(),
-                p.first,
-                p.last,
-            ));
+            let Planned::Object {
+                path, first, last, ..
+            } = p
+            else {
+                panic!("a DLO has no inline data");
+            };
+            out.push((path.rsplit('/').next().unwrap().to_string(), first, last));
         }
         out
     }
