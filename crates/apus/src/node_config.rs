@@ -113,6 +113,46 @@ pub struct FileProxy {
     /// Swift's `[pipeline:main]`: a list of names, or one line of them.
     pub pipeline: Option<FilePipeline>,
     pub tempauth: Option<FileTempAuth>,
+    pub slo: Option<FileSlo>,
+}
+
+impl FileSlo {
+    /// The file's settings over `c`.
+    fn apply(&self, c: &mut apus_proxy::slo::SloConfig) {
+        if let Some(v) = self.max_manifest_segments {
+            c.max_manifest_segments = v;
+        }
+        if let Some(v) = self.max_manifest_size {
+            c.max_manifest_size = v;
+        }
+        set_secs(&mut c.max_get_time, self.max_get_time);
+        if let Some(v) = self.rate_limit_under_size {
+            c.rate_limit_under_size = v;
+        }
+        if let Some(v) = self.rate_limit_after_segment {
+            c.rate_limit_after_segment = v;
+        }
+        if let Some(v) = self.rate_limit_segments_per_sec {
+            c.rate_limit_segments_per_sec = v;
+        }
+        if let Some(v) = self.concurrency {
+            // Swift keeps it within 1..=1000 (0 would never HEAD).
+            c.concurrency = v.clamp(1, 1000);
+        }
+    }
+}
+
+/// `[proxy.slo]`: Swift's `[filter:slo]` settings.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileSlo {
+    pub max_manifest_segments: Option<usize>,
+    pub max_manifest_size: Option<usize>,
+    pub max_get_time: Option<f64>,
+    pub rate_limit_under_size: Option<u64>,
+    pub rate_limit_after_segment: Option<u64>,
+    pub rate_limit_segments_per_sec: Option<u64>,
+    pub concurrency: Option<usize>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -656,6 +696,10 @@ fn check_proxy_durations(p: &FileProxy) -> Result<()> {
         ("proxy.concurrency_timeout", p.concurrency_timeout),
         ("proxy.post_quorum_timeout", p.post_quorum_timeout),
         ("proxy.ring_reload_time", p.ring_reload_time),
+        (
+            "proxy.slo.max_get_time",
+            p.slo.as_ref().and_then(|s| s.max_get_time),
+        ),
     ] {
         if let Some(v) = v {
             seconds(name, v)?;
@@ -751,6 +795,9 @@ impl ProxyNode {
         }
         conf.tempauth = self.tempauth.clone();
         conf.pipeline = self.pipeline.clone();
+        if let Some(slo) = &s.slo {
+            slo.apply(&mut conf.slo);
+        }
     }
 }
 
@@ -942,6 +989,25 @@ mod tests {
         assert!(err.contains("no filter \"staticweb\""), "{err}");
         let default = resolve(&format!("roles = [\"proxy\"]\n{USERS}")).unwrap();
         assert_eq!(default.proxy.unwrap().pipeline, Pipeline::default());
+    }
+
+    #[test]
+    fn slo_settings() {
+        let conf = resolve(&format!(
+            "roles = [\"proxy\"]\n[proxy.slo]\nmax_manifest_segments = 5\nmax_get_time = 60\nconcurrency = 0\n{USERS}"
+        ))
+        .unwrap();
+        let mut slo = apus_proxy::slo::SloConfig::default();
+        let proxy = conf.proxy.unwrap();
+        proxy.settings.slo.as_ref().unwrap().apply(&mut slo);
+        assert_eq!(slo.max_manifest_segments, 5);
+        assert_eq!(slo.max_get_time, Duration::from_secs(60));
+        assert_eq!(slo.concurrency, 1);
+        assert_eq!(slo.max_manifest_size, 8 * 1024 * 1024);
+        let err = resolve(&format!(
+            "roles = [\"proxy\"]\n[proxy.slo]\nmax_get_time = -1\n{USERS}"
+        ));
+        assert!(err.is_err());
     }
 
     #[test]

@@ -175,35 +175,13 @@ fn is_container_path(req: &Req) -> bool {
 }
 
 /// swob's `best_match` of the request's `Accept` among `ACCEPTABLE_FORMATS`;
-/// `None` when the client accepts none of them. No header accepts all.
+/// `None` when the client accepts none of them or the header is invalid.
+/// No header accepts all.
 fn out_format(headers: &HeaderMap) -> Option<&'static str> {
-    let Some(accept) = header_str(headers, "accept").filter(|a| !a.trim().is_empty()) else {
-        return Some(ACCEPTABLE_FORMATS[0]);
-    };
-    let mut entries: Vec<(f32, &str)> = accept
-        .split(',')
-        .filter_map(|part| {
-            let mut it = part.split(';');
-            let media = it.next()?.trim();
-            let q = it
-                .filter_map(|p| p.trim().strip_prefix("q="))
-                .find_map(|q| q.trim().parse::<f32>().ok())
-                .unwrap_or(1.0);
-            (!media.is_empty() && q.is_finite() && q > 0.0).then_some((q, media))
-        })
-        .collect();
-    entries.sort_by(|a, b| b.0.total_cmp(&a.0));
-    for (_, media) in entries {
-        let (kind, sub) = media.split_once('/').unwrap_or((media, ""));
-        if let Some(found) = ACCEPTABLE_FORMATS.iter().find(|offer| {
-            let (ok, os) = offer.split_once('/').unwrap_or((offer, ""));
-            (kind == "*" || kind.eq_ignore_ascii_case(ok))
-                && (sub == "*" || sub.eq_ignore_ascii_case(os))
-        }) {
-            return Some(found);
-        }
-    }
-    None
+    let accept = header_str(headers, "accept").unwrap_or("");
+    apus_proto::listing::best_match(accept, &ACCEPTABLE_FORMATS)
+        .ok()
+        .flatten()
 }
 
 /// `"<code> <title>"`, swob's status line text.
@@ -1152,8 +1130,27 @@ impl Slo {
     }
 
     async fn manifest_delete(&self, req: Req, version: String, account: String) -> Resp {
+        // Swift answers an unacceptable Accept inside a plain 200 body.
         let Some(out) = out_format(req.headers()) else {
-            return error_response(StatusCode::NOT_ACCEPTABLE, None);
+            let fields = [
+                (
+                    "Response Status",
+                    serde_json::Value::String(status_text(406)),
+                ),
+                (
+                    "Response Body",
+                    serde_json::Value::String(
+                        apus_proto::status::default_body(406, None).unwrap_or_default(),
+                    ),
+                ),
+                ("Number Deleted", serde_json::Value::from(0)),
+                ("Number Not Found", serde_json::Value::from(0)),
+            ];
+            return text_response(
+                StatusCode::OK,
+                "text/plain",
+                result_body("text/plain", &fields, &[], "delete"),
+            );
         };
         let decoded = match apus_proto::percent_decode(req.uri().path()) {
             Ok(p) => p,
