@@ -108,9 +108,42 @@ timeout --kill-after=30 "$((FUNCTEST_SUITE_TIMEOUT + 600))" \
 alive=0
 check_alive "during the conformance run" || alive=1
 echo "conformance results: $out"
-if grep -q '^conformance:' "$work/functests.log"; then
-  grep '^conformance:' "$work/functests.log" | tail -n 1
-else
+if ! grep -q '^conformance:' "$work/functests.log"; then
   echo "conformance: not run (run-functests.sh ended with status $rc before counting; see above)"
+  exit "$alive"
 fi
+
+# A test can fail for want of time on a loaded machine (a 503 when a
+# server answers past conn_timeout). Failures are run once more; a test
+# that passes then is counted and named as flaky, so that a noisy machine
+# does not fail the floor while a real regression, which fails twice,
+# still does. More than 50 failures are not retried: something is broken.
+failed_ids="$(awk -F'\t' '$1 == "swift" && ($3 == "failed" || $3 == "error") { print $2 }' "$out/outcomes.tsv")"
+failed_count="$(printf '%s' "$failed_ids" | grep -c . || true)"
+if [ "$alive" = 0 ] && [ "$failed_count" -gt 0 ] && [ "$failed_count" -le 50 ]; then
+  expr="$(printf '%s\n' "$failed_ids" | awk -F'::' '{ e = "(" $2; for (i = 3; i <= NF; i++) e = e " and " $i; print e ")" }' | paste -sd'|' - | sed 's/|/ or /g')"
+  echo "== run-functests.sh: the $failed_count failed tests once more"
+  timeout --kill-after=30 "$((FUNCTEST_SUITE_TIMEOUT + 600))" \
+    "$conformance/run-functests.sh" -e "$endpoint" -s swift -o "$out-retry" -- -k "$expr" \
+    >"$work/functests-retry.log" 2>&1 || true
+  check_alive "during the retry" || alive=1
+fi
+python3 - "$out/outcomes.tsv" "$out-retry/outcomes.tsv" <<'PY'
+import os, sys
+def outcomes(path):
+    result = {}
+    if os.path.exists(path):
+        for line in open(path):
+            parts = line.rstrip("\n").split("\t")
+            if len(parts) >= 3 and parts[0] == "swift":
+                result[parts[1]] = parts[2]
+    return result
+first, retry = outcomes(sys.argv[1]), outcomes(sys.argv[2])
+flaky = sorted(t for t, o in first.items() if o in ("failed", "error") and retry.get(t) == "passed")
+final = {t: ("passed" if t in flaky else o) for t, o in first.items()}
+for t in flaky:
+    print(f"conformance: flaky (failed, then passed on a second try): {t}")
+count = lambda *kinds: sum(1 for o in final.values() if o in kinds)
+print(f"conformance: {count('passed')} passed, {count('failed', 'error')} failed, {count('skipped')} skipped")
+PY
 exit "$alive"

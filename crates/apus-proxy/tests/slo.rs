@@ -419,3 +419,56 @@ async fn deleting_a_manifest_deletes_its_segments() {
     let a = c.call(Method::HEAD, "/v1/AUTH_test/c/plain").await;
     assert_eq!(a.status, StatusCode::OK);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn part_numbers_address_one_entry() {
+    let cluster = Cluster::start().await.unwrap();
+    let (c, parts) = setup(&cluster).await;
+    let a = put_manifest(&c, "/v1/AUTH_test/c/big", manifest_of(&parts)).await;
+    assert_eq!(a.status, StatusCode::CREATED);
+    let total = parts.iter().map(|p| p.len()).sum::<usize>();
+
+    let a = c
+        .call(Method::GET, "/v1/AUTH_test/c/big?part-number=2")
+        .await;
+    assert_eq!(a.status, StatusCode::PARTIAL_CONTENT);
+    assert_eq!(a.body, parts[1]);
+    assert_eq!(a.header("x-parts-count"), "3");
+    assert_eq!(
+        a.header("content-range"),
+        format!("bytes {}-{}/{total}", 1 << 20, (2 << 20) - 1)
+    );
+    let a = c
+        .call(Method::HEAD, "/v1/AUTH_test/c/big?part-number=3")
+        .await;
+    assert_eq!(a.status, StatusCode::PARTIAL_CONTENT);
+    assert_eq!(a.header("content-length"), "10");
+
+    let a = c
+        .call(Method::GET, "/v1/AUTH_test/c/big?part-number=4")
+        .await;
+    assert_eq!(a.status, StatusCode::RANGE_NOT_SATISFIABLE);
+    assert_eq!(&a.body[..], b"The requested part number is not satisfiable");
+    assert_eq!(a.header("content-range"), format!("bytes */{total}"));
+    let a = c
+        .call(Method::GET, "/v1/AUTH_test/c/big?part-number=0")
+        .await;
+    assert_eq!(a.status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        &a.body[..],
+        b"Part number must be an integer greater than 0"
+    );
+
+    // A copy of one part is that part's bytes.
+    let a = c
+        .send(
+            Method::from_bytes(b"COPY").unwrap(),
+            "/v1/AUTH_test/c/big?part-number=1",
+            hdrs(&[("destination", "c/first")]),
+            Bytes::new(),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::CREATED, "{:?}", a.body);
+    let a = c.call(Method::GET, "/v1/AUTH_test/c/first").await;
+    assert_eq!(a.body, parts[0]);
+}

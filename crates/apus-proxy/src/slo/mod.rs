@@ -566,7 +566,7 @@ struct Frame {
 struct SloWalker {
     sub: Arc<Subrequests>,
     frames: Vec<Frame>,
-    max_manifest_size: usize,
+    read_limit: usize,
     rate_limit_under_size: u64,
     limit_after: u64,
     yielded: u64,
@@ -589,7 +589,7 @@ impl SloWalker {
                 last: i128::from(last),
                 depth: 1,
             }],
-            max_manifest_size: config.max_manifest_size,
+            read_limit: read_limit(config),
             rate_limit_under_size: config.rate_limit_under_size,
             limit_after: config.rate_limit_after_segment,
             yielded: 0,
@@ -683,36 +683,49 @@ impl SloWalker {
 
     /// A nested manifest's entries.
     async fn fetch_manifest(&self, path: &str) -> Result<Vec<StoredSegment>, ReadError> {
-        let req = build_request(
-            Method::GET,
-            path,
-            Some("multipart-manifest=get"),
-            self.sub.headers.clone(),
-            self.sub.env.clone(),
-            apus_http::empty(),
-        )
-        .map_err(|_| ReadError::Listing(format!("bad manifest path {path}")))?;
-        let resp = self.sub.next.call(req).await;
-        if !resp.status().is_success() {
-            return Err(ReadError::Listing(format!(
-                "while fetching {path}, GET of submanifest failed with status {}",
-                resp.status().as_u16()
-            )));
-        }
-        let body = apus_http::body::collect_limited(
-            resp.into_body(),
-            self.max_manifest_size
-                .max(manifest::DEFAULT_MAX_MANIFEST_SIZE)
-                * 2,
-        )
+        fetch_stored(&self.sub, path, self.read_limit).await
+    }
+}
+
+/// The most of a stored manifest read into memory: twice what a PUT may
+/// store, so that a manifest written under a larger setting still reads.
+fn read_limit(config: &SloConfig) -> usize {
+    config
+        .max_manifest_size
+        .max(manifest::DEFAULT_MAX_MANIFEST_SIZE)
+        .saturating_mul(2)
+}
+
+/// The entries of the manifest at `path`, read as a manifest.
+async fn fetch_stored(
+    sub: &Subrequests,
+    path: &str,
+    limit: usize,
+) -> Result<Vec<StoredSegment>, ReadError> {
+    let req = build_request(
+        Method::GET,
+        path,
+        Some("multipart-manifest=get"),
+        sub.headers.clone(),
+        sub.env.clone(),
+        apus_http::empty(),
+    )
+    .map_err(|_| ReadError::Listing(format!("bad manifest path {path}")))?;
+    let resp = sub.next.call(req).await;
+    if !resp.status().is_success() {
+        return Err(ReadError::Listing(format!(
+            "while fetching {path}, GET of submanifest failed with status {}",
+            resp.status().as_u16()
+        )));
+    }
+    let body = apus_http::body::collect_limited(resp.into_body(), limit)
         .await
         .map_err(|e| ReadError::Listing(format!("while fetching {path}: {e}")))?;
-        manifest::parse_stored(&body).ok_or_else(|| {
-            ReadError::Listing(format!(
-                "while fetching {path}, JSON-decoding of submanifest failed"
-            ))
-        })
-    }
+    manifest::parse_stored(&body).ok_or_else(|| {
+        ReadError::Listing(format!(
+            "while fetching {path}, JSON-decoding of submanifest failed"
+        ))
+    })
 }
 
 impl SegmentSource for SloWalker {
@@ -753,6 +766,7 @@ impl Slo {
             .unwrap_or_else(|_| req.uri().path().to_string());
         let raw =
             manifest_get && query_param(req.uri().query(), "format").as_deref() == Some("raw");
+        let part_param = query_param(req.uri().query(), "part-number");
         let sub = self.subrequests(&req, version, account, "SLO MultipartGET");
         let resp = self.next.call(req).await;
         let is_slo = header_str(resp.headers(), X_STATIC_LARGE_OBJECT)
@@ -763,6 +777,29 @@ impl Slo {
         if manifest_get {
             return self.manifest_response(resp, raw, &method).await;
         }
+        // Swift's `get_valid_part_num`, only for large objects.
+        let part_number = match part_param {
+            None => None,
+            Some(p) => match p.trim().parse::<u64>() {
+                Ok(n) if n > 0 && !orig_headers.contains_key(http::header::RANGE) => Some(n),
+                Ok(n) if n > 0 => {
+                    return error_response(
+                        StatusCode::BAD_REQUEST,
+                        Some("Range requests are not supported with part number queries"),
+                    )
+                }
+                _ => {
+                    let mut resp = error_response(
+                        StatusCode::BAD_REQUEST,
+                        Some("Part number must be an integer greater than 0"),
+                    );
+                    if method == Method::HEAD {
+                        *resp.body_mut() = apus_http::empty();
+                    }
+                    return resp;
+                }
+            },
+        };
         let (parts, body) = resp.into_parts();
         let mut headers = parts.headers;
         let manifest_etag = header_str(&headers, "etag").map(|e| normalize_etag(e).to_string());
@@ -788,7 +825,7 @@ impl Slo {
         if !parts.status.is_success() {
             return Response::from_parts(parts_with(parts.status, headers), body);
         }
-        if method == Method::HEAD {
+        if method == Method::HEAD && part_number.is_none() {
             if let (Some(e), Some(size)) = (&known_etag, known_size) {
                 set(&mut headers, "etag", &format!("\"{e}\""));
                 headers.insert(CONTENT_LENGTH, HeaderValue::from(size));
@@ -797,13 +834,18 @@ impl Slo {
                 return resp;
             }
         }
-        let limit = self
-            .config
-            .max_manifest_size
-            .max(manifest::DEFAULT_MAX_MANIFEST_SIZE)
-            * 2;
-        let manifest_body = match apus_http::body::collect_limited(body, limit).await {
-            Ok(b) => b,
+        let entries = if method == Method::HEAD {
+            // A HEAD has no body: the manifest is read with a GET.
+            fetch_stored(&sub, &name, read_limit(&self.config)).await
+        } else {
+            match apus_http::body::collect_limited(body, read_limit(&self.config)).await {
+                Ok(b) => manifest::parse_stored(&b)
+                    .ok_or_else(|| ReadError::Listing("a manifest is not valid json".into())),
+                Err(e) => Err(ReadError::Listing(e.to_string())),
+            }
+        };
+        let entries = match entries {
+            Ok(e) => e,
             Err(e) => {
                 tracing::error!(error = %e, path = %name, "SLO: reading a manifest failed");
                 return error_response(
@@ -811,13 +853,6 @@ impl Slo {
                     Some("Unable to load SLO manifest"),
                 );
             }
-        };
-        let Some(entries) = manifest::parse_stored(&manifest_body) else {
-            tracing::error!(path = %name, "SLO: a manifest is not valid json");
-            return error_response(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                Some("Unable to load SLO manifest"),
-            );
         };
         let size = known_size.unwrap_or_else(|| entries.iter().map(StoredSegment::length).sum());
         let slo_etag = known_etag.unwrap_or_else(|| manifest::slo_etag(&entries));
@@ -840,6 +875,48 @@ impl Slo {
                     apus_http::empty(),
                 );
             }
+        }
+        if let Some(n) = part_number {
+            set(&mut headers, "x-parts-count", &entries.len().to_string());
+            let index = usize::try_from(n - 1).unwrap_or(usize::MAX);
+            let Some(part) = entries.get(index) else {
+                set(&mut headers, "content-range", &format!("bytes */{size}"));
+                let body = if method == Method::HEAD {
+                    String::new()
+                } else {
+                    "The requested part number is not satisfiable".to_string()
+                };
+                headers.insert(CONTENT_LENGTH, HeaderValue::from(body.len()));
+                return Response::from_parts(
+                    parts_with(StatusCode::RANGE_NOT_SATISFIABLE, headers),
+                    apus_http::full(body),
+                );
+            };
+            let start: u64 = entries[..index].iter().map(StoredSegment::length).sum();
+            let end = start + part.length();
+            set(
+                &mut headers,
+                "content-range",
+                &content_range_value(start, end, size),
+            );
+            headers.insert(CONTENT_LENGTH, HeaderValue::from(end - start));
+            if method == Method::HEAD || end == start {
+                return Response::from_parts(
+                    parts_with(StatusCode::PARTIAL_CONTENT, headers),
+                    apus_http::empty(),
+                );
+            }
+            return self
+                .stream(
+                    sub,
+                    entries,
+                    start,
+                    end,
+                    headers,
+                    StatusCode::PARTIAL_CONTENT,
+                    name,
+                )
+                .await;
         }
         if method == Method::HEAD {
             let mut resp = Response::new(apus_http::empty());
@@ -1028,11 +1105,7 @@ impl Slo {
             );
             return Response::from_parts(parts, body);
         }
-        let limit = self
-            .config
-            .max_manifest_size
-            .max(manifest::DEFAULT_MAX_MANIFEST_SIZE)
-            * 2;
+        let limit = read_limit(&self.config);
         let Some(entries) = apus_http::body::collect_limited(body, limit)
             .await
             .ok()
@@ -1294,11 +1367,7 @@ impl Slo {
             {
                 return Err((400, "Not an SLO manifest".into()));
             }
-            let limit = self
-                .config
-                .max_manifest_size
-                .max(manifest::DEFAULT_MAX_MANIFEST_SIZE)
-                * 2;
+            let limit = read_limit(&self.config);
             return apus_http::body::collect_limited(resp.into_body(), limit)
                 .await
                 .ok()
