@@ -472,3 +472,60 @@ async fn part_numbers_address_one_entry() {
     let a = c.call(Method::GET, "/v1/AUTH_test/c/first").await;
     assert_eq!(a.body, parts[0]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn heartbeating_puts_answer_202_then_the_outcome() {
+    let cluster = Cluster::start().await.unwrap();
+    let (c, parts) = setup(&cluster).await;
+    let a = c
+        .send(
+            Method::PUT,
+            "/v1/AUTH_test/c/hb?multipart-manifest=put&heartbeat=on",
+            hdrs(&[]),
+            Bytes::from(manifest_of(&parts)),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::ACCEPTED);
+    assert!(a.header("content-length").is_empty(), "a streamed body");
+    let text = String::from_utf8_lossy(&a.body).into_owned();
+    let (spaces, outcome) = text.split_once("\r\n\r\n").unwrap();
+    assert!(spaces.trim().is_empty(), "{text:?}");
+    assert!(
+        outcome.lines().any(|l| l == "Response Status: 201 Created"),
+        "{outcome}"
+    );
+    assert!(
+        outcome.lines().any(|l| l.starts_with("Etag: \"")),
+        "{outcome}"
+    );
+    assert!(
+        outcome.lines().any(|l| l.starts_with("Last Modified: ")),
+        "{outcome}"
+    );
+    let a = c.call(Method::HEAD, "/v1/AUTH_test/c/hb").await;
+    assert_eq!(a.header("x-static-large-object"), "True");
+
+    let mut bad: serde_json::Value = serde_json::from_str(&manifest_of(&parts)).unwrap();
+    bad.as_array_mut()
+        .unwrap()
+        .push(serde_json::json!({"path": "segs/none"}));
+    let a = c
+        .send(
+            Method::PUT,
+            "/v1/AUTH_test/c/hb2?multipart-manifest=put&heartbeat=on",
+            hdrs(&[("accept", "application/json")]),
+            Bytes::from(bad.to_string()),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::ACCEPTED);
+    let text = String::from_utf8_lossy(&a.body).into_owned();
+    let v: serde_json::Value =
+        serde_json::from_str(text.split_once("\r\n\r\n").unwrap().1).unwrap();
+    assert_eq!(v["Response Status"], "400 Bad Request");
+    assert_eq!(
+        v["Errors"],
+        serde_json::json!([["segs/none", "404 Not Found"]])
+    );
+    let a = c.call(Method::HEAD, "/v1/AUTH_test/c/hb2").await;
+    assert_eq!(a.status, StatusCode::NOT_FOUND);
+}

@@ -30,7 +30,14 @@
 //! - `X-Static-Large-Object` from a client on any other PUT or POST is
 //!   refused.
 //!
-//! Not yet: `?heartbeat=on`, `?part-number=N`, `async=yes` deletes.
+//! - `?heartbeat=on` on a manifest PUT answers 202 at once, sends a space
+//!   every `yield_frequency` seconds while the segments are checked, then
+//!   the outcome in the accepted format.
+//! - `?part-number=N` on a GET or HEAD of a large object answers entry N
+//!   alone (206, `X-Parts-Count`), 416 past the last entry.
+//!
+//! Not yet: `async=yes` deletes (Swift hands the segments to the
+//! expirer; `allow_async_delete` is reported false).
 
 pub mod manifest;
 
@@ -352,7 +359,7 @@ impl Slo {
             }
         };
         let sub = self.subrequests(&req, version.clone(), account.clone(), "SLO MultipartPUT");
-        let (mut parts, body) = req.into_parts();
+        let (parts, body) = req.into_parts();
         let body = match apus_http::body::collect_limited(body, max_size + 1).await {
             Ok(b) if b.len() > max_size => return too_large(),
             Ok(b) => b,
@@ -386,6 +393,56 @@ impl Slo {
             );
         }
 
+        let heartbeat = query_param(parts.uri.query(), "heartbeat")
+            .is_some_and(|v| apus_proto::headers::is_true(&v));
+        if !heartbeat {
+            return match self.store(sub, input, parts, decoded_path).await {
+                PutOutcome::Problems(problems) => {
+                    let body = result_body(out, &[], &problems, "upload");
+                    text_response(StatusCode::BAD_REQUEST, out, body)
+                }
+                PutOutcome::EtagMismatch => error_response(StatusCode::UNPROCESSABLE_ENTITY, None),
+                PutOutcome::Stored(resp) => resp,
+            };
+        }
+        // Heartbeating: 202 at once, a space every `yield_frequency` while
+        // the segments are checked, then the outcome as a bulk-style body.
+        let worker = Slo {
+            next: self.next.clone(),
+            config: self.config.clone(),
+        };
+        let every = Duration::from_secs(self.config.yield_frequency.max(1));
+        let work: BoxFuture<'static, PutOutcome> =
+            Box::pin(async move { worker.store(sub, input, parts, decoded_path).await });
+        let body = stream::unfold(Some((work, true)), move |state| async move {
+            let (mut work, first) = state?;
+            if first {
+                return Some((Bytes::from_static(b" "), Some((work, false))));
+            }
+            tokio::select! {
+                outcome = &mut work => {
+                    let text = heartbeat_result(outcome, out).await;
+                    Some((Bytes::from(format!("\r\n\r\n{text}")), None))
+                }
+                () = tokio::time::sleep(every) => Some((Bytes::from_static(b" "), Some((work, false)))),
+            }
+        });
+        let body = SyncStream::new(body.map(|b| Ok(http_body::Frame::data(b))));
+        let mut resp = Response::new(BodyExt::boxed(http_body_util::StreamBody::new(body)));
+        *resp.status_mut() = StatusCode::ACCEPTED;
+        set(resp.headers_mut(), "content-type", out);
+        resp
+    }
+
+    /// Checks the manifest's segments and stores it (the part of a
+    /// manifest PUT that a heartbeat covers).
+    async fn store(
+        &self,
+        sub: Arc<Subrequests>,
+        input: Vec<InputSegment>,
+        mut parts: http::request::Parts,
+        decoded_path: String,
+    ) -> PutOutcome {
         // HEAD each named object once, a few at a time, in order, through
         // this filter too: a nested manifest's HEAD answers its total.
         let mut unique: Vec<String> = Vec::new();
@@ -496,13 +553,12 @@ impl Slo {
             }
         }
         if !problems.is_empty() {
-            let body = result_body(out, &[], &problems, "upload");
-            return text_response(StatusCode::BAD_REQUEST, out, body);
+            return PutOutcome::Problems(problems);
         }
         let slo_etag = manifest::slo_etag(&stored);
         if let Some(client_etag) = header_str(&parts.headers, "etag") {
             if normalize_etag(client_etag) != slo_etag {
-                return error_response(StatusCode::UNPROCESSABLE_ENTITY, None);
+                return PutOutcome::EtagMismatch;
             }
         }
         let json = manifest::render_stored(&stored);
@@ -548,7 +604,71 @@ impl Slo {
         if resp.status().is_success() {
             set(resp.headers_mut(), "etag", &format!("\"{slo_etag}\""));
         }
-        resp
+        PutOutcome::Stored(resp)
+    }
+}
+
+/// How a manifest PUT ended.
+enum PutOutcome {
+    /// Segments that are missing or not as the manifest says (400).
+    Problems(Vec<(String, String)>),
+    /// The client's ETag is not the large object's (422).
+    EtagMismatch,
+    /// The manifest PUT's own answer.
+    Stored(Resp),
+}
+
+/// The last part of a heartbeating PUT's body: the outcome as Swift words
+/// it, with the status's title and explanation when there is no body.
+async fn heartbeat_result(outcome: PutOutcome, format: &str) -> String {
+    let reason = |code: u16| {
+        apus_proto::status::reason(code)
+            .map(|(t, e)| format!("{t}\n{e}"))
+            .unwrap_or_default()
+    };
+    let text = serde_json::Value::String;
+    match outcome {
+        PutOutcome::Problems(problems) => result_body(
+            format,
+            &[
+                ("Response Status", text(status_text(400))),
+                ("Response Body", text(reason(400))),
+            ],
+            &problems,
+            "upload",
+        ),
+        PutOutcome::EtagMismatch => result_body(
+            format,
+            &[
+                ("Response Status", text(status_text(422))),
+                ("Response Body", text(reason(422))),
+            ],
+            &[],
+            "upload",
+        ),
+        PutOutcome::Stored(resp) => {
+            let code = resp.status().as_u16();
+            let mut fields = vec![("Response Status", text(status_text(code)))];
+            if resp.status().is_success() {
+                let h = resp.headers();
+                fields.push((
+                    "Etag",
+                    text(header_str(h, "etag").unwrap_or("").to_string()),
+                ));
+                fields.push((
+                    "Last Modified",
+                    text(header_str(h, "last-modified").unwrap_or("").to_string()),
+                ));
+            }
+            let body = apus_http::body::collect_limited(resp.into_body(), 64 * 1024)
+                .await
+                .unwrap_or_default();
+            fields.push((
+                "Response Body",
+                text(String::from_utf8_lossy(&body).into_owned()),
+            ));
+            result_body(format, &fields, &[], "upload")
+        }
     }
 }
 
