@@ -1,6 +1,8 @@
 //! python-swiftclient's `swift` command against `apus serve`: upload, list,
 //! stat, post -m, download (same bytes), delete, and a segmented upload
-//! (`-S`) that makes a DLO manifest downloading byte-identical. The client
+//! (`-S`) that makes a DLO manifest downloading byte-identical, and the
+//! same with `--use-slo` (a static large object whose segments `swift
+//! delete` removes). The client
 //! comes from the reference venv that the README's test command installs
 //! (`scripts/swift-ref.sh`); `APUS_SWIFT_PYTHON` names its interpreter.
 
@@ -102,11 +104,12 @@ fn swift_cli_session() {
     assert!(stat.contains("Meta Color: blue"), "{stat}");
     assert!(stat.contains("Content Type: text/plain"), "{stat}");
 
-    // Segmented upload: 1 MiB segments in `segs_segments` plus a manifest.
+    // Segmented upload as a DLO (the client makes an SLO by default when
+    // /info lists slo): 1 MiB segments in `segs_segments` plus a manifest.
     swift(
         proxy,
         &files,
-        &["upload", "-S", "1048576", "segs", "big.bin"],
+        &["upload", "--use-dlo", "-S", "1048576", "segs", "big.bin"],
     );
     let segments = swift(proxy, &files, &["list", "segs_segments"]);
     assert_eq!(segments.lines().count(), 4, "{segments}");
@@ -132,5 +135,26 @@ fn swift_cli_session() {
     swift(proxy, &files, &["delete", "segs", "big.bin"]);
     let segments = swift(proxy, &files, &["list", "segs_segments"]);
     assert_eq!(segments.trim(), "");
+
+    // The same as a static large object: the manifest is not what comes
+    // back, the file is.
+    swift(
+        proxy,
+        &files,
+        &["upload", "--use-slo", "-S", "1048576", "videos", "big.bin"],
+    );
+    let segments = swift(proxy, &files, &["list", "videos_segments"]);
+    assert_eq!(segments.lines().count(), 4, "{segments}");
+    let stat = swift(proxy, &files, &["stat", "videos", "big.bin"]);
+    assert!(stat.contains("Content Length: 3500000"), "{stat}");
+    let slo_down = dir.path().join("slo-down");
+    std::fs::create_dir_all(&slo_down).unwrap();
+    swift(proxy, &slo_down, &["download", "videos", "big.bin"]);
+    assert!(std::fs::read(slo_down.join("big.bin")).unwrap() == big);
+    swift(proxy, &files, &["delete", "videos", "big.bin"]);
+    let segments = swift(proxy, &files, &["list", "videos_segments"]);
+    assert_eq!(segments.trim(), "");
+    let objects = swift(proxy, &files, &["list", "videos"]);
+    assert_eq!(objects.trim(), "");
     server.terminate();
 }
