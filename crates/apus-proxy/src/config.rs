@@ -127,6 +127,8 @@ pub struct ProxyConfig {
     pub tempauth: TempAuthConfig,
     /// The `slo` filter's settings.
     pub slo: crate::slo::SloConfig,
+    /// The `symlink` filter's `symloop_max`.
+    pub symloop_max: u32,
     /// The filters in front of the controllers (`[pipeline:main]`).
     pub pipeline: crate::pipeline::Pipeline,
 }
@@ -159,6 +161,7 @@ impl ProxyConfig {
             object_chunk_size: 65_536,
             tempauth: TempAuthConfig::default(),
             slo: crate::slo::SloConfig::default(),
+            symloop_max: crate::symlink::DEFAULT_SYMLOOP_MAX,
             pipeline: crate::pipeline::Pipeline::default(),
         }
     }

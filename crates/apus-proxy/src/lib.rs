@@ -40,6 +40,7 @@ pub mod pipeline;
 mod segments;
 pub mod service;
 pub mod slo;
+pub mod symlink;
 pub mod tempauth;
 
 use std::sync::Arc;

@@ -111,6 +111,15 @@ const ENTRIES: &[Entry] = &[
         },
     },
     Entry {
+        name: "symlink",
+        stage: Stage::Filter {
+            build: |ctx, next| Arc::new(crate::symlink::Symlink::new(next, ctx.config.symloop_max)),
+            info: Some(|config| {
+                crate::symlink::info(crate::symlink::effective_symloop_max(config.symloop_max))
+            }),
+        },
+    },
+    Entry {
         name: "proxy_logging",
         stage: Stage::Elsewhere("catch_errors logs every request"),
     },
@@ -463,7 +472,7 @@ mod tests {
         let p = Pipeline::default();
         assert_eq!(
             p.names().join(" "),
-            "catch_errors gatekeeper healthcheck proxy_logging memcache listing_formats tempauth copy slo dlo proxy_logging"
+            "catch_errors gatekeeper healthcheck proxy_logging memcache listing_formats tempauth copy slo dlo symlink proxy_logging"
         );
         assert_eq!(
             p.stages(),
@@ -474,7 +483,8 @@ mod tests {
                 "tempauth",
                 "copy",
                 "slo",
-                "dlo"
+                "dlo",
+                "symlink"
             ]
         );
     }
