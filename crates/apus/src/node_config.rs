@@ -114,6 +114,15 @@ pub struct FileProxy {
     pub pipeline: Option<FilePipeline>,
     pub tempauth: Option<FileTempAuth>,
     pub slo: Option<FileSlo>,
+    pub symlink: Option<FileSymlink>,
+}
+
+/// `[proxy.symlink]`: Swift's `[filter:symlink]` settings.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileSymlink {
+    /// Links followed at most in a chain (below 1: Swift's default, 2).
+    pub symloop_max: Option<u32>,
 }
 
 impl FileSlo {
@@ -797,6 +806,9 @@ impl ProxyNode {
         conf.pipeline = self.pipeline.clone();
         if let Some(slo) = &s.slo {
             slo.apply(&mut conf.slo);
+        }
+        if let Some(v) = s.symlink.as_ref().and_then(|l| l.symloop_max) {
+            conf.symloop_max = v;
         }
     }
 }
