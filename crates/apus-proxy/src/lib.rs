@@ -42,6 +42,7 @@ pub mod service;
 pub mod slo;
 pub mod symlink;
 pub mod tempauth;
+pub mod versioned_writes;
 
 use std::sync::Arc;
 

@@ -111,6 +111,18 @@ const ENTRIES: &[Entry] = &[
         },
     },
     Entry {
+        name: "versioned_writes",
+        stage: Stage::Filter {
+            build: |ctx, next| {
+                Arc::new(crate::versioned_writes::VersionedWrites::new(
+                    next,
+                    ctx.info.clone(),
+                ))
+            },
+            info: Some(|_| crate::versioned_writes::info()),
+        },
+    },
+    Entry {
         name: "symlink",
         stage: Stage::Filter {
             build: |ctx, next| Arc::new(crate::symlink::Symlink::new(next, ctx.config.symloop_max)),
@@ -472,7 +484,7 @@ mod tests {
         let p = Pipeline::default();
         assert_eq!(
             p.names().join(" "),
-            "catch_errors gatekeeper healthcheck proxy_logging memcache listing_formats tempauth copy slo dlo symlink proxy_logging"
+            "catch_errors gatekeeper healthcheck proxy_logging memcache listing_formats tempauth copy slo dlo versioned_writes symlink proxy_logging"
         );
         assert_eq!(
             p.stages(),
@@ -484,6 +496,7 @@ mod tests {
                 "copy",
                 "slo",
                 "dlo",
+                "versioned_writes",
                 "symlink"
             ]
         );
@@ -500,14 +513,15 @@ mod tests {
                 "healthcheck",
                 "tempauth",
                 "copy",
-                "dlo"
+                "dlo",
+                "versioned_writes"
             ]
         );
         let p =
             Pipeline::from_names(&["catch_errors", "proxy-logging", "cache", "tempauth"]).unwrap();
         assert_eq!(
             p.names().join(" "),
-            "catch_errors gatekeeper proxy_logging memcache listing_formats tempauth copy dlo"
+            "catch_errors gatekeeper proxy_logging memcache listing_formats tempauth copy dlo versioned_writes"
         );
         assert!(matches!(
             Pipeline::from_names(&["catch_errors", "bogus"]),

@@ -991,7 +991,8 @@ mod tests {
                     "healthcheck",
                     "tempauth",
                     "copy",
-                    "dlo"
+                    "dlo",
+                    "versioned_writes"
                 ]
             );
         }
