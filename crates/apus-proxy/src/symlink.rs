@@ -195,7 +195,10 @@ impl Symlink {
             let h = resp.headers();
             let target = header_str(h, SYSMETA_TARGET).map(str::to_string);
             let link_etag = header_str(h, SYSMETA_TARGET_ETAG).map(str::to_string);
-            let Some(target) = target.filter(|_| resp.status().is_success()) else {
+            // A link's answer names its target whatever its status: a 412
+            // or 304 judged the client's conditions against the link
+            // itself, and the target must judge them again.
+            let Some(target) = target else {
                 // Not a link: the end of the chain.
                 let final_etag =
                     header_str(resp.headers(), "etag").map(|e| unquoted(e).to_string());

@@ -306,3 +306,48 @@ async fn static_links_pin_their_target() {
     let a = c.call(Method::GET, "/v1/AUTH_test/c/pinned").await;
     assert_eq!(a.status, StatusCode::CONFLICT);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conditions_are_judged_by_the_target() {
+    let cluster = Cluster::start().await.unwrap();
+    let c = client(&cluster).await;
+    let etag = format!("{:x}", md5::Md5::digest(b"target body"));
+    let a = c
+        .send(
+            Method::PUT,
+            "/v1/AUTH_test/c/link",
+            link("d/target"),
+            Bytes::new(),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::CREATED);
+    let a = c
+        .send(
+            Method::GET,
+            "/v1/AUTH_test/c/link",
+            hdrs(&[("if-match", &etag)]),
+            Bytes::new(),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::OK);
+    assert_eq!(&a.body[..], b"target body");
+    let a = c
+        .send(
+            Method::GET,
+            "/v1/AUTH_test/c/link",
+            hdrs(&[("if-match", "not-the-etag")]),
+            Bytes::new(),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::PRECONDITION_FAILED);
+    assert_eq!(a.header("content-location"), "/v1/AUTH_test/d/target");
+    let a = c
+        .send(
+            Method::GET,
+            "/v1/AUTH_test/c/link",
+            hdrs(&[("if-none-match", &etag)]),
+            Bytes::new(),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::NOT_MODIFIED);
+}
