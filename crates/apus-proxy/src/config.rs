@@ -127,6 +127,8 @@ pub struct ProxyConfig {
     pub tempauth: TempAuthConfig,
     /// The `slo` filter's settings.
     pub slo: crate::slo::SloConfig,
+    /// The `bulk` filter's settings.
+    pub bulk: crate::bulk::BulkConfig,
     /// The `symlink` filter's `symloop_max`.
     pub symloop_max: u32,
     /// The filters in front of the controllers (`[pipeline:main]`).
@@ -162,6 +164,7 @@ impl ProxyConfig {
             tempauth: TempAuthConfig::default(),
             slo: crate::slo::SloConfig::default(),
             symloop_max: crate::symlink::DEFAULT_SYMLOOP_MAX,
+            bulk: crate::bulk::BulkConfig::default(),
             pipeline: crate::pipeline::Pipeline::default(),
         }
     }

@@ -27,6 +27,7 @@ pub mod account;
 pub mod acl;
 pub mod app;
 pub mod backend;
+pub mod bulk;
 pub mod catch_errors;
 pub mod config;
 pub mod container;

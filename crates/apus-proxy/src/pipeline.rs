@@ -34,7 +34,9 @@ pub struct FilterContext {
 }
 
 type Build = fn(&FilterContext, SharedService) -> SharedService;
-type InfoEntry = fn(&ProxyConfig) -> serde_json::Value;
+/// A filter's `/info` entries: (key, settings), usually one under its
+/// own name.
+type InfoEntry = fn(&ProxyConfig) -> Vec<(&'static str, serde_json::Value)>;
 
 /// What a name in the pipeline stands for in apus.
 enum Stage {
@@ -78,6 +80,13 @@ const ENTRIES: &[Entry] = &[
         },
     },
     Entry {
+        name: "bulk",
+        stage: Stage::Filter {
+            build: |ctx, next| Arc::new(crate::bulk::Bulk::new(next, ctx.config.bulk.clone())),
+            info: Some(|config| vec![("bulk_delete", crate::bulk::delete_info(&config.bulk))]),
+        },
+    },
+    Entry {
         name: "tempauth",
         stage: Stage::Filter {
             build: |ctx, next| {
@@ -86,7 +95,7 @@ const ENTRIES: &[Entry] = &[
                     next,
                 ))
             },
-            info: Some(|_| serde_json::json!({"account_acls": true})),
+            info: Some(|_| vec![("tempauth", serde_json::json!({"account_acls": true}))]),
         },
     },
     Entry {
@@ -100,7 +109,7 @@ const ENTRIES: &[Entry] = &[
         name: "slo",
         stage: Stage::Filter {
             build: |ctx, next| Arc::new(crate::slo::Slo::new(next, ctx.config.slo.clone())),
-            info: Some(|config| crate::slo::info(&config.slo)),
+            info: Some(|config| vec![("slo", crate::slo::info(&config.slo))]),
         },
     },
     Entry {
@@ -119,7 +128,7 @@ const ENTRIES: &[Entry] = &[
                     ctx.info.clone(),
                 ))
             },
-            info: Some(|_| crate::versioned_writes::info()),
+            info: Some(|_| vec![("versioned_writes", crate::versioned_writes::info())]),
         },
     },
     Entry {
@@ -127,7 +136,8 @@ const ENTRIES: &[Entry] = &[
         stage: Stage::Filter {
             build: |ctx, next| Arc::new(crate::symlink::Symlink::new(next, ctx.config.symloop_max)),
             info: Some(|config| {
-                crate::symlink::info(crate::symlink::effective_symloop_max(config.symloop_max))
+                let max = crate::symlink::effective_symloop_max(config.symloop_max);
+                vec![("symlink", crate::symlink::info(max))]
             }),
         },
     },
@@ -389,20 +399,21 @@ impl Pipeline {
         next
     }
 
-    /// The `/info` entries of the filters that run, by name.
+    /// The `/info` entries of the filters that run.
     pub fn info(&self, config: &ProxyConfig) -> Vec<(&'static str, serde_json::Value)> {
         self.names
             .iter()
             .filter_map(|name| match entry(name) {
                 Some(Entry {
-                    name,
                     stage:
                         Stage::Filter {
                             info: Some(info), ..
                         },
-                }) => Some((*name, info(config))),
+                    ..
+                }) => Some(info(config)),
                 _ => None,
             })
+            .flatten()
             .collect()
     }
 
@@ -484,7 +495,7 @@ mod tests {
         let p = Pipeline::default();
         assert_eq!(
             p.names().join(" "),
-            "catch_errors gatekeeper healthcheck proxy_logging memcache listing_formats tempauth copy slo dlo versioned_writes symlink proxy_logging"
+            "catch_errors gatekeeper healthcheck proxy_logging memcache listing_formats bulk tempauth copy slo dlo versioned_writes symlink proxy_logging"
         );
         assert_eq!(
             p.stages(),
@@ -492,6 +503,7 @@ mod tests {
                 "catch_errors",
                 "gatekeeper",
                 "healthcheck",
+                "bulk",
                 "tempauth",
                 "copy",
                 "slo",

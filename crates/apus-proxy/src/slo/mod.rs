@@ -56,6 +56,7 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method, Response, StatusCode};
 use http_body_util::BodyExt;
 use md5::{Digest, Md5};
 
+use crate::bulk::{delete_all, out_format, result_body, status_text, Deleted, ToDelete};
 use crate::dlo::util::{build_request, object_path, query_param, subrequest_headers};
 use crate::segments::{Planned, RateLimiter, ReadError, SegmentReader, SegmentSource, Subrequests};
 use crate::service::{
@@ -73,15 +74,6 @@ const IGNORE_RANGE: &str = "x-backend-ignore-range-if-metadata-present";
 
 /// How deeply manifests may nest when read (Swift's limit).
 pub const MAX_NESTING: usize = 10;
-
-/// The formats a manifest PUT or DELETE answers in (Swift's
-/// `ACCEPTABLE_FORMATS`, best first for `*/*`).
-const ACCEPTABLE_FORMATS: [&str; 4] = [
-    "text/plain",
-    "application/json",
-    "application/xml",
-    "text/xml",
-];
 
 /// The `slo` settings, with Swift's defaults.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -179,89 +171,6 @@ fn is_container_path(req: &Req) -> bool {
         .ok()
         .and_then(|p| apus_proto::split_path(&p, 3, 3, false).ok())
         .is_some()
-}
-
-/// swob's `best_match` of the request's `Accept` among `ACCEPTABLE_FORMATS`;
-/// `None` when the client accepts none of them or the header is invalid.
-/// No header accepts all.
-fn out_format(headers: &HeaderMap) -> Option<&'static str> {
-    let accept = header_str(headers, "accept").unwrap_or("");
-    apus_proto::listing::best_match(accept, &ACCEPTABLE_FORMATS)
-        .ok()
-        .flatten()
-}
-
-/// `"<code> <title>"`, swob's status line text.
-fn status_text(status: u16) -> String {
-    match apus_proto::status::reason(status) {
-        Some((title, _)) => format!("{status} {title}"),
-        None => status.to_string(),
-    }
-}
-
-/// A bulk-style result body (Swift's `get_heartbeat_response_body`):
-/// `fields` and the per-name `errors` as json, xml under `root`, or plain
-/// text.
-pub(crate) fn result_body(
-    format: &str,
-    fields: &[(&str, serde_json::Value)],
-    errors: &[(String, String)],
-    root: &str,
-) -> String {
-    let text = |v: &serde_json::Value| match v {
-        serde_json::Value::String(s) => s.clone(),
-        other => other.to_string(),
-    };
-    if format == "application/json" {
-        let mut m = serde_json::Map::new();
-        for (k, v) in fields {
-            m.insert((*k).to_string(), v.clone());
-        }
-        m.insert(
-            "Errors".into(),
-            serde_json::Value::Array(
-                errors
-                    .iter()
-                    .map(|(n, s)| serde_json::json!([n, s]))
-                    .collect(),
-            ),
-        );
-        return serde_json::Value::Object(m).to_string();
-    }
-    let mut sorted: Vec<&(&str, serde_json::Value)> = fields.iter().collect();
-    sorted.sort_by_key(|(k, _)| *k);
-    let mut out = String::new();
-    if format.ends_with("/xml") {
-        out.push_str(&format!("<{root}>\n"));
-        for (k, v) in sorted {
-            let key = k.replace(' ', "_").to_lowercase();
-            out.push_str(&format!("<{key}>{}</{key}>\n", xml_escape(&text(v))));
-        }
-        out.push_str("<errors>\n");
-        for (name, status) in errors {
-            out.push_str(&format!(
-                "<object><name>{}</name><status>{}</status></object>\n",
-                xml_escape(name),
-                xml_escape(status)
-            ));
-        }
-        out.push_str(&format!("</errors>\n</{root}>\n"));
-        return out;
-    }
-    for (k, v) in sorted {
-        out.push_str(&format!("{k}: {}\n", text(v)));
-    }
-    out.push_str("Errors:\n");
-    for (name, status) in errors {
-        out.push_str(&format!("{name}, {status}\n"));
-    }
-    out
-}
-
-fn xml_escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
 }
 
 fn text_response(status: StatusCode, content_type: &str, body: String) -> Resp {
@@ -1324,27 +1233,21 @@ impl Slo {
 
     async fn manifest_delete(&self, req: Req, version: String, account: String) -> Resp {
         // Swift answers an unacceptable Accept inside a plain 200 body.
-        let Some(out) = out_format(req.headers()) else {
-            let fields = [
-                (
-                    "Response Status",
-                    serde_json::Value::String(status_text(406)),
-                ),
-                (
-                    "Response Body",
-                    serde_json::Value::String(
-                        apus_proto::status::default_body(406, None).unwrap_or_default(),
-                    ),
-                ),
-                ("Number Deleted", serde_json::Value::from(0)),
-                ("Number Not Found", serde_json::Value::from(0)),
-            ];
-            return text_response(
-                StatusCode::OK,
-                "text/plain",
-                result_body("text/plain", &fields, &[], "delete"),
+        let format = out_format(req.headers());
+        let out = format.unwrap_or("text/plain");
+        if format.is_none() {
+            let problem = (
+                406,
+                apus_proto::status::default_body(406, None).unwrap_or_default(),
             );
-        };
+            let body = result_body(
+                out,
+                &Deleted::default().fields(Some(problem)),
+                &[],
+                "delete",
+            );
+            return text_response(StatusCode::OK, out, body);
+        }
         let decoded = match apus_proto::percent_decode(req.uri().path()) {
             Ok(p) => p,
             Err(_) => {
@@ -1354,31 +1257,26 @@ impl Slo {
                 )
             }
         };
-        let sub = self.subrequests(&req, version.clone(), account.clone(), "MultipartDELETE");
+        let sub = self.subrequests(&req, version, account, "MultipartDELETE");
         let manifest_name = decoded
             .splitn(4, '/')
             .nth(3)
             .map(|rest| format!("/{rest}"))
             .unwrap_or_default();
 
-        // Segments first, then the manifests that list them.
-        let mut deleted = 0u64;
-        let mut not_found = 0u64;
-        let mut errors: Vec<(String, String)> = Vec::new();
-        let mut failure_status = StatusCode::BAD_REQUEST;
-        let mut fatal: Option<(String, String)> = None;
-        let mut order: Vec<String> = Vec::new();
+        // Segments first, then the manifests that list them; a manifest
+        // that cannot be read is reported and neither it nor what it
+        // lists is deleted.
+        let mut items: Vec<ToDelete> = Vec::new();
+        let mut problem = None;
         let mut todo: VecDeque<(String, bool)> = VecDeque::from([(manifest_name, true)]);
         while let Some((name, is_manifest)) = todo.pop_front() {
-            if todo.len() + order.len() > self.config.max_manifest_segments * 10 {
-                fatal = Some((
-                    "400 Bad Request".into(),
-                    "Too many buffered slo segments to delete.".into(),
-                ));
+            if todo.len() > self.config.max_manifest_segments.saturating_mul(10) {
+                problem = Some((400, "Too many buffered slo segments to delete.".to_string()));
                 break;
             }
             if !is_manifest {
-                order.push(name);
+                items.push(ToDelete { name, error: None });
                 continue;
             }
             match self.manifest_entries(&sub, &name).await {
@@ -1390,68 +1288,18 @@ impl Slo {
                     }
                     todo.push_back((name, false));
                 }
-                Err((404, _)) => not_found += 1,
-                // Reported, and neither it nor what it lists is deleted.
-                Err((_, message)) => errors.push((quote_name(&name), message)),
+                Err(error) => items.push(ToDelete {
+                    name,
+                    error: Some(error),
+                }),
             }
         }
-        if fatal.is_none() {
-            let results: Vec<(String, Resp)> = stream::iter(order.into_iter().map(|name| {
-                let sub = sub.clone();
-                async move {
-                    let path = format!(
-                        "/{}/{}/{}",
-                        sub.version,
-                        sub.account,
-                        name.trim_start_matches('/')
-                    );
-                    let resp = match build_request(
-                        Method::DELETE,
-                        &path,
-                        None,
-                        sub.headers.clone(),
-                        sub.env.clone(),
-                        apus_http::empty(),
-                    ) {
-                        Ok(r) => sub.next.call(r).await,
-                        Err(_) => error_response(StatusCode::PRECONDITION_FAILED, None),
-                    };
-                    (name, resp)
-                }
-            }))
-            .buffered(self.config.concurrency.max(1))
-            .collect()
-            .await;
-            for (name, resp) in results {
-                let code = resp.status().as_u16();
-                match code {
-                    200..=299 => deleted += 1,
-                    404 => not_found += 1,
-                    _ => {
-                        if code >= 500 {
-                            failure_status = StatusCode::BAD_GATEWAY;
-                        }
-                        errors.push((quote_name(&name), status_text(code)));
-                    }
-                }
-            }
-        }
-        let (status, body) = match fatal {
-            Some(f) => f,
-            None if !errors.is_empty() => (status_text(failure_status.as_u16()), String::new()),
-            None if deleted == 0 && not_found == 0 => {
-                ("400 Bad Request".into(), "Invalid bulk delete.".into())
-            }
-            None => ("200 OK".into(), String::new()),
+        let outcome = match problem {
+            Some(_) => Deleted::default(),
+            None => delete_all(&sub, items, self.config.concurrency, 1000).await,
         };
-        let fields = [
-            ("Response Status", serde_json::Value::String(status)),
-            ("Response Body", serde_json::Value::String(body)),
-            ("Number Deleted", serde_json::Value::from(deleted)),
-            ("Number Not Found", serde_json::Value::from(not_found)),
-        ];
-        let text = result_body(out, &fields, &errors, "delete");
-        text_response(StatusCode::OK, out, text)
+        let body = result_body(out, &outcome.fields(problem), &outcome.errors, "delete");
+        text_response(StatusCode::OK, out, body)
     }
 
     /// A manifest's entries for deleting it: `Err((status, message))` as
