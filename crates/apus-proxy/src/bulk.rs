@@ -1,4 +1,15 @@
-//! Bulk operations (Swift's `bulk` middleware): `?bulk-delete` on a POST
+//! Bulk operations (Swift's `bulk` middleware).
+//!
+//! `PUT ?extract-archive=tar|tar.gz|tar.bz2` to an account, container or
+//! pseudo-directory stores each regular file of the archive as an object
+//! (the first path component is the container when the request names
+//! none; containers are created as needed), streaming each file from the
+//! request body as it is decompressed and parsed ([`crate::tar`]): the
+//! archive is never whole in memory or on disk. Entries with `.` or `..`
+//! components are refused; a file cut short by the end of the archive is
+//! not stored. Pax `user.meta.*` attributes become object metadata.
+//!
+//! `?bulk-delete` on a POST
 //! or DELETE deletes the objects and containers its body names, one per
 //! line (URL-encoded `/container/object` or `/container`, at most
 //! `max_deletes_per_request`), objects first, a few at a time, each
@@ -16,7 +27,7 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use futures_util::{stream, StreamExt};
-use http::{HeaderMap, HeaderValue, Method, Response};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Response};
 use http_body_util::BodyExt;
 
 use crate::dlo::util::{build_request, query_param, subrequest_headers};
@@ -40,6 +51,8 @@ pub const ACCEPTABLE_FORMATS: [&str; 4] = [
 /// The `bulk` settings, with Swift's defaults.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BulkConfig {
+    pub max_containers_per_extraction: usize,
+    pub max_failed_extractions: usize,
     pub max_deletes_per_request: usize,
     pub max_failed_deletes: usize,
     pub yield_frequency: u64,
@@ -49,12 +62,22 @@ pub struct BulkConfig {
 impl Default for BulkConfig {
     fn default() -> Self {
         BulkConfig {
+            max_containers_per_extraction: 10_000,
+            max_failed_extractions: 1_000,
             max_deletes_per_request: 10_000,
             max_failed_deletes: 1_000,
             yield_frequency: 10,
             delete_concurrency: 2,
         }
     }
+}
+
+/// The `/info` entry for `bulk_upload`.
+pub fn upload_info(config: &BulkConfig) -> serde_json::Value {
+    serde_json::json!({
+        "max_containers_per_extraction": config.max_containers_per_extraction,
+        "max_failed_extractions": config.max_failed_extractions,
+    })
 }
 
 /// The `/info` entry for `bulk_delete`.
@@ -309,6 +332,19 @@ impl Bulk {
 
 impl Service for Bulk {
     fn call(&self, req: Req) -> BoxFuture<'_, Resp> {
+        if req.method() == Method::PUT {
+            if let Some(value) = query_param(req.uri().query(), "extract-archive") {
+                return match archive_kind(&value) {
+                    Some(kind) => Box::pin(self.extract(req, kind)),
+                    None => Box::pin(async {
+                        crate::service::error_response(
+                            http::StatusCode::BAD_REQUEST,
+                            Some("Unsupported archive format"),
+                        )
+                    }),
+                };
+            }
+        }
         let bulk_delete = query_param(req.uri().query(), "bulk-delete").is_some();
         if bulk_delete && (req.method() == Method::POST || req.method() == Method::DELETE) {
             return Box::pin(self.bulk_delete(req));
@@ -453,4 +489,437 @@ impl Bulk {
             work,
         )
     }
+}
+
+/// `?extract-archive=` values and the compression each means.
+fn archive_kind(value: &str) -> Option<&'static str> {
+    match value.to_lowercase().trim_matches('.') {
+        "tar" => Some(""),
+        "tar.gz" => Some("gz"),
+        "tar.bz2" => Some("bz2"),
+        _ => None,
+    }
+}
+
+/// The object being written from the archive.
+struct Upload {
+    tx: tokio::sync::mpsc::Sender<Result<Bytes, std::io::Error>>,
+    task: tokio::task::JoinHandle<u16>,
+    path: String,
+    container: String,
+    container_failure: Option<(String, String)>,
+}
+
+/// What an extraction has come to so far.
+struct Extraction {
+    created: u64,
+    failed: Vec<(String, String)>,
+    server_error: bool,
+    containers_seen: std::collections::HashSet<String>,
+    containers_created: usize,
+}
+
+/// The quoted name Swift reports, cut at the longest path.
+fn reported(path: &str) -> String {
+    let cut: String = path.chars().take(MAX_PATH_LENGTH).collect();
+    apus_proto::quote(&cut)
+}
+
+impl Bulk {
+    async fn extract(&self, req: Req, kind: &'static str) -> Resp {
+        let format = out_format(req.headers());
+        let format_text = format.unwrap_or("text/plain");
+        let chunked = header_str(req.headers(), "transfer-encoding")
+            .is_some_and(|t| t.eq_ignore_ascii_case("chunked"));
+        let has_length = req.headers().contains_key(http::header::CONTENT_LENGTH);
+        let split = apus_proto::percent_decode(req.uri().path())
+            .ok()
+            .and_then(|p| apus_proto::split_path(&p, 2, 3, true).ok());
+        let (version, account, base) = match &split {
+            Some(parts) => (
+                parts[0].clone().unwrap_or_default(),
+                parts[1].clone().unwrap_or_default(),
+                parts.get(2).cloned().flatten().unwrap_or_default(),
+            ),
+            None => Default::default(),
+        };
+        // Headers every extracted object gets from the request.
+        let mut object_headers = HeaderMap::new();
+        for (k, v) in req.headers() {
+            let name = k.as_str();
+            if name == "x-delete-at"
+                || name == "x-delete-after"
+                || name.starts_with("x-object-meta-")
+            {
+                object_headers.append(k.clone(), v.clone());
+            }
+        }
+        let sub = Subrequests {
+            next: self.next.clone(),
+            env: env(&req).subrequest("EA"),
+            headers: subrequest_headers(req.headers(), "BulkExpand", &["x-auth-token"]),
+            version,
+            account,
+        };
+        let config = self.config.clone();
+        let body = req.into_body();
+        let work: BoxFuture<'static, String> = Box::pin(async move {
+            let problem = if format.is_none() {
+                Some((
+                    406,
+                    apus_proto::status::default_body(406, None).unwrap_or_default(),
+                ))
+            } else if !has_length && !chunked {
+                Some((
+                    411,
+                    apus_proto::status::default_body(411, None).unwrap_or_default(),
+                ))
+            } else if split.is_none() || sub.account.is_empty() {
+                Some((
+                    404,
+                    apus_proto::status::default_body(404, None).unwrap_or_default(),
+                ))
+            } else {
+                None
+            };
+            let mut state = Extraction {
+                created: 0,
+                failed: Vec::new(),
+                server_error: false,
+                containers_seen: Default::default(),
+                containers_created: 0,
+            };
+            let problem = match problem {
+                Some(p) => Some(p),
+                None => extract_archive(
+                    &sub,
+                    &config,
+                    body,
+                    kind,
+                    base.trim_end_matches('/'),
+                    &object_headers,
+                    &mut state,
+                )
+                .await
+                .err(),
+            };
+            let (status, message) = match problem {
+                Some((code, text)) => (status_text(code), text),
+                None if !state.failed.is_empty() => (
+                    status_text(if state.server_error { 502 } else { 400 }),
+                    String::new(),
+                ),
+                None if state.created == 0 => (
+                    status_text(400),
+                    "Invalid Tar File: No Valid Files".to_string(),
+                ),
+                None => (status_text(201), String::new()),
+            };
+            let fields = [
+                ("Response Status", serde_json::Value::String(status)),
+                ("Response Body", serde_json::Value::String(message)),
+                (
+                    "Number Files Created",
+                    serde_json::Value::from(state.created),
+                ),
+            ];
+            result_body(format_text, &fields, &state.failed, "extract")
+        });
+        let first: &'static [u8] = if format_text.ends_with("/xml") {
+            b"<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
+        } else {
+            b" "
+        };
+        let every = Duration::from_secs(self.config.yield_frequency.max(1));
+        heartbeat_response(format, every, first, work)
+    }
+}
+
+/// Makes sure `container` exists: `Ok(true)` when it was created here.
+async fn ensure_container(sub: &Subrequests, container: &str) -> Result<bool, u16> {
+    let path = format!("/{}/{}/{container}", sub.version, sub.account);
+    let call = |method: Method| {
+        build_request(
+            method,
+            &path,
+            None,
+            sub.headers.clone(),
+            sub.env.clone(),
+            apus_http::empty(),
+        )
+    };
+    let head = match call(Method::HEAD) {
+        Ok(r) => sub.next.call(r).await.status().as_u16(),
+        Err(_) => return Err(412),
+    };
+    if (200..300).contains(&head) {
+        return Ok(false);
+    }
+    if head != 404 {
+        return Err(head);
+    }
+    let put = match call(Method::PUT) {
+        Ok(r) => sub.next.call(r).await.status().as_u16(),
+        Err(_) => return Err(412),
+    };
+    if (200..300).contains(&put) {
+        Ok(true)
+    } else {
+        Err(put)
+    }
+}
+
+/// Streams the archive in `body` into objects under `base`. `Err` ends
+/// the whole extraction with (status, body).
+async fn extract_archive(
+    sub: &Subrequests,
+    config: &BulkConfig,
+    mut body: apus_http::Body,
+    kind: &str,
+    base: &str,
+    object_headers: &HeaderMap,
+    state: &mut Extraction,
+) -> Result<(), Problem> {
+    let mut decoder =
+        crate::tar::Decoder::new(kind).ok_or((400, "Unsupported archive format".to_string()))?;
+    let mut reader = crate::tar::TarReader::new();
+    let mut upload: Option<Upload> = None;
+    let invalid = |e: crate::tar::TarError| (400, format!("Invalid Tar File: {e}"));
+    let mut ended = false;
+    loop {
+        let input = match body.frame().await {
+            Some(Ok(frame)) => frame.into_data().unwrap_or_default(),
+            Some(Err(_)) => {
+                abort_upload(&mut upload).await;
+                return Err((499, status_text(499)));
+            }
+            None => Bytes::new(),
+        };
+        let last = input.is_empty();
+        let pieces: Vec<Bytes> = if last {
+            vec![Bytes::new()]
+        } else {
+            (0..input.len())
+                .step_by(1024)
+                .map(|i| input.slice(i..(i + 1024).min(input.len())))
+                .collect()
+        };
+        for piece in pieces {
+            let fed = if last {
+                decoder.finish(&mut |b| {
+                    reader.push(b);
+                    Ok(())
+                })
+            } else {
+                decoder.feed(&piece, &mut |b| {
+                    reader.push(b);
+                    Ok(())
+                })
+            };
+            if let Err(e) = fed {
+                abort_upload(&mut upload).await;
+                return Err(invalid(e));
+            }
+            if last {
+                reader.finish();
+            }
+            loop {
+                let event = match reader.next_event() {
+                    Ok(Some(e)) => e,
+                    Ok(None) => break,
+                    Err(e) => {
+                        abort_upload(&mut upload).await;
+                        return Err(invalid(e));
+                    }
+                };
+                match event {
+                    crate::tar::Event::End => {
+                        ended = true;
+                        break;
+                    }
+                    crate::tar::Event::File { path, size, pax } => {
+                        upload = start_upload(
+                            sub,
+                            config,
+                            base,
+                            object_headers,
+                            state,
+                            path,
+                            size,
+                            &pax,
+                        )
+                        .await?;
+                    }
+                    crate::tar::Event::Data(data) => {
+                        if let Some(u) = &upload {
+                            // A PUT that already ended leaves the rest unread.
+                            let _ = u.tx.send(Ok(data)).await;
+                        }
+                    }
+                    crate::tar::Event::FileEnd => {
+                        if let Some(u) = upload.take() {
+                            finish_upload(u, state).await?;
+                        }
+                    }
+                }
+                if state.failed.len() >= config.max_failed_extractions {
+                    return Ok(());
+                }
+            }
+            if ended {
+                return Ok(());
+            }
+        }
+        if last {
+            // The archive ended without its end marker: what was
+            // complete stays; tar accepts this too.
+            abort_upload(&mut upload).await;
+            return Ok(());
+        }
+    }
+}
+
+/// Ends an upload in progress with an error, so nothing partial is stored.
+async fn abort_upload(upload: &mut Option<Upload>) {
+    if let Some(u) = upload.take() {
+        let _ =
+            u.tx.send(Err(std::io::Error::other(
+                "the archive ended inside this file",
+            )))
+            .await;
+        drop(u.tx);
+        let _ = u.task.await;
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn start_upload(
+    sub: &Subrequests,
+    config: &BulkConfig,
+    base: &str,
+    object_headers: &HeaderMap,
+    state: &mut Extraction,
+    raw_path: Vec<u8>,
+    size: u64,
+    pax: &[(String, String)],
+) -> Result<Option<Upload>, Problem> {
+    let lossy = String::from_utf8_lossy(&raw_path).into_owned();
+    let Ok(mut path) = String::from_utf8(raw_path) else {
+        state.failed.push((reported(&lossy), status_text(412)));
+        return Ok(None);
+    };
+    if let Some(rest) = path.strip_prefix("./") {
+        path = rest.to_string();
+    }
+    let mut path = path.trim_start_matches('/').to_string();
+    if !base.is_empty() {
+        path = format!("{base}/{path}");
+    }
+    if !path.contains('/') {
+        // A file at the top of an archive extracted into an account.
+        return Ok(None);
+    }
+    if path.split('/').any(|c| c == "." || c == "..") {
+        state.failed.push((reported(&path), status_text(400)));
+        return Ok(None);
+    }
+    if path.contains('\0') {
+        state.failed.push((reported(&path), status_text(412)));
+        return Ok(None);
+    }
+    if size > apus_proto::constraints::MAX_FILE_SIZE {
+        state.failed.push((reported(&path), status_text(413)));
+        return Ok(None);
+    }
+    let container = path.split('/').next().unwrap_or("").to_string();
+    let mut container_failure = None;
+    if !state.containers_seen.contains(&container) {
+        match ensure_container(sub, &container).await {
+            Ok(true) => {
+                state.containers_created += 1;
+                if state.containers_created > config.max_containers_per_extraction {
+                    return Err((
+                        400,
+                        format!(
+                            "More than {} containers to create from tar.",
+                            config.max_containers_per_extraction
+                        ),
+                    ));
+                }
+            }
+            Ok(false) => {}
+            Err(401) => {
+                return Err((
+                    401,
+                    apus_proto::status::default_body(401, None).unwrap_or_default(),
+                ))
+            }
+            Err(code) => {
+                let cont_path = format!("/{}/{}/{container}", sub.version, sub.account);
+                container_failure = Some((reported(&cont_path), status_text(code)));
+            }
+        }
+    }
+    let mut headers = sub.headers.clone();
+    for (k, v) in object_headers {
+        headers.append(k.clone(), v.clone());
+    }
+    for (key, value) in pax {
+        if let Some(name) = crate::tar::pax_key_to_header(key) {
+            if let (Ok(n), Ok(v)) = (
+                HeaderName::from_bytes(name.as_bytes()),
+                HeaderValue::from_str(value),
+            ) {
+                headers.insert(n, v);
+            }
+        }
+    }
+    headers.insert(http::header::CONTENT_LENGTH, HeaderValue::from(size));
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(2);
+    let stream = stream::poll_fn(move |cx| rx.poll_recv(cx)).map(|r| r.map(http_body::Frame::data));
+    let body = BodyExt::boxed(http_body_util::StreamBody::new(
+        crate::dlo::SyncStream::new(stream),
+    ));
+    let destination = format!("/{}/{}/{path}", sub.version, sub.account);
+    let next = sub.next.clone();
+    let task = match build_request(
+        Method::PUT,
+        &destination,
+        None,
+        headers,
+        sub.env.clone(),
+        body,
+    ) {
+        Ok(req) => tokio::spawn(async move { next.call(req).await.status().as_u16() }),
+        Err(_) => tokio::spawn(async { 412 }),
+    };
+    Ok(Some(Upload {
+        tx,
+        task,
+        path,
+        container,
+        container_failure,
+    }))
+}
+
+async fn finish_upload(u: Upload, state: &mut Extraction) -> Result<(), Problem> {
+    drop(u.tx);
+    let status = u.task.await.unwrap_or(500);
+    state.containers_seen.insert(u.container);
+    if (200..300).contains(&status) {
+        state.created += 1;
+        return Ok(());
+    }
+    if let Some(f) = u.container_failure {
+        state.failed.push(f);
+    }
+    state.failed.push((reported(&u.path), status_text(status)));
+    if status == 401 {
+        return Err((
+            401,
+            apus_proto::status::default_body(401, None).unwrap_or_default(),
+        ));
+    }
+    state.server_error |= status >= 500;
+    Ok(())
 }

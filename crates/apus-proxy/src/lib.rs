@@ -42,6 +42,7 @@ mod segments;
 pub mod service;
 pub mod slo;
 pub mod symlink;
+pub mod tar;
 pub mod tempauth;
 pub mod versioned_writes;
 

@@ -83,7 +83,12 @@ const ENTRIES: &[Entry] = &[
         name: "bulk",
         stage: Stage::Filter {
             build: |ctx, next| Arc::new(crate::bulk::Bulk::new(next, ctx.config.bulk.clone())),
-            info: Some(|config| vec![("bulk_delete", crate::bulk::delete_info(&config.bulk))]),
+            info: Some(|config| {
+                vec![
+                    ("bulk_upload", crate::bulk::upload_info(&config.bulk)),
+                    ("bulk_delete", crate::bulk::delete_info(&config.bulk)),
+                ]
+            }),
         },
     },
     Entry {

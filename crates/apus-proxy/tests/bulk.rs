@@ -131,3 +131,137 @@ async fn bulk_delete_removes_what_it_names() {
     let info: serde_json::Value = serde_json::from_slice(&a.body).unwrap();
     assert_eq!(info["bulk_delete"]["max_deletes_per_request"], 10_000);
 }
+
+/// A ustar entry: header, body, padding.
+fn tar_entry(name: &str, body: &[u8], kind: u8) -> Vec<u8> {
+    let mut h = vec![0u8; 512];
+    h[..name.len()].copy_from_slice(name.as_bytes());
+    h[100..107].copy_from_slice(b"0000644");
+    h[124..135].copy_from_slice(format!("{:011o}", body.len()).as_bytes());
+    h[136..147].copy_from_slice(b"00000000000");
+    h[156] = kind;
+    h[257..263].copy_from_slice(b"ustar\0");
+    h[263..265].copy_from_slice(b"00");
+    h[148..156].copy_from_slice(b"        ");
+    let sum: u32 = h.iter().map(|b| u32::from(*b)).sum();
+    h[148..155].copy_from_slice(format!("{sum:06o}\0").as_bytes());
+    h.extend_from_slice(body);
+    h.resize(h.len().div_ceil(512) * 512, 0);
+    h
+}
+
+fn tar(entries: &[(&str, &[u8])]) -> Vec<u8> {
+    let mut out: Vec<u8> = entries
+        .iter()
+        .flat_map(|(n, b)| tar_entry(n, b, b'0'))
+        .collect();
+    out.extend(vec![0u8; 1024]);
+    out
+}
+
+async fn extract(c: &Client, path: &str, kind: &str, body: Vec<u8>) -> serde_json::Value {
+    let a = c
+        .send(
+            Method::PUT,
+            &format!("{path}?extract-archive={kind}"),
+            hdrs(&[("accept", "application/json"), ("x-object-meta-batch", "7")]),
+            Bytes::from(body),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::OK);
+    serde_json::from_slice(&a.body).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn archives_are_extracted_into_objects() {
+    use std::io::Write;
+    let cluster = Cluster::start().await.unwrap();
+    let mut c = Client::new(&cluster);
+    c.login("test:tester", "testing").await;
+
+    // Into the account: the first component names the container.
+    let archive = tar(&[
+        ("photos/a.jpg", b"AAA"),
+        ("photos/sub/b.jpg", b"BB"),
+        ("top-level-file", b"ignored"),
+    ]);
+    let v = extract(&c, "/v1/AUTH_test", "tar", archive).await;
+    assert_eq!(v["Response Status"], "201 Created", "{v}");
+    assert_eq!(v["Number Files Created"], 2);
+    let a = c.call(Method::GET, "/v1/AUTH_test/photos/sub/b.jpg").await;
+    assert_eq!(&a.body[..], b"BB");
+    assert_eq!(a.header("x-object-meta-batch"), "7");
+
+    // Into a container, gzip and bzip2.
+    let archive = tar(&[("x/one", b"1"), ("two", b"22")]);
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(&archive).unwrap();
+    let v = extract(&c, "/v1/AUTH_test/photos", "tar.gz", gz.finish().unwrap()).await;
+    assert_eq!(v["Number Files Created"], 2, "{v}");
+    let a = c.call(Method::GET, "/v1/AUTH_test/photos/x/one").await;
+    assert_eq!(&a.body[..], b"1");
+    let mut bz = bzip2::write::BzEncoder::new(Vec::new(), bzip2::Compression::default());
+    bz.write_all(&tar(&[("bz/three", b"333")])).unwrap();
+    let v = extract(&c, "/v1/AUTH_test/photos", "tar.bz2", bz.finish().unwrap()).await;
+    assert_eq!(v["Number Files Created"], 1, "{v}");
+
+    // Entries that climb out are refused; the rest are stored.
+    let v = extract(
+        &c,
+        "/v1/AUTH_test/photos",
+        "tar",
+        tar(&[("../escape", b"x"), ("ok/fine", b"y")]),
+    )
+    .await;
+    assert_eq!(v["Response Status"], "400 Bad Request", "{v}");
+    assert_eq!(
+        v["Errors"],
+        serde_json::json!([["photos/../escape", "400 Bad Request"]])
+    );
+    assert_eq!(v["Number Files Created"], 1);
+    let a = c.call(Method::GET, "/v1/AUTH_test?format=json").await;
+    let containers: serde_json::Value = serde_json::from_slice(&a.body).unwrap();
+    assert_eq!(containers.as_array().unwrap().len(), 1, "{containers}");
+
+    // A truncated archive: the file cut short is not stored.
+    let mut cut = tar(&[("c1/whole", b"complete"), ("c1/partial", &[b'p'; 2000])]);
+    cut.truncate(512 + 512 + 512 + 700);
+    let v = extract(&c, "/v1/AUTH_test", "tar", cut).await;
+    assert_eq!(v["Response Status"], "400 Bad Request", "{v}");
+    assert_eq!(
+        v["Response Body"],
+        "Invalid Tar File: unexpected end of data"
+    );
+    assert_eq!(v["Number Files Created"], 1);
+    let a = c.call(Method::HEAD, "/v1/AUTH_test/c1/whole").await;
+    assert_eq!(a.status, StatusCode::OK);
+    let a = c.call(Method::HEAD, "/v1/AUTH_test/c1/partial").await;
+    assert_eq!(a.status, StatusCode::NOT_FOUND);
+
+    // Not an archive at all.
+    let v = extract(
+        &c,
+        "/v1/AUTH_test",
+        "tar.gz",
+        b"plain text, not gzip".to_vec(),
+    )
+    .await;
+    assert_eq!(v["Response Status"], "400 Bad Request", "{v}");
+    assert!(
+        v["Response Body"]
+            .as_str()
+            .unwrap()
+            .starts_with("Invalid Tar File"),
+        "{v}"
+    );
+    let a = c
+        .send(
+            Method::PUT,
+            "/v1/AUTH_test?extract-archive=zip",
+            hdrs(&[]),
+            Bytes::new(),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::BAD_REQUEST);
+    assert_eq!(&a.body[..], b"Unsupported archive format");
+}
