@@ -140,6 +140,14 @@ pub fn set_header(headers: &mut HeaderMap, name: &str, value: &str) {
     }
 }
 
+/// A header's value as UTF-8 text, whatever bytes it holds (clients send
+/// names in headers as raw UTF-8; invalid bytes become U+FFFD).
+pub fn header_text(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get(name)
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+}
+
 /// A header's value as text (`None` when absent or not valid UTF-8).
 pub fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers.get(name).and_then(|v| v.to_str().ok())

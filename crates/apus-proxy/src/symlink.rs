@@ -25,7 +25,7 @@ use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Response, StatusCode};
 
 use crate::dlo::util::{build_request, query_param};
-use crate::service::{env, header_str, BoxFuture, Req, Resp, Service, SharedService};
+use crate::service::{env, header_str, header_text, BoxFuture, Req, Resp, Service, SharedService};
 
 const TARGET: &str = "x-symlink-target";
 const TARGET_ACCOUNT: &str = "x-symlink-target-account";
@@ -299,7 +299,7 @@ impl Symlink {
             );
         }
         let form = "X-Symlink-Target header must be of the form <container name>/<object name>";
-        let raw_target = header_str(&parts.headers, TARGET).unwrap_or("").to_string();
+        let raw_target = header_text(&parts.headers, TARGET).unwrap_or_default();
         let target = crate::dlo::util::unquote(&raw_target);
         if target.starts_with('/') {
             return text_error(StatusCode::PRECONDITION_FAILED, form);
@@ -317,8 +317,8 @@ impl Symlink {
             &apus_proto::quote(&format!("{t_container}/{t_object}")),
         );
         let mut t_account = account.clone();
-        if let Some(a) = header_str(&parts.headers, TARGET_ACCOUNT) {
-            let a = crate::dlo::util::unquote(a);
+        if let Some(a) = header_text(&parts.headers, TARGET_ACCOUNT) {
+            let a = crate::dlo::util::unquote(&a);
             if a.is_empty() {
                 return error_412("Account name cannot be empty");
             }

@@ -32,7 +32,8 @@ use apus_proto::constraints::MAX_FILE_SIZE;
 use crate::dlo::util::{build_request, content_length, quote_query, unquote};
 use crate::info::InfoLookup;
 use crate::service::{
-    env, error_response, header_str, AuthRequest, BoxFuture, Env, Req, Resp, Service, SharedService,
+    env, error_response, header_str, header_text, AuthRequest, BoxFuture, Env, Req, Resp, Service,
+    SharedService,
 };
 
 const CLIENT_VERSIONS_LOC: &str = "x-versions-location";
@@ -121,8 +122,8 @@ impl VersionedWrites {
     async fn container_request(&self, mut req: Req) -> Resp {
         let h = req.headers_mut();
         if h.contains_key(CLIENT_VERSIONS_LOC) && h.contains_key(CLIENT_HISTORY_LOC) {
-            let history = header_str(h, CLIENT_HISTORY_LOC).unwrap_or("");
-            let versions = header_str(h, CLIENT_VERSIONS_LOC).unwrap_or("");
+            let history = header_text(h, CLIENT_HISTORY_LOC).unwrap_or_default();
+            let versions = header_text(h, CLIENT_VERSIONS_LOC).unwrap_or_default();
             if history.is_empty() {
                 h.remove(CLIENT_HISTORY_LOC);
             } else if !versions.is_empty() {
@@ -212,7 +213,8 @@ impl VersionedWrites {
             .info
             .container_info(&client_env, &account, &container)
             .await;
-        let sysmeta_loc = header_str(&info.headers, SYSMETA_VERSIONS_LOC).filter(|l| !l.is_empty());
+        let sysmeta_loc =
+            header_text(&info.headers, SYSMETA_VERSIONS_LOC).filter(|l| !l.is_empty());
         let (location, mode) = match sysmeta_loc {
             Some(l) => {
                 let mode = match header_str(&info.headers, SYSMETA_VERSIONS_MODE) {
@@ -221,7 +223,8 @@ impl VersionedWrites {
                 };
                 (l.to_string(), mode)
             }
-            None => match info.versions.clone().filter(|v| !v.is_empty()) {
+            None => match header_text(&info.headers, CLIENT_VERSIONS_LOC).filter(|v| !v.is_empty())
+            {
                 Some(v) => (v, Mode::Stack),
                 None => return self.next.call(req).await,
             },

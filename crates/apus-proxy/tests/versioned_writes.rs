@@ -154,3 +154,59 @@ async fn bad_locations_are_refused() {
         b"Only one of X-Versions-Location or X-History-Location may be specified"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn names_in_headers_may_be_raw_utf8() {
+    let cluster = Cluster::start().await.unwrap();
+    let mut c = Client::new(&cluster);
+    c.login("test:tester", "testing").await;
+    let versions = "v\u{e9}rsions";
+    let a = c
+        .call(
+            Method::PUT,
+            &format!("/v1/AUTH_test/{}", apus_proto::quote(versions)),
+        )
+        .await;
+    assert!(a.status.is_success());
+    let a = c
+        .send(
+            Method::PUT,
+            "/v1/AUTH_test/c",
+            hdrs(&[("x-versions-location", versions)]),
+            Bytes::new(),
+        )
+        .await;
+    assert!(a.status.is_success(), "{}", a.status);
+    let object = format!("/v1/AUTH_test/c/{}", apus_proto::quote("obj\u{2603}"));
+    for body in [&b"one"[..], b"two"] {
+        let a = c
+            .send(Method::PUT, &object, hdrs(&[]), Bytes::from_static(body))
+            .await;
+        assert_eq!(a.status, StatusCode::CREATED);
+    }
+    let a = c
+        .call(
+            Method::GET,
+            &format!("/v1/AUTH_test/{}?format=json", apus_proto::quote(versions)),
+        )
+        .await;
+    let listing: serde_json::Value = serde_json::from_slice(&a.body).unwrap();
+    assert_eq!(listing.as_array().unwrap().len(), 1, "{listing}");
+    assert!(listing[0]["name"]
+        .as_str()
+        .unwrap()
+        .starts_with("006obj\u{2603}/"));
+
+    // A symlink to a target named in raw UTF-8.
+    let a = c
+        .send(
+            Method::PUT,
+            "/v1/AUTH_test/c/link",
+            hdrs(&[("x-symlink-target", &format!("c/obj\u{2603}"))]),
+            Bytes::new(),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::CREATED, "{:?}", a.body);
+    let a = c.call(Method::GET, "/v1/AUTH_test/c/link").await;
+    assert_eq!(&a.body[..], b"two");
+}
