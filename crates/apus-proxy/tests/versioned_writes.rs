@@ -202,7 +202,7 @@ async fn names_in_headers_may_be_raw_utf8() {
         .send(
             Method::PUT,
             "/v1/AUTH_test/c/link",
-            hdrs(&[("x-symlink-target", &format!("c/obj\u{2603}"))]),
+            hdrs(&[("x-symlink-target", "c/obj\u{2603}")]),
             Bytes::new(),
         )
         .await;
