@@ -431,44 +431,48 @@ impl Bulk {
         let config = self.config.clone();
         let body = req.into_body();
         let format_text = format.unwrap_or("text/plain");
+        let problem = if format.is_none()
+            || incoming
+                .as_deref()
+                .is_some_and(|c| !c.is_empty() && !c.starts_with("text/plain"))
+        {
+            Some((
+                406,
+                apus_proto::status::default_body(406, None).unwrap_or_default(),
+            ))
+        } else if sub.account.is_empty() {
+            Some((
+                404,
+                apus_proto::status::default_body(404, None).unwrap_or_default(),
+            ))
+        } else if !has_length && !chunked {
+            Some((
+                411,
+                apus_proto::status::default_body(411, None).unwrap_or_default(),
+            ))
+        } else {
+            None
+        };
+        // The names are read before the answer starts: a client that sent
+        // `Expect: 100-continue` sends its body only while no final answer
+        // has come (as Swift, which answers once it has read them).
+        let names = match problem {
+            Some(p) => Err(p),
+            None => read_names(body, config.max_deletes_per_request).await,
+        };
         let work: BoxFuture<'static, String> = Box::pin(async move {
-            let problem = if format.is_none()
-                || incoming
-                    .as_deref()
-                    .is_some_and(|c| !c.is_empty() && !c.starts_with("text/plain"))
-            {
-                Some((
-                    406,
-                    apus_proto::status::default_body(406, None).unwrap_or_default(),
-                ))
-            } else if sub.account.is_empty() {
-                Some((
-                    404,
-                    apus_proto::status::default_body(404, None).unwrap_or_default(),
-                ))
-            } else if !has_length && !chunked {
-                Some((
-                    411,
-                    apus_proto::status::default_body(411, None).unwrap_or_default(),
-                ))
-            } else {
-                None
-            };
-            let (outcome, problem) = match problem {
-                Some(p) => (Deleted::default(), Some(p)),
-                None => match read_names(body, config.max_deletes_per_request).await {
-                    Ok(items) => (
-                        delete_all(
-                            &sub,
-                            items,
-                            config.delete_concurrency,
-                            config.max_failed_deletes,
-                        )
-                        .await,
-                        None,
-                    ),
-                    Err(p) => (Deleted::default(), Some(p)),
-                },
+            let (outcome, problem) = match names {
+                Ok(items) => (
+                    delete_all(
+                        &sub,
+                        items,
+                        config.delete_concurrency,
+                        config.max_failed_deletes,
+                    )
+                    .await,
+                    None,
+                ),
+                Err(p) => (Deleted::default(), Some(p)),
             };
             result_body(
                 format_text,
@@ -562,7 +566,10 @@ impl Bulk {
             account,
         };
         let config = self.config.clone();
-        let body = req.into_body();
+        let mut body = req.into_body();
+        // Reading the first of the body before answering lets a client
+        // that sent `Expect: 100-continue` start sending it.
+        let first = body.frame().await;
         let work: BoxFuture<'static, String> = Box::pin(async move {
             let problem = if format.is_none() {
                 Some((
@@ -592,6 +599,7 @@ impl Bulk {
             let problem = match problem {
                 Some(p) => Some(p),
                 None => extract_archive(
+                    first,
                     &sub,
                     &config,
                     body,
@@ -672,6 +680,7 @@ async fn ensure_container(sub: &Subrequests, container: &str) -> Result<bool, u1
 /// Streams the archive in `body` into objects under `base`. `Err` ends
 /// the whole extraction with (status, body).
 async fn extract_archive(
+    mut first: Option<Result<http_body::Frame<Bytes>, std::io::Error>>,
     sub: &Subrequests,
     config: &BulkConfig,
     mut body: apus_http::Body,
@@ -687,7 +696,11 @@ async fn extract_archive(
     let invalid = |e: crate::tar::TarError| (400, format!("Invalid Tar File: {e}"));
     let mut ended = false;
     loop {
-        let input = match body.frame().await {
+        let frame = match first.take() {
+            Some(f) => Some(f),
+            None => body.frame().await,
+        };
+        let input = match frame {
             Some(Ok(frame)) => frame.into_data().unwrap_or_default(),
             Some(Err(_)) => {
                 abort_upload(&mut upload).await;

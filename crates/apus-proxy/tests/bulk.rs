@@ -265,3 +265,55 @@ async fn archives_are_extracted_into_objects() {
     assert_eq!(a.status, StatusCode::BAD_REQUEST);
     assert_eq!(&a.body[..], b"Unsupported archive format");
 }
+
+/// Sends `data` and reads what comes back within a few seconds.
+async fn raw_exchange(stream: &mut tokio::net::TcpStream, data: &[u8]) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    stream.write_all(data).await.unwrap();
+    let mut buf = vec![0u8; 4096];
+    let n = tokio::time::timeout(std::time::Duration::from_secs(10), stream.read(&mut buf))
+        .await
+        .expect("an answer within 10 s")
+        .unwrap();
+    String::from_utf8_lossy(&buf[..n]).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bulk_requests_with_expect_100_continue_get_their_body_read() {
+    let cluster = Cluster::start().await.unwrap();
+    let mut c = Client::new(&cluster);
+    c.login("test:tester", "testing").await;
+    c.call(Method::PUT, "/v1/AUTH_test/e").await;
+    c.send(
+        Method::PUT,
+        "/v1/AUTH_test/e/o",
+        hdrs(&[]),
+        Bytes::from_static(b"x"),
+    )
+    .await;
+    let body = "/e/o\n/e\n";
+    let head = format!(
+        "DELETE /v1/AUTH_test?bulk-delete HTTP/1.1\r\nHost: x\r\nX-Auth-Token: {}\r\n\
+         Content-Length: {}\r\nExpect: 100-continue\r\nAccept: application/json\r\n\r\n",
+        c.token.clone().unwrap(),
+        body.len()
+    );
+    let mut stream = tokio::net::TcpStream::connect(cluster.proxy_addr)
+        .await
+        .unwrap();
+    // The server asks for the body before it answers.
+    let first = raw_exchange(&mut stream, head.as_bytes()).await;
+    assert!(first.starts_with("HTTP/1.1 100 Continue"), "{first}");
+    let mut answer = raw_exchange(&mut stream, body.as_bytes()).await;
+    while !answer.contains("\"Number Deleted\"") {
+        use tokio::io::AsyncReadExt;
+        let mut more = vec![0u8; 4096];
+        let n = tokio::time::timeout(std::time::Duration::from_secs(10), stream.read(&mut more))
+            .await
+            .expect("the rest within 10 s")
+            .unwrap();
+        assert!(n > 0, "connection closed: {answer}");
+        answer.push_str(&String::from_utf8_lossy(&more[..n]));
+    }
+    assert!(answer.contains("\"Number Deleted\":2"), "{answer}");
+}
