@@ -679,6 +679,7 @@ async fn ensure_container(sub: &Subrequests, container: &str) -> Result<bool, u1
 
 /// Streams the archive in `body` into objects under `base`. `Err` ends
 /// the whole extraction with (status, body).
+#[allow(clippy::too_many_arguments)]
 async fn extract_archive(
     mut first: Option<Result<http_body::Frame<Bytes>, std::io::Error>>,
     sub: &Subrequests,
