@@ -3,8 +3,8 @@
 //! ```text
 //! DIR/.lock                      held while a process serves DIR
 //! DIR/swift.conf                 [swift-hash] prefix and suffix, random on first start
-//! DIR/{account,container,object}.builder
-//! DIR/{account,container,object}.ring.gz
+//! DIR/{account,container,object,object-1}.builder
+//! DIR/{account,container,object,object-1}.ring.gz
 //! DIR/devices/d1 .. d4           the devices root the storage servers see
 //! ```
 //!
@@ -12,7 +12,10 @@
 //! ever rewritten, so a restart finds the same salt and placements. Each
 //! ring has 4 devices in 4 zones on 127.0.0.1 and one port, chosen free on
 //! first start: one server per ring serves all 4 devices, as in Swift's
-//! all-in-one setups.
+//! all-in-one setups. There are two storage policies, as in Swift's
+//! all-in-one setups too (`Policy-0`, the default, and `Policy-1`): the
+//! object server serves both, so `object-1.ring.gz` has its address. A
+//! directory made before the second policy gets its ring on next start.
 
 use std::fs::{self, File};
 use std::io::{Read, Write};
@@ -44,6 +47,8 @@ pub struct LocalCluster {
     pub account: LocalRing,
     pub container: LocalRing,
     pub object: LocalRing,
+    /// The object ring of policy 1 (on the object server's address).
+    pub object_1: LocalRing,
     /// Holds the directory's lock for as long as the cluster runs.
     _lock: File,
 }
@@ -54,11 +59,21 @@ impl LocalCluster {
         fs::create_dir_all(data).with_context(|| format!("cannot create {}", data.display()))?;
         let lock = lock_dir(data)?;
         let hash = ensure_swift_conf(&data.join("swift.conf"))?;
-        let account = ensure_ring(data, "account")?;
-        let container = ensure_ring(data, "container")?;
-        let object = ensure_ring(data, "object")?;
+        let account = ensure_ring(data, "account", None)?;
+        let container = ensure_ring(data, "container", None)?;
+        let object = ensure_ring(data, "object", None)?;
+        let object_1 = ensure_ring(data, "object-1", Some(object.addr))?;
+        if object_1.addr != object.addr {
+            bail!(
+                "{} is served at {}, but the object server listens at {} ({})",
+                object_1.path.display(),
+                object_1.addr,
+                object.addr,
+                object.path.display()
+            );
+        }
         let devices = devices_dir(data);
-        for r in [&account, &container, &object] {
+        for r in [&account, &container, &object, &object_1] {
             for dev in r.ring.devs() {
                 if dev.device.is_empty()
                     || dev.device.contains('/')
@@ -81,6 +96,7 @@ impl LocalCluster {
             account,
             container,
             object,
+            object_1,
             _lock: lock,
         })
     }
@@ -146,9 +162,9 @@ fn random_hex() -> Result<String> {
 }
 
 /// Loads `<kind>.ring.gz`, writing it from `<kind>.builder` if only that
-/// exists (a first start stopped in between), or building both on a free
-/// port if neither does.
-fn ensure_ring(data: &Path, kind: &str) -> Result<LocalRing> {
+/// exists (a first start stopped in between), or building both, on `at`
+/// or else a free port, if neither does.
+fn ensure_ring(data: &Path, kind: &str, at: Option<SocketAddr>) -> Result<LocalRing> {
     let path = data.join(format!("{kind}.ring.gz"));
     let builder_path = data.join(format!("{kind}.builder"));
     let mut listener = None;
@@ -157,9 +173,15 @@ fn ensure_ring(data: &Path, kind: &str) -> Result<LocalRing> {
             RingBuilder::load(&builder_path)
                 .map_err(|e| anyhow!("{}: {e}", builder_path.display()))?
         } else {
-            let l = TcpListener::bind("127.0.0.1:0").context("cannot find a free port")?;
-            let addr = l.local_addr()?;
-            listener = Some(l);
+            let addr = match at {
+                Some(addr) => addr,
+                None => {
+                    let l = TcpListener::bind("127.0.0.1:0").context("cannot find a free port")?;
+                    let addr = l.local_addr()?;
+                    listener = Some(l);
+                    addr
+                }
+            };
             let builder = new_builder(addr)?;
             builder
                 .save(&builder_path)

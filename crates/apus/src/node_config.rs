@@ -378,7 +378,7 @@ impl NodeConfig {
             Some(d) => Some(d),
             None => file.data.as_ref().map(|d| base.join(d)),
         };
-        let policies = resolve_policies(&file.policies)?;
+        let mut policies = resolve_policies(&file.policies)?;
         let shutdown_timeout = match file.shutdown_timeout {
             Some(s) => seconds("shutdown_timeout", s)?,
             None => DEFAULT_SHUTDOWN_TIMEOUT,
@@ -426,8 +426,14 @@ impl NodeConfig {
                         );
                     }
                 }
-                if policies.len() != 1 || policies[0].index != 0 {
-                    bail!("`data` builds one object ring: only policy 0 can be configured");
+                if file.policies.is_empty() {
+                    policies = local_policies();
+                } else if policies.iter().any(|p| p.index > 1)
+                    || !policies.iter().any(|p| p.index == 0)
+                {
+                    bail!(
+                        "`data` builds object rings for policies 0 and 1: configure policy 0, and 1 if wanted"
+                    );
                 }
                 (Layout::Local { data }, (true, true))
             }
@@ -568,6 +574,21 @@ impl NodeConfig {
 /// Swift's rules: indexes and names (with aliases) unique, names made of
 /// letters, digits and `-`, one default (implied when there is one
 /// policy), and the default not deprecated. None given: `Policy-0`.
+/// The policies of a one-process cluster, as in Swift's all-in-one
+/// setups: the default `Policy-0` and a second replicated `Policy-1`.
+fn local_policies() -> Vec<FilePolicy> {
+    [(0, "Policy-0", true), (1, "Policy-1", false)]
+        .into_iter()
+        .map(|(index, name, default)| FilePolicy {
+            index,
+            name: name.to_string(),
+            aliases: Vec::new(),
+            default,
+            deprecated: false,
+        })
+        .collect()
+}
+
 fn resolve_policies(given: &[FilePolicy]) -> Result<Vec<FilePolicy>> {
     if given.is_empty() {
         return Ok(vec![FilePolicy {
@@ -878,8 +899,9 @@ mod tests {
         let storage = conf.storage.as_ref().unwrap();
         assert_eq!(storage.devices, Path::new("d/devices"));
         assert!(storage.addrs.is_none());
-        assert_eq!(conf.policies.len(), 1);
+        assert_eq!(conf.policies.len(), 2);
         assert!(conf.policies[0].default);
+        assert_eq!(conf.policies[1].name, "Policy-1");
     }
 
     #[test]
@@ -1054,7 +1076,7 @@ mod tests {
             ("data = \"d\"\nroles = [\"proxy\"]", "roles must be"),
             (
                 "data = \"d\"\n[[policy]]\nindex = 1\nname = \"x\"",
-                "only policy 0",
+                "policies 0 and 1",
             ),
             (
                 "roles = [\"storage\"]\nswift_conf = \"a\"\n[hash]\nprefix = \"p\"",

@@ -205,10 +205,15 @@ fn prepare(conf: &NodeConfig) -> Result<Plan> {
             }
             // A local cluster's rings do not change while it runs.
             let fixed = |r: &LocalRing| Arc::new(ReloadingRing::fixed(r.ring.clone()));
+            let objects = [(0, &cluster.object), (1, &cluster.object_1)]
+                .into_iter()
+                .filter(|(i, _)| conf.policies.iter().any(|p| p.index == *i))
+                .map(|(i, r)| (i, fixed(r)))
+                .collect();
             let rings = Rings {
                 account: fixed(&cluster.account),
                 container: fixed(&cluster.container),
-                objects: vec![(0, fixed(&cluster.object))],
+                objects,
             };
             let hash = cluster.hash.clone();
             let identity = LocalIdentity {
