@@ -39,6 +39,10 @@ pub struct DiskFileConfig {
     /// Seconds after which tombstones and stray `.meta` files are reclaimed.
     pub reclaim_age: f64,
     pub fallocate_reserve: FallocateReserve,
+    /// Swift's `disable_fallocate`: no space is reserved for an object
+    /// before its bytes arrive, and `fallocate_reserve` is not checked (a
+    /// full disk then fails the write itself, with the same 507).
+    pub disable_fallocate: bool,
     /// fdatasync while writing every this many bytes.
     pub bytes_per_sync: u64,
     /// The cluster's hash path prefix and suffix.
@@ -52,6 +56,7 @@ impl DiskFileConfig {
             mount_check: true,
             reclaim_age: DEFAULT_RECLAIM_AGE,
             fallocate_reserve: FallocateReserve::Percent(1.0),
+            disable_fallocate: false,
             bytes_per_sync: 512 * 1024 * 1024,
             hash,
         }
@@ -541,7 +546,7 @@ impl DiskFile {
             .tempfile_in(&tmp_dir)
             .at(&tmp_dir)?;
         let reserve = self.mgr.conf.fallocate_reserve;
-        if kind != FileKind::Tombstone {
+        if kind != FileKind::Tombstone && !self.mgr.conf.disable_fallocate {
             let size = size.unwrap_or(0);
             if !has_free_space(tmp.as_file(), size, reserve, tmp.path())? {
                 return Err(DiskFileError::DiskFull {

@@ -429,6 +429,28 @@ fn full_disk_fails_early() {
 }
 
 #[test]
+fn disabled_fallocate_reserves_nothing_ahead() {
+    // Swift's disable_fallocate: neither the reserve check nor the
+    // preallocation; the write itself succeeds while the disk has room.
+    let env = Env::with(|c| {
+        c.fallocate_reserve = FallocateReserve::Percent(100.0);
+        c.disable_fallocate = true;
+    });
+    let df = env.mgr.diskfile("sda", 7, "AUTH_a", "c", "o", 0).unwrap();
+    let body = b"written without a reservation";
+    let mut w = df.create(Some(1 << 40)).unwrap();
+    w.write(body).unwrap();
+    w.put(put_metadata(&recent(1.0), body)).unwrap();
+    let mut got = Vec::new();
+    df.open(OpenOptions::default())
+        .unwrap()
+        .reader()
+        .read_to_end(&mut got)
+        .unwrap();
+    assert_eq!(got, body);
+}
+
+#[test]
 fn device_checks() {
     let env = Env::new();
     let e = env

@@ -213,6 +213,7 @@ pub struct FileStorage {
     pub node_timeout: Option<f64>,
     pub container_update_timeout: Option<f64>,
     pub client_timeout: Option<f64>,
+    pub disable_fallocate: Option<bool>,
 }
 
 /// `[daemons]`: the background workers of a storage node.
@@ -346,6 +347,15 @@ pub struct StorageNode {
 impl StorageNode {
     pub fn mount_check(&self) -> bool {
         self.settings.mount_check.unwrap_or(false)
+    }
+
+    /// Swift's `disable_fallocate`: on by default in a one-process cluster
+    /// (as in Swift's all-in-one setups, whose disks are small and shared;
+    /// Swift's functional tests start uploads of 5 GiB each), off on a node.
+    pub fn disable_fallocate(&self) -> bool {
+        self.settings
+            .disable_fallocate
+            .unwrap_or(self.addrs.is_none())
     }
 
     /// Connect and node timeouts of the daemons' requests: the storage
@@ -839,6 +849,7 @@ impl StorageNode {
     pub fn apply_object(&self, conf: &mut ObjectServerConfig) {
         let s = &self.settings;
         conf.diskfile.mount_check = s.mount_check.unwrap_or(false);
+        conf.diskfile.disable_fallocate = self.disable_fallocate();
         set_secs(&mut conf.conn_timeout, s.conn_timeout);
         set_secs(&mut conf.node_timeout, s.node_timeout);
         set_secs(
@@ -889,6 +900,7 @@ mod tests {
         )
         .unwrap();
         assert!(matches!(&conf.layout, Layout::Local { data } if data == Path::new("d")));
+        assert!(conf.storage.as_ref().unwrap().disable_fallocate());
         let proxy = conf.proxy.as_ref().unwrap();
         assert_eq!(proxy.bind, "127.0.0.1:8080".parse().unwrap());
         assert!(proxy
@@ -1057,6 +1069,7 @@ mod tests {
         assert_eq!(proxy.ring_reload_time(), Duration::from_secs(15));
         let storage = conf.storage.unwrap();
         assert_eq!(storage.devices, Path::new("/srv/node"));
+        assert!(!storage.disable_fallocate());
         assert_eq!(
             storage.addrs.unwrap().object,
             "0.0.0.0:6200".parse().unwrap()
