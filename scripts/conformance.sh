@@ -80,12 +80,16 @@ check_alive() {
 # choosing and binding); the banner, printed once every server is bound,
 # says which.
 echo "== apus serve (data in $work/data, log in $work/apus.log)"
+# The files exist before apus starts: the loop below may read them before
+# the background process has opened them.
+: >"$work/apus.out"
+: >"$work/apus.log"
 "$apus" serve --data "$work/data" --bind 127.0.0.1:0 >"$work/apus.out" 2>"$work/apus.log" &
 pid=$!
 endpoint=""
 for _ in $(seq 120); do
   check_alive "at start" || exit 1
-  endpoint="$(sed -n 's|^ *proxy *\(http://[0-9.:]*\)$|\1|p' "$work/apus.out" | head -n 1)"
+  endpoint="$(sed -n 's|^ *proxy *\(http://[0-9.:]*\)$|\1|p' "$work/apus.out" | head -n 1 || true)"
   if [ -n "$endpoint" ] && python3 -c 'import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=2)' \
     "$endpoint/healthcheck" 2>/dev/null; then
     break
