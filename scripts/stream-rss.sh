@@ -56,7 +56,8 @@ echo "whole GET of $((SEGMENT_MIB * 8)) MiB (md5 matches): peak RSS $(peak)"
 seg=$((SEGMENT_MIB * 1024 * 1024))
 for i in 1 3 6; do
   start=$((i * seg - 1000)); end=$((i * seg + 999))
-  want="$(cat "$work"/s{0..7} | tail -c +"$((start + 1))" | head -c 2000 | md5sum | cut -d' ' -f1)"
+  # head closes the pipe early: cat's SIGPIPE is expected, not a failure.
+  want="$( (cat "$work"/s{0..7} | tail -c +"$((start + 1))" | head -c 2000 | md5sum | cut -d' ' -f1) || true)"
   got="$(curl -sf "${auth[@]}" -H "Range: bytes=$start-$end" "$api/big/video" | md5sum | cut -d' ' -f1)"
   [ "$want" = "$got" ] || { echo "range $start-$end: md5 $got, want $want"; exit 1; }
 done
