@@ -307,7 +307,7 @@ pub(crate) fn heartbeat_response(
             }
         }
     });
-    let body = crate::dlo::SyncStream::new(body.map(|b| Ok(http_body::Frame::data(b))));
+    let body = crate::segments::SyncStream::new(body.map(|b| Ok(http_body::Frame::data(b))));
     let mut resp = Response::new(BodyExt::boxed(http_body_util::StreamBody::new(body)));
     if let Some(f) = format {
         resp.headers_mut()
@@ -892,7 +892,7 @@ async fn start_upload(
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(2);
     let stream = stream::poll_fn(move |cx| rx.poll_recv(cx)).map(|r| r.map(http_body::Frame::data));
     let body = BodyExt::boxed(http_body_util::StreamBody::new(
-        crate::dlo::SyncStream::new(stream),
+        crate::segments::SyncStream::new(stream),
     ));
     let destination = format!("/{}/{}/{path}", sub.version, sub.account);
     let next = sub.next.clone();

@@ -41,23 +41,16 @@ pub(crate) mod fake_swift;
 #[cfg(test)]
 mod tests;
 
-use std::io;
-use std::pin::Pin;
-use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
+use std::sync::Arc;
 use std::time::Duration;
 
 use apus_core::conditional::{parse_http_date, Conditions};
 use apus_core::range::{content_range_value, Range};
-use bytes::Bytes;
-use futures_util::Stream;
-use http::header::{HeaderName, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, ETAG};
+use http::header::{HeaderName, CONTENT_LENGTH, CONTENT_RANGE, ETAG};
 use http::{HeaderMap, HeaderValue, Method, Response, StatusCode};
-use http_body::Frame;
-use http_body_util::{BodyExt, StreamBody};
 
 use crate::segments::{
-    dlo_etag, ReadError, SegmentReader, Subrequests, Walker, CONTAINER_LISTING_LIMIT,
+    dlo_etag, segmented_response, SegmentReader, Subrequests, Walker, CONTAINER_LISTING_LIMIT,
 };
 use crate::service::{
     env, error_response, header_str, BoxFuture, Req, Resp, Service, SharedService,
@@ -317,86 +310,13 @@ impl Dlo {
             first_byte,
             last_byte,
         );
-        let mut reader = SegmentReader::new(
+        let reader = SegmentReader::new(
             sub,
             Box::new(walker),
             self.config.max_get_time,
             body_length,
             name,
         );
-        // Read into the first segment before answering, so that a missing
-        // or unreadable first segment is an error status, not a cut body.
-        let peeked = match reader.next_chunk().await {
-            Ok(chunk) => chunk,
-            Err(err) => {
-                tracing::error!(error = %err, "DLO");
-                return match err {
-                    ReadError::Unavailable(_) => {
-                        let mut resp = error_response(StatusCode::SERVICE_UNAVAILABLE, None);
-                        resp.headers_mut()
-                            .insert(CONTENT_TYPE, HeaderValue::from_static("text/plain"));
-                        resp
-                    }
-                    ReadError::Segment(_) | ReadError::Listing(_) => {
-                        error_response(StatusCode::CONFLICT, None)
-                    }
-                };
-            }
-        };
-        let mut resp = Response::new(segment_body(peeked, reader));
-        *resp.status_mut() = status;
-        *resp.headers_mut() = headers;
-        resp
-    }
-}
-
-/// The response body: `peeked`, then the rest of the segments. A read
-/// error ends the body with an error, which makes the server cut the
-/// connection.
-pub(crate) fn segment_body(peeked: Option<Bytes>, reader: SegmentReader) -> apus_http::Body {
-    let stream = futures_util::stream::unfold(
-        (peeked, reader, false),
-        |(peeked, mut reader, failed)| async move {
-            if failed {
-                return None;
-            }
-            if let Some(chunk) = peeked {
-                return Some((Ok(Frame::data(chunk)), (None, reader, false)));
-            }
-            match reader.next_chunk().await {
-                Ok(Some(chunk)) => Some((Ok(Frame::data(chunk)), (None, reader, false))),
-                Ok(None) => None,
-                Err(err) => {
-                    tracing::error!(error = %err, "DLO: ending the response body early");
-                    Some((Err(io::Error::other(err.to_string())), (None, reader, true)))
-                }
-            }
-        },
-    );
-    StreamBody::new(SyncStream(Mutex::new(Box::pin(stream)))).boxed()
-}
-
-type FrameStream = Pin<Box<dyn Stream<Item = Result<Frame<Bytes>, io::Error>> + Send>>;
-
-/// Makes a `Send` stream usable where `Sync` is required: it is only
-/// ever polled through `&mut`, so the mutex is never locked.
-pub(crate) struct SyncStream(Mutex<FrameStream>);
-
-impl SyncStream {
-    pub(crate) fn new(
-        stream: impl Stream<Item = Result<Frame<Bytes>, io::Error>> + Send + 'static,
-    ) -> Self {
-        SyncStream(Mutex::new(Box::pin(stream)))
-    }
-}
-
-impl Stream for SyncStream {
-    type Item = Result<Frame<Bytes>, io::Error>;
-
-    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        match self.get_mut().0.get_mut() {
-            Ok(stream) => stream.as_mut().poll_next(cx),
-            Err(poisoned) => poisoned.into_inner().as_mut().poll_next(cx),
-        }
+        segmented_response(reader, status, headers, "DLO").await
     }
 }

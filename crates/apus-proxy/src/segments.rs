@@ -10,14 +10,19 @@
 
 use std::collections::VecDeque;
 use std::fmt;
-use std::sync::Arc;
+use std::io;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use apus_core::conditional::normalize_etag;
 use apus_http::Body;
 use bytes::Bytes;
+use futures_util::Stream;
 use http::{HeaderMap, HeaderValue, Method, StatusCode};
-use http_body_util::BodyExt;
+use http_body::Frame;
+use http_body_util::{BodyExt, StreamBody};
 use md5::{Digest, Md5};
 use tokio::time::Instant;
 
@@ -583,6 +588,97 @@ impl SegmentReader {
             body: resp.into_body(),
             check,
         })
+    }
+}
+
+/// The answer that streams `reader` with `status` and `headers`. Its first
+/// bytes are read before answering, so that a missing or unreadable first
+/// segment is an error status (409; 503 when a server failed), not a cut
+/// body. `what` names the large object kind in log lines.
+pub(crate) async fn segmented_response(
+    mut reader: SegmentReader,
+    status: StatusCode,
+    headers: HeaderMap,
+    what: &'static str,
+) -> Resp {
+    let peeked = match reader.next_chunk().await {
+        Ok(chunk) => chunk,
+        Err(err) => {
+            tracing::error!(error = %err, what, "a large object's first segment cannot be read");
+            return match err {
+                ReadError::Unavailable(_) => {
+                    let mut resp =
+                        crate::service::error_response(StatusCode::SERVICE_UNAVAILABLE, None);
+                    resp.headers_mut().insert(
+                        http::header::CONTENT_TYPE,
+                        HeaderValue::from_static("text/plain"),
+                    );
+                    resp
+                }
+                ReadError::Segment(_) | ReadError::Listing(_) => {
+                    crate::service::error_response(StatusCode::CONFLICT, None)
+                }
+            };
+        }
+    };
+    let mut resp = http::Response::new(segment_body(peeked, reader, what));
+    *resp.status_mut() = status;
+    *resp.headers_mut() = headers;
+    resp
+}
+
+/// The response body: `peeked`, then the rest of the segments. A read
+/// error ends the body with an error, which makes the server cut the
+/// connection.
+pub(crate) fn segment_body(
+    peeked: Option<Bytes>,
+    reader: SegmentReader,
+    what: &'static str,
+) -> apus_http::Body {
+    let stream = futures_util::stream::unfold(
+        (peeked, reader, false),
+        move |(peeked, mut reader, failed)| async move {
+            if failed {
+                return None;
+            }
+            if let Some(chunk) = peeked {
+                return Some((Ok(Frame::data(chunk)), (None, reader, false)));
+            }
+            match reader.next_chunk().await {
+                Ok(Some(chunk)) => Some((Ok(Frame::data(chunk)), (None, reader, false))),
+                Ok(None) => None,
+                Err(err) => {
+                    tracing::error!(error = %err, what, "ending a large object's body early");
+                    Some((Err(io::Error::other(err.to_string())), (None, reader, true)))
+                }
+            }
+        },
+    );
+    StreamBody::new(SyncStream::new(stream)).boxed()
+}
+
+type FrameStream = Pin<Box<dyn Stream<Item = Result<Frame<Bytes>, io::Error>> + Send>>;
+
+/// Makes a `Send` stream usable where `Sync` is required: it is only
+/// ever polled through `&mut`, so the mutex is never locked.
+pub(crate) struct SyncStream(Mutex<FrameStream>);
+
+impl SyncStream {
+    pub(crate) fn new(
+        stream: impl Stream<Item = Result<Frame<Bytes>, io::Error>> + Send + 'static,
+    ) -> Self {
+        SyncStream(Mutex::new(Box::pin(stream)))
+    }
+}
+
+impl Stream for SyncStream {
+    type Item = Result<Frame<Bytes>, io::Error>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        match self.get_mut().0.get_mut() {
+            Ok(stream) => stream.as_mut().poll_next(cx),
+            Err(poisoned) => poisoned.into_inner().as_mut().poll_next(cx),
+        }
     }
 }
 

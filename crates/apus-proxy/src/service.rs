@@ -152,3 +152,42 @@ pub fn header_text(headers: &HeaderMap, name: &str) -> Option<String> {
 pub fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
+
+/// A successful JSON container listing with each entry passed through
+/// `edit` (which says whether it changed anything); any other answer, or
+/// a body that is not a JSON list, passes unchanged.
+pub async fn edit_json_listing(
+    resp: Resp,
+    mut edit: impl FnMut(&mut serde_json::Value) -> bool,
+) -> Resp {
+    let json = header_str(resp.headers(), "content-type").is_some_and(|c| {
+        c.split(';')
+            .next()
+            .is_some_and(|t| t.trim() == "application/json")
+    });
+    if !resp.status().is_success() || !json {
+        return resp;
+    }
+    let (mut parts, body) = resp.into_parts();
+    let Ok(body) = apus_http::body::collect_limited(body, crate::segments::MAX_LISTING_BYTES).await
+    else {
+        return error_response(StatusCode::INTERNAL_SERVER_ERROR, None);
+    };
+    let Ok(serde_json::Value::Array(mut items)) =
+        serde_json::from_slice::<serde_json::Value>(&body)
+    else {
+        return Response::from_parts(parts, full(body));
+    };
+    let mut changed = false;
+    for item in &mut items {
+        changed |= edit(item);
+    }
+    if !changed {
+        return Response::from_parts(parts, full(body));
+    }
+    let out = serde_json::Value::Array(items).to_string();
+    parts
+        .headers
+        .insert(http::header::CONTENT_LENGTH, HeaderValue::from(out.len()));
+    Response::from_parts(parts, full(out))
+}

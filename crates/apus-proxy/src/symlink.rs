@@ -21,7 +21,6 @@
 //!   the link (the copy's source GET passes through here), unless
 //!   `?symlink=get`, which copies the link.
 
-use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Response, StatusCode};
 
 use crate::dlo::util::{build_request, query_param};
@@ -564,37 +563,11 @@ impl Symlink {
 
     async fn container_listing(&self, req: Req, version: String, account: String) -> Resp {
         let resp = self.next.call(req).await;
-        let json = header_str(resp.headers(), "content-type").is_some_and(|c| {
-            c.split(';')
-                .next()
-                .is_some_and(|t| t.trim() == "application/json")
-        });
-        if !resp.status().is_success() || !json {
-            return resp;
-        }
-        let (mut parts, body) = resp.into_parts();
-        let Ok(body) =
-            apus_http::body::collect_limited(body, crate::segments::MAX_LISTING_BYTES).await
-        else {
-            return crate::service::error_response(StatusCode::INTERNAL_SERVER_ERROR, None);
-        };
-        let Ok(serde_json::Value::Array(mut items)) =
-            serde_json::from_slice::<serde_json::Value>(&body)
-        else {
-            return Response::from_parts(parts, apus_http::full(body));
-        };
-        let mut changed = false;
-        for item in &mut items {
-            changed |= annotate_listing_entry(item, &version, &apus_proto::quote(&account));
-        }
-        if !changed {
-            return Response::from_parts(parts, apus_http::full(body));
-        }
-        let out = Bytes::from(serde_json::Value::Array(items).to_string());
-        parts
-            .headers
-            .insert(http::header::CONTENT_LENGTH, HeaderValue::from(out.len()));
-        Response::from_parts(parts, apus_http::full(out))
+        let account = apus_proto::quote(&account);
+        crate::service::edit_json_listing(resp, |item| {
+            annotate_listing_entry(item, &version, &account)
+        })
+        .await
     }
 }
 

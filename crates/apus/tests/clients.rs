@@ -11,7 +11,7 @@ mod support;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use support::Server;
+use support::{pattern, Server};
 
 fn tool(var: &str, default: &str) -> PathBuf {
     let path = std::env::var_os(var)
@@ -25,18 +25,6 @@ fn tool(var: &str, default: &str) -> PathBuf {
     path
 }
 
-/// Deterministic, incompressible-looking bytes.
-fn pattern(len: usize, seed: u32) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 17;
-            x ^= x << 5;
-            (x >> 11) as u8
-        })
-        .collect()
-}
 
 fn run(cmd: &mut Command) -> String {
     let out = cmd.output().expect("run the client");

@@ -13,7 +13,7 @@ mod support;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use support::Server;
+use support::{pattern, Server};
 
 fn swift_command() -> PathBuf {
     let python = match std::env::var_os("APUS_SWIFT_PYTHON") {
@@ -58,18 +58,6 @@ fn swift(proxy: std::net::SocketAddr, cwd: &Path, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// Deterministic, incompressible-looking bytes.
-fn pattern(len: usize, seed: u32) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 17;
-            x ^= x << 5;
-            (x >> 11) as u8
-        })
-        .collect()
-}
 
 #[test]
 fn swift_cli_session() {

@@ -58,7 +58,10 @@ use md5::{Digest, Md5};
 
 use crate::bulk::{delete_all, out_format, result_body, status_text, Deleted, ToDelete};
 use crate::dlo::util::{build_request, object_path, query_param, subrequest_headers};
-use crate::segments::{Planned, RateLimiter, ReadError, SegmentReader, SegmentSource, Subrequests};
+use crate::segments::{
+    segmented_response, Planned, RateLimiter, ReadError, SegmentReader, SegmentSource, Subrequests,
+    SyncStream,
+};
 use crate::service::{
     env, error_response, header_str, BoxFuture, Req, Resp, Service, SharedService,
 };
@@ -771,12 +774,6 @@ fn add_header_list(headers: &mut HeaderMap, name: &'static str, value: &str) {
     set(headers, name, &joined);
 }
 
-/// The body of a response: `peeked` then the rest of `reader`, cut short
-/// with an error if reading fails.
-fn reader_body(peeked: Option<Bytes>, reader: SegmentReader) -> apus_http::Body {
-    crate::dlo::segment_body(peeked, reader)
-}
-
 impl Slo {
     async fn get_or_head(
         &self,
@@ -1020,36 +1017,14 @@ impl Slo {
             start,
             end.saturating_sub(1),
         );
-        let mut reader = SegmentReader::new(
+        let reader = SegmentReader::new(
             sub,
             Box::new(walker),
             self.config.max_get_time,
             Some(end - start),
             name,
         );
-        // The first bytes are read before answering, so that a missing
-        // first segment is an error status rather than a cut body.
-        let peeked = match reader.next_chunk().await {
-            Ok(chunk) => chunk,
-            Err(err) => {
-                tracing::error!(error = %err, "SLO");
-                return match err {
-                    ReadError::Unavailable(_) => {
-                        let mut resp = error_response(StatusCode::SERVICE_UNAVAILABLE, None);
-                        resp.headers_mut()
-                            .insert(CONTENT_TYPE, HeaderValue::from_static("text/plain"));
-                        resp
-                    }
-                    ReadError::Segment(_) | ReadError::Listing(_) => {
-                        error_response(StatusCode::CONFLICT, None)
-                    }
-                };
-            }
-        };
-        let mut resp = Response::new(reader_body(peeked, reader));
-        *resp.status_mut() = status;
-        *resp.headers_mut() = headers;
-        resp
+        segmented_response(reader, status, headers, "SLO").await
     }
 
     /// Streams several ranges as `multipart/byteranges`.
@@ -1166,69 +1141,7 @@ impl Slo {
 
     async fn container_listing(&self, req: Req) -> Resp {
         let resp = self.next.call(req).await;
-        let json = header_str(resp.headers(), "content-type").is_some_and(|c| {
-            c.split(';')
-                .next()
-                .is_some_and(|t| t.trim() == "application/json")
-        });
-        if !resp.status().is_success() || !json {
-            return resp;
-        }
-        let (mut parts, body) = resp.into_parts();
-        let Ok(body) =
-            apus_http::body::collect_limited(body, crate::segments::MAX_LISTING_BYTES).await
-        else {
-            return error_response(StatusCode::INTERNAL_SERVER_ERROR, None);
-        };
-        let Ok(serde_json::Value::Array(mut items)) =
-            serde_json::from_slice::<serde_json::Value>(&body)
-        else {
-            return Response::from_parts(parts, apus_http::full(body));
-        };
-        let mut changed = false;
-        for item in &mut items {
-            let Some(hash) = item
-                .get("hash")
-                .and_then(|h| h.as_str())
-                .map(str::to_string)
-            else {
-                continue;
-            };
-            let mut segs = hash.split(';');
-            let etag = segs.next().unwrap_or("").trim().to_string();
-            let mut rest = String::new();
-            let mut slo_etag = None;
-            for p in segs {
-                let p = p.trim();
-                match p.strip_prefix("slo_etag=") {
-                    Some(v) => slo_etag = Some(v.to_string()),
-                    None if !p.is_empty() => {
-                        rest.push_str("; ");
-                        rest.push_str(p);
-                    }
-                    None => {}
-                }
-            }
-            if let (Some(v), Some(obj)) = (slo_etag, item.as_object_mut()) {
-                obj.insert(
-                    "slo_etag".into(),
-                    serde_json::Value::String(format!("\"{v}\"")),
-                );
-                obj.insert(
-                    "hash".into(),
-                    serde_json::Value::String(format!("{etag}{rest}")),
-                );
-                changed = true;
-            }
-        }
-        if !changed {
-            return Response::from_parts(parts, apus_http::full(body));
-        }
-        let out = serde_json::Value::Array(items).to_string();
-        parts
-            .headers
-            .insert(CONTENT_LENGTH, HeaderValue::from(out.len()));
-        Response::from_parts(parts, apus_http::full(out))
+        crate::service::edit_json_listing(resp, show_slo_etag).await
     }
 
     async fn manifest_delete(&self, req: Req, version: String, account: String) -> Resp {
@@ -1376,4 +1289,43 @@ fn reader_stream(
     })
 }
 
-use crate::dlo::SyncStream;
+/// Moves a listing entry's `slo_etag` parameter out of its `hash`;
+/// `false` when it has none.
+fn show_slo_etag(item: &mut serde_json::Value) -> bool {
+    let Some(hash) = item
+        .get("hash")
+        .and_then(|h| h.as_str())
+        .map(str::to_string)
+    else {
+        return false;
+    };
+    let mut params = hash.split(';');
+    let etag = params.next().unwrap_or("").trim().to_string();
+    let mut rest = String::new();
+    let mut slo_etag = None;
+    for p in params {
+        let p = p.trim();
+        match p.strip_prefix("slo_etag=") {
+            Some(v) => slo_etag = Some(v.to_string()),
+            None if !p.is_empty() => {
+                rest.push_str("; ");
+                rest.push_str(p);
+            }
+            None => {}
+        }
+    }
+    match (slo_etag, item.as_object_mut()) {
+        (Some(v), Some(obj)) => {
+            obj.insert(
+                "slo_etag".into(),
+                serde_json::Value::String(format!("\"{v}\"")),
+            );
+            obj.insert(
+                "hash".into(),
+                serde_json::Value::String(format!("{etag}{rest}")),
+            );
+            true
+        }
+        _ => false,
+    }
+}

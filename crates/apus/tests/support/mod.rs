@@ -335,3 +335,16 @@ pub fn login(addr: SocketAddr, user: &str, key: &str) -> (String, String) {
         .unwrap();
     (token, path)
 }
+
+/// Deterministic, incompressible-looking bytes.
+pub fn pattern(len: usize, seed: u32) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            (x >> 11) as u8
+        })
+        .collect()
+}
