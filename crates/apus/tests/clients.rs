@@ -25,7 +25,6 @@ fn tool(var: &str, default: &str) -> PathBuf {
     path
 }
 
-
 fn run(cmd: &mut Command) -> String {
     let out = cmd.output().expect("run the client");
     assert!(

@@ -58,7 +58,6 @@ fn swift(proxy: std::net::SocketAddr, cwd: &Path, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-
 #[test]
 fn swift_cli_session() {
     let dir = tempfile::tempdir().unwrap();
