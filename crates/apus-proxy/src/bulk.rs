@@ -781,6 +781,19 @@ async fn extract_archive(
                 }
             }
             if ended {
+                // What follows the end marker is padding (tar fills its
+                // last record): read it, so that a client still sending it
+                // is not cut off, but not without bound.
+                let mut left: usize = 1 << 20;
+                while left > 0 {
+                    match body.frame().await {
+                        Some(Ok(frame)) => {
+                            let n = frame.data_ref().map_or(0, |d| d.len());
+                            left = left.saturating_sub(n.max(1));
+                        }
+                        _ => break,
+                    }
+                }
                 return Ok(());
             }
         }
