@@ -101,7 +101,11 @@ async fn cluster() -> Cluster {
 
 /// A timestamp `n` seconds into the last hour.
 fn recent(n: u64) -> Timestamp {
-    Timestamp::from_secs_f64(Timestamp::now().as_secs_f64().floor() - 3600.0 + n as f64).unwrap()
+    // One base for the whole run: the same `n` is the same timestamp in
+    // every call, even across a second's boundary.
+    static BASE: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
+    let base = *BASE.get_or_init(|| Timestamp::now().as_secs_f64().floor() - 3600.0);
+    Timestamp::from_secs_f64(base + n as f64).unwrap()
 }
 
 impl Cluster {
