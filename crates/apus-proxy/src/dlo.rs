@@ -46,14 +46,15 @@ use std::time::Duration;
 
 use apus_core::conditional::{parse_http_date, Conditions};
 use apus_core::range::{content_range_value, Range};
-use http::header::{HeaderName, CONTENT_LENGTH, CONTENT_RANGE, ETAG};
+use http::header::{CONTENT_LENGTH, CONTENT_RANGE, ETAG};
 use http::{HeaderMap, HeaderValue, Method, Response, StatusCode};
 
 use crate::segments::{
     dlo_etag, segmented_response, SegmentReader, Subrequests, Walker, CONTAINER_LISTING_LIMIT,
 };
 use crate::service::{
-    env, error_response, header_str, BoxFuture, Req, Resp, Service, SharedService,
+    add_to_header_list, env, error_response, header_str, BoxFuture, Req, Resp, Service,
+    SharedService,
 };
 use util::{object_path, query_param, subrequest_headers, unquote};
 
@@ -159,18 +160,6 @@ fn validate_manifest_header(headers: &HeaderMap) -> Option<Resp> {
     }
 }
 
-/// Adds `name` to the list of metadata that makes the object server
-/// ignore `Range` (Swift's `update_ignore_range_header`).
-fn add_ignore_range(headers: &mut HeaderMap, name: &str) {
-    let value = match header_str(headers, IGNORE_RANGE) {
-        Some(old) if !old.is_empty() => format!("{old},{name}"),
-        _ => name.to_string(),
-    };
-    if let Ok(v) = HeaderValue::from_str(&value) {
-        headers.insert(HeaderName::from_static(IGNORE_RANGE), v);
-    }
-}
-
 impl Dlo {
     async fn get_or_head(&self, mut req: Req, version: String, account: String) -> Resp {
         let client_env = env(&req);
@@ -178,7 +167,7 @@ impl Dlo {
         let method = req.method().clone();
         let name = apus_proto::percent_decode(req.uri().path())
             .unwrap_or_else(|_| req.uri().path().to_string());
-        add_ignore_range(req.headers_mut(), "X-Object-Manifest");
+        add_to_header_list(req.headers_mut(), IGNORE_RANGE, "X-Object-Manifest");
         let resp = self.next.call(req).await;
         let Some(manifest) = resp
             .headers()

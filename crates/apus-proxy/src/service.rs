@@ -140,6 +140,16 @@ pub fn set_header(headers: &mut HeaderMap, name: &str, value: &str) {
     }
 }
 
+/// Adds `value` to the comma-separated list in header `name` (as Swift's
+/// `update_etag_is_at_header` and `update_ignore_range_header` do).
+pub fn add_to_header_list(headers: &mut HeaderMap, name: &str, value: &str) {
+    let joined = match header_str(headers, name) {
+        Some(old) if !old.is_empty() => format!("{old},{value}"),
+        _ => value.to_string(),
+    };
+    set_header(headers, name, &joined);
+}
+
 /// A header's value as UTF-8 text, whatever bytes it holds (clients send
 /// names in headers as raw UTF-8; invalid bytes become U+FFFD).
 pub fn header_text(headers: &HeaderMap, name: &str) -> Option<String> {

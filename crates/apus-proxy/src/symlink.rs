@@ -24,7 +24,10 @@
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Response, StatusCode};
 
 use crate::dlo::util::{build_request, query_param};
-use crate::service::{env, header_str, header_text, BoxFuture, Req, Resp, Service, SharedService};
+use crate::service::{
+    add_to_header_list, env, header_str, header_text, set_header, BoxFuture, Req, Resp, Service,
+    SharedService,
+};
 
 const TARGET: &str = "x-symlink-target";
 const TARGET_ACCOUNT: &str = "x-symlink-target-account";
@@ -137,15 +140,6 @@ fn with_location(mut resp: Resp, location: Option<&str>) -> Resp {
     resp
 }
 
-fn set(headers: &mut HeaderMap, name: &str, value: &str) {
-    if let (Ok(n), Ok(v)) = (
-        HeaderName::from_bytes(name.as_bytes()),
-        HeaderValue::from_str(value),
-    ) {
-        headers.insert(n, v);
-    }
-}
-
 /// The link's system metadata as the `X-Symlink-*` headers a client sees.
 fn sysmeta_to_user(headers: &mut HeaderMap) {
     for (user, sysmeta) in [
@@ -177,7 +171,7 @@ fn py_repr(s: &str) -> String {
 impl Symlink {
     /// Follows links from the object `req` names to what is not a link.
     async fn get_or_head(&self, mut req: Req, version: String, account: String) -> Resp {
-        add_to_list(
+        add_to_header_list(
             req.headers_mut(),
             IGNORE_RANGE,
             "X-Object-Sysmeta-Symlink-Target",
@@ -310,7 +304,7 @@ impl Symlink {
         else {
             return error_412(form);
         };
-        set(
+        set_header(
             &mut parts.headers,
             TARGET,
             &apus_proto::quote(&format!("{t_container}/{t_object}")),
@@ -324,7 +318,7 @@ impl Symlink {
             if a.contains('/') {
                 return error_412("Account name cannot contain slashes");
             }
-            set(&mut parts.headers, TARGET_ACCOUNT, &apus_proto::quote(&a));
+            set_header(&mut parts.headers, TARGET_ACCOUNT, &apus_proto::quote(&a));
             t_account = a;
         }
         if (&t_account, &t_container, &t_object) == (&account, &container, &object) {
@@ -341,7 +335,7 @@ impl Symlink {
         }
         let has_type = header_str(&parts.headers, "content-type").is_some_and(|c| !c.is_empty());
         if etag.is_none() && !has_type {
-            set(&mut parts.headers, "content-type", "application/symlink");
+            set_header(&mut parts.headers, "content-type", "application/symlink");
         }
         if let Some(etag) = &etag {
             let path = format!("/{version}/{t_account}/{t_container}/{t_object}");
@@ -382,7 +376,7 @@ impl Symlink {
                 header_str(h, SYSMETA_TARGET_BYTES).unwrap_or("0")
             ));
         }
-        set(&mut parts.headers, OVERRIDE_ETAG, &listing_etag.join("; "));
+        set_header(&mut parts.headers, OVERRIDE_ETAG, &listing_etag.join("; "));
         parts
             .headers
             .insert(http::header::CONTENT_LENGTH, HeaderValue::from(0));
@@ -494,13 +488,13 @@ impl Symlink {
                 .and_then(|v| v.split_once(';'))
                 .map(|(_, p)| p)
             {
-                set(
+                set_header(
                     &mut parts.headers,
                     OVERRIDE_ETAG,
                     &format!("{MD5_OF_EMPTY};{params}"),
                 );
             } else if let Some(slo_etag) = header_str(h, "x-object-sysmeta-slo-etag") {
-                set(
+                set_header(
                     &mut parts.headers,
                     OVERRIDE_ETAG,
                     &format!("{MD5_OF_EMPTY}; slo_etag={slo_etag}"),
@@ -511,11 +505,11 @@ impl Symlink {
             .or_else(|| header_str(h, "content-length"))
             .unwrap_or("0")
             .to_string();
-        set(&mut parts.headers, SYSMETA_TARGET_BYTES, &bytes);
-        set(&mut parts.headers, SYSMETA_TARGET_ETAG, etag);
+        set_header(&mut parts.headers, SYSMETA_TARGET_BYTES, &bytes);
+        set_header(&mut parts.headers, SYSMETA_TARGET_ETAG, etag);
         if !has_type {
             if let Some(ct) = header_str(h, "content-type").map(str::to_string) {
-                set(&mut parts.headers, "content-type", &ct);
+                set_header(&mut parts.headers, "content-type", &ct);
             }
         }
         Ok(())
@@ -542,7 +536,7 @@ impl Symlink {
         let body = "The requested POST was applied to a symlink. POST directly to the target to apply requested metadata.";
         let mut out = crate::service::error_response(StatusCode::TEMPORARY_REDIRECT, Some(body));
         let oh = out.headers_mut();
-        set(
+        set_header(
             oh,
             "location",
             &format!(
@@ -551,7 +545,7 @@ impl Symlink {
             ),
         );
         if let Some(e) = header_str(h, SYSMETA_TARGET_ETAG) {
-            set(oh, TARGET_ETAG, e);
+            set_header(oh, TARGET_ETAG, e);
         }
         for (k, v) in h {
             if k.as_str().starts_with("x-object-sysmeta-") {
@@ -573,14 +567,6 @@ impl Symlink {
 
 fn error_412(body: &str) -> Resp {
     crate::service::error_response(StatusCode::PRECONDITION_FAILED, Some(body))
-}
-
-fn add_to_list(headers: &mut HeaderMap, name: &'static str, value: &str) {
-    let joined = match header_str(headers, name) {
-        Some(old) if !old.is_empty() => format!("{old},{value}"),
-        _ => value.to_string(),
-    };
-    set(headers, name, &joined);
 }
 
 /// Moves a listing entry's symlink parameters out of its `hash` into

@@ -32,8 +32,8 @@ use apus_proto::constraints::MAX_FILE_SIZE;
 use crate::dlo::util::{build_request, content_length, quote_query, unquote};
 use crate::info::InfoLookup;
 use crate::service::{
-    env, error_response, header_str, header_text, AuthRequest, BoxFuture, Env, Req, Resp, Service,
-    SharedService,
+    env, error_response, header_str, header_text, set_header, AuthRequest, BoxFuture, Env, Req,
+    Resp, Service, SharedService,
 };
 
 const CLIENT_VERSIONS_LOC: &str = "x-versions-location";
@@ -59,15 +59,6 @@ pub struct VersionedWrites {
 impl VersionedWrites {
     pub fn new(next: SharedService, info: std::sync::Arc<dyn InfoLookup>) -> Self {
         VersionedWrites { next, info }
-    }
-}
-
-fn set(headers: &mut HeaderMap, name: &str, value: &str) {
-    if let (Ok(n), Ok(v)) = (
-        HeaderName::from_bytes(name.as_bytes()),
-        HeaderValue::from_str(value),
-    ) {
-        headers.insert(n, v);
     }
 }
 
@@ -158,7 +149,7 @@ impl VersionedWrites {
                     );
                 }
                 h.insert(HeaderName::from_static(SYSMETA_VERSIONS_LOC), value);
-                set(h, SYSMETA_VERSIONS_MODE, mode);
+                set_header(h, SYSMETA_VERSIONS_MODE, mode);
                 h.insert(
                     HeaderName::from_static(CLIENT_VERSIONS_LOC),
                     HeaderValue::from_static(""),
@@ -404,7 +395,7 @@ impl Versioning<'_> {
             let ct = header_str(&headers, "content-type")
                 .unwrap_or("")
                 .to_string();
-            set(
+            set_header(
                 &mut headers,
                 "content-type",
                 &format!("{ct}; swift_bytes={size}"),
@@ -443,7 +434,7 @@ impl Versioning<'_> {
             &self.version_name(&Timestamp::now().internal()),
         );
         let mut headers = self.token_headers();
-        set(&mut headers, "content-type", DELETE_MARKER_CONTENT_TYPE);
+        set_header(&mut headers, "content-type", DELETE_MARKER_CONTENT_TYPE);
         headers.insert(http::header::CONTENT_LENGTH, HeaderValue::from(0));
         let mut env = self.pre_authed();
         env.content_type_overridden = true;

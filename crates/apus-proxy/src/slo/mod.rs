@@ -52,7 +52,7 @@ use apus_core::range::{
 use bytes::Bytes;
 use futures_util::{stream, StreamExt};
 use http::header::{CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE};
-use http::{HeaderMap, HeaderName, HeaderValue, Method, Response, StatusCode};
+use http::{HeaderMap, HeaderValue, Method, Response, StatusCode};
 use http_body_util::BodyExt;
 use md5::{Digest, Md5};
 
@@ -63,7 +63,8 @@ use crate::segments::{
     SyncStream,
 };
 use crate::service::{
-    env, error_response, header_str, BoxFuture, Req, Resp, Service, SharedService,
+    add_to_header_list, env, error_response, header_str, set_header, BoxFuture, Req, Resp, Service,
+    SharedService,
 };
 use manifest::{InputSegment, StoredSegment};
 
@@ -195,12 +196,6 @@ fn quote_name(name: &str) -> String {
 
 fn header_u64(headers: &HeaderMap, name: &str) -> Option<u64> {
     header_str(headers, name).and_then(|v| v.trim().parse().ok())
-}
-
-fn set(headers: &mut HeaderMap, name: &'static str, value: &str) {
-    if let Ok(v) = HeaderValue::from_str(value) {
-        headers.insert(HeaderName::from_static(name), v);
-    }
 }
 
 /// Swift's `last_modified.strftime('%Y-%m-%dT%H:%M:%S.%f')` of an HTTP date.
@@ -342,7 +337,7 @@ impl Slo {
         let body = SyncStream::new(body.map(|b| Ok(http_body::Frame::data(b))));
         let mut resp = Response::new(BodyExt::boxed(http_body_util::StreamBody::new(body)));
         *resp.status_mut() = StatusCode::ACCEPTED;
-        set(resp.headers_mut(), "content-type", out);
+        set_header(resp.headers_mut(), "content-type", out);
         resp
     }
 
@@ -476,10 +471,10 @@ impl Slo {
         let json = manifest::render_stored(&stored);
         let manifest_etag = format!("{:x}", Md5::digest(json.as_bytes()));
         let headers = &mut parts.headers;
-        set(headers, SYSMETA_SLO_ETAG, &slo_etag);
-        set(headers, SYSMETA_SLO_SIZE, &total.to_string());
-        set(headers, X_STATIC_LARGE_OBJECT, "True");
-        set(headers, "etag", &manifest_etag);
+        set_header(headers, SYSMETA_SLO_ETAG, &slo_etag);
+        set_header(headers, SYSMETA_SLO_SIZE, &total.to_string());
+        set_header(headers, X_STATIC_LARGE_OBJECT, "True");
+        set_header(headers, "etag", &manifest_etag);
         let override_etag = match header_str(headers, OVERRIDE_ETAG) {
             Some(v) if !v.is_empty() => {
                 let (val, params) = v.split_once(';').map_or((v, None), |(a, b)| (a, Some(b)));
@@ -490,12 +485,12 @@ impl Slo {
             }
             _ => format!("{manifest_etag}; slo_etag={slo_etag}"),
         };
-        set(headers, OVERRIDE_ETAG, &override_etag);
+        set_header(headers, OVERRIDE_ETAG, &override_etag);
         let content_type = match header_str(headers, "content-type").filter(|c| !c.is_empty()) {
             Some(c) => c.to_string(),
             None => crate::object::guess_content_type(&decoded_path).to_string(),
         };
-        set(
+        set_header(
             headers,
             "content-type",
             &format!("{content_type};swift_bytes={total}"),
@@ -514,7 +509,7 @@ impl Slo {
             .call(Req::from_parts(parts, apus_http::full(json)))
             .await;
         if resp.status().is_success() {
-            set(resp.headers_mut(), "etag", &format!("\"{slo_etag}\""));
+            set_header(resp.headers_mut(), "etag", &format!("\"{slo_etag}\""));
         }
         PutOutcome::Stored(resp)
     }
@@ -766,14 +761,6 @@ impl SegmentSource for SloWalker {
     }
 }
 
-fn add_header_list(headers: &mut HeaderMap, name: &'static str, value: &str) {
-    let joined = match header_str(headers, name) {
-        Some(old) if !old.is_empty() => format!("{old},{value}"),
-        _ => value.to_string(),
-    };
-    set(headers, name, &joined);
-}
-
 impl Slo {
     async fn get_or_head(
         &self,
@@ -784,8 +771,8 @@ impl Slo {
     ) -> Resp {
         let method = req.method().clone();
         if !manifest_get {
-            add_header_list(req.headers_mut(), ETAG_IS_AT, "X-Object-Sysmeta-Slo-Etag");
-            add_header_list(req.headers_mut(), IGNORE_RANGE, "X-Static-Large-Object");
+            add_to_header_list(req.headers_mut(), ETAG_IS_AT, "X-Object-Sysmeta-Slo-Etag");
+            add_to_header_list(req.headers_mut(), IGNORE_RANGE, "X-Static-Large-Object");
         }
         let orig_headers = req.headers().clone();
         let name = apus_proto::percent_decode(req.uri().path())
@@ -832,7 +819,7 @@ impl Slo {
         let known_etag = header_str(&headers, SYSMETA_SLO_ETAG).map(str::to_string);
         let known_size = header_u64(&headers, SYSMETA_SLO_SIZE);
         if let Some(me) = &manifest_etag {
-            set(&mut headers, "x-manifest-etag", me);
+            set_header(&mut headers, "x-manifest-etag", me);
         }
         headers.remove(CONTENT_RANGE);
         let status = parts.status.as_u16();
@@ -840,7 +827,7 @@ impl Slo {
         // object's etag.
         if matches!(status, 304 | 412) {
             if let Some(e) = &known_etag {
-                set(&mut headers, "etag", &format!("\"{e}\""));
+                set_header(&mut headers, "etag", &format!("\"{e}\""));
             }
             headers.insert(CONTENT_LENGTH, HeaderValue::from(0));
             let mut resp = Response::new(apus_http::empty());
@@ -853,7 +840,7 @@ impl Slo {
         }
         if method == Method::HEAD && part_number.is_none() {
             if let (Some(e), Some(size)) = (&known_etag, known_size) {
-                set(&mut headers, "etag", &format!("\"{e}\""));
+                set_header(&mut headers, "etag", &format!("\"{e}\""));
                 headers.insert(CONTENT_LENGTH, HeaderValue::from(size));
                 let mut resp = Response::new(apus_http::empty());
                 *resp.headers_mut() = headers;
@@ -882,7 +869,7 @@ impl Slo {
         };
         let size = known_size.unwrap_or_else(|| entries.iter().map(StoredSegment::length).sum());
         let slo_etag = known_etag.unwrap_or_else(|| manifest::slo_etag(&entries));
-        set(&mut headers, "etag", &format!("\"{slo_etag}\""));
+        set_header(&mut headers, "etag", &format!("\"{slo_etag}\""));
         headers.insert(CONTENT_LENGTH, HeaderValue::from(size));
         if known_size.is_none() {
             // The object server judged conditions against the manifest's
@@ -903,10 +890,10 @@ impl Slo {
             }
         }
         if let Some(n) = part_number {
-            set(&mut headers, "x-parts-count", &entries.len().to_string());
+            set_header(&mut headers, "x-parts-count", &entries.len().to_string());
             let index = usize::try_from(n - 1).unwrap_or(usize::MAX);
             let Some(part) = entries.get(index) else {
-                set(&mut headers, "content-range", &format!("bytes */{size}"));
+                set_header(&mut headers, "content-range", &format!("bytes */{size}"));
                 let body = if method == Method::HEAD {
                     String::new()
                 } else {
@@ -920,7 +907,7 @@ impl Slo {
             };
             let start: u64 = entries[..index].iter().map(StoredSegment::length).sum();
             let end = start + part.length();
-            set(
+            set_header(
                 &mut headers,
                 "content-range",
                 &content_range_value(start, end, size),
@@ -955,17 +942,17 @@ impl Slo {
         match ranges {
             Some(r) if r.is_empty() => {
                 let mut resp = error_response(StatusCode::RANGE_NOT_SATISFIABLE, None);
-                set(
+                set_header(
                     resp.headers_mut(),
                     "content-range",
                     &format!("bytes */{size}"),
                 );
-                set(resp.headers_mut(), "accept-ranges", "bytes");
+                set_header(resp.headers_mut(), "accept-ranges", "bytes");
                 resp
             }
             Some(r) if r.len() == 1 => {
                 let (start, end) = r[0];
-                set(
+                set_header(
                     &mut headers,
                     "content-range",
                     &content_range_value(start, end, size),
@@ -1045,7 +1032,7 @@ impl Slo {
             Md5::digest(format!("{name}{:?}", std::time::SystemTime::now()).as_bytes())
         );
         let length = multipart_body_length(&boundary, &content_type, &ranges, size);
-        set(
+        set_header(
             &mut headers,
             "content-type",
             &format!("multipart/byteranges;boundary={boundary}"),
@@ -1102,7 +1089,7 @@ impl Slo {
     async fn manifest_response(&self, resp: Resp, raw: bool, method: &Method) -> Resp {
         let (mut parts, body) = resp.into_parts();
         if !raw {
-            set(
+            set_header(
                 &mut parts.headers,
                 "content-type",
                 "application/json; charset=utf-8",
@@ -1123,7 +1110,7 @@ impl Slo {
         let json =
             serde_json::Value::Array(entries.iter().map(StoredSegment::to_input_json).collect())
                 .to_string();
-        set(
+        set_header(
             &mut parts.headers,
             "etag",
             &format!("{:x}", Md5::digest(json.as_bytes())),
@@ -1229,7 +1216,7 @@ impl Slo {
             name.trim_start_matches('/')
         );
         let mut headers = sub.headers.clone();
-        add_header_list(&mut headers, IGNORE_RANGE, "X-Static-Large-Object");
+        add_to_header_list(&mut headers, IGNORE_RANGE, "X-Static-Large-Object");
         headers.insert(http::header::RANGE, HeaderValue::from_static("bytes=-1"));
         let req = build_request(
             Method::GET,
