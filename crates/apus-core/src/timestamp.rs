@@ -76,6 +76,16 @@ impl Timestamp {
         Timestamp { offset, ..self }
     }
 
+    /// Swift's `~Timestamp`: the timestamp that sorts in the opposite
+    /// order (object versions are named by it so the newest lists first).
+    /// `None` for a timestamp with an offset, which Swift cannot invert.
+    pub fn invert(&self) -> Option<Self> {
+        (self.offset == 0).then(|| Timestamp {
+            ticks: MAX_TICKS_EXCLUSIVE - 1 - self.ticks,
+            offset: 0,
+        })
+    }
+
     /// Whole seconds, rounded down.
     pub fn secs(&self) -> u64 {
         self.ticks / TICKS_PER_SEC
@@ -257,5 +267,17 @@ mod tests {
             prop_assert_eq!(Timestamp::parse(&ta.internal()).unwrap(), ta);
             prop_assert_eq!(ta.cmp(&tb), ta.internal().cmp(&tb.internal()));
         }
+    }
+
+    #[test]
+    fn inverted_timestamps_sort_backwards_as_swift_s() {
+        // Swift: (~Timestamp('1600000000.12345')).internal
+        let ts = Timestamp::parse("1600000000.12345").unwrap();
+        let inv = ts.invert().unwrap();
+        assert_eq!(inv.internal(), "8399999999.87654");
+        assert_eq!(inv.invert().unwrap(), ts);
+        let later = Timestamp::parse("1600000000.12346").unwrap();
+        assert!(later.invert().unwrap() < inv);
+        assert_eq!(ts.with_offset(1).invert(), None);
     }
 }

@@ -51,5 +51,5 @@ pub mod status;
 pub mod update;
 
 pub use account_update::AccountUpdate;
-pub use path::{percent_decode, quote, split_path, title_case, PathError};
+pub use path::{percent_decode, percent_decode_internal, quote, split_path, title_case, PathError};
 pub use update::{ContainerUpdate, UpdateTarget};

@@ -66,6 +66,18 @@ pub fn percent_decode(raw: &str) -> Result<String, PathError> {
     Ok(text)
 }
 
+/// Percent-decodes a path that may name the reserved namespace (Swift's
+/// `check_utf8(internal=True)`): invalid UTF-8 and the empty string are
+/// refused, NUL is allowed. Storage servers and the middleware that route
+/// on paths use this; the proxy application itself admits NUL only on
+/// requests that carry `X-Backend-Allow-Reserved-Names`.
+pub fn percent_decode_internal(raw: &str) -> Result<String, PathError> {
+    match String::from_utf8(unquote_bytes(raw)) {
+        Ok(text) if !text.is_empty() => Ok(text),
+        _ => Err(PathError::InvalidUtf8),
+    }
+}
+
 /// Percent-encodes a path for an outgoing backend request as Swift's
 /// `quote(path, safe='/')`: everything but `A-Z a-z 0-9 _ . - ~ /` as
 /// `%XX` of its UTF-8 bytes.

@@ -12,7 +12,9 @@ use http::{HeaderMap, HeaderValue, Method, Response, StatusCode};
 use crate::backend::{Backend, ErrorLimiter, LimiterConfig, NodePlan};
 use crate::config::ProxyConfig;
 use crate::info::{AccountInfo, ContainerInfo, InfoCache, InfoLookup};
-use crate::service::{env, error_response, AuthRequest, BoxFuture, Env, Req, Resp, Service};
+use crate::service::{
+    env, error_response, header_str, AuthRequest, BoxFuture, Env, Req, Resp, Service,
+};
 
 /// Headers only an account's owner may set or see.
 pub const SWIFT_OWNER_HEADERS: &[&str] = &[
@@ -135,7 +137,7 @@ impl App {
         }
         let plan = self.account_plan(account);
         let path = format!("/{account}");
-        let headers = backend_headers(env, None);
+        let headers = info_headers(env);
         let resp = self
             .backend
             .read(&plan, Method::HEAD, &path, None, headers, false)
@@ -157,7 +159,7 @@ impl App {
         }
         let plan = self.container_plan(account, container);
         let path = format!("/{account}/{container}");
-        let headers = backend_headers(env, None);
+        let headers = info_headers(env);
         let resp = self
             .backend
             .read(&plan, Method::HEAD, &path, None, headers, false)
@@ -197,8 +199,13 @@ impl App {
 
     async fn handle(&self, mut req: Req) -> Resp {
         let raw_path = req.uri().path().to_string();
-        let path = match apus_proto::percent_decode(&raw_path) {
-            Ok(p) if !p.contains('\0') => p,
+        // Names in the reserved namespace (starting with NUL) are for the
+        // cluster's own middleware, which says so with this header; the
+        // gatekeeper strips it from clients.
+        let allow_reserved = header_str(req.headers(), ALLOW_RESERVED_NAMES)
+            .is_some_and(apus_proto::headers::is_true);
+        let path = match apus_proto::percent_decode_internal(&raw_path) {
+            Ok(p) if allow_reserved || !p.contains('\0') => p,
             _ => {
                 return error_response(
                     StatusCode::PRECONDITION_FAILED,
@@ -279,6 +286,7 @@ impl App {
             return resp;
         }
         let mut env = env(&req);
+        env.allow_reserved_names = allow_reserved;
         if let Some(auth) = env.authorize.clone() {
             let check = AuthRequest {
                 method: &method,
@@ -408,8 +416,22 @@ pub fn backend_headers(env: &Env, timestamp: Option<&str>) -> HeaderMap {
         http::header::USER_AGENT,
         HeaderValue::from_static("proxy-server apus"),
     );
+    if env.allow_reserved_names {
+        h.insert(ALLOW_RESERVED_NAMES, HeaderValue::from_static("true"));
+    }
     h
 }
+
+/// The headers of an info lookup: reserved names are always allowed
+/// there, as in Swift, since only the cluster sees what it finds.
+fn info_headers(env: &Env) -> HeaderMap {
+    let mut h = backend_headers(env, None);
+    h.insert(ALLOW_RESERVED_NAMES, HeaderValue::from_static("true"));
+    h
+}
+
+/// The header by which middleware reach names in the reserved namespace.
+pub const ALLOW_RESERVED_NAMES: &str = "x-backend-allow-reserved-names";
 
 /// Drops owner-only headers from a response for callers that do not own
 /// the account.

@@ -30,7 +30,7 @@ use futures_util::{stream, StreamExt};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Response};
 use http_body_util::BodyExt;
 
-use crate::dlo::util::{build_request, query_param, subrequest_headers};
+use crate::dlo::util::{build_request, query_param, quote_query, subrequest_headers};
 use crate::segments::Subrequests;
 use crate::service::{env, header_str, BoxFuture, Req, Resp, Service, SharedService};
 
@@ -174,6 +174,9 @@ pub(crate) fn result_body(
 pub(crate) struct ToDelete {
     pub name: String,
     pub error: Option<(u16, String)>,
+    /// Delete this version of the object (object versioning), not the
+    /// object.
+    pub version_id: Option<String>,
 }
 
 /// What deleting a list of names came to.
@@ -236,20 +239,21 @@ pub(crate) async fn delete_all(
             match item.error {
                 Some((404, _)) => out.not_found += 1,
                 Some((_, message)) => out.errors.push((apus_proto::quote(&item.name), message)),
-                None => todo.push(item.name),
+                None => todo.push((item.name, item.version_id)),
             }
         }
-        let mut results = stream::iter(todo.into_iter().map(|name| async move {
+        let mut results = stream::iter(todo.into_iter().map(|(name, version_id)| async move {
             let path = format!(
                 "/{}/{}/{}",
                 sub.version,
                 sub.account,
                 name.trim_start_matches('/')
             );
+            let query = version_id.map(|v| format!("version-id={}", quote_query(&v)));
             let status = match build_request(
                 Method::DELETE,
                 &path,
-                None,
+                query.as_deref(),
                 sub.headers.clone(),
                 sub.env.clone(),
                 apus_http::empty(),
@@ -367,10 +371,15 @@ async fn read_names(body: apus_http::Body, max_deletes: usize) -> Result<Vec<ToD
             return Ok(());
         }
         let item = match apus_proto::percent_decode(&trimmed) {
-            Ok(name) if !name.contains('\0') => ToDelete { name, error: None },
+            Ok(name) if !name.contains('\0') => ToDelete {
+                name,
+                error: None,
+                version_id: None,
+            },
             _ => ToDelete {
                 name: trimmed,
                 error: Some((412, status_text(412))),
+                version_id: None,
             },
         };
         names.push(item);
@@ -407,7 +416,7 @@ async fn read_names(body: apus_http::Body, max_deletes: usize) -> Result<Vec<ToD
 impl Bulk {
     async fn bulk_delete(&self, req: Req) -> Resp {
         let format = out_format(req.headers());
-        let (version, account) = match apus_proto::percent_decode(req.uri().path())
+        let (version, account) = match apus_proto::percent_decode_internal(req.uri().path())
             .ok()
             .and_then(|p| apus_proto::split_path(&p, 2, 3, true).ok())
         {
@@ -536,7 +545,7 @@ impl Bulk {
         let chunked = header_str(req.headers(), "transfer-encoding")
             .is_some_and(|t| t.eq_ignore_ascii_case("chunked"));
         let has_length = req.headers().contains_key(http::header::CONTENT_LENGTH);
-        let split = apus_proto::percent_decode(req.uri().path())
+        let split = apus_proto::percent_decode_internal(req.uri().path())
             .ok()
             .and_then(|p| apus_proto::split_path(&p, 2, 3, true).ok());
         let (version, account, base) = match &split {

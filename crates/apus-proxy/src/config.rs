@@ -131,8 +131,30 @@ pub struct ProxyConfig {
     pub bulk: crate::bulk::BulkConfig,
     /// The `symlink` filter's `symloop_max`.
     pub symloop_max: u32,
+    /// The `versioned_writes` filter's two modes.
+    pub versioning: VersioningConfig,
     /// The filters in front of the controllers (`[pipeline:main]`).
     pub pipeline: crate::pipeline::Pipeline,
+}
+
+/// Swift's `[filter:versioned_writes]`: which versioning APIs run. Swift's
+/// sample configuration turns both off; apus runs both unless told not
+/// to, since a container only uses one when its owner asks for it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VersioningConfig {
+    /// Legacy `X-Versions-Location` / `X-History-Location`.
+    pub allow_versioned_writes: bool,
+    /// `X-Versions-Enabled` (needs the `symlink` filter).
+    pub allow_object_versioning: bool,
+}
+
+impl Default for VersioningConfig {
+    fn default() -> Self {
+        VersioningConfig {
+            allow_versioned_writes: true,
+            allow_object_versioning: true,
+        }
+    }
 }
 
 impl ProxyConfig {
@@ -164,6 +186,7 @@ impl ProxyConfig {
             tempauth: TempAuthConfig::default(),
             slo: crate::slo::SloConfig::default(),
             symloop_max: crate::symlink::DEFAULT_SYMLOOP_MAX,
+            versioning: VersioningConfig::default(),
             bulk: crate::bulk::BulkConfig::default(),
             pipeline: crate::pipeline::Pipeline::default(),
         }

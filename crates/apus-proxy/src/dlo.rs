@@ -165,7 +165,7 @@ impl Dlo {
         let client_env = env(&req);
         let orig_headers = req.headers().clone();
         let method = req.method().clone();
-        let name = apus_proto::percent_decode(req.uri().path())
+        let name = apus_proto::percent_decode_internal(req.uri().path())
             .unwrap_or_else(|_| req.uri().path().to_string());
         add_to_header_list(req.headers_mut(), IGNORE_RANGE, "X-Object-Manifest");
         let resp = self.next.call(req).await;

@@ -37,6 +37,7 @@ pub mod gatekeeper;
 pub mod healthcheck;
 pub mod info;
 pub mod object;
+pub mod object_versioning;
 pub mod pipeline;
 mod segments;
 pub mod service;

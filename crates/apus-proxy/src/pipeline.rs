@@ -127,13 +127,36 @@ const ENTRIES: &[Entry] = &[
     Entry {
         name: "versioned_writes",
         stage: Stage::Filter {
+            // Swift's filter is both modes in one: legacy versioning over
+            // object versioning, each only when allowed.
             build: |ctx, next| {
-                Arc::new(crate::versioned_writes::VersionedWrites::new(
-                    next,
-                    ctx.info.clone(),
-                ))
+                let versioning = &ctx.config.versioning;
+                let mut next = next;
+                if object_versioning_runs(&ctx.config) {
+                    next = Arc::new(crate::object_versioning::ObjectVersioning::new(
+                        next,
+                        ctx.info.clone(),
+                        ctx.config.clone(),
+                    ));
+                }
+                if versioning.allow_versioned_writes {
+                    next = Arc::new(crate::versioned_writes::VersionedWrites::new(
+                        next,
+                        ctx.info.clone(),
+                    ));
+                }
+                next
             },
-            info: Some(|_| vec![("versioned_writes", crate::versioned_writes::info())]),
+            info: Some(|config| {
+                let mut entries = Vec::new();
+                if config.versioning.allow_versioned_writes {
+                    entries.push(("versioned_writes", crate::versioned_writes::info()));
+                }
+                if object_versioning_runs(config) {
+                    entries.push(("object_versioning", serde_json::json!({})));
+                }
+                entries
+            }),
         },
     },
     Entry {
@@ -161,6 +184,13 @@ const ENTRIES: &[Entry] = &[
         ),
     },
 ];
+
+/// Object versioning stores versions behind links, so it runs only with
+/// the `symlink` filter (Swift refuses to start without it; apus leaves
+/// it out and says so in `/info` by its absence).
+fn object_versioning_runs(config: &ProxyConfig) -> bool {
+    config.versioning.allow_object_versioning && config.pipeline.stages().contains(&"symlink")
+}
 
 /// A filter Swift adds to every pipeline that lacks it, placed right
 /// after the last of `after` present (at the front when none is).

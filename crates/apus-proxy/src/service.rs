@@ -72,6 +72,9 @@ pub struct Env {
     /// `swift_*` parameters a client may not send are allowed (Swift's
     /// `swift.content_type_overridden`).
     pub content_type_overridden: bool,
+    /// The request may name the reserved namespace (it carried
+    /// `X-Backend-Allow-Reserved-Names`); its backend requests say so too.
+    pub allow_reserved_names: bool,
 }
 
 impl Env {

@@ -38,6 +38,8 @@ const SYSMETA_TARGET_ACCOUNT: &str = "x-object-sysmeta-symlink-target-account";
 const SYSMETA_TARGET_ETAG: &str = "x-object-sysmeta-symlink-target-etag";
 const SYSMETA_TARGET_BYTES: &str = "x-object-sysmeta-symlink-target-bytes";
 const SYMLOOP_EXTEND: &str = "x-object-sysmeta-symloop-extend";
+/// Set by middleware on links whose targets are in the reserved namespace.
+const ALLOW_RESERVED_NAMES_SYSMETA: &str = "x-object-sysmeta-allow-reserved-names";
 const OVERRIDE_ETAG: &str = "x-object-sysmeta-container-update-override-etag";
 const IGNORE_RANGE: &str = "x-backend-ignore-range-if-metadata-present";
 const MD5_OF_EMPTY: &str = "d41d8cd98f00b204e9800998ecf8427e";
@@ -77,7 +79,7 @@ impl Symlink {
 
 /// The decoded `/<version>/<account>/<container>[/<object>]` of a request.
 fn split(req: &Req) -> Option<(String, String, String, Option<String>)> {
-    let decoded = apus_proto::percent_decode(req.uri().path()).ok()?;
+    let decoded = apus_proto::percent_decode_internal(req.uri().path()).ok()?;
     let mut parts = apus_proto::split_path(&decoded, 3, 4, true)
         .ok()?
         .into_iter();
@@ -236,6 +238,11 @@ impl Symlink {
             }
             let extend = header_str(resp.headers(), SYMLOOP_EXTEND)
                 .is_some_and(apus_proto::headers::is_true);
+            // A link written by middleware (object versioning) into the
+            // reserved namespace: the client was authorized for the link,
+            // and may not name the target itself.
+            let reserved = header_str(resp.headers(), ALLOW_RESERVED_NAMES_SYSMETA)
+                .is_some_and(apus_proto::headers::is_true);
             if !extend {
                 loops += 1;
             }
@@ -244,7 +251,7 @@ impl Symlink {
                 "/{version}/{current_account}/{}",
                 target.trim_start_matches('/')
             );
-            let Ok(decoded) = apus_proto::percent_decode(&location) else {
+            let Ok(decoded) = apus_proto::percent_decode_internal(&location) else {
                 return text_error(
                     StatusCode::PRECONDITION_FAILED,
                     "Invalid UTF8 or contains NULL",
@@ -254,13 +261,21 @@ impl Symlink {
             wanted_etag = link_etag;
             let mut sub_headers = headers.clone();
             sub_headers.remove("x-backend-storage-policy-index");
+            let mut target_env = sub_env.clone();
+            if reserved {
+                sub_headers.insert(
+                    crate::app::ALLOW_RESERVED_NAMES,
+                    HeaderValue::from_static("true"),
+                );
+                target_env.authorize = None;
+            }
             let query = None;
             resp = match build_request(
                 method.clone(),
                 &decoded,
                 query,
                 sub_headers,
-                sub_env.clone(),
+                target_env,
                 apus_http::empty(),
             ) {
                 Ok(r) => self.next.call(r).await,
@@ -402,7 +417,11 @@ impl Symlink {
             .unwrap_or_default()
             .subrequest(SWIFT_SOURCE);
         let mut headers = HeaderMap::new();
-        for name in ["x-auth-token", "user-agent"] {
+        for name in [
+            "x-auth-token",
+            "user-agent",
+            crate::app::ALLOW_RESERVED_NAMES,
+        ] {
             if let Some(v) = parts.headers.get(name) {
                 headers.insert(HeaderName::from_static(name), v.clone());
             }
@@ -412,13 +431,15 @@ impl Symlink {
         let mut wanted = etag.to_string();
         let mut current = path.to_string();
         let mut loops = 0u32;
+        let mut hop_headers = headers.clone();
+        let mut hop_env = sub_env.clone();
         let resp = loop {
             let req = build_request(
                 Method::HEAD,
                 &current,
                 None,
-                headers.clone(),
-                sub_env.clone(),
+                hop_headers.clone(),
+                hop_env.clone(),
                 apus_http::empty(),
             )
             .map_err(|_| error_412("bad symlink target"))?;
@@ -448,6 +469,17 @@ impl Symlink {
                         ));
                     }
                     loops += 1;
+                    if header_str(h, ALLOW_RESERVED_NAMES_SYSMETA)
+                        .is_some_and(apus_proto::headers::is_true)
+                    {
+                        // A versioned object: its link may reach the
+                        // reserved namespace, on the caller's behalf.
+                        hop_headers.insert(
+                            crate::app::ALLOW_RESERVED_NAMES,
+                            HeaderValue::from_static("true"),
+                        );
+                        hop_env.authorize = None;
+                    }
                     let account = header_str(h, SYSMETA_TARGET_ACCOUNT)
                         .map(crate::dlo::util::unquote)
                         .unwrap_or_else(|| current.split('/').nth(2).unwrap_or("").to_string());

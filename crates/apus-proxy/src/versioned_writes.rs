@@ -79,7 +79,7 @@ pub fn versions_prefix(object: &str) -> String {
 
 impl Service for VersionedWrites {
     fn call(&self, req: Req) -> BoxFuture<'_, Resp> {
-        let Some(decoded) = apus_proto::percent_decode(req.uri().path()).ok() else {
+        let Some(decoded) = apus_proto::percent_decode_internal(req.uri().path()).ok() else {
             return self.next.call(req);
         };
         let Ok(parts) = apus_proto::split_path(&decoded, 3, 4, true) else {

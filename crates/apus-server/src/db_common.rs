@@ -354,6 +354,39 @@ fn validate_internal_name(name: &str, what: &str) -> HttpResult<()> {
     Ok(())
 }
 
+/// Swift's `validate_internal_container` / `validate_internal_obj`: a name
+/// holds NUL only at its start, and objects of the reserved namespace
+/// live in containers of it (and only there). 400 otherwise.
+pub fn validate_internal_names(
+    account: &str,
+    container: Option<&str>,
+    object: Option<&str>,
+) -> HttpResult<()> {
+    validate_internal_name(account, "account")?;
+    let Some(c) = container.filter(|c| !c.is_empty()) else {
+        return Ok(());
+    };
+    validate_internal_name(c, "container")?;
+    let Some(o) = object.filter(|o| !o.is_empty()) else {
+        return Ok(());
+    };
+    if account.starts_with(AUTO_CREATE_ACCOUNT_PREFIX) {
+        return Ok(());
+    }
+    validate_internal_name(o, "object")?;
+    if c.starts_with(RESERVED) && !o.starts_with(RESERVED) {
+        return Err(HttpError::bad_request(
+            "Invalid user-namespace object in reserved-namespace container",
+        ));
+    }
+    if o.starts_with(RESERVED) && !c.starts_with(RESERVED) {
+        return Err(HttpError::bad_request(
+            "Invalid reserved-namespace object in user-namespace container",
+        ));
+    }
+    Ok(())
+}
+
 /// Decodes the request path, checks it is UTF-8 (412 otherwise, Swift's
 /// `check_utf8` with reserved names allowed). Swift checks this before
 /// anything else, the method included.
@@ -399,25 +432,7 @@ pub fn parse_path(
     if account.is_empty() {
         return Err(HttpError::bad_request("Account is required"));
     }
-    validate_internal_name(&account, "account")?;
-    if let Some(c) = container.as_deref().filter(|c| !c.is_empty()) {
-        validate_internal_name(c, "container")?;
-        if let Some(o) = object.as_deref().filter(|o| !o.is_empty()) {
-            if !account.starts_with(AUTO_CREATE_ACCOUNT_PREFIX) {
-                validate_internal_name(o, "object")?;
-                if c.starts_with(RESERVED) && !o.starts_with(RESERVED) {
-                    return Err(HttpError::bad_request(
-                        "Invalid user-namespace object in reserved-namespace container",
-                    ));
-                }
-                if o.starts_with(RESERVED) && !c.starts_with(RESERVED) {
-                    return Err(HttpError::bad_request(
-                        "Invalid reserved-namespace object in user-namespace container",
-                    ));
-                }
-            }
-        }
-    }
+    validate_internal_names(&account, container.as_deref(), object.as_deref())?;
     Ok(DbPath {
         device,
         partition,

@@ -49,7 +49,7 @@ use apus_http::{channel, empty, BackendClient, Body, BodySender, ClientConfig, H
 use apus_proto::constraints::{self, NameKind, MAX_FILE_SIZE};
 use apus_proto::headers::{self as h, is_true};
 use apus_proto::update::{self as upd, ContainerUpdate, UpdateTarget};
-use apus_proto::{percent_decode, split_path, title_case};
+use apus_proto::{percent_decode, percent_decode_internal, split_path, title_case};
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::BodyExt;
@@ -235,7 +235,7 @@ impl ObjectServer {
     }
 
     async fn handle(&self, req: Request<Incoming>) -> Resp {
-        let decoded = match percent_decode(req.uri().path()) {
+        let decoded = match percent_decode_internal(req.uri().path()) {
             Ok(p) => p,
             Err(e) => return text_response(412, &e.to_string()),
         };
@@ -282,6 +282,8 @@ impl ObjectServer {
         );
         apus_proto::path::validate_device_partition(&device, &partition)
             .map_err(|e| text_response(400, &e.to_string()))?;
+        crate::db_common::validate_internal_names(&account, Some(&container), Some(&obj))
+            .map_err(|e| text_response(400, e.body.as_deref().unwrap_or("")))?;
         let partition = partition
             .parse::<u32>()
             .map_err(|_| text_response(400, &format!("Invalid partition: {partition}")))?;

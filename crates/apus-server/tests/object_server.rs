@@ -491,7 +491,15 @@ async fn bad_requests() {
     assert_eq!(s.req("GET", "/sda/1/a/c", &[], empty()).await.0, 400);
     assert_eq!(s.req("GET", "/sda/x/a/c/o", &[], empty()).await.0, 400);
     assert_eq!(s.req("GET", "/sda/1/a/c/%FF", &[], empty()).await.0, 412);
-    assert_eq!(s.req("GET", "/sda/1/a/c/%00", &[], empty()).await.0, 412);
+    // NUL starts names of the reserved namespace, and only there: a
+    // reserved object lives in a reserved container.
+    assert_eq!(s.req("GET", "/sda/1/a/c/%00", &[], empty()).await.0, 400);
+    assert_eq!(s.req("GET", "/sda/1/a/c/o%00", &[], empty()).await.0, 400);
+    assert_eq!(s.req("GET", "/sda/1/a/%00c/o", &[], empty()).await.0, 400);
+    assert_eq!(
+        s.req("GET", "/sda/1/a/%00c/%00o", &[], empty()).await.0,
+        404
+    );
     assert_eq!(
         s.req("PUT", "/sda/1/a/c/o", &[("content-length", "0")], empty())
             .await

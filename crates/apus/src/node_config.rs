@@ -115,6 +115,15 @@ pub struct FileProxy {
     pub tempauth: Option<FileTempAuth>,
     pub slo: Option<FileSlo>,
     pub symlink: Option<FileSymlink>,
+    pub versioned_writes: Option<FileVersionedWrites>,
+}
+
+/// `[proxy.versioned_writes]`: Swift's `[filter:versioned_writes]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileVersionedWrites {
+    pub allow_versioned_writes: Option<bool>,
+    pub allow_object_versioning: Option<bool>,
 }
 
 /// `[proxy.symlink]`: Swift's `[filter:symlink]` settings.
@@ -840,6 +849,14 @@ impl ProxyNode {
         }
         if let Some(v) = s.symlink.as_ref().and_then(|l| l.symloop_max) {
             conf.symloop_max = v;
+        }
+        if let Some(vw) = &s.versioned_writes {
+            if let Some(v) = vw.allow_versioned_writes {
+                conf.versioning.allow_versioned_writes = v;
+            }
+            if let Some(v) = vw.allow_object_versioning {
+                conf.versioning.allow_object_versioning = v;
+            }
         }
     }
 }

@@ -101,7 +101,7 @@ pub(crate) fn build_query(pairs: &[(String, String)]) -> String {
 /// The decoded path of `req` split as `/<version>/<account>/<container>/<object>`,
 /// or `None` when it is not an object path.
 pub(crate) fn object_path(req: &Req) -> Option<[String; 4]> {
-    let decoded = apus_proto::percent_decode(req.uri().path()).ok()?;
+    let decoded = apus_proto::percent_decode_internal(req.uri().path()).ok()?;
     let parts = apus_proto::split_path(&decoded, 4, 4, true).ok()?;
     let mut it = parts.into_iter();
     let v = it.next()??;

@@ -171,7 +171,7 @@ impl Service for Slo {
 }
 
 fn is_container_path(req: &Req) -> bool {
-    apus_proto::percent_decode(req.uri().path())
+    apus_proto::percent_decode_internal(req.uri().path())
         .ok()
         .and_then(|p| apus_proto::split_path(&p, 3, 3, false).ok())
         .is_some()
@@ -256,7 +256,7 @@ impl Slo {
             }
         }
         let out = out_format(req.headers()).unwrap_or("text/plain");
-        let decoded_path = match apus_proto::percent_decode(req.uri().path()) {
+        let decoded_path = match apus_proto::percent_decode_internal(req.uri().path()) {
             Ok(p) => p,
             Err(_) => {
                 return error_response(
@@ -710,7 +710,7 @@ impl SloWalker {
 
     /// A nested manifest's entries.
     async fn fetch_manifest(&self, path: &str) -> Result<Vec<StoredSegment>, ReadError> {
-        fetch_stored(&self.sub, path, self.read_limit).await
+        fetch_stored(&self.sub, path, None, self.read_limit).await
     }
 }
 
@@ -727,12 +727,17 @@ fn read_limit(config: &SloConfig) -> usize {
 async fn fetch_stored(
     sub: &Subrequests,
     path: &str,
+    version_id: Option<&str>,
     limit: usize,
 ) -> Result<Vec<StoredSegment>, ReadError> {
+    let mut query = "multipart-manifest=get".to_string();
+    if let Some(v) = version_id {
+        query.push_str(&format!("&version-id={}", crate::dlo::util::quote_query(v)));
+    }
     let req = build_request(
         Method::GET,
         path,
-        Some("multipart-manifest=get"),
+        Some(&query),
         sub.headers.clone(),
         sub.env.clone(),
         apus_http::empty(),
@@ -775,11 +780,12 @@ impl Slo {
             add_to_header_list(req.headers_mut(), IGNORE_RANGE, "X-Static-Large-Object");
         }
         let orig_headers = req.headers().clone();
-        let name = apus_proto::percent_decode(req.uri().path())
+        let name = apus_proto::percent_decode_internal(req.uri().path())
             .unwrap_or_else(|_| req.uri().path().to_string());
         let raw =
             manifest_get && query_param(req.uri().query(), "format").as_deref() == Some("raw");
         let part_param = query_param(req.uri().query(), "part-number");
+        let version_id = query_param(req.uri().query(), "version-id");
         let sub = self.subrequests(&req, version, account, "SLO MultipartGET");
         let resp = self.next.call(req).await;
         let is_slo = header_str(resp.headers(), X_STATIC_LARGE_OBJECT)
@@ -849,7 +855,7 @@ impl Slo {
         }
         let entries = if method == Method::HEAD {
             // A HEAD has no body: the manifest is read with a GET.
-            fetch_stored(&sub, &name, read_limit(&self.config)).await
+            fetch_stored(&sub, &name, version_id.as_deref(), read_limit(&self.config)).await
         } else {
             match apus_http::body::collect_limited(body, read_limit(&self.config)).await {
                 Ok(b) => manifest::parse_stored(&b)
@@ -1148,7 +1154,7 @@ impl Slo {
             );
             return text_response(StatusCode::OK, out, body);
         }
-        let decoded = match apus_proto::percent_decode(req.uri().path()) {
+        let decoded = match apus_proto::percent_decode_internal(req.uri().path()) {
             Ok(p) => p,
             Err(_) => {
                 return error_response(
@@ -1167,30 +1173,42 @@ impl Slo {
         // Segments first, then the manifests that list them; a manifest
         // that cannot be read is reported and neither it nor what it
         // lists is deleted.
+        // With object versioning, a version of the manifest is deleted
+        // (its segments are not versioned).
+        let version_id = query_param(req.uri().query(), "version-id");
         let mut items: Vec<ToDelete> = Vec::new();
         let mut problem = None;
-        let mut todo: VecDeque<(String, bool)> = VecDeque::from([(manifest_name, true)]);
-        while let Some((name, is_manifest)) = todo.pop_front() {
+        let mut todo: VecDeque<(String, bool, Option<String>)> =
+            VecDeque::from([(manifest_name, true, version_id)]);
+        while let Some((name, is_manifest, version_id)) = todo.pop_front() {
             if todo.len() > self.config.max_manifest_segments.saturating_mul(10) {
                 problem = Some((400, "Too many buffered slo segments to delete.".to_string()));
                 break;
             }
             if !is_manifest {
-                items.push(ToDelete { name, error: None });
+                items.push(ToDelete {
+                    name,
+                    error: None,
+                    version_id,
+                });
                 continue;
             }
-            match self.manifest_entries(&sub, &name).await {
+            match self
+                .manifest_entries(&sub, &name, version_id.as_deref())
+                .await
+            {
                 Ok(entries) => {
                     for e in entries {
                         if let StoredSegment::Object { name, sub_slo, .. } = e {
-                            todo.push_back((name, sub_slo));
+                            todo.push_back((name, sub_slo, None));
                         }
                     }
-                    todo.push_back((name, false));
+                    todo.push_back((name, false, version_id));
                 }
                 Err(error) => items.push(ToDelete {
                     name,
                     error: Some(error),
+                    version_id: None,
                 }),
             }
         }
@@ -1208,6 +1226,7 @@ impl Slo {
         &self,
         sub: &Subrequests,
         name: &str,
+        version_id: Option<&str>,
     ) -> Result<Vec<StoredSegment>, (u16, String)> {
         let path = format!(
             "/{}/{}/{}",
@@ -1218,10 +1237,14 @@ impl Slo {
         let mut headers = sub.headers.clone();
         add_to_header_list(&mut headers, IGNORE_RANGE, "X-Static-Large-Object");
         headers.insert(http::header::RANGE, HeaderValue::from_static("bytes=-1"));
+        let mut query = "multipart-manifest=get".to_string();
+        if let Some(v) = version_id {
+            query.push_str(&format!("&version-id={}", crate::dlo::util::quote_query(v)));
+        }
         let req = build_request(
             Method::GET,
             &path,
-            Some("multipart-manifest=get"),
+            Some(&query),
             headers,
             sub.env.clone(),
             apus_http::empty(),
