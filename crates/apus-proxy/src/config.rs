@@ -133,6 +133,8 @@ pub struct ProxyConfig {
     pub symloop_max: u32,
     /// The `versioned_writes` filter's two modes.
     pub versioning: VersioningConfig,
+    /// The `tempurl` filter's settings.
+    pub tempurl: crate::tempurl::TempUrlConfig,
     /// The filters in front of the controllers (`[pipeline:main]`).
     pub pipeline: crate::pipeline::Pipeline,
 }
@@ -187,6 +189,7 @@ impl ProxyConfig {
             slo: crate::slo::SloConfig::default(),
             symloop_max: crate::symlink::DEFAULT_SYMLOOP_MAX,
             versioning: VersioningConfig::default(),
+            tempurl: crate::tempurl::TempUrlConfig::default(),
             bulk: crate::bulk::BulkConfig::default(),
             pipeline: crate::pipeline::Pipeline::default(),
         }

@@ -45,6 +45,7 @@ pub mod slo;
 pub mod symlink;
 pub mod tar;
 pub mod tempauth;
+pub mod tempurl;
 pub mod versioned_writes;
 
 use std::sync::Arc;

@@ -92,6 +92,19 @@ const ENTRIES: &[Entry] = &[
         },
     },
     Entry {
+        name: "tempurl",
+        stage: Stage::Filter {
+            build: |ctx, next| {
+                Arc::new(crate::tempurl::TempUrl::new(
+                    next,
+                    ctx.info.clone(),
+                    ctx.config.tempurl.clone(),
+                ))
+            },
+            info: Some(|config| vec![("tempurl", crate::tempurl::info(&config.tempurl))]),
+        },
+    },
+    Entry {
         name: "tempauth",
         stage: Stage::Filter {
             build: |ctx, next| {
@@ -530,7 +543,7 @@ mod tests {
         let p = Pipeline::default();
         assert_eq!(
             p.names().join(" "),
-            "catch_errors gatekeeper healthcheck proxy_logging memcache listing_formats bulk tempauth copy slo dlo versioned_writes symlink proxy_logging"
+            "catch_errors gatekeeper healthcheck proxy_logging memcache listing_formats bulk tempurl tempauth copy slo dlo versioned_writes symlink proxy_logging"
         );
         assert_eq!(
             p.stages(),
@@ -539,6 +552,7 @@ mod tests {
                 "gatekeeper",
                 "healthcheck",
                 "bulk",
+                "tempurl",
                 "tempauth",
                 "copy",
                 "slo",

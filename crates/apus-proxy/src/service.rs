@@ -75,6 +75,9 @@ pub struct Env {
     /// The request may name the reserved namespace (it carried
     /// `X-Backend-Allow-Reserved-Names`); its backend requests say so too.
     pub allow_reserved_names: bool,
+    /// An earlier filter (tempurl) authorized the request its own way; the
+    /// auth filter leaves it alone (Swift's `swift.authorize_override`).
+    pub authorize_override: bool,
 }
 
 impl Env {

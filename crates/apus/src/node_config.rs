@@ -116,6 +116,53 @@ pub struct FileProxy {
     pub slo: Option<FileSlo>,
     pub symlink: Option<FileSymlink>,
     pub versioned_writes: Option<FileVersionedWrites>,
+    pub tempurl: Option<FileTempUrl>,
+}
+
+/// `[proxy.tempurl]`: Swift's `[filter:tempurl]`, each a space-separated
+/// list as in Swift's file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileTempUrl {
+    pub methods: Option<String>,
+    pub incoming_remove_headers: Option<String>,
+    pub incoming_allow_headers: Option<String>,
+    pub outgoing_remove_headers: Option<String>,
+    pub outgoing_allow_headers: Option<String>,
+    pub allowed_digests: Option<String>,
+}
+
+impl FileTempUrl {
+    /// The file's settings over the defaults; an error when no supported
+    /// digest is left.
+    fn apply(&self, c: &mut apus_proxy::tempurl::TempUrlConfig) -> anyhow::Result<()> {
+        let words = |s: &String| s.split_whitespace().map(str::to_string).collect::<Vec<_>>();
+        for (field, value) in [
+            (&mut c.methods, &self.methods),
+            (
+                &mut c.incoming_remove_headers,
+                &self.incoming_remove_headers,
+            ),
+            (&mut c.incoming_allow_headers, &self.incoming_allow_headers),
+            (
+                &mut c.outgoing_remove_headers,
+                &self.outgoing_remove_headers,
+            ),
+            (&mut c.outgoing_allow_headers, &self.outgoing_allow_headers),
+        ] {
+            if let Some(v) = value {
+                *field = words(v);
+            }
+        }
+        if let Some(d) = &self.allowed_digests {
+            *c = c.clone().with_digests(&words(d)).ok_or_else(|| {
+                anyhow::anyhow!(
+                    "proxy.tempurl.allowed_digests: no supported digest (sha1, sha256, sha512)"
+                )
+            })?;
+        }
+        Ok(())
+    }
 }
 
 /// `[proxy.versioned_writes]`: Swift's `[filter:versioned_writes]`.
@@ -342,6 +389,7 @@ pub struct ProxyNode {
     pub bind: SocketAddr,
     pub tempauth: TempAuthConfig,
     pub pipeline: Pipeline,
+    pub tempurl: apus_proxy::tempurl::TempUrlConfig,
     settings: FileProxy,
 }
 
@@ -506,10 +554,15 @@ impl NodeConfig {
                 Some(p) => p.resolve()?,
                 None => Pipeline::default(),
             };
+            let mut tempurl = apus_proxy::tempurl::TempUrlConfig::default();
+            if let Some(t) = &file_proxy.tempurl {
+                t.apply(&mut tempurl)?;
+            }
             Some(ProxyNode {
                 bind,
                 tempauth,
                 pipeline,
+                tempurl,
                 settings: file_proxy,
             })
         } else {
@@ -844,6 +897,7 @@ impl ProxyNode {
         }
         conf.tempauth = self.tempauth.clone();
         conf.pipeline = self.pipeline.clone();
+        conf.tempurl = self.tempurl.clone();
         if let Some(slo) = &s.slo {
             slo.apply(&mut conf.slo);
         }
