@@ -39,6 +39,7 @@ pub mod info;
 pub mod object;
 pub mod object_versioning;
 pub mod pipeline;
+pub mod quotas;
 mod segments;
 pub mod service;
 pub mod slo;

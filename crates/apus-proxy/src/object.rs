@@ -221,6 +221,15 @@ impl Ctx<'_> {
             "x-backend-storage-policy-index",
             HeaderValue::from(policy.index),
         );
+        // Swift's `is_open_expired`: reads and POSTs may reach an object
+        // past its X-Delete-At that the expirer has not removed yet.
+        let reads = matches!(*req.method(), Method::GET | Method::HEAD | Method::POST);
+        if reads
+            && self.app.config.allow_open_expired
+            && header_str(req.headers(), "x-open-expired").is_some_and(is_true)
+        {
+            headers.insert("x-backend-open-expired", HeaderValue::from_static("true"));
+        }
         headers
     }
 

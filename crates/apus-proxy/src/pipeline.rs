@@ -124,6 +124,28 @@ const ENTRIES: &[Entry] = &[
         },
     },
     Entry {
+        name: "container_quotas",
+        stage: Stage::Filter {
+            build: |ctx, next| {
+                Arc::new(crate::quotas::ContainerQuotas::new(next, ctx.info.clone()))
+            },
+            info: Some(|_| vec![("container_quotas", serde_json::json!({}))]),
+        },
+    },
+    Entry {
+        name: "account_quotas",
+        stage: Stage::Filter {
+            build: |ctx, next| {
+                Arc::new(crate::quotas::AccountQuotas::new(
+                    next,
+                    ctx.info.clone(),
+                    ctx.config.clone(),
+                ))
+            },
+            info: Some(|_| vec![("account_quotas", serde_json::json!({}))]),
+        },
+    },
+    Entry {
         name: "slo",
         stage: Stage::Filter {
             build: |ctx, next| Arc::new(crate::slo::Slo::new(next, ctx.config.slo.clone())),
@@ -543,7 +565,7 @@ mod tests {
         let p = Pipeline::default();
         assert_eq!(
             p.names().join(" "),
-            "catch_errors gatekeeper healthcheck proxy_logging memcache listing_formats bulk tempurl tempauth copy slo dlo versioned_writes symlink proxy_logging"
+            "catch_errors gatekeeper healthcheck proxy_logging memcache listing_formats bulk tempurl tempauth copy container_quotas account_quotas slo dlo versioned_writes symlink proxy_logging"
         );
         assert_eq!(
             p.stages(),
@@ -555,6 +577,8 @@ mod tests {
                 "tempurl",
                 "tempauth",
                 "copy",
+                "container_quotas",
+                "account_quotas",
                 "slo",
                 "dlo",
                 "versioned_writes",

@@ -390,6 +390,9 @@ pub struct ProxyNode {
     pub tempauth: TempAuthConfig,
     pub pipeline: Pipeline,
     pub tempurl: apus_proxy::tempurl::TempUrlConfig,
+    /// A one-process cluster (`apus serve --data`), set up as Swift's
+    /// functional-test cluster is.
+    local: bool,
     settings: FileProxy,
 }
 
@@ -563,6 +566,7 @@ impl NodeConfig {
                 tempauth,
                 pipeline,
                 tempurl,
+                local,
                 settings: file_proxy,
             })
         } else {
@@ -886,9 +890,9 @@ impl ProxyNode {
         if let Some(v) = s.allow_account_management {
             conf.allow_account_management = v;
         }
-        if let Some(v) = s.allow_open_expired {
-            conf.allow_open_expired = v;
-        }
+        // Off in Swift by default; on in a one-process cluster, as in
+        // Swift's functional-test setup.
+        conf.allow_open_expired = s.allow_open_expired.unwrap_or(self.local);
         if let Some(v) = s.max_containers_per_account {
             conf.max_containers_per_account = v;
         }
