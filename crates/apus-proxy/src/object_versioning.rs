@@ -47,8 +47,8 @@ use crate::config::ProxyConfig;
 use crate::dlo::util::{build_query, build_request, content_length, parse_query, unquote};
 use crate::info::InfoLookup;
 use crate::service::{
-    env, error_response, header_str, header_text, set_header, AuthRequest, BoxFuture, Env, Req,
-    Resp, Service, SharedService,
+    env, error_response, header_str, header_text, set_header, text_error, AuthRequest, BoxFuture,
+    Env, Req, Resp, Service, SharedService,
 };
 use crate::versioned_writes::DELETE_MARKER_CONTENT_TYPE;
 
@@ -130,15 +130,6 @@ pub fn parse_version_object_name(name: &str) -> (String, Option<String>) {
 /// Swift's `timestamp_to_version`: the timestamp without its offset.
 fn timestamp_to_version(ts: Timestamp) -> String {
     ts.with_offset(0).internal()
-}
-
-fn text_error(status: StatusCode, body: &str) -> Resp {
-    let mut resp = error_response(status, Some(body));
-    resp.headers_mut().insert(
-        http::header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain"),
-    );
-    resp
 }
 
 fn bad_request(body: &str) -> Resp {

@@ -118,6 +118,17 @@ pub fn error_response(status: StatusCode, body: Option<&str>) -> Resp {
     resp
 }
 
+/// An error with its own text and `Content-Type: text/plain`, as Swift's
+/// middleware answer (`content_type='text/plain'`).
+pub fn text_error(status: StatusCode, body: &str) -> Resp {
+    let mut resp = error_response(status, Some(body));
+    resp.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain"),
+    );
+    resp
+}
+
 /// A response with no body, e.g. 204 or 201.
 pub fn status_response(status: StatusCode) -> Resp {
     match status.as_u16() {

@@ -21,12 +21,12 @@
 //!   the link (the copy's source GET passes through here), unless
 //!   `?symlink=get`, which copies the link.
 
-use http::{HeaderMap, HeaderName, HeaderValue, Method, Response, StatusCode};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 
 use crate::dlo::util::{build_request, query_param};
 use crate::service::{
-    add_to_header_list, env, header_str, header_text, set_header, BoxFuture, Req, Resp, Service,
-    SharedService,
+    add_to_header_list, env, header_str, header_text, set_header, text_error, BoxFuture, Req, Resp,
+    Service, SharedService,
 };
 
 const TARGET: &str = "x-symlink-target";
@@ -121,18 +121,6 @@ impl Service for Symlink {
         }
         self.next.call(req)
     }
-}
-
-fn text_error(status: StatusCode, body: &str) -> Resp {
-    let mut resp = Response::new(apus_http::full(body.to_string()));
-    *resp.status_mut() = status;
-    let h = resp.headers_mut();
-    h.insert(
-        http::header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain"),
-    );
-    h.insert(http::header::CONTENT_LENGTH, HeaderValue::from(body.len()));
-    resp
 }
 
 fn with_location(mut resp: Resp, location: Option<&str>) -> Resp {

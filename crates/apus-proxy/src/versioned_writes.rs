@@ -32,8 +32,8 @@ use apus_proto::constraints::MAX_FILE_SIZE;
 use crate::dlo::util::{build_request, content_length, quote_query, unquote};
 use crate::info::InfoLookup;
 use crate::service::{
-    env, error_response, header_str, header_text, set_header, AuthRequest, BoxFuture, Env, Req,
-    Resp, Service, SharedService,
+    env, error_response, header_str, header_text, set_header, text_error, AuthRequest, BoxFuture,
+    Env, Req, Resp, Service, SharedService,
 };
 
 const CLIENT_VERSIONS_LOC: &str = "x-versions-location";
@@ -60,15 +60,6 @@ impl VersionedWrites {
     pub fn new(next: SharedService, info: std::sync::Arc<dyn InfoLookup>) -> Self {
         VersionedWrites { next, info }
     }
-}
-
-fn text_error(status: StatusCode, body: &str) -> Resp {
-    let mut resp = error_response(status, Some(body));
-    resp.headers_mut().insert(
-        http::header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain"),
-    );
-    resp
 }
 
 /// `<length as 3 hex digits><name>/`: where an object's versions are
