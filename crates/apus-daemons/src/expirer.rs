@@ -10,6 +10,11 @@
 //! then removed directly from the task container's servers. A 404 or 412
 //! keeps the entry until `reclaim_age` has passed, in case the object
 //! shows up late; empty task containers are deleted.
+//!
+//! Entries of type `application/async-deleted` (queued by SLO's
+//! `?multipart-manifest=delete&async=yes`, named with a precise
+//! timestamp) delete their object unconditionally at that timestamp; a
+//! 404 there means done.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -87,19 +92,33 @@ impl<C: InternalClient> ObjectExpirer<C> {
 #[derive(Deserialize)]
 struct Entry {
     name: String,
+    #[serde(default)]
+    content_type: Option<String>,
 }
+
+/// The content type of a queue entry that deletes its object outright
+/// (Swift's `ASYNC_DELETE_TYPE`).
+pub const ASYNC_DELETE_TYPE: &str = "application/async-deleted";
 
 /// A queue entry parsed: when, and which object.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Task {
+    /// Whole seconds of `timestamp`, for due checks.
     pub delete_at: u64,
+    /// The entry's timestamp as written (precise for async deletes).
+    pub timestamp: Timestamp,
     pub target: String,
 }
 
-/// Parses `<delete_at>-<account>/<container>/<object>`.
+/// Parses `<delete_at>-<account>/<container>/<object>` (the time whole
+/// seconds, or precise as async-delete entries have it).
 pub fn parse_task(name: &str) -> Option<Task> {
     let (at, target) = name.split_once('-')?;
-    let delete_at: u64 = at.parse().ok()?;
+    if at.is_empty() || !at.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
+        return None;
+    }
+    let timestamp = Timestamp::parse(at).ok()?;
+    let delete_at = timestamp.secs();
     let mut parts = target.splitn(3, '/');
     let (a, c, o) = (parts.next()?, parts.next()?, parts.next()?);
     if a.is_empty() || c.is_empty() || o.is_empty() {
@@ -107,6 +126,7 @@ pub fn parse_task(name: &str) -> Option<Task> {
     }
     Some(Task {
         delete_at,
+        timestamp,
         target: target.to_string(),
     })
 }
@@ -123,7 +143,7 @@ pub fn owns_task(container: &str, task: &str, processes: u64, process: u64) -> b
 
 impl<C: InternalClient> ObjectExpirer<C> {
     /// Every name in a listing of `path` (paged with markers).
-    async fn list(&self, path: &str, stats: &Stats) -> Result<Vec<String>, String> {
+    async fn list(&self, path: &str, stats: &Stats) -> Result<Vec<Entry>, String> {
         let mut out = Vec::new();
         let mut marker = String::new();
         // Bounded: each page must advance the marker.
@@ -152,7 +172,7 @@ impl<C: InternalClient> ObjectExpirer<C> {
                 return Ok(out);
             }
             let full = page.len() >= LISTING_LIMIT;
-            out.extend(page.into_iter().map(|e| e.name));
+            out.extend(page);
             if !full {
                 return Ok(out);
             }
@@ -170,7 +190,12 @@ impl<C: InternalClient> Worker for ObjectExpirer<C> {
         let rings = ctx.load_rings()?;
         let now = Timestamp::now();
         let account_path = format!("/v1/{}", quote(EXPIRER_ACCOUNT));
-        let containers = self.list(&account_path, stats).await?;
+        let containers: Vec<String> = self
+            .list(&account_path, stats)
+            .await?
+            .into_iter()
+            .map(|e| e.name)
+            .collect();
         let mut limiter = RateLimiter::new(self.settings.tasks_per_second);
         let slots = Arc::new(Semaphore::new(self.settings.concurrency.max(1)));
         for container in containers {
@@ -190,7 +215,9 @@ impl<C: InternalClient> Worker for ObjectExpirer<C> {
             };
             let mut jobs = JoinSet::new();
             let mut remaining = 0u64;
-            for name in tasks {
+            for entry in tasks {
+                let name = entry.name;
+                let is_async = entry.content_type.as_deref() == Some(ASYNC_DELETE_TYPE);
                 let Some(task) = parse_task(&name) else {
                     tracing::warn!(%container, task = %name, "unparsable expirer task");
                     stats.incr("errors");
@@ -219,6 +246,7 @@ impl<C: InternalClient> Worker for ObjectExpirer<C> {
                     container: container.clone(),
                     name,
                     task,
+                    is_async,
                     reclaim_age: self.settings.reclaim_age,
                     stats: stats.clone(),
                 };
@@ -253,6 +281,7 @@ struct TaskJob<C> {
     container: String,
     name: String,
     task: Task,
+    is_async: bool,
     reclaim_age: f64,
     stats: Stats,
 }
@@ -260,17 +289,20 @@ struct TaskJob<C> {
 impl<C: InternalClient> TaskJob<C> {
     /// Deletes the object and pops the task; true when the task is gone.
     async fn run(self) -> bool {
-        let ts =
-            Timestamp::from_secs_f64(self.task.delete_at as f64).unwrap_or_else(Timestamp::now);
+        let ts = self.task.timestamp;
         let mut headers = HeaderMap::new();
         if let Ok(v) = HeaderValue::from_str(&ts.normal()) {
             headers.insert(h::X_TIMESTAMP, v.clone());
-            headers.insert("x-if-delete-at", v);
+            if !self.is_async {
+                headers.insert("x-if-delete-at", v);
+            }
         }
-        headers.insert(
-            "x-backend-clean-expiring-object-queue",
-            HeaderValue::from_static("no"),
-        );
+        if !self.is_async {
+            headers.insert(
+                "x-backend-clean-expiring-object-queue",
+                HeaderValue::from_static("no"),
+            );
+        }
         let path = format!("/v1/{}", quote(&self.task.target));
         let status = match self
             .client
@@ -284,7 +316,9 @@ impl<C: InternalClient> TaskJob<C> {
                 return false;
             }
         };
-        let gone = status.is_success() || status == StatusCode::CONFLICT;
+        let gone = status.is_success()
+            || status == StatusCode::CONFLICT
+            || (self.is_async && status == StatusCode::NOT_FOUND);
         let given_up = matches!(
             status,
             StatusCode::NOT_FOUND | StatusCode::PRECONDITION_FAILED
@@ -365,9 +399,16 @@ mod tests {
             parse_task(&name),
             Some(Task {
                 delete_at: 1_700_000_000,
+                timestamp: Timestamp::from_secs_f64(1_700_000_000.0).unwrap(),
                 target: "AUTH_a/c/o/with/slashes".into()
             })
         );
+        // Async-delete entries carry a precise time (Swift's
+        // high-precision task names).
+        let task = parse_task("1700000000.12345-a/c/o").unwrap();
+        assert_eq!(task.delete_at, 1_700_000_000);
+        assert_eq!(task.timestamp.normal(), "1700000000.12345");
+        assert_eq!(parse_task("1e9-a/c/o"), None);
         assert_eq!(parse_task("garbage"), None);
         assert_eq!(parse_task("12-a/c"), None);
         assert_eq!(parse_task("x-a/c/o"), None);

@@ -279,7 +279,14 @@ impl App {
                 | Method::DELETE
                 | Method::OPTIONS
         );
-        if !known {
+        // Swift's private methods: UPDATE (rows merged into a container,
+        // how the expirer's queue is fed) only for the cluster's own
+        // middleware, which says so with a header clients cannot send.
+        let private = method.as_str() == "UPDATE"
+            && matches!(kind, Kind::Container)
+            && header_str(req.headers(), "x-backend-allow-private-methods")
+                .is_some_and(apus_proto::headers::is_true);
+        if !known && !private {
             let mut resp = error_response(StatusCode::METHOD_NOT_ALLOWED, None);
             resp.headers_mut()
                 .insert("allow", HeaderValue::from_static(kind.allowed_methods()));

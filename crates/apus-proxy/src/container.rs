@@ -59,6 +59,7 @@ impl Ctx<'_> {
             Method::PUT => self.container_put(req).await,
             Method::POST => self.container_post(req).await,
             Method::DELETE => self.container_delete(req).await,
+            _ if method.as_str() == "UPDATE" => self.container_update(req).await,
             _ => error_response(StatusCode::METHOD_NOT_ALLOWED, None),
         }
     }
@@ -245,6 +246,45 @@ impl Ctx<'_> {
             })
             .await;
         best_response(&answers, quorum_size(plan.replicas), "Container POST")
+    }
+
+    /// Swift's private `UPDATE`: the JSON rows of the body merged into
+    /// every replica of the container (created if its account is one of
+    /// the cluster's own), answered by quorum.
+    async fn container_update(&mut self, req: Req) -> Resp {
+        let method = req.method().clone();
+        let ts = header_str(req.headers(), "x-timestamp")
+            .map(str::to_string)
+            .unwrap_or_else(|| Timestamp::now().internal());
+        let mut headers = self.base_headers(Some(&ts));
+        copy_request_headers(
+            req.headers(),
+            &mut headers,
+            &["content-type", "x-backend-storage-policy-index"],
+        );
+        let body = match apus_http::body::collect_limited(
+            req.into_body(),
+            apus_proto::db_replication::MAX_RPC_BODY,
+        )
+        .await
+        {
+            Ok(b) => b,
+            Err(_) => return error_response(StatusCode::PAYLOAD_TOO_LARGE, None),
+        };
+        let plan = self.container_plan();
+        let answers = self
+            .app
+            .backend
+            .fan_out_with_body(
+                &plan,
+                method,
+                &self.container_path(),
+                None,
+                &|_| headers.clone(),
+                Some(body),
+            )
+            .await;
+        best_response(&answers, quorum_size(plan.replicas), "Container UPDATE")
     }
 
     async fn container_delete(&mut self, req: Req) -> Resp {

@@ -47,7 +47,9 @@ use apus_proto::headers::{
 use crate::dlo::util::{
     build_query, build_request, content_length, object_path, parse_query, query_param, unquote,
 };
-use crate::service::{env, error_response, BoxFuture, Req, Resp, Service, SharedService};
+use crate::service::{
+    env, error_response, header_text, BoxFuture, Req, Resp, Service, SharedService,
+};
 
 const SWIFT_SOURCE: &str = "SSC";
 
@@ -123,13 +125,6 @@ impl Service for Copy {
 
 fn precondition_failed(body: &str) -> Resp {
     error_response(StatusCode::PRECONDITION_FAILED, Some(body))
-}
-
-/// A header's value as text (undecodable bytes replaced).
-fn header_text(headers: &HeaderMap, name: &str) -> Option<String> {
-    headers
-        .get(name)
-        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
 }
 
 /// Swift's `check_account_format` on an already decoded name: the

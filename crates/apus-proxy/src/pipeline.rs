@@ -148,7 +148,13 @@ const ENTRIES: &[Entry] = &[
     Entry {
         name: "slo",
         stage: Stage::Filter {
-            build: |ctx, next| Arc::new(crate::slo::Slo::new(next, ctx.config.slo.clone())),
+            build: |ctx, next| {
+                Arc::new(crate::slo::Slo::new(
+                    next,
+                    ctx.config.slo.clone(),
+                    ctx.config.hash.clone(),
+                ))
+            },
             info: Some(|config| vec![("slo", crate::slo::info(&config.slo))]),
         },
     },

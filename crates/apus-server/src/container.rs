@@ -385,6 +385,59 @@ impl ContainerServer {
         Ok(status_response(status, &method, None))
     }
 
+    // ---- UPDATE ----
+
+    /// Swift's `UPDATE`: object rows given as JSON (`name`, `created_at`,
+    /// `size`, `content_type`, `etag`, `deleted`, `storage_policy_index`)
+    /// merged into the container as they are, as a batch of container
+    /// updates would be. The proxy uses it to queue work for the expirer.
+    async fn update(
+        &self,
+        parts: &http::request::Parts,
+        body: Bytes,
+    ) -> HttpResult<Response<DbBody>> {
+        let path = decode_path(parts.uri.path(), "Invalid UTF8 or contains NULL")?;
+        let headers = &parts.headers;
+        let p = parse_path(&path, 4, 4, true)?;
+        let ts = req_timestamp(headers)?;
+        let policy = self.requested_policy(headers)?.unwrap_or(0);
+        let items: Vec<ObjectRecord> = serde_json::from_slice(&body)
+            .map_err(|e| HttpError::with_body(StatusCode::BAD_REQUEST, e.to_string()))?;
+        let autocreate = Self::should_autocreate(&p.account, headers);
+        let cfg = Arc::clone(&self.cfg);
+        let db = self.broker_path(&p);
+        blocking(move || {
+            writable_drive(&cfg, &p.device)?;
+            let container = p.container.as_deref().unwrap_or("");
+            let broker = if !db.exists() {
+                if !autocreate {
+                    return Err(HttpError::new(StatusCode::NOT_FOUND));
+                }
+                let cts = Timestamp::from_ticks(ts.ticks(), 0).unwrap_or(ts);
+                match ContainerBroker::create(
+                    &db,
+                    &p.account,
+                    container,
+                    cts,
+                    policy,
+                    BrokerOptions::default(),
+                ) {
+                    Ok(b) => b,
+                    Err(DbError::AlreadyExists { .. }) => {
+                        ContainerBroker::open(&db, BrokerOptions::default())?
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            } else {
+                ContainerBroker::open(&db, BrokerOptions::default())?
+            };
+            broker.merge_items(items, None)?;
+            Ok(())
+        })
+        .await?;
+        Ok(status_response(StatusCode::ACCEPTED, &Method::PUT, None))
+    }
+
     // ---- DELETE ----
 
     async fn delete(&self, path: &str, headers: &HeaderMap) -> HttpResult<Response<DbBody>> {
@@ -942,7 +995,8 @@ pub(crate) fn options_response(server_type: &str) -> Response<DbBody> {
 impl apus_http::Handler for ContainerServer {
     async fn call(&self, req: Request<hyper::body::Incoming>) -> Response<DbBody> {
         let (parts, body) = req.into_parts();
-        // Only REPLICATE reads a body; other verbs keep just the head.
+        // Only REPLICATE and UPDATE read a body; other verbs keep just the
+        // head.
         if crate::db_replicate::is_replicate(&parts.method) {
             return crate::db_replicate::replicate::<apus_db::ContainerBroker>(
                 &self.cfg,
@@ -951,6 +1005,19 @@ impl apus_http::Handler for ContainerServer {
                 apus_http::incoming(body),
             )
             .await;
+        }
+        if parts.method.as_str() == "UPDATE" {
+            let method = parts.method.clone();
+            let result = match apus_http::body::collect_limited(
+                apus_http::incoming(body),
+                apus_proto::db_replication::MAX_RPC_BODY,
+            )
+            .await
+            {
+                Ok(bytes) => self.update(&parts, bytes).await,
+                Err(_) => Err(HttpError::new(StatusCode::PAYLOAD_TOO_LARGE)),
+            };
+            return result.unwrap_or_else(|e| e.into_response(&method));
         }
         self.handle(Request::from_parts(parts, ())).await
     }

@@ -204,6 +204,9 @@ impl FileSlo {
             // Swift keeps it within 1..=1000 (0 would never HEAD).
             c.concurrency = v.clamp(1, 1000);
         }
+        if let Some(v) = self.allow_async_delete {
+            c.allow_async_delete = v;
+        }
     }
 }
 
@@ -211,6 +214,7 @@ impl FileSlo {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileSlo {
+    pub allow_async_delete: Option<bool>,
     pub max_manifest_segments: Option<usize>,
     pub max_manifest_size: Option<usize>,
     pub max_get_time: Option<f64>,

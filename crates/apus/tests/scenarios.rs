@@ -612,3 +612,67 @@ fn scenario_9_ledger() {
         );
     }
 }
+
+#[test]
+fn slo_async_delete_leaves_the_segments_to_the_expirer() {
+    let _serial = serial();
+    let c = MultiCluster::start(Options::default());
+    assert_eq!(put(&c, "/c10", b"", &[]), 201);
+    assert_eq!(put(&c, "/c10seg", b"", &[]), 201);
+    let mut manifest = Vec::new();
+    for (name, data) in [("s1", &b"first"[..]), ("s2", &b"second"[..])] {
+        assert_eq!(put(&c, &format!("/c10seg/{name}"), data, &[]), 201);
+        manifest.push(serde_json::json!({
+            "path": format!("/c10seg/{name}"),
+            "etag": md5_hex(data),
+            "size_bytes": data.len(),
+        }));
+    }
+    let body = serde_json::Value::Array(manifest).to_string();
+    assert_eq!(
+        put(&c, "/c10/big?multipart-manifest=put", body.as_bytes(), &[]),
+        201
+    );
+    assert_eq!(get(&c, "/c10/big"), (200, b"firstsecond".to_vec()));
+    let (h, _) = c.request(
+        "DELETE",
+        "/c10/big?multipart-manifest=delete&async=yes",
+        &[],
+        b"",
+    );
+    assert_eq!(h.status, 204);
+    // The manifest is gone at once; the segments wait for the expirer.
+    assert_eq!(get(&c, "/c10/big").0, 404);
+    assert_eq!(get(&c, "/c10seg/s1").0, 200);
+    c.run_daemon_everywhere("container-updater");
+    let stats = c.run_daemon(0, "object-expirer");
+    assert_eq!(stats["counts"]["objects"], 2, "{stats}");
+    assert_eq!(get_newest(&c, "/c10seg/s1").0, 404);
+    assert_eq!(get_newest(&c, "/c10seg/s2").0, 404);
+    // Segments in several containers cannot be queued as one job.
+    assert_eq!(put(&c, "/c10other", b"", &[]), 201);
+    assert_eq!(put(&c, "/c10seg/s3", b"third", &[]), 201);
+    assert_eq!(put(&c, "/c10other/s4", b"fourth", &[]), 201);
+    let body = serde_json::json!([
+        {"path": "/c10seg/s3", "etag": md5_hex(b"third"), "size_bytes": 5},
+        {"path": "/c10other/s4", "etag": md5_hex(b"fourth"), "size_bytes": 6},
+    ])
+    .to_string();
+    assert_eq!(
+        put(&c, "/c10/two?multipart-manifest=put", body.as_bytes(), &[]),
+        201
+    );
+    let (h, text) = c.request(
+        "DELETE",
+        "/c10/two?multipart-manifest=delete&async=yes",
+        &[],
+        b"",
+    );
+    assert_eq!(h.status, 400);
+    assert!(
+        String::from_utf8_lossy(&text).starts_with("All segments must be in one container."),
+        "{}",
+        String::from_utf8_lossy(&text)
+    );
+    assert_eq!(get(&c, "/c10/two").0, 200);
+}

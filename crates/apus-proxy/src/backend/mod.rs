@@ -314,6 +314,21 @@ impl Backend {
         query: Option<&str>,
         headers_for: &(dyn Fn(usize) -> HeaderMap + Sync),
     ) -> Vec<NodeResponse> {
+        self.fan_out_with_body(plan, method, path, query, headers_for, None)
+            .await
+    }
+
+    /// [`Backend::fan_out`] with a (small, already read) body sent to each
+    /// node.
+    pub async fn fan_out_with_body(
+        &self,
+        plan: &NodePlan,
+        method: Method,
+        path: &str,
+        query: Option<&str>,
+        headers_for: &(dyn Fn(usize) -> HeaderMap + Sync),
+        body: Option<Bytes>,
+    ) -> Vec<NodeResponse> {
         let stand_ins = Mutex::new(plan.stand_ins());
         let slots = plan.replicas.max(1);
         let pending: FuturesUnordered<_> = (0..slots)
@@ -321,6 +336,7 @@ impl Backend {
                 let stand_ins = &stand_ins;
                 let method = method.clone();
                 let headers = headers_for(i);
+                let body = body.clone();
                 async move {
                     let first = plan.primaries.get(i);
                     let next = || stand_ins.lock().ok().and_then(|mut s| s.next());
@@ -332,17 +348,13 @@ impl Backend {
                             let dev = dev.clone();
                             let method = method.clone();
                             let headers = headers.clone();
+                            let body = match &body {
+                                Some(b) => apus_http::full(b.clone()),
+                                None => empty(),
+                            };
                             tokio::spawn(async move {
-                                match send_to(
-                                    &client,
-                                    &limiter,
-                                    &dev,
-                                    method,
-                                    &path,
-                                    headers,
-                                    empty(),
-                                )
-                                .await
+                                match send_to(&client, &limiter, &dev, method, &path, headers, body)
+                                    .await
                                 {
                                     Some(resp) => buffer_response(resp).await,
                                     None => unavailable(),

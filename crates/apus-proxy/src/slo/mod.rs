@@ -63,10 +63,18 @@ use crate::segments::{
     SyncStream,
 };
 use crate::service::{
-    add_to_header_list, env, error_response, header_str, set_header, BoxFuture, Req, Resp, Service,
-    SharedService,
+    add_to_header_list, env, error_response, header_str, header_text, set_header, BoxFuture, Req,
+    Resp, Service, SharedService,
 };
 use manifest::{InputSegment, StoredSegment};
+
+use apus_core::Timestamp;
+
+/// The etag of zero bytes: what queue entries record.
+const MD5_OF_EMPTY: &str = "d41d8cd98f00b204e9800998ecf8427e";
+/// The content type of an expirer queue entry that deletes its object
+/// outright (Swift's `ASYNC_DELETE_TYPE`).
+const ASYNC_DELETE_TYPE: &str = "application/async-deleted";
 
 const SWIFT_SOURCE: &str = "SLO";
 const X_STATIC_LARGE_OBJECT: &str = "x-static-large-object";
@@ -107,7 +115,7 @@ impl Default for SloConfig {
             rate_limit_after_segment: 10,
             rate_limit_segments_per_sec: 1,
             concurrency: 2,
-            allow_async_delete: false,
+            allow_async_delete: true,
         }
     }
 }
@@ -126,13 +134,16 @@ pub fn info(config: &SloConfig) -> serde_json::Value {
 pub struct Slo {
     next: SharedService,
     config: Arc<SloConfig>,
+    /// Names the expirer queue's task containers (async deletes).
+    hash: apus_core::HashConfig,
 }
 
 impl Slo {
-    pub fn new(next: SharedService, config: SloConfig) -> Self {
+    pub fn new(next: SharedService, config: SloConfig, hash: apus_core::HashConfig) -> Self {
         Slo {
             next,
             config: Arc::new(config),
+            hash,
         }
     }
 }
@@ -317,6 +328,7 @@ impl Slo {
         let worker = Slo {
             next: self.next.clone(),
             config: self.config.clone(),
+            hash: self.hash.clone(),
         };
         let every = Duration::from_secs(self.config.yield_frequency.max(1));
         let work: BoxFuture<'static, PutOutcome> =
@@ -1138,6 +1150,15 @@ impl Slo {
     }
 
     async fn manifest_delete(&self, req: Req, version: String, account: String) -> Resp {
+        let wants_async = self.config.allow_async_delete
+            && query_param(req.uri().query(), "async")
+                .is_some_and(|v| apus_proto::headers::is_true(&v));
+        if wants_async {
+            return self
+                .async_delete(req, version, account)
+                .await
+                .unwrap_or_else(|e| e);
+        }
         // Swift answers an unacceptable Accept inside a plain 200 body.
         let format = out_format(req.headers());
         let out = format.unwrap_or("text/plain");
@@ -1218,6 +1239,183 @@ impl Slo {
         };
         let body = result_body(out, &outcome.fields(problem), &outcome.errors, "delete");
         text_response(StatusCode::OK, out, body)
+    }
+
+    /// `?multipart-manifest=delete&async=yes`: the segments (all in one
+    /// container, none a large object) are queued for the object expirer
+    /// to delete, and the manifest is deleted now. The segments stay
+    /// listed and counted until the expirer gets to them.
+    async fn async_delete(
+        &self,
+        mut req: Req,
+        version: String,
+        account: String,
+    ) -> Result<Resp, Resp> {
+        let decoded = apus_proto::percent_decode_internal(req.uri().path()).map_err(|_| {
+            error_response(
+                StatusCode::PRECONDITION_FAILED,
+                Some("Invalid UTF8 or contains NULL"),
+            )
+        })?;
+        let parts = apus_proto::split_path(&decoded, 4, 4, true)
+            .map_err(|_| error_response(StatusCode::BAD_REQUEST, None))?;
+        let container = parts[2].clone().unwrap_or_default();
+        let object = parts[3].clone().unwrap_or_default();
+        let sub = self.subrequests(&req, version.clone(), account.clone(), "SLO");
+        let version_id = query_param(req.uri().query(), "version-id");
+        let entries = self
+            .manifest_entries(
+                &sub,
+                &format!("/{container}/{object}"),
+                version_id.as_deref(),
+            )
+            .await
+            .map_err(|(status, message)| {
+                error_response(
+                    StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+                    Some(&message),
+                )
+            })?;
+        let mut segments: Vec<(String, String)> = Vec::new();
+        for e in entries {
+            let StoredSegment::Object { name, sub_slo, .. } = e else {
+                continue;
+            };
+            if sub_slo {
+                return Err(error_response(
+                    StatusCode::BAD_REQUEST,
+                    Some("No segments may be large objects."),
+                ));
+            }
+            let split = apus_proto::split_path(&name, 2, 2, true)
+                .ok()
+                .and_then(|p| Some((p.first()?.clone()?, p.get(1)?.clone()?)));
+            let Some(pair) = split else {
+                return Err(error_response(
+                    StatusCode::BAD_REQUEST,
+                    Some("Invalid segment path"),
+                ));
+            };
+            segments.push(pair);
+        }
+        if segments.is_empty() {
+            // Nothing to queue: just the manifest goes.
+            return Ok(self.next.call(req).await);
+        }
+        let mut containers: Vec<&str> = segments.iter().map(|(c, _)| c.as_str()).collect();
+        containers.sort_unstable();
+        containers.dedup();
+        if containers.len() > 1 {
+            let listed = containers
+                .iter()
+                .map(|c| format!("\"{}\"", apus_proto::quote(c)))
+                .collect::<Vec<_>>()
+                .join(", ");
+            return Err(error_response(
+                StatusCode::BAD_REQUEST,
+                Some(&format!(
+                    "All segments must be in one container. Found segments in {listed}"
+                )),
+            ));
+        }
+        let segment_container = containers[0].to_string();
+        // The caller must be allowed to delete in both containers.
+        let client_env = env(&req);
+        if let Some(auth) = client_env.authorize.clone() {
+            for c in [&container, &segment_container] {
+                let acl = self.container_write_acl(&sub, c).await;
+                let check = crate::service::AuthRequest {
+                    method: req.method(),
+                    path: &decoded,
+                    headers: req.headers(),
+                    env: &client_env,
+                    acl: acl.as_deref(),
+                };
+                auth.authorize(check).await?;
+                if segment_container == container {
+                    break;
+                }
+            }
+        }
+        let ts =
+            match header_str(req.headers(), "x-timestamp").and_then(|t| Timestamp::parse(t).ok()) {
+                Some(ts) => ts,
+                None => {
+                    let now = Timestamp::now();
+                    set_header(req.headers_mut(), "x-timestamp", &now.internal());
+                    now
+                }
+            };
+        let jobs: Vec<serde_json::Value> = segments
+            .iter()
+            .map(|(c, o)| {
+                serde_json::json!({
+                    "name": format!("{}-{account}/{c}/{o}", ts.normal()),
+                    "deleted": 0,
+                    "created_at": ts.internal(),
+                    "etag": MD5_OF_EMPTY,
+                    "size": 0,
+                    "storage_policy_index": 0,
+                    "content_type": ASYNC_DELETE_TYPE,
+                })
+            })
+            .collect();
+        let task_container = apus_proto::update::expirer_container(
+            &self.hash,
+            ts.secs(),
+            &account,
+            &container,
+            &object,
+        );
+        let mut headers = HeaderMap::new();
+        set_header(&mut headers, "content-type", "application/json");
+        set_header(&mut headers, "x-backend-storage-policy-index", "0");
+        set_header(&mut headers, "x-backend-allow-private-methods", "True");
+        let mut enqueue_env = sub.env.clone();
+        enqueue_env.authorize = None;
+        let path = format!(
+            "/v1/{}/{task_container}",
+            apus_proto::update::EXPIRER_ACCOUNT
+        );
+        let enqueue = build_request(
+            Method::from_bytes(b"UPDATE")
+                .map_err(|_| error_response(StatusCode::INTERNAL_SERVER_ERROR, None))?,
+            &path,
+            None,
+            headers,
+            enqueue_env,
+            apus_http::full(serde_json::Value::Array(jobs).to_string()),
+        )
+        .map_err(|_| error_response(StatusCode::INTERNAL_SERVER_ERROR, None))?;
+        let resp = self.next.call(enqueue).await;
+        if !resp.status().is_success() {
+            tracing::error!(
+                status = resp.status().as_u16(),
+                path = %decoded,
+                "SLO: failed to enqueue the segments' async deletes"
+            );
+            return Err(error_response(StatusCode::SERVICE_UNAVAILABLE, None));
+        }
+        // Finally the manifest itself.
+        Ok(self.next.call(req).await)
+    }
+
+    /// The write ACL of `container` in the request's account.
+    async fn container_write_acl(&self, sub: &Subrequests, container: &str) -> Option<String> {
+        let path = format!("/{}/{}/{container}", sub.version, sub.account);
+        let mut env = sub.env.clone();
+        env.authorize = None;
+        let req = build_request(
+            Method::HEAD,
+            &path,
+            None,
+            HeaderMap::new(),
+            env,
+            apus_http::empty(),
+        )
+        .ok()?;
+        let resp = self.next.call(req).await;
+        header_text(resp.headers(), "x-container-write")
     }
 
     /// A manifest's entries for deleting it: `Err((status, message))` as
