@@ -36,6 +36,7 @@ pub mod dlo;
 pub mod gatekeeper;
 pub mod healthcheck;
 pub mod info;
+pub mod listing_formats;
 pub mod object;
 pub mod object_versioning;
 pub mod pipeline;

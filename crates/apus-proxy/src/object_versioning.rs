@@ -487,17 +487,10 @@ impl Handler<'_> {
         let query = parse_query(req.uri().query());
         let wants_versions = query.iter().any(|(k, _)| k == "versions");
         if wants_versions && method == Method::GET {
-            // Version listings are JSON only: the format asked for (a
-            // `format` parameter before `Accept`) must allow it.
-            let format = query.iter().rev().find(|(k, _)| k == "format");
-            let accept = match format {
-                Some((_, f)) => match f.to_ascii_lowercase().as_str() {
-                    "json" => "application/json",
-                    "xml" => "application/xml",
-                    _ => "text/plain",
-                },
-                None => header_str(req.headers(), "accept").unwrap_or("*/*"),
-            };
+            // Version listings are JSON only: the format asked for must
+            // allow it (listing_formats, always in front, has put the
+            // client's `format=` choice into `Accept`).
+            let accept = header_str(req.headers(), "accept").unwrap_or("*/*");
             if !matches!(
                 apus_proto::listing::best_match(accept, &["application/json"]),
                 Ok(Some(_))
@@ -588,6 +581,12 @@ impl Handler<'_> {
         parts
             .headers
             .insert(http::header::CONTENT_LENGTH, HeaderValue::from(out.len()));
+        if wants_versions {
+            // JSON whatever the format asked: listing_formats leaves it.
+            parts
+                .extensions
+                .insert(crate::listing_formats::FormattedListing);
+        }
         Ok(http::Response::from_parts(parts, apus_http::full(out)))
     }
 

@@ -220,9 +220,10 @@ const ENTRIES: &[Entry] = &[
     },
     Entry {
         name: "listing_formats",
-        stage: Stage::Elsewhere(
-            "the account and container controllers render every listing format",
-        ),
+        stage: Stage::Filter {
+            build: |_, next| Arc::new(crate::listing_formats::ListingFormats::new(next)),
+            info: None,
+        },
     },
 ];
 
@@ -579,6 +580,7 @@ mod tests {
                 "catch_errors",
                 "gatekeeper",
                 "healthcheck",
+                "listing_formats",
                 "bulk",
                 "tempurl",
                 "tempauth",
@@ -601,6 +603,7 @@ mod tests {
             [
                 "catch_errors",
                 "gatekeeper",
+                "listing_formats",
                 "healthcheck",
                 "tempauth",
                 "copy",

@@ -351,3 +351,53 @@ async fn conditions_are_judged_by_the_target() {
         .await;
     assert_eq!(a.status, StatusCode::NOT_MODIFIED);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_listing_format_shows_links_cleanly() {
+    let cluster = Cluster::start().await.unwrap();
+    let c = client(&cluster).await;
+    let a = c
+        .send(
+            Method::PUT,
+            "/v1/AUTH_test/c/ln",
+            link("d/target"),
+            Bytes::new(),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::CREATED);
+    // Listings are edited as JSON and only then written in the format
+    // asked: the link's parameters never leak into `hash`.
+    let a = c.call(Method::GET, "/v1/AUTH_test/c?format=xml").await;
+    assert_eq!(a.status, StatusCode::OK);
+    assert_eq!(a.header("content-type"), "application/xml; charset=utf-8");
+    let xml = String::from_utf8_lossy(&a.body).into_owned();
+    assert!(
+        xml.contains("<hash>d41d8cd98f00b204e9800998ecf8427e</hash>"),
+        "{xml}"
+    );
+    assert!(!xml.contains("symlink_target"), "{xml}");
+    let a = c
+        .send(
+            Method::GET,
+            "/v1/AUTH_test/c",
+            hdrs(&[("accept", "text/xml")]),
+            Bytes::new(),
+        )
+        .await;
+    assert_eq!(a.header("content-type"), "text/xml; charset=utf-8");
+    assert_eq!(a.header("vary"), "Accept");
+    let a = c.call(Method::GET, "/v1/AUTH_test/c").await;
+    assert_eq!(a.header("content-type"), "text/plain; charset=utf-8");
+    assert_eq!(&a.body[..], b"ln\n");
+    let a = c
+        .send(
+            Method::GET,
+            "/v1/AUTH_test/c",
+            hdrs(&[("accept", "image/png")]),
+            Bytes::new(),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::NOT_ACCEPTABLE);
+    let a = c.call(Method::HEAD, "/v1/AUTH_test/c?format=json").await;
+    assert_eq!(a.header("content-type"), "application/json; charset=utf-8");
+}

@@ -593,35 +593,8 @@ pub fn listing_format(query: &Query, headers: &HeaderMap) -> HttpResult<ListingF
 /// A JSON string as Python's `json.dumps` writes it (ASCII only).
 pub use apus_core::pyjson::push_json_str as json_str;
 
-/// XML text content as ElementTree escapes it.
-pub fn xml_text(out: &mut String, s: &str) {
-    for ch in s.chars() {
-        match ch {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            c => out.push(c),
-        }
-    }
-}
-
-/// An XML attribute value as ElementTree escapes it.
-pub fn xml_attr(out: &mut String, s: &str) {
-    for ch in s.chars() {
-        match ch {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\r' => out.push_str("&#13;"),
-            '\n' => out.push_str("&#10;"),
-            '\t' => out.push_str("&#09;"),
-            c => out.push(c),
-        }
-    }
-}
-
-pub const XML_DECLARATION: &str = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n";
+/// XML as Swift writes its listings (one copy, shared with the proxy).
+pub use apus_proto::listing::{xml_attr, xml_text, XML_DECLARATION};
 
 // ---------------------------------------------------------------------------
 // Serving
