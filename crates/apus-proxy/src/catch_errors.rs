@@ -1,6 +1,8 @@
 //! The outermost stage (Swift's `catch_errors` and `proxy-logging`): gives
 //! each request its transaction id, turns a panic below into a 500 instead
-//! of a dropped connection, and logs one line per request.
+//! of a dropped connection, and logs one line per request, with the reason
+//! of an error answer (see [`ErrorDetail`]): the one place errors are
+//! logged.
 
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -9,7 +11,9 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use futures_util::FutureExt;
 use http::{HeaderValue, StatusCode};
 
-use crate::service::{env_mut, error_response, BoxFuture, Req, Resp, Service, SharedService};
+use crate::service::{
+    env_mut, error_response, BoxFuture, ErrorDetail, Req, Resp, Service, SharedService,
+};
 
 pub struct CatchErrors {
     next: SharedService,
@@ -103,15 +107,60 @@ impl Service for CatchErrors {
                     HeaderValue::from_static("keep-alive"),
                 );
             }
-            tracing::info!(
-                %trans_id,
-                %method,
-                %path,
-                status = resp.status().as_u16(),
-                micros = start.elapsed().as_micros() as u64,
-                "request"
-            );
+            let status = resp.status().as_u16();
+            let micros = start.elapsed().as_micros() as u64;
+            match resp.extensions().get::<ErrorDetail>() {
+                // A server error is the operator's business: its reason
+                // goes with the request's line, louder.
+                Some(ErrorDetail(detail)) if status >= 500 => tracing::warn!(
+                    %trans_id, %method, %path, status, micros, %detail, "request"
+                ),
+                Some(ErrorDetail(detail)) => tracing::info!(
+                    %trans_id, %method, %path, status, micros, %detail, "request"
+                ),
+                None => tracing::info!(%trans_id, %method, %path, status, micros, "request"),
+            }
             resp
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Fails;
+
+    impl Service for Fails {
+        fn call(&self, _req: Req) -> BoxFuture<'_, Resp> {
+            Box::pin(async { error_response(StatusCode::SERVICE_UNAVAILABLE, Some("no quorum")) })
+        }
+    }
+
+    struct Panics;
+
+    impl Service for Panics {
+        fn call(&self, _req: Req) -> BoxFuture<'_, Resp> {
+            Box::pin(async { panic!("bug below") })
+        }
+    }
+
+    #[tokio::test]
+    async fn errors_reach_the_log_line_with_their_reason() {
+        let outer = CatchErrors::new(std::sync::Arc::new(Fails));
+        let resp = outer.call(Req::new(apus_http::empty())).await;
+        assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+        let detail = resp.extensions().get::<ErrorDetail>().map(|d| d.0.clone());
+        assert_eq!(detail.as_deref(), Some("no quorum"));
+        assert!(resp.headers().contains_key("x-trans-id"));
+        // A panic below is a 500 with Swift's body, not a dropped
+        // connection.
+        let outer = CatchErrors::new(std::sync::Arc::new(Panics));
+        let resp = outer.call(Req::new(apus_http::empty())).await;
+        assert_eq!(resp.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(
+            resp.extensions().get::<ErrorDetail>().map(|d| d.0.as_str()),
+            Some("Internal Server Error")
+        );
     }
 }

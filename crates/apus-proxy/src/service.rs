@@ -99,6 +99,12 @@ pub fn env(req: &Req) -> Env {
     req.extensions().get::<Env>().cloned().unwrap_or_default()
 }
 
+/// Why a response is an error, carried to `catch_errors`, which logs it
+/// with the request's line: errors are built here and logged there, and
+/// nowhere else needs to log them.
+#[derive(Clone, Debug)]
+pub struct ErrorDetail(pub String);
+
 /// A plain-text response with Swift's default body for `status` when
 /// `body` is `None`.
 pub fn error_response(status: StatusCode, body: Option<&str>) -> Resp {
@@ -107,7 +113,12 @@ pub fn error_response(status: StatusCode, body: Option<&str>) -> Resp {
         None => default_body(status),
     };
     let len = text.len();
+    let detail = match body {
+        Some(b) => ErrorDetail(b.chars().take(200).collect()),
+        None => ErrorDetail(status.canonical_reason().unwrap_or("").to_string()),
+    };
     let mut resp = Response::new(full(text));
+    resp.extensions_mut().insert(detail);
     *resp.status_mut() = status;
     let headers = resp.headers_mut();
     headers.insert(

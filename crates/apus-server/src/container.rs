@@ -352,32 +352,16 @@ impl ContainerServer {
             } else {
                 usable_drive(&cfg, &p.device)?;
             }
-            let container = p.container.as_deref().unwrap_or("");
-            let broker = if autocreate && !db.exists() {
-                // An object timestamp may carry an offset; the container's
-                // does not.
-                let cts = Timestamp::from_ticks(ts.ticks(), 0).unwrap_or(ts);
-                match ContainerBroker::create(
-                    &db,
-                    &p.account,
-                    container,
-                    cts,
-                    policy,
-                    BrokerOptions::default(),
-                ) {
-                    Ok(b) => b,
-                    Err(DbError::AlreadyExists { .. }) => {
-                        ContainerBroker::open_for_updates(&db, BrokerOptions::default())?
-                    }
-                    Err(e) => return Err(e.into()),
-                }
-            } else if !db.exists() {
-                return Err(HttpError::new(StatusCode::NOT_FOUND));
-            } else {
-                // The row goes to the pending file without reading the
-                // database, so a lock on it does not hold the update up.
-                ContainerBroker::open_for_updates(&db, BrokerOptions::default())?
-            };
+            // The row goes to the pending file without reading the
+            // database, so a lock on it does not hold the update up.
+            let broker = autocreated_broker(
+                &db,
+                &p,
+                ts,
+                policy,
+                autocreate,
+                ContainerBroker::open_for_updates,
+            )?;
             broker.put_object(record)?;
             Ok(())
         })
@@ -408,29 +392,8 @@ impl ContainerServer {
         let db = self.broker_path(&p);
         blocking(move || {
             writable_drive(&cfg, &p.device)?;
-            let container = p.container.as_deref().unwrap_or("");
-            let broker = if !db.exists() {
-                if !autocreate {
-                    return Err(HttpError::new(StatusCode::NOT_FOUND));
-                }
-                let cts = Timestamp::from_ticks(ts.ticks(), 0).unwrap_or(ts);
-                match ContainerBroker::create(
-                    &db,
-                    &p.account,
-                    container,
-                    cts,
-                    policy,
-                    BrokerOptions::default(),
-                ) {
-                    Ok(b) => b,
-                    Err(DbError::AlreadyExists { .. }) => {
-                        ContainerBroker::open(&db, BrokerOptions::default())?
-                    }
-                    Err(e) => return Err(e.into()),
-                }
-            } else {
-                ContainerBroker::open(&db, BrokerOptions::default())?
-            };
+            let broker =
+                autocreated_broker(&db, &p, ts, policy, autocreate, ContainerBroker::open)?;
             broker.merge_items(items, None)?;
             Ok(())
         })
@@ -990,6 +953,40 @@ pub(crate) fn options_response(server_type: &str) -> Response<DbBody> {
         &format!("{server_type}/apus-{}", env!("CARGO_PKG_VERSION")),
     );
     resp
+}
+
+/// The container's database, created first when `autocreate` allows it
+/// (404 when it does not exist and may not be created); an existing one is
+/// opened with `open`.
+fn autocreated_broker(
+    db: &std::path::Path,
+    p: &DbPath,
+    ts: Timestamp,
+    policy: i64,
+    autocreate: bool,
+    open: fn(&std::path::Path, BrokerOptions) -> apus_db::Result<ContainerBroker>,
+) -> HttpResult<ContainerBroker> {
+    if db.exists() {
+        return Ok(open(db, BrokerOptions::default())?);
+    }
+    if !autocreate {
+        return Err(HttpError::new(StatusCode::NOT_FOUND));
+    }
+    // An object timestamp may carry an offset; the container's does not.
+    let cts = Timestamp::from_ticks(ts.ticks(), 0).unwrap_or(ts);
+    let container = p.container.as_deref().unwrap_or("");
+    match ContainerBroker::create(
+        db,
+        &p.account,
+        container,
+        cts,
+        policy,
+        BrokerOptions::default(),
+    ) {
+        Ok(b) => Ok(b),
+        Err(DbError::AlreadyExists { .. }) => Ok(open(db, BrokerOptions::default())?),
+        Err(e) => Err(e.into()),
+    }
 }
 
 impl apus_http::Handler for ContainerServer {
