@@ -12,7 +12,8 @@ use futures_util::FutureExt;
 use http::{HeaderValue, StatusCode};
 
 use crate::service::{
-    env_mut, error_response, BoxFuture, ErrorDetail, Req, Resp, Service, SharedService,
+    env_mut, error_response, BoxFuture, ErrorDetail, RelativeLocation, Req, Resp, Service,
+    SharedService,
 };
 
 pub struct CatchErrors {
@@ -54,6 +55,28 @@ impl CatchErrors {
     }
 }
 
+/// swob's `absolute_location`: a `Location` that is a path gets
+/// `http://<Host>` in front, unless the response asked to keep it.
+fn absolute_location(resp: &mut Resp, host: Option<&str>) {
+    if resp.extensions().get::<RelativeLocation>().is_some() {
+        return;
+    }
+    let Some(host) = host else {
+        return;
+    };
+    let Some(location) = resp
+        .headers()
+        .get(http::header::LOCATION)
+        .and_then(|v| v.to_str().ok())
+        .filter(|l| l.starts_with('/'))
+    else {
+        return;
+    };
+    if let Ok(v) = HeaderValue::from_str(&format!("http://{host}{location}")) {
+        resp.headers_mut().insert(http::header::LOCATION, v);
+    }
+}
+
 fn process_salt() -> u64 {
     let mut bytes = [0u8; 8];
     if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
@@ -87,6 +110,11 @@ impl Service for CatchErrors {
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.eq_ignore_ascii_case("keep-alive"));
         let start = Instant::now();
+        let host = req
+            .headers()
+            .get(http::header::HOST)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
         Box::pin(async move {
             let result = AssertUnwindSafe(self.next.call(req)).catch_unwind().await;
             let mut resp = match result {
@@ -96,6 +124,7 @@ impl Service for CatchErrors {
                     error_response(StatusCode::INTERNAL_SERVER_ERROR, None)
                 }
             };
+            absolute_location(&mut resp, host.as_deref());
             if let Ok(v) = HeaderValue::from_str(&trans_id) {
                 resp.headers_mut().insert("x-trans-id", v.clone());
                 resp.headers_mut().insert("x-openstack-request-id", v);

@@ -135,6 +135,9 @@ pub struct ProxyConfig {
     pub versioning: VersioningConfig,
     /// The `tempurl` filter's settings.
     pub tempurl: crate::tempurl::TempUrlConfig,
+    /// The `domain_remap` filter's settings (no storage domain: it does
+    /// nothing and is not in `/info`).
+    pub domain_remap: crate::domain_remap::DomainRemapConfig,
     /// The filters in front of the controllers (`[pipeline:main]`).
     pub pipeline: crate::pipeline::Pipeline,
 }
@@ -190,6 +193,7 @@ impl ProxyConfig {
             symloop_max: crate::symlink::DEFAULT_SYMLOOP_MAX,
             versioning: VersioningConfig::default(),
             tempurl: crate::tempurl::TempUrlConfig::default(),
+            domain_remap: crate::domain_remap::DomainRemapConfig::default(),
             bulk: crate::bulk::BulkConfig::default(),
             pipeline: crate::pipeline::Pipeline::default(),
         }

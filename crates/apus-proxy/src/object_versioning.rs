@@ -435,6 +435,12 @@ impl Handler<'_> {
             .info
             .container_info(&client_env, &self.account, &container)
             .await;
+        if !info.exists() && info.status != 404 {
+            // No replica could say whether versions hang on this
+            // container: it is not deleted blindly (and a DELETE that
+            // none of them answered could not have succeeded anyway).
+            return Err(error_response(StatusCode::SERVICE_UNAVAILABLE, None));
+        }
         let versions = header_text(&info.headers, SYSMETA_VERSIONS_CONT)
             .map(|v| unquote(&v))
             .filter(|v| !v.is_empty());

@@ -5,8 +5,9 @@
 //! Names are Swift's: a configuration written for Swift's proxy
 //! (`proxy-logging`, `cache`, `container-quotas`, ...) means the same
 //! here. A name apus does not provide yet is an error at startup, never a
-//! silently missing filter; the default pipeline is Swift 2.38's, less
-//! the filters apus does not have yet. Like Swift, the pipeline always
+//! silently missing filter; the default pipeline is Swift 2.38's with
+//! `domain_remap` and `staticweb` added, less the filters apus does not
+//! have yet. Like Swift, the pipeline always
 //! gets its required filters (`catch_errors`, `gatekeeper`, `copy`,
 //! `dlo`, ...), each inserted where Swift inserts it.
 //!
@@ -25,6 +26,13 @@ use crate::service::SharedService;
 pub const SWIFT_DEFAULT_PIPELINE: &str = "catch_errors gatekeeper healthcheck proxy-logging cache \
      listing_formats container_sync bulk tempurl ratelimit tempauth copy container-quotas \
      account-quotas slo dlo versioned_writes symlink proxy-logging";
+
+/// apus's default: Swift's, with `domain_remap` and `staticweb` where
+/// Swift's functional-test setup puts them. Both do nothing until asked
+/// (a storage domain configured; a container's `Web-*` metadata).
+pub const APUS_DEFAULT_PIPELINE: &str = "catch_errors gatekeeper healthcheck proxy-logging cache \
+     domain_remap listing_formats container_sync bulk tempurl ratelimit tempauth staticweb copy \
+     container-quotas account-quotas slo dlo versioned_writes symlink proxy-logging";
 
 /// What a filter is given when it is built.
 pub struct FilterContext {
@@ -89,6 +97,34 @@ const ENTRIES: &[Entry] = &[
                     ("bulk_delete", crate::bulk::delete_info(&config.bulk)),
                 ]
             }),
+        },
+    },
+    Entry {
+        name: "domain_remap",
+        stage: Stage::Filter {
+            build: |ctx, next| {
+                Arc::new(crate::domain_remap::DomainRemap::new(
+                    next,
+                    ctx.config.domain_remap.clone(),
+                ))
+            },
+            info: Some(|config| {
+                if config.domain_remap.storage_domain.is_empty() {
+                    Vec::new()
+                } else {
+                    vec![(
+                        "domain_remap",
+                        crate::domain_remap::info(&config.domain_remap),
+                    )]
+                }
+            }),
+        },
+    },
+    Entry {
+        name: "staticweb",
+        stage: Stage::Filter {
+            build: |ctx, next| Arc::new(crate::staticweb::StaticWeb::new(next, ctx.info.clone())),
+            info: Some(|_| vec![("staticweb", serde_json::json!({}))]),
         },
     },
     Entry {
@@ -380,9 +416,9 @@ pub struct Pipeline {
 }
 
 impl Default for Pipeline {
-    /// Swift's default pipeline, less what apus does not provide yet.
+    /// apus's default pipeline, less what apus does not provide yet.
     fn default() -> Self {
-        let names: Vec<String> = SWIFT_DEFAULT_PIPELINE
+        let names: Vec<String> = APUS_DEFAULT_PIPELINE
             .split_whitespace()
             .map(canonical_name)
             .filter(|n| entry(n).is_some())
@@ -568,11 +604,11 @@ mod tests {
     }
 
     #[test]
-    fn the_default_is_swifts_less_what_apus_lacks() {
+    fn the_default_is_swifts_with_staticweb_and_domain_remap() {
         let p = Pipeline::default();
         assert_eq!(
             p.names().join(" "),
-            "catch_errors gatekeeper healthcheck proxy_logging memcache listing_formats bulk tempurl tempauth copy container_quotas account_quotas slo dlo versioned_writes symlink proxy_logging"
+            "catch_errors gatekeeper healthcheck proxy_logging memcache domain_remap listing_formats bulk tempurl tempauth staticweb copy container_quotas account_quotas slo dlo versioned_writes symlink proxy_logging"
         );
         assert_eq!(
             p.stages(),
@@ -580,10 +616,12 @@ mod tests {
                 "catch_errors",
                 "gatekeeper",
                 "healthcheck",
+                "domain_remap",
                 "listing_formats",
                 "bulk",
                 "tempurl",
                 "tempauth",
+                "staticweb",
                 "copy",
                 "container_quotas",
                 "account_quotas",

@@ -99,6 +99,12 @@ pub fn env(req: &Req) -> Env {
     req.extensions().get::<Env>().cloned().unwrap_or_default()
 }
 
+/// Marks a response whose `Location` stays a path (Swift's
+/// `swift.leave_relative_location`); others get the client's scheme and
+/// host in front of it, as swob writes them.
+#[derive(Clone, Copy, Debug)]
+pub struct RelativeLocation;
+
 /// Why a response is an error, carried to `catch_errors`, which logs it
 /// with the request's line: errors are built here and logged there, and
 /// nowhere else needs to log them.

@@ -572,6 +572,9 @@ impl Symlink {
                 oh.insert(k.clone(), v.clone());
             }
         }
+        // The target's path, as Swift's symlink leaves it.
+        out.extensions_mut()
+            .insert(crate::service::RelativeLocation);
         out
     }
 

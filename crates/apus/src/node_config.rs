@@ -117,6 +117,19 @@ pub struct FileProxy {
     pub symlink: Option<FileSymlink>,
     pub versioned_writes: Option<FileVersionedWrites>,
     pub tempurl: Option<FileTempUrl>,
+    pub domain_remap: Option<FileDomainRemap>,
+}
+
+/// `[proxy.domain_remap]`: Swift's `[filter:domain_remap]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileDomainRemap {
+    /// Comma-separated, as in Swift; empty turns the filter off.
+    pub storage_domain: Option<String>,
+    pub path_root: Option<String>,
+    pub reseller_prefixes: Option<String>,
+    pub default_reseller_prefix: Option<String>,
+    pub mangle_client_paths: Option<bool>,
 }
 
 /// `[proxy.tempurl]`: Swift's `[filter:tempurl]`, each a space-separated
@@ -911,6 +924,34 @@ impl ProxyNode {
         }
         if let Some(v) = s.symlink.as_ref().and_then(|l| l.symloop_max) {
             conf.symloop_max = v;
+        }
+        // A one-process cluster serves `<account>.example.com` as Swift's
+        // functional-test setup does; a node only the domains it is given.
+        if self.local {
+            conf.domain_remap.storage_domain = vec!["example.com".to_string()];
+        }
+        if let Some(d) = &s.domain_remap {
+            let csv = |v: &String| {
+                v.split(',')
+                    .map(|x| x.trim().to_string())
+                    .filter(|x| !x.is_empty())
+                    .collect::<Vec<_>>()
+            };
+            if let Some(v) = &d.storage_domain {
+                conf.domain_remap.storage_domain = csv(v);
+            }
+            if let Some(v) = &d.path_root {
+                conf.domain_remap.path_root = v.trim_matches('/').to_string();
+            }
+            if let Some(v) = &d.reseller_prefixes {
+                conf.domain_remap.reseller_prefixes = csv(v);
+            }
+            if let Some(v) = &d.default_reseller_prefix {
+                conf.domain_remap.default_reseller_prefix = Some(v.clone());
+            }
+            if let Some(v) = d.mangle_client_paths {
+                conf.domain_remap.mangle_client_paths = v;
+            }
         }
         if let Some(vw) = &s.versioned_writes {
             if let Some(v) = vw.allow_versioned_writes {
