@@ -135,6 +135,8 @@ pub struct ProxyConfig {
     pub versioning: VersioningConfig,
     /// The `tempurl` filter's settings.
     pub tempurl: crate::tempurl::TempUrlConfig,
+    /// The `etag_quoter` filter's `enable_by_default`.
+    pub etag_quoter_by_default: bool,
     /// The `domain_remap` filter's settings (no storage domain: it does
     /// nothing and is not in `/info`).
     pub domain_remap: crate::domain_remap::DomainRemapConfig,
@@ -194,6 +196,7 @@ impl ProxyConfig {
             versioning: VersioningConfig::default(),
             tempurl: crate::tempurl::TempUrlConfig::default(),
             domain_remap: crate::domain_remap::DomainRemapConfig::default(),
+            etag_quoter_by_default: false,
             bulk: crate::bulk::BulkConfig::default(),
             pipeline: crate::pipeline::Pipeline::default(),
         }

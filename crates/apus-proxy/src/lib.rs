@@ -34,6 +34,7 @@ pub mod container;
 pub mod copy;
 pub mod dlo;
 pub mod domain_remap;
+pub mod etag_quoter;
 pub mod gatekeeper;
 pub mod healthcheck;
 pub mod info;

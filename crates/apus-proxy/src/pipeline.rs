@@ -27,11 +27,12 @@ pub const SWIFT_DEFAULT_PIPELINE: &str = "catch_errors gatekeeper healthcheck pr
      listing_formats container_sync bulk tempurl ratelimit tempauth copy container-quotas \
      account-quotas slo dlo versioned_writes symlink proxy-logging";
 
-/// apus's default: Swift's, with `domain_remap` and `staticweb` where
-/// Swift's functional-test setup puts them. Both do nothing until asked
-/// (a storage domain configured; a container's `Web-*` metadata).
+/// apus's default: Swift's, with `domain_remap`, `etag_quoter` and
+/// `staticweb` where Swift's functional-test setup puts them. Each does
+/// nothing until asked (a storage domain configured; an account or
+/// container flag; a container's `Web-*` metadata).
 pub const APUS_DEFAULT_PIPELINE: &str = "catch_errors gatekeeper healthcheck proxy-logging cache \
-     domain_remap listing_formats container_sync bulk tempurl ratelimit tempauth staticweb copy \
+     domain_remap etag-quoter listing_formats container_sync bulk tempurl ratelimit tempauth staticweb copy \
      container-quotas account-quotas slo dlo versioned_writes symlink proxy-logging";
 
 /// What a filter is given when it is built.
@@ -117,6 +118,24 @@ const ENTRIES: &[Entry] = &[
                         crate::domain_remap::info(&config.domain_remap),
                     )]
                 }
+            }),
+        },
+    },
+    Entry {
+        name: "etag_quoter",
+        stage: Stage::Filter {
+            build: |ctx, next| {
+                Arc::new(crate::etag_quoter::EtagQuoter::new(
+                    next,
+                    ctx.info.clone(),
+                    ctx.config.etag_quoter_by_default,
+                ))
+            },
+            info: Some(|config| {
+                vec![(
+                    "etag_quoter",
+                    crate::etag_quoter::info(config.etag_quoter_by_default),
+                )]
             }),
         },
     },
@@ -608,7 +627,7 @@ mod tests {
         let p = Pipeline::default();
         assert_eq!(
             p.names().join(" "),
-            "catch_errors gatekeeper healthcheck proxy_logging memcache domain_remap listing_formats bulk tempurl tempauth staticweb copy container_quotas account_quotas slo dlo versioned_writes symlink proxy_logging"
+            "catch_errors gatekeeper healthcheck proxy_logging memcache domain_remap etag_quoter listing_formats bulk tempurl tempauth staticweb copy container_quotas account_quotas slo dlo versioned_writes symlink proxy_logging"
         );
         assert_eq!(
             p.stages(),
@@ -617,6 +636,7 @@ mod tests {
                 "gatekeeper",
                 "healthcheck",
                 "domain_remap",
+                "etag_quoter",
                 "listing_formats",
                 "bulk",
                 "tempurl",

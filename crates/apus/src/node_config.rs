@@ -118,6 +118,14 @@ pub struct FileProxy {
     pub versioned_writes: Option<FileVersionedWrites>,
     pub tempurl: Option<FileTempUrl>,
     pub domain_remap: Option<FileDomainRemap>,
+    pub etag_quoter: Option<FileEtagQuoter>,
+}
+
+/// `[proxy.etag_quoter]`: Swift's `[filter:etag-quoter]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileEtagQuoter {
+    pub enable_by_default: Option<bool>,
 }
 
 /// `[proxy.domain_remap]`: Swift's `[filter:domain_remap]`.
@@ -952,6 +960,9 @@ impl ProxyNode {
             if let Some(v) = d.mangle_client_paths {
                 conf.domain_remap.mangle_client_paths = v;
             }
+        }
+        if let Some(v) = s.etag_quoter.as_ref().and_then(|e| e.enable_by_default) {
+            conf.etag_quoter_by_default = v;
         }
         if let Some(vw) = &s.versioned_writes {
             if let Some(v) = vw.allow_versioned_writes {
