@@ -1147,24 +1147,40 @@ mod tests {
             r#""catch_errors gatekeeper healthcheck proxy-logging cache tempauth proxy-server""#,
         )
         .unwrap();
-        for c in [&listed, &line] {
-            assert_eq!(
-                c.proxy.as_ref().unwrap().pipeline.stages(),
+        // listing_formats goes in after the last of catch_errors,
+        // gatekeeper, proxy-logging and cache that the line names.
+        for (c, expected) in [
+            (
+                &listed,
                 [
                     "catch_errors",
                     "gatekeeper",
+                    "listing_formats",
                     "healthcheck",
                     "tempauth",
                     "copy",
                     "dlo",
-                    "versioned_writes"
-                ]
-            );
+                    "versioned_writes",
+                ],
+            ),
+            (
+                &line,
+                [
+                    "catch_errors",
+                    "gatekeeper",
+                    "healthcheck",
+                    "listing_formats",
+                    "tempauth",
+                    "copy",
+                    "dlo",
+                    "versioned_writes",
+                ],
+            ),
+        ] {
+            assert_eq!(c.proxy.as_ref().unwrap().pipeline.stages(), expected);
         }
-        let err = conf(r#"["tempauth", "staticweb"]"#)
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("no filter \"staticweb\""), "{err}");
+        let err = conf(r#"["tempauth", "formpost"]"#).unwrap_err().to_string();
+        assert!(err.contains("no filter \"formpost\""), "{err}");
         let default = resolve(&format!("roles = [\"proxy\"]\n{USERS}")).unwrap();
         assert_eq!(default.proxy.unwrap().pipeline, Pipeline::default());
     }
