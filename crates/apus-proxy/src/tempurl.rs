@@ -265,6 +265,43 @@ fn value_is_hex(s: &str) -> bool {
     s.len().is_multiple_of(2) && s.bytes().all(|c| c.is_ascii_hexdigit())
 }
 
+/// What a query says of a temporary URL once read as this filter reads
+/// it (for tests and fuzzing): the digest named or implied, the signature
+/// as lowercase hex, the Unix time it expires (in the future of `now`),
+/// and the prefix and IP range it is limited to. `None` when the query is
+/// not a usable temporary URL.
+pub fn read_query(query: &str, now: i64) -> Option<SignedQuery> {
+    let params = TempUrlParams::parse(Some(query));
+    let expires = normalize_expires(params.expires.as_deref()?, now);
+    if expires == 0 {
+        return None;
+    }
+    let (digest, signature) = digest_and_signature(params.sig.as_deref()?)?;
+    Some(SignedQuery {
+        digest,
+        signature: signature.to_ascii_lowercase(),
+        expires,
+        prefix: params.prefix,
+        ip_range: params.ip_range,
+    })
+}
+
+/// See [`read_query`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignedQuery {
+    pub digest: String,
+    pub signature: String,
+    pub expires: i64,
+    pub prefix: Option<String>,
+    pub ip_range: Option<String>,
+}
+
+/// Whether `addr` is within a `temp_url_ip_range` value; `None` when the
+/// range cannot be read (the URL is then refused).
+pub fn ip_allowed(addr: IpAddr, range: &str) -> Option<bool> {
+    ip_in_range(addr, range)
+}
+
 /// Swift's `get_hmac`: the hex HMAC of `[ip=<range>\n]<method>\n<expires>\n<path>`.
 pub fn hmac_hex(
     digest: &str,
