@@ -317,3 +317,67 @@ async fn bulk_requests_with_expect_100_continue_get_their_body_read() {
     }
     assert!(answer.contains("\"Number Deleted\":2"), "{answer}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quotas_hold_for_archives_and_copies() {
+    let cluster = Cluster::start().await.unwrap();
+    let mut c = Client::new(&cluster);
+    c.login("test:tester", "testing").await;
+    let a = c
+        .send(
+            Method::PUT,
+            "/v1/AUTH_test/q",
+            hdrs(&[("x-container-meta-quota-bytes", "10")]),
+            Bytes::new(),
+        )
+        .await;
+    assert!(a.status.is_success());
+    // Each file of an archive is an upload of its own, judged as one.
+    let v = extract(
+        &c,
+        "/v1/AUTH_test/q",
+        "tar",
+        tar(&[("small", b"12345"), ("big", b"0123456789ab")]),
+    )
+    .await;
+    assert_eq!(v["Number Files Created"], 1, "{v}");
+    let errors = v["Errors"].to_string();
+    assert!(errors.contains("big") && errors.contains("413"), "{v}");
+    let a = c.call(Method::GET, "/v1/AUTH_test/q/big").await;
+    assert_eq!(a.status, StatusCode::NOT_FOUND);
+    // A copy into the container is an upload too.
+    assert!(c
+        .call(Method::PUT, "/v1/AUTH_test/free")
+        .await
+        .status
+        .is_success());
+    let a = c
+        .send(
+            Method::PUT,
+            "/v1/AUTH_test/free/big",
+            hdrs(&[]),
+            Bytes::from_static(b"0123456789ab"),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::CREATED);
+    let a = c
+        .send(
+            Method::PUT,
+            "/v1/AUTH_test/q/copied",
+            hdrs(&[("x-copy-from", "free/big")]),
+            Bytes::new(),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::PAYLOAD_TOO_LARGE);
+    let a = c
+        .send(
+            Method::from_bytes(b"COPY").unwrap(),
+            "/v1/AUTH_test/free/big",
+            hdrs(&[("destination", "q/copied")]),
+            Bytes::new(),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::PAYLOAD_TOO_LARGE);
+    let a = c.call(Method::GET, "/v1/AUTH_test/q/copied").await;
+    assert_eq!(a.status, StatusCode::NOT_FOUND);
+}

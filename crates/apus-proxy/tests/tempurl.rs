@@ -167,3 +167,106 @@ async fn uploads_by_signed_url_cannot_point_elsewhere() {
         .await;
     assert_eq!(a.status, StatusCode::UNAUTHORIZED);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signed_url_never_grants_more_than_it_says() {
+    let cluster = Cluster::start().await.unwrap();
+    let (owner, anon) = setup(&cluster).await;
+    let expires = now() + 600;
+    let a = owner
+        .send(
+            Method::PUT,
+            "/v1/AUTH_test/other/secret",
+            hdrs(&[]),
+            Bytes::from_static(b"secret"),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::CREATED);
+
+    // A GET signature is no PUT signature, and COPY is no method a URL
+    // can be signed for.
+    let get = signed("GET", "/v1/AUTH_test/c/o", "acctkey", expires, "sha256");
+    let a = anon
+        .send(Method::PUT, &get, hdrs(&[]), Bytes::from_static(b"x"))
+        .await;
+    assert_eq!(a.status, StatusCode::UNAUTHORIZED);
+    let copy = signed("COPY", "/v1/AUTH_test/c/o", "acctkey", expires, "sha256");
+    let a = anon
+        .send(
+            Method::from_bytes(b"COPY").unwrap(),
+            &copy,
+            hdrs(&[("destination", "c/copied")]),
+            Bytes::new(),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::UNAUTHORIZED);
+
+    // An upload may not point at data elsewhere, by copy or by link.
+    let put = signed("PUT", "/v1/AUTH_test/c/new", "contkey", expires, "sha256");
+    for header in ["x-copy-from", "x-symlink-target", "x-object-manifest"] {
+        let a = anon
+            .send(
+                Method::PUT,
+                &put,
+                hdrs(&[(header, "other/secret")]),
+                Bytes::new(),
+            )
+            .await;
+        assert_eq!(a.status, StatusCode::BAD_REQUEST, "{header}");
+    }
+    let a = owner.call(Method::GET, "/v1/AUTH_test/c/new").await;
+    assert_eq!(a.status, StatusCode::NOT_FOUND);
+
+    // Another account's key signs nothing here.
+    let mut other = Client::new(&cluster);
+    other.login("test2:tester2", "testing2").await;
+    let a = other
+        .send(
+            Method::POST,
+            "/v1/AUTH_test2",
+            hdrs(&[("x-account-meta-temp-url-key", "theirs")]),
+            Bytes::new(),
+        )
+        .await;
+    assert!(a.status.is_success());
+    let theirs = signed("GET", "/v1/AUTH_test/c/o", "theirs", expires, "sha256");
+    let a = anon.call(Method::GET, &theirs).await;
+    assert_eq!(a.status, StatusCode::UNAUTHORIZED);
+
+    // An IP range limits the client; the range is part of what is signed.
+    for (range, status) in [
+        ("127.0.0.0/8", StatusCode::OK),
+        ("10.0.0.0/8", StatusCode::UNAUTHORIZED),
+    ] {
+        let sig = hmac_hex(
+            "sha256",
+            b"acctkey",
+            "GET",
+            expires,
+            "/v1/AUTH_test/c/o",
+            Some(range),
+        )
+        .unwrap();
+        let url = format!(
+            "/v1/AUTH_test/c/o?temp_url_sig={sig}&temp_url_expires={expires}&temp_url_ip_range={}",
+            range.replace('/', "%2F")
+        );
+        let a = anon.call(Method::GET, &url).await;
+        assert_eq!(a.status, status, "{range}");
+    }
+
+    // A container key reaches its container only: a manifest there that
+    // names a segment elsewhere does not read it.
+    let a = owner
+        .send(
+            Method::PUT,
+            "/v1/AUTH_test/c/dlo",
+            hdrs(&[("x-object-manifest", "other/sec")]),
+            Bytes::new(),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::CREATED);
+    let dlo = signed("GET", "/v1/AUTH_test/c/dlo", "contkey", expires, "sha256");
+    let a = anon.call(Method::GET, &dlo).await;
+    assert!(!a.body.windows(6).any(|w| w == b"secret"), "{:?}", a.body);
+}
