@@ -13,7 +13,7 @@ use crate::backend::{Backend, ErrorLimiter, LimiterConfig, NodePlan};
 use crate::config::ProxyConfig;
 use crate::info::{AccountInfo, ContainerInfo, InfoCache, InfoLookup};
 use crate::service::{
-    env, error_response, header_str, AuthRequest, BoxFuture, Env, Req, Resp, Service,
+    env, error_response, header_str, header_text, AuthRequest, BoxFuture, Env, Req, Resp, Service,
 };
 
 /// Headers only an account's owner may set or see.
@@ -315,19 +315,43 @@ impl App {
             }
         }
         req.extensions_mut().insert(env.clone());
+        // CORS applies to containers and what is in them (Swift's
+        // `cors_validation`), by the container's settings.
+        let origin = header_text(req.headers(), "origin").filter(|o| !o.is_empty());
+        let cors_container = target.container.clone().filter(|_| origin.is_some());
         if method == Method::OPTIONS {
+            if let (Some(origin), Some(container)) = (&origin, &cors_container) {
+                let info = self.container_info(&env, &target.account, container).await;
+                let cors = crate::cors::ContainerCors::from_headers(&info.headers);
+                return crate::cors::preflight(
+                    kind.allowed_methods(),
+                    origin,
+                    header_str(req.headers(), "access-control-request-method"),
+                    header_str(req.headers(), "access-control-request-headers"),
+                    &cors,
+                    &self.config.cors,
+                );
+            }
             return allow_response(kind.allowed_methods());
         }
+        let account = target.account.clone();
+        let cors_env = env.clone();
         let ctx = Ctx {
             app: self,
             env,
             target,
         };
-        match kind {
+        let mut resp = match kind {
             Kind::Account => ctx.account(req).await,
             Kind::Container => ctx.container(req).await,
             Kind::Object => ctx.object(req).await,
+        };
+        if let (Some(origin), Some(container)) = (&origin, &cors_container) {
+            let info = self.container_info(&cors_env, &account, container).await;
+            let cors = crate::cors::ContainerCors::from_headers(&info.headers);
+            crate::cors::decorate(&mut resp, origin, &cors, &self.config.cors);
         }
+        resp
     }
 }
 

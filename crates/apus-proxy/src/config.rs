@@ -135,6 +135,9 @@ pub struct ProxyConfig {
     pub versioning: VersioningConfig,
     /// The `tempurl` filter's settings.
     pub tempurl: crate::tempurl::TempUrlConfig,
+    /// Cross-origin settings (`cors_allow_origin`, `cors_expose_headers`,
+    /// `strict_cors_mode`).
+    pub cors: crate::cors::CorsConfig,
     /// The `etag_quoter` filter's `enable_by_default`.
     pub etag_quoter_by_default: bool,
     /// The `domain_remap` filter's settings (no storage domain: it does
@@ -197,6 +200,7 @@ impl ProxyConfig {
             tempurl: crate::tempurl::TempUrlConfig::default(),
             domain_remap: crate::domain_remap::DomainRemapConfig::default(),
             etag_quoter_by_default: false,
+            cors: crate::cors::CorsConfig::default(),
             bulk: crate::bulk::BulkConfig::default(),
             pipeline: crate::pipeline::Pipeline::default(),
         }

@@ -183,7 +183,7 @@ pub fn capabilities(config: &crate::config::ProxyConfig) -> serde_json::Value {
     let mut info = serde_json::json!({
         "swift": {
             "version": "2.38.3",
-            "strict_cors_mode": true,
+            "strict_cors_mode": config.cors.strict_mode,
             "policies": policies,
             "allow_account_management": config.allow_account_management,
             "account_autocreate": config.account_autocreate,

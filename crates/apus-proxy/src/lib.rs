@@ -32,6 +32,7 @@ pub mod catch_errors;
 pub mod config;
 pub mod container;
 pub mod copy;
+pub mod cors;
 pub mod dlo;
 pub mod domain_remap;
 pub mod etag_quoter;

@@ -107,6 +107,11 @@ pub struct FileProxy {
     pub account_autocreate: Option<bool>,
     pub allow_account_management: Option<bool>,
     pub allow_open_expired: Option<bool>,
+    /// Origins allowed for every container (comma-separated, as Swift's).
+    pub cors_allow_origin: Option<String>,
+    /// Headers exposed to every allowed origin (comma-separated).
+    pub cors_expose_headers: Option<String>,
+    pub strict_cors_mode: Option<bool>,
     pub max_containers_per_account: Option<u64>,
     pub object_chunk_size: Option<usize>,
     pub ring_reload_time: Option<f64>,
@@ -960,6 +965,21 @@ impl ProxyNode {
             if let Some(v) = d.mangle_client_paths {
                 conf.domain_remap.mangle_client_paths = v;
             }
+        }
+        let csv = |v: &String| {
+            v.split(',')
+                .map(|x| x.trim().to_string())
+                .filter(|x| !x.is_empty())
+                .collect::<Vec<_>>()
+        };
+        if let Some(v) = &s.cors_allow_origin {
+            conf.cors.allow_origin = csv(v);
+        }
+        if let Some(v) = &s.cors_expose_headers {
+            conf.cors.expose_headers = csv(v);
+        }
+        if let Some(v) = s.strict_cors_mode {
+            conf.cors.strict_mode = v;
         }
         if let Some(v) = s.etag_quoter.as_ref().and_then(|e| e.enable_by_default) {
             conf.etag_quoter_by_default = v;
