@@ -145,3 +145,46 @@ fn swift_cli_session() {
     assert_eq!(objects.trim(), "");
     server.terminate();
 }
+
+/// `swift tempurl`: a URL made by the client for an account key and for a
+/// container key downloads without a token; an expired one does not.
+#[test]
+fn swift_tempurl_links_work_without_a_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let mut server = Server::start(dir.path(), &data, "serve");
+    let proxy = server.wait_ready();
+    let files = dir.path().join("files");
+    std::fs::create_dir_all(&files).unwrap();
+    std::fs::write(files.join("shared.txt"), b"for your eyes\n").unwrap();
+    swift(proxy, &files, &["upload", "c", "shared.txt"]);
+    swift(proxy, &files, &["post", "-m", "Temp-URL-Key:acctsecret"]);
+    swift(
+        proxy,
+        &files,
+        &["post", "-m", "Temp-URL-Key:contsecret", "c"],
+    );
+
+    let path = "/v1/AUTH_test/c/shared.txt";
+    for key in ["acctsecret", "contsecret"] {
+        let url = swift(proxy, &files, &["tempurl", "GET", "3600", path, key]);
+        let url = url.trim();
+        assert!(url.starts_with(path), "{url}");
+        let (status, body) = support::get(proxy, url).expect("an answer");
+        assert_eq!(status, 200, "{key}: {url}");
+        assert_eq!(body, "for your eyes\n");
+        // The same URL is for GET (and HEAD) only.
+        let (status, _) =
+            support::request(proxy, "PUT", url, &[], "overwritten").expect("an answer");
+        assert_eq!(status, 401);
+    }
+    // Signed with the right key, but expired long ago.
+    let url = swift(
+        proxy,
+        &files,
+        &["tempurl", "--absolute", "GET", "1", path, "acctsecret"],
+    );
+    let (status, _) = support::get(proxy, url.trim()).expect("an answer");
+    assert_eq!(status, 401);
+    server.terminate();
+}
