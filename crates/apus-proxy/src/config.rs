@@ -138,6 +138,10 @@ pub struct ProxyConfig {
     /// Cross-origin settings (`cors_allow_origin`, `cors_expose_headers`,
     /// `strict_cors_mode`).
     pub cors: crate::cors::CorsConfig,
+    /// The `crossdomain` filter's policy lines.
+    pub cross_domain_policy: String,
+    /// The `read_only` filter's settings.
+    pub read_only: crate::read_only::ReadOnlyConfig,
     /// The `etag_quoter` filter's `enable_by_default`.
     pub etag_quoter_by_default: bool,
     /// The `domain_remap` filter's settings (no storage domain: it does
@@ -201,6 +205,8 @@ impl ProxyConfig {
             domain_remap: crate::domain_remap::DomainRemapConfig::default(),
             etag_quoter_by_default: false,
             cors: crate::cors::CorsConfig::default(),
+            cross_domain_policy: crate::crossdomain::DEFAULT_POLICY.to_string(),
+            read_only: crate::read_only::ReadOnlyConfig::default(),
             bulk: crate::bulk::BulkConfig::default(),
             pipeline: crate::pipeline::Pipeline::default(),
         }

@@ -140,6 +140,38 @@ const ENTRIES: &[Entry] = &[
         },
     },
     Entry {
+        name: "crossdomain",
+        stage: Stage::Filter {
+            build: |ctx, next| {
+                Arc::new(crate::crossdomain::CrossDomain::new(
+                    next,
+                    &ctx.config.cross_domain_policy,
+                ))
+            },
+            info: Some(|_| vec![("crossdomain", serde_json::json!({}))]),
+        },
+    },
+    Entry {
+        name: "read_only",
+        stage: Stage::Filter {
+            build: |ctx, next| {
+                Arc::new(crate::read_only::ReadOnly::new(
+                    next,
+                    ctx.info.clone(),
+                    ctx.config.read_only,
+                ))
+            },
+            // Swift registers it only for a read-only cluster.
+            info: Some(|config| {
+                if config.read_only.read_only {
+                    vec![("read_only", serde_json::json!({}))]
+                } else {
+                    Vec::new()
+                }
+            }),
+        },
+    },
+    Entry {
         name: "staticweb",
         stage: Stage::Filter {
             build: |ctx, next| Arc::new(crate::staticweb::StaticWeb::new(next, ctx.info.clone())),

@@ -76,3 +76,40 @@ async fn a_pipeline_without_tempauth_or_healthcheck_runs_without_them() {
     let a = c.call(Method::GET, "/v1/AUTH_test/open/b").await;
     assert_eq!(&a.body[..], b"data");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crossdomain_and_read_only_run_when_named() {
+    let cluster = Cluster::start_with(ClusterOptions {
+        proxy: Box::new(|config| {
+            config.pipeline =
+                Pipeline::from_names(&["catch_errors", "crossdomain", "tempauth", "read_only"])
+                    .unwrap();
+            config.read_only.read_only = true;
+            config.read_only.allow_deletes = true;
+        }),
+        ..ClusterOptions::default()
+    })
+    .await
+    .unwrap();
+    let mut c = Client::new(&cluster);
+    let info = info(&c).await;
+    assert!(info.get("crossdomain").is_some(), "{info}");
+    assert!(info.get("read_only").is_some(), "{info}");
+    let a = c.call(Method::GET, "/crossdomain.xml").await;
+    assert_eq!(a.status, StatusCode::OK);
+    assert_eq!(a.header("content-type"), "application/xml");
+    let body = String::from_utf8_lossy(&a.body).into_owned();
+    assert!(
+        body.contains("<allow-access-from domain=\"*\" secure=\"false\" />"),
+        "{body}"
+    );
+    c.login("test:tester", "testing").await;
+    let a = c.call(Method::PUT, "/v1/AUTH_test/c").await;
+    assert_eq!(a.status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(&a.body[..], b"Writes are disabled for this account.");
+    // Reads, and deletes when allowed, go on.
+    let a = c.call(Method::GET, "/v1/AUTH_test").await;
+    assert!(a.status.is_success(), "{}", a.status);
+    let a = c.call(Method::DELETE, "/v1/AUTH_test/missing").await;
+    assert_eq!(a.status, StatusCode::NOT_FOUND);
+}

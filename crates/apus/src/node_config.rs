@@ -124,6 +124,23 @@ pub struct FileProxy {
     pub tempurl: Option<FileTempUrl>,
     pub domain_remap: Option<FileDomainRemap>,
     pub etag_quoter: Option<FileEtagQuoter>,
+    pub crossdomain: Option<FileCrossDomain>,
+    pub read_only: Option<FileReadOnly>,
+}
+
+/// `[proxy.crossdomain]`: Swift's `[filter:crossdomain]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileCrossDomain {
+    pub cross_domain_policy: Option<String>,
+}
+
+/// `[proxy.read_only]`: Swift's `[filter:read_only]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileReadOnly {
+    pub read_only: Option<bool>,
+    pub allow_deletes: Option<bool>,
 }
 
 /// `[proxy.etag_quoter]`: Swift's `[filter:etag-quoter]`.
@@ -980,6 +997,17 @@ impl ProxyNode {
         }
         if let Some(v) = s.strict_cors_mode {
             conf.cors.strict_mode = v;
+        }
+        if let Some(p) = s
+            .crossdomain
+            .as_ref()
+            .and_then(|c| c.cross_domain_policy.clone())
+        {
+            conf.cross_domain_policy = p;
+        }
+        if let Some(r) = &s.read_only {
+            conf.read_only.read_only = r.read_only.unwrap_or(false);
+            conf.read_only.allow_deletes = r.allow_deletes.unwrap_or(false);
         }
         if let Some(v) = s.etag_quoter.as_ref().and_then(|e| e.enable_by_default) {
             conf.etag_quoter_by_default = v;
