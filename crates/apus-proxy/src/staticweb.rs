@@ -392,6 +392,17 @@ impl Ctx<'_> {
         }
     }
 
+    /// The page's style: a link to the site's CSS, else `default`.
+    fn stylesheet(&self, prefix: &str, default: &str) -> String {
+        if self.site.listings_css.is_empty() {
+            return default.to_string();
+        }
+        format!(
+            "  <link rel=\"stylesheet\" type=\"text/css\" href=\"{}\" />\n",
+            self.css_path(prefix)
+        )
+    }
+
     async fn listing(&self, prefix: &str) -> Resp {
         let mut label = self.path.clone();
         if !self.site.listings_label.is_empty() {
@@ -403,16 +414,10 @@ impl Ctx<'_> {
                 "<!DOCTYPE html>\n<html>\n<head>\n<title>Listing of {}</title>\n",
                 html_escape(&label)
             );
-            if !self.site.listings_css.is_empty() {
-                body.push_str(&format!(
-                    "  <link rel=\"stylesheet\" type=\"text/css\" href=\"{}\" />\n",
-                    self.css_path(prefix)
-                ));
-            } else {
-                body.push_str(
-                    "  <style type=\"text/css\">\n   h1 {font-size: 1em; font-weight: bold;}\n   p {font-size: 2}\n  </style>\n",
-                );
-            }
+            body.push_str(&self.stylesheet(
+                prefix,
+                "  <style type=\"text/css\">\n   h1 {font-size: 1em; font-weight: bold;}\n   p {font-size: 2}\n  </style>\n",
+            ));
             body.push_str(
                 "</head>\n<body>  <h1>Web Listing Disabled</h1>   <p>The owner of this web site has disabled web listing.   <p>If you are the owner of this web site, you can enable   web listing by setting X-Container-Meta-Web-Listings.</p>",
             );
@@ -455,16 +460,10 @@ impl Ctx<'_> {
             "<!DOCTYPE html>\n<html>\n <head>\n  <title>Listing of {}</title>\n",
             html_escape(&label)
         );
-        if !self.site.listings_css.is_empty() {
-            body.push_str(&format!(
-                "  <link rel=\"stylesheet\" type=\"text/css\" href=\"{}\" />\n",
-                self.css_path(prefix)
-            ));
-        } else {
-            body.push_str(
-                "  <style type=\"text/css\">\n   h1 {font-size: 1em; font-weight: bold;}\n   th {text-align: left; padding: 0px 1em 0px 1em;}\n   td {padding: 0px 1em 0px 1em;}\n   a {text-decoration: none;}\n  </style>\n",
-            );
-        }
+        body.push_str(&self.stylesheet(
+            prefix,
+            "  <style type=\"text/css\">\n   h1 {font-size: 1em; font-weight: bold;}\n   th {text-align: left; padding: 0px 1em 0px 1em;}\n   td {padding: 0px 1em 0px 1em;}\n   a {text-decoration: none;}\n  </style>\n",
+        ));
         body.push_str(&format!(
             " </head>\n <body>\n  <h1 id=\"title\">Listing of {}</h1>\n  <table id=\"listing\">\n   <tr id=\"heading\">\n    <th class=\"colname\">Name</th>\n    <th class=\"colsize\">Size</th>\n    <th class=\"coldate\">Date</th>\n   </tr>\n",
             html_escape(&label)
