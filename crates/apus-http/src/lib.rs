@@ -4,6 +4,9 @@
 //! - [`server`]: serving a [`Handler`] on a `TcpListener` with hyper's
 //!   HTTP/1.1 (keep-alive, a header read timeout, any method, the raw
 //!   request target untouched) and a graceful shutdown bounded in time;
+//! - [`wire`]: the two changes made to the bytes on a connection where
+//!   hyper and Swift differ (raw non-ASCII bytes in a first request's
+//!   target, `Content-Length: 0` on a 204);
 //! - [`limits`]: the limits Swift's servers put on a request's head
 //!   (request line, header line, header bytes, header fields), answered
 //!   as Swift answers before a handler sees the request;
@@ -23,6 +26,7 @@ pub mod client;
 pub mod expect;
 pub mod limits;
 pub mod server;
+pub mod wire;
 
 pub use body::{channel, empty, full, incoming, Body, BodySender};
 pub use client::{BackendClient, ClientConfig, ClientError};

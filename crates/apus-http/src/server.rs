@@ -4,10 +4,12 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::{Request, Response};
+use http::header::CONTENT_LENGTH;
+use http::{HeaderValue, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -17,9 +19,11 @@ use tokio::task::JoinSet;
 
 use crate::body::Body;
 use crate::limits::{HeadLimits, PARSE_BUFFER_BYTES, PARSE_MAX_HEADERS};
+use crate::wire::{WireIo, ZERO_LENGTH_MARK};
 
-/// Handles one request. The request target is exactly as received
-/// (`req.uri().path()` is not decoded or normalized), any method is
+/// Handles one request. The request target is as received (not decoded
+/// or normalized; raw non-ASCII bytes in a connection's first request
+/// arrive percent-encoded, see [`crate::wire`]), any method is
 /// passed through, and the peer's address is in the extensions as
 /// [`RemoteAddr`]. Requests whose head breaks the server's
 /// [`HeadLimits`] never reach it.
@@ -52,6 +56,19 @@ impl Default for ServerConfig {
             header_read_timeout: Duration::from_secs(60),
             graceful_timeout: Duration::from_secs(30),
         }
+    }
+}
+
+/// Keeps a 204's `Content-Length: 0`, which hyper would drop, by marking
+/// it for the connection's [`WireIo`] (see `wire`).
+fn keep_zero_length(resp: &mut Response<Body>, announcer: &AtomicUsize) {
+    let status = resp.status();
+    let headers = resp.headers_mut();
+    headers.remove(ZERO_LENGTH_MARK);
+    if status == StatusCode::NO_CONTENT && headers.get(CONTENT_LENGTH).is_some_and(|v| v == "0") {
+        headers.remove(CONTENT_LENGTH);
+        headers.insert(ZERO_LENGTH_MARK, HeaderValue::from_static("0"));
+        announcer.fetch_add(1, Ordering::AcqRel);
     }
 }
 
@@ -113,8 +130,11 @@ pub async fn serve_with<H: Handler>(
         let limits = limits.clone();
         let mut stop_rx = stop_rx.clone();
         conns.spawn(async move {
+            let io = WireIo::new(stream);
+            let announcer = io.announcer();
             let svc = service_fn(move |mut req: Request<Incoming>| {
                 let handler = handler.clone();
+                let announcer = announcer.clone();
                 let refusal = limits.check_request(&req);
                 let refused = refusal.map(|r| {
                     tracing::info!(
@@ -127,13 +147,15 @@ pub async fn serve_with<H: Handler>(
                 });
                 req.extensions_mut().insert(RemoteAddr(peer));
                 async move {
-                    Ok::<_, Infallible>(match refused {
+                    let mut resp = match refused {
                         Some(resp) => resp,
                         None => handler.call(req).await,
-                    })
+                    };
+                    keep_zero_length(&mut resp, &announcer);
+                    Ok::<_, Infallible>(resp)
                 }
             });
-            let conn = builder.serve_connection(TokioIo::new(stream), svc);
+            let conn = builder.serve_connection(TokioIo::new(io), svc);
             tokio::pin!(conn);
             tokio::select! {
                 res = conn.as_mut() => {

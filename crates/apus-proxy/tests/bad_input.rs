@@ -541,3 +541,43 @@ async fn metadata_bytes_round_trip() {
     assert_up(&c).await;
     cluster.stop().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn raw_non_ascii_targets_and_empty_answers_as_swift_sends_them() {
+    let (cluster, c) = setup().await;
+    let token = c.token.clone().unwrap();
+    // Raw UTF-8 in the request line names a container like any other…
+    let req = format!(
+        "PUT /v1/AUTH_test/caf\u{e9} HTTP/1.1\r\nHost: x\r\nX-Auth-Token: {token}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    );
+    let answer = raw(&c, req.as_bytes(), false).await;
+    assert!(answer.starts_with("HTTP/1.1 201"), "{answer}");
+    let a = c.call(Method::GET, "/v1/AUTH_test/caf%C3%A9").await;
+    assert_eq!(a.status, StatusCode::NO_CONTENT);
+    // …and raw bytes that are not UTF-8 get Swift's 412.
+    let mut req = b"PUT /v1/AUTH_test/\xe9\xff HTTP/1.1\r\nHost: x\r\n".to_vec();
+    req.extend_from_slice(
+        format!("X-Auth-Token: {token}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+            .as_bytes(),
+    );
+    let answer = raw(&c, &req, false).await;
+    assert!(answer.starts_with("HTTP/1.1 412"), "{answer}");
+    assert!(
+        answer.ends_with("\r\n\r\nInvalid UTF8 or contains NULL"),
+        "{answer}"
+    );
+    // An empty container and an account answer 204 with Content-Length: 0.
+    for (method, path) in [
+        ("GET", "/v1/AUTH_test/caf%C3%A9"),
+        ("HEAD", "/v1/AUTH_test/caf%C3%A9"),
+    ] {
+        let req = format!(
+            "{method} {path} HTTP/1.1\r\nHost: x\r\nX-Auth-Token: {token}\r\nConnection: close\r\n\r\n"
+        );
+        let answer = raw(&c, req.as_bytes(), false).await;
+        assert!(answer.starts_with("HTTP/1.1 204"), "{answer}");
+        assert!(answer.contains("\r\nContent-Length: 0\r\n"), "{answer}");
+    }
+    assert_up(&c).await;
+    cluster.stop().await.unwrap();
+}
