@@ -142,6 +142,8 @@ pub struct ProxyConfig {
     pub cross_domain_policy: String,
     /// The `read_only` filter's settings.
     pub read_only: crate::read_only::ReadOnlyConfig,
+    /// The `ratelimit` filter's settings.
+    pub ratelimit: crate::ratelimit::RateLimitConfig,
     /// The `etag_quoter` filter's `enable_by_default`.
     pub etag_quoter_by_default: bool,
     /// The `domain_remap` filter's settings (no storage domain: it does
@@ -207,6 +209,7 @@ impl ProxyConfig {
             cors: crate::cors::CorsConfig::default(),
             cross_domain_policy: crate::crossdomain::DEFAULT_POLICY.to_string(),
             read_only: crate::read_only::ReadOnlyConfig::default(),
+            ratelimit: crate::ratelimit::RateLimitConfig::default(),
             bulk: crate::bulk::BulkConfig::default(),
             pipeline: crate::pipeline::Pipeline::default(),
         }

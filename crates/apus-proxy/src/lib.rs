@@ -45,6 +45,7 @@ pub mod object;
 pub mod object_versioning;
 pub mod pipeline;
 pub mod quotas;
+pub mod ratelimit;
 pub mod read_only;
 mod segments;
 pub mod service;

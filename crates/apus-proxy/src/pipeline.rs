@@ -192,6 +192,19 @@ const ENTRIES: &[Entry] = &[
         },
     },
     Entry {
+        name: "ratelimit",
+        stage: Stage::Filter {
+            build: |ctx, next| {
+                Arc::new(crate::ratelimit::RateLimit::new(
+                    next,
+                    ctx.info.clone(),
+                    ctx.config.ratelimit.clone(),
+                ))
+            },
+            info: Some(|config| vec![("ratelimit", crate::ratelimit::info(&config.ratelimit))]),
+        },
+    },
+    Entry {
         name: "tempauth",
         stage: Stage::Filter {
             build: |ctx, next| {
@@ -659,7 +672,7 @@ mod tests {
         let p = Pipeline::default();
         assert_eq!(
             p.names().join(" "),
-            "catch_errors gatekeeper healthcheck proxy_logging memcache domain_remap etag_quoter listing_formats bulk tempurl tempauth staticweb copy container_quotas account_quotas slo dlo versioned_writes symlink proxy_logging"
+            "catch_errors gatekeeper healthcheck proxy_logging memcache domain_remap etag_quoter listing_formats bulk tempurl ratelimit tempauth staticweb copy container_quotas account_quotas slo dlo versioned_writes symlink proxy_logging"
         );
         assert_eq!(
             p.stages(),
@@ -672,6 +685,7 @@ mod tests {
                 "listing_formats",
                 "bulk",
                 "tempurl",
+                "ratelimit",
                 "tempauth",
                 "staticweb",
                 "copy",

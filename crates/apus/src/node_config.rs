@@ -122,6 +122,7 @@ pub struct FileProxy {
     pub symlink: Option<FileSymlink>,
     pub versioned_writes: Option<FileVersionedWrites>,
     pub tempurl: Option<FileTempUrl>,
+    pub ratelimit: Option<FileRateLimit>,
     pub domain_remap: Option<FileDomainRemap>,
     pub etag_quoter: Option<FileEtagQuoter>,
     pub crossdomain: Option<FileCrossDomain>,
@@ -205,6 +206,100 @@ impl FileTempUrl {
             })?;
         }
         Ok(())
+    }
+}
+
+/// `[proxy.ratelimit]`: Swift's `[filter:ratelimit]`. Swift's
+/// `container_ratelimit_<count> = <rate>` lines are a table here:
+/// `container_ratelimits = { 100 = 100, 1000 = 50 }`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileRateLimit {
+    pub account_ratelimit: Option<f64>,
+    pub max_sleep_time_seconds: Option<f64>,
+    pub log_sleep_time_seconds: Option<f64>,
+    pub clock_accuracy: Option<u32>,
+    pub rate_buffer_seconds: Option<u32>,
+    /// Comma-separated, as in Swift (deprecated there for sysmeta).
+    pub account_whitelist: Option<String>,
+    pub account_blacklist: Option<String>,
+    pub container_ratelimits: Option<std::collections::BTreeMap<String, f64>>,
+    pub container_listing_ratelimits: Option<std::collections::BTreeMap<String, f64>>,
+}
+
+impl FileRateLimit {
+    /// The file's settings over Swift's defaults; an error names the key
+    /// that is out of range.
+    fn resolve(&self) -> anyhow::Result<apus_proxy::ratelimit::RateLimitConfig> {
+        let mut c = apus_proxy::ratelimit::RateLimitConfig::default();
+        let non_negative = |key: &str, v: Option<f64>, into: &mut f64| -> anyhow::Result<()> {
+            if let Some(v) = v {
+                if !(v.is_finite() && v >= 0.0) {
+                    bail!("proxy.ratelimit.{key}: {v} is not a number of 0 or more");
+                }
+                *into = v;
+            }
+            Ok(())
+        };
+        non_negative(
+            "account_ratelimit",
+            self.account_ratelimit,
+            &mut c.account_ratelimit,
+        )?;
+        non_negative(
+            "max_sleep_time_seconds",
+            self.max_sleep_time_seconds,
+            &mut c.max_sleep_time_seconds,
+        )?;
+        non_negative(
+            "log_sleep_time_seconds",
+            self.log_sleep_time_seconds,
+            &mut c.log_sleep_time_seconds,
+        )?;
+        if let Some(v) = self.clock_accuracy {
+            if v == 0 {
+                bail!("proxy.ratelimit.clock_accuracy: must be 1 or more");
+            }
+            c.clock_accuracy = v;
+        }
+        if let Some(v) = self.rate_buffer_seconds {
+            c.rate_buffer_seconds = v;
+        }
+        let csv = |v: &String| {
+            v.split(',')
+                .map(|x| x.trim().to_string())
+                .filter(|x| !x.is_empty())
+                .collect::<Vec<_>>()
+        };
+        if let Some(v) = &self.account_whitelist {
+            c.account_whitelist = csv(v);
+        }
+        if let Some(v) = &self.account_blacklist {
+            c.account_blacklist = csv(v);
+        }
+        let points = |key: &str,
+                      table: &std::collections::BTreeMap<String, f64>|
+         -> anyhow::Result<Vec<(u64, f64)>> {
+            let mut points = Vec::new();
+            for (count, rate) in table {
+                let count: u64 = count.parse().map_err(|_| {
+                    anyhow!("proxy.ratelimit.{key}: {count:?} is not an object count")
+                })?;
+                if !(rate.is_finite() && *rate > 0.0) {
+                    bail!("proxy.ratelimit.{key}.{count}: the rate must be above 0");
+                }
+                points.push((count, *rate));
+            }
+            points.sort_by_key(|point| point.0);
+            Ok(points)
+        };
+        if let Some(t) = &self.container_ratelimits {
+            c.container_ratelimits = points("container_ratelimits", t)?;
+        }
+        if let Some(t) = &self.container_listing_ratelimits {
+            c.container_listing_ratelimits = points("container_listing_ratelimits", t)?;
+        }
+        Ok(c)
     }
 }
 
@@ -437,6 +532,7 @@ pub struct ProxyNode {
     pub tempauth: TempAuthConfig,
     pub pipeline: Pipeline,
     pub tempurl: apus_proxy::tempurl::TempUrlConfig,
+    pub ratelimit: apus_proxy::ratelimit::RateLimitConfig,
     /// A one-process cluster (`apus serve --data`), set up as Swift's
     /// functional-test cluster is.
     local: bool,
@@ -608,11 +704,16 @@ impl NodeConfig {
             if let Some(t) = &file_proxy.tempurl {
                 t.apply(&mut tempurl)?;
             }
+            let ratelimit = match &file_proxy.ratelimit {
+                Some(r) => r.resolve()?,
+                None => apus_proxy::ratelimit::RateLimitConfig::default(),
+            };
             Some(ProxyNode {
                 bind,
                 tempauth,
                 pipeline,
                 tempurl,
+                ratelimit,
                 local,
                 settings: file_proxy,
             })
@@ -949,6 +1050,7 @@ impl ProxyNode {
         conf.tempauth = self.tempauth.clone();
         conf.pipeline = self.pipeline.clone();
         conf.tempurl = self.tempurl.clone();
+        conf.ratelimit = self.ratelimit.clone();
         if let Some(slo) = &s.slo {
             slo.apply(&mut conf.slo);
         }
@@ -1250,6 +1352,35 @@ mod tests {
             "roles = [\"proxy\"]\n[proxy.slo]\nmax_get_time = -1\n{USERS}"
         ));
         assert!(err.is_err());
+    }
+
+    #[test]
+    fn ratelimit_settings() {
+        let conf = resolve(&format!(
+            "roles = [\"proxy\"]\n[proxy.ratelimit]\naccount_ratelimit = 2.5\n\
+             max_sleep_time_seconds = 5\naccount_blacklist = \"AUTH_a, AUTH_b\"\n\
+             container_ratelimits = {{ 1000 = 5, 100 = 20 }}\n{USERS}"
+        ))
+        .unwrap();
+        let r = conf.proxy.unwrap().ratelimit;
+        assert_eq!(r.account_ratelimit, 2.5);
+        assert_eq!(r.max_sleep_time_seconds, 5.0);
+        assert_eq!(r.account_blacklist, ["AUTH_a", "AUTH_b"]);
+        assert_eq!(r.container_ratelimits, [(100, 20.0), (1000, 5.0)]);
+        assert!(r.container_listing_ratelimits.is_empty());
+        assert_eq!(r.clock_accuracy, 1000);
+        for (bad, want) in [
+            ("container_ratelimits = { ten = 5 }", "not an object count"),
+            ("container_ratelimits = { 10 = 0 }", "above 0"),
+            ("account_ratelimit = -1", "account_ratelimit"),
+            ("clock_accuracy = 0", "clock_accuracy"),
+        ] {
+            let err = resolve(&format!(
+                "roles = [\"proxy\"]\n[proxy.ratelimit]\n{bad}\n{USERS}"
+            ))
+            .unwrap_err();
+            assert!(format!("{err:#}").contains(want), "{bad}: {err:#}");
+        }
     }
 
     #[test]
