@@ -142,6 +142,8 @@ pub struct ProxyConfig {
     pub cross_domain_policy: String,
     /// The `read_only` filter's settings.
     pub read_only: crate::read_only::ReadOnlyConfig,
+    /// The `name_check` filter's settings.
+    pub name_check: crate::name_check::NameCheckConfig,
     /// The `ratelimit` filter's settings.
     pub ratelimit: crate::ratelimit::RateLimitConfig,
     /// The `etag_quoter` filter's `enable_by_default`.
@@ -210,6 +212,7 @@ impl ProxyConfig {
             cross_domain_policy: crate::crossdomain::DEFAULT_POLICY.to_string(),
             read_only: crate::read_only::ReadOnlyConfig::default(),
             ratelimit: crate::ratelimit::RateLimitConfig::default(),
+            name_check: crate::name_check::NameCheckConfig::default(),
             bulk: crate::bulk::BulkConfig::default(),
             pipeline: crate::pipeline::Pipeline::default(),
         }

@@ -41,6 +41,7 @@ pub mod gatekeeper;
 pub mod healthcheck;
 pub mod info;
 pub mod listing_formats;
+pub mod name_check;
 pub mod object;
 pub mod object_versioning;
 pub mod pipeline;

@@ -192,6 +192,18 @@ const ENTRIES: &[Entry] = &[
         },
     },
     Entry {
+        name: "name_check",
+        stage: Stage::Filter {
+            build: |ctx, next| {
+                Arc::new(crate::name_check::NameCheck::new(
+                    next,
+                    ctx.config.name_check.clone(),
+                ))
+            },
+            info: Some(|config| vec![("name_check", crate::name_check::info(&config.name_check))]),
+        },
+    },
+    Entry {
         name: "ratelimit",
         stage: Stage::Filter {
             build: |ctx, next| {

@@ -113,3 +113,43 @@ async fn crossdomain_and_read_only_run_when_named() {
     let a = c.call(Method::DELETE, "/v1/AUTH_test/missing").await;
     assert_eq!(a.status, StatusCode::NOT_FOUND);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn name_check_runs_when_named() {
+    let cluster = Cluster::start().await.unwrap();
+    let c = Client::new(&cluster);
+    assert!(info(&c).await.get("name_check").is_none());
+    cluster.stop().await.unwrap();
+
+    let cluster = Cluster::start_with(ClusterOptions {
+        proxy: Box::new(|config| {
+            config.pipeline =
+                Pipeline::from_names(&["catch_errors", "name_check", "tempauth"]).unwrap();
+        }),
+        ..ClusterOptions::default()
+    })
+    .await
+    .unwrap();
+    let mut c = Client::new(&cluster);
+    let info = info(&c).await;
+    assert_eq!(info["name_check"]["maximum_length"], 255, "{info}");
+    c.login("test:tester", "testing").await;
+    // Refused before authentication, as Swift places it.
+    let anonymous = Client::new(&cluster);
+    for (client, path) in [
+        (&c, "/v1/AUTH_test/c/%3Cb%3E"),
+        (&c, "/v1/AUTH_test/c/../o"),
+        (&anonymous, "/v1/AUTH_test/c'"),
+    ] {
+        let a = client.call(Method::PUT, path).await;
+        assert_eq!(a.status, StatusCode::BAD_REQUEST, "{path}");
+        assert!(
+            String::from_utf8_lossy(&a.body).starts_with("Object/Container/Account name "),
+            "{path}: {:?}",
+            a.body
+        );
+    }
+    let a = c.call(Method::PUT, "/v1/AUTH_test/fine").await;
+    assert_eq!(a.status, StatusCode::CREATED);
+    cluster.stop().await.unwrap();
+}

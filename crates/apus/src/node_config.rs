@@ -123,6 +123,7 @@ pub struct FileProxy {
     pub versioned_writes: Option<FileVersionedWrites>,
     pub tempurl: Option<FileTempUrl>,
     pub ratelimit: Option<FileRateLimit>,
+    pub name_check: Option<FileNameCheck>,
     pub domain_remap: Option<FileDomainRemap>,
     pub etag_quoter: Option<FileEtagQuoter>,
     pub crossdomain: Option<FileCrossDomain>,
@@ -300,6 +301,32 @@ impl FileRateLimit {
             c.container_listing_ratelimits = points("container_listing_ratelimits", t)?;
         }
         Ok(c)
+    }
+}
+
+/// `[proxy.name_check]`: Swift's `[filter:name_check]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileNameCheck {
+    pub forbidden_chars: Option<String>,
+    pub maximum_length: Option<usize>,
+    /// Empty checks no expression.
+    pub forbidden_regexp: Option<String>,
+}
+
+impl FileNameCheck {
+    fn resolve(&self) -> anyhow::Result<apus_proxy::name_check::NameCheckConfig> {
+        use apus_proxy::name_check as nc;
+        nc::NameCheckConfig::new(
+            self.forbidden_chars
+                .as_deref()
+                .unwrap_or(nc::DEFAULT_FORBIDDEN_CHARS),
+            self.maximum_length.unwrap_or(nc::DEFAULT_MAXIMUM_LENGTH),
+            self.forbidden_regexp
+                .as_deref()
+                .unwrap_or(nc::DEFAULT_FORBIDDEN_REGEXP),
+        )
+        .map_err(|e| anyhow!("proxy.name_check.{e}"))
     }
 }
 
@@ -533,6 +560,7 @@ pub struct ProxyNode {
     pub pipeline: Pipeline,
     pub tempurl: apus_proxy::tempurl::TempUrlConfig,
     pub ratelimit: apus_proxy::ratelimit::RateLimitConfig,
+    pub name_check: apus_proxy::name_check::NameCheckConfig,
     /// A one-process cluster (`apus serve --data`), set up as Swift's
     /// functional-test cluster is.
     local: bool,
@@ -708,12 +736,17 @@ impl NodeConfig {
                 Some(r) => r.resolve()?,
                 None => apus_proxy::ratelimit::RateLimitConfig::default(),
             };
+            let name_check = match &file_proxy.name_check {
+                Some(n) => n.resolve()?,
+                None => apus_proxy::name_check::NameCheckConfig::default(),
+            };
             Some(ProxyNode {
                 bind,
                 tempauth,
                 pipeline,
                 tempurl,
                 ratelimit,
+                name_check,
                 local,
                 settings: file_proxy,
             })
@@ -1051,6 +1084,7 @@ impl ProxyNode {
         conf.pipeline = self.pipeline.clone();
         conf.tempurl = self.tempurl.clone();
         conf.ratelimit = self.ratelimit.clone();
+        conf.name_check = self.name_check.clone();
         if let Some(slo) = &s.slo {
             slo.apply(&mut conf.slo);
         }
@@ -1381,6 +1415,26 @@ mod tests {
             .unwrap_err();
             assert!(format!("{err:#}").contains(want), "{bad}: {err:#}");
         }
+    }
+
+    #[test]
+    fn name_check_settings() {
+        let conf = resolve(&format!(
+            "roles = [\"proxy\"]\n[proxy.name_check]\nmaximum_length = 10\nforbidden_regexp = \"\"\n{USERS}"
+        ))
+        .unwrap();
+        let n = conf.proxy.unwrap().name_check;
+        assert_eq!(n.maximum_length, 10);
+        assert_eq!(n.forbidden_chars, "'\"`<>");
+        assert_eq!(n.refusal(b"/v1/a/./b"), None);
+        let err = resolve(&format!(
+            "roles = [\"proxy\"]\n[proxy.name_check]\nforbidden_regexp = \"(\"\n{USERS}"
+        ))
+        .unwrap_err();
+        assert!(
+            format!("{err:#}").contains("proxy.name_check.forbidden_regexp"),
+            "{err:#}"
+        );
     }
 
     #[test]
