@@ -122,6 +122,7 @@ pub struct FileProxy {
     pub symlink: Option<FileSymlink>,
     pub versioned_writes: Option<FileVersionedWrites>,
     pub tempurl: Option<FileTempUrl>,
+    pub formpost: Option<FileFormPost>,
     pub domain_remap: Option<FileDomainRemap>,
     pub etag_quoter: Option<FileEtagQuoter>,
     pub crossdomain: Option<FileCrossDomain>,
@@ -205,6 +206,30 @@ impl FileTempUrl {
             })?;
         }
         Ok(())
+    }
+}
+
+/// `[proxy.formpost]`: Swift's `[filter:formpost]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileFormPost {
+    /// Space-separated, as in Swift's file.
+    pub allowed_digests: Option<String>,
+}
+
+impl FileFormPost {
+    /// The settings; an error when no supported digest is left (Swift
+    /// refuses to start too).
+    fn resolve(&self) -> anyhow::Result<apus_proxy::formpost::FormPostConfig> {
+        let Some(d) = &self.allowed_digests else {
+            return Ok(apus_proxy::formpost::FormPostConfig::default());
+        };
+        let words: Vec<String> = d.split_whitespace().map(str::to_string).collect();
+        apus_proxy::formpost::FormPostConfig::with_digests(&words).ok_or_else(|| {
+            anyhow::anyhow!(
+                "proxy.formpost.allowed_digests: no supported digest (sha1, sha256, sha512)"
+            )
+        })
     }
 }
 
@@ -437,6 +462,7 @@ pub struct ProxyNode {
     pub tempauth: TempAuthConfig,
     pub pipeline: Pipeline,
     pub tempurl: apus_proxy::tempurl::TempUrlConfig,
+    pub formpost: apus_proxy::formpost::FormPostConfig,
     /// A one-process cluster (`apus serve --data`), set up as Swift's
     /// functional-test cluster is.
     local: bool,
@@ -608,11 +634,16 @@ impl NodeConfig {
             if let Some(t) = &file_proxy.tempurl {
                 t.apply(&mut tempurl)?;
             }
+            let formpost = match &file_proxy.formpost {
+                Some(f) => f.resolve()?,
+                None => apus_proxy::formpost::FormPostConfig::default(),
+            };
             Some(ProxyNode {
                 bind,
                 tempauth,
                 pipeline,
                 tempurl,
+                formpost,
                 local,
                 settings: file_proxy,
             })
@@ -949,6 +980,7 @@ impl ProxyNode {
         conf.tempauth = self.tempauth.clone();
         conf.pipeline = self.pipeline.clone();
         conf.tempurl = self.tempurl.clone();
+        conf.formpost = self.formpost.clone();
         if let Some(slo) = &s.slo {
             slo.apply(&mut conf.slo);
         }
@@ -1227,10 +1259,35 @@ mod tests {
         ] {
             assert_eq!(c.proxy.as_ref().unwrap().pipeline.stages(), expected);
         }
-        let err = conf(r#"["tempauth", "formpost"]"#).unwrap_err().to_string();
-        assert!(err.contains("no filter \"formpost\""), "{err}");
+        let err = conf(r#"["tempauth", "ratelimit"]"#)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("no filter \"ratelimit\""), "{err}");
         let default = resolve(&format!("roles = [\"proxy\"]\n{USERS}")).unwrap();
         assert_eq!(default.proxy.unwrap().pipeline, Pipeline::default());
+    }
+
+    #[test]
+    fn formpost_settings() {
+        let conf = resolve(&format!(
+            "roles = [\"proxy\"]\n[proxy.formpost]\nallowed_digests = \"SHA512 md5 sha256\"\n{USERS}"
+        ))
+        .unwrap();
+        assert_eq!(
+            conf.proxy.unwrap().formpost.allowed_digests,
+            ["sha256", "sha512"]
+        );
+        let conf = resolve(&format!("roles = [\"proxy\"]\n{USERS}")).unwrap();
+        assert_eq!(
+            conf.proxy.unwrap().formpost.allowed_digests,
+            ["sha1", "sha256", "sha512"]
+        );
+        let err = resolve(&format!(
+            "roles = [\"proxy\"]\n[proxy.formpost]\nallowed_digests = \"md4\"\n{USERS}"
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("proxy.formpost.allowed_digests"), "{err}");
     }
 
     #[test]
