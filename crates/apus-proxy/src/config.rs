@@ -135,6 +135,8 @@ pub struct ProxyConfig {
     pub versioning: VersioningConfig,
     /// The `tempurl` filter's settings.
     pub tempurl: crate::tempurl::TempUrlConfig,
+    /// The `formpost` filter's settings.
+    pub formpost: crate::formpost::FormPostConfig,
     /// Cross-origin settings (`cors_allow_origin`, `cors_expose_headers`,
     /// `strict_cors_mode`).
     pub cors: crate::cors::CorsConfig,
@@ -206,6 +208,7 @@ impl ProxyConfig {
             symloop_max: crate::symlink::DEFAULT_SYMLOOP_MAX,
             versioning: VersioningConfig::default(),
             tempurl: crate::tempurl::TempUrlConfig::default(),
+            formpost: crate::formpost::FormPostConfig::default(),
             domain_remap: crate::domain_remap::DomainRemapConfig::default(),
             etag_quoter_by_default: false,
             cors: crate::cors::CorsConfig::default(),

@@ -37,6 +37,7 @@ pub mod crossdomain;
 pub mod dlo;
 pub mod domain_remap;
 pub mod etag_quoter;
+pub mod formpost;
 pub mod gatekeeper;
 pub mod healthcheck;
 pub mod info;

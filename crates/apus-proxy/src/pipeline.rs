@@ -27,12 +27,14 @@ pub const SWIFT_DEFAULT_PIPELINE: &str = "catch_errors gatekeeper healthcheck pr
      listing_formats container_sync bulk tempurl ratelimit tempauth copy container-quotas \
      account-quotas slo dlo versioned_writes symlink proxy-logging";
 
-/// apus's default: Swift's, with `domain_remap`, `etag_quoter` and
-/// `staticweb` where Swift's functional-test setup puts them. Each does
-/// nothing until asked (a storage domain configured; an account or
-/// container flag; a container's `Web-*` metadata).
+/// apus's default: Swift's, with `domain_remap`, `etag_quoter`,
+/// `formpost` and `staticweb` where Swift's functional-test setup puts
+/// them. Each does nothing until asked (a storage domain configured; an
+/// account or container flag; a form POST; a container's `Web-*`
+/// metadata).
 pub const APUS_DEFAULT_PIPELINE: &str = "catch_errors gatekeeper healthcheck proxy-logging cache \
-     domain_remap etag-quoter listing_formats container_sync bulk tempurl ratelimit tempauth staticweb copy \
+     domain_remap etag-quoter listing_formats container_sync bulk tempurl formpost ratelimit tempauth \
+     staticweb copy \
      container-quotas account-quotas slo dlo versioned_writes symlink proxy-logging";
 
 /// What a filter is given when it is built.
@@ -189,6 +191,19 @@ const ENTRIES: &[Entry] = &[
                 ))
             },
             info: Some(|config| vec![("tempurl", crate::tempurl::info(&config.tempurl))]),
+        },
+    },
+    Entry {
+        name: "formpost",
+        stage: Stage::Filter {
+            build: |ctx, next| {
+                Arc::new(crate::formpost::FormPost::new(
+                    next,
+                    ctx.info.clone(),
+                    ctx.config.formpost.clone(),
+                ))
+            },
+            info: Some(|config| vec![("formpost", crate::formpost::info(&config.formpost))]),
         },
     },
     Entry {
@@ -684,7 +699,7 @@ mod tests {
         let p = Pipeline::default();
         assert_eq!(
             p.names().join(" "),
-            "catch_errors gatekeeper healthcheck proxy_logging memcache domain_remap etag_quoter listing_formats bulk tempurl ratelimit tempauth staticweb copy container_quotas account_quotas slo dlo versioned_writes symlink proxy_logging"
+            "catch_errors gatekeeper healthcheck proxy_logging memcache domain_remap etag_quoter listing_formats bulk tempurl formpost ratelimit tempauth staticweb copy container_quotas account_quotas slo dlo versioned_writes symlink proxy_logging"
         );
         assert_eq!(
             p.stages(),
@@ -697,6 +712,7 @@ mod tests {
                 "listing_formats",
                 "bulk",
                 "tempurl",
+                "formpost",
                 "ratelimit",
                 "tempauth",
                 "staticweb",

@@ -72,22 +72,39 @@ impl TempUrlConfig {
     /// Keeps the supported digests of `configured` (all of them when it is
     /// empty), as Swift's `get_allowed_digests`; `None` when none is left.
     pub fn with_digests(mut self, configured: &[String]) -> Option<Self> {
-        let wanted: Vec<String> = if configured.is_empty() {
-            SUPPORTED_DIGESTS.iter().map(|d| d.to_string()).collect()
-        } else {
-            configured.iter().map(|d| d.to_ascii_lowercase()).collect()
-        };
-        let mut digests: Vec<String> = wanted
-            .into_iter()
-            .filter(|d| SUPPORTED_DIGESTS.contains(&d.as_str()))
-            .collect();
-        digests.sort();
-        digests.dedup();
-        if digests.is_empty() {
-            return None;
-        }
-        self.allowed_digests = digests;
+        self.allowed_digests = allowed_digests(configured)?;
         Some(self)
+    }
+}
+
+/// Swift's `get_allowed_digests`, shared by tempurl and formpost: the
+/// supported digests among `configured` (all of them when it is empty),
+/// sorted; `None` when none is left.
+pub fn allowed_digests(configured: &[String]) -> Option<Vec<String>> {
+    let wanted: Vec<String> = if configured.is_empty() {
+        SUPPORTED_DIGESTS.iter().map(|d| d.to_string()).collect()
+    } else {
+        configured.iter().map(|d| d.to_ascii_lowercase()).collect()
+    };
+    let mut digests: Vec<String> = wanted
+        .into_iter()
+        .filter(|d| SUPPORTED_DIGESTS.contains(&d.as_str()))
+        .collect();
+    digests.sort();
+    digests.dedup();
+    (!digests.is_empty()).then_some(digests)
+}
+
+/// The `/info` digest keys Swift registers: `allowed_digests`, and
+/// `deprecated_digests` when any allowed one is deprecated.
+pub(crate) fn digest_info(allowed: &[String], out: &mut serde_json::Value) {
+    out["allowed_digests"] = serde_json::json!(allowed);
+    let deprecated: Vec<&String> = allowed
+        .iter()
+        .filter(|d| DEPRECATED_DIGESTS.contains(&d.as_str()))
+        .collect();
+    if !deprecated.is_empty() {
+        out["deprecated_digests"] = serde_json::json!(deprecated);
     }
 }
 
@@ -99,16 +116,8 @@ pub fn info(config: &TempUrlConfig) -> serde_json::Value {
         "incoming_allow_headers": config.incoming_allow_headers,
         "outgoing_remove_headers": config.outgoing_remove_headers,
         "outgoing_allow_headers": config.outgoing_allow_headers,
-        "allowed_digests": config.allowed_digests,
     });
-    let deprecated: Vec<&String> = config
-        .allowed_digests
-        .iter()
-        .filter(|d| DEPRECATED_DIGESTS.contains(&d.as_str()))
-        .collect();
-    if !deprecated.is_empty() {
-        out["deprecated_digests"] = serde_json::json!(deprecated);
-    }
+    digest_info(&config.allowed_digests, &mut out);
     out
 }
 
@@ -221,7 +230,7 @@ fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
 }
 
 /// Swift's `extract_digest_and_algorithm`: `(digest, hex signature)`.
-fn digest_and_signature(sig: &str) -> Option<(String, String)> {
+pub(crate) fn digest_and_signature(sig: &str) -> Option<(String, String)> {
     if let Some((algo, value)) = sig.split_once(':') {
         // Standard or URL-safe base64, padding optional.
         let value = if (value.contains('-') || value.contains('_'))
@@ -316,22 +325,28 @@ pub fn hmac_hex(
         message.push_str(&format!("ip={ip}\n"));
     }
     message.push_str(&format!("{method}\n{expires}\n{path}"));
+    hmac_hex_of(digest, key, message.as_bytes())
+}
+
+/// The hex HMAC of `message` under `key` with `digest` (`sha1`, `sha256`
+/// or `sha512`); `None` for another digest.
+pub(crate) fn hmac_hex_of(digest: &str, key: &[u8], message: &[u8]) -> Option<String> {
     fn mac<M: Mac + hmac::digest::KeyInit>(key: &[u8], msg: &[u8]) -> Option<Vec<u8>> {
         let mut m = <M as hmac::digest::KeyInit>::new_from_slice(key).ok()?;
         m.update(msg);
         Some(m.finalize().into_bytes().to_vec())
     }
     let bytes = match digest {
-        "sha1" => mac::<Hmac<sha1::Sha1>>(key, message.as_bytes())?,
-        "sha256" => mac::<Hmac<sha2::Sha256>>(key, message.as_bytes())?,
-        "sha512" => mac::<Hmac<sha2::Sha512>>(key, message.as_bytes())?,
+        "sha1" => mac::<Hmac<sha1::Sha1>>(key, message)?,
+        "sha256" => mac::<Hmac<sha2::Sha256>>(key, message)?,
+        "sha512" => mac::<Hmac<sha2::Sha512>>(key, message)?,
         _ => return None,
     };
     Some(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
 /// Comparison whose time does not depend on where the strings differ.
-fn constant_time_eq(a: &str, b: &str) -> bool {
+pub(crate) fn constant_time_eq(a: &str, b: &str) -> bool {
     if a.len() != b.len() {
         return false;
     }
@@ -487,7 +502,8 @@ impl TempUrl {
                 _ => return invalid(&method),
             }
         }
-        let keys = self.keys(&req, &account, &container).await;
+        let env = crate::service::env(&req).subrequest("TU");
+        let keys = temp_url_keys(self.info.as_ref(), &env, &account, &container).await;
         if keys.is_empty() {
             return invalid(&method);
         }
@@ -647,31 +663,37 @@ impl TempUrl {
         }
         Some((account, container, object))
     }
+}
 
-    /// The keys that may sign for this path: `(key, is account scope)`.
-    async fn keys(&self, req: &Req, account: &str, container: &str) -> Vec<(String, bool)> {
-        let env = crate::service::env(req).subrequest("TU");
-        let mut out = Vec::new();
-        let a = self.info.account_info(&env, account).await;
-        for name in [
-            "x-account-meta-temp-url-key",
-            "x-account-meta-temp-url-key-2",
-        ] {
-            if let Some(k) = crate::service::header_text(&a.headers, name) {
-                out.push((k, true));
-            }
+/// The `Temp-URL-Key` metadata that may sign for a container, Swift's
+/// `get_tempurl_keys_from_metadata` of the account, then the container:
+/// `(key, is an account key)`. Shared by tempurl and formpost.
+pub(crate) async fn temp_url_keys(
+    info: &dyn InfoLookup,
+    env: &crate::service::Env,
+    account: &str,
+    container: &str,
+) -> Vec<(String, bool)> {
+    let mut out = Vec::new();
+    let a = info.account_info(env, account).await;
+    for name in [
+        "x-account-meta-temp-url-key",
+        "x-account-meta-temp-url-key-2",
+    ] {
+        if let Some(k) = crate::service::header_text(&a.headers, name) {
+            out.push((k, true));
         }
-        let c = self.info.container_info(&env, account, container).await;
-        for name in [
-            "x-container-meta-temp-url-key",
-            "x-container-meta-temp-url-key-2",
-        ] {
-            if let Some(k) = crate::service::header_text(&c.headers, name) {
-                out.push((k, false));
-            }
-        }
-        out
     }
+    let c = info.container_info(env, account, container).await;
+    for name in [
+        "x-container-meta-temp-url-key",
+        "x-container-meta-temp-url-key-2",
+    ] {
+        if let Some(k) = crate::service::header_text(&c.headers, name) {
+            out.push((k, false));
+        }
+    }
+    out
 }
 
 #[cfg(test)]

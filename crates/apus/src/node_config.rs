@@ -124,6 +124,7 @@ pub struct FileProxy {
     pub tempurl: Option<FileTempUrl>,
     pub ratelimit: Option<FileRateLimit>,
     pub name_check: Option<FileNameCheck>,
+    pub formpost: Option<FileFormPost>,
     pub domain_remap: Option<FileDomainRemap>,
     pub etag_quoter: Option<FileEtagQuoter>,
     pub crossdomain: Option<FileCrossDomain>,
@@ -207,6 +208,30 @@ impl FileTempUrl {
             })?;
         }
         Ok(())
+    }
+}
+
+/// `[proxy.formpost]`: Swift's `[filter:formpost]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileFormPost {
+    /// Space-separated, as in Swift's file.
+    pub allowed_digests: Option<String>,
+}
+
+impl FileFormPost {
+    /// The settings; an error when no supported digest is left (Swift
+    /// refuses to start too).
+    fn resolve(&self) -> anyhow::Result<apus_proxy::formpost::FormPostConfig> {
+        let Some(d) = &self.allowed_digests else {
+            return Ok(apus_proxy::formpost::FormPostConfig::default());
+        };
+        let words: Vec<String> = d.split_whitespace().map(str::to_string).collect();
+        apus_proxy::formpost::FormPostConfig::with_digests(&words).ok_or_else(|| {
+            anyhow::anyhow!(
+                "proxy.formpost.allowed_digests: no supported digest (sha1, sha256, sha512)"
+            )
+        })
     }
 }
 
@@ -561,6 +586,7 @@ pub struct ProxyNode {
     pub tempurl: apus_proxy::tempurl::TempUrlConfig,
     pub ratelimit: apus_proxy::ratelimit::RateLimitConfig,
     pub name_check: apus_proxy::name_check::NameCheckConfig,
+    pub formpost: apus_proxy::formpost::FormPostConfig,
     /// A one-process cluster (`apus serve --data`), set up as Swift's
     /// functional-test cluster is.
     local: bool,
@@ -732,6 +758,10 @@ impl NodeConfig {
             if let Some(t) = &file_proxy.tempurl {
                 t.apply(&mut tempurl)?;
             }
+            let formpost = match &file_proxy.formpost {
+                Some(f) => f.resolve()?,
+                None => apus_proxy::formpost::FormPostConfig::default(),
+            };
             let ratelimit = match &file_proxy.ratelimit {
                 Some(r) => r.resolve()?,
                 None => apus_proxy::ratelimit::RateLimitConfig::default(),
@@ -747,6 +777,7 @@ impl NodeConfig {
                 tempurl,
                 ratelimit,
                 name_check,
+                formpost,
                 local,
                 settings: file_proxy,
             })
@@ -1085,6 +1116,7 @@ impl ProxyNode {
         conf.tempurl = self.tempurl.clone();
         conf.ratelimit = self.ratelimit.clone();
         conf.name_check = self.name_check.clone();
+        conf.formpost = self.formpost.clone();
         if let Some(slo) = &s.slo {
             slo.apply(&mut conf.slo);
         }
@@ -1363,10 +1395,35 @@ mod tests {
         ] {
             assert_eq!(c.proxy.as_ref().unwrap().pipeline.stages(), expected);
         }
-        let err = conf(r#"["tempauth", "formpost"]"#).unwrap_err().to_string();
-        assert!(err.contains("no filter \"formpost\""), "{err}");
+        let err = conf(r#"["tempauth", "keystoneauth"]"#)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("no filter \"keystoneauth\""), "{err}");
         let default = resolve(&format!("roles = [\"proxy\"]\n{USERS}")).unwrap();
         assert_eq!(default.proxy.unwrap().pipeline, Pipeline::default());
+    }
+
+    #[test]
+    fn formpost_settings() {
+        let conf = resolve(&format!(
+            "roles = [\"proxy\"]\n[proxy.formpost]\nallowed_digests = \"SHA512 md5 sha256\"\n{USERS}"
+        ))
+        .unwrap();
+        assert_eq!(
+            conf.proxy.unwrap().formpost.allowed_digests,
+            ["sha256", "sha512"]
+        );
+        let conf = resolve(&format!("roles = [\"proxy\"]\n{USERS}")).unwrap();
+        assert_eq!(
+            conf.proxy.unwrap().formpost.allowed_digests,
+            ["sha1", "sha256", "sha512"]
+        );
+        let err = resolve(&format!(
+            "roles = [\"proxy\"]\n[proxy.formpost]\nallowed_digests = \"md4\"\n{USERS}"
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("proxy.formpost.allowed_digests"), "{err}");
     }
 
     #[test]

@@ -2,7 +2,8 @@
 //! stat, post -m, download (same bytes), delete, and a segmented upload
 //! (`-S`) that makes a DLO manifest downloading byte-identical, and the
 //! same with `--use-slo` (a static large object whose segments `swift
-//! delete` removes). The client
+//! delete` removes); temporary URLs from `swift tempurl` and form
+//! signatures from Swift's `swift-form-signature`. The client
 //! comes from the reference venv that the README's test command installs
 //! (`scripts/swift-ref.sh`); `APUS_SWIFT_PYTHON` names its interpreter.
 
@@ -186,5 +187,133 @@ fn swift_tempurl_links_work_without_a_token() {
     );
     let (status, _) = support::get(proxy, url.trim()).expect("an answer");
     assert_eq!(status, 401);
+    server.terminate();
+}
+
+/// Runs Swift's `swift-form-signature` tool from the reference venv and
+/// returns its (expires, signature). Its console script calls `main()`
+/// without the arguments `main(argv)` requires (Swift 2.38.3), so the
+/// same function is called as the script would, with `sys.argv`.
+fn form_signature(args: &[&str]) -> (String, String) {
+    let tool = swift_command().with_file_name("swift-form-signature");
+    assert!(tool.exists(), "{} not found", tool.display());
+    let out = Command::new(swift_command().with_file_name("python"))
+        .args([
+            "-c",
+            "import sys; from swift.cli.form_signature import main; sys.exit(main(sys.argv))",
+        ])
+        .args(args)
+        .output()
+        .expect("run swift-form-signature");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "swift-form-signature {args:?} failed: {text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let field = |name: &str| {
+        text.lines()
+            .find_map(|l| l.trim().strip_prefix(name))
+            .map(|v| v.trim().to_string())
+            .unwrap_or_else(|| panic!("no {name} in {text}"))
+    };
+    (field("Expires:"), field("Signature:"))
+}
+
+/// A browser-style form: the fields, then one file.
+fn form_body(boundary: &str, fields: &[(&str, &str)], filename: &str, data: &[u8]) -> Vec<u8> {
+    let mut body = Vec::new();
+    for (name, value) in fields {
+        body.extend(
+            format!(
+                "--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n"
+            )
+            .as_bytes(),
+        );
+    }
+    body.extend(
+        format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"file1\"; \
+             filename=\"{filename}\"\r\nContent-Type: text/plain\r\n\r\n"
+        )
+        .as_bytes(),
+    );
+    body.extend(data);
+    body.extend(format!("\r\n--{boundary}--\r\n").as_bytes());
+    body
+}
+
+/// A form signed by Swift's `swift-form-signature` with the account's
+/// key uploads its file without a token and redirects; the same form
+/// with its signature altered is refused.
+#[test]
+fn swift_formpost_signed_by_swift_form_signature() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let mut server = Server::start(dir.path(), &data, "serve");
+    let proxy = server.wait_ready();
+    let files = dir.path().join("files");
+    std::fs::create_dir_all(&files).unwrap();
+    swift(proxy, &files, &["post", "uploads"]);
+    swift(proxy, &files, &["post", "-m", "Temp-URL-Key:formsecret"]);
+
+    let path = "/v1/AUTH_test/uploads/web_";
+    let redirect = "http://example.com/after";
+    let (expires, signature) =
+        form_signature(&[path, redirect, "1048576", "2", "600", "formsecret"]);
+    let boundary = "----formboundary7MA4YWxkTrZu0gW";
+    let content = b"uploaded from a browser form\n";
+    let fields = [
+        ("redirect", redirect),
+        ("max_file_size", "1048576"),
+        ("max_file_count", "2"),
+        ("expires", expires.as_str()),
+        ("signature", signature.as_str()),
+    ];
+    let content_type = format!("multipart/form-data; boundary={boundary}");
+    let (head, _) = support::exchange(
+        proxy,
+        "POST",
+        path,
+        &[("Content-Type", &content_type)],
+        &form_body(boundary, &fields, "hello.txt", content),
+    );
+    assert_eq!(head.status, 303);
+    assert_eq!(
+        head.header("location"),
+        Some("http://example.com/after?status=201&message=")
+    );
+    let down = dir.path().join("down");
+    std::fs::create_dir_all(&down).unwrap();
+    swift(proxy, &down, &["download", "uploads", "web_hello.txt"]);
+    assert_eq!(
+        std::fs::read(down.join("web_hello.txt")).unwrap(),
+        content.to_vec()
+    );
+    let stat = swift(proxy, &files, &["stat", "uploads", "web_hello.txt"]);
+    assert!(stat.contains("Content Type: text/plain"), "{stat}");
+
+    // One hex digit changed: refused, and nothing stored.
+    let mut forged = signature.clone().into_bytes();
+    forged[0] = if forged[0] == b'0' { b'1' } else { b'0' };
+    let forged = String::from_utf8(forged).unwrap();
+    let fields = [
+        ("redirect", redirect),
+        ("max_file_size", "1048576"),
+        ("max_file_count", "2"),
+        ("expires", expires.as_str()),
+        ("signature", forged.as_str()),
+    ];
+    let (head, body) = support::exchange(
+        proxy,
+        "POST",
+        path,
+        &[("Content-Type", &content_type)],
+        &form_body(boundary, &fields, "forged.txt", b"no"),
+    );
+    assert_eq!(head.status, 401);
+    assert_eq!(body, b"FormPost: Invalid Signature");
+    let listing = swift(proxy, &files, &["list", "uploads"]);
+    assert_eq!(listing.lines().collect::<Vec<_>>(), ["web_hello.txt"]);
     server.terminate();
 }

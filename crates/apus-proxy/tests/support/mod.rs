@@ -75,6 +75,31 @@ impl Client {
         }
     }
 
+    /// Sends `body` as it comes (chunked when it has no length).
+    pub async fn send_body(
+        &self,
+        method: Method,
+        path: &str,
+        mut headers: HeaderMap,
+        body: Body,
+    ) -> Answer {
+        if let Some(t) = &self.token {
+            headers.insert("x-auth-token", HeaderValue::from_str(t).unwrap());
+        }
+        let resp = self
+            .http
+            .request(method, &self.host, path, headers, body)
+            .await
+            .expect("request");
+        let (parts, body) = resp.into_parts();
+        let body = body.collect().await.expect("body").to_bytes();
+        Answer {
+            status: parts.status,
+            headers: parts.headers,
+            body,
+        }
+    }
+
     pub async fn call(&self, method: Method, path: &str) -> Answer {
         self.send(method, path, HeaderMap::new(), Bytes::new())
             .await
