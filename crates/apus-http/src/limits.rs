@@ -98,10 +98,16 @@ impl HeadLimits {
     /// The first limit a request with this method, target and headers
     /// breaks, in the order eventlet reads the head.
     pub fn check(&self, method: &Method, uri: &Uri, headers: &HeaderMap) -> Option<Refusal> {
-        let line = method.as_str().len() + target_len(uri) + REQUEST_LINE_FRAMING;
-        if line >= self.max_request_line {
-            return Some(Refusal::RequestLineTooLong);
-        }
+        self.check_line(method, target_len(uri))
+            .or_else(|| self.check_headers(headers))
+    }
+
+    fn check_line(&self, method: &Method, target_len: usize) -> Option<Refusal> {
+        let line = method.as_str().len() + target_len + REQUEST_LINE_FRAMING;
+        (line >= self.max_request_line).then_some(Refusal::RequestLineTooLong)
+    }
+
+    fn check_headers(&self, headers: &HeaderMap) -> Option<Refusal> {
         let mut total = 0usize;
         let mut lines = 0usize;
         let fields = headers
@@ -127,6 +133,16 @@ impl HeadLimits {
     /// [`HeadLimits::check`] on a request.
     pub fn check_request<B>(&self, req: &Request<B>) -> Option<Refusal> {
         self.check(req.method(), req.uri(), req.headers())
+    }
+
+    /// [`HeadLimits::check_request`] for a request whose target grew by
+    /// `grown` bytes on its way in (raw bytes percent-encoded by
+    /// [`crate::wire::TargetEncoder`]): the request line is judged at the
+    /// length the client sent.
+    pub fn check_grown_request<B>(&self, req: &Request<B>, grown: usize) -> Option<Refusal> {
+        let sent = target_len(req.uri()).saturating_sub(grown);
+        self.check_line(req.method(), sent)
+            .or_else(|| self.check_headers(req.headers()))
     }
 }
 

@@ -132,10 +132,13 @@ pub async fn serve_with<H: Handler>(
         conns.spawn(async move {
             let io = WireIo::new(stream);
             let announcer = io.announcer();
+            let growth = io.growth();
             let svc = service_fn(move |mut req: Request<Incoming>| {
                 let handler = handler.clone();
                 let announcer = announcer.clone();
-                let refusal = limits.check_request(&req);
+                // Nonzero for the first request only (see `wire`).
+                let grown = growth.swap(0, Ordering::AcqRel);
+                let refusal = limits.check_grown_request(&req, grown);
                 let refused = refusal.map(|r| {
                     tracing::info!(
                         %peer,

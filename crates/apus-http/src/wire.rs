@@ -53,6 +53,8 @@ const MAX_FIRST_LINE: usize = 64 * 1024;
 pub struct TargetEncoder {
     state: LineState,
     seen: usize,
+    /// Bytes the encoding added (two per encoded byte).
+    grown: usize,
 }
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -76,6 +78,11 @@ impl TargetEncoder {
     /// Whether the first line is over: every later byte passes unchanged.
     pub fn is_done(&self) -> bool {
         self.state == LineState::Done
+    }
+
+    /// How many bytes longer the line is than it was sent.
+    pub fn grown(&self) -> usize {
+        self.grown
     }
 
     /// Appends `input` to `out`, encoding as the position in the line
@@ -104,6 +111,7 @@ impl TargetEncoder {
                         HEX[usize::from(b >> 4)],
                         HEX[usize::from(b & 0xf)],
                     ]);
+                    self.grown += 2;
                     continue;
                 }
                 _ => {}
@@ -235,6 +243,7 @@ pub struct WireIo<S> {
     pending: Vec<u8>,
     pending_from: usize,
     rewriter: MarkRewriter,
+    grown: Arc<AtomicUsize>,
 }
 
 impl<S> WireIo<S> {
@@ -245,6 +254,7 @@ impl<S> WireIo<S> {
             pending: Vec::new(),
             pending_from: 0,
             rewriter: MarkRewriter::new(),
+            grown: Arc::new(AtomicUsize::new(0)),
         }
     }
 
@@ -252,6 +262,12 @@ impl<S> WireIo<S> {
     /// [`ZERO_LENGTH_MARK`].
     pub fn announcer(&self) -> Arc<AtomicUsize> {
         self.rewriter.announcer()
+    }
+
+    /// Where the connection tells how many bytes the first request's
+    /// target grew by its encoding (taken once, by that request).
+    pub fn growth(&self) -> Arc<AtomicUsize> {
+        self.grown.clone()
     }
 }
 
@@ -284,6 +300,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for WireIo<S> {
         ready!(Pin::new(&mut this.inner).poll_read(cx, &mut raw_buf))?;
         let mut encoded = Vec::with_capacity(raw_buf.filled().len());
         this.encoder.encode(raw_buf.filled(), &mut encoded);
+        this.grown.store(this.encoder.grown(), Ordering::Release);
         let n = encoded.len().min(buf.remaining());
         buf.put_slice(&encoded[..n]);
         if n < encoded.len() {

@@ -277,3 +277,22 @@ async fn a_client_that_never_finishes_its_head_is_dropped() {
     assert!(server.seen().is_empty());
     server.stop().await;
 }
+
+#[tokio::test]
+async fn a_raw_targets_length_is_judged_as_sent() {
+    let server = Server::start(ServerConfig::default()).await;
+    // `GET /<n raw bytes> HTTP/1.1\r\n` is n + 16 bytes: Swift takes
+    // 8,191 and refuses 8,192, whatever the encoding makes of them.
+    for (n, want) in [(8175, "HTTP/1.1 200"), (8176, "HTTP/1.1 414")] {
+        let mut req = b"GET /".to_vec();
+        req.extend(std::iter::repeat_n(0xe9u8, n));
+        req.extend_from_slice(b" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        let answer = text(&server.exchange(&req).await);
+        assert!(
+            answer.starts_with(want),
+            "{n}: {}",
+            answer.chars().take(80).collect::<String>()
+        );
+    }
+    server.stop().await;
+}
