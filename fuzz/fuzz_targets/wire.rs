@@ -56,6 +56,7 @@ fuzz_target!(|data: &[u8]| {
         encoder.encode(part, &mut encoded);
     }
     assert_eq!(encoded, expected_encoding(input));
+    assert_eq!(encoder.grown(), encoded.len() - input.len());
 
     let mut rewriter = MarkRewriter::new();
     rewriter.announcer().store(announced, Ordering::Release);
