@@ -83,6 +83,35 @@ impl NibbleTables {
     }
 }
 
+/// The tables for one GF(2^16) constant. Portable: the products of a
+/// word's low and of its high byte (256 entries each). SIMD: for each of
+/// the word's four nibbles, the low and the high byte of its 16 possible
+/// products (eight 16-entry byte tables, indexed `2 * nibble + half`).
+#[derive(Clone, Debug)]
+pub struct WordTables {
+    bytes: [u16; 512],
+    nibbles: [[u8; 16]; 8],
+}
+
+impl WordTables {
+    pub fn new(c: u16) -> Self {
+        let mut bytes = [0u16; 512];
+        for b in 0..256u16 {
+            bytes[usize::from(b)] = gf65536_mul(c, b);
+            bytes[256 + usize::from(b)] = gf65536_mul(c, b << 8);
+        }
+        let mut nibbles = [[0u8; 16]; 8];
+        for nibble in 0..4 {
+            for v in 0..16u16 {
+                let [lo, hi] = gf65536_mul(c, v << (4 * nibble)).to_le_bytes();
+                nibbles[2 * nibble][usize::from(v)] = lo;
+                nibbles[2 * nibble + 1][usize::from(v)] = hi;
+            }
+        }
+        WordTables { bytes, nibbles }
+    }
+}
+
 /// Multiplication by one constant, prepared once and applied to many
 /// regions (building the tables per region would cost more than a small
 /// region's multiplication).
@@ -91,8 +120,7 @@ pub enum Multiplier {
     Zero,
     One,
     Gf256(Box<NibbleTables>),
-    /// Products of the low and of the high byte of a 16-bit word.
-    Gf65536(Box<[u16; 512]>),
+    Gf65536(Box<WordTables>),
 }
 
 impl Multiplier {
@@ -101,14 +129,7 @@ impl Multiplier {
             (0, _) => Multiplier::Zero,
             (1, _) => Multiplier::One,
             (_, Field::Gf256) => Multiplier::Gf256(Box::new(NibbleTables::new(c as u8))),
-            (_, Field::Gf65536) => {
-                let mut tables = Box::new([0u16; 512]);
-                for b in 0..256u16 {
-                    tables[usize::from(b)] = gf65536_mul(c, b);
-                    tables[256 + usize::from(b)] = gf65536_mul(c, b << 8);
-                }
-                Multiplier::Gf65536(tables)
-            }
+            (_, Field::Gf65536) => Multiplier::Gf65536(Box::new(WordTables::new(c))),
         }
     }
 }
@@ -129,7 +150,7 @@ pub fn mul_acc_with(kernel: Kernel, dst: &mut [u8], src: &[u8], multiplier: &Mul
         Multiplier::Zero => {}
         Multiplier::One => xor_into(dst, src),
         Multiplier::Gf256(tables) => gf256_mul_acc_tables(kernel, dst, src, tables),
-        Multiplier::Gf65536(tables) => gf65536_mul_acc_tables(dst, src, tables),
+        Multiplier::Gf65536(tables) => gf65536_mul_acc_tables(kernel, dst, src, tables),
     }
 }
 
@@ -195,9 +216,22 @@ pub fn xor_into(dst: &mut [u8], src: &[u8]) {
     }
 }
 
-/// GF(2^16): the product of a word is the XOR of the products of its two
-/// bytes, each looked up in a 256-entry table.
-fn gf65536_mul_acc_tables(dst: &mut [u8], src: &[u8], tables: &[u16; 512]) {
+/// GF(2^16) with a chosen kernel; SSSE3 has no word kernel and uses the
+/// portable one.
+fn gf65536_mul_acc_tables(kernel: Kernel, dst: &mut [u8], src: &[u8], tables: &WordTables) {
+    #[cfg(target_arch = "x86_64")]
+    if kernel == Kernel::Avx2 && std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU supports AVX2 (checked just above).
+        return unsafe { x86::avx2_gf65536_mul_acc(dst, src, tables) };
+    }
+    let _ = kernel;
+    portable_gf65536_mul_acc(dst, src, tables);
+}
+
+/// The portable GF(2^16) path: the product of a word is the XOR of the
+/// products of its two bytes.
+fn portable_gf65536_mul_acc(dst: &mut [u8], src: &[u8], tables: &WordTables) {
+    let tables = &tables.bytes;
     for (d, s) in dst.chunks_exact_mut(2).zip(src.chunks_exact(2)) {
         let product = tables[usize::from(s[0])] ^ tables[256 + usize::from(s[1])];
         let [p0, p1] = product.to_le_bytes();
@@ -208,7 +242,7 @@ fn gf65536_mul_acc_tables(dst: &mut [u8], src: &[u8], tables: &[u16; 512]) {
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
-    use super::{portable_mul_acc, NibbleTables};
+    use super::{portable_gf65536_mul_acc, portable_mul_acc, NibbleTables, WordTables};
     use std::arch::x86_64::*;
 
     /// # Safety
@@ -278,6 +312,66 @@ mod x86 {
         // portable table; it is at most 63 bytes per call.
         portable_mul_acc(&mut dst[whole..len], &src[whole..len], tables);
     }
+
+    /// GF(2^16) words, 64 bytes (32 words) per iteration: the low and the
+    /// high bytes of the words are gathered into separate vectors, each
+    /// output byte is the XOR of four nibble-table lookups, and the bytes
+    /// are interleaved back into words.
+    ///
+    /// # Safety
+    /// The CPU must support AVX2.
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn avx2_gf65536_mul_acc(dst: &mut [u8], src: &[u8], tables: &WordTables) {
+        let len = dst.len().min(src.len()) & !1;
+        let whole = len - len % 64;
+        // SAFETY: AVX2 is enabled for this function (the caller checked
+        // the CPU); each iteration loads and stores bytes `i..i + 64` with
+        // `i + 64 <= whole <= len` of both slices, unaligned forms only;
+        // the tables are 16-byte arrays read with unaligned loads.
+        unsafe {
+            let table = |t: usize| {
+                _mm256_broadcastsi128_si256(_mm_loadu_si128(tables.nibbles[t].as_ptr().cast()))
+            };
+            let (l0, h0, l1, h1) = (table(0), table(1), table(2), table(3));
+            let (l2, h2, l3, h3) = (table(4), table(5), table(6), table(7));
+            let mask = _mm256_set1_epi8(0x0f);
+            // Within each 128-bit lane: even bytes (word lows) first, then
+            // odd bytes (word highs).
+            let split = _mm256_setr_epi8(
+                0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15, 0, 2, 4, 6, 8, 10, 12, 14, 1,
+                3, 5, 7, 9, 11, 13, 15,
+            );
+            let mut i = 0;
+            while i < whole {
+                let sp = src.as_ptr().add(i);
+                let dp = dst.as_mut_ptr().add(i);
+                let a = _mm256_shuffle_epi8(_mm256_loadu_si256(sp.cast()), split);
+                let b = _mm256_shuffle_epi8(_mm256_loadu_si256(sp.add(32).cast()), split);
+                let lows = _mm256_unpacklo_epi64(a, b);
+                let highs = _mm256_unpackhi_epi64(a, b);
+                let n0 = _mm256_and_si256(lows, mask);
+                let n1 = _mm256_and_si256(_mm256_srli_epi64(lows, 4), mask);
+                let n2 = _mm256_and_si256(highs, mask);
+                let n3 = _mm256_and_si256(_mm256_srli_epi64(highs, 4), mask);
+                let out_low = _mm256_xor_si256(
+                    _mm256_xor_si256(_mm256_shuffle_epi8(l0, n0), _mm256_shuffle_epi8(l1, n1)),
+                    _mm256_xor_si256(_mm256_shuffle_epi8(l2, n2), _mm256_shuffle_epi8(l3, n3)),
+                );
+                let out_high = _mm256_xor_si256(
+                    _mm256_xor_si256(_mm256_shuffle_epi8(h0, n0), _mm256_shuffle_epi8(h1, n1)),
+                    _mm256_xor_si256(_mm256_shuffle_epi8(h2, n2), _mm256_shuffle_epi8(h3, n3)),
+                );
+                let words_a = _mm256_unpacklo_epi8(out_low, out_high);
+                let words_b = _mm256_unpackhi_epi8(out_low, out_high);
+                let d0 = _mm256_loadu_si256(dp.cast_const().cast());
+                let d1 = _mm256_loadu_si256(dp.add(32).cast_const().cast());
+                _mm256_storeu_si256(dp.cast(), _mm256_xor_si256(d0, words_a));
+                _mm256_storeu_si256(dp.add(32).cast(), _mm256_xor_si256(d1, words_b));
+                i += 64;
+            }
+        }
+        portable_gf65536_mul_acc(&mut dst[whole..len], &src[whole..len], tables);
+    }
 }
 
 #[cfg(test)]
@@ -345,6 +439,30 @@ mod tests {
             }
             mul_acc(&mut dst, &src, &Multiplier::new(Field::Gf65536, c));
             assert_eq!(dst, expected, "c={c:#x}");
+        }
+    }
+
+    #[test]
+    fn every_gf65536_kernel_agrees_with_the_portable_one() {
+        for kernel in Kernel::available() {
+            for len in [0usize, 2, 30, 62, 64, 66, 126, 128, 130, 1000, 4098] {
+                for c in [2u16, 0x100b, 0xffff, 0x8001, len as u16 | 3] {
+                    for offset in [0usize, 1, 2] {
+                        let src = bytes(len as u64 + u64::from(c), len + offset);
+                        let start = bytes(len as u64 * 3 + 1, len + offset);
+                        let tables = WordTables::new(c);
+                        let mut expected = start.clone();
+                        portable_gf65536_mul_acc(&mut expected[offset..], &src[offset..], &tables);
+                        let mut got = start.clone();
+                        let multiplier = Multiplier::new(Field::Gf65536, c);
+                        mul_acc_with(kernel, &mut got[offset..], &src[offset..], &multiplier);
+                        assert_eq!(
+                            got, expected,
+                            "{kernel:?} len={len} c={c:#x} offset={offset}"
+                        );
+                    }
+                }
+            }
         }
     }
 
