@@ -1,0 +1,480 @@
+//! Region kernels: `dst ^= c * src` over byte regions, the only hot loop in
+//! erasure coding. GF(2^8) uses the split-nibble technique: the product of
+//! a constant and a byte is the XOR of the products with its low and its
+//! high nibble, each looked up in a 16-entry table, so one byte-shuffle
+//! instruction (SSSE3 `pshufb`, AVX2 `vpshufb`) multiplies 16 or 32 bytes
+//! at once. The instruction set is chosen at run time; the portable path
+//! gives the same bytes and is what other machines use.
+//!
+//! This is the only module with `unsafe`: the SIMD paths need it for the
+//! intrinsics and unaligned loads and stores.
+
+use crate::gf::{gf256_mul, gf65536_mul, Field};
+
+/// Which implementation of the GF(2^8) kernel runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kernel {
+    Portable,
+    #[cfg(target_arch = "x86_64")]
+    Ssse3,
+    #[cfg(target_arch = "x86_64")]
+    Avx2,
+}
+
+impl Kernel {
+    /// The fastest kernel this CPU supports (detected once).
+    pub fn best() -> Kernel {
+        use std::sync::OnceLock;
+        static BEST: OnceLock<Kernel> = OnceLock::new();
+        *BEST.get_or_init(|| {
+            #[cfg(target_arch = "x86_64")]
+            {
+                if std::arch::is_x86_feature_detected!("avx2") {
+                    return Kernel::Avx2;
+                }
+                if std::arch::is_x86_feature_detected!("ssse3") {
+                    return Kernel::Ssse3;
+                }
+            }
+            Kernel::Portable
+        })
+    }
+
+    /// Every kernel this CPU can run, portable first (for tests and
+    /// benchmarks that compare them).
+    pub fn available() -> Vec<Kernel> {
+        #[allow(unused_mut)]
+        let mut kernels = vec![Kernel::Portable];
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::arch::is_x86_feature_detected!("ssse3") {
+                kernels.push(Kernel::Ssse3);
+            }
+            if std::arch::is_x86_feature_detected!("avx2") {
+                kernels.push(Kernel::Avx2);
+            }
+        }
+        kernels
+    }
+}
+
+/// The two 16-entry tables for one GF(2^8) constant, and the 256-entry
+/// table the portable path folds them into.
+#[derive(Clone, Debug)]
+pub struct NibbleTables {
+    low: [u8; 16],
+    high: [u8; 16],
+    full: [u8; 256],
+}
+
+impl NibbleTables {
+    pub fn new(c: u8) -> Self {
+        let mut low = [0u8; 16];
+        let mut high = [0u8; 16];
+        for n in 0..16u8 {
+            low[usize::from(n)] = gf256_mul(c, n);
+            high[usize::from(n)] = gf256_mul(c, n << 4);
+        }
+        let mut full = [0u8; 256];
+        for (b, slot) in full.iter_mut().enumerate() {
+            *slot = low[b & 0x0f] ^ high[b >> 4];
+        }
+        NibbleTables { low, high, full }
+    }
+}
+
+/// The tables for one GF(2^16) constant. Portable: the products of a
+/// word's low and of its high byte (256 entries each). SIMD: for each of
+/// the word's four nibbles, the low and the high byte of its 16 possible
+/// products (eight 16-entry byte tables, indexed `2 * nibble + half`).
+#[derive(Clone, Debug)]
+pub struct WordTables {
+    bytes: [u16; 512],
+    nibbles: [[u8; 16]; 8],
+}
+
+impl WordTables {
+    pub fn new(c: u16) -> Self {
+        let mut bytes = [0u16; 512];
+        for b in 0..256u16 {
+            bytes[usize::from(b)] = gf65536_mul(c, b);
+            bytes[256 + usize::from(b)] = gf65536_mul(c, b << 8);
+        }
+        let mut nibbles = [[0u8; 16]; 8];
+        for nibble in 0..4 {
+            for v in 0..16u16 {
+                let [lo, hi] = gf65536_mul(c, v << (4 * nibble)).to_le_bytes();
+                nibbles[2 * nibble][usize::from(v)] = lo;
+                nibbles[2 * nibble + 1][usize::from(v)] = hi;
+            }
+        }
+        WordTables { bytes, nibbles }
+    }
+}
+
+/// Multiplication by one constant, prepared once and applied to many
+/// regions (building the tables per region would cost more than a small
+/// region's multiplication).
+#[derive(Clone, Debug)]
+pub enum Multiplier {
+    Zero,
+    One,
+    Gf256(Box<NibbleTables>),
+    Gf65536(Box<WordTables>),
+}
+
+impl Multiplier {
+    pub fn new(field: Field, c: u16) -> Self {
+        match (c, field) {
+            (0, _) => Multiplier::Zero,
+            (1, _) => Multiplier::One,
+            (_, Field::Gf256) => Multiplier::Gf256(Box::new(NibbleTables::new(c as u8))),
+            (_, Field::Gf65536) => Multiplier::Gf65536(Box::new(WordTables::new(c))),
+        }
+    }
+}
+
+/// `dst ^= c * src` over the common length with the fastest kernel. In
+/// GF(2^16) the regions are little-endian 16-bit words and a trailing odd
+/// byte is left alone (payloads of that field always have even length).
+pub fn mul_acc(dst: &mut [u8], src: &[u8], multiplier: &Multiplier) {
+    mul_acc_with(Kernel::best(), dst, src, multiplier);
+}
+
+/// [`mul_acc`] with a chosen GF(2^8) kernel. A kernel the CPU lacks falls
+/// back to the portable one rather than faulting.
+pub fn mul_acc_with(kernel: Kernel, dst: &mut [u8], src: &[u8], multiplier: &Multiplier) {
+    let len = dst.len().min(src.len());
+    let (dst, src) = (&mut dst[..len], &src[..len]);
+    match multiplier {
+        Multiplier::Zero => {}
+        Multiplier::One => xor_into(dst, src),
+        Multiplier::Gf256(tables) => gf256_mul_acc_tables(kernel, dst, src, tables),
+        Multiplier::Gf65536(tables) => gf65536_mul_acc_tables(kernel, dst, src, tables),
+    }
+}
+
+/// `dst[i] ^= c * src[i]` in GF(2^8) with a chosen kernel.
+pub fn gf256_mul_acc_with(kernel: Kernel, dst: &mut [u8], src: &[u8], c: u8) {
+    mul_acc_with(
+        kernel,
+        dst,
+        src,
+        &Multiplier::new(Field::Gf256, u16::from(c)),
+    );
+}
+
+fn gf256_mul_acc_tables(kernel: Kernel, dst: &mut [u8], src: &[u8], tables: &NibbleTables) {
+    match kernel {
+        Kernel::Portable => portable_mul_acc(dst, src, tables),
+        #[cfg(target_arch = "x86_64")]
+        Kernel::Ssse3 => {
+            if std::arch::is_x86_feature_detected!("ssse3") {
+                // SAFETY: the CPU supports SSSE3 (checked just above).
+                unsafe { x86::ssse3_mul_acc(dst, src, tables) }
+            } else {
+                portable_mul_acc(dst, src, tables)
+            }
+        }
+        #[cfg(target_arch = "x86_64")]
+        Kernel::Avx2 => {
+            if std::arch::is_x86_feature_detected!("avx2") {
+                // SAFETY: the CPU supports AVX2 (checked just above).
+                unsafe { x86::avx2_mul_acc(dst, src, tables) }
+            } else {
+                portable_mul_acc(dst, src, tables)
+            }
+        }
+    }
+}
+
+/// The portable GF(2^8) path: one lookup per byte in the folded table.
+fn portable_mul_acc(dst: &mut [u8], src: &[u8], tables: &NibbleTables) {
+    for (d, &s) in dst.iter_mut().zip(src) {
+        *d ^= tables.full[usize::from(s)];
+    }
+}
+
+/// `dst ^= src` over the common length, eight bytes at a time.
+pub fn xor_into(dst: &mut [u8], src: &[u8]) {
+    let mut dst_words = dst.chunks_exact_mut(8);
+    let mut src_words = src.chunks_exact(8);
+    for (d, s) in (&mut dst_words).zip(&mut src_words) {
+        let mut dw = [0u8; 8];
+        let mut sw = [0u8; 8];
+        dw.copy_from_slice(d);
+        sw.copy_from_slice(s);
+        let x = u64::from_ne_bytes(dw) ^ u64::from_ne_bytes(sw);
+        d.copy_from_slice(&x.to_ne_bytes());
+    }
+    for (d, s) in dst_words
+        .into_remainder()
+        .iter_mut()
+        .zip(src_words.remainder())
+    {
+        *d ^= s;
+    }
+}
+
+/// GF(2^16) with a chosen kernel; SSSE3 has no word kernel and uses the
+/// portable one.
+fn gf65536_mul_acc_tables(kernel: Kernel, dst: &mut [u8], src: &[u8], tables: &WordTables) {
+    #[cfg(target_arch = "x86_64")]
+    if kernel == Kernel::Avx2 && std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU supports AVX2 (checked just above).
+        return unsafe { x86::avx2_gf65536_mul_acc(dst, src, tables) };
+    }
+    let _ = kernel;
+    portable_gf65536_mul_acc(dst, src, tables);
+}
+
+/// The portable GF(2^16) path: the product of a word is the XOR of the
+/// products of its two bytes.
+fn portable_gf65536_mul_acc(dst: &mut [u8], src: &[u8], tables: &WordTables) {
+    let tables = &tables.bytes;
+    for (d, s) in dst.chunks_exact_mut(2).zip(src.chunks_exact(2)) {
+        let product = tables[usize::from(s[0])] ^ tables[256 + usize::from(s[1])];
+        let [p0, p1] = product.to_le_bytes();
+        d[0] ^= p0;
+        d[1] ^= p1;
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use super::{portable_gf65536_mul_acc, portable_mul_acc, NibbleTables, WordTables};
+    use std::arch::x86_64::*;
+
+    /// # Safety
+    /// The CPU must support SSSE3.
+    #[target_feature(enable = "ssse3")]
+    pub unsafe fn ssse3_mul_acc(dst: &mut [u8], src: &[u8], tables: &NibbleTables) {
+        let len = dst.len().min(src.len());
+        let whole = len - len % 16;
+        // SAFETY: SSSE3 is enabled for this function (the caller checked
+        // the CPU); every load and store covers bytes `i..i + 16` with
+        // `i + 16 <= whole <= len` of both slices, and the unaligned forms
+        // have no alignment requirement.
+        unsafe {
+            let low = _mm_loadu_si128(tables.low.as_ptr().cast());
+            let high = _mm_loadu_si128(tables.high.as_ptr().cast());
+            let mask = _mm_set1_epi8(0x0f);
+            let mut i = 0;
+            while i < whole {
+                let s = _mm_loadu_si128(src.as_ptr().add(i).cast());
+                let lo_n = _mm_and_si128(s, mask);
+                let hi_n = _mm_and_si128(_mm_srli_epi64(s, 4), mask);
+                let product =
+                    _mm_xor_si128(_mm_shuffle_epi8(low, lo_n), _mm_shuffle_epi8(high, hi_n));
+                let d = _mm_loadu_si128(dst.as_ptr().add(i).cast());
+                _mm_storeu_si128(dst.as_mut_ptr().add(i).cast(), _mm_xor_si128(d, product));
+                i += 16;
+            }
+        }
+        portable_mul_acc(&mut dst[whole..len], &src[whole..len], tables);
+    }
+
+    /// # Safety
+    /// The CPU must support AVX2.
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn avx2_mul_acc(dst: &mut [u8], src: &[u8], tables: &NibbleTables) {
+        let len = dst.len().min(src.len());
+        let whole = len - len % 64;
+        // SAFETY: AVX2 is enabled for this function (the caller checked
+        // the CPU); each iteration loads and stores bytes `i..i + 64` with
+        // `i + 64 <= whole <= len` of both slices, unaligned forms only.
+        unsafe {
+            let low = _mm256_broadcastsi128_si256(_mm_loadu_si128(tables.low.as_ptr().cast()));
+            let high = _mm256_broadcastsi128_si256(_mm_loadu_si128(tables.high.as_ptr().cast()));
+            let mask = _mm256_set1_epi8(0x0f);
+            let mut i = 0;
+            while i < whole {
+                let sp = src.as_ptr().add(i);
+                let dp = dst.as_mut_ptr().add(i);
+                let s0 = _mm256_loadu_si256(sp.cast());
+                let s1 = _mm256_loadu_si256(sp.add(32).cast());
+                let p0 = _mm256_xor_si256(
+                    _mm256_shuffle_epi8(low, _mm256_and_si256(s0, mask)),
+                    _mm256_shuffle_epi8(high, _mm256_and_si256(_mm256_srli_epi64(s0, 4), mask)),
+                );
+                let p1 = _mm256_xor_si256(
+                    _mm256_shuffle_epi8(low, _mm256_and_si256(s1, mask)),
+                    _mm256_shuffle_epi8(high, _mm256_and_si256(_mm256_srli_epi64(s1, 4), mask)),
+                );
+                let d0 = _mm256_loadu_si256(dp.cast_const().cast());
+                let d1 = _mm256_loadu_si256(dp.add(32).cast_const().cast());
+                _mm256_storeu_si256(dp.cast(), _mm256_xor_si256(d0, p0));
+                _mm256_storeu_si256(dp.add(32).cast(), _mm256_xor_si256(d1, p1));
+                i += 64;
+            }
+        }
+        // A 16..63-byte tail still gets SSSE3-class speed from the
+        // portable table; it is at most 63 bytes per call.
+        portable_mul_acc(&mut dst[whole..len], &src[whole..len], tables);
+    }
+
+    /// GF(2^16) words, 64 bytes (32 words) per iteration: the low and the
+    /// high bytes of the words are gathered into separate vectors, each
+    /// output byte is the XOR of four nibble-table lookups, and the bytes
+    /// are interleaved back into words.
+    ///
+    /// # Safety
+    /// The CPU must support AVX2.
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn avx2_gf65536_mul_acc(dst: &mut [u8], src: &[u8], tables: &WordTables) {
+        let len = dst.len().min(src.len()) & !1;
+        let whole = len - len % 64;
+        // SAFETY: AVX2 is enabled for this function (the caller checked
+        // the CPU); each iteration loads and stores bytes `i..i + 64` with
+        // `i + 64 <= whole <= len` of both slices, unaligned forms only;
+        // the tables are 16-byte arrays read with unaligned loads.
+        unsafe {
+            let table = |t: usize| {
+                _mm256_broadcastsi128_si256(_mm_loadu_si128(tables.nibbles[t].as_ptr().cast()))
+            };
+            let (l0, h0, l1, h1) = (table(0), table(1), table(2), table(3));
+            let (l2, h2, l3, h3) = (table(4), table(5), table(6), table(7));
+            let mask = _mm256_set1_epi8(0x0f);
+            // Within each 128-bit lane: even bytes (word lows) first, then
+            // odd bytes (word highs).
+            let split = _mm256_setr_epi8(
+                0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15, 0, 2, 4, 6, 8, 10, 12, 14, 1,
+                3, 5, 7, 9, 11, 13, 15,
+            );
+            let mut i = 0;
+            while i < whole {
+                let sp = src.as_ptr().add(i);
+                let dp = dst.as_mut_ptr().add(i);
+                let a = _mm256_shuffle_epi8(_mm256_loadu_si256(sp.cast()), split);
+                let b = _mm256_shuffle_epi8(_mm256_loadu_si256(sp.add(32).cast()), split);
+                let lows = _mm256_unpacklo_epi64(a, b);
+                let highs = _mm256_unpackhi_epi64(a, b);
+                let n0 = _mm256_and_si256(lows, mask);
+                let n1 = _mm256_and_si256(_mm256_srli_epi64(lows, 4), mask);
+                let n2 = _mm256_and_si256(highs, mask);
+                let n3 = _mm256_and_si256(_mm256_srli_epi64(highs, 4), mask);
+                let out_low = _mm256_xor_si256(
+                    _mm256_xor_si256(_mm256_shuffle_epi8(l0, n0), _mm256_shuffle_epi8(l1, n1)),
+                    _mm256_xor_si256(_mm256_shuffle_epi8(l2, n2), _mm256_shuffle_epi8(l3, n3)),
+                );
+                let out_high = _mm256_xor_si256(
+                    _mm256_xor_si256(_mm256_shuffle_epi8(h0, n0), _mm256_shuffle_epi8(h1, n1)),
+                    _mm256_xor_si256(_mm256_shuffle_epi8(h2, n2), _mm256_shuffle_epi8(h3, n3)),
+                );
+                let words_a = _mm256_unpacklo_epi8(out_low, out_high);
+                let words_b = _mm256_unpackhi_epi8(out_low, out_high);
+                let d0 = _mm256_loadu_si256(dp.cast_const().cast());
+                let d1 = _mm256_loadu_si256(dp.add(32).cast_const().cast());
+                _mm256_storeu_si256(dp.cast(), _mm256_xor_si256(d0, words_a));
+                _mm256_storeu_si256(dp.add(32).cast(), _mm256_xor_si256(d1, words_b));
+                i += 64;
+            }
+        }
+        portable_gf65536_mul_acc(&mut dst[whole..len], &src[whole..len], tables);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A small deterministic generator (xorshift) so failures reproduce.
+    fn bytes(seed: u64, len: usize) -> Vec<u8> {
+        let mut x = seed | 1;
+        (0..len)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                (x >> 24) as u8
+            })
+            .collect()
+    }
+
+    fn reference_mul_acc(dst: &mut [u8], src: &[u8], c: u8) {
+        for (d, &s) in dst.iter_mut().zip(src) {
+            *d ^= gf256_mul(c, s);
+        }
+    }
+
+    #[test]
+    fn every_kernel_matches_the_field_definition() {
+        let lengths = [
+            0usize, 1, 15, 16, 17, 31, 32, 33, 63, 64, 65, 127, 200, 1000, 4099,
+        ];
+        for kernel in Kernel::available() {
+            for (n, &len) in lengths.iter().enumerate() {
+                for c in [0u8, 1, 2, 0x1d, 0x80, 0xff, (n as u8).wrapping_mul(37)] {
+                    // Offsets make the regions start unaligned.
+                    for offset in [0usize, 1, 7] {
+                        let src = bytes(len as u64 * 31 + u64::from(c), len + offset);
+                        let start = bytes(len as u64 + 7, len + offset);
+                        let mut expected = start.clone();
+                        reference_mul_acc(&mut expected[offset..], &src[offset..], c);
+                        let mut got = start.clone();
+                        gf256_mul_acc_with(kernel, &mut got[offset..], &src[offset..], c);
+                        assert_eq!(got, expected, "{kernel:?} len={len} c={c} offset={offset}");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_portable_kernel_is_always_available_and_listed_first() {
+        assert_eq!(Kernel::available().first(), Some(&Kernel::Portable));
+        assert!(Kernel::available().contains(&Kernel::best()));
+    }
+
+    #[test]
+    fn gf65536_kernel_multiplies_little_endian_words() {
+        let src = bytes(9, 1002);
+        for c in [0u16, 1, 2, 0x100b, 0xffff, 0x1234] {
+            let mut dst = bytes(3, 1002);
+            let mut expected = dst.clone();
+            for (d, s) in expected.chunks_exact_mut(2).zip(src.chunks_exact(2)) {
+                let w = u16::from_le_bytes([s[0], s[1]]);
+                let p = gf65536_mul(w, c) ^ u16::from_le_bytes([d[0], d[1]]);
+                d.copy_from_slice(&p.to_le_bytes());
+            }
+            mul_acc(&mut dst, &src, &Multiplier::new(Field::Gf65536, c));
+            assert_eq!(dst, expected, "c={c:#x}");
+        }
+    }
+
+    #[test]
+    fn every_gf65536_kernel_agrees_with_the_portable_one() {
+        for kernel in Kernel::available() {
+            for len in [0usize, 2, 30, 62, 64, 66, 126, 128, 130, 1000, 4098] {
+                for c in [2u16, 0x100b, 0xffff, 0x8001, len as u16 | 3] {
+                    for offset in [0usize, 1, 2] {
+                        let src = bytes(len as u64 + u64::from(c), len + offset);
+                        let start = bytes(len as u64 * 3 + 1, len + offset);
+                        let tables = WordTables::new(c);
+                        let mut expected = start.clone();
+                        portable_gf65536_mul_acc(&mut expected[offset..], &src[offset..], &tables);
+                        let mut got = start.clone();
+                        let multiplier = Multiplier::new(Field::Gf65536, c);
+                        mul_acc_with(kernel, &mut got[offset..], &src[offset..], &multiplier);
+                        assert_eq!(
+                            got, expected,
+                            "{kernel:?} len={len} c={c:#x} offset={offset}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn xor_into_handles_tails() {
+        for len in [0usize, 3, 8, 13, 64] {
+            let a = bytes(1, len);
+            let b = bytes(2, len);
+            let mut got = a.clone();
+            xor_into(&mut got, &b);
+            let expected: Vec<u8> = a.iter().zip(&b).map(|(x, y)| x ^ y).collect();
+            assert_eq!(got, expected);
+        }
+    }
+}
