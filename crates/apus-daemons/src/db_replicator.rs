@@ -15,11 +15,22 @@
 //! and removed once every one of them succeeded and no rows arrived
 //! meanwhile.
 //!
-//! Not done (Swift does them): shard-range replication, feeding the
-//! container reconciler with misplaced objects, container-sync's store,
-//! and `rsync_then_merge` for far-behind peers (they get row batches,
-//! `max_diffs * per_diff` rows per pass).
+//! Containers only: copies that disagree on the storage policy settle on
+//! the better one (Swift's `cmp_policy_info`, on both ends of a sync), so
+//! every copy ends with the same winner. After a container is replicated
+//! its rows of another policy than its own (past its
+//! `reconciler_sync_point`) are queued for the container reconciler in
+//! this node's copy of the `.misplaced_objects` queue container of their
+//! hour (see [`crate::reconciler`]); the sync point moves past them once
+//! a majority of the peers succeeded. Queue databases written in a pass
+//! are pushed to their primaries at its end, and handed-off ones removed
+//! only then.
+//!
+//! Not done (Swift does them): shard-range replication, container-sync's
+//! store, and `rsync_then_merge` for far-behind peers (they get row
+//! batches, `max_diffs * per_diff` rows per pass).
 
+use std::collections::BTreeMap;
 use std::marker::PhantomData;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -28,8 +39,8 @@ use std::time::Duration;
 
 use apus_core::Timestamp;
 use apus_db::{
-    parse_metadata_json, AccountBroker, BrokerOptions, ContainerBroker, DbError, PolicyState,
-    ReplicaBroker, ReplicationInfo, SyncPoint,
+    parse_metadata_json, AccountBroker, BrokerOptions, ContainerBroker, DbError, ObjectRecord,
+    PolicyState, ReplicaBroker, ReplicationInfo, SyncPoint,
 };
 use apus_proto::db_replication::{
     self as proto, PolicyArgs, ReplicateOp, SyncArgs, SyncReply, COMPLETE_COPY,
@@ -41,6 +52,7 @@ use http::{HeaderMap, HeaderValue, Method, StatusCode};
 
 use crate::context::{replication_host, DaemonContext, Rings, ServerKind};
 use crate::db_walk::{db_hash, for_each_db, remove_db, remove_old_tmp_files, LocalPartition};
+use crate::reconciler::{queue_container_name, queue_record, MISPLACED_OBJECTS_ACCOUNT};
 use crate::stats::Stats;
 use crate::worker::Worker;
 
@@ -121,25 +133,285 @@ impl<B: ReplicaBroker> Worker for DbReplicator<B> {
         let rings = ctx.load_rings()?;
         let ctx = Arc::new(ctx.clone());
         let config = Arc::new(self.config.clone());
+        let feed = (B::SERVER_TYPE == "container").then(|| Arc::new(ReconcilerFeed::default()));
         let job = {
-            let (ctx, rings, stats) = (ctx.clone(), rings.clone(), stats.clone());
+            let (ctx, rings, stats, config, feed) = (
+                ctx.clone(),
+                rings.clone(),
+                stats.clone(),
+                config.clone(),
+                feed.clone(),
+            );
             move |lp: LocalPartition, db: PathBuf| {
-                let (ctx, rings, stats, config) =
-                    (ctx.clone(), rings.clone(), stats.clone(), config.clone());
-                async move { replicate_db::<B>(&ctx, &rings, &config, &stats, &lp, db).await }
+                let (ctx, rings, stats, config, feed) = (
+                    ctx.clone(),
+                    rings.clone(),
+                    stats.clone(),
+                    config.clone(),
+                    feed.clone(),
+                );
+                async move {
+                    replicate_db::<B>(&ctx, &rings, &config, &stats, &lp, db, feed.as_ref()).await
+                }
             }
         };
-        for_each_db(
-            ctx,
-            rings,
+        let walked = for_each_db(
+            ctx.clone(),
+            rings.clone(),
             server_kind::<B>(),
             B::DATADIR,
             self.config.databases_per_second,
             self.config.concurrency,
             job,
         )
-        .await
+        .await;
+        if let Some(feed) = feed {
+            replicate_reconcilers::<B>(&ctx, &rings, &config, stats, &feed).await;
+        }
+        walked
     }
+}
+
+/// The misplaced-objects queue databases this pass wrote to or found
+/// handed off (Swift's `reconciler_containers` / `reconciler_cleanups`).
+/// Handed-off queue databases are removed only at the end of the pass,
+/// after the ones written to have been pushed to their primaries, so a
+/// database is never removed while rows are being merged into it.
+#[derive(Default)]
+pub(crate) struct ReconcilerFeed {
+    /// Queue container name -> where its local database is.
+    written: std::sync::Mutex<BTreeMap<String, (LocalPartition, PathBuf)>>,
+    /// Handed-off queue databases pushed everywhere, with the max row
+    /// they had then.
+    cleanups: std::sync::Mutex<Vec<(PathBuf, i64)>>,
+}
+
+/// Pushes the queue databases written this pass to their primaries, then
+/// removes the handed-off ones that every primary took.
+async fn replicate_reconcilers<B: ReplicaBroker>(
+    ctx: &DaemonContext,
+    rings: &Arc<Rings>,
+    config: &DbReplicatorConfig,
+    stats: &Stats,
+    feed: &Arc<ReconcilerFeed>,
+) {
+    let written: Vec<(LocalPartition, PathBuf)> = match feed.written.lock() {
+        Ok(mut w) => std::mem::take(&mut *w).into_values().collect(),
+        Err(_) => Vec::new(),
+    };
+    for (lp, db) in written {
+        replicate_db::<B>(ctx, rings, config, stats, &lp, db, Some(feed)).await;
+    }
+    let cleanups = match feed.cleanups.lock() {
+        Ok(mut c) => std::mem::take(&mut *c),
+        Err(_) => Vec::new(),
+    };
+    for (db, max_row) in cleanups {
+        let removed = blocking(move || {
+            let broker = ContainerBroker::open(&db, BrokerOptions::default())?;
+            if broker.get_replication_info()?.max_row != max_row {
+                return Ok(false);
+            }
+            remove_db(&db).map_err(|e| DbError::Invalid(format!("removing: {e}")))?;
+            Ok(true)
+        })
+        .await;
+        match removed {
+            Ok(true) => stats.incr("remove"),
+            Ok(false) => {}
+            Err(e) => {
+                stats.incr("failures");
+                tracing::error!(error = %e, "cannot remove a handed-off queue database");
+            }
+        }
+    }
+}
+
+/// Swift's `majority_size`.
+fn majority(n: usize) -> usize {
+    n / 2 + 1
+}
+
+/// After a container was replicated: queues its rows of another policy
+/// than its own for the container reconciler (Swift's
+/// `_post_replicate_hook`), and moves its reconciler sync point past
+/// them once a majority of peers has the container.
+#[allow(clippy::too_many_arguments)]
+async fn feed_reconciler(
+    ctx: &DaemonContext,
+    rings: &Arc<Rings>,
+    config: &DbReplicatorConfig,
+    stats: &Stats,
+    feed: &Arc<ReconcilerFeed>,
+    db: &Path,
+    info: &ReplicationInfo,
+    responses: &[bool],
+) {
+    let success = responses.iter().filter(|r| **r).count() >= majority(responses.len());
+    let (db2, max_row, per_diff) = (db.to_path_buf(), info.max_row, config.per_diff.max(1));
+    let ring_parts = QueueRing::new(ctx, rings);
+    let (feed2, stats2) = (feed.clone(), stats.clone());
+    let done = blocking(move || {
+        let broker = ContainerBroker::open(&db2, BrokerOptions::default())?;
+        let point = broker.get_reconciler_sync()?;
+        if !broker.has_multiple_policies()? && max_row != point {
+            broker.update_reconciler_sync(max_row)?;
+            return Ok(());
+        }
+        let synced = dump_to_reconciler(&broker, point, per_diff, &ring_parts, &feed2, &stats2)?;
+        if synced > point && success {
+            broker.update_reconciler_sync(synced)?;
+        }
+        Ok(())
+    })
+    .await;
+    if let Err(e) = done {
+        stats.incr("failures");
+        tracing::error!(db = %db.display(), error = %e, "cannot queue misplaced objects");
+    }
+}
+
+/// Where this node keeps queue databases: the container ring's partition
+/// of each queue container and a local device for it (Swift's
+/// `find_local_handoff_for_part`).
+struct QueueRing {
+    hash: apus_core::HashConfig,
+    rings: Arc<Rings>,
+    /// Local devices: (device, path).
+    local: Vec<(Device, PathBuf)>,
+}
+
+impl QueueRing {
+    fn new(ctx: &DaemonContext, rings: &Arc<Rings>) -> Self {
+        let local = ctx
+            .local_devices(&rings.container, ServerKind::Container)
+            .into_iter()
+            .filter_map(|d| Some((d.clone(), ctx.device_path(&d.device)?)))
+            .collect();
+        QueueRing {
+            hash: ctx.hash.clone(),
+            rings: rings.clone(),
+            local,
+        }
+    }
+
+    /// The queue container's partition and the local device for it: a
+    /// primary if this node has one, else a device with weight, else any.
+    fn place(&self, queue: &str) -> Option<(u32, &(Device, PathBuf))> {
+        let ring = &self.rings.container;
+        let part = ring.partition(&self.hash, MISPLACED_OBJECTS_ACCOUNT, Some(queue), None);
+        let primaries: Vec<u32> = ring.primaries(part).iter().map(|d| d.id).collect();
+        let dev = self
+            .local
+            .iter()
+            .find(|(d, _)| primaries.contains(&d.id))
+            .or_else(|| self.local.iter().find(|(d, _)| d.weight > 0.0))
+            .or_else(|| self.local.first())?;
+        Some((part, dev))
+    }
+}
+
+/// Queues the misplaced rows of `broker` after `point`, batch by batch;
+/// returns the last row queued without an error before it.
+fn dump_to_reconciler(
+    broker: &ContainerBroker,
+    point: i64,
+    per_diff: usize,
+    ring: &QueueRing,
+    feed: &ReconcilerFeed,
+    stats: &Stats,
+) -> Result<i64, DbError> {
+    let max_row = broker.get_replication_info()?.max_row;
+    let mut misplaced = broker.get_misplaced_since(point, per_diff)?;
+    if misplaced.is_empty() {
+        return Ok(max_row);
+    }
+    let info = broker.get_info()?;
+    let (account, container) = (info.account, info.container);
+    let mut errors = false;
+    let mut low_sync = point;
+    // Bounded: each batch starts after the last row of the one before.
+    while let Some(last) = misplaced.last().and_then(|r| r.rowid) {
+        let mut batches: BTreeMap<String, Vec<ObjectRecord>> = BTreeMap::new();
+        for row in &misplaced {
+            let Some(queue) = queue_container_name(&row.created_at) else {
+                tracing::warn!(db = %broker.path().display(), row = %row.name, "row with an unreadable timestamp not queued");
+                errors = true;
+                continue;
+            };
+            batches
+                .entry(queue)
+                .or_default()
+                .push(queue_record(row, &account, &container));
+        }
+        for (queue, rows) in batches {
+            let n = rows.len() as u64;
+            match merge_into_queue(ring, feed, &queue, rows) {
+                Ok(()) => stats.add("misplaced_queued", n),
+                Err(e) => {
+                    tracing::error!(%queue, error = %e, "cannot queue misplaced objects");
+                    errors = true;
+                }
+            }
+        }
+        if !errors {
+            low_sync = last;
+        }
+        misplaced = broker.get_misplaced_since(last, per_diff)?;
+    }
+    Ok(low_sync)
+}
+
+/// Merges queue rows into this node's database of the queue container,
+/// creating it if need be.
+fn merge_into_queue(
+    ring: &QueueRing,
+    feed: &ReconcilerFeed,
+    queue: &str,
+    rows: Vec<ObjectRecord>,
+) -> Result<(), DbError> {
+    let known = feed
+        .written
+        .lock()
+        .ok()
+        .and_then(|w| w.get(queue).map(|(_, db)| db.clone()));
+    let db = match known {
+        Some(db) => db,
+        None => {
+            let (part, (dev, dev_path)) = ring
+                .place(queue)
+                .ok_or_else(|| DbError::Invalid("no local container device".into()))?;
+            let hash = ring
+                .hash
+                .hash_path(MISPLACED_OBJECTS_ACCOUNT, Some(queue), None);
+            let suffix = hash.get(hash.len().saturating_sub(3)..).unwrap_or(&hash);
+            let dir = dev_path
+                .join(ContainerBroker::DATADIR)
+                .join(part.to_string());
+            let db = dir.join(suffix).join(&hash).join(format!("{hash}.db"));
+            let put_timestamp = Timestamp::parse(queue).unwrap_or_else(|_| Timestamp::now());
+            ContainerBroker::create_or_open(
+                &db,
+                MISPLACED_OBJECTS_ACCOUNT,
+                queue,
+                put_timestamp,
+                0,
+                BrokerOptions::default(),
+            )?;
+            if let Ok(mut w) = feed.written.lock() {
+                let lp = LocalPartition {
+                    device: dev.clone(),
+                    dev_path: dev_path.clone(),
+                    partition: part,
+                    dir,
+                };
+                w.insert(queue.to_string(), (lp, db.clone()));
+            }
+            db
+        }
+    };
+    let broker = ContainerBroker::open(&db, BrokerOptions::default())?;
+    broker.merge_items(rows, None)
 }
 
 /// Runs blocking broker work on the blocking pool.
@@ -163,11 +435,12 @@ enum Prepared<B> {
 
 async fn replicate_db<B: ReplicaBroker>(
     ctx: &DaemonContext,
-    rings: &Rings,
+    rings: &Arc<Rings>,
     config: &DbReplicatorConfig,
     stats: &Stats,
     lp: &LocalPartition,
     db: PathBuf,
+    feed: Option<&Arc<ReconcilerFeed>>,
 ) {
     stats.incr("dbs");
     let Some(hash) = db_hash(&db).map(str::to_string) else {
@@ -289,7 +562,19 @@ async fn replicate_db<B: ReplicaBroker>(
         responses.push(ok);
     }
 
+    let is_queue = account == MISPLACED_OBJECTS_ACCOUNT;
+    if let Some(feed) = feed.filter(|_| !is_queue) {
+        feed_reconciler(ctx, rings, config, stats, feed, &db, &info, &responses).await;
+    }
+
     if !should_be_here && !responses.is_empty() && responses.iter().all(|r| *r) {
+        if let Some(feed) = feed.filter(|_| is_queue) {
+            // Queue databases go at the end of the pass (see ReconcilerFeed).
+            if let Ok(mut c) = feed.cleanups.lock() {
+                c.push((db.clone(), info.max_row));
+            }
+            return;
+        }
         let (broker, db2, max_row) = (broker.clone(), db.clone(), info.max_row);
         let removed = blocking(move || {
             // Rows that arrived during the pushes are not on the peers yet.

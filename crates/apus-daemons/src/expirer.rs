@@ -49,6 +49,13 @@ pub trait InternalClient: Send + Sync + 'static {
         headers: HeaderMap,
         max_body: usize,
     ) -> impl Future<Output = Result<(StatusCode, Bytes), String>> + Send;
+
+    /// A request with a streaming body whose answer streams too (the
+    /// container reconciler moves whole objects through it).
+    fn send(
+        &self,
+        req: http::Request<apus_http::Body>,
+    ) -> impl Future<Output = http::Response<apus_http::Body>> + Send;
 }
 
 /// Settings (Swift's `object-expirer` section).

@@ -21,6 +21,7 @@ pub mod object_auditor;
 pub mod object_replicator;
 pub mod object_updater;
 pub mod rate;
+pub mod reconciler;
 pub mod stats;
 pub mod worker;
 

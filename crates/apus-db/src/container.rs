@@ -566,15 +566,32 @@ impl ContainerBroker {
 
     /// Rows with ROWID above `start`, in ROWID order (replication).
     pub fn get_items_since(&self, start: i64, count: usize) -> Result<Vec<ObjectRecord>> {
+        self.rows_since(start, count, false)
+    }
+
+    /// Rows with ROWID above `start` whose storage policy is not the
+    /// container's, in ROWID order, at most `count` (Swift's
+    /// `get_misplaced_since`: what the container replicator hands to the
+    /// container reconciler).
+    pub fn get_misplaced_since(&self, start: i64, count: usize) -> Result<Vec<ObjectRecord>> {
+        self.rows_since(start, count, true)
+    }
+
+    fn rows_since(&self, start: i64, count: usize, misplaced: bool) -> Result<Vec<ObjectRecord>> {
         self.commit_pending()?;
         let db = &self.db;
+        let sql = if misplaced {
+            "SELECT ROWID, name, created_at, size, content_type, etag, deleted, \
+             storage_policy_index FROM object WHERE ROWID > ? \
+             AND storage_policy_index != \
+             (SELECT storage_policy_index FROM container_info LIMIT 1) \
+             ORDER BY ROWID ASC LIMIT ?"
+        } else {
+            "SELECT ROWID, name, created_at, size, content_type, etag, deleted, \
+             storage_policy_index FROM object WHERE ROWID > ? ORDER BY ROWID ASC LIMIT ?"
+        };
         db.with_conn(|conn| {
-            let mut stmt = conn
-                .prepare_cached(
-                    "SELECT ROWID, name, created_at, size, content_type, etag, deleted, \
-                     storage_policy_index FROM object WHERE ROWID > ? ORDER BY ROWID ASC LIMIT ?",
-                )
-                .map_err(|e| db.err(e))?;
+            let mut stmt = conn.prepare_cached(sql).map_err(|e| db.err(e))?;
             let count = i64::try_from(count).unwrap_or(i64::MAX);
             let rows = stmt
                 .query_map(rusqlite::params![start, count], |r| {
@@ -594,6 +611,49 @@ impl ContainerBroker {
                 .map_err(|e| db.err(e))?;
             rows.collect::<std::result::Result<Vec<_>, _>>()
                 .map_err(|e| db.err(e))
+        })
+    }
+
+    /// The highest ROWID up to which misplaced rows have been handed to
+    /// the reconciler (-1: none yet).
+    pub fn get_reconciler_sync(&self) -> Result<i64> {
+        let db = &self.db;
+        db.with_conn(|conn| {
+            conn.query_row(
+                "SELECT reconciler_sync_point FROM container_info LIMIT 1",
+                [],
+                |r| r.get::<_, Option<i64>>(0),
+            )
+            .optional()
+            .map(|v| v.flatten().unwrap_or(-1))
+            .map_err(|e| db.err(e))
+        })
+    }
+
+    pub fn update_reconciler_sync(&self, point: i64) -> Result<()> {
+        self.db.with_conn(|conn| {
+            write_tx(conn, &self.db.path, |tx| {
+                tx.execute(
+                    "UPDATE container_info SET reconciler_sync_point = ?",
+                    [point],
+                )
+                .map_err(|e| self.db.err(e))?;
+                Ok(())
+            })
+        })
+    }
+
+    /// Whether rows of more than one storage policy have ever been counted
+    /// here (more than one `policy_stat` row).
+    pub fn has_multiple_policies(&self) -> Result<bool> {
+        self.commit_pending()?;
+        let db = &self.db;
+        db.with_conn(|conn| {
+            conn.query_row("SELECT COUNT(*) FROM policy_stat", [], |r| {
+                r.get::<_, i64>(0)
+            })
+            .map(|n| n > 1)
+            .map_err(|e| db.err(e))
         })
     }
 

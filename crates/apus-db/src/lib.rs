@@ -61,4 +61,4 @@ pub use encode::{
 pub use error::{DbError, Result};
 pub use layout::quarantine_db;
 pub use listing::{ListParams, Listing, LISTING_LIMIT};
-pub use replica::{remote_policy_wins, PolicyState, ReplicaBroker};
+pub use replica::{cmp_policy_info, remote_policy_wins, PolicyState, ReplicaBroker};

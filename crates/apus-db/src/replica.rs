@@ -44,41 +44,50 @@ impl PolicyState {
     }
 }
 
-/// Whether `remote`'s storage policy should replace `local`'s: a live copy
-/// beats a deleted one, the newest re-creation wins, otherwise the oldest
-/// status change (the first creation) wins. Swift's `incorrect_policy_index`.
+/// Which of two container copies has the right storage policy (Swift's
+/// `cmp_policy_info`): `Less` when `a` is the better one, `Greater` when
+/// `b` is, `Equal` when they tie. A live copy beats a deleted one (two
+/// deleted ones: the newest status change); a re-created copy beats one
+/// never deleted, and between re-created copies one re-created after the
+/// latest delete wins; otherwise the oldest status change (the first
+/// creation) wins. Sorting copies by it puts the winner first.
+pub fn cmp_policy_info(a: &PolicyState, b: &PolicyState) -> std::cmp::Ordering {
+    use std::cmp::Ordering::{Greater, Less};
+    let (a_deleted, b_deleted) = (a.is_deleted(), b.is_deleted());
+    if a_deleted || b_deleted {
+        if !a_deleted {
+            return Less;
+        }
+        if !b_deleted {
+            return Greater;
+        }
+        return b.status_changed_at.cmp(&a.status_changed_at);
+    }
+    let (a_recreated, b_recreated) = (a.recreated(), b.recreated());
+    if a_recreated || b_recreated {
+        if !a_recreated {
+            return Greater;
+        }
+        if !b_recreated {
+            return Less;
+        }
+        let last_delete = a.delete_timestamp.max(b.delete_timestamp);
+        if a.put_timestamp < last_delete {
+            return Greater;
+        }
+        if b.put_timestamp < last_delete {
+            return Less;
+        }
+    }
+    a.status_changed_at.cmp(&b.status_changed_at)
+}
+
+/// Whether `remote`'s storage policy should replace `local`'s (Swift's
+/// `incorrect_policy_index`): the policies differ and `remote` is the
+/// better copy by [`cmp_policy_info`].
 pub fn remote_policy_wins(local: &PolicyState, remote: &PolicyState) -> bool {
-    use std::cmp::Ordering;
-    if local.storage_policy_index == remote.storage_policy_index {
-        return false;
-    }
-    let (deleted, remote_deleted) = (local.is_deleted(), remote.is_deleted());
-    if deleted || remote_deleted {
-        if !deleted {
-            return false;
-        }
-        if !remote_deleted {
-            return true;
-        }
-        return remote.status_changed_at > local.status_changed_at;
-    }
-    let (recreated, remote_recreated) = (local.recreated(), remote.recreated());
-    if recreated || remote_recreated {
-        if !recreated {
-            return true;
-        }
-        if !remote_recreated {
-            return false;
-        }
-        let last_delete = local.delete_timestamp.max(remote.delete_timestamp);
-        if local.put_timestamp < last_delete {
-            return true;
-        }
-        if remote.put_timestamp < last_delete {
-            return false;
-        }
-    }
-    local.status_changed_at.cmp(&remote.status_changed_at) == Ordering::Greater
+    local.storage_policy_index != remote.storage_policy_index
+        && cmp_policy_info(local, remote) == std::cmp::Ordering::Greater
 }
 
 /// A database as replication sees it. Implemented by [`AccountBroker`]
@@ -286,6 +295,61 @@ mod tests {
             status_changed_at: ts(changed),
             count,
             storage_policy_index: spi,
+        }
+    }
+
+    /// Every ordered pair of 36 container states: put 10 or 20, delete
+    /// 0, 15 or 25, status change 10, 20 or 30, count 0 or 1 (in that
+    /// nesting, count innermost). The expected table was computed with
+    /// Swift 2.38.3's `swift.container.reconciler.cmp_policy_info`
+    /// (`<` for -1, `=` for 0, `>` for 1), row by row.
+    #[test]
+    fn cmp_policy_info_matches_swift_on_every_pair() {
+        use std::cmp::Ordering;
+        let expected: String = [
+            "==<<<<<=<<<<<=<<<<==<<<<>>>>>><=<<<<==<<<<<=<<<<<=<<<<==<<<<>>>>>><=<<<<",
+            ">>==<<<><=<<<><=<<>>==<<>>>>>><><=<<>>==<<<><=<<<><=<<>>==<<>>>>>><><=<<",
+            ">>>>==<><><=<><><=>>>>==>>>>>><><><=>>>>==<><><=<><><=>>>>==>>>>>><><><=",
+            ">>>>>>=>>>>>=>>>>>>>>>>>>>>>>>=>>>>>==<<<<<=<<<<<=<<<<==<<<<>>>>>><=<<<<",
+            ">>>>>><>=>>><>=>>>>>>>>>>>>>>><>=>>>>>==<<<><=<<<><=<<>>==<<>>>>>><><=<<",
+            ">>>>>><><>=><><>=>>>>>>>>>>>>><><>=>>>>>==<><><=<><><=>>>>==>>>>>><><><=",
+            ">>>>>>=>>>>>=>>>>>>>>>>>>>>>>>=>>>>>==<<<<<=<<<<<=<<<<==<<<<>>>>>><=<<<<",
+            ">>>>>><>=>>><>=>>>>>>>>>>>>>>><>=>>>>>==<<<><=<<<><=<<>>==<<>>>>>><><=<<",
+            ">>>>>><><>=><><>=>>>>>>>>>>>>><><>=>>>>>==<><><=<><><=>>>>==>>>>>><><><=",
+            "==<<<<<=<<<<<=<<<<==<<<<>>>>>><=<<<<==<<<<<=<<<<<=<<<<==<<<<>>>>>><=<<<<",
+            ">>==<<<><=<<<><=<<>>==<<>>>>>><><=<<>>==<<<><=<<<><=<<>>==<<>>>>>><><=<<",
+            ">>>>==<><><=<><><=>>>>==>>>>>><><><=>>>>==<><><=<><><=>>>>==>>>>>><><><=",
+            "<<<<<<<<<<<<<<<<<<<<<<<<==<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<==<<<<<<<<<<",
+            "<<<<<<<<<<<<<<<<<<<<<<<<>>==<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<>>==<<<<<<<<",
+            "<<<<<<<<<<<<<<<<<<<<<<<<>>>>==<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<>>>>==<<<<<<",
+            ">>>>>>=>>>>>=>>>>>>>>>>>>>>>>>=>>>>>==<<<<<=<<<<<=<<<<==<<<<>>>>>><=<<<<",
+            ">>>>>><>=>>><>=>>>>>>>>>>>>>>><>=>>>>>==<<<><=<<<><=<<>>==<<>>>>>><><=<<",
+            ">>>>>><><>=><><>=>>>>>>>>>>>>><><>=>>>>>==<><><=<><><=>>>>==>>>>>><><><=",
+        ]
+        .concat();
+        let mut states = Vec::new();
+        for put in [10.0, 20.0] {
+            for del in [0.0, 15.0, 25.0] {
+                for changed in [10.0, 20.0, 30.0] {
+                    for count in [0, 1] {
+                        states.push(state(put, del, changed, count, 0));
+                    }
+                }
+            }
+        }
+        let mut got = String::new();
+        for a in &states {
+            for b in &states {
+                got.push(match cmp_policy_info(a, b) {
+                    Ordering::Less => '<',
+                    Ordering::Equal => '=',
+                    Ordering::Greater => '>',
+                });
+            }
+        }
+        assert_eq!(got.len(), expected.len());
+        for (i, (g, e)) in got.chars().zip(expected.chars()).enumerate() {
+            assert_eq!(g, e, "{:?} vs {:?}", states[i / 36], states[i % 36]);
         }
     }
 

@@ -716,3 +716,76 @@ fn object_rows_are_recorded_while_another_connection_holds_the_database() {
     let r = ContainerBroker::open(&path, BrokerOptions::default()).unwrap();
     assert_eq!(list(&r, ListParams::default()), ["during"]);
 }
+
+fn put_in(b: &ContainerBroker, name: &str, t: u64, policy: i64) {
+    b.put_object(ObjectRecord::put(
+        name,
+        ts(t),
+        1,
+        "text/plain",
+        "etag",
+        policy,
+    ))
+    .unwrap();
+}
+
+#[test]
+fn misplaced_rows_are_those_of_another_policy_after_a_row() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = container(&dir);
+    assert!(b.get_misplaced_since(-1, 10).unwrap().is_empty());
+    assert!(!b.has_multiple_policies().unwrap());
+    put_in(&b, "a", 2, 0);
+    put_in(&b, "b", 3, 1);
+    put_in(&b, "c", 4, 0);
+    b.delete_object("d", ts(5), 2).unwrap();
+    put_in(&b, "e", 6, 1);
+    assert!(b.has_multiple_policies().unwrap());
+    let rows = b.get_misplaced_since(-1, 10).unwrap();
+    let names: Vec<(&str, i64, bool)> = rows
+        .iter()
+        .map(|r| (r.name.as_str(), r.storage_policy_index, r.deleted))
+        .collect();
+    assert_eq!(names, [("b", 1, false), ("d", 2, true), ("e", 1, false)]);
+    assert!(rows.windows(2).all(|w| w[0].rowid < w[1].rowid));
+    assert_eq!(rows[0].created_at, ts(3).internal());
+    // After a row, and limited.
+    let after_b = b.get_misplaced_since(rows[0].rowid.unwrap(), 1).unwrap();
+    assert_eq!(after_b.len(), 1);
+    assert_eq!(after_b[0].name, "d");
+    // What is misplaced follows the container's policy.
+    b.set_storage_policy_index(1, ts(7)).unwrap();
+    let names: Vec<String> = b
+        .get_misplaced_since(-1, 10)
+        .unwrap()
+        .into_iter()
+        .map(|r| r.name)
+        .collect();
+    assert_eq!(names, ["a", "c", "d"]);
+    // Rows are kept per name and policy, as in Swift: the same name in
+    // the container's policy leaves the other policy's row misplaced,
+    // and a newer row replaces the old one of its policy (a new ROWID).
+    put_in(&b, "a", 8, 1);
+    put_in(&b, "c", 9, 0);
+    let names: Vec<String> = b
+        .get_misplaced_since(-1, 10)
+        .unwrap()
+        .into_iter()
+        .map(|r| r.name)
+        .collect();
+    assert_eq!(names, ["a", "d", "c"]);
+}
+
+#[test]
+fn the_reconciler_sync_point_is_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = container(&dir);
+    assert_eq!(b.get_reconciler_sync().unwrap(), -1);
+    b.update_reconciler_sync(42).unwrap();
+    assert_eq!(b.get_reconciler_sync().unwrap(), 42);
+    drop(b);
+    let b = ContainerBroker::open(&db_path(&dir, "containers"), BrokerOptions::default()).unwrap();
+    assert_eq!(b.get_reconciler_sync().unwrap(), 42);
+    // Replication's view is untouched by it.
+    assert_eq!(b.get_replication_info().unwrap().max_row, -1);
+}

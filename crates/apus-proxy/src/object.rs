@@ -186,7 +186,18 @@ impl Ctx<'_> {
         self.target.object.as_deref().unwrap_or("")
     }
 
-    fn object_policy(&self, info: &ContainerInfo) -> Option<&Policy> {
+    /// The policy whose object ring serves this request: the container's,
+    /// unless the request names one in `X-Backend-Storage-Policy-Index`
+    /// (Swift's object controller takes it; only the cluster's own
+    /// requests can carry it, since the gatekeeper strips it from clients'
+    /// — the container reconciler moves objects between policies so). A
+    /// named policy that does not exist is no policy.
+    fn object_policy(&self, info: &ContainerInfo, req: &Req) -> Option<&Policy> {
+        if req.headers().contains_key("x-backend-storage-policy-index") {
+            return header_str(req.headers(), "x-backend-storage-policy-index")
+                .and_then(|v| v.trim().parse::<u32>().ok())
+                .and_then(|i| self.app.config.policy(i));
+        }
         self.app
             .config
             .policy(info.storage_policy)
@@ -244,7 +255,7 @@ impl Ctx<'_> {
         if let Err(denial) = self.authorize(&req, acl.as_deref()).await {
             return denial;
         }
-        let Some(policy) = self.object_policy(&info).cloned() else {
+        let Some(policy) = self.object_policy(&info, &req).cloned() else {
             return error_response(StatusCode::SERVICE_UNAVAILABLE, None);
         };
         match method {

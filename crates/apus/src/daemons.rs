@@ -16,6 +16,7 @@ use apus_daemons::expirer::{ExpirerSettings, InternalClient, ObjectExpirer};
 use apus_daemons::object_auditor::{ObjectAuditor, ObjectAuditorSettings};
 use apus_daemons::object_replicator::{ObjectReplicator, ObjectReplicatorSettings};
 use apus_daemons::object_updater::{ObjectUpdater, ObjectUpdaterSettings};
+use apus_daemons::reconciler::{ContainerReconciler, ReconcilerSettings};
 use apus_daemons::{run_forever, run_once, DaemonContext, LocalIdentity, PassStats, Shutdown};
 use apus_http::ClientConfig;
 use apus_proxy::{Proxy, ProxyConfig, SharedService};
@@ -37,12 +38,13 @@ pub enum DaemonName {
     ContainerReplicator,
     ContainerAuditor,
     ContainerUpdater,
+    ContainerReconciler,
     AccountReplicator,
     AccountAuditor,
 }
 
 impl DaemonName {
-    pub const ALL: [DaemonName; 9] = [
+    pub const ALL: [DaemonName; 10] = [
         DaemonName::ObjectReplicator,
         DaemonName::ObjectAuditor,
         DaemonName::ObjectUpdater,
@@ -50,6 +52,7 @@ impl DaemonName {
         DaemonName::ContainerReplicator,
         DaemonName::ContainerAuditor,
         DaemonName::ContainerUpdater,
+        DaemonName::ContainerReconciler,
         DaemonName::AccountReplicator,
         DaemonName::AccountAuditor,
     ];
@@ -63,6 +66,7 @@ impl DaemonName {
             DaemonName::ContainerReplicator => "container-replicator",
             DaemonName::ContainerAuditor => "container-auditor",
             DaemonName::ContainerUpdater => "container-updater",
+            DaemonName::ContainerReconciler => "container-reconciler",
             DaemonName::AccountReplicator => "account-replicator",
             DaemonName::AccountAuditor => "account-auditor",
         }
@@ -77,6 +81,7 @@ impl DaemonName {
             DaemonName::ContainerReplicator => &d.container_replicator,
             DaemonName::ContainerAuditor => &d.container_auditor,
             DaemonName::ContainerUpdater => &d.container_updater,
+            DaemonName::ContainerReconciler => &d.container_reconciler,
             DaemonName::AccountReplicator => &d.account_replicator,
             DaemonName::AccountAuditor => &d.account_auditor,
         };
@@ -127,6 +132,10 @@ impl InternalClient for InternalProxy {
             .await
             .map_err(|e| format!("reading the answer to {path}: {e}"))?;
         Ok((status, body))
+    }
+
+    async fn send(&self, req: Request<apus_http::Body>) -> http::Response<apus_http::Body> {
+        self.service.call(req).await
     }
 }
 
@@ -187,7 +196,13 @@ impl Daemons {
         DaemonName::ALL
             .into_iter()
             .filter(|d| {
-                let default = *d != DaemonName::ObjectExpirer || self.expirer_by_default;
+                // The queue walkers run where a proxy runs (one per
+                // cluster is enough; more split the queue by `processes`).
+                let queue_walker = matches!(
+                    d,
+                    DaemonName::ObjectExpirer | DaemonName::ContainerReconciler
+                );
+                let default = !queue_walker || self.expirer_by_default;
                 d.file_settings(&self.file).run.unwrap_or(default)
             })
             .collect()
@@ -218,6 +233,7 @@ impl Daemons {
             }
             DaemonName::ContainerAuditor => once!(self.db_auditor::<_>(name) as ContainerAuditor),
             DaemonName::ContainerUpdater => once!(self.container_updater()),
+            DaemonName::ContainerReconciler => once!(self.reconciler()?),
             DaemonName::AccountReplicator => {
                 once!(self.db_replicator::<_>(name) as AccountReplicator)
             }
@@ -253,6 +269,7 @@ impl Daemons {
                 forever!(self.db_auditor::<_>(name) as ContainerAuditor)
             }
             DaemonName::ContainerUpdater => forever!(self.container_updater()),
+            DaemonName::ContainerReconciler => forever!(self.reconciler()?),
             DaemonName::AccountReplicator => {
                 forever!(self.db_replicator::<_>(name) as AccountReplicator)
             }
@@ -371,5 +388,29 @@ impl Daemons {
             .clone()
             .ok_or_else(|| anyhow::anyhow!("object-expirer: the rings could not be read"))?;
         Ok(ObjectExpirer::new(settings, internal))
+    }
+
+    fn reconciler(&self) -> Result<ContainerReconciler<InternalProxy>> {
+        let s = DaemonName::ContainerReconciler.file_settings(&self.file);
+        let mut settings = ReconcilerSettings {
+            reclaim_age: self.reclaim_age,
+            ..ReconcilerSettings::default()
+        };
+        if let Some(v) = s.concurrency {
+            settings.concurrency = v;
+        }
+        if let Some(v) = s.per_second {
+            settings.objects_per_second = v;
+        }
+        settings.processes = s.processes.unwrap_or(0);
+        settings.process = s.process.unwrap_or(0);
+        if settings.processes > 0 && settings.process >= settings.processes {
+            anyhow::bail!("container-reconciler: process must be less than processes");
+        }
+        let internal = self
+            .internal
+            .clone()
+            .ok_or_else(|| anyhow::anyhow!("container-reconciler: the rings could not be read"))?;
+        Ok(ContainerReconciler::new(settings, internal))
     }
 }

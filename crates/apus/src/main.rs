@@ -63,6 +63,9 @@ enum Command {
     ContainerAuditor(daemon_cmd::DaemonArgs),
     /// Report container stats to the account servers.
     ContainerUpdater(daemon_cmd::DaemonArgs),
+    /// Move objects written under the wrong storage policy (after a
+    /// split-brain container creation) into the container's policy.
+    ContainerReconciler(daemon_cmd::DaemonArgs),
     /// Replicate account databases.
     AccountReplicator(daemon_cmd::DaemonArgs),
     /// Check account databases; quarantine broken ones.
@@ -93,6 +96,7 @@ fn main() -> ExitCode {
         Command::ContainerReplicator(a) => daemon_cmd::run(DaemonName::ContainerReplicator, &a),
         Command::ContainerAuditor(a) => daemon_cmd::run(DaemonName::ContainerAuditor, &a),
         Command::ContainerUpdater(a) => daemon_cmd::run(DaemonName::ContainerUpdater, &a),
+        Command::ContainerReconciler(a) => daemon_cmd::run(DaemonName::ContainerReconciler, &a),
         Command::AccountReplicator(a) => daemon_cmd::run(DaemonName::AccountReplicator, &a),
         Command::AccountAuditor(a) => daemon_cmd::run(DaemonName::AccountAuditor, &a),
     }

@@ -489,6 +489,8 @@ pub struct FileDaemons {
     pub container_auditor: Option<FileDaemon>,
     #[serde(rename = "container-updater")]
     pub container_updater: Option<FileDaemon>,
+    #[serde(rename = "container-reconciler")]
+    pub container_reconciler: Option<FileDaemon>,
     #[serde(rename = "account-replicator")]
     pub account_replicator: Option<FileDaemon>,
     #[serde(rename = "account-auditor")]
@@ -509,7 +511,8 @@ pub struct FileDaemon {
     pub per_second: Option<f64>,
     /// Bytes per second; 0 = no limit.
     pub bytes_per_second: Option<f64>,
-    /// Expirer only: split the queue among this many expirers...
+    /// Expirer and reconciler only: split the queue among this many
+    /// processes...
     pub processes: Option<u64>,
     /// ...of which this is number `process` (from 0).
     pub process: Option<u64>,

@@ -101,6 +101,10 @@ pub struct Options {
     /// before the node first starts and unmounted when the cluster drops.
     /// A mount that fails fails the test.
     pub tmpfs: Vec<(usize, u64)>,
+    /// A second storage policy (`Policy-1`, index 1, its own
+    /// `object-1.ring.gz` on the same nodes and port) beside the default
+    /// `Policy-0`.
+    pub two_policies: bool,
 }
 
 impl Default for Options {
@@ -114,7 +118,20 @@ impl Default for Options {
             storage_config: Vec::new(),
             proxy_config: String::new(),
             tmpfs: Vec::new(),
+            two_policies: false,
         }
+    }
+}
+
+/// The `[[policy]]` tables of a cluster with two policies.
+const TWO_POLICIES_TOML: &str = "\n[[policy]]\nindex = 0\nname = \"Policy-0\"\ndefault = true\n\n\
+                                 [[policy]]\nindex = 1\nname = \"Policy-1\"\n";
+
+fn policies_toml(options: &Options) -> &'static str {
+    if options.two_policies {
+        TWO_POLICIES_TOML
+    } else {
+        ""
     }
 }
 
@@ -273,12 +290,13 @@ fn new_node(
              shutdown_timeout = 2\n{HASH_TOML}\n\
              [storage]\ndevices = \"devices\"\nbind_ip = \"{ip}\"\n\
              object_port = {}\ncontainer_port = {}\naccount_port = {}\n\
-             node_timeout = {}\n{storage_extra}\n{daemons}",
+             node_timeout = {}\n{storage_extra}\n{daemons}{}",
             options.log_requests,
             ports[0],
             ports[1],
             ports[2],
-            options.storage_node_timeout.unwrap_or(options.node_timeout)
+            options.storage_node_timeout.unwrap_or(options.node_timeout),
+            policies_toml(options)
         ),
     )
     .unwrap();
@@ -318,6 +336,9 @@ impl MultiCluster {
             }
         }
         build_ring(&rings.join("object"), &ips, ports[0]);
+        if options.two_policies {
+            build_ring(&rings.join("object-1"), &ips, ports[0]);
+        }
         build_ring(&rings.join("container"), &ips, ports[1]);
         build_ring(&rings.join("account"), &ips, ports[2]);
         let hash = HashConfig::new("scenario-prefix", "scenario-suffix");
@@ -337,8 +358,10 @@ impl MultiCluster {
                  [proxy]\nbind = \"{proxy_ip}:0\"\nnode_timeout = {}\n\
                  recheck_account_existence = 0\nrecheck_container_existence = 0\n{}\n\n\
                  [[proxy.tempauth.users]]\nname = \"test:tester\"\nkey = \"testing\"\n\
-                 groups = [\".admin\"]\n",
-                options.node_timeout, options.proxy_config
+                 groups = [\".admin\"]\n{}",
+                options.node_timeout,
+                options.proxy_config,
+                policies_toml(&options)
             ),
         )
         .unwrap();
@@ -661,6 +684,45 @@ impl MultiCluster {
         let dir = self.nodes[i]
             .device_path()
             .join("objects")
+            .join(part.to_string())
+            .join(&hash[29..])
+            .join(&hash);
+        let mut names: Vec<String> = fs::read_dir(&dir)
+            .map(|rd| {
+                rd.filter_map(|e| e.ok())
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        names.sort();
+        names
+    }
+
+    /// The files in an object's hash directory of storage policy `policy`
+    /// (`objects/` or `objects-<policy>/`, placed by that policy's ring)
+    /// on node `i`, sorted.
+    pub fn policy_object_files(
+        &self,
+        i: usize,
+        policy: u32,
+        container: &str,
+        obj: &str,
+    ) -> Vec<String> {
+        let (ring, dir) = if policy == 0 {
+            ("object.ring.gz".to_string(), "objects".to_string())
+        } else {
+            (
+                format!("object-{policy}.ring.gz"),
+                format!("objects-{policy}"),
+            )
+        };
+        let ring = Ring::load(&self.dir.path().join("rings").join(ring)).unwrap();
+        let account = self.account();
+        let part = ring.partition(&self.hash, &account, Some(container), Some(obj));
+        let hash = self.hash.hash_path(&account, Some(container), Some(obj));
+        let dir = self.nodes[i]
+            .device_path()
+            .join(dir)
             .join(part.to_string())
             .join(&hash[29..])
             .join(&hash);
