@@ -4,8 +4,9 @@
 //! `[swift-hash]` configuration that seeds them, and Swift's `Timestamp` in
 //! its normalized and internal forms, and the HTTP vocabulary the servers
 //! and the proxy share: `Range` requests ([`range`]) and conditional
-//! requests with HTTP dates ([`conditional`]), with Swift's rules; and
-//! JSON strings as Python writes them ([`pyjson`]).
+//! requests with HTTP dates ([`conditional`]), with Swift's rules; JSON
+//! strings as Python writes them ([`pyjson`]); and storage policies as
+//! `swift.conf` declares them ([`policy`]).
 //!
 //! It also owns apus's wall clock ([`clock`]): every "now" compared with a
 //! Swift timestamp comes from there, so that a test can move one process's
@@ -20,6 +21,7 @@
 pub mod clock;
 pub mod conditional;
 pub mod hash;
+pub mod policy;
 pub mod pyjson;
 pub mod range;
 pub mod timestamp;

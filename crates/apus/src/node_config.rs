@@ -19,6 +19,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
+use apus_core::policy::{
+    config_true, storage_policy_sections, EcParams, PolicyKind, PolicySection,
+};
 use apus_core::HashConfig;
 use apus_proxy::{Pipeline, ProxyConfig, TempAuthConfig, TempAuthUser};
 use apus_server::db_common::DbServerConfig;
@@ -87,6 +90,162 @@ pub struct FilePolicy {
     pub default: bool,
     #[serde(default)]
     pub deprecated: bool,
+    /// `replication` (the default) or `erasure_coding`, and the latter's
+    /// options, as in Swift's `[storage-policy:N]`.
+    pub policy_type: Option<String>,
+    pub ec_type: Option<String>,
+    pub ec_num_data_fragments: Option<u32>,
+    pub ec_num_parity_fragments: Option<u32>,
+    pub ec_object_segment_size: Option<u64>,
+    pub ec_duplication_factor: Option<u32>,
+    /// What the options above resolve to.
+    #[serde(skip)]
+    pub kind: PolicyKind,
+}
+
+impl FilePolicy {
+    /// A replicated policy.
+    pub fn replicated(index: u32, name: &str, default: bool) -> Self {
+        FilePolicy {
+            index,
+            name: name.to_string(),
+            aliases: Vec::new(),
+            default,
+            deprecated: false,
+            policy_type: None,
+            ec_type: None,
+            ec_num_data_fragments: None,
+            ec_num_parity_fragments: None,
+            ec_object_segment_size: None,
+            ec_duplication_factor: None,
+            kind: PolicyKind::Replication,
+        }
+    }
+
+    /// A policy from a `swift.conf` section, its values as Swift reads
+    /// them; an error names the option that is not understood.
+    fn from_swift_conf(section: &PolicySection) -> Result<Self> {
+        let index = section.index;
+        let mut p = FilePolicy::replicated(index, "", false);
+        let number = |key: &str, value: &str| -> Result<u64> {
+            value.trim().parse::<u64>().map_err(|_| {
+                anyhow!("storage-policy:{index}: {key} = {value:?} is not a whole number")
+            })
+        };
+        for (key, value) in &section.options {
+            match key.as_str() {
+                "name" => p.name = value.clone(),
+                "aliases" => {
+                    p.aliases = value
+                        .split(',')
+                        .map(|a| a.trim().to_string())
+                        .filter(|a| !a.is_empty())
+                        .collect()
+                }
+                "default" => p.default = config_true(value),
+                "deprecated" => p.deprecated = config_true(value),
+                "policy_type" => p.policy_type = Some(value.clone()),
+                "ec_type" => p.ec_type = Some(value.clone()),
+                "ec_num_data_fragments" => {
+                    p.ec_num_data_fragments = Some(narrow(key, number(key, value)?)?)
+                }
+                "ec_num_parity_fragments" => {
+                    p.ec_num_parity_fragments = Some(narrow(key, number(key, value)?)?)
+                }
+                "ec_object_segment_size" => p.ec_object_segment_size = Some(number(key, value)?),
+                "ec_duplication_factor" => {
+                    p.ec_duplication_factor = Some(narrow(key, number(key, value)?)?)
+                }
+                // Swift's own choice of on-disk module has one value here.
+                "diskfile_module" => {}
+                other => bail!("storage-policy:{index}: invalid option {other:?}"),
+            }
+        }
+        if p.name.is_empty() {
+            bail!("storage-policy:{index}: no name");
+        }
+        Ok(p)
+    }
+
+    /// Checks the type and its options as Swift's `StoragePolicy` classes
+    /// do, and sets [`FilePolicy::kind`].
+    fn resolve_kind(&mut self) -> Result<()> {
+        let index = self.index;
+        let ec_options_set = self.ec_type.is_some()
+            || self.ec_num_data_fragments.is_some()
+            || self.ec_num_parity_fragments.is_some()
+            || self.ec_object_segment_size.is_some()
+            || self.ec_duplication_factor.is_some();
+        match self.policy_type.as_deref().unwrap_or("replication") {
+            "replication" => {
+                if ec_options_set {
+                    bail!("policy {index}: ec_* options are for policy_type = \"erasure_coding\"");
+                }
+                self.kind = PolicyKind::Replication;
+            }
+            "erasure_coding" => {
+                let ec_type = self
+                    .ec_type
+                    .clone()
+                    .ok_or_else(|| anyhow!("policy {index}: erasure_coding needs ec_type"))?;
+                let parsed: apus_ec::EcType = ec_type.parse().map_err(|_| {
+                    anyhow!(
+                        "policy {index}: ec_type {ec_type:?} is not one of liberasurecode_rs_vand, \
+                         isa_l_rs_vand, isa_l_rs_cauchy"
+                    )
+                })?;
+                let positive = |key: &str, v: Option<u64>| -> Result<u64> {
+                    match v {
+                        Some(n) if n > 0 => Ok(n),
+                        Some(n) => bail!("policy {index}: {key} = {n} must be above 0"),
+                        None => bail!("policy {index}: erasure_coding needs {key}"),
+                    }
+                };
+                let ndata = positive(
+                    "ec_num_data_fragments",
+                    self.ec_num_data_fragments.map(u64::from),
+                )?;
+                let nparity = positive(
+                    "ec_num_parity_fragments",
+                    self.ec_num_parity_fragments.map(u64::from),
+                )?;
+                let segment_size = positive(
+                    "ec_object_segment_size",
+                    Some(
+                        self.ec_object_segment_size
+                            .unwrap_or(apus_core::policy::DEFAULT_EC_SEGMENT_SIZE),
+                    ),
+                )?;
+                let duplication =
+                    positive("ec_duplication_factor", Some(u64::from(self.ec_duplication_factor.unwrap_or(1))))?;
+                let (ndata, nparity) = (narrow("ec_num_data_fragments", ndata)?, narrow("ec_num_parity_fragments", nparity)?);
+                apus_ec::EcScheme::new(parsed, ndata as usize, nparity as usize)
+                    .map_err(|e| anyhow!("policy {index}: {ec_type} {ndata}+{nparity}: {e}"))?;
+                // Swift's guard for liberasurecode bug 1639691.
+                if ec_type == "isa_l_rs_vand" && nparity >= 5 && !self.deprecated {
+                    bail!(
+                        "policy {index}: isa_l_rs_vand with 5 or more parity fragments is known \
+                         to harm durability; such a policy must be deprecated"
+                    );
+                }
+                self.kind = PolicyKind::ErasureCoding(EcParams {
+                    ec_type,
+                    ndata,
+                    nparity,
+                    segment_size,
+                    duplication_factor: narrow("ec_duplication_factor", duplication)?,
+                });
+            }
+            other => bail!(
+                "policy {index}: policy_type {other:?} is neither \"replication\" nor \"erasure_coding\""
+            ),
+        }
+        Ok(())
+    }
+}
+
+fn narrow(key: &str, v: u64) -> Result<u32> {
+    u32::try_from(v).map_err(|_| anyhow!("{key} = {v} is too large"))
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -725,6 +884,17 @@ impl NodeConfig {
                     }
                     (None, None) => HashSource::SwiftConf(base.join("swift.conf")),
                 };
+                if let HashSource::SwiftConf(path) = &hash {
+                    if let Some(declared) = swift_conf_policies(path)? {
+                        if !file.policies.is_empty() {
+                            bail!(
+                                "storage policies are declared both in {} and as [[policy]]: keep one",
+                                path.display()
+                            );
+                        }
+                        policies = declared;
+                    }
+                }
                 let rings_dir = base.join(file.rings_dir.unwrap_or_else(|| PathBuf::from(".")));
                 (
                     Layout::Node { hash, rings_dir },
@@ -870,25 +1040,37 @@ impl NodeConfig {
 fn local_policies() -> Vec<FilePolicy> {
     [(0, "Policy-0", true), (1, "Policy-1", false)]
         .into_iter()
-        .map(|(index, name, default)| FilePolicy {
-            index,
-            name: name.to_string(),
-            aliases: Vec::new(),
-            default,
-            deprecated: false,
-        })
+        .map(|(index, name, default)| FilePolicy::replicated(index, name, default))
         .collect()
+}
+
+/// The policies a `swift.conf` declares, resolved; `None` when the file
+/// is missing (the hash salt from it is needed too, and its absence is
+/// reported there) or declares none.
+fn swift_conf_policies(path: &Path) -> Result<Option<Vec<FilePolicy>>> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(anyhow!("cannot read {}: {e}", path.display())),
+    };
+    let sections =
+        storage_policy_sections(&text).map_err(|e| anyhow!("{}: {e}", path.display()))?;
+    if sections.is_empty() {
+        return Ok(None);
+    }
+    let policies = sections
+        .iter()
+        .map(FilePolicy::from_swift_conf)
+        .collect::<Result<Vec<_>>>()
+        .map_err(|e| anyhow!("{}: {e:#}", path.display()))?;
+    resolve_policies(&policies)
+        .map(Some)
+        .map_err(|e| anyhow!("{}: {e:#}", path.display()))
 }
 
 fn resolve_policies(given: &[FilePolicy]) -> Result<Vec<FilePolicy>> {
     if given.is_empty() {
-        return Ok(vec![FilePolicy {
-            index: 0,
-            name: "Policy-0".to_string(),
-            aliases: Vec::new(),
-            default: true,
-            deprecated: false,
-        }]);
+        return Ok(vec![FilePolicy::replicated(0, "Policy-0", true)]);
     }
     let mut indexes = BTreeSet::new();
     let mut names = BTreeSet::new();
@@ -906,6 +1088,9 @@ fn resolve_policies(given: &[FilePolicy]) -> Result<Vec<FilePolicy>> {
         }
     }
     let mut policies = given.to_vec();
+    for p in &mut policies {
+        p.resolve_kind()?;
+    }
     match policies.iter().filter(|p| p.default).count() {
         0 if policies.len() == 1 => policies[0].default = true,
         0 => bail!("several policies and none has `default = true`"),
@@ -1493,6 +1678,90 @@ mod tests {
         .unwrap_err();
         assert!(
             format!("{err:#}").contains("proxy.name_check.forbidden_regexp"),
+            "{err:#}"
+        );
+    }
+
+    #[test]
+    fn erasure_coded_policies_are_checked_as_swift_checks_them() {
+        let conf = resolve(
+            "roles = [\"storage\"]\n[hash]\nprefix = \"p\"\n\
+             [[policy]]\nindex = 0\nname = \"gold\"\ndefault = true\n\
+             [[policy]]\nindex = 2\nname = \"ec42\"\npolicy_type = \"erasure_coding\"\n\
+             ec_type = \"isa_l_rs_cauchy\"\nec_num_data_fragments = 4\nec_num_parity_fragments = 2\n",
+        )
+        .unwrap();
+        assert_eq!(conf.policies[0].kind, PolicyKind::Replication);
+        let PolicyKind::ErasureCoding(ec) = &conf.policies[1].kind else {
+            panic!("{:?}", conf.policies[1]);
+        };
+        assert_eq!(
+            (
+                ec.ec_type.as_str(),
+                ec.ndata,
+                ec.nparity,
+                ec.segment_size,
+                ec.duplication_factor
+            ),
+            ("isa_l_rs_cauchy", 4, 2, 1_048_576, 1)
+        );
+        let base = "roles = [\"storage\"]\n[hash]\nprefix = \"p\"\n\
+                    [[policy]]\nindex = 0\nname = \"gold\"\ndefault = true\n\
+                    [[policy]]\nindex = 2\nname = \"ec\"\n";
+        for (extra, want) in [
+            ("policy_type = \"erasure_coding\"\nec_num_data_fragments = 4\nec_num_parity_fragments = 2", "needs ec_type"),
+            ("policy_type = \"erasure_coding\"\nec_type = \"jerasure_rs_vand\"\nec_num_data_fragments = 4\nec_num_parity_fragments = 2", "is not one of"),
+            ("policy_type = \"erasure_coding\"\nec_type = \"isa_l_rs_vand\"\nec_num_data_fragments = 0\nec_num_parity_fragments = 2", "ec_num_data_fragments = 0"),
+            ("policy_type = \"erasure_coding\"\nec_type = \"isa_l_rs_vand\"\nec_num_data_fragments = 4", "needs ec_num_parity_fragments"),
+            ("policy_type = \"erasure_coding\"\nec_type = \"isa_l_rs_vand\"\nec_num_data_fragments = 200\nec_num_parity_fragments = 100", "200+100"),
+            ("policy_type = \"erasure_coding\"\nec_type = \"isa_l_rs_vand\"\nec_num_data_fragments = 10\nec_num_parity_fragments = 5", "must be deprecated"),
+            ("policy_type = \"erasure_coding\"\nec_type = \"isa_l_rs_vand\"\nec_num_data_fragments = 4\nec_num_parity_fragments = 2\nec_object_segment_size = 0", "ec_object_segment_size = 0"),
+            ("ec_type = \"isa_l_rs_vand\"", "are for policy_type"),
+            ("policy_type = \"mirrored\"", "neither"),
+        ] {
+            let err = format!("{:#}", resolve(&format!("{base}{extra}\n")).unwrap_err());
+            assert!(err.contains(want), "{extra}: {err}");
+        }
+        // Deprecated, the durability guard lets it load.
+        resolve(&format!(
+            "{base}deprecated = true\npolicy_type = \"erasure_coding\"\nec_type = \"isa_l_rs_vand\"\n\
+             ec_num_data_fragments = 10\nec_num_parity_fragments = 5\n"
+        ))
+        .unwrap();
+    }
+
+    #[test]
+    fn policies_come_from_swift_conf_when_the_node_names_none() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("swift.conf"),
+            "[swift-hash]\nswift_hash_path_suffix = s\n\n\
+             [storage-policy:0]\nname = gold\naliases = yellow, orange\ndefault = yes\n\n\
+             [storage-policy:1]\nname = ec42\npolicy_type = erasure_coding\nec_type = liberasurecode_rs_vand\n\
+             ec_num_data_fragments = 4\nec_num_parity_fragments = 2\nec_object_segment_size = 65536\n",
+        )
+        .unwrap();
+        let node = |text: &str| {
+            NodeConfig::resolve(FileConfig::parse(text)?, dir.path(), Overrides::default())
+        };
+        let conf = node("roles = [\"storage\"]\n").unwrap();
+        assert_eq!(conf.policies.len(), 2);
+        assert_eq!(conf.policies[0].aliases, ["yellow", "orange"]);
+        assert!(conf.policies[0].default);
+        let PolicyKind::ErasureCoding(ec) = &conf.policies[1].kind else {
+            panic!("{:?}", conf.policies[1]);
+        };
+        assert_eq!(ec.segment_size, 65536);
+        let err = node("roles = [\"storage\"]\n[[policy]]\nindex = 0\nname = \"x\"\n").unwrap_err();
+        assert!(format!("{err:#}").contains("keep one"), "{err:#}");
+        std::fs::write(
+            dir.path().join("swift.conf"),
+            "[swift-hash]\nswift_hash_path_suffix = s\n[storage-policy:0]\nname = gold\nfoo = bar\n",
+        )
+        .unwrap();
+        let err = node("roles = [\"storage\"]\n").unwrap_err();
+        assert!(
+            format!("{err:#}").contains("invalid option \"foo\""),
             "{err:#}"
         );
     }

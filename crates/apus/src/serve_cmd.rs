@@ -19,7 +19,8 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{anyhow, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
+use apus_core::policy::PolicyKind;
 use apus_core::HashConfig;
 use apus_daemons::{LocalIdentity, Shutdown};
 use apus_http::ServerConfig;
@@ -238,6 +239,11 @@ fn prepare(conf: &NodeConfig) -> Result<Plan> {
                     }
                 },
             };
+            // Before anything listens.
+            if let Some(rings) = &rings {
+                check_policy_rings(conf, rings)?;
+            }
+            refuse_unserved_policies(conf)?;
             if let Some(addrs) = conf.storage.as_ref().and_then(|s| s.addrs) {
                 for server in Server::ALL {
                     let addr = match server {
@@ -380,6 +386,49 @@ fn ring_listener(server: Server, r: &mut LocalRing) -> Result<TcpListener> {
             builder.display()
         )
     })
+}
+
+/// Each erasure-coded policy's object ring places one device per
+/// fragment archive: `(ndata + nparity) * ec_duplication_factor` replicas,
+/// as Swift checks when it loads the ring.
+fn check_policy_rings(conf: &NodeConfig, rings: &Rings) -> Result<()> {
+    for p in &conf.policies {
+        let PolicyKind::ErasureCoding(ec) = &p.kind else {
+            continue;
+        };
+        let Some((_, ring)) = rings.objects.iter().find(|(i, _)| *i == p.index) else {
+            continue;
+        };
+        let replicas = ring.get().replica_count();
+        if replicas != ec.ring_replicas() as usize {
+            bail!(
+                "policy {} ({}): an {} policy needs an object ring of exactly {} replicas, and its ring has {replicas}",
+                p.index,
+                p.name,
+                ec.scheme_description(),
+                ec.ring_replicas()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Erasure-coded policies are read and checked, but no server stores
+/// their objects yet: a node that names one stops at startup rather than
+/// accept containers it cannot fill.
+fn refuse_unserved_policies(conf: &NodeConfig) -> Result<()> {
+    if let Some(p) = conf
+        .policies
+        .iter()
+        .find(|p| matches!(p.kind, PolicyKind::ErasureCoding(_)))
+    {
+        bail!(
+            "policy {} ({}) is erasure_coding: apus checks such policies but does not store erasure-coded objects yet",
+            p.index,
+            p.name
+        );
+    }
+    Ok(())
 }
 
 /// The proxy's settings over `rings` (one object ring per policy), before

@@ -136,3 +136,82 @@ fn a_clock_offset_that_is_not_seconds_is_refused() {
     assert!(stderr.contains("APUS_CLOCK_OFFSET_SECS"), "{stderr}");
     assert!(!dir.path().join("data").exists(), "it started anyway");
 }
+
+/// Builds `<name>.ring.gz` in `dir` with `replicas` replicas over eight
+/// devices.
+fn build_ring(dir: &Path, name: &str, replicas: u32) {
+    let builder = format!("{name}.builder");
+    let run = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_apus"))
+            .current_dir(dir)
+            .arg("ring")
+            .arg(&builder)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    run(&["create", "6", &replicas.to_string(), "1"]);
+    for d in 0..8 {
+        run(&["add", &format!("r1z{}-127.0.0.1:6200/d{d}", d + 1), "100"]);
+    }
+    run(&["rebalance"]);
+}
+
+#[test]
+fn erasure_coded_policies_are_checked_then_refused_for_now() {
+    let dir = tempfile::tempdir().unwrap();
+    fs::create_dir_all(dir.path().join("srv")).unwrap();
+    fs::write(
+        dir.path().join("swift.conf"),
+        "[swift-hash]\nswift_hash_path_suffix = s\n\n\
+         [storage-policy:0]\nname = gold\ndefault = yes\n\n\
+         [storage-policy:1]\nname = ec42\npolicy_type = erasure_coding\n\
+         ec_type = isa_l_rs_vand\nec_num_data_fragments = 4\nec_num_parity_fragments = 2\n",
+    )
+    .unwrap();
+    // The checks come before anything listens: these ports are never
+    // bound.
+    let conf = dir.path().join("node.toml");
+    fs::write(
+        &conf,
+        "roles = [\"storage\"]\n[storage]\ndevices = \"srv\"\nobject_port = 1\ncontainer_port = 2\naccount_port = 3\n",
+    )
+    .unwrap();
+    for (name, replicas) in [
+        ("account", 3),
+        ("container", 3),
+        ("object", 3),
+        ("object-1", 3),
+    ] {
+        build_ring(dir.path(), name, replicas);
+    }
+    let serve = || {
+        let out = Command::new(env!("CARGO_BIN_EXE_apus"))
+            .args(["serve", "--config"])
+            .arg(&conf)
+            .output()
+            .unwrap();
+        assert_ne!(out.status.code(), Some(0));
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+        stderr
+    };
+    let stderr = serve();
+    assert!(
+        stderr.contains("policy 1 (ec42)")
+            && stderr.contains("exactly 6 replicas")
+            && stderr.contains("has 3"),
+        "{stderr}"
+    );
+    build_ring(dir.path(), "object-1", 6);
+    let stderr = serve();
+    assert!(
+        stderr.contains("policy 1 (ec42) is erasure_coding") && stderr.contains("not store"),
+        "{stderr}"
+    );
+}
