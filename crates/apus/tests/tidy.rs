@@ -38,6 +38,20 @@ const RULES: &[Rule] = &[
                   no HTTP, no SQLite, no other apus crate",
     },
     Rule {
+        krate: "apus-ec",
+        may_use: &[],
+        never: &[
+            "tokio",
+            "hyper",
+            "hyper-util",
+            "rusqlite",
+            "futures-util",
+            "http",
+        ],
+        because: "apus-ec is the erasure codec and fragment format: pure computation on \
+                  byte slices, no I/O, no runtime, no HTTP, no other apus crate",
+    },
+    Rule {
         krate: "apus-ring",
         may_use: &["apus-core"],
         never: IMPURE,
@@ -76,13 +90,20 @@ const RULES: &[Rule] = &[
             "apus-db",
             "apus-proto",
             "apus-http",
+            "apus-ec",
         ],
         never: &[],
         because: "the storage servers never depend on the proxy or the daemons",
     },
     Rule {
         krate: "apus-proxy",
-        may_use: &["apus-core", "apus-ring", "apus-proto", "apus-http"],
+        may_use: &[
+            "apus-core",
+            "apus-ring",
+            "apus-proto",
+            "apus-http",
+            "apus-ec",
+        ],
         never: &["rusqlite"],
         because: "the proxy reaches storage only over HTTP: never the servers, \
                   the databases or the object files",
@@ -91,6 +112,7 @@ const RULES: &[Rule] = &[
         krate: "apus-daemons",
         may_use: &[
             "apus-core",
+            "apus-ec",
             "apus-ring",
             "apus-proto",
             "apus-http",
@@ -113,6 +135,7 @@ const RULES: &[Rule] = &[
             "apus-server",
             "apus-proxy",
             "apus-daemons",
+            "apus-ec",
         ],
         never: &[],
         because: "the binary wires the libraries together",
