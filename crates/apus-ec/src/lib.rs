@@ -1,7 +1,9 @@
 //! apus-ec owns erasure coding and the fragment format: encoding a segment
 //! into k data and m parity fragments, decoding a segment from any k of
 //! them, rebuilding one lost fragment, the 80-byte fragment header, and the
-//! segment/fragment-archive size arithmetic. It is bit-exact with
+//! segment/fragment-archive size arithmetic, and whole objects as streams
+//! of segments both ways ([`ArchiveEncoder`], [`ArchiveDecoder`]). It is
+//! bit-exact with
 //! liberasurecode as Swift uses it through pyeclib, for the ec_types
 //! `liberasurecode_rs_vand`, `isa_l_rs_vand` and `isa_l_rs_cauchy`, so apus
 //! reads fragments Swift wrote and Swift reads apus's.
@@ -29,6 +31,7 @@ mod header;
 pub mod kernel;
 mod layout;
 mod scheme;
+mod stream;
 
 pub use checksum::{crc32, crc32_legacy};
 pub use error::EcError;
@@ -36,3 +39,4 @@ pub use gf::Field;
 pub use header::{ChecksumType, FragmentHeader, HEADER_SIZE, LIBEC_VERSION, MAGIC};
 pub use layout::{split_archive, SegmentInfo};
 pub use scheme::{EcScheme, EcType, MAX_FRAGMENTS};
+pub use stream::{ArchiveDecoder, ArchiveEncoder};
