@@ -31,6 +31,7 @@
 
 pub mod async_pending;
 pub mod diskfile;
+pub mod ec_ondisk;
 pub mod error;
 mod fsutil;
 pub mod hashes;
@@ -38,6 +39,7 @@ pub mod layout;
 pub mod metadata;
 pub mod ondisk;
 pub mod pickle;
+mod pyset;
 pub mod xattrs;
 
 pub use async_pending::{read_async_pending, remove_async_pending, AsyncPendingEntry, AsyncUpdate};
