@@ -21,7 +21,7 @@ use apus_core::Timestamp;
 
 use crate::fsutil::{list_names, now_secs, remove_file};
 use crate::layout::{parse_ec_filename, EcPolicy, FileInfo};
-use crate::ondisk::remove_spills;
+use crate::ondisk::{remove_spills, OnDiskFiles};
 use crate::pyset::set_difference_list;
 
 /// One entry of the fragment preferences: fragments at `timestamp` are
@@ -118,6 +118,18 @@ impl EcOnDiskFiles {
     /// Swift's `ECDiskFile.durable_timestamp`.
     pub fn durable_timestamp(&self) -> Option<Timestamp> {
         self.durable_frag_set
+    }
+
+    /// The chosen files as the replicated classification reports them
+    /// (what opening the object reads).
+    pub fn base(&self) -> OnDiskFiles {
+        OnDiskFiles {
+            data: self.data.clone(),
+            meta: self.meta.clone(),
+            ctype: self.ctype.clone(),
+            ts: self.ts.clone(),
+            ..OnDiskFiles::default()
+        }
     }
 
     fn frag_set(&self, ts: Timestamp) -> Option<&[FileInfo]> {

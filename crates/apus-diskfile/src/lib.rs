@@ -31,6 +31,7 @@
 
 pub mod async_pending;
 pub mod diskfile;
+pub mod ec_diskfile;
 pub mod ec_ondisk;
 pub mod error;
 mod fsutil;
@@ -45,13 +46,21 @@ pub mod xattrs;
 pub use async_pending::{read_async_pending, remove_async_pending, AsyncPendingEntry, AsyncUpdate};
 pub use diskfile::{
     DiskFile, DiskFileConfig, DiskFileManager, DiskFileReader, DiskFileWriter, FallocateReserve,
-    HashTimestamps, OpenDiskFile, OpenOptions, PutStage, DEFAULT_RECLAIM_AGE,
+    HashTimestamps, OpenDiskFile, OpenOptions, PutStage, DEFAULT_COMMIT_WINDOW,
+    DEFAULT_RECLAIM_AGE, EC_FRAG_INDEX_KEY,
+};
+pub use ec_diskfile::{
+    EcDiskFile, EcDiskFileWriter, EcHashTimestamps, EcOpenDiskFile, EcPutFragment,
+};
+pub use ec_ondisk::{
+    cleanup_ondisk_files_ec, get_ondisk_files_ec, EcOnDiskFiles, FragPref, FragSelect,
 };
 pub use error::{DiskFileError, Result};
 pub use hashes::{
-    get_hashes, hash_suffix, invalidate_hash, quarantine_dir, HashesFile, SuffixHashes,
+    get_hashes, get_hashes_ec, hash_suffix, hash_suffix_ec, invalidate_hash, quarantine_dir,
+    EcHashesFile, EcSuffixHash, EcSuffixHashes, HashesFile, SuffixHashes,
 };
-pub use layout::{device_path, FileKind};
+pub use layout::{device_path, EcPolicy, FileKind};
 pub use metadata::Metadata;
 pub use ondisk::{cleanup_ondisk_files, get_ondisk_files, OnDiskFiles};
 pub use xattrs::{read_metadata, write_metadata_xattrs};
