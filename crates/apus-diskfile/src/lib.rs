@@ -19,7 +19,19 @@
 //!   expiry, and quarantine of inconsistent objects;
 //! - suffix hashes and `hashes.pkl` / `hashes.invalid` for replication
 //!   ([`hashes`]), computed as Swift computes them;
-//! - device checks (missing or unmounted device → `DeviceUnavailable`, 507).
+//! - device checks (missing or unmounted device → `DeviceUnavailable`, 507);
+//! - erasure-coded policies, beside the replicated rules and chosen by the
+//!   caller passing an [`EcPolicy`]: fragment archives named
+//!   `<timestamp>#<frag_index>[#d].data` (and older nodes' legacy
+//!   `<timestamp>.durable` markers), Swift's EC rules for which files make
+//!   the object and which are obsolete or reclaimable ([`ec_ondisk`]:
+//!   durable fragment sets, fragment index and fragment preferences, the
+//!   commit window for non-durable fragments), per-fragment-index suffix
+//!   hashes in `hashes.pkl` ([`hashes::get_hashes_ec`]), and
+//!   [`EcDiskFile`] ([`ec_diskfile`]): a PUT that writes a non-durable
+//!   fragment, a commit that makes it durable, opening by fragment
+//!   selection with the durable timestamp and fragments present, purge.
+//!   Fragment archive bodies are opaque bytes here.
 //!
 //! Every write that reports success has been fsynced and renamed into
 //! place, with the directories it touched fsynced; a failed or abandoned
