@@ -10,16 +10,22 @@ use apus_core::{HashConfig, Timestamp};
 use md5::{Digest, Md5};
 use rustix::fs::FallocateFlags;
 
+use crate::ec_ondisk::{cleanup_ondisk_files_ec, get_ondisk_files_ec, FragSelect};
 use crate::error::{DiskFileError, IoContext, Result};
 use crate::fsutil::{makedirs_count, now_secs, remove_file, renamer};
 use crate::hashes::{self, SuffixHashes};
-use crate::layout::{self, make_filename, FileKind};
+use crate::layout::{
+    self, make_ec_data_filename, make_filename, validate_fragment_index, EcPolicy, FileKind,
+};
 use crate::metadata::Metadata;
 use crate::ondisk::{cleanup_ondisk_files, get_ondisk_files, OnDiskFiles};
 use crate::xattrs::{self, spill_path, Stored};
 
 /// Swift's default `reclaim_age`: one week.
 pub const DEFAULT_RECLAIM_AGE: f64 = 7.0 * 24.0 * 3600.0;
+
+/// Swift's default `commit_window`: one minute.
+pub const DEFAULT_COMMIT_WINDOW: f64 = 60.0;
 
 /// Free space kept in reserve: writes that would leave less fail early with
 /// [`DiskFileError::DiskFull`] (Swift's `fallocate_reserve`).
@@ -45,6 +51,10 @@ pub struct DiskFileConfig {
     pub disable_fallocate: bool,
     /// fdatasync while writing every this many bytes.
     pub bytes_per_sync: u64,
+    /// Erasure-coded policies: seconds a non-durable fragment is left
+    /// alone, even past the reclaim age, for its commit to arrive
+    /// (Swift's `commit_window`).
+    pub commit_window: f64,
     /// The cluster's hash path prefix and suffix.
     pub hash: HashConfig,
 }
@@ -58,6 +68,7 @@ impl DiskFileConfig {
             fallocate_reserve: FallocateReserve::Percent(1.0),
             disable_fallocate: false,
             bytes_per_sync: 512 * 1024 * 1024,
+            commit_window: DEFAULT_COMMIT_WINDOW,
             hash,
         }
     }
@@ -108,6 +119,7 @@ impl DiskFileManager {
             partition,
             name: Some(format!("/{account}/{container}/{obj}")),
             hash,
+            ec: None,
         })
     }
 
@@ -129,6 +141,7 @@ impl DiskFileManager {
             partition,
             name: None,
             hash: hash.to_string(),
+            ec: None,
         })
     }
 
@@ -305,6 +318,16 @@ pub struct DiskFile {
     name: Option<String>,
     hash: String,
     hash_dir: PathBuf,
+    /// Set for an erasure-coded policy: then the EC rules name, classify
+    /// and clean the files (see [`crate::ec_diskfile`]).
+    pub(crate) ec: Option<EcState>,
+}
+
+/// What an erasure-coded disk file knows besides the replicated one.
+#[derive(Clone, Debug)]
+pub(crate) struct EcState {
+    pub(crate) policy: EcPolicy,
+    pub(crate) select: FragSelect,
 }
 
 impl DiskFile {
@@ -349,14 +372,21 @@ impl DiskFile {
         }
     }
 
-    /// The classification of the hash directory's current files.
+    /// The classification of the hash directory's current files (by the
+    /// replicated rules; see [`crate::EcDiskFile::ondisk_files`] for EC).
     pub fn ondisk_files(&self) -> Result<OnDiskFiles> {
+        Ok(get_ondisk_files(&self.list_hash_dir()?))
+    }
+
+    /// The hash directory's names, reverse-sorted (none when it does not
+    /// exist); a directory that cannot be listed is quarantined.
+    pub(crate) fn list_hash_dir(&self) -> Result<Vec<String>> {
         match crate::fsutil::list_names(&self.hash_dir) {
             Ok(Some(mut names)) => {
                 names.sort_unstable_by(|a, b| b.cmp(a));
-                Ok(get_ondisk_files(&names))
+                Ok(names)
             }
-            Ok(None) => Ok(OnDiskFiles::default()),
+            Ok(None) => Ok(Vec::new()),
             Err(e) if e.raw_os_error() == Some(libc::ENOTDIR) => {
                 Err(self.quarantine("expected a directory, found a file"))
             }
@@ -388,7 +418,22 @@ impl DiskFile {
     /// newer `.meta` applied. Fails with `NotFound`, `Deleted`, `Expired`,
     /// `Quarantined` (inconsistent files moved aside) and the like.
     pub fn open(&self, opts: OpenOptions) -> Result<OpenDiskFile> {
-        let files = self.ondisk_files()?;
+        let files = match &self.ec {
+            None => self.ondisk_files()?,
+            Some(ec) => {
+                let names = self.list_hash_dir()?;
+                get_ondisk_files_ec(&names, Some(&ec.policy), &ec.select).base()
+            }
+        };
+        self.open_files(&files, opts)
+    }
+
+    /// Opens the object from an already made classification of its files.
+    pub(crate) fn open_files(
+        &self,
+        files: &OnDiskFiles,
+        opts: OpenOptions,
+    ) -> Result<OpenDiskFile> {
         let Some(data) = &files.data else {
             if let Some(ts) = &files.ts {
                 let path = self.hash_dir.join(&ts.filename);
@@ -587,9 +632,23 @@ impl DiskFile {
 
     /// Removes obsolete files of this object now.
     pub fn cleanup(&self) -> Result<()> {
-        cleanup_ondisk_files(&self.hash_dir, self.mgr.conf.reclaim_age)
-            .map(|_| ())
-            .at(&self.hash_dir)
+        let conf = &self.mgr.conf;
+        match &self.ec {
+            None => cleanup_ondisk_files(&self.hash_dir, conf.reclaim_age).map(|_| ()),
+            Some(_) => cleanup_ondisk_files_ec(
+                &self.hash_dir,
+                None,
+                &FragSelect::any(),
+                conf.reclaim_age,
+                conf.commit_window,
+            )
+            .map(|_| ()),
+        }
+        .at(&self.hash_dir)
+    }
+
+    pub(crate) fn partition_dir_path(&self) -> PathBuf {
+        self.partition_dir()
     }
 }
 
@@ -701,10 +760,18 @@ impl DiskFileWriter {
     /// [`put`](Self::put), calling `observe` as it reaches each
     /// [`PutStage`] (the object server's failpoints hook in here).
     pub fn put_observed(
+        self,
+        metadata: Metadata,
+        observe: impl FnMut(PutStage),
+    ) -> Result<PathBuf> {
+        self.put_inner(metadata, observe).map(|done| done.path)
+    }
+
+    pub(crate) fn put_inner(
         mut self,
         mut metadata: Metadata,
         mut observe: impl FnMut(PutStage),
-    ) -> Result<PathBuf> {
+    ) -> Result<PutDone> {
         let ts = metadata
             .get("X-Timestamp")
             .ok_or_else(|| DiskFileError::InvalidMetadata("missing X-Timestamp".into()))
@@ -721,12 +788,20 @@ impl DiskFileWriter {
             _ => None,
         };
         let df = self.df.clone();
+        // An EC fragment archive is named with its index: the metadata's
+        // X-Object-Sysmeta-Ec-Frag-Index, else the disk file's.
+        let frag_index = match (&df.ec, self.kind) {
+            (Some(ec), FileKind::Data) => Some(ec_frag_index(ec, &mut metadata)?),
+            _ => None,
+        };
         if let Some(name) = &df.name {
             metadata.insert("name", name.clone());
         }
-        let target = df
-            .hash_dir
-            .join(make_filename(&ts, self.kind, ctype_ts.as_ref()));
+        let filename = match frag_index {
+            Some(i) => make_ec_data_filename(&ts, i, false),
+            None => make_filename(&ts, self.kind, ctype_ts.as_ref()),
+        };
+        let target = df.hash_dir.join(filename);
         let tmp = self.tmp()?;
         let tmp_path = tmp.path().to_path_buf();
         let stored = xattrs::write_raw(tmp.as_file(), &tmp_path, &metadata.to_pickle())?;
@@ -760,8 +835,51 @@ impl DiskFileWriter {
             // A same-timestamp rewrite must not leave an old spill behind.
             remove_file(&spill_path(&target));
         }
-        let _ = cleanup_ondisk_files(&df.hash_dir, df.mgr.conf.reclaim_age);
-        Ok(target)
+        if frag_index.is_none() {
+            // A fragment's cleanup waits for its commit.
+            let _ = df.cleanup();
+        }
+        Ok(PutDone {
+            path: target,
+            timestamp: ts,
+            frag_index,
+        })
+    }
+}
+
+/// What a finished put wrote.
+pub(crate) struct PutDone {
+    pub(crate) path: PathBuf,
+    pub(crate) timestamp: Timestamp,
+    pub(crate) frag_index: Option<u32>,
+}
+
+/// The fragment index of an EC PUT: the metadata's (canonical) or the
+/// disk file's, validated against the policy and stored in the metadata.
+fn ec_frag_index(ec: &EcState, metadata: &mut Metadata) -> Result<u32> {
+    let text = match metadata.get(EC_FRAG_INDEX_KEY) {
+        Some(t) => t.to_string(),
+        None => match ec.select.frag_index {
+            Some(i) => i.to_string(),
+            None => {
+                return Err(DiskFileError::InvalidMetadata(
+                    "no fragment index for an erasure-coded data file".into(),
+                ))
+            }
+        },
+    };
+    let index = validate_fragment_index(&text, Some(&ec.policy))
+        .ok_or_else(|| DiskFileError::InvalidMetadata(format!("bad fragment index {text:?}")))?;
+    metadata.insert(EC_FRAG_INDEX_KEY, index.to_string());
+    Ok(index)
+}
+
+/// The metadata key holding an EC fragment archive's index.
+pub const EC_FRAG_INDEX_KEY: &str = "X-Object-Sysmeta-Ec-Frag-Index";
+
+impl DiskFileWriter {
+    pub(crate) fn disk_file(&self) -> &DiskFile {
+        &self.df
     }
 }
 

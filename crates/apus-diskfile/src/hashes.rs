@@ -13,6 +13,14 @@
 //! `<timestamp>.meta`, the tombstone's `<timestamp>.ts`, the data file's
 //! `<timestamp>.data`, and `<content-type timestamp>_ctype` when a `.meta`
 //! carries a newer content-type.
+//!
+//! For an erasure-coded policy a suffix's hash is a dict: one MD5 per
+//! fragment index over `<timestamp>` of each fragment archive with that
+//! index, and one under the key `None` over the `.meta`, tombstone,
+//! `<durable timestamp>.durable` (however durability is marked on disk)
+//! and content-type entries. `hashes.pkl` then maps each suffix to such a
+//! dict (`{None: md5, 0: md5, ...}`), as Swift's `ECDiskFileManager`
+//! writes it; see [`get_hashes_ec`].
 
 use std::collections::BTreeMap;
 use std::fs::{self, OpenOptions};
@@ -21,8 +29,10 @@ use std::path::{Path, PathBuf};
 
 use md5::{Digest, Md5};
 
+use crate::ec_ondisk::{cleanup_ondisk_files_ec, FragSelect};
 use crate::error::{DiskFileError, IoContext, Result};
 use crate::fsutil::{list_names, lock_dir, now_secs, random_hex, renamer};
+use crate::layout::EcPolicy;
 use crate::layout::{data_dir, valid_suffix};
 use crate::ondisk::cleanup_ondisk_files;
 use crate::pickle::{self, Value};
@@ -33,41 +43,115 @@ pub const HASH_INVALIDATIONS_FILE: &str = "hashes.invalid";
 /// Suffix → MD5 hex of its contents (`None` when hashing it failed).
 pub type SuffixHashes = BTreeMap<String, Option<String>>;
 
+/// An erasure-coded suffix's hashes: fragment index (`None` for the
+/// entries common to all fragments) → MD5 hex.
+pub type EcSuffixHash = BTreeMap<Option<u32>, String>;
+
+/// Suffix → its per-fragment-index hashes (`None` when not hashed yet).
+pub type EcSuffixHashes = BTreeMap<String, Option<EcSuffixHash>>;
+
+/// A suffix's value in `hashes.pkl`: an MD5 hex string (replicated
+/// policies) or a dict of them (erasure-coded policies).
+pub trait SuffixHashValue: Clone + PartialEq + Sized {
+    /// Decodes a stored value; `None` for `None` and anything malformed.
+    fn from_pickle(value: Value) -> Option<Self>;
+    fn to_pickle(&self) -> Value;
+    /// Swift rehashes a suffix whose stored value is false in Python
+    /// terms (an empty string or dict) as if it were `None`.
+    fn is_falsy(&self) -> bool;
+}
+
+impl SuffixHashValue for String {
+    fn from_pickle(value: Value) -> Option<Self> {
+        value.as_str().map(str::to_string).filter(|h| !h.is_empty())
+    }
+
+    fn to_pickle(&self) -> Value {
+        Value::Str(self.clone())
+    }
+
+    fn is_falsy(&self) -> bool {
+        self.is_empty()
+    }
+}
+
+impl SuffixHashValue for EcSuffixHash {
+    fn from_pickle(value: Value) -> Option<Self> {
+        let Value::Dict(items) = value else {
+            return None;
+        };
+        let mut out = EcSuffixHash::new();
+        for (k, v) in items {
+            let key = match k {
+                Value::None => None,
+                Value::Int(i) => Some(u32::try_from(i).ok()?),
+                _ => return None,
+            };
+            out.insert(key, v.as_str()?.to_string());
+        }
+        Some(out)
+    }
+
+    fn is_falsy(&self) -> bool {
+        self.is_empty()
+    }
+
+    fn to_pickle(&self) -> Value {
+        Value::Dict(
+            self.iter()
+                .map(|(k, v)| {
+                    let key = match k {
+                        None => Value::None,
+                        Some(i) => Value::Int(i64::from(*i)),
+                    };
+                    (key, Value::Str(v.clone()))
+                })
+                .collect(),
+        )
+    }
+}
+
 /// The content of `hashes.pkl`: whether it is valid, when it was written
 /// (seconds since the epoch) and the suffix hashes.
 #[derive(Clone, Debug, PartialEq)]
-pub struct HashesFile {
+pub struct HashesFileOf<V> {
     pub valid: bool,
     pub updated: f64,
-    pub suffixes: SuffixHashes,
+    pub suffixes: BTreeMap<String, Option<V>>,
 }
 
-impl HashesFile {
+/// `hashes.pkl` of a replicated policy.
+pub type HashesFile = HashesFileOf<String>;
+
+/// `hashes.pkl` of an erasure-coded policy.
+pub type EcHashesFile = HashesFileOf<EcSuffixHash>;
+
+impl<V: SuffixHashValue> HashesFileOf<V> {
     /// What a missing or unreadable `hashes.pkl` stands for: every suffix
     /// is rehashed.
     pub fn invalid() -> Self {
-        HashesFile {
+        HashesFileOf {
             valid: false,
             updated: -1.0,
-            suffixes: SuffixHashes::new(),
+            suffixes: BTreeMap::new(),
         }
     }
 
     /// Decodes `hashes.pkl` as Swift reads it; anything that is not such a
     /// pickle (not a dict, a key that is neither a suffix nor `valid` or
-    /// `updated`) reads as [`HashesFile::invalid`].
+    /// `updated`) reads as [`HashesFileOf::invalid`].
     pub fn from_pickle(data: &[u8]) -> Self {
         let Ok(Value::Dict(items)) = pickle::loads(data) else {
-            return HashesFile::invalid();
+            return Self::invalid();
         };
-        let mut out = HashesFile {
+        let mut out = HashesFileOf {
             valid: true,
             updated: -1.0,
-            suffixes: SuffixHashes::new(),
+            suffixes: BTreeMap::new(),
         };
         for (k, v) in items {
             let Some(key) = k.as_str() else {
-                return HashesFile::invalid();
+                return Self::invalid();
             };
             match key {
                 "valid" => {
@@ -87,10 +171,9 @@ impl HashesFile {
                     }
                 }
                 s if valid_suffix(s) => {
-                    let hash = v.as_str().map(str::to_string).filter(|h| !h.is_empty());
-                    out.suffixes.insert(s.to_string(), hash);
+                    out.suffixes.insert(s.to_string(), V::from_pickle(v));
                 }
-                _ => return HashesFile::invalid(),
+                _ => return Self::invalid(),
             }
         }
         out
@@ -101,7 +184,7 @@ impl HashesFile {
         let mut items = Vec::with_capacity(self.suffixes.len() + 2);
         for (suffix, hash) in &self.suffixes {
             let v = match hash {
-                Some(h) => Value::Str(h.clone()),
+                Some(h) => h.to_pickle(),
                 None => Value::None,
             };
             items.push((Value::Str(suffix.clone()), v));
@@ -112,18 +195,22 @@ impl HashesFile {
     }
 }
 
-fn read_hashes(partition_dir: &Path) -> HashesFile {
+/// Reads a partition's `hashes.pkl` (invalid when missing or unreadable).
+pub fn read_hashes<V: SuffixHashValue>(partition_dir: &Path) -> HashesFileOf<V> {
     let mut data = Vec::new();
     let ok = fs::File::open(partition_dir.join(HASH_FILE))
         .and_then(|mut f| f.read_to_end(&mut data))
         .is_ok();
     if !ok {
-        return HashesFile::invalid();
+        return HashesFileOf::invalid();
     }
-    HashesFile::from_pickle(&data)
+    HashesFileOf::from_pickle(&data)
 }
 
-fn write_hashes(partition_dir: &Path, hashes: &mut HashesFile) -> Result<()> {
+fn write_hashes<V: SuffixHashValue>(
+    partition_dir: &Path,
+    hashes: &mut HashesFileOf<V>,
+) -> Result<()> {
     hashes.updated = now_secs();
     write_pickle_file(
         &hashes.to_pickle(),
@@ -161,7 +248,7 @@ pub fn invalidate_hash(partition_dir: &Path, suffix: &str) -> Result<()> {
     f.write_all(format!("{suffix}\n").as_bytes()).at(&path)
 }
 
-fn consolidate_hashes(partition_dir: &Path) -> Result<HashesFile> {
+fn consolidate_hashes<V: SuffixHashValue>(partition_dir: &Path) -> Result<HashesFileOf<V>> {
     let _lock = lock_dir(partition_dir)?;
     let mut hashes = read_hashes(partition_dir);
     let inv_path = partition_dir.join(HASH_INVALIDATIONS_FILE);
@@ -191,10 +278,15 @@ fn consolidate_hashes(partition_dir: &Path) -> Result<HashesFile> {
     Ok(hashes)
 }
 
-/// Hashes one suffix directory, cleaning its hash dirs on the way.
-/// `Ok(None)` when the suffix directory does not exist or ends up empty
-/// (it is then removed).
-pub fn hash_suffix(suffix_dir: &Path, reclaim_age: f64, policy: u32) -> Result<Option<String>> {
+/// Runs `per_dir` on each hash directory of a suffix in sorted order
+/// (quarantining those that turn out not to be listable directories), then
+/// removes the suffix directory if it is empty. Returns whether it is
+/// still there (a missing suffix directory counts as removed).
+fn walk_suffix(
+    suffix_dir: &Path,
+    policy: u32,
+    mut per_dir: impl FnMut(&Path) -> io::Result<()>,
+) -> Result<bool> {
     let mut names = match fs::read_dir(suffix_dir) {
         Ok(rd) => {
             let mut v = Vec::new();
@@ -207,16 +299,15 @@ pub fn hash_suffix(suffix_dir: &Path, reclaim_age: f64, policy: u32) -> Result<O
             v
         }
         Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT) | Some(libc::ENOTDIR)) => {
-            return Ok(None)
+            return Ok(false)
         }
         Err(e) => return Err(DiskFileError::io(suffix_dir, e)),
     };
     names.sort();
-    let mut md5 = Md5::new();
     for name in names {
         let hash_dir = suffix_dir.join(&name);
-        let cleaned = match cleanup_ondisk_files(&hash_dir, reclaim_age) {
-            Ok(c) => c,
+        match per_dir(&hash_dir) {
+            Ok(()) => {}
             Err(e)
                 if matches!(
                     e.raw_os_error(),
@@ -230,32 +321,94 @@ pub fn hash_suffix(suffix_dir: &Path, reclaim_age: f64, policy: u32) -> Result<O
                 {
                     let _ = quarantine_dir(device, &hash_dir, policy);
                 }
-                continue;
             }
             Err(e) => return Err(DiskFileError::io(&hash_dir, e)),
-        };
-        if cleaned.remaining.is_empty() {
-            continue;
-        }
-        let f = &cleaned.files;
-        for info in [&f.meta, &f.ts].into_iter().flatten() {
-            md5.update(info.timestamp.internal().as_bytes());
-            md5.update(info.ext.as_bytes());
-        }
-        if let Some(info) = &f.data {
-            md5.update(info.timestamp.internal().as_bytes());
-            md5.update(info.ext.as_bytes());
-        }
-        if let Some(ct) = f.ctype.as_ref().and_then(|c| c.ctype_timestamp) {
-            md5.update(ct.internal().as_bytes());
-            md5.update(b"_ctype");
         }
     }
     match fs::remove_dir(suffix_dir) {
-        Ok(()) => Ok(None),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(_) => Ok(Some(apus_core::hash::to_hex(&md5.finalize()))),
+        Ok(()) => Ok(false),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(_) => Ok(true),
     }
+}
+
+fn update(md5: &mut Md5, parts: &[&str]) {
+    for p in parts {
+        md5.update(p.as_bytes());
+    }
+}
+
+/// Hashes one suffix directory, cleaning its hash dirs on the way.
+/// `Ok(None)` when the suffix directory does not exist or ends up empty
+/// (it is then removed).
+pub fn hash_suffix(suffix_dir: &Path, reclaim_age: f64, policy: u32) -> Result<Option<String>> {
+    let mut md5 = Md5::new();
+    let exists = walk_suffix(suffix_dir, policy, |hash_dir| {
+        let cleaned = cleanup_ondisk_files(hash_dir, reclaim_age)?;
+        if cleaned.remaining.is_empty() {
+            return Ok(());
+        }
+        let f = &cleaned.files;
+        for info in [&f.meta, &f.ts, &f.data].into_iter().flatten() {
+            update(&mut md5, &[&info.timestamp.internal(), &info.ext]);
+        }
+        if let Some(ct) = f.ctype.as_ref().and_then(|c| c.ctype_timestamp) {
+            update(&mut md5, &[&ct.internal(), "_ctype"]);
+        }
+        Ok(())
+    })?;
+    Ok(exists.then(|| apus_core::hash::to_hex(&md5.finalize())))
+}
+
+/// Hashes one suffix directory of an erasure-coded policy, cleaning its
+/// hash dirs on the way (see [`cleanup_ondisk_files_ec`] for
+/// `commit_window`): Swift's `ECDiskFileManager._hash_suffix`. `Ok(None)`
+/// when the suffix directory does not exist or ends up empty.
+pub fn hash_suffix_ec(
+    suffix_dir: &Path,
+    reclaim_age: f64,
+    commit_window: f64,
+    policy: &EcPolicy,
+) -> Result<Option<EcSuffixHash>> {
+    let mut hashers: BTreeMap<Option<u32>, Md5> = BTreeMap::new();
+    let exists = walk_suffix(suffix_dir, policy.index, |hash_dir| {
+        let cleaned = cleanup_ondisk_files_ec(
+            hash_dir,
+            Some(policy),
+            &FragSelect::any(),
+            reclaim_age,
+            commit_window,
+        )?;
+        if cleaned.remaining.is_empty() {
+            return Ok(());
+        }
+        let f = &cleaned.files;
+        for info in [&f.meta, &f.ts].into_iter().flatten() {
+            let md5 = hashers.entry(None).or_default();
+            update(md5, &[&info.timestamp.internal(), &info.ext]);
+        }
+        for (t, set) in &f.frag_sets {
+            for info in set {
+                let md5 = hashers.entry(info.frag_index).or_default();
+                update(md5, &[&t.internal()]);
+            }
+        }
+        if let Some(t) = f.durable_frag_set {
+            let md5 = hashers.entry(None).or_default();
+            update(md5, &[&t.internal(), ".durable"]);
+        }
+        if let Some(ct) = f.ctype.as_ref().and_then(|c| c.ctype_timestamp) {
+            let md5 = hashers.entry(None).or_default();
+            update(md5, &[&ct.internal(), "_ctype"]);
+        }
+        Ok(())
+    })?;
+    Ok(exists.then(|| {
+        hashers
+            .into_iter()
+            .map(|(k, md5)| (k, apus_core::hash::to_hex(&md5.finalize())))
+            .collect()
+    }))
 }
 
 /// Swift's `get_hashes` for one partition directory: returns every suffix's
@@ -267,8 +420,33 @@ pub fn get_hashes(
     reclaim_age: f64,
     policy: u32,
 ) -> Result<SuffixHashes> {
+    get_hashes_with(partition_dir, recalculate, |suffix_dir| {
+        hash_suffix(suffix_dir, reclaim_age, policy)
+    })
+}
+
+/// [`get_hashes`] for an erasure-coded policy: each suffix's hash is a
+/// dict of per-fragment-index hashes (see [`hash_suffix_ec`]), and
+/// `hashes.pkl` holds those dicts as Swift's EC policies write them.
+pub fn get_hashes_ec(
+    partition_dir: &Path,
+    recalculate: &[&str],
+    reclaim_age: f64,
+    commit_window: f64,
+    policy: &EcPolicy,
+) -> Result<EcSuffixHashes> {
+    get_hashes_with(partition_dir, recalculate, |suffix_dir| {
+        hash_suffix_ec(suffix_dir, reclaim_age, commit_window, policy)
+    })
+}
+
+fn get_hashes_with<V: SuffixHashValue>(
+    partition_dir: &Path,
+    recalculate: &[&str],
+    hash_suffix: impl Fn(&Path) -> Result<Option<V>>,
+) -> Result<BTreeMap<String, Option<V>>> {
     if !partition_dir.exists() {
-        return Ok(SuffixHashes::new());
+        return Ok(BTreeMap::new());
     }
     let recalculate: Vec<&str> = recalculate
         .iter()
@@ -279,14 +457,15 @@ pub fn get_hashes(
     // Another process rewriting hashes.pkl meanwhile makes us start over;
     // bounded so a pathological race cannot spin forever.
     for _ in 0..100 {
-        let mut orig = consolidate_hashes(partition_dir).unwrap_or_else(|_| HashesFile::invalid());
+        let mut orig: HashesFileOf<V> =
+            consolidate_hashes(partition_dir).unwrap_or_else(|_| HashesFileOf::invalid());
         let mut hashes;
         if !orig.valid {
             do_listdir = true;
-            hashes = HashesFile {
+            hashes = HashesFileOf {
                 valid: true,
                 updated: -1.0,
-                suffixes: SuffixHashes::new(),
+                suffixes: BTreeMap::new(),
             };
             orig = read_hashes(partition_dir);
         } else {
@@ -310,12 +489,12 @@ pub fn get_hashes(
         let todo: Vec<String> = hashes
             .suffixes
             .iter()
-            .filter(|(_, h)| h.is_none())
+            .filter(|(_, h)| !h.as_ref().is_some_and(|h| !h.is_falsy()))
             .map(|(s, _)| s.clone())
             .collect();
         for suffix in todo {
             modified = true;
-            match hash_suffix(&partition_dir.join(&suffix), reclaim_age, policy) {
+            match hash_suffix(&partition_dir.join(&suffix)) {
                 Ok(Some(h)) => {
                     hashes.suffixes.insert(suffix, Some(h));
                 }
@@ -329,7 +508,7 @@ pub fn get_hashes(
             return Ok(hashes.suffixes);
         }
         let _lock = lock_dir(partition_dir)?;
-        if read_hashes(partition_dir) == orig {
+        if read_hashes::<V>(partition_dir) == orig {
             write_hashes(partition_dir, &mut hashes)?;
             return Ok(hashes.suffixes);
         }

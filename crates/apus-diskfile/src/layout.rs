@@ -108,6 +108,13 @@ pub struct FileInfo {
     pub timestamp: Timestamp,
     /// For `.meta` files: the content-type timestamp encoded in the name.
     pub ctype_timestamp: Option<Timestamp>,
+    /// For erasure-coded `.data` files: the fragment index in the name
+    /// (`None` for every other file).
+    pub frag_index: Option<u32>,
+    /// For erasure-coded `.data` files: the name carries the durable
+    /// marker `#d`, or a legacy `.durable` file at the same timestamp makes
+    /// it durable (set by the EC classification). Always false otherwise.
+    pub durable: bool,
 }
 
 impl FileInfo {
@@ -144,6 +151,108 @@ pub fn parse_filename(name: &str) -> Option<FileInfo> {
         ext: ext.to_string(),
         timestamp,
         ctype_timestamp,
+        frag_index: None,
+        durable: false,
+    })
+}
+
+/// An erasure-coded policy's shape: what the on-disk layer needs of it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct EcPolicy {
+    /// The policy index (`objects-N`).
+    pub index: u32,
+    pub ec_ndata: u32,
+    pub ec_nparity: u32,
+}
+
+impl EcPolicy {
+    pub fn new(index: u32, ec_ndata: u32, ec_nparity: u32) -> Self {
+        EcPolicy {
+            index,
+            ec_ndata,
+            ec_nparity,
+        }
+    }
+
+    /// How many fragment archives an object has: valid fragment indexes
+    /// are `0..width`.
+    pub fn width(&self) -> u32 {
+        self.ec_ndata.saturating_add(self.ec_nparity)
+    }
+}
+
+/// Python's `int(text)` for a base-10 integer: surrounding whitespace, an
+/// optional sign, digits with single underscores between them. Values
+/// beyond `i64` read as `None` (no fragment index is that large).
+fn python_int(text: &str) -> Option<i64> {
+    // Python's str.isspace also counts the ASCII separators 0x1c..0x1f.
+    let is_space = |c: char| c.is_whitespace() || ('\u{1c}'..='\u{1f}').contains(&c);
+    let t = text.trim_matches(is_space);
+    let (negative, digits) = match t.as_bytes().first() {
+        Some(b'-') => (true, &t[1..]),
+        Some(b'+') => (false, &t[1..]),
+        _ => (false, t),
+    };
+    let bytes = digits.as_bytes();
+    let digit_at = |b: Option<&u8>| matches!(b, Some(b) if b.is_ascii_digit());
+    if !digit_at(bytes.first()) || !digit_at(bytes.last()) {
+        return None;
+    }
+    let mut value: i64 = 0;
+    let mut prev_underscore = false;
+    for &b in bytes {
+        match b {
+            b'_' if !prev_underscore => prev_underscore = true,
+            b'0'..=b'9' => {
+                prev_underscore = false;
+                value = value.checked_mul(10)?.checked_add(i64::from(b - b'0'))?;
+            }
+            _ => return None,
+        }
+    }
+    Some(if negative { -value } else { value })
+}
+
+/// Swift's `validate_fragment_index`: a whole number, not negative, and
+/// below the policy's width when a policy is given.
+pub fn validate_fragment_index(text: &str, policy: Option<&EcPolicy>) -> Option<u32> {
+    let value = python_int(text)?;
+    let index = u32::try_from(value).ok()?;
+    match policy {
+        Some(p) if index >= p.width() => None,
+        _ => Some(index),
+    }
+}
+
+/// The name of an erasure-coded fragment archive:
+/// `<timestamp>#<frag_index>[#d].data`.
+pub fn make_ec_data_filename(ts: &Timestamp, frag_index: u32, durable: bool) -> String {
+    let marker = if durable { "#d" } else { "" };
+    format!("{}#{frag_index}{marker}.data", ts.internal())
+}
+
+/// Parses an object file name of an erasure-coded policy as Swift's
+/// `ECDiskFileManager.parse_on_disk_filename` does: `.data` names carry a
+/// fragment index (checked against `policy` when given) and maybe the
+/// durable marker; every other name parses as for a replicated policy
+/// (legacy `<timestamp>.durable` files included). `None` for names Swift
+/// counts as unexpected.
+pub fn parse_ec_filename(name: &str, policy: Option<&EcPolicy>) -> Option<FileInfo> {
+    let (stem, ext) = splitext(name);
+    if ext != ".data" {
+        return parse_filename(name);
+    }
+    let mut parts = stem.split('#');
+    let timestamp = Timestamp::parse(parts.next()?).ok()?;
+    let frag_index = validate_fragment_index(parts.next()?, policy)?;
+    let durable = parts.next() == Some("d");
+    Some(FileInfo {
+        filename: name.to_string(),
+        ext: ext.to_string(),
+        timestamp,
+        ctype_timestamp: None,
+        frag_index: Some(frag_index),
+        durable,
     })
 }
 

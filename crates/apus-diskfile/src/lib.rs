@@ -19,7 +19,19 @@
 //!   expiry, and quarantine of inconsistent objects;
 //! - suffix hashes and `hashes.pkl` / `hashes.invalid` for replication
 //!   ([`hashes`]), computed as Swift computes them;
-//! - device checks (missing or unmounted device → `DeviceUnavailable`, 507).
+//! - device checks (missing or unmounted device → `DeviceUnavailable`, 507);
+//! - erasure-coded policies, beside the replicated rules and chosen by the
+//!   caller passing an [`EcPolicy`]: fragment archives named
+//!   `<timestamp>#<frag_index>[#d].data` (and older nodes' legacy
+//!   `<timestamp>.durable` markers), Swift's EC rules for which files make
+//!   the object and which are obsolete or reclaimable ([`ec_ondisk`]:
+//!   durable fragment sets, fragment index and fragment preferences, the
+//!   commit window for non-durable fragments), per-fragment-index suffix
+//!   hashes in `hashes.pkl` ([`hashes::get_hashes_ec`]), and
+//!   [`EcDiskFile`] ([`ec_diskfile`]): a PUT that writes a non-durable
+//!   fragment, a commit that makes it durable, opening by fragment
+//!   selection with the durable timestamp and fragments present, purge.
+//!   Fragment archive bodies are opaque bytes here.
 //!
 //! Every write that reports success has been fsynced and renamed into
 //! place, with the directories it touched fsynced; a failed or abandoned
@@ -31,6 +43,8 @@
 
 pub mod async_pending;
 pub mod diskfile;
+pub mod ec_diskfile;
+pub mod ec_ondisk;
 pub mod error;
 mod fsutil;
 pub mod hashes;
@@ -38,18 +52,27 @@ pub mod layout;
 pub mod metadata;
 pub mod ondisk;
 pub mod pickle;
+mod pyset;
 pub mod xattrs;
 
 pub use async_pending::{read_async_pending, remove_async_pending, AsyncPendingEntry, AsyncUpdate};
 pub use diskfile::{
     DiskFile, DiskFileConfig, DiskFileManager, DiskFileReader, DiskFileWriter, FallocateReserve,
-    HashTimestamps, OpenDiskFile, OpenOptions, PutStage, DEFAULT_RECLAIM_AGE,
+    HashTimestamps, OpenDiskFile, OpenOptions, PutStage, DEFAULT_COMMIT_WINDOW,
+    DEFAULT_RECLAIM_AGE, EC_FRAG_INDEX_KEY,
+};
+pub use ec_diskfile::{
+    EcDiskFile, EcDiskFileWriter, EcHashTimestamps, EcOpenDiskFile, EcPutFragment,
+};
+pub use ec_ondisk::{
+    cleanup_ondisk_files_ec, get_ondisk_files_ec, EcOnDiskFiles, FragPref, FragSelect,
 };
 pub use error::{DiskFileError, Result};
 pub use hashes::{
-    get_hashes, hash_suffix, invalidate_hash, quarantine_dir, HashesFile, SuffixHashes,
+    get_hashes, get_hashes_ec, hash_suffix, hash_suffix_ec, invalidate_hash, quarantine_dir,
+    EcHashesFile, EcSuffixHash, EcSuffixHashes, HashesFile, SuffixHashes,
 };
-pub use layout::{device_path, FileKind};
+pub use layout::{device_path, EcPolicy, FileKind};
 pub use metadata::Metadata;
 pub use ondisk::{cleanup_ondisk_files, get_ondisk_files, OnDiskFiles};
 pub use xattrs::{read_metadata, write_metadata_xattrs};

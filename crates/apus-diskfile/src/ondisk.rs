@@ -145,6 +145,58 @@ pub struct Cleaned {
 /// orphan (covers the moment between renaming the spill and its owner).
 const SPILL_GRACE_SECS: f64 = 60.0;
 
+/// Removes the spill files that go with the object files in `removed`
+/// and orphaned ones: spill files whose owner is gone, once the owner is
+/// older than `newest` (the object's current data or tombstone timestamp,
+/// by `owner_ts`) or the spill is older than a short grace period (the
+/// moment between renaming a spill and its owner). `names` is the
+/// directory listing before `removed` went; returns `removed` plus the
+/// spill files removed.
+pub(crate) fn remove_spills(
+    hash_dir: &Path,
+    names: &[String],
+    mut removed: Vec<String>,
+    newest: Option<Timestamp>,
+    owner_ts: impl Fn(&str) -> Option<Timestamp>,
+) -> Vec<String> {
+    // A removed file's spill goes with it.
+    for name in removed.clone() {
+        let spill = format!("{name}{}", crate::xattrs::SPILL_SUFFIX);
+        if names.contains(&spill) {
+            remove_file(&hash_dir.join(&spill));
+            removed.push(spill);
+        }
+    }
+    // Spill files go with their owners; an orphan (owner never renamed in,
+    // or removed by a cleaner that does not know spills) goes once it is
+    // older than a short grace period.
+    for name in names {
+        let Some(owner) = spill_owner(name) else {
+            continue;
+        };
+        if removed.iter().any(|n| n == name)
+            || names.iter().any(|n| n == owner) && !removed.iter().any(|n| n == owner)
+        {
+            continue;
+        }
+        let path = hash_dir.join(name);
+        let owner_obsolete = match (owner_ts(owner), newest) {
+            (Some(t), Some(newest)) => t < newest,
+            _ => false,
+        };
+        let old = std::fs::symlink_metadata(&path)
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|m| m.elapsed().ok())
+            .is_some_and(|age| age.as_secs_f64() > SPILL_GRACE_SECS);
+        if owner_obsolete || old {
+            remove_file(&path);
+            removed.push(name.clone());
+        }
+    }
+    removed
+}
+
 /// Removes obsolete files from a hash directory (and the directory itself
 /// when nothing is left), reclaiming tombstones and stray `.meta` files
 /// older than `reclaim_age` seconds. Mirrors Swift's
@@ -178,50 +230,16 @@ pub fn cleanup_ondisk_files(hash_dir: &Path, reclaim_age: f64) -> io::Result<Cle
         remove_file(&hash_dir.join(&f.filename));
         removed.push(f.filename.clone());
     }
-    // A removed file's spill goes with it.
-    for name in removed.clone() {
-        let spill = format!("{name}{}", crate::xattrs::SPILL_SUFFIX);
-        if names.contains(&spill) {
-            remove_file(&hash_dir.join(&spill));
-            removed.push(spill);
-        }
-    }
-    names.retain(|n| !removed.contains(n));
-    files.unexpected.retain(|n| !removed.contains(n));
-
-    // Spill files go with their owners; an orphan (owner never renamed in,
-    // or removed by a cleaner that does not know spills) goes once it is
-    // older than a short grace period.
     let newest = files
         .data
         .as_ref()
         .or(files.ts.as_ref())
         .map(|f| f.timestamp);
-    let mut spills_removed = Vec::new();
-    for name in &names {
-        let Some(owner) = spill_owner(name) else {
-            continue;
-        };
-        if names.iter().any(|n| n == owner) {
-            continue;
-        }
-        let path = hash_dir.join(name);
-        let owner_obsolete = match (parse_filename(owner), newest) {
-            (Some(info), Some(newest)) => info.timestamp < newest,
-            _ => false,
-        };
-        let old = std::fs::symlink_metadata(&path)
-            .and_then(|m| m.modified())
-            .ok()
-            .and_then(|m| m.elapsed().ok())
-            .is_some_and(|age| age.as_secs_f64() > SPILL_GRACE_SECS);
-        if owner_obsolete || old {
-            remove_file(&path);
-            spills_removed.push(name.clone());
-        }
-    }
-    names.retain(|n| !spills_removed.contains(n));
-    files.unexpected.retain(|n| !spills_removed.contains(n));
+    let removed = remove_spills(hash_dir, &names, removed, newest, |owner| {
+        parse_filename(owner).map(|i| i.timestamp)
+    });
+    names.retain(|n| !removed.contains(n));
+    files.unexpected.retain(|n| !removed.contains(n));
 
     if names.is_empty() {
         let _ = std::fs::remove_dir(hash_dir);
