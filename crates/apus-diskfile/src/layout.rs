@@ -35,7 +35,10 @@ pub fn tmp_dir(policy: u32) -> String {
 
 /// The last three hex digits of an object hash: its suffix directory.
 pub fn suffix_of(hash: &str) -> &str {
-    &hash[hash.len().saturating_sub(3)..]
+    // A hash is 32 hex digits; anything else gets its last three
+    // characters rather than a panic on a byte that splits one.
+    let start = hash.char_indices().rev().nth(2).map_or(0, |(at, _)| at);
+    &hash[start..]
 }
 
 /// `<device_path>/objects[-N]/<partition>`.
@@ -259,10 +262,9 @@ pub fn parse_ec_filename(name: &str, policy: Option<&EcPolicy>) -> Option<FileIn
 /// `<t1>[<+|-><hex delta>[...]]` as Swift's `decode_timestamps(explicit=True)`.
 fn decode_meta_stem(stem: &str) -> Option<(Timestamp, Option<Timestamp>)> {
     let mut parts: Vec<(i64, &str)> = Vec::new();
-    for (i, plus_part) in stem.split('+').enumerate() {
+    for plus_part in stem.split('+') {
         for (j, p) in plus_part.split('-').enumerate() {
             let sign = if j == 0 { 1 } else { -1 };
-            let _ = i;
             parts.push((sign, p));
         }
     }
@@ -330,6 +332,14 @@ pub fn is_mount(path: &Path) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_suffix_is_the_last_three_characters_even_of_odd_hashes() {
+        assert_eq!(suffix_of("d41d8cd98f00b204e9800998ecf8427e"), "27e");
+        assert_eq!(suffix_of("ab"), "ab");
+        assert_eq!(suffix_of(""), "");
+        assert_eq!(suffix_of("xx\u{e9}\u{e9}z"), "\u{e9}\u{e9}z");
+    }
 
     fn ts(s: &str) -> Timestamp {
         Timestamp::parse(s).unwrap()
