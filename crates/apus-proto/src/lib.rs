@@ -30,10 +30,10 @@
 //! Swift's `SSYNC` verb ([`replication`]), and account updates carry
 //! `X-Apus-Stats-Timestamp`, when the container's counts were read, so
 //! account replicas keep the newest counts ([`account_update`]; without
-//! it an account server uses its own clock). Erasure-coded PUTs (Swift's
-//! multi-phase commit with `100 Continue` carrying headers) are not spoken
-//! yet; when they are, the apus-to-apus mechanism will be defined in this
-//! crate.
+//! it an account server uses its own clock). Erasure-coded PUTs replace
+//! Swift's multi-phase commit (a second `100 Continue` carrying headers)
+//! with a fragment PUT whose late metadata comes as HTTP trailers and a
+//! separate commit request ([`ec`]).
 //!
 //! Invariant: no I/O, no async runtime, no storage crates. Everything here
 //! is a pure function of its arguments. Of apus it depends only on
@@ -43,6 +43,7 @@
 pub mod account_update;
 pub mod constraints;
 pub mod db_replication;
+pub mod ec;
 pub mod headers;
 pub mod listing;
 pub mod path;

@@ -23,13 +23,39 @@
 //! copy) keep the timestamps and metadata they carry, may carry an
 //! `X-Delete-At` in the past, and send no container or expirer updates.
 //!
+//! Erasure-coded policies (those in [`ObjectServerConfig::ec_policies`])
+//! store fragment archives (see [`apus_proto::ec`]):
+//!
+//! - a fragment `PUT` names its index in `X-Object-Sysmeta-Ec-Frag-Index`
+//!   and sends the archive; late metadata (`X-Object-Sysmeta-Ec-Etag`,
+//!   `X-Object-Sysmeta-Ec-Content-Length`, the archive's `Etag`, other
+//!   object sysmeta) comes as trailers of a chunked body or, with a
+//!   `Content-Length`, in the head. The archive is written
+//!   `<ts>#<i>.data`, not durable, fsynced; the answer is `201` with
+//!   `X-Backend-Durable: no` and no container update is sent;
+//! - a commit is a `PUT` with the same timestamp and index,
+//!   `X-Backend-Ec-Commit: yes` and no body: the fragment becomes
+//!   `<ts>#<i>#d.data`, then the container is updated with the object's
+//!   size and etag (from the EC sysmeta); 404 when the fragment is absent;
+//! - `GET`/`HEAD` serve the durable fragment, or the one
+//!   `X-Backend-Fragment-Preferences` or `X-Backend-Ssync-Frag-Index`
+//!   select, with `X-Backend-Fragments`, `X-Backend-Data-Timestamp` and
+//!   `X-Backend-Durable-Timestamp`; ranges are archive ranges; non-durable
+//!   fragments alone are a bare 404, as in Swift;
+//! - `POST` and `DELETE` follow the EC disk-file rules; `REPLICATE` answers
+//!   per-index suffix hashes.
+//!
 //! Differences from Swift: the partition must be a decimal number (400
-//! otherwise); `SSYNC` and erasure-coded PUTs (multi-phase MIME) are not
-//! served yet (405); apus replicators run their missing check over
-//! `REPLICATE` instead.
+//! otherwise); `SSYNC` and Swift's multi-phase MIME PUT are not served
+//! (405 for `SSYNC`); a bad fragment index or bad fragment preferences are
+//! a 400 before any body is read (Swift fails with a 500); apus
+//! replicators run their missing check over `REPLICATE` instead (not for
+//! EC policies yet).
 
 // Handlers return early with a ready response; boxing it buys nothing.
 #![allow(clippy::result_large_err)]
+
+mod ec;
 
 use std::collections::HashSet;
 use std::io::{self, Read, Seek, SeekFrom};
@@ -43,7 +69,7 @@ use apus_core::range::{
 use apus_core::{HashConfig, Timestamp};
 use apus_diskfile::{
     AsyncUpdate, DiskFile, DiskFileConfig, DiskFileError, DiskFileManager, DiskFileReader,
-    Metadata, OpenDiskFile, OpenOptions, PutStage,
+    FragSelect, Metadata, OpenDiskFile, OpenOptions, PutStage,
 };
 use apus_http::{channel, empty, BackendClient, Body, BodySender, ClientConfig, Handler};
 use apus_proto::constraints::{self, NameKind, MAX_FILE_SIZE};
@@ -61,7 +87,10 @@ use crate::common::{
     status_response, text_response, valid_timestamp,
 };
 use crate::failpoint;
+
 use crate::slow_hosts::{SlowHosts, UpdatePlan};
+/// An erasure-coded policy's code shape, as [`ObjectServerConfig::ec_policies`] takes it.
+pub use apus_diskfile::EcPolicy;
 
 /// Object server settings (Swift's `object-server.conf` names in docs).
 #[derive(Clone, Debug)]
@@ -69,6 +98,9 @@ pub struct ObjectServerConfig {
     pub diskfile: DiskFileConfig,
     /// Storage policy indexes this cluster has (others: 503).
     pub policies: Vec<u32>,
+    /// The erasure-coded ones among them, with their codes' shapes;
+    /// requests for these go down the EC path (see [`ec`]).
+    pub ec_policies: Vec<EcPolicy>,
     /// `conn_timeout`: connecting to a container server.
     pub conn_timeout: Duration,
     /// `node_timeout`: a container server's answer.
@@ -91,6 +123,7 @@ impl ObjectServerConfig {
         ObjectServerConfig {
             diskfile,
             policies: vec![0],
+            ec_policies: Vec::new(),
             conn_timeout: Duration::from_millis(500),
             node_timeout: Duration::from_secs(3),
             container_update_timeout: Duration::from_secs(1),
@@ -138,6 +171,8 @@ struct Target {
     container: String,
     obj: String,
     policy: u32,
+    /// The policy's code when it is erasure-coded.
+    ec: Option<EcPolicy>,
 }
 
 type Resp = Response<Body>;
@@ -251,6 +286,13 @@ impl ObjectServer {
             Ok(t) => t,
             Err(resp) => return resp,
         };
+        if let Some(ec) = target.ec {
+            match method {
+                Method::PUT => return self.ec_put(target, ec, req).await,
+                Method::GET | Method::HEAD => return self.ec_get_or_head(target, ec, req).await,
+                _ => {}
+            }
+        }
         match method {
             Method::PUT => self.put(target, req).await,
             Method::GET | Method::HEAD => self.get_or_head(target, req).await,
@@ -287,6 +329,12 @@ impl ObjectServer {
         let partition = partition
             .parse::<u32>()
             .map_err(|_| text_response(400, &format!("Invalid partition: {partition}")))?;
+        let ec = self
+            .conf
+            .ec_policies
+            .iter()
+            .find(|p| p.index == policy)
+            .copied();
         Ok(Target {
             device,
             partition,
@@ -294,10 +342,18 @@ impl ObjectServer {
             container,
             obj,
             policy,
+            ec,
         })
     }
 
+    /// The request's disk file; in an EC policy one that follows the EC
+    /// rules and opens the durable fragment (POST, DELETE, PUT checks).
     fn diskfile(&self, t: &Target) -> Result<DiskFile, Resp> {
+        if let Some(ec) = &t.ec {
+            return self
+                .ec_diskfile(t, ec, FragSelect::any())
+                .map(|d| d.as_diskfile().clone());
+        }
         self.mgr
             .diskfile(
                 &t.device,
@@ -346,38 +402,10 @@ impl ObjectServer {
             Ok(ts) => ts,
             Err(r) => return r,
         };
-        // check_object_creation
-        let chunked = match header(headers, "transfer-encoding") {
-            Some(te) => {
-                let encs: Vec<&str> = te.split(',').collect();
-                if encs.len() > 1 {
-                    return text_response(
-                        501,
-                        "Unsupported Transfer-Coding header value specified in Transfer-Encoding header",
-                    );
-                }
-                if !encs[0].trim().eq_ignore_ascii_case("chunked") {
-                    return text_response(400, "Invalid Transfer-Encoding header value");
-                }
-                true
-            }
-            None => false,
+        let mut fsize = match body_size(headers) {
+            Ok(n) => n,
+            Err(r) => return r,
         };
-        let mut fsize: Option<u64> = None;
-        if !chunked {
-            if let Some(cl) = header(headers, "content-length") {
-                match py_int(&cl) {
-                    Some(v) if v >= 0 => fsize = Some(v as u64),
-                    _ => return text_response(400, "Invalid Content-Length header value"),
-                }
-            }
-        }
-        if fsize.is_some_and(|n| n > MAX_FILE_SIZE) {
-            return text_response(413, "Your request is too large.");
-        }
-        if fsize.is_none() && !chunked {
-            return text_response(411, "Missing Content-Length header.");
-        }
         if let Err(e) = constraints::check_name_length(NameKind::Object, &t.account, &t.obj) {
             return text_response(e.status, &e.body);
         }
@@ -1382,6 +1410,43 @@ fn check_delete_headers(headers: &HeaderMap, ts: Timestamp) -> Result<Option<Str
         return Ok(Some(at));
     }
     Ok(None)
+}
+
+/// Swift's `check_object_creation` on the body framing: the body's length
+/// (`None` when chunked), or the error response.
+fn body_size(headers: &HeaderMap) -> Result<Option<u64>, Resp> {
+    let chunked = match header(headers, "transfer-encoding") {
+        Some(te) => {
+            let encs: Vec<&str> = te.split(',').collect();
+            if encs.len() > 1 {
+                return Err(text_response(
+                        501,
+                        "Unsupported Transfer-Coding header value specified in Transfer-Encoding header",
+                    ));
+            }
+            if !encs[0].trim().eq_ignore_ascii_case("chunked") {
+                return Err(text_response(400, "Invalid Transfer-Encoding header value"));
+            }
+            true
+        }
+        None => false,
+    };
+    let mut fsize: Option<u64> = None;
+    if !chunked {
+        if let Some(cl) = header(headers, "content-length") {
+            match py_int(&cl) {
+                Some(v) if v >= 0 => fsize = Some(v as u64),
+                _ => return Err(text_response(400, "Invalid Content-Length header value")),
+            }
+        }
+    }
+    if fsize.is_some_and(|n| n > MAX_FILE_SIZE) {
+        return Err(text_response(413, "Your request is too large."));
+    }
+    if fsize.is_none() && !chunked {
+        return Err(text_response(411, "Missing Content-Length header."));
+    }
+    Ok(fsize)
 }
 
 fn check_metadata(headers: &HeaderMap) -> Result<(), Resp> {

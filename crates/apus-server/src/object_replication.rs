@@ -116,6 +116,12 @@ pub(crate) async fn replicate(
     let part_dir = layout::partition_path(&device_path, policy, partition);
 
     if header_true(req.headers(), repl::X_APUS_MISSING_CHECK) {
+        if conf.ec_policies.iter().any(|p| p.index == policy) {
+            return text_response(
+                405,
+                "The missing check does not serve erasure-coded policies",
+            );
+        }
         if !suffix_part.is_empty() {
             return text_response(400, "A missing check names no suffixes");
         }
@@ -146,6 +152,32 @@ pub(crate) async fn replicate(
     }
 
     let reclaim_age = conf.diskfile.reclaim_age;
+    if let Some(ec) = conf.ec_policies.iter().find(|p| p.index == policy).copied() {
+        // Per-fragment-index hashes: the replicated hashing would rewrite
+        // this partition's hashes.pkl in the wrong shape.
+        let commit_window = conf.diskfile.commit_window;
+        return match blocking(move || {
+            apus_diskfile::get_hashes_ec(&part_dir, &[], reclaim_age, commit_window, &ec)
+        })
+        .await
+        {
+            Ok(hashes) => {
+                use apus_diskfile::hashes::SuffixHashValue;
+                let items = hashes
+                    .into_iter()
+                    .map(|(suffix, hash)| {
+                        let v = hash.map(|h| h.to_pickle()).unwrap_or(Value::None);
+                        (Value::Str(suffix), v)
+                    })
+                    .collect();
+                pickle_response(&Value::Dict(items))
+            }
+            Err(e) => {
+                tracing::error!(target: "object-server", error = %e, "get_hashes failed");
+                disk_error(&e, &device)
+            }
+        };
+    }
     match blocking(move || get_hashes(&part_dir, &[], reclaim_age, policy)).await {
         Ok(hashes) => {
             let items = hashes

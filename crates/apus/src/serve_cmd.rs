@@ -29,7 +29,7 @@ use apus_ring::ReloadingRing;
 use apus_server::account::AccountServer;
 use apus_server::container::ContainerServer;
 use apus_server::db_common::{DbServerConfig, Policies, PolicyInfo};
-use apus_server::object::{ObjectServer, ObjectServerConfig};
+use apus_server::object::{EcPolicy, ObjectServer, ObjectServerConfig};
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -316,6 +316,16 @@ fn prepare(conf: &NodeConfig) -> Result<Plan> {
                 Server::Object => {
                     let mut c = ObjectServerConfig::with_devices(&node.devices, hash.clone());
                     c.policies = conf.policies.iter().map(|p| p.index).collect();
+                    c.ec_policies = conf
+                        .policies
+                        .iter()
+                        .filter_map(|p| match &p.kind {
+                            PolicyKind::ErasureCoding(ec) => {
+                                Some(EcPolicy::new(p.index, ec.ndata, ec.nparity))
+                            }
+                            PolicyKind::Replication => None,
+                        })
+                        .collect();
                     node.apply_object(&mut c);
                     // The object server rehashes suffixes for the
                     // replicators; it reclaims as they do.
