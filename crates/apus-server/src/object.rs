@@ -706,7 +706,6 @@ impl ObjectServer {
             h::X_BACKEND_DURABLE_TIMESTAMP,
             &open.data_timestamp().internal(),
         );
-        set_header(out, "x-backend-fragments", "{}");
         set_header(out, "accept-ranges", "bytes");
 
         // X-Backend-Etag-Is-At names metadata holding the etag to compare.
