@@ -113,6 +113,11 @@ pub struct DaemonContext {
     pub rings_dir: PathBuf,
     /// Storage policy indexes, each with an object ring.
     pub policies: Vec<u32>,
+    /// Those of [`DaemonContext::policies`] that are erasure-coded: the
+    /// object replicator and auditor, which know only whole replicas,
+    /// leave their partitions alone (Swift's replicator leaves them to
+    /// the reconstructor).
+    pub ec_policies: Vec<u32>,
     pub identity: LocalIdentity,
     pub client: BackendClient,
 }
@@ -132,9 +137,18 @@ impl DaemonContext {
             hash,
             rings_dir,
             policies,
+            ec_policies: Vec::new(),
             identity,
             client: BackendClient::new(client_config),
         }
+    }
+
+    /// The policies whose objects are whole replicas.
+    pub fn replicated_policies(&self) -> impl Iterator<Item = u32> + '_ {
+        self.policies
+            .iter()
+            .copied()
+            .filter(|p| !self.ec_policies.contains(p))
     }
 
     /// A disk-file manager over this node's devices.

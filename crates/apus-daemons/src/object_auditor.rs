@@ -119,7 +119,7 @@ impl Worker for ObjectAuditor {
                 stats.incr("errors");
                 continue;
             };
-            for &policy in &ctx.policies {
+            for policy in ctx.replicated_policies() {
                 let data_dir = dev_path.join(layout::data_dir(policy));
                 let dir = data_dir.clone();
                 let parts = match tokio::task::spawn_blocking(move || list_partitions(&dir)).await {

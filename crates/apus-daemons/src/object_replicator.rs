@@ -305,7 +305,7 @@ impl Worker for ObjectReplicator {
             },
         };
         let mut jobs = Vec::new();
-        for &policy in &ctx.policies {
+        for policy in ctx.replicated_policies() {
             let Some(ring) = rings.objects.get(&policy) else {
                 continue;
             };

@@ -128,3 +128,19 @@ async fn files_per_second_paces_the_pass() {
     // 30 files at 20/s with a one-second burst allowance: about half a second.
     assert!(start.elapsed().as_secs_f64() > 0.4, "{:?}", start.elapsed());
 }
+
+#[tokio::test]
+async fn erasure_coded_policies_are_not_audited_as_replicas() {
+    let c = Cluster::start(4, 4, None).await;
+    c.write("d1", "meta", ts(now() - 100.0), b"abc", &[]);
+    let path = c.open("d1", "meta").unwrap().data_path().to_path_buf();
+    xattr_garbage(&path);
+    // What the test above quarantines is left alone when its policy is
+    // erasure-coded: a fragment archive is not a replica to check.
+    let mut ctx = c.ctx(1);
+    ctx.ec_policies = vec![0];
+    let p = run_once(&ObjectAuditor::new(unlimited()), &ctx, Shutdown::never()).await;
+    assert!(p.completed, "{p}");
+    assert_eq!(p.count("quarantined"), 0, "{p}");
+    assert!(c.hash_dir("d1", "meta").exists());
+}

@@ -288,3 +288,28 @@ async fn a_corrupt_local_copy_is_never_stored_by_a_peer() {
     // Reading it found the damage and moved it aside.
     assert!(!c.hash_dir("d1", &obj).exists());
 }
+
+#[tokio::test]
+async fn erasure_coded_policies_are_left_to_the_reconstructor() {
+    let c = Cluster::start(4, 4, None).await;
+    let obj = c.name_where("lost", "d1", false);
+    c.write("d1", &obj, ts(now() - 100.0), b"handed off", &[]);
+    let part_dir = c.part_dir("d1", c.part(&obj));
+    // The same handoff as above, but its policy is erasure-coded: the
+    // replicator neither pushes nor removes it.
+    let mut ctx = c.ctx(1);
+    ctx.ec_policies = vec![0];
+    let p = run_once(
+        &ObjectReplicator::new(Default::default()),
+        &ctx,
+        Shutdown::never(),
+    )
+    .await;
+    assert!(p.completed, "{p}");
+    assert_eq!(p.count("objects_pushed"), 0, "{p}");
+    assert_eq!(p.count("handoff_partitions_removed"), 0, "{p}");
+    assert!(part_dir.exists());
+    for dev in others(&c, &obj, "d1") {
+        assert!(c.open(&dev, &obj).is_err(), "{dev}");
+    }
+}

@@ -178,6 +178,12 @@ impl Daemons {
             client,
         );
         ctx.mount_check = storage.mount_check();
+        ctx.ec_policies = conf
+            .policies
+            .iter()
+            .filter(|p| matches!(p.kind, apus_core::policy::PolicyKind::ErasureCoding(_)))
+            .map(|p| p.index)
+            .collect();
         let reclaim_age = conf.daemons.reclaim_age.unwrap_or(DEFAULT_RECLAIM_AGE);
         Ok(Daemons {
             ctx: Arc::new(ctx),
