@@ -484,7 +484,9 @@ impl Ctx<'_> {
                 .ec_put(req, ec, &plan, headers, timestamp, content_length)
                 .await;
         }
-        let (putters, early) = self.connect_putters(&plan, &headers, content_length).await;
+        let (putters, early) = self
+            .connect_putters(&plan, &headers, content_length, quorum_size(plan.replicas))
+            .await;
         let if_none_match = req.headers().contains_key("if-none-match");
         if if_none_match && early.iter().any(|r| r.status == 412) {
             return error_response(StatusCode::PRECONDITION_FAILED, None);
@@ -546,12 +548,13 @@ impl Ctx<'_> {
     /// refuses (5xx, 507), or joining one that has not answered its
     /// `Expect: 100-continue` within `concurrency_timeout`. Answers that
     /// end an upload before it starts (409, 412, 2xx) come back apart. Once
-    /// a quorum of slots is settled, the others get `post_quorum_timeout`.
+    /// `quorum` slots are settled, the others get `post_quorum_timeout`.
     async fn connect_putters(
         &self,
         plan: &NodePlan,
         headers: &[HeaderMap],
         content_length: Option<u64>,
+        quorum: usize,
     ) -> (Vec<Putter>, Vec<NodeResponse>) {
         let backend = &self.app.backend;
         let stand_ins = std::sync::Mutex::new(plan.stand_ins());
@@ -617,7 +620,6 @@ impl Ctx<'_> {
                 }
             })
             .collect();
-        let quorum = quorum_size(plan.replicas);
         let mut putters = Vec::new();
         let mut early = Vec::new();
         let take = |c: Connected, putters: &mut Vec<Putter>, early: &mut Vec<NodeResponse>| match c

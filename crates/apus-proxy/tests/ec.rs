@@ -242,6 +242,14 @@ async fn ranges_head_post_and_delete() {
         .await;
     assert_eq!(a.status, StatusCode::RANGE_NOT_SATISFIABLE);
 
+    // The commit's container update carries the object's size and ETag.
+    let a = c.call(Method::GET, "/v1/AUTH_test/ec?format=json").await;
+    assert_eq!(a.status, StatusCode::OK);
+    let listing: serde_json::Value = serde_json::from_slice(&a.body).unwrap();
+    assert_eq!(listing[0]["name"], "r.bin");
+    assert_eq!(listing[0]["bytes"], data.len() as u64);
+    assert_eq!(listing[0]["hash"], md5.as_str());
+
     let a = c.call(Method::HEAD, path).await;
     assert_eq!(a.status, StatusCode::OK);
     assert_eq!(a.header("content-length"), data.len().to_string());
