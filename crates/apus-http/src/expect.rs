@@ -282,11 +282,28 @@ impl UploadConn {
     }
 
     /// Ends the body and reads the final answer.
-    pub async fn finish(mut self) -> io::Result<FinalResponse> {
+    pub async fn finish(self) -> io::Result<FinalResponse> {
+        self.finish_with_trailers(&HeaderMap::new()).await
+    }
+
+    /// Ends the body with `trailers` after the last chunk and reads the
+    /// final answer. A body sent with a `Content-Length` cannot carry
+    /// trailers: asking for any is an error.
+    pub async fn finish_with_trailers(mut self, trailers: &HeaderMap) -> io::Result<FinalResponse> {
         if self.chunked {
-            timeout(self.node_timeout, self.stream.write_all(b"0\r\n\r\n"))
+            let mut end = b"0\r\n".to_vec();
+            for (name, value) in trailers {
+                end.extend_from_slice(name.as_str().as_bytes());
+                end.extend_from_slice(b": ");
+                end.extend_from_slice(value.as_bytes());
+                end.extend_from_slice(b"\r\n");
+            }
+            end.extend_from_slice(b"\r\n");
+            timeout(self.node_timeout, self.stream.write_all(&end))
                 .await
                 .map_err(|_| timed_out("ending the body"))??;
+        } else if !trailers.is_empty() {
+            return Err(invalid_data("trailers need a chunked body"));
         }
         timeout(self.node_timeout, self.stream.flush())
             .await
@@ -412,6 +429,57 @@ mod tests {
             Started::Final(resp) => Ok(resp),
             Started::Continue(_) => panic!("no body was offered"),
         }
+    }
+
+    /// Trailers after a chunked body reach a hyper server as a trailers
+    /// frame (hyper needs no `Trailer` request header for that).
+    #[tokio::test]
+    async fn trailers_reach_a_hyper_server() {
+        use http_body_util::BodyExt;
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        tokio::spawn(async move {
+            let (sock, _) = listener.accept().await.unwrap();
+            let service = hyper::service::service_fn(
+                |req: http::Request<hyper::body::Incoming>| async move {
+                    let collected = req.into_body().collect().await?;
+                    let trailers = collected.trailers().cloned().unwrap_or_default();
+                    let body = collected.to_bytes();
+                    let mut resp = http::Response::new(http_body_util::Full::new(body));
+                    *resp.status_mut() = StatusCode::CREATED;
+                    for (name, value) in &trailers {
+                        let echoed = format!("got-{}", name.as_str());
+                        resp.headers_mut().insert(
+                            HeaderName::from_bytes(echoed.as_bytes()).unwrap(),
+                            value.clone(),
+                        );
+                    }
+                    Ok::<_, hyper::Error>(resp)
+                },
+            );
+            let io = hyper_util::rt::TokioIo::new(sock);
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(io, service)
+                .await;
+        });
+        let t = Duration::from_secs(5);
+        let Started::Continue(mut conn) =
+            start(&addr, &Method::PUT, "/o", &HeaderMap::new(), None, t, t)
+                .await
+                .unwrap()
+        else {
+            panic!("no 100 Continue");
+        };
+        conn.send(b"abc").await.unwrap();
+        conn.send(b"def").await.unwrap();
+        let mut trailers = HeaderMap::new();
+        trailers.insert("etag", HeaderValue::from_static("x1"));
+        trailers.insert("x-object-sysmeta-ec-etag", HeaderValue::from_static("y2"));
+        let resp = conn.finish_with_trailers(&trailers).await.unwrap();
+        assert_eq!(resp.status, StatusCode::CREATED);
+        assert_eq!(&resp.body[..], b"abcdef");
+        assert_eq!(resp.headers["got-etag"], "x1");
+        assert_eq!(resp.headers["got-x-object-sysmeta-ec-etag"], "y2");
     }
 
     #[tokio::test]

@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use apus_core::policy::PolicyKind;
 use apus_core::HashConfig;
 use apus_ring::ReloadingRing;
 
@@ -17,6 +18,8 @@ pub struct Policy {
     pub deprecated: bool,
     /// The object ring of this policy (`object.ring.gz`, `object-N.ring.gz`).
     pub ring: Arc<ReloadingRing>,
+    /// Whole copies or fragment archives of an erasure code.
+    pub kind: PolicyKind,
 }
 
 /// One tempauth user: `user_<account>_<user> = <key> [group ...]`.

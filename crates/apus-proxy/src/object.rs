@@ -2,7 +2,11 @@
 //! object, PUT streamed to every primary at once (handoffs standing in for
 //! failed ones) under Swift's write quorum, POST and DELETE fanned out.
 
+mod ec;
+
 use std::time::Duration;
+
+use apus_core::policy::PolicyKind;
 
 use apus_core::conditional::format_http_date;
 use apus_core::Timestamp;
@@ -152,6 +156,8 @@ pub fn guess_content_type(name: &str) -> &'static str {
 struct Putter {
     dev: Device,
     conn: UploadConn,
+    /// The replica slot it stands for (an EC policy's fragment index).
+    index: usize,
 }
 
 /// What one slot of an object PUT's connect phase came to.
@@ -259,7 +265,10 @@ impl Ctx<'_> {
             return error_response(StatusCode::SERVICE_UNAVAILABLE, None);
         };
         match method {
-            Method::GET | Method::HEAD => self.object_get(req, &policy).await,
+            Method::GET | Method::HEAD => match &policy.kind {
+                PolicyKind::ErasureCoding(ec) => self.ec_get(req, &policy, ec).await,
+                PolicyKind::Replication => self.object_get(req, &policy).await,
+            },
             Method::PUT => {
                 if !info.exists() {
                     return error_response(StatusCode::NOT_FOUND, None);
@@ -470,7 +479,14 @@ impl Ctx<'_> {
         let base = self.object_headers(&req, Some(&ts_text), policy);
         let plan = self.object_plan(policy);
         let headers = self.update_headers(&base, plan.replicas, delete_at);
-        let (putters, early) = self.connect_putters(&plan, &headers, content_length).await;
+        if let PolicyKind::ErasureCoding(ec) = &policy.kind {
+            return self
+                .ec_put(req, ec, &plan, headers, timestamp, content_length)
+                .await;
+        }
+        let (putters, early) = self
+            .connect_putters(&plan, &headers, content_length, quorum_size(plan.replicas))
+            .await;
         let if_none_match = req.headers().contains_key("if-none-match");
         if if_none_match && early.iter().any(|r| r.status == 412) {
             return error_response(StatusCode::PRECONDITION_FAILED, None);
@@ -532,12 +548,13 @@ impl Ctx<'_> {
     /// refuses (5xx, 507), or joining one that has not answered its
     /// `Expect: 100-continue` within `concurrency_timeout`. Answers that
     /// end an upload before it starts (409, 412, 2xx) come back apart. Once
-    /// a quorum of slots is settled, the others get `post_quorum_timeout`.
+    /// `quorum` slots are settled, the others get `post_quorum_timeout`.
     async fn connect_putters(
         &self,
         plan: &NodePlan,
         headers: &[HeaderMap],
         content_length: Option<u64>,
+        quorum: usize,
     ) -> (Vec<Putter>, Vec<NodeResponse>) {
         let backend = &self.app.backend;
         let stand_ins = std::sync::Mutex::new(plan.stand_ins());
@@ -576,7 +593,7 @@ impl Ctx<'_> {
                                 match started {
                                     Ok(Started::Continue(conn)) => {
                                         limiter.answered(&dev);
-                                        Connected::Putter(Putter { dev, conn })
+                                        Connected::Putter(Putter { dev, conn, index: i })
                                     }
                                     Ok(Started::Final(f)) => {
                                         let code = f.status.as_u16();
@@ -603,7 +620,6 @@ impl Ctx<'_> {
                 }
             })
             .collect();
-        let quorum = quorum_size(plan.replicas);
         let mut putters = Vec::new();
         let mut early = Vec::new();
         let take = |c: Connected, putters: &mut Vec<Putter>, early: &mut Vec<NodeResponse>| match c

@@ -12,14 +12,15 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::Context;
+use apus_core::policy::{EcParams, PolicyKind};
 use apus_core::HashConfig;
 use apus_proxy::{Policy, Proxy, ProxyConfig, TempAuthConfig};
 use apus_ring::builder::RingBuilder;
 use apus_ring::{Device, Ring};
 use apus_server::account::AccountServer;
 use apus_server::container::ContainerServer;
-use apus_server::db_common::{DbServerConfig, ServerHandle};
-use apus_server::object::ObjectServerConfig;
+use apus_server::db_common::{DbServerConfig, PolicyInfo, ServerHandle};
+use apus_server::object::{EcPolicy, ObjectServerConfig};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -43,6 +44,28 @@ pub struct ClusterOptions {
     pub proxy_bind: String,
     /// Adjusts the proxy's settings before it starts.
     pub proxy: Box<dyn FnOnce(&mut ProxyConfig) + Send>,
+    /// An erasure-coded policy 1 (`EC-1`) besides the replicated default,
+    /// its object ring with `ndata + nparity` replicas over the devices
+    /// (so `devices` must be at least that many).
+    pub ec: Option<EcParams>,
+}
+
+impl ClusterOptions {
+    /// `devices` devices and an `isa_l_rs_vand` 4+2 policy 1 with
+    /// `segment_size`-byte segments.
+    pub fn with_ec(devices: usize, segment_size: u64) -> Self {
+        ClusterOptions {
+            devices,
+            ec: Some(EcParams {
+                ec_type: "isa_l_rs_vand".to_string(),
+                ndata: 4,
+                nparity: 2,
+                segment_size,
+                duplication_factor: 1,
+            }),
+            ..ClusterOptions::default()
+        }
+    }
 }
 
 impl Default for ClusterOptions {
@@ -51,12 +74,17 @@ impl Default for ClusterOptions {
             devices: 4,
             proxy_bind: "127.0.0.1:0".to_string(),
             proxy: Box::new(|_| {}),
+            ec: None,
         }
     }
 }
 
 fn build_ring(devices: usize, port: u16) -> anyhow::Result<Ring> {
-    let mut builder = RingBuilder::new(8, 3.0, 0)?;
+    build_ring_with(devices, port, 3)
+}
+
+fn build_ring_with(devices: usize, port: u16, replicas: u32) -> anyhow::Result<Ring> {
+    let mut builder = RingBuilder::new(8, f64::from(replicas), 0)?;
     for i in 0..devices {
         builder.add_dev(Device {
             id: apus_ring::builder::AUTO_ID,
@@ -93,9 +121,30 @@ impl Cluster {
         let object_listener = TcpListener::bind("127.0.0.1:0").await?;
         let account_ring = build_ring(options.devices, account_listener.local_addr()?.port())?;
         let container_ring = build_ring(options.devices, container_listener.local_addr()?.port())?;
-        let object_ring = build_ring(options.devices, object_listener.local_addr()?.port())?;
+        let object_port = object_listener.local_addr()?.port();
+        let object_ring = build_ring(options.devices, object_port)?;
+        let ec_ring = match &options.ec {
+            Some(ec) => {
+                anyhow::ensure!(
+                    options.devices >= ec.unique_fragments() as usize,
+                    "an EC policy needs a device per fragment"
+                );
+                Some(build_ring_with(
+                    options.devices,
+                    object_port,
+                    ec.ring_replicas(),
+                )?)
+            }
+            None => None,
+        };
 
-        let db_config = DbServerConfig::new(&devices, hash.clone());
+        let mut db_config = DbServerConfig::new(&devices, hash.clone());
+        if options.ec.is_some() {
+            db_config.policies.policies.push(PolicyInfo {
+                index: 1,
+                name: "EC-1".into(),
+            });
+        }
         let account = Arc::new(AccountServer::new(db_config.clone())).spawn(account_listener)?;
         let container = Arc::new(ContainerServer::new(db_config)).spawn(container_listener)?;
 
@@ -103,6 +152,10 @@ impl Cluster {
         let mut tasks = Vec::new();
         let mut object_config = ObjectServerConfig::with_devices(&devices, hash.clone());
         object_config.diskfile.mount_check = false;
+        if let Some(ec) = &options.ec {
+            object_config.policies = vec![0, 1];
+            object_config.ec_policies = vec![EcPolicy::new(1, ec.ndata, ec.nparity)];
+        }
         let (tx, rx) = oneshot::channel::<()>();
         stops.push(tx);
         tasks.push(tokio::spawn(async move {
@@ -112,18 +165,31 @@ impl Cluster {
             .await;
         }));
 
+        let mut policies = vec![Policy {
+            index: 0,
+            name: "Policy-0".into(),
+            aliases: Vec::new(),
+            default: true,
+            deprecated: false,
+            ring: Arc::new(object_ring.into()),
+            kind: PolicyKind::Replication,
+        }];
+        if let (Some(ec), Some(ring)) = (options.ec.clone(), ec_ring) {
+            policies.push(Policy {
+                index: 1,
+                name: "EC-1".into(),
+                aliases: Vec::new(),
+                default: false,
+                deprecated: false,
+                ring: Arc::new(ring.into()),
+                kind: PolicyKind::ErasureCoding(ec),
+            });
+        }
         let mut proxy_config = ProxyConfig::new(
             hash.clone(),
             Arc::new(account_ring.into()),
             Arc::new(container_ring.into()),
-            vec![Policy {
-                index: 0,
-                name: "Policy-0".into(),
-                aliases: Vec::new(),
-                default: true,
-                deprecated: false,
-                ring: Arc::new(object_ring.into()),
-            }],
+            policies,
         );
         proxy_config.tempauth = TempAuthConfig::functest_defaults();
         proxy_config.allow_account_management = true;

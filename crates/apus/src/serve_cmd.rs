@@ -461,6 +461,7 @@ pub fn proxy_config(conf: &NodeConfig, hash: &HashConfig, rings: &Rings) -> Resu
                 default: p.default,
                 deprecated: p.deprecated,
                 ring,
+                kind: p.kind.clone(),
             })
         })
         .collect::<Result<Vec<_>>>()?;
