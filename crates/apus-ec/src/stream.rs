@@ -170,6 +170,23 @@ impl ArchiveDecoder {
     /// The next segment, when every source holds a whole fragment of it;
     /// `None` while some source must be read further.
     pub fn next_segment(&mut self) -> Result<Option<Vec<u8>>, EcError> {
+        self.next_with(|scheme, fragments| scheme.decode(fragments))
+    }
+
+    /// The next fragment of archive `index` rebuilt from the sources'
+    /// fragments of the same segment (how the reconstructor restores a
+    /// lost archive), when every source holds a whole fragment; `None`
+    /// while some source must be read further.
+    pub fn next_rebuilt_fragment(&mut self, index: usize) -> Result<Option<Vec<u8>>, EcError> {
+        self.next_with(|scheme, fragments| scheme.reconstruct(fragments, index))
+    }
+
+    /// Applies `f` to the front fragment of every source once all are
+    /// whole, then drops them from the buffers.
+    fn next_with(
+        &mut self,
+        f: impl FnOnce(&EcScheme, &[&[u8]]) -> Result<Vec<u8>, EcError>,
+    ) -> Result<Option<Vec<u8>>, EcError> {
         let mut lens = Vec::with_capacity(self.sources.len());
         for (source, buffer) in self.sources.iter().enumerate() {
             match self.front_fragment_len(source)? {
@@ -177,19 +194,19 @@ impl ArchiveDecoder {
                 _ => return Ok(None),
             }
         }
-        let segment = {
+        let out = {
             let fragments: Vec<&[u8]> = self
                 .sources
                 .iter()
                 .zip(&lens)
                 .map(|(buffer, &len)| &buffer[..len])
                 .collect();
-            self.scheme.decode(&fragments)?
+            f(&self.scheme, &fragments)?
         };
         for (buffer, len) in self.sources.iter_mut().zip(lens) {
             buffer.drain(..len);
         }
-        Ok(Some(segment))
+        Ok(Some(out))
     }
 
     /// Checks that the archives ended together: bytes left in a source
@@ -300,6 +317,52 @@ mod tests {
                         got,
                         object,
                         "{:?} {chosen:?} piece {piece}",
+                        scheme.ec_type()
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn any_k_archives_rebuild_every_other_archive() {
+        let segment = 4096u64;
+        for scheme in schemes() {
+            let (k, n) = (scheme.k(), scheme.fragment_count());
+            for len in [0usize, 1, 4095, 3 * 4096 + 999] {
+                let object = bytes(len, 11);
+                let archives = scheme.encode_archives(&object, segment as usize).unwrap();
+                // The last k archives rebuild each of the others, fed in
+                // odd-sized pieces.
+                let chosen: Vec<usize> = (n - k..n).collect();
+                for target in 0..n - k {
+                    let mut dec = ArchiveDecoder::new(scheme.clone(), segment, k).unwrap();
+                    let mut offsets = vec![0usize; k];
+                    let mut rebuilt = Vec::new();
+                    loop {
+                        let mut progressed = false;
+                        for (s, &index) in chosen.iter().enumerate() {
+                            let archive = &archives[index];
+                            let take = 777.min(dec.room(s)).min(archive.len() - offsets[s]);
+                            if take > 0 {
+                                dec.push(s, &archive[offsets[s]..offsets[s] + take])
+                                    .unwrap();
+                                offsets[s] += take;
+                                progressed = true;
+                            }
+                        }
+                        while let Some(f) = dec.next_rebuilt_fragment(target).unwrap() {
+                            rebuilt.extend(f);
+                        }
+                        if !progressed {
+                            break;
+                        }
+                    }
+                    dec.finish().unwrap();
+                    assert_eq!(
+                        rebuilt,
+                        archives[target],
+                        "{:?} len {len}",
                         scheme.ec_type()
                     );
                 }
