@@ -118,6 +118,9 @@ pub struct DaemonContext {
     /// leave their partitions alone (Swift's replicator leaves them to
     /// the reconstructor).
     pub ec_policies: Vec<u32>,
+    /// The codes of the erasure-coded policies, by index: what the
+    /// reconstructor rebuilds fragments with.
+    pub ec_params: BTreeMap<u32, apus_core::policy::EcParams>,
     pub identity: LocalIdentity,
     pub client: BackendClient,
 }
@@ -138,6 +141,7 @@ impl DaemonContext {
             rings_dir,
             policies,
             ec_policies: Vec::new(),
+            ec_params: BTreeMap::new(),
             identity,
             client: BackendClient::new(client_config),
         }

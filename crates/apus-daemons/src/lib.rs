@@ -1,6 +1,7 @@
 //! apus-daemons: the background workers that keep three good copies.
 //!
-//! It owns the replicators (objects, containers, accounts), the auditors,
+//! It owns the replicators (objects, containers, accounts), the object
+//! reconstructor (erasure-coded fragments), the auditors,
 //! the object and container updaters and the object expirer, all on one
 //! [`Worker`] trait: a worker runs passes over the local devices, either
 //! once (`--once`) or continuously with a pause between passes, throttled
@@ -20,8 +21,10 @@ pub mod expirer;
 pub mod object_auditor;
 pub mod object_replicator;
 pub mod object_updater;
+mod push;
 pub mod rate;
 pub mod reconciler;
+pub mod reconstructor;
 pub mod stats;
 pub mod worker;
 
@@ -29,5 +32,6 @@ pub use context::{DaemonContext, LocalIdentity, Rings};
 pub use object_auditor::{ObjectAuditor, ObjectAuditorSettings};
 pub use object_replicator::{ObjectReplicator, ObjectReplicatorSettings};
 pub use rate::RateLimiter;
+pub use reconstructor::{ObjectReconstructor, ObjectReconstructorSettings};
 pub use stats::{PassStats, Stats};
 pub use worker::{run_forever, run_once, Shutdown, Worker};

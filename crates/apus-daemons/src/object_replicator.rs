@@ -25,34 +25,28 @@
 //! Every request is bounded by the client's connect and node timeouts;
 //! every loop by what is on disk or in the ring.
 
-use std::collections::{BTreeMap, HashSet};
-use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::collections::HashSet;
+use std::path::PathBuf;
 
 use apus_diskfile::hashes::get_hashes;
-use apus_diskfile::pickle::{self, Value};
 use apus_diskfile::{
-    layout, DiskFileConfig, DiskFileError, DiskFileManager, HashTimestamps, Metadata, OpenDiskFile,
+    layout, DiskFileConfig, DiskFileError, DiskFileManager, HashTimestamps, OpenDiskFile,
     OpenOptions, SuffixHashes,
 };
-use apus_http::body::collect_limited;
-use apus_http::{empty, full, Body};
-use apus_proto::headers as h;
-use apus_proto::replication::{self as repl, MissingLine, Wanted, MAX_MISSING_CHECK_BODY};
+use apus_proto::replication::{MissingLine, Wanted, MAX_MISSING_CHECK_BODY};
 use apus_ring::{Device, Ring};
-use bytes::Bytes;
 use futures_util::StreamExt;
-use http::{HeaderMap, HeaderName, HeaderValue, Method};
+use http::HeaderValue;
 use tokio::sync::Mutex;
 
 use crate::context::{replication_host, DaemonContext, ServerKind};
+use crate::push::{
+    blocking, list_partitions, metadata_headers, parse_remote_hashes, stream_body, tombstone_name,
+    PeerError, Peers,
+};
 use crate::rate::RateLimiter;
 use crate::stats::Stats;
 use crate::worker::Worker;
-
-/// Largest answer read from a peer: hashes of at most 4096 suffixes, or
-/// wanted lines (never longer than the offer).
-const MAX_ANSWER: usize = MAX_MISSING_CHECK_BODY;
 
 /// Object replicator settings (Swift's `[object-replicator]` names).
 #[derive(Clone, Debug)]
@@ -117,33 +111,6 @@ struct Job<'r> {
     primary: bool,
 }
 
-/// Why a peer could not be synced with.
-#[derive(Debug)]
-enum PeerError {
-    /// Connection refused, timed out: worth trying a handoff instead.
-    Unreachable(String),
-    /// The peer's device is missing or unmounted (507): likewise.
-    Unmounted,
-    /// Anything else: an unexpected status, a bad answer, a failed push.
-    Failed(String),
-}
-
-impl std::fmt::Display for PeerError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            PeerError::Unreachable(e) => write!(f, "unreachable: {e}"),
-            PeerError::Unmounted => f.write_str("device unmounted (507)"),
-            PeerError::Failed(e) => f.write_str(e),
-        }
-    }
-}
-
-impl PeerError {
-    fn wants_handoff(&self) -> bool {
-        matches!(self, PeerError::Unreachable(_) | PeerError::Unmounted)
-    }
-}
-
 /// The rate limiters shared by a pass's concurrent partitions.
 struct Limits {
     objects: Mutex<RateLimiter>,
@@ -159,38 +126,6 @@ struct Pass<'a> {
     limits: Limits,
 }
 
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, DiskFileError> + Send + 'static,
-) -> Result<T, String> {
-    match tokio::task::spawn_blocking(f).await {
-        Ok(Ok(v)) => Ok(v),
-        Ok(Err(e)) => Err(e.to_string()),
-        Err(e) => Err(e.to_string()),
-    }
-}
-
-/// The partition directories of one device's `objects[-N]`.
-fn list_partitions(dir: &Path) -> std::io::Result<Vec<u32>> {
-    let entries = match std::fs::read_dir(dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(e),
-    };
-    let mut parts = Vec::new();
-    for entry in entries {
-        let entry = entry?;
-        let name = entry.file_name();
-        let Some(part) = name.to_str().and_then(|n| n.parse::<u32>().ok()) else {
-            continue;
-        };
-        if entry.file_type().is_ok_and(|t| t.is_dir()) {
-            parts.push(part);
-        }
-    }
-    parts.sort_unstable();
-    Ok(parts)
-}
-
 /// Suffixes whose local hash differs from the peer's (one the peer lacks
 /// differs; two failed hashes, `None`, compare equal as in Swift).
 fn differing(local: &SuffixHashes, remote: &SuffixHashes) -> Vec<String> {
@@ -199,89 +134,6 @@ fn differing(local: &SuffixHashes, remote: &SuffixHashes) -> Vec<String> {
         .filter(|(suffix, hash)| remote.get(*suffix) != Some(*hash))
         .map(|(suffix, _)| suffix.clone())
         .collect()
-}
-
-/// A pickled `{suffix: hash or None}` as a `REPLICATE` answer carries it.
-fn parse_remote_hashes(body: &[u8]) -> Result<SuffixHashes, String> {
-    let text = |v: Value| -> Option<String> {
-        match v {
-            Value::Str(s) => Some(s),
-            Value::Bytes(b) => String::from_utf8(b).ok(),
-            _ => None,
-        }
-    };
-    let Value::Dict(items) = pickle::loads(body).map_err(|e| e.to_string())? else {
-        return Err("suffix hashes are not a dict".into());
-    };
-    let mut out = BTreeMap::new();
-    for (k, v) in items {
-        let suffix = text(k).ok_or("suffix is not text")?;
-        let hash = match v {
-            Value::None => None,
-            v => Some(text(v).ok_or("suffix hash is not text")?),
-        };
-        out.insert(suffix, hash);
-    }
-    Ok(out)
-}
-
-fn header_map(pairs: &[(&str, String)]) -> HeaderMap {
-    let mut map = HeaderMap::new();
-    for (k, v) in pairs {
-        if let (Ok(n), Ok(v)) = (
-            HeaderName::from_bytes(k.as_bytes()),
-            HeaderValue::from_str(v),
-        ) {
-            map.insert(n, v);
-        }
-    }
-    map
-}
-
-/// Copies stored metadata into request headers, naming each (but the
-/// ETag, which the server computes itself) in
-/// `X-Backend-Replication-Headers` so the peer stores it as is, as
-/// Swift's ssync receiver does.
-fn metadata_headers(md: &Metadata, headers: &mut HeaderMap) -> Result<(), String> {
-    let mut names = Vec::new();
-    for (k, v) in md.iter() {
-        if k == "name" || k.eq_ignore_ascii_case("content-length") {
-            continue;
-        }
-        let name = HeaderName::from_bytes(k.as_bytes())
-            .map_err(|_| format!("metadata key {k:?} is not a header name"))?;
-        let value = HeaderValue::from_bytes(v)
-            .map_err(|_| format!("metadata value of {k:?} is not a header value"))?;
-        if !k.eq_ignore_ascii_case("etag") {
-            names.push(name.as_str().to_string());
-        }
-        headers.insert(name, value);
-    }
-    if headers.contains_key(http::header::CONTENT_LENGTH) {
-        names.push("content-length".into());
-    }
-    let value = HeaderValue::from_str(&names.join(" "))
-        .map_err(|_| "replication header list is not a header value".to_string())?;
-    headers.insert(h::X_BACKEND_REPLICATION_HEADERS, value);
-    Ok(())
-}
-
-/// Streams an object's body into a request; the reader's MD5 check fails
-/// the last read of a corrupt object, which aborts the request.
-fn stream_body(mut reader: apus_diskfile::DiskFileReader, chunk: usize, tx: apus_http::BodySender) {
-    let mut buf = vec![0u8; chunk.max(1)];
-    loop {
-        match reader.read(&mut buf) {
-            Ok(0) => return,
-            Ok(n) => {
-                if tx.blocking_send(Bytes::copy_from_slice(&buf[..n])).is_err() {
-                    return;
-                }
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return tx.blocking_abort(e),
-        }
-    }
 }
 
 impl Worker for ObjectReplicator {
@@ -382,51 +234,19 @@ impl Pass<'_> {
         .await
     }
 
-    async fn request(
-        &self,
-        method: Method,
-        node: &Device,
-        path: &str,
-        headers: HeaderMap,
-        body: Body,
-        body_len: u64,
-    ) -> Result<(u16, Bytes), PeerError> {
-        self.stats.incr("requests");
-        self.stats.add("bytes_sent", body_len);
-        let host = replication_host(node);
-        let resp = self
-            .ctx
-            .client
-            .request(method, &host, path, headers, body)
-            .await
-            .map_err(|e| PeerError::Unreachable(e.to_string()))?;
-        let status = resp.status().as_u16();
-        let body = collect_limited(resp.into_body(), MAX_ANSWER)
-            .await
-            .map_err(|e| PeerError::Failed(format!("{host}: reading answer: {e}")))?;
-        Ok((status, body))
-    }
-
-    fn policy_header(&self, job: &Job<'_>) -> (&'static str, String) {
-        (h::X_BACKEND_STORAGE_POLICY_INDEX, job.policy.to_string())
-    }
-
-    fn replicate_method() -> Method {
-        Method::from_bytes(b"REPLICATE").unwrap_or(Method::POST)
+    fn peers<'p>(&'p self, job: &Job<'_>) -> Peers<'p> {
+        Peers {
+            ctx: self.ctx,
+            stats: self.stats,
+            policy: job.policy,
+            partition: job.partition,
+        }
     }
 
     /// The peer's suffix hashes for the partition.
     async fn remote_hashes(&self, job: &Job<'_>, node: &Device) -> Result<SuffixHashes, PeerError> {
-        let path = format!("/{}/{}", apus_proto::quote(&node.device), job.partition);
-        let headers = header_map(&[self.policy_header(job)]);
-        let (status, body) = self
-            .request(Self::replicate_method(), node, &path, headers, empty(), 0)
-            .await?;
-        match status {
-            200 => parse_remote_hashes(&body).map_err(PeerError::Failed),
-            507 => Err(PeerError::Unmounted),
-            s => Err(PeerError::Failed(format!("REPLICATE answered {s}"))),
-        }
+        let body = self.peers(job).remote_hashes_raw(node, &[]).await?;
+        parse_remote_hashes(&body).map_err(PeerError::Failed)
     }
 
     /// Brings `node` up to date with this device's copy of the partition.
@@ -457,20 +277,7 @@ impl Pass<'_> {
         }
         self.stats.add("suffixes_synced", suffixes.len() as u64);
         let pushed = self.push_suffixes(job, node, &suffixes).await;
-        // Have the peer rehash what changed (Swift does so after rsync).
-        let path = format!(
-            "/{}/{}/{}",
-            apus_proto::quote(&node.device),
-            job.partition,
-            suffixes.join("-")
-        );
-        let headers = header_map(&[self.policy_header(job)]);
-        if let Err(e) = self
-            .request(Self::replicate_method(), node, &path, headers, empty(), 0)
-            .await
-        {
-            tracing::debug!(node = %replication_host(node), error = %e, "suffix rehash request failed");
-        }
+        self.peers(job).invalidate_suffixes(node, &suffixes).await;
         pushed
     }
 
@@ -520,7 +327,7 @@ impl Pass<'_> {
                 end += 1;
             }
             start = end;
-            let wanted = self.missing_check(job, node, body).await?;
+            let wanted = self.peers(job).missing_check(node, body, &[]).await?;
             for (hash, want) in wanted {
                 if !offered.contains(hash.as_str()) {
                     continue;
@@ -535,44 +342,6 @@ impl Pass<'_> {
             Some(e) => Err(e),
             None => Ok(()),
         }
-    }
-
-    async fn missing_check(
-        &self,
-        job: &Job<'_>,
-        node: &Device,
-        body: String,
-    ) -> Result<Vec<(String, Wanted)>, PeerError> {
-        let path = format!("/{}/{}", apus_proto::quote(&node.device), job.partition);
-        let len = body.len();
-        let headers = header_map(&[
-            self.policy_header(job),
-            (repl::X_APUS_MISSING_CHECK, "true".into()),
-            ("content-length", len.to_string()),
-        ]);
-        let (status, answer) = self
-            .request(
-                Self::replicate_method(),
-                node,
-                &path,
-                headers,
-                full(body),
-                len as u64,
-            )
-            .await?;
-        match status {
-            200 => {}
-            507 => return Err(PeerError::Unmounted),
-            s => return Err(PeerError::Failed(format!("missing check answered {s}"))),
-        }
-        let text = std::str::from_utf8(&answer)
-            .map_err(|_| PeerError::Failed("wanted lines are not UTF-8".into()))?;
-        let wanted = repl::parse_wanted_body(text)
-            .map_err(|e| PeerError::Failed(format!("wanted lines: {e}")))?;
-        Ok(wanted
-            .into_iter()
-            .map(|(hash, want)| (hash.to_string(), want))
-            .collect())
     }
 
     /// Sends `node` what it wants of one object, as Swift's ssync sender
@@ -609,7 +378,7 @@ impl Pass<'_> {
                 }
                 if want.meta && has_newer_meta {
                     if let (Some(md), Some(name)) = (meta, name) {
-                        self.send_post(job, node, &name, &md).await?;
+                        self.peers(job).send_post(node, &name, &md, &[]).await?;
                     }
                 }
                 Ok(())
@@ -621,19 +390,10 @@ impl Pass<'_> {
                 if !want.data {
                     return Ok(());
                 }
-                // The name decides where the peer writes the tombstone:
-                // it must be this object's.
-                let name = metadata.name().unwrap_or_default();
-                let named_hash = self
-                    .ctx
-                    .hash
-                    .hash_path(name.trim_start_matches('/'), None, None);
-                if name.is_empty() || named_hash != hash {
-                    return Err(PeerError::Failed(format!(
-                        "tombstone {hash} has no usable name"
-                    )));
-                }
-                self.send_delete(job, node, name, timestamp).await
+                let name = tombstone_name(self.ctx, &metadata, hash)?;
+                self.peers(job)
+                    .send_delete(node, name, timestamp, &[])
+                    .await
             }
             Err(e) => {
                 // Gone or quarantined since it was listed: the next pass
@@ -643,22 +403,6 @@ impl Pass<'_> {
                 Ok(())
             }
         }
-    }
-
-    fn object_path(&self, job: &Job<'_>, node: &Device, name: &str) -> String {
-        format!(
-            "/{}/{}{}",
-            apus_proto::quote(&node.device),
-            job.partition,
-            apus_proto::quote(name)
-        )
-    }
-
-    fn replication_headers(&self, job: &Job<'_>) -> HeaderMap {
-        header_map(&[
-            self.policy_header(job),
-            (h::X_BACKEND_REPLICATION, "True".into()),
-        ])
     }
 
     async fn send_put(
@@ -672,7 +416,8 @@ impl Pass<'_> {
             return Err(PeerError::Failed("data file has no name".into()));
         };
         let len = open.content_length();
-        let mut headers = self.replication_headers(job);
+        let peers = self.peers(job);
+        let mut headers = peers.replication_headers(&[]);
         headers.insert(http::header::CONTENT_LENGTH, HeaderValue::from(len));
         metadata_headers(md, &mut headers).map_err(PeerError::Failed)?;
         self.limits.bytes.lock().await.acquire(len as f64).await;
@@ -680,75 +425,10 @@ impl Pass<'_> {
         let (tx, body) = apus_http::channel(4, Some(len));
         let chunk = self.settings.disk_chunk_size;
         let producer = tokio::task::spawn_blocking(move || stream_body(reader, chunk, tx));
-        let path = self.object_path(job, node, &name);
-        let result = self
-            .request(Method::PUT, node, &path, headers, body, len)
-            .await;
+        let result = peers.send_put(node, &name, headers, body, len).await;
         // The producer ends once its chunks are taken or refused.
         let _ = producer.await;
-        match result? {
-            (201, _) => {
-                self.stats.incr("objects_pushed");
-                Ok(())
-            }
-            // The peer has something newer: nothing to do.
-            (409, _) => Ok(()),
-            (507, _) => Err(PeerError::Unmounted),
-            (s, _) => Err(PeerError::Failed(format!("PUT answered {s}"))),
-        }
-    }
-
-    async fn send_post(
-        &self,
-        job: &Job<'_>,
-        node: &Device,
-        name: &str,
-        md: &Metadata,
-    ) -> Result<(), PeerError> {
-        let mut headers = self.replication_headers(job);
-        metadata_headers(md, &mut headers).map_err(PeerError::Failed)?;
-        let path = self.object_path(job, node, name);
-        match self
-            .request(Method::POST, node, &path, headers, empty(), 0)
-            .await?
-        {
-            (202, _) => {
-                self.stats.incr("metas_pushed");
-                Ok(())
-            }
-            (409, _) => Ok(()),
-            (507, _) => Err(PeerError::Unmounted),
-            (s, _) => Err(PeerError::Failed(format!("POST answered {s}"))),
-        }
-    }
-
-    async fn send_delete(
-        &self,
-        job: &Job<'_>,
-        node: &Device,
-        name: &str,
-        timestamp: apus_core::Timestamp,
-    ) -> Result<(), PeerError> {
-        let mut headers = self.replication_headers(job);
-        headers.insert(
-            h::X_TIMESTAMP,
-            HeaderValue::from_str(&timestamp.internal())
-                .map_err(|e| PeerError::Failed(e.to_string()))?,
-        );
-        let path = self.object_path(job, node, name);
-        match self
-            .request(Method::DELETE, node, &path, headers, empty(), 0)
-            .await?
-        {
-            // 404: it had nothing; the tombstone is written all the same.
-            (204 | 404, _) => {
-                self.stats.incr("tombstones_pushed");
-                Ok(())
-            }
-            (409, _) => Ok(()),
-            (507, _) => Err(PeerError::Unmounted),
-            (s, _) => Err(PeerError::Failed(format!("DELETE answered {s}"))),
-        }
+        result
     }
 
     /// A primary partition: sync with every other primary, a handoff
@@ -890,20 +570,5 @@ mod tests {
         .into_iter()
         .collect();
         assert_eq!(differing(&local, &remote), ["abd", "abf"]);
-    }
-
-    #[test]
-    fn remote_hashes_parse_from_pickles_and_reject_others() {
-        let dict = Value::Dict(vec![
-            (Value::Str("abc".into()), Value::Str("d41d8".into())),
-            (Value::Bytes(b"fff".to_vec()), Value::None),
-        ]);
-        let parsed = parse_remote_hashes(&pickle::dumps(&dict)).unwrap();
-        assert_eq!(parsed.get("abc"), Some(&Some("d41d8".to_string())));
-        assert_eq!(parsed.get("fff"), Some(&None));
-        assert!(parse_remote_hashes(&pickle::dumps(&Value::None)).is_err());
-        assert!(parse_remote_hashes(b"garbage").is_err());
-        let bad = Value::Dict(vec![(Value::Int(1), Value::None)]);
-        assert!(parse_remote_hashes(&pickle::dumps(&bad)).is_err());
     }
 }

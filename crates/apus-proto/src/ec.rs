@@ -25,6 +25,16 @@
 //!    the object's size and ETag from the EC sysmeta. The commit carries
 //!    the container-update headers (`X-Container-*`).
 //!
+//! **Replication** (the reconstructor reverting or rebuilding a fragment):
+//! a `PUT` with `X-Backend-Replication: True` and
+//! [`X_BACKEND_SSYNC_FRAG_INDEX`] naming the index it carries is written
+//! and made durable at once, as Swift's object server does for a PUT that
+//! is not multiphase, unless it carries [`X_BACKEND_NO_COMMIT`]` : True`
+//! (the fragment was not durable where it came from). It sends no
+//! container update. The missing check (`apus_proto::replication`) on an
+//! EC policy names the index it offers in [`X_BACKEND_SSYNC_FRAG_INDEX`]
+//! too, and the receiver compares that index's fragment.
+//!
 //! GET and HEAD take Swift's `X-Backend-Fragment-Preferences`
 //! ([`parse_fragment_preferences`]) and answer with `X-Backend-Fragments`
 //! ([`fragments_header`]), `X-Backend-Data-Timestamp` and
@@ -43,6 +53,12 @@ pub const X_BACKEND_EC_COMMIT: &str = "x-backend-ec-commit";
 pub const X_BACKEND_DURABLE: &str = "x-backend-durable";
 pub const X_BACKEND_FRAGMENT_PREFERENCES: &str = "x-backend-fragment-preferences";
 pub const X_BACKEND_FRAGMENTS: &str = "x-backend-fragments";
+/// The fragment index a replication request or missing check is about
+/// (Swift's ssync header; apus also takes it on GET and HEAD to read one
+/// index of a handoff).
+pub const X_BACKEND_SSYNC_FRAG_INDEX: &str = "x-backend-ssync-frag-index";
+/// `True` on a replication PUT of a fragment that must stay non-durable.
+pub const X_BACKEND_NO_COMMIT: &str = "x-backend-no-commit";
 
 /// Whether a fragment PUT may carry `name` (lower case) as a trailer:
 /// the archive's `etag`, object sysmeta, and container-update overrides.

@@ -227,6 +227,10 @@ pub enum LocalState {
     Missing,
     /// A tombstone at this timestamp.
     Deleted(Timestamp),
+    /// An erasure-coded fragment at this timestamp that is not durable
+    /// yet (nor is anything newer): the offered data at that timestamp is
+    /// not wanted again, and no metadata is compared, as in Swift.
+    NonDurable(Timestamp),
     /// A data file, with the newest metadata and content-type timestamps
     /// (each at least `ts_data`).
     Present {
@@ -247,7 +251,9 @@ pub fn wanted(remote: &MissingLine<'_>, local: LocalState) -> Option<Wanted> {
             want.data = true;
             want.meta = true;
         }
-        LocalState::Deleted(ts_data) => want.data = remote.ts_data > ts_data,
+        LocalState::Deleted(ts_data) | LocalState::NonDurable(ts_data) => {
+            want.data = remote.ts_data > ts_data
+        }
         LocalState::Present {
             ts_data,
             ts_meta,

@@ -22,8 +22,9 @@
 
 use apus_diskfile::hashes::get_hashes;
 use apus_diskfile::pickle::{self, Value};
-use apus_diskfile::{layout, DiskFileError, DiskFileManager, OpenOptions};
+use apus_diskfile::{layout, DiskFileError, DiskFileManager, EcPolicy, FragSelect, OpenOptions};
 use apus_http::{full, Body};
+use apus_proto::ec as pec;
 use apus_proto::headers as h;
 use apus_proto::replication::{self as repl, LocalState, MAX_MISSING_CHECK_BODY};
 use apus_proto::split_path;
@@ -116,16 +117,24 @@ pub(crate) async fn replicate(
     let part_dir = layout::partition_path(&device_path, policy, partition);
 
     if header_true(req.headers(), repl::X_APUS_MISSING_CHECK) {
-        if conf.ec_policies.iter().any(|p| p.index == policy) {
-            return text_response(
-                405,
-                "The missing check does not serve erasure-coded policies",
-            );
-        }
         if !suffix_part.is_empty() {
             return text_response(400, "A missing check names no suffixes");
         }
-        return missing_check(mgr, conf, device, partition, policy, req).await;
+        let ec = match conf.ec_policies.iter().find(|p| p.index == policy) {
+            None => None,
+            Some(ec) => {
+                let named = header(req.headers(), pec::X_BACKEND_SSYNC_FRAG_INDEX)
+                    .and_then(|v| pec::parse_frag_index(&v, ec.width()));
+                match named {
+                    Some(i) => Some((*ec, i)),
+                    None => return text_response(
+                        400,
+                        "An erasure-coded missing check names a valid X-Backend-Ssync-Frag-Index",
+                    ),
+                }
+            }
+        };
+        return missing_check(mgr, conf, device, partition, policy, ec, req).await;
     }
 
     if !suffix_part.is_empty() {
@@ -199,14 +208,16 @@ pub(crate) async fn replicate(
     }
 }
 
-/// Reads the offered lines, compares each with this device's copy and
-/// answers with the wanted lines.
+/// Reads the offered lines, compares each with this device's copy (in an
+/// EC policy, its fragment of the offered index) and answers with the
+/// wanted lines.
 async fn missing_check(
     mgr: &DiskFileManager,
     conf: &ObjectServerConfig,
     device: String,
     partition: u32,
     policy: u32,
+    ec: Option<(EcPolicy, u32)>,
     req: Request<Incoming>,
 ) -> Resp {
     if let Some(cl) = header(req.headers(), "content-length") {
@@ -242,22 +253,17 @@ async fn missing_check(
             .map_err(|e| DiskFileError::InvalidMetadata(e.to_string()))?;
         let mut out = String::new();
         for offer in &offers {
-            let df = mgr.diskfile_from_hash(&dev, partition, offer.hash, policy)?;
-            let opened = df.open(OpenOptions {
-                open_expired: true,
-                now: None,
-            });
-            let local = match opened {
-                Ok(open) => LocalState::Present {
-                    ts_data: open.data_timestamp(),
-                    ts_meta: open.timestamp(),
-                    ts_ctype: open.content_type_timestamp(),
-                },
-                Err(DiskFileError::Deleted { timestamp, .. }) => LocalState::Deleted(timestamp),
-                Err(e @ DiskFileError::DeviceUnavailable { .. }) => return Err(e),
-                // Anything unreadable (or just quarantined) is as good as
-                // missing: take the sender's copy.
-                Err(_) => LocalState::Missing,
+            let local = match ec {
+                Some((ec, frag_index)) => {
+                    ec_local_state(&mgr, &dev, partition, &ec, frag_index, offer)?
+                }
+                None => {
+                    let df = mgr.diskfile_from_hash(&dev, partition, offer.hash, policy)?;
+                    local_state(df.open(OpenOptions {
+                        open_expired: true,
+                        now: None,
+                    }))?
+                }
             };
             if let Some(want) = repl::wanted(offer, local) {
                 out.push_str(&repl::encode_wanted(offer.hash, want));
@@ -280,5 +286,83 @@ async fn missing_check(
             resp
         }
         Err(e) => disk_error(&e, &device),
+    }
+}
+
+/// What a receiver compares from opening its copy: a data file, a
+/// tombstone, or nothing usable. Anything unreadable (or just quarantined)
+/// is as good as missing: the sender's copy is taken.
+fn local_state(
+    opened: Result<apus_diskfile::OpenDiskFile, DiskFileError>,
+) -> Result<LocalState, DiskFileError> {
+    match opened {
+        Ok(open) => Ok(LocalState::Present {
+            ts_data: open.data_timestamp(),
+            ts_meta: open.timestamp(),
+            ts_ctype: open.content_type_timestamp(),
+        }),
+        Err(DiskFileError::Deleted { timestamp, .. }) => Ok(LocalState::Deleted(timestamp)),
+        Err(e @ DiskFileError::DeviceUnavailable { .. }) => Err(e),
+        Err(_) => Ok(LocalState::Missing),
+    }
+}
+
+/// The receiver's state of its fragment `frag_index` of an offered EC
+/// object, as Swift's ssync receiver decides it: the durable fragment of
+/// that index (or the tombstone); and when it holds that index at the
+/// offered timestamp only non-durable, it makes it durable if the sender's
+/// is (once), or else does not want it again.
+fn ec_local_state(
+    mgr: &DiskFileManager,
+    device: &str,
+    partition: u32,
+    ec: &EcPolicy,
+    frag_index: u32,
+    offer: &apus_proto::replication::MissingLine<'_>,
+) -> Result<LocalState, DiskFileError> {
+    let df = match mgr.ec_diskfile_from_hash(
+        device,
+        partition,
+        offer.hash,
+        ec,
+        FragSelect::index(frag_index),
+    ) {
+        Ok(df) => df,
+        Err(e @ DiskFileError::DeviceUnavailable { .. }) => return Err(e),
+        Err(_) => return Ok(LocalState::Missing),
+    };
+    let open = |df: &apus_diskfile::EcDiskFile| {
+        local_state(
+            df.open(OpenOptions {
+                open_expired: true,
+                now: None,
+            })
+            .map(|o| o.into_inner()),
+        )
+    };
+    let local = open(&df)?;
+    let Ok(files) = df.ondisk_files() else {
+        return Ok(local);
+    };
+    let newer_than_durable = files.durable_timestamp().is_none_or(|d| d < offer.ts_data);
+    let holds_offered = files
+        .fragments()
+        .iter()
+        .any(|(ts, indexes)| *ts == offer.ts_data && indexes.contains(&frag_index));
+    if !(newer_than_durable && holds_offered) {
+        return Ok(local);
+    }
+    if offer.durable {
+        // Only the durable mark is missing: add it rather than take the
+        // whole fragment again.
+        match df.commit(offer.ts_data, frag_index) {
+            Ok(_) => open(&df),
+            Err(e) => {
+                tracing::warn!(target: "object-server", error = %e, "cannot make a fragment durable");
+                Ok(local)
+            }
+        }
+    } else {
+        Ok(LocalState::NonDurable(offer.ts_data))
     }
 }

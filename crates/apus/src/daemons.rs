@@ -17,6 +17,7 @@ use apus_daemons::object_auditor::{ObjectAuditor, ObjectAuditorSettings};
 use apus_daemons::object_replicator::{ObjectReplicator, ObjectReplicatorSettings};
 use apus_daemons::object_updater::{ObjectUpdater, ObjectUpdaterSettings};
 use apus_daemons::reconciler::{ContainerReconciler, ReconcilerSettings};
+use apus_daemons::reconstructor::{ObjectReconstructor, ObjectReconstructorSettings};
 use apus_daemons::{run_forever, run_once, DaemonContext, LocalIdentity, PassStats, Shutdown};
 use apus_http::ClientConfig;
 use apus_proxy::{Proxy, ProxyConfig, SharedService};
@@ -32,6 +33,7 @@ const DEFAULT_RECLAIM_AGE: f64 = 604_800.0;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum DaemonName {
     ObjectReplicator,
+    ObjectReconstructor,
     ObjectAuditor,
     ObjectUpdater,
     ObjectExpirer,
@@ -44,8 +46,9 @@ pub enum DaemonName {
 }
 
 impl DaemonName {
-    pub const ALL: [DaemonName; 10] = [
+    pub const ALL: [DaemonName; 11] = [
         DaemonName::ObjectReplicator,
+        DaemonName::ObjectReconstructor,
         DaemonName::ObjectAuditor,
         DaemonName::ObjectUpdater,
         DaemonName::ObjectExpirer,
@@ -60,6 +63,7 @@ impl DaemonName {
     pub fn as_str(self) -> &'static str {
         match self {
             DaemonName::ObjectReplicator => "object-replicator",
+            DaemonName::ObjectReconstructor => "object-reconstructor",
             DaemonName::ObjectAuditor => "object-auditor",
             DaemonName::ObjectUpdater => "object-updater",
             DaemonName::ObjectExpirer => "object-expirer",
@@ -75,6 +79,7 @@ impl DaemonName {
     fn file_settings(self, d: &FileDaemons) -> FileDaemon {
         let s = match self {
             DaemonName::ObjectReplicator => &d.object_replicator,
+            DaemonName::ObjectReconstructor => &d.object_reconstructor,
             DaemonName::ObjectAuditor => &d.object_auditor,
             DaemonName::ObjectUpdater => &d.object_updater,
             DaemonName::ObjectExpirer => &d.object_expirer,
@@ -178,12 +183,12 @@ impl Daemons {
             client,
         );
         ctx.mount_check = storage.mount_check();
-        ctx.ec_policies = conf
-            .policies
-            .iter()
-            .filter(|p| matches!(p.kind, apus_core::policy::PolicyKind::ErasureCoding(_)))
-            .map(|p| p.index)
-            .collect();
+        for p in &conf.policies {
+            if let apus_core::policy::PolicyKind::ErasureCoding(ec) = &p.kind {
+                ctx.ec_policies.push(p.index);
+                ctx.ec_params.insert(p.index, ec.clone());
+            }
+        }
         let reclaim_age = conf.daemons.reclaim_age.unwrap_or(DEFAULT_RECLAIM_AGE);
         Ok(Daemons {
             ctx: Arc::new(ctx),
@@ -231,6 +236,7 @@ impl Daemons {
         }
         match name {
             DaemonName::ObjectReplicator => once!(self.object_replicator()),
+            DaemonName::ObjectReconstructor => once!(self.object_reconstructor()),
             DaemonName::ObjectAuditor => once!(self.object_auditor()),
             DaemonName::ObjectUpdater => once!(self.object_updater()),
             DaemonName::ObjectExpirer => once!(self.expirer()?),
@@ -265,6 +271,7 @@ impl Daemons {
         }
         match name {
             DaemonName::ObjectReplicator => forever!(self.object_replicator()),
+            DaemonName::ObjectReconstructor => forever!(self.object_reconstructor()),
             DaemonName::ObjectAuditor => forever!(self.object_auditor()),
             DaemonName::ObjectUpdater => forever!(self.object_updater()),
             DaemonName::ObjectExpirer => forever!(self.expirer()?),
@@ -300,6 +307,24 @@ impl Daemons {
             settings.bytes_per_second = v;
         }
         ObjectReplicator::new(settings)
+    }
+
+    fn object_reconstructor(&self) -> ObjectReconstructor {
+        let s = DaemonName::ObjectReconstructor.file_settings(&self.file);
+        let mut settings = ObjectReconstructorSettings {
+            reclaim_age: self.reclaim_age,
+            ..ObjectReconstructorSettings::default()
+        };
+        if let Some(v) = s.concurrency {
+            settings.concurrency = v;
+        }
+        if let Some(v) = s.per_second {
+            settings.objects_per_second = v;
+        }
+        if let Some(v) = s.bytes_per_second {
+            settings.bytes_per_second = v;
+        }
+        ObjectReconstructor::new(settings)
     }
 
     fn object_auditor(&self) -> ObjectAuditor {

@@ -51,6 +51,9 @@ enum Command {
     /// Replicate this node's object partitions to their other primaries
     /// and hand off partitions it holds for others.
     ObjectReplicator(daemon_cmd::DaemonArgs),
+    /// Rebuild missing erasure-coded fragments on their primaries and
+    /// return fragments held on handoffs.
+    ObjectReconstructor(daemon_cmd::DaemonArgs),
     /// Check every object's checksum and size; quarantine bad copies.
     ObjectAuditor(daemon_cmd::DaemonArgs),
     /// Replay container updates saved as async pendings.
@@ -90,6 +93,7 @@ fn main() -> ExitCode {
         Command::Nodes(args) => nodes_cmd::run(&args),
         Command::Serve(args) => serve_cmd::run(&args),
         Command::ObjectReplicator(a) => daemon_cmd::run(DaemonName::ObjectReplicator, &a),
+        Command::ObjectReconstructor(a) => daemon_cmd::run(DaemonName::ObjectReconstructor, &a),
         Command::ObjectAuditor(a) => daemon_cmd::run(DaemonName::ObjectAuditor, &a),
         Command::ObjectUpdater(a) => daemon_cmd::run(DaemonName::ObjectUpdater, &a),
         Command::ObjectExpirer(a) => daemon_cmd::run(DaemonName::ObjectExpirer, &a),

@@ -636,6 +636,8 @@ pub struct FileDaemons {
     pub reclaim_age: Option<f64>,
     #[serde(rename = "object-replicator")]
     pub object_replicator: Option<FileDaemon>,
+    #[serde(rename = "object-reconstructor")]
+    pub object_reconstructor: Option<FileDaemon>,
     #[serde(rename = "object-auditor")]
     pub object_auditor: Option<FileDaemon>,
     #[serde(rename = "object-updater")]

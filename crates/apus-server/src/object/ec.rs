@@ -9,9 +9,7 @@ use apus_proto::ec::{self as pec, parse_frag_index, parse_fragment_preferences};
 
 use super::*;
 
-/// Swift's ssync names the fragment index a PUT checks against; apus
-/// takes it on GET and HEAD too, to read one index of a handoff.
-const X_BACKEND_SSYNC_FRAG_INDEX: &str = "x-backend-ssync-frag-index";
+use apus_proto::ec::{X_BACKEND_NO_COMMIT, X_BACKEND_SSYNC_FRAG_INDEX};
 
 fn frag_index_header(headers: &HeaderMap, name: &str, ec: &EcPolicy) -> Result<Option<u32>, Resp> {
     match header(headers, name) {
@@ -254,14 +252,31 @@ impl ObjectServer {
             })
         })
         .await;
-        if let Err(e) = put {
-            tracing::error!(error = %e, "fragment archive put failed");
-            return disk_error_response(&e, &t.device);
+        let put = match put {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::error!(error = %e, "fragment archive put failed");
+                return disk_error_response(&e, &t.device);
+            }
+        };
+        // A replicated fragment (reverted or rebuilt) is durable at once
+        // unless it was not durable where it came from; it updates no
+        // container. A proxy's fragment waits for its commit.
+        let durable = header_true(headers, h::X_BACKEND_REPLICATION)
+            && !header_true(headers, X_BACKEND_NO_COMMIT);
+        if durable {
+            if let Err(e) = blocking(move || put.commit()).await {
+                tracing::error!(error = %e, "replicated fragment commit failed");
+                return disk_error_response(&e, &t.device);
+            }
         }
-        // No container update until the commit makes it durable.
         let mut resp = status_response(201);
         set_header(resp.headers_mut(), "etag", &format!("\"{etag}\""));
-        set_header(resp.headers_mut(), pec::X_BACKEND_DURABLE, "no");
+        set_header(
+            resp.headers_mut(),
+            pec::X_BACKEND_DURABLE,
+            if durable { "yes" } else { "no" },
+        );
         resp
     }
 
