@@ -621,7 +621,9 @@ impl Pass<'_> {
             peers.replication_headers(&[(pec::X_BACKEND_SSYNC_FRAG_INDEX, target.to_string())]);
         headers.insert(http::header::CONTENT_LENGTH, HeaderValue::from(len));
         metadata_headers(md, &mut headers).map_err(PeerError::Failed)?;
-        // The rebuilt archive is the target's, whatever index it came from.
+        // The rebuilt archive is the target's, whatever index it came
+        // from; its MD5 is its own (the server computes it).
+        headers.remove(http::header::ETAG);
         headers.insert(
             pec::X_OBJECT_SYSMETA_EC_FRAG_INDEX,
             HeaderValue::from(target),

@@ -573,3 +573,109 @@ async fn bad_input() {
     }
     s.stop().await;
 }
+
+/// The hash directory name of `/a/c/<obj>` under this server's hash
+/// settings, read back from the file the PUT wrote.
+fn hash_of(s: &Server, part: u32) -> String {
+    let part_dir = s.devices.path().join(format!("sda/objects-1/{part}"));
+    for suffix in std::fs::read_dir(part_dir).unwrap() {
+        let suffix = suffix.unwrap().path();
+        if suffix.is_dir() {
+            let hash = std::fs::read_dir(suffix).unwrap().next().unwrap().unwrap();
+            return hash.file_name().into_string().unwrap();
+        }
+    }
+    panic!("no hash dir");
+}
+
+#[tokio::test]
+async fn missing_check_and_replicated_fragments() {
+    let s = Server::start().await;
+    let t = ts(now());
+    let path = "/sda/5/a/c/r";
+    let pol = ("x-backend-storage-policy-index", EC);
+    // A replicated fragment PUT is durable at once and needs no commit.
+    let h = [
+        pol,
+        ("x-timestamp", t.as_str()),
+        ("x-object-sysmeta-ec-frag-index", "2"),
+        ("x-backend-ssync-frag-index", "2"),
+        ("x-backend-replication", "True"),
+        ("content-type", "text/plain"),
+        ("content-length", "4"),
+    ];
+    let (st, rh, _) = s.req("PUT", path, &h, full(&b"frag"[..])).await;
+    assert_eq!(st, 201);
+    assert_eq!(hv(&rh, "x-backend-durable"), "yes");
+    assert_eq!(s.ec_files(), vec![format!("{t}#2#d.data")]);
+    // X-Backend-No-Commit keeps one non-durable (in another partition:
+    // beside a durable fragment of its timestamp it would count as
+    // durable, as in Swift).
+    let mut nc = h.to_vec();
+    nc[2] = ("x-object-sysmeta-ec-frag-index", "4");
+    nc[3] = ("x-backend-ssync-frag-index", "4");
+    nc.push(("x-backend-no-commit", "True"));
+    let (st, rh, _) = s.req("PUT", "/sda/6/a/c/r", &nc, full(&b"frag"[..])).await;
+    assert_eq!(st, 201);
+    assert_eq!(hv(&rh, "x-backend-durable"), "no");
+    assert_eq!(
+        s.ec_files(),
+        vec![format!("{t}#2#d.data"), format!("{t}#4.data")]
+    );
+
+    let hash = hash_of(&s, 5);
+    let check = |index: &'static str, line: String| check_in(&s, "/sda/5", index, line);
+    let check6 = |index: &'static str, line: String| check_in(&s, "/sda/6", index, line);
+
+    // Index 2 is held at this timestamp; index 0 is wanted.
+    assert_eq!(check("2", format!("{hash} {t}")).await, "");
+    assert_eq!(
+        check("0", format!("{hash} {t}")).await,
+        format!("{hash} dm\n")
+    );
+    // A newer timestamp is wanted whatever the index.
+    let t2 = ts(now() + 1.0);
+    assert_eq!(
+        check("2", format!("{hash} {t2}")).await,
+        format!("{hash} dm\n")
+    );
+    // Index 4 is held non-durable: offered non-durable, not wanted again;
+    // offered durable, the durable mark is added instead.
+    assert_eq!(check6("4", format!("{hash} {t} durable:False")).await, "");
+    assert_eq!(s.ec_files()[1], format!("{t}#4.data"));
+    assert_eq!(check6("4", format!("{hash} {t}")).await, "");
+    assert_eq!(
+        s.ec_files(),
+        vec![format!("{t}#2#d.data"), format!("{t}#4#d.data")]
+    );
+    // An EC missing check must name a valid index.
+    for bad in [None, Some("6"), Some("x")] {
+        let mut headers = vec![pol, ("x-apus-missing-check", "true")];
+        if let Some(b) = bad {
+            headers.push(("x-backend-ssync-frag-index", b));
+        }
+        let line = format!("{hash} {t}");
+        let (st, _, _) = s.req("REPLICATE", "/sda/5", &headers, full(line)).await;
+        assert_eq!(st, 400, "{bad:?}");
+    }
+    s.stop().await;
+}
+
+async fn check_in(s: &Server, part_path: &str, index: &str, line: String) -> String {
+    let len = line.len().to_string();
+    let (st, _, body) = s
+        .req(
+            "REPLICATE",
+            part_path,
+            &[
+                ("x-backend-storage-policy-index", EC),
+                ("x-apus-missing-check", "true"),
+                ("x-backend-ssync-frag-index", index),
+                ("content-length", len.as_str()),
+            ],
+            full(line),
+        )
+        .await;
+    assert_eq!(st, 200, "{}", String::from_utf8_lossy(&body));
+    String::from_utf8(body.to_vec()).unwrap()
+}
