@@ -3,19 +3,22 @@
 //! ```text
 //! DIR/.lock                      held while a process serves DIR
 //! DIR/swift.conf                 [swift-hash] prefix and suffix, random on first start
-//! DIR/{account,container,object,object-1}.builder
-//! DIR/{account,container,object,object-1}.ring.gz
-//! DIR/devices/d1 .. d4           the devices root the storage servers see
+//! DIR/{account,container,object,object-1,object-2}.builder
+//! DIR/{account,container,object,object-1,object-2}.ring.gz
+//! DIR/devices/d1 .. d6           the devices root the storage servers see
 //! ```
 //!
 //! Everything is created on first start and reused afterwards; nothing is
 //! ever rewritten, so a restart finds the same salt and placements. Each
 //! ring has 4 devices in 4 zones on 127.0.0.1 and one port, chosen free on
-//! first start: one server per ring serves all 4 devices, as in Swift's
-//! all-in-one setups. There are two storage policies, as in Swift's
-//! all-in-one setups too (`Policy-0`, the default, and `Policy-1`): the
-//! object server serves both, so `object-1.ring.gz` has its address. A
-//! directory made before the second policy gets its ring on next start.
+//! first start: one server per ring serves all its devices, as in Swift's
+//! all-in-one setups. There are three storage policies: `Policy-0`, the
+//! default, and `Policy-1`, replicated, as in Swift's all-in-one setups,
+//! and `ec42`, erasure-coded 4+2, whose ring `object-2` places its 6
+//! fragments on 6 devices (d1 .. d6, 6 zones), so no two fragments of an
+//! object share a device. The object server serves every policy, so the
+//! object rings have its address. A directory made before a policy
+//! existed gets that policy's ring on next start.
 
 use std::fs::{self, File};
 use std::io::{Read, Write};
@@ -28,9 +31,26 @@ use apus_ring::builder::{RingBuilder, AUTO_ID};
 use apus_ring::{Device, Ring};
 
 const PART_POWER: u32 = 10;
-const REPLICAS: f64 = 3.0;
 const MIN_PART_HOURS: u32 = 1;
-const DEVICES: u32 = 4;
+
+/// How a ring spreads over the local devices: replicas (fragments for an
+/// erasure-coded policy) over devices `d1 ..= dN`, one zone each.
+#[derive(Clone, Copy)]
+struct Shape {
+    replicas: f64,
+    devices: u32,
+}
+
+/// The replicated rings: 3 replicas on 4 devices.
+const REPLICATED: Shape = Shape {
+    replicas: 3.0,
+    devices: 4,
+};
+/// `ec42`'s ring: 6 fragments on 6 devices.
+const EC_4_2: Shape = Shape {
+    replicas: 6.0,
+    devices: 6,
+};
 
 /// A ring of the local cluster and where its server listens.
 pub struct LocalRing {
@@ -49,6 +69,8 @@ pub struct LocalCluster {
     pub object: LocalRing,
     /// The object ring of policy 1 (on the object server's address).
     pub object_1: LocalRing,
+    /// The object ring of policy 2, `ec42` (likewise).
+    pub object_2: LocalRing,
     /// Holds the directory's lock for as long as the cluster runs.
     _lock: File,
 }
@@ -59,21 +81,24 @@ impl LocalCluster {
         fs::create_dir_all(data).with_context(|| format!("cannot create {}", data.display()))?;
         let lock = lock_dir(data)?;
         let hash = ensure_swift_conf(&data.join("swift.conf"))?;
-        let account = ensure_ring(data, "account", None)?;
-        let container = ensure_ring(data, "container", None)?;
-        let object = ensure_ring(data, "object", None)?;
-        let object_1 = ensure_ring(data, "object-1", Some(object.addr))?;
-        if object_1.addr != object.addr {
-            bail!(
-                "{} is served at {}, but the object server listens at {} ({})",
-                object_1.path.display(),
-                object_1.addr,
-                object.addr,
-                object.path.display()
-            );
+        let account = ensure_ring(data, "account", None, REPLICATED)?;
+        let container = ensure_ring(data, "container", None, REPLICATED)?;
+        let object = ensure_ring(data, "object", None, REPLICATED)?;
+        let object_1 = ensure_ring(data, "object-1", Some(object.addr), REPLICATED)?;
+        let object_2 = ensure_ring(data, "object-2", Some(object.addr), EC_4_2)?;
+        for r in [&object_1, &object_2] {
+            if r.addr != object.addr {
+                bail!(
+                    "{} is served at {}, but the object server listens at {} ({})",
+                    r.path.display(),
+                    r.addr,
+                    object.addr,
+                    object.path.display()
+                );
+            }
         }
         let devices = devices_dir(data);
-        for r in [&account, &container, &object, &object_1] {
+        for r in [&account, &container, &object, &object_1, &object_2] {
             for dev in r.ring.devs() {
                 if dev.device.is_empty()
                     || dev.device.contains('/')
@@ -97,6 +122,7 @@ impl LocalCluster {
             container,
             object,
             object_1,
+            object_2,
             _lock: lock,
         })
     }
@@ -164,7 +190,7 @@ fn random_hex() -> Result<String> {
 /// Loads `<kind>.ring.gz`, writing it from `<kind>.builder` if only that
 /// exists (a first start stopped in between), or building both, on `at`
 /// or else a free port, if neither does.
-fn ensure_ring(data: &Path, kind: &str, at: Option<SocketAddr>) -> Result<LocalRing> {
+fn ensure_ring(data: &Path, kind: &str, at: Option<SocketAddr>, shape: Shape) -> Result<LocalRing> {
     let path = data.join(format!("{kind}.ring.gz"));
     let builder_path = data.join(format!("{kind}.builder"));
     let mut listener = None;
@@ -182,7 +208,7 @@ fn ensure_ring(data: &Path, kind: &str, at: Option<SocketAddr>) -> Result<LocalR
                     addr
                 }
             };
-            let builder = new_builder(addr)?;
+            let builder = new_builder(addr, shape)?;
             builder
                 .save(&builder_path)
                 .map_err(|e| anyhow!("{}: {e}", builder_path.display()))?;
@@ -227,10 +253,10 @@ fn bracket_v6(ip: &str) -> String {
     }
 }
 
-fn new_builder(addr: SocketAddr) -> Result<RingBuilder> {
-    let mut builder = RingBuilder::new(PART_POWER, REPLICAS, MIN_PART_HOURS)?;
+fn new_builder(addr: SocketAddr, shape: Shape) -> Result<RingBuilder> {
+    let mut builder = RingBuilder::new(PART_POWER, shape.replicas, MIN_PART_HOURS)?;
     let ip = addr.ip().to_string();
-    for n in 1..=DEVICES {
+    for n in 1..=shape.devices {
         builder.add_dev(Device {
             id: AUTO_ID,
             region: 1,
@@ -260,9 +286,21 @@ mod tests {
         assert!(first.object.listener.is_some());
         assert_eq!(first.object.ring.replica_count(), 3);
         assert_eq!(first.object.ring.part_power(), PART_POWER);
-        for n in 1..=DEVICES {
+        for n in 1..=EC_4_2.devices {
             assert!(data.join(format!("devices/d{n}")).is_dir());
         }
+        assert_eq!(first.object_2.ring.replica_count(), 6);
+        assert_eq!(first.object_2.addr, first.object.addr);
+        let part = 7;
+        let mut ec_devices: Vec<&str> = first
+            .object_2
+            .ring
+            .primaries(part)
+            .iter()
+            .map(|d| d.device.as_str())
+            .collect();
+        ec_devices.sort_unstable();
+        assert_eq!(ec_devices, ["d1", "d2", "d3", "d4", "d5", "d6"]);
         for kind in ["account", "container", "object"] {
             assert!(data.join(format!("{kind}.builder")).is_file());
         }

@@ -56,6 +56,10 @@ pub struct FileConfig {
     pub rings_dir: Option<PathBuf>,
     #[serde(default, rename = "policy")]
     pub policies: Vec<FilePolicy>,
+    /// Makes the policy of this name (or alias) the default, whatever
+    /// the policies themselves say: one line to put new containers on
+    /// `ec42` in a one-process cluster.
+    pub default_policy: Option<String>,
     pub shutdown_timeout: Option<f64>,
     pub log_requests: Option<bool>,
     pub proxy: Option<FileProxy>,
@@ -858,12 +862,19 @@ impl NodeConfig {
                     }
                 }
                 if file.policies.is_empty() {
-                    policies = local_policies();
-                } else if policies.iter().any(|p| p.index > 1)
+                    policies = local_policies()?;
+                } else if policies.iter().any(|p| p.index > 2)
                     || !policies.iter().any(|p| p.index == 0)
                 {
                     bail!(
-                        "`data` builds object rings for policies 0 and 1: configure policy 0, and 1 if wanted"
+                        "`data` builds object rings for policies 0, 1 and 2: configure policy 0, and 1 or 2 if wanted"
+                    );
+                } else if policies
+                    .iter()
+                    .any(|p| p.index == 2 && !matches!(p.kind, PolicyKind::ErasureCoding(_)))
+                {
+                    bail!(
+                        "policy 2 of a one-process cluster is erasure-coded: its ring places 6 fragments on 6 devices"
                     );
                 }
                 (Layout::Local { data }, (true, true))
@@ -1014,6 +1025,10 @@ impl NodeConfig {
             None
         };
 
+        if let Some(name) = &file.default_policy {
+            make_default(&mut policies, name)?;
+        }
+
         Ok(NodeConfig {
             layout,
             policies,
@@ -1038,12 +1053,50 @@ impl NodeConfig {
 /// letters, digits and `-`, one default (implied when there is one
 /// policy), and the default not deprecated. None given: `Policy-0`.
 /// The policies of a one-process cluster, as in Swift's all-in-one
-/// setups: the default `Policy-0` and a second replicated `Policy-1`.
-fn local_policies() -> Vec<FilePolicy> {
-    [(0, "Policy-0", true), (1, "Policy-1", false)]
+/// setups: the default `Policy-0` and a second replicated `Policy-1`,
+/// and `ec42`, erasure-coded 4+2 (one fragment on each of 6 devices).
+fn local_policies() -> Result<Vec<FilePolicy>> {
+    let mut policies: Vec<FilePolicy> = [(0, "Policy-0", true), (1, "Policy-1", false)]
         .into_iter()
         .map(|(index, name, default)| FilePolicy::replicated(index, name, default))
-        .collect()
+        .collect();
+    let mut ec = FilePolicy::replicated(2, "ec42", false);
+    ec.policy_type = Some("erasure_coding".into());
+    ec.ec_type = Some(LOCAL_EC_TYPE.into());
+    ec.ec_num_data_fragments = Some(4);
+    ec.ec_num_parity_fragments = Some(2);
+    ec.resolve_kind()?;
+    policies.push(ec);
+    Ok(policies)
+}
+
+/// The code of a one-process cluster's `ec42`: the one Swift's
+/// all-in-one setups name.
+const LOCAL_EC_TYPE: &str = "liberasurecode_rs_vand";
+
+/// `default_policy`: the named policy (by name or alias, any case)
+/// becomes the only default; it must exist and not be deprecated.
+fn make_default(policies: &mut [FilePolicy], name: &str) -> Result<()> {
+    let wanted = |p: &FilePolicy| {
+        std::iter::once(&p.name)
+            .chain(&p.aliases)
+            .any(|n| n.eq_ignore_ascii_case(name))
+    };
+    let Some(chosen) = policies.iter().find(|p| wanted(p)) else {
+        let names: Vec<&str> = policies.iter().map(|p| p.name.as_str()).collect();
+        bail!(
+            "default_policy = {name:?} names no policy (there are {})",
+            names.join(", ")
+        );
+    };
+    if chosen.deprecated {
+        bail!("default_policy = {name:?}: the default policy cannot be deprecated");
+    }
+    let index = chosen.index;
+    for p in policies.iter_mut() {
+        p.default = p.index == index;
+    }
+    Ok(())
 }
 
 /// The policies a `swift.conf` declares, resolved; `None` when the file
@@ -1448,9 +1501,25 @@ mod tests {
         let storage = conf.storage.as_ref().unwrap();
         assert_eq!(storage.devices, Path::new("d/devices"));
         assert!(storage.addrs.is_none());
-        assert_eq!(conf.policies.len(), 2);
+        assert_eq!(conf.policies.len(), 3);
         assert!(conf.policies[0].default);
         assert_eq!(conf.policies[1].name, "Policy-1");
+        assert_eq!(conf.policies[2].name, "ec42");
+        let PolicyKind::ErasureCoding(ec) = &conf.policies[2].kind else {
+            panic!("ec42 is not erasure-coded");
+        };
+        assert_eq!((ec.ndata, ec.nparity), (4, 2));
+        assert_eq!(ec.ec_type, "liberasurecode_rs_vand");
+        // One line makes it the default.
+        let conf = resolve("data = \"d\"\ndefault_policy = \"EC42\"").unwrap();
+        let defaults: Vec<&str> = conf
+            .policies
+            .iter()
+            .filter(|p| p.default)
+            .map(|p| p.name.as_str())
+            .collect();
+        assert_eq!(defaults, ["ec42"]);
+        assert_eq!(conf.default_policy(), 2);
     }
 
     #[test]
@@ -1800,8 +1869,13 @@ mod tests {
             ("data = \"d\"\nroles = [\"proxy\"]", "roles must be"),
             (
                 "data = \"d\"\n[[policy]]\nindex = 1\nname = \"x\"",
-                "policies 0 and 1",
+                "policies 0, 1 and 2",
             ),
+            (
+                "data = \"d\"\n[[policy]]\nindex = 0\nname = \"x\"\ndefault = true\n[[policy]]\nindex = 2\nname = \"y\"",
+                "policy 2 of a one-process cluster is erasure-coded",
+            ),
+            ("data = \"d\"\ndefault_policy = \"gold\"", "names no policy"),
             (
                 "roles = [\"storage\"]\nswift_conf = \"a\"\n[hash]\nprefix = \"p\"",
                 "not both",

@@ -206,16 +206,21 @@ fn prepare(conf: &NodeConfig) -> Result<Plan> {
             }
             // A local cluster's rings do not change while it runs.
             let fixed = |r: &LocalRing| Arc::new(ReloadingRing::fixed(r.ring.clone()));
-            let objects = [(0, &cluster.object), (1, &cluster.object_1)]
-                .into_iter()
-                .filter(|(i, _)| conf.policies.iter().any(|p| p.index == *i))
-                .map(|(i, r)| (i, fixed(r)))
-                .collect();
+            let objects = [
+                (0, &cluster.object),
+                (1, &cluster.object_1),
+                (2, &cluster.object_2),
+            ]
+            .into_iter()
+            .filter(|(i, _)| conf.policies.iter().any(|p| p.index == *i))
+            .map(|(i, r)| (i, fixed(r)))
+            .collect();
             let rings = Rings {
                 account: fixed(&cluster.account),
                 container: fixed(&cluster.container),
                 objects,
             };
+            check_policy_rings(conf, &rings)?;
             let hash = cluster.hash.clone();
             let identity = LocalIdentity {
                 account: cluster.account.addr,
@@ -243,7 +248,6 @@ fn prepare(conf: &NodeConfig) -> Result<Plan> {
             if let Some(rings) = &rings {
                 check_policy_rings(conf, rings)?;
             }
-            refuse_unserved_policies(conf)?;
             if let Some(addrs) = conf.storage.as_ref().and_then(|s| s.addrs) {
                 for server in Server::ALL {
                     let addr = match server {
@@ -346,8 +350,13 @@ fn prepare(conf: &NodeConfig) -> Result<Plan> {
             0,
             &format!(
                 "apus serve: a whole cluster in one process over {} \
-                 (3 replicas on 4 devices; rings and swift.conf there)\n",
-                data.display()
+                 (3 replicas on 4 devices, ec42 as 4+2 fragments on 6; default policy {}; \
+                 rings and swift.conf there)\n",
+                data.display(),
+                conf.policies
+                    .iter()
+                    .find(|p| p.default)
+                    .map_or("Policy-0", |p| p.name.as_str())
             ),
         );
     } else {
@@ -419,24 +428,6 @@ fn check_policy_rings(conf: &NodeConfig, rings: &Rings) -> Result<()> {
                 ec.ring_replicas()
             );
         }
-    }
-    Ok(())
-}
-
-/// Erasure-coded policies are read and checked, but no server stores
-/// their objects yet: a node that names one stops at startup rather than
-/// accept containers it cannot fill.
-fn refuse_unserved_policies(conf: &NodeConfig) -> Result<()> {
-    if let Some(p) = conf
-        .policies
-        .iter()
-        .find(|p| matches!(p.kind, PolicyKind::ErasureCoding(_)))
-    {
-        bail!(
-            "policy {} ({}) is erasure_coding: apus checks such policies but does not store erasure-coded objects yet",
-            p.index,
-            p.name
-        );
     }
     Ok(())
 }
