@@ -8,6 +8,9 @@
 #   FUNCTEST_SUITE_TIMEOUT  seconds for the whole suite (default 900)
 #   FUNCTEST_TEST_TIMEOUT   seconds per test (default 60)
 #   CONFORMANCE_OUT         where the results go (default: a temp dir, printed)
+#   APUS_DEFAULT_POLICY     the storage policy new containers get (default:
+#                           apus's, Policy-0); `ec42` runs the suite on
+#                           erasure coding
 #
 # Exit status: 0 when the suite ran (whatever it found), 1 when apus could
 # not start or died during the run, 2 when the suite could not be set up.
@@ -84,7 +87,13 @@ echo "== apus serve (data in $work/data, log in $work/apus.log)"
 # the background process has opened them.
 : >"$work/apus.out"
 : >"$work/apus.log"
-"$apus" serve --data "$work/data" --bind 127.0.0.1:0 >"$work/apus.out" 2>"$work/apus.log" &
+serve_args=(--data "$work/data")
+if [ -n "${APUS_DEFAULT_POLICY:-}" ]; then
+  printf 'data = "%s"\ndefault_policy = "%s"\n' "$work/data" "$APUS_DEFAULT_POLICY" >"$work/apus.toml"
+  serve_args=(--config "$work/apus.toml")
+  echo "== default storage policy: $APUS_DEFAULT_POLICY"
+fi
+"$apus" serve "${serve_args[@]}" --bind 127.0.0.1:0 >"$work/apus.out" 2>"$work/apus.log" &
 pid=$!
 endpoint=""
 for _ in $(seq 120); do

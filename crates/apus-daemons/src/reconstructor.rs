@@ -812,6 +812,17 @@ impl Pass<'_> {
                     ) else {
                         continue;
                     };
+                    // Reclaim first, as Swift's walk of a partition does:
+                    // old tombstones, and non-durable fragments past
+                    // reclaim_age whose commit window has passed.
+                    let hash_dir = df.hash_dir().to_path_buf();
+                    let before = dir_names(&hash_dir)?.len();
+                    if let Err(e) = df.as_diskfile().cleanup() {
+                        tracing::warn!(dir = %hash_dir.display(), error = %e, "cannot clean up");
+                    }
+                    if dir_names(&hash_dir)?.len() != before {
+                        apus_diskfile::invalidate_hash(&part_dir, &suffix)?;
+                    }
                     let Ok(files) = df.ondisk_files() else {
                         continue;
                     };

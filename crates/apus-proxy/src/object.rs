@@ -569,7 +569,7 @@ impl Ctx<'_> {
                 async move {
                     let next = || stand_ins.lock().ok().and_then(|mut s| s.next());
                     backend
-                        .hedged_slot(plan.primaries.get(i), next, |dev| {
+                        .hedged_slot(plan.slot(i), next, |dev| {
                             let bpath = backend_path(dev, plan.partition, path, None);
                             let limiter = backend.limiter.clone();
                             let dev = dev.clone();

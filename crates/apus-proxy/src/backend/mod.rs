@@ -72,6 +72,12 @@ pub struct NodePlan {
     pub limited: Vec<Device>,
     /// The ring's replica count, for quorum sizes.
     pub replicas: usize,
+    /// For each ring position, the primary there when it is in
+    /// `primaries` (`None`: error-limited). A write's slot `i` is ring
+    /// position `i`, so a stand-in takes the place, and for an
+    /// erasure-coded object the fragment index, of the primary it
+    /// replaces.
+    slots: Vec<Option<usize>>,
 }
 
 impl NodePlan {
@@ -79,10 +85,17 @@ impl NodePlan {
         let replicas = ring.replica_count();
         let mut primaries = Vec::with_capacity(replicas);
         let mut limited = Vec::new();
+        let mut slots = Vec::with_capacity(replicas);
         for dev in ring.primaries(partition) {
             match limiter.admit(dev) {
-                Admission::Open | Admission::Probe => primaries.push(dev.clone()),
-                Admission::Limited => limited.push(dev.clone()),
+                Admission::Open | Admission::Probe => {
+                    slots.push(Some(primaries.len()));
+                    primaries.push(dev.clone());
+                }
+                Admission::Limited => {
+                    slots.push(None);
+                    limited.push(dev.clone());
+                }
             }
         }
         let mut handoffs = Vec::new();
@@ -100,7 +113,18 @@ impl NodePlan {
             handoffs,
             limited,
             replicas,
+            slots,
         }
+    }
+
+    /// The primary a write sends slot `i` to first: the one at ring
+    /// position `i`, unless it is error-limited.
+    pub fn slot(&self, i: usize) -> Option<&Device> {
+        self.slots
+            .get(i)
+            .copied()
+            .flatten()
+            .and_then(|p| self.primaries.get(p))
     }
 
     /// The nodes that stand in for failed primaries in writes: handoffs,
@@ -338,7 +362,7 @@ impl Backend {
                 let headers = headers_for(i);
                 let body = body.clone();
                 async move {
-                    let first = plan.primaries.get(i);
+                    let first = plan.slot(i);
                     let next = || stand_ins.lock().ok().and_then(|mut s| s.next());
                     let answer = self
                         .hedged_slot(first, next, |dev| {
