@@ -328,6 +328,10 @@ pub struct DiskFile {
 pub(crate) struct EcState {
     pub(crate) policy: EcPolicy,
     pub(crate) select: FragSelect,
+    /// Set when this disk file stands for one named fragment archive
+    /// (see [`DiskFileManager::ec_archive_from_hash`]): quarantining then
+    /// spares the archive's siblings.
+    pub(crate) archive: Option<String>,
 }
 
 impl DiskFile {
@@ -364,9 +368,16 @@ impl DiskFile {
         self.device_path.join(layout::tmp_dir(self.policy))
     }
 
-    fn quarantine(&self, reason: impl Into<String>) -> DiskFileError {
+    pub(crate) fn quarantine(&self, reason: impl Into<String>) -> DiskFileError {
         let reason = reason.into();
-        match hashes::quarantine_dir(&self.device_path, &self.hash_dir, self.policy) {
+        let archive = self.ec.as_ref().and_then(|e| e.archive.as_deref());
+        let moved = match archive {
+            Some(name) if crate::ec_diskfile::archive_has_siblings(&self.hash_dir, name) => {
+                hashes::quarantine_file(&self.device_path, &self.hash_dir.join(name), self.policy)
+            }
+            _ => hashes::quarantine_dir(&self.device_path, &self.hash_dir, self.policy),
+        };
+        match moved {
             Ok(to) => DiskFileError::Quarantined { reason, to },
             Err(e) => e,
         }

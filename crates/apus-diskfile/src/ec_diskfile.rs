@@ -27,7 +27,7 @@ use crate::diskfile::{
     EC_FRAG_INDEX_KEY,
 };
 use crate::ec_ondisk::{
-    cleanup_ondisk_files_ec, file_older, get_ondisk_files_ec, EcOnDiskFiles, FragSelect,
+    cleanup_ondisk_files_ec, file_older, get_ondisk_files_ec, EcOnDiskFiles, FragPref, FragSelect,
 };
 use crate::error::{DiskFileError, IoContext, Result};
 use crate::fsutil::{fsync_dir, list_names, remove_file};
@@ -68,6 +68,41 @@ impl DiskFileManager {
     ) -> Result<EcDiskFile> {
         let df = self.diskfile_from_hash(device, partition, hash, policy.index)?;
         EcDiskFile::wrap(df, policy, select)
+    }
+
+    /// One fragment archive of an existing hash directory, named by its
+    /// file (`<ts>#<frag_index>[#d].data`), durable or not: opening it
+    /// reads exactly that archive (`NotFound` once it is gone or obsolete),
+    /// and a quarantine it triggers moves only that file while another
+    /// archive of the same timestamp stays in the directory and none older
+    /// does (so no older version shows through); otherwise the whole
+    /// directory goes, as usual. What the auditor uses to check each
+    /// archive a handoff holds.
+    pub fn ec_archive_from_hash(
+        &self,
+        device: &str,
+        partition: u32,
+        hash: &str,
+        policy: &EcPolicy,
+        archive: &str,
+    ) -> Result<EcDiskFile> {
+        let info = layout::parse_ec_filename(archive, Some(policy))
+            .filter(|i| i.ext == ".data")
+            .ok_or_else(|| {
+                DiskFileError::InvalidMetadata(format!("not a fragment archive name: {archive}"))
+            })?;
+        let index = info.frag_index.unwrap_or_default();
+        // Preferences naming the archive's timestamp and excluding every
+        // other index select exactly it, durable or not.
+        let select = FragSelect::prefs(vec![FragPref {
+            timestamp: info.timestamp,
+            exclude: (0..policy.width()).filter(|&i| i != index).collect(),
+        }]);
+        let mut edf = self.ec_diskfile_from_hash(device, partition, hash, policy, select)?;
+        if let Some(ec) = edf.df.ec.as_mut() {
+            ec.archive = Some(archive.to_string());
+        }
+        Ok(edf)
     }
 
     /// Suffix hashes of an EC partition (see [`hashes::get_hashes_ec`]).
@@ -191,6 +226,7 @@ impl EcDiskFile {
         df.ec = Some(EcState {
             policy: *policy,
             select,
+            archive: None,
         });
         Ok(EcDiskFile { df })
     }
@@ -235,6 +271,11 @@ impl EcDiskFile {
     /// qualifies and no preferences were given, `Deleted`, `Expired`...).
     pub fn open(&self, opts: OpenOptions) -> Result<EcOpenDiskFile> {
         let files = self.ondisk_files()?;
+        if let Some(archive) = self.df.ec.as_ref().and_then(|e| e.archive.as_ref()) {
+            if files.data.as_ref().map(|d| &d.filename) != Some(archive) {
+                return Err(DiskFileError::NotFound);
+            }
+        }
         let inner = self.df.open_files(&files.base(), opts)?;
         let data = files.data.as_ref();
         Ok(EcOpenDiskFile {
@@ -244,6 +285,15 @@ impl EcDiskFile {
             fragments: files.fragments(),
             inner,
         })
+    }
+
+    /// Moves the object aside for `reason` (the whole hash directory, or
+    /// only the archive when opened with
+    /// [`DiskFileManager::ec_archive_from_hash`] and its siblings may
+    /// stay) and returns the `Quarantined` error saying where it went: for
+    /// checks made above this layer, such as the fragment headers.
+    pub fn quarantine(&self, reason: impl Into<String>) -> DiskFileError {
+        self.df.quarantine(reason)
     }
 
     /// Starts writing a fragment archive (`put` writes it non-durable).
@@ -363,6 +413,30 @@ impl EcDiskFile {
             layout::suffix_of(self.hash()),
         )
     }
+}
+
+/// Whether the hash directory holds, besides the fragment archive `name`,
+/// another archive of the same timestamp and none of an older one: then
+/// quarantining `name` alone leaves a consistent object behind. False
+/// when the directory cannot be listed.
+pub(crate) fn archive_has_siblings(hash_dir: &Path, name: &str) -> bool {
+    let Some(mine) = layout::parse_ec_filename(name, None) else {
+        return false;
+    };
+    let Ok(Some(names)) = list_names(hash_dir) else {
+        return false;
+    };
+    let mut sibling = false;
+    for other in names.iter().filter(|n| n.as_str() != name) {
+        let Some(info) = layout::parse_ec_filename(other, None).filter(|i| i.ext == ".data") else {
+            continue;
+        };
+        if info.timestamp < mine.timestamp {
+            return false;
+        }
+        sibling |= info.timestamp == mine.timestamp;
+    }
+    sibling
 }
 
 fn spill_of(path: &Path) -> PathBuf {

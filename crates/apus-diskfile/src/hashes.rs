@@ -553,6 +553,50 @@ pub fn quarantine_dir(device_path: &Path, from_dir: &Path, policy: u32) -> Resul
     Ok(to)
 }
 
+/// Moves one file of a hash directory (with its spill file, if any) into
+/// `<device>/quarantined/objects[-N]/<hash>/`, next to whatever was
+/// quarantined there before, and invalidates its suffix; returns where the
+/// file went. Used when a hash directory also holds files worth keeping
+/// (another fragment archive of the object); [`quarantine_dir`] otherwise.
+pub fn quarantine_file(device_path: &Path, file: &Path, policy: u32) -> Result<PathBuf> {
+    let name = file
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let hash_dir = file.parent().unwrap_or(file);
+    let hash = hash_dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let suffix_dir = hash_dir.parent();
+    if let (Some(partition_dir), Some(suffix)) = (
+        suffix_dir.and_then(Path::parent),
+        suffix_dir.and_then(Path::file_name),
+    ) {
+        invalidate_hash(partition_dir, &suffix.to_string_lossy())?;
+    }
+    let qdir = device_path
+        .join("quarantined")
+        .join(data_dir(policy))
+        .join(&hash);
+    crate::fsutil::makedirs_count(&qdir).at(&qdir)?;
+    let mut to = qdir.join(&name);
+    if to.exists() {
+        to = qdir.join(format!("{name}-{}", random_hex()));
+    }
+    fs::rename(file, &to).at(file)?;
+    let mut spill = file.as_os_str().to_os_string();
+    spill.push(crate::xattrs::SPILL_SUFFIX);
+    let mut spill_to = to.as_os_str().to_os_string();
+    spill_to.push(crate::xattrs::SPILL_SUFFIX);
+    match fs::rename(&spill, &spill_to) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(DiskFileError::io(Path::new(&spill), e)),
+    }
+    Ok(to)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

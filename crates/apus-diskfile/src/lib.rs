@@ -70,7 +70,7 @@ pub use ec_ondisk::{
 pub use error::{DiskFileError, Result};
 pub use hashes::{
     get_hashes, get_hashes_ec, hash_suffix, hash_suffix_ec, invalidate_hash, quarantine_dir,
-    EcHashesFile, EcSuffixHash, EcSuffixHashes, HashesFile, SuffixHashes,
+    quarantine_file, EcHashesFile, EcSuffixHash, EcSuffixHashes, HashesFile, SuffixHashes,
 };
 pub use layout::{device_path, EcPolicy, FileKind};
 pub use metadata::Metadata;

@@ -385,3 +385,56 @@ fn a_spill_file_follows_its_fragment_through_the_commit() {
     df.purge(t1, Some(3), 0.0, None).unwrap();
     assert!(!df.hash_dir().exists());
 }
+
+#[test]
+fn one_archive_by_name_quarantines_alone_only_beside_a_sibling() {
+    let env = Env::new();
+    let t1 = recent(200.0);
+    let t2 = recent(100.0);
+    put_frag(&ec_df(&env, FragSelect::index(1)), &t2, b"one")
+        .commit()
+        .unwrap();
+    put_frag(&ec_df(&env, FragSelect::index(2)), &t2, b"two");
+    let any = ec_df(&env, FragSelect::any());
+    let hash = any.hash().to_string();
+    let named = |name: &str| {
+        env.mgr
+            .ec_archive_from_hash("sda", 3, &hash, &policy(), name)
+            .unwrap()
+    };
+    let one = format!("{}#1#d.data", t2.internal());
+    let two = format!("{}#2.data", t2.internal());
+    let open = named(&two).open(OpenOptions::default()).unwrap();
+    assert_eq!(open.frag_index(), 2);
+    assert_eq!(open.inner().data_path(), any.hash_dir().join(&two));
+    assert!(is_not_found(
+        named(&format!("{}#3.data", t2.internal())).open(OpenOptions::default())
+    ));
+    assert!(env
+        .mgr
+        .ec_archive_from_hash("sda", 3, &hash, &policy(), "junk")
+        .is_err());
+
+    // With a sibling of its timestamp left, the archive goes alone.
+    let qdir = env.dev().join("quarantined/objects-1").join(&hash);
+    match named(&two).quarantine("bad") {
+        DiskFileError::Quarantined { to, .. } => assert_eq!(to, qdir.join(&two)),
+        e => panic!("{e}"),
+    }
+    assert_eq!(files(&any), std::slice::from_ref(&one));
+    // An older archive would show through: the directory goes whole.
+    let old = format!("{}#0#d.data", t1.internal());
+    fs::write(any.hash_dir().join(&old), b"old").unwrap();
+    fs::write(any.hash_dir().join(&two), b"two again").unwrap();
+    match named(&two).quarantine("bad") {
+        DiskFileError::Quarantined { to, .. } => {
+            assert!(to.starts_with(env.dev().join("quarantined/objects-1")));
+            assert_ne!(to, qdir);
+            let mut moved = names(&to);
+            moved.sort();
+            assert_eq!(moved, [old, one, two]);
+        }
+        e => panic!("{e}"),
+    }
+    assert!(!any.hash_dir().exists());
+}
