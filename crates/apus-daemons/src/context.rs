@@ -114,9 +114,9 @@ pub struct DaemonContext {
     /// Storage policy indexes, each with an object ring.
     pub policies: Vec<u32>,
     /// Those of [`DaemonContext::policies`] that are erasure-coded: the
-    /// object replicator and auditor, which know only whole replicas,
-    /// leave their partitions alone (Swift's replicator leaves them to
-    /// the reconstructor).
+    /// object replicator, which knows only whole replicas, leaves their
+    /// partitions to the reconstructor (as Swift's does), and the auditor
+    /// checks their fragment archives.
     pub ec_policies: Vec<u32>,
     /// The codes of the erasure-coded policies, by index: what the
     /// reconstructor rebuilds fragments with.

@@ -26,10 +26,10 @@ use support::{apus_bin, exchange, login, md5_hex, serial, Server};
 const EC_DEVICES: u32 = 8;
 
 struct EcServe {
-    dir: tempfile::TempDir,
+    _dir: tempfile::TempDir,
     data: PathBuf,
     config: PathBuf,
-    server: Server,
+    _server: Server,
     proxy: SocketAddr,
     object_server: SocketAddr,
     token: String,
@@ -125,10 +125,10 @@ impl EcServe {
         let swift_conf = std::fs::read_to_string(data.join("swift.conf")).unwrap();
         let hash = HashConfig::from_swift_conf(&swift_conf).unwrap();
         EcServe {
-            dir,
+            _dir: dir,
             data,
             config,
-            server,
+            _server: server,
             proxy,
             object_server,
             token,
@@ -165,9 +165,7 @@ impl EcServe {
 
     fn hash_dir(&self, device: &str, container: &str, obj: &str) -> PathBuf {
         let account = self.account.trim_start_matches("/v1/");
-        let h = self
-            .hash
-            .hash_path(account, Some(container), Some(obj));
+        let h = self.hash.hash_path(account, Some(container), Some(obj));
         self.data.join(format!(
             "devices/{device}/objects-2/{}/{}/{h}",
             self.part(container, obj),
@@ -284,7 +282,15 @@ fn scenario_40_lost_fragments_are_served_and_rebuilt() {
     let c = EcServe::start();
     assert_eq!(c.request("PUT", "/ec", b"").0, 201);
     let segment = 1_048_576;
-    let sizes = [0, 1, 4096, 70_000, segment - 1, segment + 1, 2 * segment + 333];
+    let sizes = [
+        0,
+        1,
+        4096,
+        70_000,
+        segment - 1,
+        segment + 1,
+        2 * segment + 333,
+    ];
     let mut objects = Vec::new();
     for (n, size) in sizes.iter().chain(&[10, 20, 30, 40, 50]).enumerate() {
         let name = format!("o{n}");
@@ -302,7 +308,10 @@ fn scenario_40_lost_fragments_are_served_and_rebuilt() {
     };
     let remove = |name: &str, i: usize| {
         let dev = c.primary("ec", name, i);
-        for e in std::fs::read_dir(c.hash_dir(&dev, "ec", name)).unwrap().flatten() {
+        for e in std::fs::read_dir(c.hash_dir(&dev, "ec", name))
+            .unwrap()
+            .flatten()
+        {
             if e.file_name().to_string_lossy().ends_with(".data") {
                 std::fs::remove_file(e.path()).unwrap();
             }
@@ -325,7 +334,10 @@ fn scenario_40_lost_fragments_are_served_and_rebuilt() {
     );
     assert_eq!(count(&stats, "rebuild_failures"), 0, "{stats}");
     for (name, _, originals) in &objects {
-        assert!(c.all_durable("ec", name) == *originals, "{name}: rebuilt fragments differ");
+        assert!(
+            c.all_durable("ec", name) == *originals,
+            "{name}: rebuilt fragments differ"
+        );
         let files: usize = c.fragments("ec", name).values().map(Vec::len).sum();
         assert_eq!(files, 6, "{name}: {:?}", c.fragments("ec", name));
     }
@@ -369,14 +381,12 @@ fn scenario_41_fragments_on_handoffs_revert() {
             .count();
         assert_eq!(on_handoffs, 1, "{name}: {frags:?}");
     }
-    for name in &names {
-        eprintln!("BEFORE {name}: {:?}", c.fragments("ho", name));
-    }
     let stats = c.run_daemon("object-reconstructor");
-    for name in &names {
-        eprintln!("AFTER {name}: {:?}", c.fragments("ho", name));
-    }
-    assert_eq!(count(&stats, "fragments_reverted"), names.len() as u64, "{stats}");
+    assert_eq!(
+        count(&stats, "fragments_reverted"),
+        names.len() as u64,
+        "{stats}"
+    );
     for (name, body) in names.iter().zip(&bodies) {
         c.all_durable("ho", name);
         let frags = c.fragments("ho", name);
@@ -436,7 +446,11 @@ fn scenario_42_uncommitted_fragments_are_reclaimed() {
     write_fragment("lone-new", 4, &now);
     for obj in ["interrupted", "lone-old", "lone-new"] {
         assert_eq!(c.request("GET", &format!("/nc/{obj}"), b"").0, 404, "{obj}");
-        assert_eq!(c.request("HEAD", &format!("/nc/{obj}"), b"").0, 404, "{obj}");
+        assert_eq!(
+            c.request("HEAD", &format!("/nc/{obj}"), b"").0,
+            404,
+            "{obj}"
+        );
     }
     let (status, listing) = c.request("GET", "/nc", b"");
     assert!(status == 204 || listing.is_empty(), "{status} {listing:?}");
@@ -451,7 +465,11 @@ fn scenario_42_uncommitted_fragments_are_reclaimed() {
     }
     let stats = c.run_daemon("object-reconstructor");
     assert_eq!(count(&stats, "fragments_rebuilt"), 0, "{stats}");
-    assert!(c.fragments("nc", "interrupted").is_empty(), "{:?}", c.fragments("nc", "interrupted"));
+    assert!(
+        c.fragments("nc", "interrupted").is_empty(),
+        "{:?}",
+        c.fragments("nc", "interrupted")
+    );
     assert!(c.fragments("nc", "lone-old").is_empty());
     assert_eq!(c.fragments("nc", "lone-new").len(), 1);
 }
