@@ -7,6 +7,8 @@
 #   SKIP_SWIFT=1    measure apus alone (the reference needs ../shared/conformance
 #                   installed with its apt packages: memcached, rsync)
 #   OBJECTS=2000 CONCURRENCY=32 LISTING=10000 LARGE_MIB=1024   workload
+#   POLICY=ec42     the storage policy of the benchmark's containers on both
+#                   sides (both name their erasure-coded 4+2 policy ec42)
 #   APUS_PORT=9080  where apus listens (Swift's start.sh takes 8080)
 #   APUS_DATA_ROOT  where apus keeps its devices; default /dev/shm when it
 #                   exists, because start.sh puts Swift's devices on tmpfs
@@ -37,7 +39,8 @@ trap cleanup EXIT
 
 bench() {
   "$root/target/release/apus-bench" -A "$1/auth/v1.0" -U test:tester -K testing \
-    --objects "$OBJECTS" --concurrency "$CONCURRENCY" --listing "$LISTING" --large-mib "$LARGE_MIB"
+    --objects "$OBJECTS" --concurrency "$CONCURRENCY" --listing "$LISTING" --large-mib "$LARGE_MIB" \
+    ${POLICY:+--policy "$POLICY"}
 }
 
 wait_up() {
@@ -55,6 +58,8 @@ apus_pid=$!
 wait_up "http://127.0.0.1:$APUS_PORT"
 echo "== apus"
 bench "http://127.0.0.1:$APUS_PORT" | tee "$work/apus.txt"
+# The whole cluster is one process: its peak resident memory over the run.
+awk '/VmHWM/ { printf "apus peak RSS %.1f MiB (whole cluster, whole run)\n", $2 / 1024 }' "/proc/$apus_pid/status"
 
 if [ "${SKIP_SWIFT:-0}" = 1 ]; then exit 0; fi
 "$shared/start.sh" >"$work/swift-start.log" 2>&1

@@ -46,6 +46,10 @@ struct Args {
     /// Size of the large object in MiB (0 skips the large-object phase).
     #[arg(long, default_value_t = 1024)]
     large_mib: u64,
+    /// Storage policy of the containers it creates (`X-Storage-Policy`;
+    /// the cluster's default when not given), e.g. `ec42`.
+    #[arg(long)]
+    policy: Option<String>,
 }
 
 struct Session {
@@ -214,8 +218,17 @@ async fn main() -> anyhow::Result<()> {
         .unwrap_or_default()
         .as_millis();
     let container = format!("bench-{stamp}");
+    let mut container_headers = length(0);
+    if let Some(policy) = &args.policy {
+        container_headers.insert("x-storage-policy", HeaderValue::from_str(policy)?);
+    }
     let (st, _) = s
-        .call(Method::PUT, &format!("/{container}"), length(0), empty())
+        .call(
+            Method::PUT,
+            &format!("/{container}"),
+            container_headers.clone(),
+            empty(),
+        )
         .await?;
     check(st, "container PUT")?;
 
@@ -258,7 +271,7 @@ async fn main() -> anyhow::Result<()> {
             .call(
                 Method::PUT,
                 &format!("/{list_container}"),
-                length(0),
+                container_headers.clone(),
                 empty(),
             )
             .await?;
