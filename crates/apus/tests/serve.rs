@@ -162,18 +162,24 @@ fn build_ring(dir: &Path, name: &str, replicas: u32) {
     run(&["rebalance"]);
 }
 
+/// An erasure-coded policy whose ring does not place one device per
+/// fragment, or whose code is unknown, stops the node at startup with one
+/// line naming the policy.
 #[test]
-fn erasure_coded_policies_are_checked_then_refused_for_now() {
+fn erasure_coded_policies_must_match_their_rings() {
     let dir = tempfile::tempdir().unwrap();
     fs::create_dir_all(dir.path().join("srv")).unwrap();
-    fs::write(
-        dir.path().join("swift.conf"),
-        "[swift-hash]\nswift_hash_path_suffix = s\n\n\
-         [storage-policy:0]\nname = gold\ndefault = yes\n\n\
-         [storage-policy:1]\nname = ec42\npolicy_type = erasure_coding\n\
-         ec_type = isa_l_rs_vand\nec_num_data_fragments = 4\nec_num_parity_fragments = 2\n",
-    )
-    .unwrap();
+    let swift_conf = |ec: &str| {
+        fs::write(
+            dir.path().join("swift.conf"),
+            format!(
+                "[swift-hash]\nswift_hash_path_suffix = s\n\n\
+                 [storage-policy:0]\nname = gold\ndefault = yes\n\n\
+                 [storage-policy:1]\nname = ec42\npolicy_type = erasure_coding\n{ec}"
+            ),
+        )
+        .unwrap();
+    };
     // The checks come before anything listens: these ports are never
     // bound.
     let conf = dir.path().join("node.toml");
@@ -196,11 +202,14 @@ fn erasure_coded_policies_are_checked_then_refused_for_now() {
             .arg(&conf)
             .output()
             .unwrap();
-        assert_ne!(out.status.code(), Some(0));
+        assert_eq!(out.status.code(), Some(2));
         let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
         assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
         stderr
     };
+    let four_two =
+        "ec_type = isa_l_rs_vand\nec_num_data_fragments = 4\nec_num_parity_fragments = 2\n";
+    swift_conf(four_two);
     let stderr = serve();
     assert!(
         stderr.contains("policy 1 (ec42)")
@@ -208,10 +217,25 @@ fn erasure_coded_policies_are_checked_then_refused_for_now() {
             && stderr.contains("has 3"),
         "{stderr}"
     );
+    // The ring fits 4+2, and the policy says 10+4.
     build_ring(dir.path(), "object-1", 6);
+    swift_conf(
+        "ec_type = isa_l_rs_vand\nec_num_data_fragments = 10\nec_num_parity_fragments = 4\n",
+    );
     let stderr = serve();
     assert!(
-        stderr.contains("policy 1 (ec42) is erasure_coding") && stderr.contains("not store"),
+        stderr.contains("policy 1 (ec42)")
+            && stderr.contains("exactly 14 replicas")
+            && stderr.contains("has 6"),
+        "{stderr}"
+    );
+    // A code apus does not have.
+    swift_conf(
+        "ec_type = jerasure_rs_vand\nec_num_data_fragments = 4\nec_num_parity_fragments = 2\n",
+    );
+    let stderr = serve();
+    assert!(
+        stderr.contains("jerasure_rs_vand") && stderr.contains("not one of"),
         "{stderr}"
     );
 }
