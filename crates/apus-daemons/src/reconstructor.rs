@@ -600,7 +600,9 @@ impl Pass<'_> {
 
     /// Rebuilds fragment archive `target` of `name` (at `md`'s timestamp,
     /// `len` bytes like every archive of the object) from `ndata` other
-    /// primaries' fragments, streaming it to `node` as it is decoded.
+    /// primaries' fragments, streaming it to `node` as it is decoded. A
+    /// source that fails or sends a bad fragment is left out and the
+    /// rebuild starts again from other sources, while there are enough.
     async fn rebuild(
         &self,
         job: &Job<'_>,
@@ -615,7 +617,6 @@ impl Pass<'_> {
                 "fragment archive has no timestamp".into(),
             ));
         };
-        let sources = self.fetch_sources(job, name, timestamp, target).await?;
         let peers = self.peers(job);
         let mut headers =
             peers.replication_headers(&[(pec::X_BACKEND_SSYNC_FRAG_INDEX, target.to_string())]);
@@ -629,30 +630,56 @@ impl Pass<'_> {
             HeaderValue::from(target),
         );
         self.limits.bytes.lock().await.acquire(len as f64).await;
-        let (tx, body) = apus_http::channel(4, Some(len));
-        let decoder =
-            ArchiveDecoder::new(job.ec.scheme.clone(), job.ec.segment_size, sources.len())
+        let mut excluded: Vec<usize> = Vec::new();
+        let spare = job.ec.policy.width() as usize - job.ec.scheme.k();
+        loop {
+            let sources = self
+                .fetch_sources(job, name, timestamp, target, &excluded)
+                .await?;
+            let (positions, bodies): (Vec<usize>, Vec<Body>) = sources.into_iter().unzip();
+            let decoder =
+                ArchiveDecoder::new(job.ec.scheme.clone(), job.ec.segment_size, bodies.len())
+                    .map_err(|e| PeerError::Failed(e.to_string()))?;
+            let (tx, body) = apus_http::channel(4, Some(len));
+            let producer = tokio::spawn(feed_rebuilt(decoder, bodies, target as usize, tx));
+            let sent = peers.send_put(node, name, headers.clone(), body, len).await;
+            let produced = producer
+                .await
                 .map_err(|e| PeerError::Failed(e.to_string()))?;
-        let producer = tokio::spawn(feed_rebuilt(decoder, sources, target as usize, tx));
-        let sent = peers.send_put(node, name, headers, body, len).await;
-        let produced = producer
-            .await
-            .map_err(|e| PeerError::Failed(e.to_string()))?;
-        produced.map_err(PeerError::Failed)?;
-        sent?;
-        self.stats.incr("fragments_rebuilt");
-        Ok(())
+            match produced {
+                Ok(()) => {
+                    sent?;
+                    self.stats.incr("fragments_rebuilt");
+                    return Ok(());
+                }
+                Err(FeedError::Source(i, e)) if excluded.len() < spare => {
+                    let position = positions.get(i).copied().unwrap_or(usize::MAX);
+                    tracing::warn!(
+                        name, source = position, error = %e,
+                        "a rebuild source failed; trying others"
+                    );
+                    self.stats.incr("rebuild_source_errors");
+                    excluded.push(position);
+                }
+                Err(FeedError::Source(_, e) | FeedError::Other(e)) => {
+                    return Err(PeerError::Failed(e));
+                }
+            }
+        }
     }
 
-    /// Asks every other primary for its fragment at `timestamp` and keeps
-    /// `ndata` answers with distinct indexes (the rest are dropped unread).
+    /// Asks every other primary (but those `excluded`, by ring position)
+    /// for its fragment at `timestamp` and keeps `ndata` answers with
+    /// distinct indexes, with their ring positions (the rest are dropped
+    /// unread).
     async fn fetch_sources(
         &self,
         job: &Job<'_>,
         name: &str,
         timestamp: Timestamp,
         target: u32,
-    ) -> Result<Vec<Body>, PeerError> {
+        excluded: &[usize],
+    ) -> Result<Vec<(usize, Body)>, PeerError> {
         let peers = self.peers(job);
         let prefs = format!(
             "[{{\"timestamp\": \"{}\", \"exclude\": [{target}]}}]",
@@ -662,18 +689,20 @@ impl Pass<'_> {
         let requests = primaries
             .iter()
             .enumerate()
-            .filter(|(i, _)| *i as u32 != target)
-            .map(|(_, node)| {
+            .filter(|(i, _)| *i as u32 != target && !excluded.contains(i))
+            .map(|(i, node)| {
                 let headers = peers
                     .replication_headers(&[(pec::X_BACKEND_FRAGMENT_PREFERENCES, prefs.clone())]);
                 let path = peers.object_path(node, name);
                 let host = replication_host(node);
                 async move {
                     self.stats.incr("requests");
-                    self.ctx
+                    let answer = self
+                        .ctx
                         .client
                         .request(Method::GET, &host, &path, headers, apus_http::empty())
-                        .await
+                        .await;
+                    (i, answer)
                 }
             });
         let answers = futures_util::future::join_all(requests).await;
@@ -681,7 +710,8 @@ impl Pass<'_> {
         let k = job.ec.scheme.k();
         let mut seen = HashSet::new();
         let mut sources = Vec::new();
-        for answer in answers.into_iter().flatten() {
+        for (position, answer) in answers {
+            let Ok(answer) = answer else { continue };
             if answer.status() != http::StatusCode::OK {
                 continue;
             }
@@ -695,7 +725,7 @@ impl Pass<'_> {
                 .and_then(|v| pec::parse_frag_index(&v, job.ec.policy.width()));
             match index {
                 Some(i) if same_time && i != target && sources.len() < k && seen.insert(i) => {
-                    sources.push(answer.into_body());
+                    sources.push((position, answer.into_body()));
                 }
                 _ => {}
             }
@@ -1060,6 +1090,31 @@ fn dir_names(dir: &std::path::Path) -> Result<Vec<String>, DiskFileError> {
     Ok(names)
 }
 
+/// Why a rebuild's stream stopped.
+#[derive(Debug)]
+enum FeedError {
+    /// Source `i` failed or sent what cannot be decoded.
+    Source(usize, String),
+    /// Anything else (the receiver went away).
+    Other(String),
+}
+
+impl FeedError {
+    fn message(&self) -> &str {
+        match self {
+            FeedError::Source(_, m) | FeedError::Other(m) => m,
+        }
+    }
+}
+
+/// A decoder error, blamed on the source it names (if any).
+fn decode_error(e: apus_ec::EcError) -> FeedError {
+    match e.position() {
+        Some(i) => FeedError::Source(i, e.to_string()),
+        None => FeedError::Other(e.to_string()),
+    }
+}
+
 /// Feeds `target`'s rebuilt archive into `tx`, reading each source no
 /// further than the decoder has room for; an error aborts the body, so
 /// the receiving server discards the partial archive.
@@ -1068,10 +1123,10 @@ async fn feed_rebuilt(
     mut sources: Vec<Body>,
     target: usize,
     tx: apus_http::BodySender,
-) -> Result<(), String> {
+) -> Result<(), FeedError> {
     let mut pending: Vec<Bytes> = vec![Bytes::new(); sources.len()];
     let mut ended = vec![false; sources.len()];
-    let result: Result<(), String> = async {
+    let result: Result<(), FeedError> = async {
         loop {
             let mut progressed = false;
             for (s, source) in sources.iter_mut().enumerate() {
@@ -1085,7 +1140,9 @@ async fn feed_rebuilt(
                                 ended[s] = true;
                                 break;
                             }
-                            Some(Err(e)) => return Err(format!("reading a fragment: {e}")),
+                            Some(Err(e)) => {
+                                return Err(FeedError::Source(s, format!("reading: {e}")))
+                            }
                             Some(Ok(frame)) => {
                                 if let Ok(data) = frame.into_data() {
                                     pending[s] = data;
@@ -1095,34 +1152,36 @@ async fn feed_rebuilt(
                         }
                     }
                     let take = decoder.room(s).min(pending[s].len());
-                    decoder
-                        .push(s, &pending[s][..take])
-                        .map_err(|e| e.to_string())?;
+                    decoder.push(s, &pending[s][..take]).map_err(decode_error)?;
                     pending[s].advance(take);
                     progressed = true;
                 }
             }
             while let Some(fragment) = decoder
                 .next_rebuilt_fragment(target)
-                .map_err(|e| e.to_string())?
+                .map_err(decode_error)?
             {
                 progressed = true;
                 if tx.send(Bytes::from(fragment)).await.is_err() {
-                    return Err("the receiver stopped reading".into());
+                    return Err(FeedError::Other("the receiver stopped reading".into()));
                 }
             }
             if !progressed {
                 break;
             }
         }
-        if pending.iter().any(|p| !p.is_empty()) {
-            return Err("a fragment archive is longer than the others".into());
+        if let Some(s) = pending.iter().position(|p| !p.is_empty()) {
+            return Err(FeedError::Source(
+                s,
+                "a fragment archive is longer than the others".into(),
+            ));
         }
-        decoder.finish().map_err(|e| e.to_string())
+        decoder.finish().map_err(decode_error)
     }
     .await;
     if let Err(e) = &result {
-        tx.abort(std::io::Error::other(e.clone())).await;
+        tx.abort(std::io::Error::other(e.message().to_string()))
+            .await;
     }
     result
 }

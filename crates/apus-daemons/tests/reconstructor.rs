@@ -492,3 +492,45 @@ async fn too_few_fragments_rebuild_nothing_and_say_so() {
         assert!(c.read_fragment(&c.primary(obj, i), obj, i as u32).is_some());
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_source_with_a_corrupt_fragment_header_is_replaced_by_another() {
+    let c = EcCluster::start().await;
+    let ts = Timestamp::now();
+    let obj = "corrupt-source";
+    let body = bytes(3 * SEGMENT + 100, 12);
+    c.write_object(obj, ts, &body);
+    let archives = c.archives(&body);
+    remove_data_files(&c.hash_dir(&c.primary(obj, 0), obj));
+    // Index 2's first fragment header goes bad (its checksum no longer
+    // matches); a rebuild that reads it must drop it for another source.
+    let dev2 = c.primary(obj, 2);
+    let dir2 = c.hash_dir(&dev2, obj);
+    let file2 = std::fs::read_dir(&dir2)
+        .unwrap()
+        .flatten()
+        .find(|e| e.file_name().to_string_lossy().ends_with(".data"))
+        .unwrap()
+        .path();
+    let mut bytes2 = std::fs::read(&file2).unwrap();
+    bytes2[4] ^= 0xff;
+    std::fs::write(&file2, &bytes2).unwrap();
+    let (mut rebuilt, mut source_errors) = (0, 0);
+    for dev in 1..=DEVICES {
+        let stats = run_once(
+            &ObjectReconstructor::default(),
+            &c.ctx(dev),
+            Shutdown::never(),
+        )
+        .await;
+        rebuilt += stats.count("fragments_rebuilt");
+        source_errors += stats.count("rebuild_source_errors");
+    }
+    assert!(rebuilt >= 1);
+    assert!(source_errors >= 1, "the corrupt source was never read");
+    let got = c.read_fragment(&c.primary(obj, 0), obj, 0);
+    assert!(
+        got.as_deref() == Some(&archives[0][..]),
+        "index 0 not rebuilt exactly"
+    );
+}

@@ -58,3 +58,22 @@ pub enum EcError {
     #[error("the available fragments do not determine the data (singular decoding matrix)")]
     SingularMatrix,
 }
+
+impl EcError {
+    /// The place of the fragment (or source) the error is about, in the
+    /// list the caller passed, when it is about one.
+    pub fn position(&self) -> Option<usize> {
+        match self {
+            EcError::FragmentTooShort { position, .. }
+            | EcError::BadMagic { position, .. }
+            | EcError::MissingLibraryVersion { position }
+            | EcError::BadMetadataChecksum { position }
+            | EcError::IndexOutOfRange { position, .. }
+            | EcError::BackendMismatch { position, .. }
+            | EcError::MalformedFragment { position, .. }
+            | EcError::InconsistentFragments { position, .. }
+            | EcError::PayloadChecksumMismatch { position, .. } => Some(*position),
+            _ => None,
+        }
+    }
+}
