@@ -295,10 +295,28 @@ impl ObjectServer {
             Ok(d) => d,
             Err(r) => return r,
         };
+        let replaced = match self.ec_diskfile(&t, &ec, FragSelect::any()) {
+            Ok(d) => d,
+            Err(r) => return r,
+        };
         let committed = blocking(move || {
             let dir = edf.hash_dir().to_path_buf();
             let pending = dir.join(make_ec_data_filename(&ts, frag_index, false));
             let durable = dir.join(make_ec_data_filename(&ts, frag_index, true));
+            // The object this commit replaces, whose expiry entry goes
+            // (a replicated PUT removes it the same way).
+            let orig_delete_at = match replaced.open(OpenOptions {
+                open_expired: true,
+                now: None,
+            }) {
+                Ok(open) if open.inner().data_timestamp() < ts => open
+                    .inner()
+                    .metadata()
+                    .get("X-Delete-At")
+                    .and_then(py_int)
+                    .unwrap_or(0),
+                _ => 0,
+            };
             let path = if pending.exists() {
                 edf.commit(ts, frag_index)?
             } else if durable.exists() {
@@ -308,16 +326,16 @@ impl ObjectServer {
                 return Ok(None);
             };
             match apus_diskfile::read_metadata(&path) {
-                Ok(md) => Ok(Some(Some(md))),
+                Ok(md) => Ok(Some((Some(md), orig_delete_at))),
                 // Made obsolete by something newer as it was committed.
-                Err(_) if !path.exists() => Ok(Some(None)),
+                Err(_) if !path.exists() => Ok(Some((None, 0))),
                 Err(e) => Err(e),
             }
         })
         .await;
-        let metadata = match committed {
+        let (metadata, orig_delete_at) = match committed {
             Ok(None) => return status_response(404),
-            Ok(Some(md)) => md,
+            Ok(Some(found)) => found,
             Err(e) => {
                 tracing::error!(error = %e, "fragment commit failed");
                 return disk_error_response(&e, &t.device);
@@ -332,7 +350,7 @@ impl ObjectServer {
                 headers,
                 ts,
                 md,
-                0,
+                orig_delete_at,
                 new_delete_at,
             )
             .await;
