@@ -823,17 +823,36 @@ impl Ctx<'_> {
         policy: &Policy,
         ec: &EcParams,
     ) -> Resp {
+        match self.ec_get_fragments(&req, policy, ec, true).await {
+            // The archives had nothing in the fragment range although the
+            // object has something in the client's (an empty object,
+            // which is answered whole): asked again without a range.
+            Err(Retry) => match self.ec_get_fragments(&req, policy, ec, false).await {
+                Ok(resp) => resp,
+                Err(Retry) => unavailable(),
+            },
+            Ok(resp) => resp,
+        }
+    }
+
+    async fn ec_get_fragments(
+        &self,
+        req: &Req,
+        policy: &Policy,
+        ec: &EcParams,
+        ranged: bool,
+    ) -> Result<Resp, Retry> {
         let scheme = match scheme_of(ec) {
             Ok(s) => s,
             Err(e) => {
                 tracing::error!(error = %e, "EC policy with an unusable code");
-                return unavailable();
+                return Ok(unavailable());
             }
         };
         let k = scheme.k();
         let width = ec.unique_fragments();
         let plan = self.object_plan(policy);
-        let mut headers = self.object_headers(&req, None, policy);
+        let mut headers = self.object_headers(req, None, policy);
         headers.remove("range");
         // If-Range is not evaluated on the fragments' own ETags.
         headers.remove("if-range");
@@ -849,14 +868,18 @@ impl Ctx<'_> {
                 .backend
                 .read(&plan, Method::HEAD, &path, None, headers, false)
                 .await;
-            return fix_response(resp);
+            return Ok(fix_response(resp));
         }
 
         let client_range = header_str(req.headers(), "range").and_then(|r| Range::parse(r).ok());
         let segment_size = ec.segment_size;
         let fragment_size = scheme.fragment_size(segment_size);
         let mut first_headers = headers.clone();
-        if let Some(spec) = client_range.as_ref().and_then(|r| r.specs.first()) {
+        if let Some(spec) = client_range
+            .as_ref()
+            .and_then(|r| r.specs.first())
+            .filter(|_| ranged)
+        {
             let r = fragment_range(*spec, segment_size, fragment_size);
             if !r.is_empty() {
                 set_header(&mut first_headers, "range", &r);
@@ -939,16 +962,33 @@ impl Ctx<'_> {
             _ => None,
         };
         let Some((timestamp, bucket)) = chosen else {
-            return fix_response(error_answer(collection, best, plan.replicas));
+            if ranged && best == Best::Bad(416) {
+                let length = collection
+                    .bad
+                    .get(&416)
+                    .and_then(|b| b.answers.first())
+                    .and_then(|a| header_str(&a.headers, pec::X_OBJECT_SYSMETA_EC_CONTENT_LENGTH))
+                    .and_then(|v| v.trim().parse::<u64>().ok());
+                let satisfiable = length.is_some_and(|len| {
+                    client_range
+                        .as_ref()
+                        .and_then(|r| r.ranges_for_length(len))
+                        .is_none_or(|r| !r.is_empty())
+                });
+                if satisfiable {
+                    return Err(Retry);
+                }
+            }
+            return Ok(fix_response(error_answer(collection, best, plan.replicas)));
         };
         let Some(first) = bucket.headers.clone() else {
-            return unavailable();
+            return Ok(unavailable());
         };
         let Some(length) = header_str(&first, pec::X_OBJECT_SYSMETA_EC_CONTENT_LENGTH)
             .and_then(|v| v.trim().parse::<u64>().ok())
         else {
             tracing::error!("EC fragment without X-Object-Sysmeta-Ec-Content-Length");
-            return unavailable();
+            return Ok(unavailable());
         };
         let layout = Layout::new(&scheme, segment_size, length);
         let etag = ec_etag(&first);
@@ -983,7 +1023,11 @@ impl Ctx<'_> {
         let ranges = if ignore_range {
             None
         } else {
-            client_range.and_then(|r| r.ranges_for_length(length))
+            client_range
+                .and_then(|r| r.ranges_for_length(length))
+                // A zero-length object has no bytes to range over: the
+                // object servers answer it whole.
+                .filter(|r| length > 0 || r.is_empty())
         };
         let (status, ranges, multipart) = match ranges {
             Some(r) if r.is_empty() => {
@@ -995,7 +1039,7 @@ impl Ctx<'_> {
                 );
                 resp.headers_mut()
                     .insert("accept-ranges", HeaderValue::from_static("bytes"));
-                return resp;
+                return Ok(resp);
             }
             Some(r) if r.len() == 1 => {
                 set_header(
@@ -1069,9 +1113,12 @@ impl Ctx<'_> {
         let mut resp = Response::new(body);
         *resp.status_mut() = status;
         *resp.headers_mut() = out;
-        resp
+        Ok(resp)
     }
 }
+
+/// A ranged first try must be repeated without its range.
+struct Retry;
 
 /// A multipart boundary that differs between objects and versions.
 fn new_boundary(path: &str, ts: &Timestamp) -> String {
