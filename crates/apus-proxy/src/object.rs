@@ -690,7 +690,9 @@ impl Ctx<'_> {
             if content_length.is_some_and(|len| received > len) {
                 return Err(bad_request("Request body longer than Content-Length"));
             }
-            putters = self.send_chunk(putters, data).await;
+            putters = self
+                .send_chunk(putters, |_| data.clone(), "object PUT")
+                .await;
             if putters.len() < quorum {
                 tracing::error!("object PUT: lost the write quorum while sending");
                 return Err(error_response(StatusCode::SERVICE_UNAVAILABLE, None));
@@ -740,14 +742,22 @@ impl Ctx<'_> {
         self.app.backend.gather(pending, slots, quorum).await
     }
 
-    async fn send_chunk(&self, putters: Vec<Putter>, data: Bytes) -> Vec<Putter> {
+    /// Sends each putter its piece of the body (`piece` maps a putter's
+    /// slot to its bytes: the same chunk for every replica, an archive's
+    /// bytes for a fragment index), dropping those that fail.
+    async fn send_chunk(
+        &self,
+        putters: Vec<Putter>,
+        piece: impl Fn(usize) -> Bytes,
+        what: &str,
+    ) -> Vec<Putter> {
         let sends = putters.into_iter().map(|mut p| {
-            let data = data.clone();
+            let data = piece(p.index);
             async move {
                 match p.conn.send(&data).await {
                     Ok(()) => Some(p),
                     Err(e) => {
-                        tracing::warn!(device = %p.dev.device, error = %e, "object PUT: send failed");
+                        tracing::warn!(device = %p.dev.device, error = %e, "{what}: send failed");
                         self.app.backend.limiter.error(&p.dev);
                         None
                     }

@@ -263,6 +263,37 @@ async fn send_to(
     }
 }
 
+/// What a request that outlives its handler needs to reach nodes: the
+/// client and the error limiter (a streaming EC GET asks for replacement
+/// fragments while it sends).
+#[derive(Clone)]
+pub struct NodeSender {
+    client: BackendClient,
+    limiter: Arc<ErrorLimiter>,
+}
+
+impl NodeSender {
+    /// [`Backend::send`] with no body.
+    pub async fn send(
+        &self,
+        dev: &Device,
+        method: Method,
+        path: &str,
+        headers: HeaderMap,
+    ) -> Option<Response<Body>> {
+        send_to(
+            &self.client,
+            &self.limiter,
+            dev,
+            method,
+            path,
+            headers,
+            empty(),
+        )
+        .await
+    }
+}
+
 /// An attempt running as a task of its own: dropping the handle leaves it
 /// to finish (and charge its node) in the background.
 pub(crate) type Attempt<T> = tokio::task::JoinHandle<T>;
@@ -289,6 +320,14 @@ impl Backend {
             body,
         )
         .await
+    }
+
+    /// A cloneable handle for requests made after the handler returned.
+    pub fn sender(&self) -> NodeSender {
+        NodeSender {
+            client: self.client.clone(),
+            limiter: self.limiter.clone(),
+        }
     }
 
     /// [`Backend::send`] with no body, as a task of its own.

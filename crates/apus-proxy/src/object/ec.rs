@@ -12,35 +12,28 @@
 //! not match the body ends every upload unfinished (the servers discard
 //! the fragments) and answers `422`.
 //!
-//! GET: every primary is asked at once; k answers of the same durable
-//! timestamp with distinct fragment indexes are decoded through an
-//! [`ArchiveDecoder`], each read no further than the decoder has room, so
-//! the proxy holds about one fragment per source. A client range is served
-//! by decoding from the start and skipping to it. HEAD takes the newest
-//! answer. The client sees the object's length and ETag from the EC
-//! sysmeta, never the fragments' own.
+//! GET and HEAD are in [`get`]: fragments gathered and grouped by
+//! timestamp as Swift does, client ranges turned into fragment ranges,
+//! failed sources replaced mid-stream. The client sees the object's length
+//! and ETag from the EC sysmeta, never the fragments' own.
 
-use std::io;
+mod get;
 
 use apus_core::conditional::{format_http_date, normalize_etag};
 use apus_core::policy::EcParams;
-use apus_core::range::{content_range_value, Range};
 use apus_core::Timestamp;
-use apus_ec::{ArchiveDecoder, ArchiveEncoder, EcScheme, EcType};
+use apus_ec::{ArchiveEncoder, EcScheme, EcType};
 use apus_http::expect::{self, Started};
-use apus_http::Body;
 use apus_proto::constraints::MAX_FILE_SIZE;
 use apus_proto::ec as pec;
-use bytes::{Buf, Bytes};
-use http::{HeaderMap, HeaderValue, Method, Response, StatusCode};
+use bytes::Bytes;
+use http::{HeaderMap, Method, StatusCode};
 use http_body_util::BodyExt;
 use md5::{Digest, Md5};
 
-use super::{bad_request, clean_content_type, Putter, HOP_HEADERS};
+use super::{bad_request, Putter};
 use crate::app::Ctx;
-use crate::backend::{
-    backend_path, best_response, buffer_response, node_host, quorum_size, NodePlan, NodeResponse,
-};
+use crate::backend::{backend_path, node_host, NodePlan};
 use crate::config::Policy;
 use crate::service::{error_response, header_str, set_header, Req, Resp};
 
@@ -324,238 +317,17 @@ impl Ctx<'_> {
         for (hash, piece) in hashes.iter_mut().zip(&pieces) {
             hash.update(piece);
         }
-        let sends = putters.into_iter().map(|mut p| {
-            let data = pieces.get(p.index).cloned().unwrap_or_default();
-            async move {
-                match p.conn.send(&data).await {
-                    Ok(()) => Some(p),
-                    Err(e) => {
-                        tracing::warn!(device = %p.dev.device, error = %e, "EC object PUT: send failed");
-                        self.app.backend.limiter.error(&p.dev);
-                        None
-                    }
-                }
-            }
-        });
-        futures_util::future::join_all(sends)
-            .await
-            .into_iter()
-            .flatten()
-            .collect()
+        self.send_chunk(
+            putters,
+            |index| pieces.get(index).cloned().unwrap_or_default(),
+            "EC object PUT",
+        )
+        .await
     }
 
-    /// GET or HEAD of an EC object.
+    /// GET or HEAD of an EC object (see [`get`]).
     pub(super) async fn ec_get(&self, req: Req, policy: &Policy, ec: &EcParams) -> Resp {
-        let scheme = match scheme_of(ec) {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::error!(error = %e, "EC policy with an unusable code");
-                return unavailable();
-            }
-        };
-        let k = scheme.k();
-        let is_head = req.method() == Method::HEAD;
-        let plan = self.object_plan(policy);
-        let mut headers = self.object_headers(&req, None, policy);
-        // Ranges are the object's, not the archives'; conditions compare
-        // the object's ETag.
-        headers.remove("range");
-        headers.remove("if-range");
-        set_header(
-            &mut headers,
-            "x-backend-etag-is-at",
-            "X-Object-Sysmeta-Ec-Etag",
-        );
-        let path = self.target.path();
-        let method = if is_head { Method::HEAD } else { Method::GET };
-        let asks = plan.primaries.iter().map(|dev| {
-            let bpath = backend_path(dev, plan.partition, &path, None);
-            let (method, headers) = (method.clone(), headers.clone());
-            async move {
-                self.app
-                    .backend
-                    .send(dev, method, &bpath, headers, apus_http::empty())
-                    .await
-            }
-        });
-        let answers = futures_util::future::join_all(asks).await;
-
-        // Successes grouped by durable timestamp, newest first.
-        let mut found: Vec<(Timestamp, u32, Response<Body>)> = Vec::new();
-        let mut others: Vec<NodeResponse> = Vec::new();
-        let width = ec.unique_fragments();
-        for answer in answers {
-            let Some(resp) = answer else {
-                others.push(crate::backend::unavailable());
-                continue;
-            };
-            if !resp.status().is_success() {
-                others.push(buffer_response(resp).await);
-                continue;
-            }
-            let h = resp.headers();
-            let ts = header_str(h, "x-backend-durable-timestamp")
-                .or_else(|| header_str(h, "x-backend-timestamp"))
-                .or_else(|| header_str(h, "x-timestamp"))
-                .and_then(|t| Timestamp::parse(t.trim()).ok());
-            let index = header_str(h, pec::X_OBJECT_SYSMETA_EC_FRAG_INDEX)
-                .and_then(|i| pec::parse_frag_index(i, width));
-            match (ts, index) {
-                (Some(ts), Some(index)) => found.push((ts, index, resp)),
-                _ => others.push(crate::backend::unavailable()),
-            }
-        }
-        if found.is_empty() {
-            let mut resp = best_response(&others, quorum_size(others.len()), "Object GET");
-            strip_ec_headers(resp.headers_mut());
-            return resp;
-        }
-        found.sort_by_key(|f| std::cmp::Reverse(f.0));
-        let needed = if is_head { 1 } else { k };
-        let mut chosen: Vec<(u32, Response<Body>)> = Vec::new();
-        let mut current: Option<Timestamp> = None;
-        for (ts, index, resp) in found {
-            if current != Some(ts) {
-                if chosen.len() >= needed {
-                    break;
-                }
-                chosen.clear();
-                current = Some(ts);
-            }
-            if !chosen.iter().any(|(i, _)| *i == index) {
-                chosen.push((index, resp));
-            }
-        }
-        if chosen.len() < needed {
-            tracing::error!(
-                fragments = chosen.len(),
-                needed,
-                "EC object GET: not enough fragments"
-            );
-            return unavailable();
-        }
-        chosen.truncate(needed);
-
-        // The client's view of the object.
-        let first = &chosen[0].1;
-        let Some(length) = header_str(first.headers(), pec::X_OBJECT_SYSMETA_EC_CONTENT_LENGTH)
-            .and_then(|v| v.trim().parse::<u64>().ok())
-        else {
-            tracing::error!("EC fragment without X-Object-Sysmeta-Ec-Content-Length");
-            return unavailable();
-        };
-        let etag = header_str(first.headers(), pec::X_OBJECT_SYSMETA_EC_ETAG)
-            .unwrap_or("")
-            .to_string();
-        let mut out = first.headers().clone();
-        strip_ec_headers(&mut out);
-        for name in ["content-length", "etag", "content-range"] {
-            out.remove(name);
-        }
-        for name in HOP_HEADERS {
-            out.remove(*name);
-        }
-        let cleaned = out
-            .get(http::header::CONTENT_TYPE)
-            .and_then(|v| clean_content_type(v.as_bytes()))
-            .and_then(|v| HeaderValue::from_bytes(v).ok());
-        if let Some(cleaned) = cleaned {
-            out.insert(http::header::CONTENT_TYPE, cleaned);
-        }
-        if !etag.is_empty() {
-            set_header(&mut out, "etag", &etag);
-        }
-        out.insert("accept-ranges", HeaderValue::from_static("bytes"));
-
-        let mut status = StatusCode::OK;
-        let (mut start, mut end) = (0, length);
-        let range = header_str(req.headers(), "range")
-            .and_then(|r| Range::parse(r).ok())
-            .and_then(|r| r.ranges_for_length(length));
-        match range.as_deref() {
-            Some([]) => {
-                let mut resp = error_response(StatusCode::RANGE_NOT_SATISFIABLE, None);
-                set_header(
-                    resp.headers_mut(),
-                    "content-range",
-                    &format!("bytes */{length}"),
-                );
-                return resp;
-            }
-            // One range: decoded from the start, bytes before it skipped.
-            Some([(s, e)]) => {
-                status = StatusCode::PARTIAL_CONTENT;
-                (start, end) = (*s, *e);
-                set_header(
-                    &mut out,
-                    "content-range",
-                    &content_range_value(start, end, length),
-                );
-            }
-            // Several ranges are not served yet: the whole object.
-            _ => {}
-        }
-        out.insert(http::header::CONTENT_LENGTH, HeaderValue::from(end - start));
-        if is_head {
-            let mut resp = Response::new(apus_http::empty());
-            *resp.status_mut() = status;
-            *resp.headers_mut() = out;
-            return resp;
-        }
-        let segment_size = ec.segment_size;
-        let sources: Vec<Body> = chosen.into_iter().map(|(_, r)| r.into_body()).collect();
-        let decoder = match ArchiveDecoder::new(scheme, segment_size, sources.len()) {
-            Ok(d) => d,
-            Err(e) => {
-                tracing::error!(error = %e, "EC object GET: no decoder");
-                return unavailable();
-            }
-        };
-        let (tx, body) = apus_http::body::channel(2, Some(end - start));
-        let mut decoding = Decoding {
-            leftover: vec![Bytes::new(); sources.len()],
-            ended: vec![false; sources.len()],
-            decoder,
-            sources,
-        };
-        tokio::spawn(async move {
-            let mut at: u64 = 0;
-            while at < end {
-                let segment = match decoding.next_segment().await {
-                    Ok(Some(s)) => s,
-                    Ok(None) => {
-                        tx.abort(io::Error::new(
-                            io::ErrorKind::UnexpectedEof,
-                            "fragment archives ended before the object",
-                        ))
-                        .await;
-                        return;
-                    }
-                    Err(e) => {
-                        tracing::warn!(error = %e, "EC object GET: decoding failed");
-                        tx.abort(e).await;
-                        return;
-                    }
-                };
-                let seg_start = at;
-                let seg_end = at + segment.len() as u64;
-                at = seg_end;
-                if seg_end <= start {
-                    continue;
-                }
-                let from = start.saturating_sub(seg_start) as usize;
-                let to = (end.min(seg_end) - seg_start) as usize;
-                let mut segment = Bytes::from(segment);
-                let piece = segment.split_to(to).split_off(from);
-                if tx.send(piece).await.is_err() {
-                    return;
-                }
-            }
-        });
-        let mut resp = Response::new(body);
-        *resp.status_mut() = status;
-        *resp.headers_mut() = out;
-        resp
+        self.ec_get_object(req, policy, ec).await
     }
 }
 
@@ -571,58 +343,5 @@ fn strip_ec_headers(headers: &mut HeaderMap) {
         .collect();
     for name in drop {
         headers.remove(name);
-    }
-}
-
-/// k fragment archives being read and decoded.
-struct Decoding {
-    decoder: ArchiveDecoder,
-    sources: Vec<Body>,
-    /// Bytes read from a source beyond what the decoder had room for.
-    leftover: Vec<Bytes>,
-    ended: Vec<bool>,
-}
-
-impl Decoding {
-    /// The next decoded segment; `None` once the archives have ended
-    /// together.
-    async fn next_segment(&mut self) -> io::Result<Option<Vec<u8>>> {
-        let bad = |e: apus_ec::EcError| io::Error::new(io::ErrorKind::InvalidData, e.to_string());
-        loop {
-            if let Some(segment) = self.decoder.next_segment().map_err(bad)? {
-                return Ok(Some(segment));
-            }
-            let mut progressed = false;
-            for s in 0..self.sources.len() {
-                let room = self.decoder.room(s);
-                if room == 0 {
-                    continue;
-                }
-                if self.leftover[s].is_empty() && !self.ended[s] {
-                    match self.sources[s].frame().await {
-                        None => self.ended[s] = true,
-                        Some(Err(e)) => return Err(e),
-                        Some(Ok(frame)) => {
-                            if let Ok(data) = frame.into_data() {
-                                self.leftover[s] = data;
-                            }
-                        }
-                    }
-                    progressed = true;
-                }
-                let take = room.min(self.leftover[s].len());
-                if take > 0 {
-                    self.decoder
-                        .push(s, &self.leftover[s][..take])
-                        .map_err(bad)?;
-                    self.leftover[s].advance(take);
-                    progressed = true;
-                }
-            }
-            if !progressed {
-                self.decoder.finish().map_err(bad)?;
-                return Ok(None);
-            }
-        }
     }
 }
