@@ -30,21 +30,16 @@ use std::path::PathBuf;
 
 use apus_diskfile::hashes::get_hashes;
 use apus_diskfile::{
-    layout, DiskFileConfig, DiskFileError, DiskFileManager, HashTimestamps, OpenDiskFile,
-    OpenOptions, SuffixHashes,
+    DiskFileConfig, DiskFileError, DiskFileManager, HashTimestamps, OpenOptions, SuffixHashes,
 };
 use apus_proto::replication::{MissingLine, Wanted, MAX_MISSING_CHECK_BODY};
 use apus_ring::{Device, Ring};
 use futures_util::StreamExt;
-use http::HeaderValue;
-use tokio::sync::Mutex;
 
 use crate::context::{replication_host, DaemonContext, ServerKind};
 use crate::push::{
-    blocking, list_partitions, metadata_headers, parse_remote_hashes, stream_body, tombstone_name,
-    PeerError, Peers,
+    blocking, local_partitions, parse_remote_hashes, tombstone_name, Limits, PeerError, Peers,
 };
-use crate::rate::RateLimiter;
 use crate::stats::Stats;
 use crate::worker::Worker;
 
@@ -111,12 +106,6 @@ struct Job<'r> {
     primary: bool,
 }
 
-/// The rate limiters shared by a pass's concurrent partitions.
-struct Limits {
-    objects: Mutex<RateLimiter>,
-    bytes: Mutex<RateLimiter>,
-}
-
 /// What a pass shares across its partitions.
 struct Pass<'a> {
     ctx: &'a DaemonContext,
@@ -151,50 +140,25 @@ impl Worker for ObjectReplicator {
             settings: &self.settings,
             mgr: DiskFileManager::new(conf),
             stats,
-            limits: Limits {
-                objects: Mutex::new(RateLimiter::new(self.settings.objects_per_second)),
-                bytes: Mutex::new(RateLimiter::new(self.settings.bytes_per_second)),
-            },
+            limits: Limits::new(
+                self.settings.objects_per_second,
+                self.settings.bytes_per_second,
+            ),
         };
         let mut jobs = Vec::new();
         for policy in ctx.replicated_policies() {
             let Some(ring) = rings.objects.get(&policy) else {
                 continue;
             };
-            for dev in ctx.local_devices(ring, ServerKind::Object) {
-                let Some(dev_path) = ctx.device_path(&dev.device) else {
-                    tracing::warn!(device = %dev.device, "skipping missing or unmounted device");
-                    stats.incr("failures");
-                    continue;
-                };
-                let data_dir = dev_path.join(layout::data_dir(policy));
-                let dir = data_dir.clone();
-                let parts = match tokio::task::spawn_blocking(move || list_partitions(&dir)).await {
-                    Ok(Ok(p)) => p,
-                    Ok(Err(e)) => {
-                        tracing::error!(dir = %data_dir.display(), error = %e, "cannot list partitions");
-                        stats.incr("failures");
-                        continue;
-                    }
-                    Err(_) => continue,
-                };
-                for partition in parts {
-                    if partition >= ring.partition_count() {
-                        tracing::warn!(partition, device = %dev.device, "partition beyond the ring");
-                        continue;
-                    }
-                    let primary = ring.primaries(partition).iter().any(|d| {
-                        d.device == dev.device && ctx.identity.is_local(d, ServerKind::Object)
-                    });
-                    jobs.push(Job {
-                        policy,
-                        ring,
-                        local: dev,
-                        partition,
-                        part_dir: data_dir.join(partition.to_string()),
-                        primary,
-                    });
-                }
+            for p in local_partitions(ctx, ring, policy, stats).await {
+                jobs.push(Job {
+                    policy,
+                    ring,
+                    primary: !p.positions.is_empty(),
+                    local: p.local,
+                    partition: p.partition,
+                    part_dir: p.part_dir,
+                });
             }
         }
         if self.settings.handoffs_first {
@@ -374,7 +338,9 @@ impl Pass<'_> {
                 let name = open.datafile_metadata().name().map(str::to_string);
                 let has_newer_meta = open.data_timestamp() != open.timestamp();
                 if want.data {
-                    self.send_put(job, node, open).await?;
+                    self.peers(job)
+                        .push_file(node, open, &[], self.settings.disk_chunk_size, &self.limits)
+                        .await?;
                 }
                 if want.meta && has_newer_meta {
                     if let (Some(md), Some(name)) = (meta, name) {
@@ -403,32 +369,6 @@ impl Pass<'_> {
                 Ok(())
             }
         }
-    }
-
-    async fn send_put(
-        &self,
-        job: &Job<'_>,
-        node: &Device,
-        open: OpenDiskFile,
-    ) -> Result<(), PeerError> {
-        let md = open.datafile_metadata();
-        let Some(name) = md.name().map(str::to_string) else {
-            return Err(PeerError::Failed("data file has no name".into()));
-        };
-        let len = open.content_length();
-        let peers = self.peers(job);
-        let mut headers = peers.replication_headers(&[]);
-        headers.insert(http::header::CONTENT_LENGTH, HeaderValue::from(len));
-        metadata_headers(md, &mut headers).map_err(PeerError::Failed)?;
-        self.limits.bytes.lock().await.acquire(len as f64).await;
-        let reader = open.reader();
-        let (tx, body) = apus_http::channel(4, Some(len));
-        let chunk = self.settings.disk_chunk_size;
-        let producer = tokio::task::spawn_blocking(move || stream_body(reader, chunk, tx));
-        let result = peers.send_put(node, &name, headers, body, len).await;
-        // The producer ends once its chunks are taken or refused.
-        let _ = producer.await;
-        result
     }
 
     /// A primary partition: sync with every other primary, a handoff

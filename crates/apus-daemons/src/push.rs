@@ -16,11 +16,12 @@ use apus_http::body::collect_limited;
 use apus_http::{empty, full, Body};
 use apus_proto::headers as h;
 use apus_proto::replication::{self as repl, Wanted, MAX_MISSING_CHECK_BODY};
-use apus_ring::Device;
+use apus_ring::{Device, Ring};
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, Method};
 
-use crate::context::{replication_host, DaemonContext};
+use crate::context::{replication_host, DaemonContext, ServerKind};
+use crate::rate::RateLimiter;
 use crate::stats::Stats;
 
 /// Largest answer read from a peer: hashes of at most 4096 suffixes, or
@@ -85,6 +86,84 @@ pub(crate) fn list_partitions(dir: &Path) -> std::io::Result<Vec<u32>> {
     }
     parts.sort_unstable();
     Ok(parts)
+}
+
+/// One partition directory of a local device in a policy's `objects[-N]`.
+pub(crate) struct LocalPartition<'r> {
+    pub local: &'r Device,
+    pub partition: u32,
+    pub part_dir: std::path::PathBuf,
+    /// The ring positions (for EC policies, fragment indexes) this
+    /// device holds among the partition's primaries; empty on a handoff.
+    pub positions: Vec<u32>,
+}
+
+/// Every partition directory of `policy` on this node's devices of
+/// `ring`, in device then partition order. Missing devices and
+/// unreadable directories are counted as failures and skipped.
+pub(crate) async fn local_partitions<'r>(
+    ctx: &DaemonContext,
+    ring: &'r Ring,
+    policy: u32,
+    stats: &Stats,
+) -> Vec<LocalPartition<'r>> {
+    let mut out = Vec::new();
+    for dev in ctx.local_devices(ring, ServerKind::Object) {
+        let Some(dev_path) = ctx.device_path(&dev.device) else {
+            tracing::warn!(device = %dev.device, "skipping missing or unmounted device");
+            stats.incr("failures");
+            continue;
+        };
+        let data_dir = dev_path.join(apus_diskfile::layout::data_dir(policy));
+        let dir = data_dir.clone();
+        let parts = match tokio::task::spawn_blocking(move || list_partitions(&dir)).await {
+            Ok(Ok(p)) => p,
+            Ok(Err(e)) => {
+                tracing::error!(dir = %data_dir.display(), error = %e, "cannot list partitions");
+                stats.incr("failures");
+                continue;
+            }
+            Err(_) => continue,
+        };
+        for partition in parts {
+            if partition >= ring.partition_count() {
+                tracing::warn!(partition, device = %dev.device, "partition beyond the ring");
+                continue;
+            }
+            let positions = ring
+                .primaries(partition)
+                .iter()
+                .enumerate()
+                .filter(|(_, d)| {
+                    d.device == dev.device && ctx.identity.is_local(d, ServerKind::Object)
+                })
+                .map(|(i, _)| i as u32)
+                .collect();
+            out.push(LocalPartition {
+                local: dev,
+                partition,
+                part_dir: data_dir.join(partition.to_string()),
+                positions,
+            });
+        }
+    }
+    out
+}
+
+/// The rate limiters a pass's concurrent partitions share: objects and
+/// bytes pushed per second.
+pub(crate) struct Limits {
+    pub objects: tokio::sync::Mutex<RateLimiter>,
+    pub bytes: tokio::sync::Mutex<RateLimiter>,
+}
+
+impl Limits {
+    pub(crate) fn new(objects_per_second: f64, bytes_per_second: f64) -> Self {
+        Limits {
+            objects: tokio::sync::Mutex::new(RateLimiter::new(objects_per_second)),
+            bytes: tokio::sync::Mutex::new(RateLimiter::new(bytes_per_second)),
+        }
+    }
 }
 
 /// Text in a pickle: a str, or bytes that are UTF-8.
@@ -361,6 +440,35 @@ impl Peers<'_> {
             (507, _) => Err(PeerError::Unmounted),
             (s, _) => Err(PeerError::Failed(format!("PUT answered {s}"))),
         }
+    }
+
+    /// A replication PUT of an opened object (or fragment archive) with
+    /// all its metadata, streamed from disk in `chunk`-byte reads, after
+    /// booking its bytes with `limits`.
+    pub(crate) async fn push_file(
+        &self,
+        node: &Device,
+        open: apus_diskfile::OpenDiskFile,
+        extra: &[(&str, String)],
+        chunk: usize,
+        limits: &Limits,
+    ) -> Result<(), PeerError> {
+        let md = open.datafile_metadata();
+        let Some(name) = md.name().map(str::to_string) else {
+            return Err(PeerError::Failed("data file has no name".into()));
+        };
+        let len = open.content_length();
+        let mut headers = self.replication_headers(extra);
+        headers.insert(http::header::CONTENT_LENGTH, HeaderValue::from(len));
+        metadata_headers(md, &mut headers).map_err(PeerError::Failed)?;
+        limits.bytes.lock().await.acquire(len as f64).await;
+        let reader = open.reader();
+        let (tx, body) = apus_http::channel(4, Some(len));
+        let producer = tokio::task::spawn_blocking(move || stream_body(reader, chunk, tx));
+        let result = self.send_put(node, &name, headers, body, len).await;
+        // The producer ends once its chunks are taken or refused.
+        let _ = producer.await;
+        result
     }
 
     /// A replication POST of a `.meta`'s metadata.

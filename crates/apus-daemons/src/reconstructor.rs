@@ -54,14 +54,12 @@ use bytes::{Buf, Bytes};
 use futures_util::StreamExt;
 use http::{HeaderValue, Method};
 use http_body_util::BodyExt;
-use tokio::sync::Mutex;
 
-use crate::context::{replication_host, DaemonContext, ServerKind};
+use crate::context::{replication_host, DaemonContext};
 use crate::push::{
-    blocking, list_partitions, metadata_headers, parse_pickled_suffixes, stream_body,
-    tombstone_name, PeerError, Peers,
+    blocking, local_partitions, metadata_headers, parse_pickled_suffixes, tombstone_name, Limits,
+    PeerError, Peers,
 };
-use crate::rate::RateLimiter;
 use crate::stats::Stats;
 use crate::worker::Worker;
 
@@ -193,12 +191,6 @@ impl Stray {
     }
 }
 
-/// The rate limiters shared by a pass's concurrent partitions.
-struct Limits {
-    objects: Mutex<RateLimiter>,
-    bytes: Mutex<RateLimiter>,
-}
-
 /// What a pass shares across its partitions.
 struct Pass<'a> {
     ctx: &'a DaemonContext,
@@ -281,10 +273,10 @@ impl Worker for ObjectReconstructor {
             settings: &self.settings,
             mgr: DiskFileManager::new(conf),
             stats,
-            limits: Limits {
-                objects: Mutex::new(RateLimiter::new(self.settings.objects_per_second)),
-                bytes: Mutex::new(RateLimiter::new(self.settings.bytes_per_second)),
-            },
+            limits: Limits::new(
+                self.settings.objects_per_second,
+                self.settings.bytes_per_second,
+            ),
         };
         let mut infos = Vec::new();
         for (&index, params) in &ctx.ec_params {
@@ -302,46 +294,15 @@ impl Worker for ObjectReconstructor {
             let Some(ring) = rings.objects.get(&policy) else {
                 continue;
             };
-            for dev in ctx.local_devices(ring, ServerKind::Object) {
-                let Some(dev_path) = ctx.device_path(&dev.device) else {
-                    tracing::warn!(device = %dev.device, "skipping missing or unmounted device");
-                    stats.incr("failures");
-                    continue;
-                };
-                let data_dir = dev_path.join(layout::data_dir(policy));
-                let dir = data_dir.clone();
-                let parts = match tokio::task::spawn_blocking(move || list_partitions(&dir)).await {
-                    Ok(Ok(p)) => p,
-                    Ok(Err(e)) => {
-                        tracing::error!(dir = %data_dir.display(), error = %e, "cannot list partitions");
-                        stats.incr("failures");
-                        continue;
-                    }
-                    Err(_) => continue,
-                };
-                for partition in parts {
-                    if partition >= ring.partition_count() {
-                        tracing::warn!(partition, device = %dev.device, "partition beyond the ring");
-                        continue;
-                    }
-                    let own_indexes = ring
-                        .primaries(partition)
-                        .iter()
-                        .enumerate()
-                        .filter(|(_, d)| {
-                            d.device == dev.device && ctx.identity.is_local(d, ServerKind::Object)
-                        })
-                        .map(|(i, _)| i as u32)
-                        .collect();
-                    jobs.push(Job {
-                        ec: info,
-                        ring,
-                        local: dev,
-                        partition,
-                        part_dir: data_dir.join(partition.to_string()),
-                        own_indexes,
-                    });
-                }
+            for p in local_partitions(ctx, ring, policy, stats).await {
+                jobs.push(Job {
+                    ec: info,
+                    ring,
+                    local: p.local,
+                    partition: p.partition,
+                    part_dir: p.part_dir,
+                    own_indexes: p.positions,
+                });
             }
         }
         if self.settings.handoffs_first {
@@ -977,23 +938,19 @@ impl Pass<'_> {
                     return Err(PeerError::Failed("fragment archive has no name".into()));
                 };
                 if want.data {
-                    let len = open.content_length();
                     let mut extra = vec![index_header.clone()];
                     if !durable {
                         extra.push((pec::X_BACKEND_NO_COMMIT, "True".into()));
                     }
-                    let mut headers = peers.replication_headers(&extra);
-                    headers.insert(http::header::CONTENT_LENGTH, HeaderValue::from(len));
-                    metadata_headers(&md, &mut headers).map_err(PeerError::Failed)?;
-                    self.limits.bytes.lock().await.acquire(len as f64).await;
-                    let reader = open.reader();
-                    let (tx, body) = apus_http::channel(4, Some(len));
-                    let chunk = self.settings.disk_chunk_size;
-                    let producer =
-                        tokio::task::spawn_blocking(move || stream_body(reader, chunk, tx));
-                    let sent = peers.send_put(node, &name, headers, body, len).await;
-                    let _ = producer.await;
-                    sent?;
+                    peers
+                        .push_file(
+                            node,
+                            open,
+                            &extra,
+                            self.settings.disk_chunk_size,
+                            &self.limits,
+                        )
+                        .await?;
                 }
                 if want.meta && has_newer_meta {
                     if let Some(meta) = meta {
