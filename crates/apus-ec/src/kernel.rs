@@ -164,6 +164,175 @@ pub fn gf256_mul_acc_with(kernel: Kernel, dst: &mut [u8], src: &[u8], c: u8) {
     );
 }
 
+/// A matrix of GF(2^8) coefficients prepared for [`gf256_dot_prod`]: the
+/// nibble tables of every coefficient, stored column by column, so the
+/// tables one source needs for a group of outputs are adjacent.
+#[derive(Clone, Debug)]
+pub struct Gf256Coefficients {
+    rows: usize,
+    cols: usize,
+    /// Entry `col * rows + row`: the low-nibble table, then the high one.
+    nibbles: Vec<[u8; 32]>,
+    /// Entry `col * rows + row`: the whole 256-byte product table.
+    full: Vec<[u8; 256]>,
+}
+
+impl Gf256Coefficients {
+    /// Prepares `rows` (one slice of coefficients per output; every row
+    /// has the length of the first, shorter rows are padded with zeros).
+    pub fn new(rows: &[&[u8]]) -> Self {
+        let cols = rows.first().map_or(0, |row| row.len());
+        let mut nibbles = Vec::with_capacity(rows.len() * cols);
+        let mut full = Vec::with_capacity(rows.len() * cols);
+        for col in 0..cols {
+            for row in rows {
+                let tables = NibbleTables::new(row.get(col).copied().unwrap_or(0));
+                let mut packed = [0u8; 32];
+                packed[..16].copy_from_slice(&tables.low);
+                packed[16..].copy_from_slice(&tables.high);
+                nibbles.push(packed);
+                full.push(tables.full);
+            }
+        }
+        Gf256Coefficients {
+            rows: rows.len(),
+            cols,
+            nibbles,
+            full,
+        }
+    }
+
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    pub fn cols(&self) -> usize {
+        self.cols
+    }
+}
+
+/// `outputs[r][i] = XOR over j of c[r][j] * sources[j][i]` in GF(2^8), with
+/// the fastest kernel: each source byte is loaded once for all outputs
+/// (rather than once per output), and each output byte is stored once.
+///
+/// Rows pair with outputs and columns with sources as far as both exist;
+/// only the first `len` bytes of each output are written, `len` being the
+/// shortest of the sources and outputs involved.
+pub fn gf256_dot_prod(
+    coefficients: &Gf256Coefficients,
+    sources: &[&[u8]],
+    outputs: &mut [&mut [u8]],
+) {
+    gf256_dot_prod_with(Kernel::best(), coefficients, sources, outputs);
+}
+
+/// Bytes of every region worked on together when the outputs need more
+/// than one pass over the sources: k sources of this size stay in the L2
+/// cache between the passes. A multiple of every kernel's vector width.
+const STRIPE: usize = 16 * 1024;
+
+/// [`gf256_dot_prod`] with a chosen kernel. A kernel the CPU lacks falls
+/// back to the portable one rather than faulting.
+pub fn gf256_dot_prod_with(
+    kernel: Kernel,
+    coefficients: &Gf256Coefficients,
+    sources: &[&[u8]],
+    outputs: &mut [&mut [u8]],
+) {
+    let rows = coefficients.rows.min(outputs.len());
+    let cols = coefficients.cols.min(sources.len());
+    let (sources, outputs) = (&sources[..cols], &mut outputs[..rows]);
+    let len = sources
+        .iter()
+        .map(|s| s.len())
+        .chain(outputs.iter().map(|o| o.len()))
+        .min()
+        .unwrap_or(0);
+    let mut start = 0;
+    while start < len {
+        let end = (start + STRIPE).min(len);
+        dot_prod_stripe(kernel, coefficients, sources, outputs, start, end);
+        start = end;
+    }
+}
+
+/// Bytes `start..end` of every output, by the largest groups of outputs
+/// the kernel keeps in registers. `end` is within every region.
+fn dot_prod_stripe(
+    kernel: Kernel,
+    coefficients: &Gf256Coefficients,
+    sources: &[&[u8]],
+    outputs: &mut [&mut [u8]],
+    start: usize,
+    end: usize,
+) {
+    let group_size = match kernel {
+        Kernel::Portable => 1,
+        #[cfg(target_arch = "x86_64")]
+        Kernel::Ssse3 | Kernel::Avx2 => x86::MAX_GROUP,
+    };
+    for (group, first_row) in outputs
+        .chunks_mut(group_size)
+        .zip((0..).step_by(group_size))
+    {
+        let done = match kernel {
+            Kernel::Portable => start,
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Ssse3 => {
+                if std::arch::is_x86_feature_detected!("ssse3") {
+                    // SAFETY: the CPU supports SSSE3 (checked just above).
+                    unsafe {
+                        x86::ssse3_dot_prod(coefficients, first_row, sources, group, start, end)
+                    }
+                } else {
+                    start
+                }
+            }
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx2 => {
+                if std::arch::is_x86_feature_detected!("avx2") {
+                    // SAFETY: the CPU supports AVX2 (checked just above).
+                    unsafe {
+                        x86::avx2_dot_prod(coefficients, first_row, sources, group, start, end)
+                    }
+                } else {
+                    start
+                }
+            }
+        };
+        portable_dot_prod(coefficients, first_row, sources, group, done, end);
+    }
+}
+
+/// The portable dot product over bytes `start..end`: each output is
+/// cleared, then every source's products are added by table lookup.
+fn portable_dot_prod(
+    coefficients: &Gf256Coefficients,
+    first_row: usize,
+    sources: &[&[u8]],
+    outputs: &mut [&mut [u8]],
+    start: usize,
+    end: usize,
+) {
+    for (row, output) in (first_row..).zip(outputs.iter_mut()) {
+        let Some(output) = output.get_mut(start..end) else {
+            continue;
+        };
+        output.fill(0);
+        for (col, source) in sources.iter().enumerate() {
+            let (Some(source), Some(table)) = (
+                source.get(start..end),
+                coefficients.full.get(col * coefficients.rows + row),
+            ) else {
+                continue;
+            };
+            for (d, &s) in output.iter_mut().zip(source) {
+                *d ^= table[usize::from(s)];
+            }
+        }
+    }
+}
+
 fn gf256_mul_acc_tables(kernel: Kernel, dst: &mut [u8], src: &[u8], tables: &NibbleTables) {
     match kernel {
         Kernel::Portable => portable_mul_acc(dst, src, tables),
@@ -242,8 +411,202 @@ fn portable_gf65536_mul_acc(dst: &mut [u8], src: &[u8], tables: &WordTables) {
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
-    use super::{portable_gf65536_mul_acc, portable_mul_acc, NibbleTables, WordTables};
+    use super::{
+        portable_gf65536_mul_acc, portable_mul_acc, Gf256Coefficients, NibbleTables, WordTables,
+    };
     use std::arch::x86_64::*;
+
+    /// Outputs whose accumulators the dot-product kernels keep in
+    /// registers at once: with the source's two nibble vectors, the mask
+    /// and the two tables in flight that is 11 of the 16 vector registers.
+    pub const MAX_GROUP: usize = 6;
+
+    /// The dot product of `sources` with rows `first_row..` of the
+    /// coefficients into `outputs` (at most [`MAX_GROUP`] of them), over
+    /// the whole 32-byte vectors of bytes `start..end`; returns where it
+    /// stopped (the caller finishes the tail).
+    ///
+    /// # Safety
+    /// The CPU must support AVX2.
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn avx2_dot_prod(
+        coefficients: &Gf256Coefficients,
+        first_row: usize,
+        sources: &[&[u8]],
+        outputs: &mut [&mut [u8]],
+        start: usize,
+        end: usize,
+    ) -> usize {
+        match outputs.len() {
+            1 => avx2_dot_prod_group::<1>(coefficients, first_row, sources, outputs, start, end),
+            2 => avx2_dot_prod_group::<2>(coefficients, first_row, sources, outputs, start, end),
+            3 => avx2_dot_prod_group::<3>(coefficients, first_row, sources, outputs, start, end),
+            4 => avx2_dot_prod_group::<4>(coefficients, first_row, sources, outputs, start, end),
+            5 => avx2_dot_prod_group::<5>(coefficients, first_row, sources, outputs, start, end),
+            6 => avx2_dot_prod_group::<6>(coefficients, first_row, sources, outputs, start, end),
+            _ => start,
+        }
+    }
+
+    /// [`avx2_dot_prod`] for exactly `G` outputs, so the accumulators are
+    /// an array the compiler keeps in registers.
+    #[target_feature(enable = "avx2")]
+    fn avx2_dot_prod_group<const G: usize>(
+        coefficients: &Gf256Coefficients,
+        first_row: usize,
+        sources: &[&[u8]],
+        outputs: &mut [&mut [u8]],
+        start: usize,
+        end: usize,
+    ) -> usize {
+        let Some(end) = checked_end(coefficients, first_row, G, sources, outputs, end) else {
+            return start;
+        };
+        let rows = coefficients.rows;
+        let mask = _mm256_set1_epi8(0x0f);
+        let mut i = start;
+        while i + 32 <= end {
+            let mut acc = [_mm256_setzero_si256(); G];
+            for (col, source) in sources.iter().enumerate() {
+                let first = col * rows + first_row;
+                let Some(tables) = coefficients
+                    .nibbles
+                    .get(first..first + G)
+                    .and_then(|t| <&[[u8; 32]; G]>::try_from(t).ok())
+                else {
+                    return i;
+                };
+                // SAFETY: `i + 32 <= end`, and `end` is within every
+                // source (checked_end); the load is unaligned.
+                let s = unsafe { _mm256_loadu_si256(source.as_ptr().add(i).cast()) };
+                let low_nibbles = _mm256_and_si256(s, mask);
+                let high_nibbles = _mm256_and_si256(_mm256_srli_epi64(s, 4), mask);
+                for (sum, table) in acc.iter_mut().zip(tables) {
+                    // SAFETY: reads the 32-byte table array's two halves.
+                    let (low, high) = unsafe {
+                        (
+                            _mm256_broadcastsi128_si256(_mm_loadu_si128(table.as_ptr().cast())),
+                            _mm256_broadcastsi128_si256(_mm_loadu_si128(
+                                table.as_ptr().add(16).cast(),
+                            )),
+                        )
+                    };
+                    let product = _mm256_xor_si256(
+                        _mm256_shuffle_epi8(low, low_nibbles),
+                        _mm256_shuffle_epi8(high, high_nibbles),
+                    );
+                    *sum = _mm256_xor_si256(*sum, product);
+                }
+            }
+            for (output, sum) in outputs.iter_mut().zip(acc) {
+                // SAFETY: `i + 32 <= end`, and `end` is within every output
+                // (checked_end); the store is unaligned.
+                unsafe { _mm256_storeu_si256(output.as_mut_ptr().add(i).cast(), sum) };
+            }
+            i += 32;
+        }
+        i
+    }
+
+    /// [`avx2_dot_prod`] with 16-byte vectors.
+    ///
+    /// # Safety
+    /// The CPU must support SSSE3.
+    #[target_feature(enable = "ssse3")]
+    pub unsafe fn ssse3_dot_prod(
+        coefficients: &Gf256Coefficients,
+        first_row: usize,
+        sources: &[&[u8]],
+        outputs: &mut [&mut [u8]],
+        start: usize,
+        end: usize,
+    ) -> usize {
+        match outputs.len() {
+            1 => ssse3_dot_prod_group::<1>(coefficients, first_row, sources, outputs, start, end),
+            2 => ssse3_dot_prod_group::<2>(coefficients, first_row, sources, outputs, start, end),
+            3 => ssse3_dot_prod_group::<3>(coefficients, first_row, sources, outputs, start, end),
+            4 => ssse3_dot_prod_group::<4>(coefficients, first_row, sources, outputs, start, end),
+            5 => ssse3_dot_prod_group::<5>(coefficients, first_row, sources, outputs, start, end),
+            6 => ssse3_dot_prod_group::<6>(coefficients, first_row, sources, outputs, start, end),
+            _ => start,
+        }
+    }
+
+    #[target_feature(enable = "ssse3")]
+    fn ssse3_dot_prod_group<const G: usize>(
+        coefficients: &Gf256Coefficients,
+        first_row: usize,
+        sources: &[&[u8]],
+        outputs: &mut [&mut [u8]],
+        start: usize,
+        end: usize,
+    ) -> usize {
+        let Some(end) = checked_end(coefficients, first_row, G, sources, outputs, end) else {
+            return start;
+        };
+        let rows = coefficients.rows;
+        let mask = _mm_set1_epi8(0x0f);
+        let mut i = start;
+        while i + 16 <= end {
+            let mut acc = [_mm_setzero_si128(); G];
+            for (col, source) in sources.iter().enumerate() {
+                let first = col * rows + first_row;
+                let Some(tables) = coefficients
+                    .nibbles
+                    .get(first..first + G)
+                    .and_then(|t| <&[[u8; 32]; G]>::try_from(t).ok())
+                else {
+                    return i;
+                };
+                // SAFETY: `i + 16 <= end`, and `end` is within every
+                // source (checked_end); the load is unaligned.
+                let s = unsafe { _mm_loadu_si128(source.as_ptr().add(i).cast()) };
+                let low_nibbles = _mm_and_si128(s, mask);
+                let high_nibbles = _mm_and_si128(_mm_srli_epi64(s, 4), mask);
+                for (sum, table) in acc.iter_mut().zip(tables) {
+                    // SAFETY: reads the 32-byte table array's two halves.
+                    let (low, high) = unsafe {
+                        (
+                            _mm_loadu_si128(table.as_ptr().cast()),
+                            _mm_loadu_si128(table.as_ptr().add(16).cast()),
+                        )
+                    };
+                    let product = _mm_xor_si128(
+                        _mm_shuffle_epi8(low, low_nibbles),
+                        _mm_shuffle_epi8(high, high_nibbles),
+                    );
+                    *sum = _mm_xor_si128(*sum, product);
+                }
+            }
+            for (output, sum) in outputs.iter_mut().zip(acc) {
+                // SAFETY: `i + 16 <= end`, and `end` is within every output
+                // (checked_end); the store is unaligned.
+                unsafe { _mm_storeu_si128(output.as_mut_ptr().add(i).cast(), sum) };
+            }
+            i += 16;
+        }
+        i
+    }
+
+    /// `end` if the group is what the kernels assume: exactly `group`
+    /// outputs, rows that exist, no more sources than columns, and every
+    /// region at least `end` bytes long. The pointer arithmetic in the
+    /// kernels relies on this.
+    fn checked_end(
+        coefficients: &Gf256Coefficients,
+        first_row: usize,
+        group: usize,
+        sources: &[&[u8]],
+        outputs: &[&mut [u8]],
+        end: usize,
+    ) -> Option<usize> {
+        let fits = outputs.len() == group
+            && first_row + group <= coefficients.rows
+            && sources.len() <= coefficients.cols
+            && sources.iter().all(|s| s.len() >= end)
+            && outputs.iter().all(|o| o.len() >= end);
+        fits.then_some(end)
+    }
 
     /// # Safety
     /// The CPU must support SSSE3.
@@ -418,6 +781,123 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// The dot product straight from the field definition.
+    fn reference_dot_prod(rows: &[Vec<u8>], sources: &[Vec<u8>], len: usize) -> Vec<Vec<u8>> {
+        rows.iter()
+            .map(|row| {
+                (0..len)
+                    .map(|i| {
+                        row.iter()
+                            .zip(sources)
+                            .fold(0u8, |acc, (&c, s)| acc ^ gf256_mul(c, s[i]))
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn every_dot_prod_kernel_matches_the_field_definition() {
+        let lengths = [
+            0usize,
+            1,
+            15,
+            16,
+            17,
+            31,
+            32,
+            33,
+            63,
+            64,
+            65,
+            100,
+            4095,
+            4096 + 17,
+            STRIPE - 1,
+            STRIPE + 33,
+            2 * STRIPE + 100,
+        ];
+        // (outputs, sources): single and multiple groups of outputs.
+        let shapes = [(1, 1), (2, 4), (3, 8), (4, 10), (6, 3), (7, 5), (13, 2)];
+        for kernel in Kernel::available() {
+            for (n, &len) in lengths.iter().enumerate() {
+                for &(m, k) in &shapes {
+                    let seed = (n * 100 + m * 10 + k) as u64;
+                    // Coefficients include 0 and 1, which have no special case.
+                    let rows: Vec<Vec<u8>> = (0..m)
+                        .map(|r| {
+                            let mut row = bytes(seed * 7 + r as u64, k);
+                            row[r % k] = (r % 2) as u8;
+                            row
+                        })
+                        .collect();
+                    let row_refs: Vec<&[u8]> = rows.iter().map(Vec::as_slice).collect();
+                    let coefficients = Gf256Coefficients::new(&row_refs);
+                    // The regions start unaligned.
+                    let offset = 1 + n % 7;
+                    let sources: Vec<Vec<u8>> = (0..k)
+                        .map(|j| bytes(seed * 13 + j as u64, len + offset))
+                        .collect();
+                    let source_refs: Vec<&[u8]> = sources.iter().map(|s| &s[offset..]).collect();
+                    // Outputs start as garbage (they are overwritten) and
+                    // have one byte more than the sources, left alone.
+                    let mut outputs: Vec<Vec<u8>> = (0..m)
+                        .map(|r| bytes(seed * 17 + r as u64, len + offset + 1))
+                        .collect();
+                    let guards: Vec<u8> = outputs.iter().map(|o| o[len + offset]).collect();
+                    {
+                        let mut output_refs: Vec<&mut [u8]> =
+                            outputs.iter_mut().map(|o| &mut o[offset..]).collect();
+                        gf256_dot_prod_with(kernel, &coefficients, &source_refs, &mut output_refs);
+                    }
+                    let trimmed: Vec<Vec<u8>> =
+                        sources.iter().map(|s| s[offset..].to_vec()).collect();
+                    let expected = reference_dot_prod(&rows, &trimmed, len);
+                    for (r, output) in outputs.iter().enumerate() {
+                        assert!(
+                            output[offset..offset + len] == expected[r][..],
+                            "{kernel:?} len={len} m={m} k={k} output {r}"
+                        );
+                        assert_eq!(output[len + offset], guards[r], "{kernel:?} wrote past len");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn dot_prod_pairs_what_exists_and_stops_at_the_shortest_region() {
+        let rows = [vec![2u8, 3], vec![5, 7]];
+        let row_refs: Vec<&[u8]> = rows.iter().map(Vec::as_slice).collect();
+        let coefficients = Gf256Coefficients::new(&row_refs);
+        let (a, b) = (bytes(1, 100), bytes(2, 90));
+        for kernel in Kernel::available() {
+            // Three outputs for two rows: the third is left alone; the
+            // shorter source limits every output to 90 bytes.
+            let mut outputs = vec![vec![0xaau8; 100]; 3];
+            {
+                let mut refs: Vec<&mut [u8]> = outputs.iter_mut().map(Vec::as_mut_slice).collect();
+                gf256_dot_prod_with(kernel, &coefficients, &[&a, &b], &mut refs);
+            }
+            let expected = reference_dot_prod(&rows, &[a.clone(), b.clone()], 90);
+            for r in 0..2 {
+                assert_eq!(outputs[r][..90], expected[r][..], "{kernel:?}");
+                assert!(outputs[r][90..].iter().all(|&x| x == 0xaa), "{kernel:?}");
+            }
+            assert!(outputs[2].iter().all(|&x| x == 0xaa), "{kernel:?}");
+            // One source for two columns: only the first column counts.
+            let mut single = vec![vec![0u8; 100]; 2];
+            {
+                let mut refs: Vec<&mut [u8]> = single.iter_mut().map(Vec::as_mut_slice).collect();
+                gf256_dot_prod_with(kernel, &coefficients, &[&a], &mut refs);
+            }
+            let expected = reference_dot_prod(&[vec![2], vec![5]], std::slice::from_ref(&a), 100);
+            assert_eq!(single, expected, "{kernel:?}");
+        }
+        // Nothing at all is fine too.
+        gf256_dot_prod(&Gf256Coefficients::new(&[]), &[], &mut []);
     }
 
     #[test]

@@ -14,7 +14,7 @@ use crate::checksum::{crc32, crc32_legacy};
 use crate::error::EcError;
 use crate::gf::{Field, Matrix};
 use crate::header::{ChecksumType, FragmentHeader, HEADER_SIZE, LIBEC_VERSION};
-use crate::kernel::{mul_acc, Multiplier};
+use crate::kernel::{gf256_dot_prod, mul_acc, Gf256Coefficients, Multiplier};
 
 /// The erasure-code types Swift deployments use, by their pyeclib names.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -341,14 +341,29 @@ impl EcScheme {
         Ok((available, inverse))
     }
 
-    /// `outputs[r] ^= sum_j rows[r][j] * sources[j]`, block by block so the
-    /// regions being combined stay in cache.
+    /// `outputs[r] = sum_j rows[r][j] * sources[j]`. GF(2^8) goes through
+    /// the fused kernel, which reads each source once for all outputs;
+    /// GF(2^16) clears the outputs and adds one product at a time, block by
+    /// block so the regions being combined stay in cache.
     fn combine(&self, rows: &[&[u16]], sources: &[&[u8]], outputs: &mut [&mut [u8]]) {
         let field = self.ec_type.field();
+        if field == Field::Gf256 {
+            // GF(2^8) coefficients are below 256, so the narrowing is exact.
+            let narrow: Vec<Vec<u8>> = rows
+                .iter()
+                .map(|row| row.iter().map(|&c| c as u8).collect())
+                .collect();
+            let narrow: Vec<&[u8]> = narrow.iter().map(Vec::as_slice).collect();
+            gf256_dot_prod(&Gf256Coefficients::new(&narrow), sources, outputs);
+            return;
+        }
         let multipliers: Vec<Vec<Multiplier>> = rows
             .iter()
             .map(|row| row.iter().map(|&c| Multiplier::new(field, c)).collect())
             .collect();
+        for output in outputs.iter_mut() {
+            output.fill(0);
+        }
         let len = outputs.iter().map(|o| o.len()).min().unwrap_or(0);
         let mut start = 0;
         while start < len {
