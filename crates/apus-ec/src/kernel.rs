@@ -4,7 +4,10 @@
 //! high nibble, each looked up in a 16-entry table, so one byte-shuffle
 //! instruction (SSSE3 `pshufb`, AVX2 `vpshufb`) multiplies 16 or 32 bytes
 //! at once. The instruction set is chosen at run time; the portable path
-//! gives the same bytes and is what other machines use.
+//! gives the same bytes and is what other machines use. Where the CPU has
+//! GFNI, multiplying by a constant is one affine instruction instead:
+//! in a field of characteristic 2 it is a linear map on the 8 bits of a
+//! byte, an 8x8 bit matrix that `gf2p8affineqb` applies to every byte.
 //!
 //! This is the only module with `unsafe`: the SIMD paths need it for the
 //! intrinsics and unaligned loads and stores.
@@ -19,6 +22,14 @@ pub enum Kernel {
     Ssse3,
     #[cfg(target_arch = "x86_64")]
     Avx2,
+    /// GFNI affine instructions on 32-byte vectors; single multiplies use
+    /// the AVX2 kernel.
+    #[cfg(target_arch = "x86_64")]
+    Avx2Gfni,
+    /// GFNI affine instructions on 64-byte AVX-512 vectors; single
+    /// multiplies use the AVX2 kernel.
+    #[cfg(target_arch = "x86_64")]
+    Avx512Gfni,
 }
 
 impl Kernel {
@@ -29,6 +40,12 @@ impl Kernel {
         *BEST.get_or_init(|| {
             #[cfg(target_arch = "x86_64")]
             {
+                if Kernel::Avx512Gfni.is_supported() {
+                    return Kernel::Avx512Gfni;
+                }
+                if Kernel::Avx2Gfni.is_supported() {
+                    return Kernel::Avx2Gfni;
+                }
                 if std::arch::is_x86_feature_detected!("avx2") {
                     return Kernel::Avx2;
                 }
@@ -53,8 +70,35 @@ impl Kernel {
             if std::arch::is_x86_feature_detected!("avx2") {
                 kernels.push(Kernel::Avx2);
             }
+            for kernel in [Kernel::Avx2Gfni, Kernel::Avx512Gfni] {
+                if kernel.is_supported() {
+                    kernels.push(kernel);
+                }
+            }
         }
         kernels
+    }
+
+    /// Whether this CPU can run the kernel.
+    pub fn is_supported(self) -> bool {
+        match self {
+            Kernel::Portable => true,
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Ssse3 => std::arch::is_x86_feature_detected!("ssse3"),
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx2 => std::arch::is_x86_feature_detected!("avx2"),
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx2Gfni => {
+                std::arch::is_x86_feature_detected!("avx2")
+                    && std::arch::is_x86_feature_detected!("gfni")
+            }
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx512Gfni => {
+                std::arch::is_x86_feature_detected!("avx2")
+                    && std::arch::is_x86_feature_detected!("avx512f")
+                    && std::arch::is_x86_feature_detected!("gfni")
+            }
+        }
     }
 }
 
@@ -175,6 +219,8 @@ pub struct Gf256Coefficients {
     nibbles: Vec<[u8; 32]>,
     /// Entry `col * rows + row`: the whole 256-byte product table.
     full: Vec<[u8; 256]>,
+    /// Entry `col * rows + row`: the bit matrix for GFNI.
+    affine: Vec<u64>,
 }
 
 impl Gf256Coefficients {
@@ -184,9 +230,12 @@ impl Gf256Coefficients {
         let cols = rows.first().map_or(0, |row| row.len());
         let mut nibbles = Vec::with_capacity(rows.len() * cols);
         let mut full = Vec::with_capacity(rows.len() * cols);
+        let mut affine = Vec::with_capacity(rows.len() * cols);
         for col in 0..cols {
             for row in rows {
-                let tables = NibbleTables::new(row.get(col).copied().unwrap_or(0));
+                let c = row.get(col).copied().unwrap_or(0);
+                affine.push(affine_matrix(c));
+                let tables = NibbleTables::new(c);
                 let mut packed = [0u8; 32];
                 packed[..16].copy_from_slice(&tables.low);
                 packed[16..].copy_from_slice(&tables.high);
@@ -199,6 +248,7 @@ impl Gf256Coefficients {
             cols,
             nibbles,
             full,
+            affine,
         }
     }
 
@@ -209,6 +259,18 @@ impl Gf256Coefficients {
     pub fn cols(&self) -> usize {
         self.cols
     }
+}
+
+/// Multiplication by `c` as the bit matrix `gf2p8affineqb` takes: bit `i`
+/// of a product is the parity of the byte ANDed with matrix byte `7 - i`,
+/// so that byte holds bit `i` of the products of `c` with each of the 8
+/// basis bytes `1 << j`.
+fn affine_matrix(c: u8) -> u64 {
+    let basis_products: [u8; 8] = std::array::from_fn(|j| gf256_mul(c, 1 << j));
+    (0..8).fold(0u64, |matrix, i| {
+        let row = (0..8).fold(0u8, |row, j| row | (((basis_products[j] >> i) & 1) << j));
+        matrix | (u64::from(row) << (8 * (7 - i)))
+    })
 }
 
 /// `outputs[r][i] = XOR over j of c[r][j] * sources[j][i]` in GF(2^8), with
@@ -270,6 +332,8 @@ fn dot_prod_stripe(
         Kernel::Portable => 1,
         #[cfg(target_arch = "x86_64")]
         Kernel::Ssse3 | Kernel::Avx2 => x86::MAX_GROUP,
+        #[cfg(target_arch = "x86_64")]
+        Kernel::Avx2Gfni | Kernel::Avx512Gfni => x86::MAX_GFNI_GROUP,
     };
     for (group, first_row) in outputs
         .chunks_mut(group_size)
@@ -294,6 +358,43 @@ fn dot_prod_stripe(
                     // SAFETY: the CPU supports AVX2 (checked just above).
                     unsafe {
                         x86::avx2_dot_prod(coefficients, first_row, sources, group, start, end)
+                    }
+                } else {
+                    start
+                }
+            }
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx2Gfni => {
+                if kernel.is_supported() {
+                    // SAFETY: the CPU supports AVX2 and GFNI (checked just
+                    // above).
+                    unsafe {
+                        x86::avx2_gfni_dot_prod(coefficients, first_row, sources, group, start, end)
+                    }
+                } else {
+                    start
+                }
+            }
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx512Gfni => {
+                if kernel.is_supported() {
+                    // SAFETY: the CPU supports AVX-512F and GFNI (checked
+                    // just above).
+                    let done = unsafe {
+                        x86::avx512_gfni_dot_prod(
+                            coefficients,
+                            first_row,
+                            sources,
+                            group,
+                            start,
+                            end,
+                        )
+                    };
+                    // A 32..63-byte tail still gets a vector pass.
+                    // SAFETY: the CPU supports AVX2 and GFNI (implied by
+                    // the check above).
+                    unsafe {
+                        x86::avx2_gfni_dot_prod(coefficients, first_row, sources, group, done, end)
                     }
                 } else {
                     start
@@ -346,7 +447,7 @@ fn gf256_mul_acc_tables(kernel: Kernel, dst: &mut [u8], src: &[u8], tables: &Nib
             }
         }
         #[cfg(target_arch = "x86_64")]
-        Kernel::Avx2 => {
+        Kernel::Avx2 | Kernel::Avx2Gfni | Kernel::Avx512Gfni => {
             if std::arch::is_x86_feature_detected!("avx2") {
                 // SAFETY: the CPU supports AVX2 (checked just above).
                 unsafe { x86::avx2_mul_acc(dst, src, tables) }
@@ -386,10 +487,12 @@ pub fn xor_into(dst: &mut [u8], src: &[u8]) {
 }
 
 /// GF(2^16) with a chosen kernel; SSSE3 has no word kernel and uses the
-/// portable one.
+/// portable one, the GFNI kernels use the AVX2 one.
 fn gf65536_mul_acc_tables(kernel: Kernel, dst: &mut [u8], src: &[u8], tables: &WordTables) {
     #[cfg(target_arch = "x86_64")]
-    if kernel == Kernel::Avx2 && std::arch::is_x86_feature_detected!("avx2") {
+    if matches!(kernel, Kernel::Avx2 | Kernel::Avx2Gfni | Kernel::Avx512Gfni)
+        && std::arch::is_x86_feature_detected!("avx2")
+    {
         // SAFETY: the CPU supports AVX2 (checked just above).
         return unsafe { x86::avx2_gf65536_mul_acc(dst, src, tables) };
     }
@@ -584,6 +687,152 @@ mod x86 {
                 unsafe { _mm_storeu_si128(output.as_mut_ptr().add(i).cast(), sum) };
             }
             i += 16;
+        }
+        i
+    }
+
+    /// Outputs per group for the GFNI kernels: each needs only its
+    /// accumulator, the source vector and one matrix in flight.
+    pub const MAX_GFNI_GROUP: usize = 8;
+
+    /// [`avx2_dot_prod`] with GFNI affine multiplies on 32-byte vectors.
+    ///
+    /// # Safety
+    /// The CPU must support AVX2 and GFNI.
+    #[target_feature(enable = "avx2,gfni")]
+    pub unsafe fn avx2_gfni_dot_prod(
+        coefficients: &Gf256Coefficients,
+        first_row: usize,
+        sources: &[&[u8]],
+        outputs: &mut [&mut [u8]],
+        start: usize,
+        end: usize,
+    ) -> usize {
+        let (c, f, s, o) = (coefficients, first_row, sources, outputs);
+        match o.len() {
+            1 => avx2_gfni_dot_prod_group::<1>(c, f, s, o, start, end),
+            2 => avx2_gfni_dot_prod_group::<2>(c, f, s, o, start, end),
+            3 => avx2_gfni_dot_prod_group::<3>(c, f, s, o, start, end),
+            4 => avx2_gfni_dot_prod_group::<4>(c, f, s, o, start, end),
+            5 => avx2_gfni_dot_prod_group::<5>(c, f, s, o, start, end),
+            6 => avx2_gfni_dot_prod_group::<6>(c, f, s, o, start, end),
+            7 => avx2_gfni_dot_prod_group::<7>(c, f, s, o, start, end),
+            8 => avx2_gfni_dot_prod_group::<8>(c, f, s, o, start, end),
+            _ => start,
+        }
+    }
+
+    #[target_feature(enable = "avx2,gfni")]
+    fn avx2_gfni_dot_prod_group<const G: usize>(
+        coefficients: &Gf256Coefficients,
+        first_row: usize,
+        sources: &[&[u8]],
+        outputs: &mut [&mut [u8]],
+        start: usize,
+        end: usize,
+    ) -> usize {
+        let Some(end) = checked_end(coefficients, first_row, G, sources, outputs, end) else {
+            return start;
+        };
+        let rows = coefficients.rows;
+        let mut i = start;
+        while i + 32 <= end {
+            let mut acc = [_mm256_setzero_si256(); G];
+            for (col, source) in sources.iter().enumerate() {
+                let first = col * rows + first_row;
+                let Some(matrices) = coefficients
+                    .affine
+                    .get(first..first + G)
+                    .and_then(|t| <&[u64; G]>::try_from(t).ok())
+                else {
+                    return i;
+                };
+                // SAFETY: `i + 32 <= end`, and `end` is within every
+                // source (checked_end); the load is unaligned.
+                let s = unsafe { _mm256_loadu_si256(source.as_ptr().add(i).cast()) };
+                for (sum, &matrix) in acc.iter_mut().zip(matrices) {
+                    let product =
+                        _mm256_gf2p8affine_epi64_epi8::<0>(s, _mm256_set1_epi64x(matrix as i64));
+                    *sum = _mm256_xor_si256(*sum, product);
+                }
+            }
+            for (output, sum) in outputs.iter_mut().zip(acc) {
+                // SAFETY: `i + 32 <= end`, and `end` is within every output
+                // (checked_end); the store is unaligned.
+                unsafe { _mm256_storeu_si256(output.as_mut_ptr().add(i).cast(), sum) };
+            }
+            i += 32;
+        }
+        i
+    }
+
+    /// [`avx2_gfni_dot_prod`] on 64-byte AVX-512 vectors.
+    ///
+    /// # Safety
+    /// The CPU must support AVX-512F and GFNI.
+    #[target_feature(enable = "avx512f,gfni")]
+    pub unsafe fn avx512_gfni_dot_prod(
+        coefficients: &Gf256Coefficients,
+        first_row: usize,
+        sources: &[&[u8]],
+        outputs: &mut [&mut [u8]],
+        start: usize,
+        end: usize,
+    ) -> usize {
+        let (c, f, s, o) = (coefficients, first_row, sources, outputs);
+        match o.len() {
+            1 => avx512_gfni_dot_prod_group::<1>(c, f, s, o, start, end),
+            2 => avx512_gfni_dot_prod_group::<2>(c, f, s, o, start, end),
+            3 => avx512_gfni_dot_prod_group::<3>(c, f, s, o, start, end),
+            4 => avx512_gfni_dot_prod_group::<4>(c, f, s, o, start, end),
+            5 => avx512_gfni_dot_prod_group::<5>(c, f, s, o, start, end),
+            6 => avx512_gfni_dot_prod_group::<6>(c, f, s, o, start, end),
+            7 => avx512_gfni_dot_prod_group::<7>(c, f, s, o, start, end),
+            8 => avx512_gfni_dot_prod_group::<8>(c, f, s, o, start, end),
+            _ => start,
+        }
+    }
+
+    #[target_feature(enable = "avx512f,gfni")]
+    fn avx512_gfni_dot_prod_group<const G: usize>(
+        coefficients: &Gf256Coefficients,
+        first_row: usize,
+        sources: &[&[u8]],
+        outputs: &mut [&mut [u8]],
+        start: usize,
+        end: usize,
+    ) -> usize {
+        let Some(end) = checked_end(coefficients, first_row, G, sources, outputs, end) else {
+            return start;
+        };
+        let rows = coefficients.rows;
+        let mut i = start;
+        while i + 64 <= end {
+            let mut acc = [_mm512_setzero_si512(); G];
+            for (col, source) in sources.iter().enumerate() {
+                let first = col * rows + first_row;
+                let Some(matrices) = coefficients
+                    .affine
+                    .get(first..first + G)
+                    .and_then(|t| <&[u64; G]>::try_from(t).ok())
+                else {
+                    return i;
+                };
+                // SAFETY: `i + 64 <= end`, and `end` is within every
+                // source (checked_end); the load is unaligned.
+                let s = unsafe { _mm512_loadu_si512(source.as_ptr().add(i).cast()) };
+                for (sum, &matrix) in acc.iter_mut().zip(matrices) {
+                    let product =
+                        _mm512_gf2p8affine_epi64_epi8::<0>(s, _mm512_set1_epi64(matrix as i64));
+                    *sum = _mm512_xor_si512(*sum, product);
+                }
+            }
+            for (output, sum) in outputs.iter_mut().zip(acc) {
+                // SAFETY: `i + 64 <= end`, and `end` is within every output
+                // (checked_end); the store is unaligned.
+                unsafe { _mm512_storeu_si512(output.as_mut_ptr().add(i).cast(), sum) };
+            }
+            i += 64;
         }
         i
     }
