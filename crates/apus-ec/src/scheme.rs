@@ -211,12 +211,20 @@ impl EcScheme {
         let payload = payload_u32 as usize;
         fragments.truncate(self.fragment_count());
         fragments.resize_with(self.fragment_count(), Vec::new);
+        // No clearing first: every byte is written below (headers by
+        // write_header, parity payloads by combine), so a reused buffer
+        // costs no extra pass over it.
         for fragment in fragments.iter_mut() {
-            fragment.clear();
             fragment.resize(HEADER_SIZE + payload, 0);
         }
-        for (fragment, chunk) in fragments.iter_mut().zip(segment.chunks(payload.max(1))) {
-            fragment[HEADER_SIZE..HEADER_SIZE + chunk.len()].copy_from_slice(chunk);
+        for (index, fragment) in fragments[..self.k].iter_mut().enumerate() {
+            let chunk = segment
+                .get(index.saturating_mul(payload)..)
+                .unwrap_or_default();
+            let chunk = &chunk[..chunk.len().min(payload)];
+            let (data, padding) = fragment[HEADER_SIZE..].split_at_mut(chunk.len());
+            data.copy_from_slice(chunk);
+            padding.fill(0);
         }
         {
             let (data, parity) = fragments.split_at_mut(self.k);
@@ -675,12 +683,16 @@ mod tests {
 
     #[test]
     fn encode_into_reuses_buffers_and_matches_encode() {
-        let s = EcScheme::new(EcType::LiberasurecodeRsVand, 3, 2).unwrap();
-        let mut buffers = vec![vec![0xaa; 5000]; 7];
-        for len in [4000, 10, 0, 777] {
-            let segment = data(len);
-            s.encode_into(&segment, &mut buffers).unwrap();
-            assert_eq!(buffers, s.encode(&segment).unwrap(), "len={len}");
+        for t in EcType::ALL {
+            let s = EcScheme::new(t, 3, 2).unwrap();
+            // Stale bytes everywhere, and more buffers than fragments.
+            let mut buffers = vec![vec![0xaa; 5000]; 7];
+            for len in [4000, 10, 0, 777, 1, 4001] {
+                let segment = data(len);
+                s.encode_into(&segment, &mut buffers).unwrap();
+                assert_eq!(buffers, s.encode(&segment).unwrap(), "{t} len={len}");
+                buffers.iter_mut().for_each(|b| b.fill(0x55));
+            }
         }
     }
 
