@@ -5,7 +5,12 @@
 # fragments missing, and prints GB/s of segment data and apus's ratio.
 # "encode_into" is apus encoding into reused buffers, as a proxy streaming
 # segment after segment can (pyeclib allocates new fragments every time,
-# so its figure is plain encode).
+# so its figure is plain encode). apus's plain encode is mostly page
+# faults: glibc hands the freed fragments back to the kernel between rounds
+# and the next round faults fresh pages in (MALLOC_TRIM_THRESHOLD_ and
+# MALLOC_MMAP_THRESHOLD_ set high show the difference). The region kernels
+# alone, per instruction set: cargo run --release -p apus-ec --example
+# kernel_bench.
 #
 #   SECONDS_PER_RUN (2), SEGMENT_SIZE (1048576),
 #   EC_TYPES ("liberasurecode_rs_vand isa_l_rs_vand isa_l_rs_cauchy"),
