@@ -1,14 +1,22 @@
 #!/usr/bin/env bash
 # Erasure-coding throughput: apus-ec versus pyeclib (liberasurecode and
-# ISA-L), side by side on this machine, one core each. For 4+2 and 10+4 at
-# 1 MiB segments, times encode and decode with the first two data
+# ISA-L), side by side on this machine, one core each. For 4+2, 8+3 and
+# 10+4 at 1 MiB segments, times encode and decode with the first two data
 # fragments missing, and prints GB/s of segment data and apus's ratio.
 # "encode_into" is apus encoding into reused buffers, as a proxy streaming
 # segment after segment can (pyeclib allocates new fragments every time,
-# so its figure is plain encode).
+# so its figure is plain encode). apus's plain encode is mostly page
+# faults: glibc hands the freed fragments back to the kernel between rounds
+# and the next round faults fresh pages in (MALLOC_TRIM_THRESHOLD_ and
+# MALLOC_MMAP_THRESHOLD_ set high show the difference). The region kernels
+# alone, per instruction set: cargo run --release -p apus-ec --example
+# kernel_bench.
 #
 #   SECONDS_PER_RUN (2), SEGMENT_SIZE (1048576),
-#   APUS_SWIFT_PYTHON (the reference venv's interpreter, as the tests use).
+#   EC_TYPES ("liberasurecode_rs_vand isa_l_rs_vand isa_l_rs_cauchy"),
+#   SCHEMES ("4+2 8+3 10+4"),
+#   APUS_SWIFT_PYTHON (the reference venv's interpreter, as the tests use),
+#   CARGO_TARGET_DIR (target).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECS="${SECONDS_PER_RUN:-2}"
@@ -25,7 +33,9 @@ if [ -z "${BENCH_EC_PINNED:-}" ]; then
     BENCH_EC_PINNED=1 exec taskset -c 0 "$0" "$@"
   fi
 fi
-APUS="$PWD/target/release/examples/ec_bench"
+APUS="${CARGO_TARGET_DIR:-$PWD/target}/release/examples/ec_bench"
+EC_TYPES="${EC_TYPES:-liberasurecode_rs_vand isa_l_rs_vand isa_l_rs_cauchy}"
+SCHEMES="${SCHEMES:-4+2 8+3 10+4}"
 
 pyeclib_bench() {
   "$PYTHON" - "$@" <<'PY'
@@ -54,9 +64,9 @@ PY
 field() { awk -v k="$1" '$1 == k { print $2 }'; }
 
 printf '%-24s %-5s %-12s %10s %10s %7s\n' ec_type k+m op "apus GB/s" "pyeclib" ratio
-for ec_type in liberasurecode_rs_vand isa_l_rs_vand isa_l_rs_cauchy; do
-  for km in "4 2" "10 4"; do
-    set -- $km
+for ec_type in $EC_TYPES; do
+  for km in $SCHEMES; do
+    set -- ${km/+/ }
     apus_out="$("$APUS" "$ec_type" "$1" "$2" "$SEGMENT" "$SECS")"
     py_out="$(pyeclib_bench "$ec_type" "$1" "$2" "$SEGMENT" "$SECS")"
     for op in encode decode encode_into; do

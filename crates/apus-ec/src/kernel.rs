@@ -4,7 +4,10 @@
 //! high nibble, each looked up in a 16-entry table, so one byte-shuffle
 //! instruction (SSSE3 `pshufb`, AVX2 `vpshufb`) multiplies 16 or 32 bytes
 //! at once. The instruction set is chosen at run time; the portable path
-//! gives the same bytes and is what other machines use.
+//! gives the same bytes and is what other machines use. Where the CPU has
+//! GFNI, multiplying by a constant is one affine instruction instead:
+//! in a field of characteristic 2 it is a linear map on the 8 bits of a
+//! byte, an 8x8 bit matrix that `gf2p8affineqb` applies to every byte.
 //!
 //! This is the only module with `unsafe`: the SIMD paths need it for the
 //! intrinsics and unaligned loads and stores.
@@ -19,6 +22,14 @@ pub enum Kernel {
     Ssse3,
     #[cfg(target_arch = "x86_64")]
     Avx2,
+    /// GFNI affine instructions on 32-byte vectors; single multiplies use
+    /// the AVX2 kernel.
+    #[cfg(target_arch = "x86_64")]
+    Avx2Gfni,
+    /// GFNI affine instructions on 64-byte AVX-512 vectors; single
+    /// multiplies use the AVX2 kernel.
+    #[cfg(target_arch = "x86_64")]
+    Avx512Gfni,
 }
 
 impl Kernel {
@@ -29,6 +40,12 @@ impl Kernel {
         *BEST.get_or_init(|| {
             #[cfg(target_arch = "x86_64")]
             {
+                if Kernel::Avx512Gfni.is_supported() {
+                    return Kernel::Avx512Gfni;
+                }
+                if Kernel::Avx2Gfni.is_supported() {
+                    return Kernel::Avx2Gfni;
+                }
                 if std::arch::is_x86_feature_detected!("avx2") {
                     return Kernel::Avx2;
                 }
@@ -53,8 +70,35 @@ impl Kernel {
             if std::arch::is_x86_feature_detected!("avx2") {
                 kernels.push(Kernel::Avx2);
             }
+            for kernel in [Kernel::Avx2Gfni, Kernel::Avx512Gfni] {
+                if kernel.is_supported() {
+                    kernels.push(kernel);
+                }
+            }
         }
         kernels
+    }
+
+    /// Whether this CPU can run the kernel.
+    pub fn is_supported(self) -> bool {
+        match self {
+            Kernel::Portable => true,
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Ssse3 => std::arch::is_x86_feature_detected!("ssse3"),
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx2 => std::arch::is_x86_feature_detected!("avx2"),
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx2Gfni => {
+                std::arch::is_x86_feature_detected!("avx2")
+                    && std::arch::is_x86_feature_detected!("gfni")
+            }
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx512Gfni => {
+                std::arch::is_x86_feature_detected!("avx2")
+                    && std::arch::is_x86_feature_detected!("avx512f")
+                    && std::arch::is_x86_feature_detected!("gfni")
+            }
+        }
     }
 }
 
@@ -164,6 +208,232 @@ pub fn gf256_mul_acc_with(kernel: Kernel, dst: &mut [u8], src: &[u8], c: u8) {
     );
 }
 
+/// A matrix of GF(2^8) coefficients prepared for [`gf256_dot_prod`]: the
+/// nibble tables of every coefficient, stored column by column, so the
+/// tables one source needs for a group of outputs are adjacent.
+#[derive(Clone, Debug)]
+pub struct Gf256Coefficients {
+    rows: usize,
+    cols: usize,
+    /// Entry `col * rows + row`: the low-nibble table, then the high one.
+    nibbles: Vec<[u8; 32]>,
+    /// Entry `col * rows + row`: the whole 256-byte product table.
+    full: Vec<[u8; 256]>,
+    /// Entry `col * rows + row`: the bit matrix for GFNI.
+    affine: Vec<u64>,
+}
+
+impl Gf256Coefficients {
+    /// Prepares `rows` (one slice of coefficients per output; every row
+    /// has the length of the first, shorter rows are padded with zeros).
+    pub fn new(rows: &[&[u8]]) -> Self {
+        let cols = rows.first().map_or(0, |row| row.len());
+        let mut nibbles = Vec::with_capacity(rows.len() * cols);
+        let mut full = Vec::with_capacity(rows.len() * cols);
+        let mut affine = Vec::with_capacity(rows.len() * cols);
+        for col in 0..cols {
+            for row in rows {
+                let c = row.get(col).copied().unwrap_or(0);
+                affine.push(affine_matrix(c));
+                let tables = NibbleTables::new(c);
+                let mut packed = [0u8; 32];
+                packed[..16].copy_from_slice(&tables.low);
+                packed[16..].copy_from_slice(&tables.high);
+                nibbles.push(packed);
+                full.push(tables.full);
+            }
+        }
+        Gf256Coefficients {
+            rows: rows.len(),
+            cols,
+            nibbles,
+            full,
+            affine,
+        }
+    }
+
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    pub fn cols(&self) -> usize {
+        self.cols
+    }
+}
+
+/// Multiplication by `c` as the bit matrix `gf2p8affineqb` takes: bit `i`
+/// of a product is the parity of the byte ANDed with matrix byte `7 - i`,
+/// so that byte holds bit `i` of the products of `c` with each of the 8
+/// basis bytes `1 << j`.
+fn affine_matrix(c: u8) -> u64 {
+    let basis_products: [u8; 8] = std::array::from_fn(|j| gf256_mul(c, 1 << j));
+    (0..8).fold(0u64, |matrix, i| {
+        let row = (0..8).fold(0u8, |row, j| row | (((basis_products[j] >> i) & 1) << j));
+        matrix | (u64::from(row) << (8 * (7 - i)))
+    })
+}
+
+/// `outputs[r][i] = XOR over j of c[r][j] * sources[j][i]` in GF(2^8), with
+/// the fastest kernel: each source byte is loaded once for all outputs
+/// (rather than once per output), and each output byte is stored once.
+///
+/// Rows pair with outputs and columns with sources as far as both exist;
+/// only the first `len` bytes of each output are written, `len` being the
+/// shortest of the sources and outputs involved.
+pub fn gf256_dot_prod(
+    coefficients: &Gf256Coefficients,
+    sources: &[&[u8]],
+    outputs: &mut [&mut [u8]],
+) {
+    gf256_dot_prod_with(Kernel::best(), coefficients, sources, outputs);
+}
+
+/// Bytes of every region worked on together when the outputs need more
+/// than one pass over the sources: k sources of this size stay in the L2
+/// cache between the passes. A multiple of every kernel's vector width.
+const STRIPE: usize = 16 * 1024;
+
+/// [`gf256_dot_prod`] with a chosen kernel. A kernel the CPU lacks falls
+/// back to the portable one rather than faulting.
+pub fn gf256_dot_prod_with(
+    kernel: Kernel,
+    coefficients: &Gf256Coefficients,
+    sources: &[&[u8]],
+    outputs: &mut [&mut [u8]],
+) {
+    let rows = coefficients.rows.min(outputs.len());
+    let cols = coefficients.cols.min(sources.len());
+    let (sources, outputs) = (&sources[..cols], &mut outputs[..rows]);
+    let len = sources
+        .iter()
+        .map(|s| s.len())
+        .chain(outputs.iter().map(|o| o.len()))
+        .min()
+        .unwrap_or(0);
+    let mut start = 0;
+    while start < len {
+        let end = (start + STRIPE).min(len);
+        dot_prod_stripe(kernel, coefficients, sources, outputs, start, end);
+        start = end;
+    }
+}
+
+/// Bytes `start..end` of every output, by the largest groups of outputs
+/// the kernel keeps in registers. `end` is within every region.
+fn dot_prod_stripe(
+    kernel: Kernel,
+    coefficients: &Gf256Coefficients,
+    sources: &[&[u8]],
+    outputs: &mut [&mut [u8]],
+    start: usize,
+    end: usize,
+) {
+    let group_size = match kernel {
+        Kernel::Portable => 1,
+        #[cfg(target_arch = "x86_64")]
+        Kernel::Ssse3 | Kernel::Avx2 => x86::MAX_GROUP,
+        #[cfg(target_arch = "x86_64")]
+        Kernel::Avx2Gfni | Kernel::Avx512Gfni => x86::MAX_GFNI_GROUP,
+    };
+    for (group, first_row) in outputs
+        .chunks_mut(group_size)
+        .zip((0..).step_by(group_size))
+    {
+        let done = match kernel {
+            Kernel::Portable => start,
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Ssse3 => {
+                if std::arch::is_x86_feature_detected!("ssse3") {
+                    // SAFETY: the CPU supports SSSE3 (checked just above).
+                    unsafe {
+                        x86::ssse3_dot_prod(coefficients, first_row, sources, group, start, end)
+                    }
+                } else {
+                    start
+                }
+            }
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx2 => {
+                if std::arch::is_x86_feature_detected!("avx2") {
+                    // SAFETY: the CPU supports AVX2 (checked just above).
+                    unsafe {
+                        x86::avx2_dot_prod(coefficients, first_row, sources, group, start, end)
+                    }
+                } else {
+                    start
+                }
+            }
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx2Gfni => {
+                if kernel.is_supported() {
+                    // SAFETY: the CPU supports AVX2 and GFNI (checked just
+                    // above).
+                    unsafe {
+                        x86::avx2_gfni_dot_prod(coefficients, first_row, sources, group, start, end)
+                    }
+                } else {
+                    start
+                }
+            }
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx512Gfni => {
+                if kernel.is_supported() {
+                    // SAFETY: the CPU supports AVX-512F and GFNI (checked
+                    // just above).
+                    let done = unsafe {
+                        x86::avx512_gfni_dot_prod(
+                            coefficients,
+                            first_row,
+                            sources,
+                            group,
+                            start,
+                            end,
+                        )
+                    };
+                    // A 32..63-byte tail still gets a vector pass.
+                    // SAFETY: the CPU supports AVX2 and GFNI (implied by
+                    // the check above).
+                    unsafe {
+                        x86::avx2_gfni_dot_prod(coefficients, first_row, sources, group, done, end)
+                    }
+                } else {
+                    start
+                }
+            }
+        };
+        portable_dot_prod(coefficients, first_row, sources, group, done, end);
+    }
+}
+
+/// The portable dot product over bytes `start..end`: each output is
+/// cleared, then every source's products are added by table lookup.
+fn portable_dot_prod(
+    coefficients: &Gf256Coefficients,
+    first_row: usize,
+    sources: &[&[u8]],
+    outputs: &mut [&mut [u8]],
+    start: usize,
+    end: usize,
+) {
+    for (row, output) in (first_row..).zip(outputs.iter_mut()) {
+        let Some(output) = output.get_mut(start..end) else {
+            continue;
+        };
+        output.fill(0);
+        for (col, source) in sources.iter().enumerate() {
+            let (Some(source), Some(table)) = (
+                source.get(start..end),
+                coefficients.full.get(col * coefficients.rows + row),
+            ) else {
+                continue;
+            };
+            for (d, &s) in output.iter_mut().zip(source) {
+                *d ^= table[usize::from(s)];
+            }
+        }
+    }
+}
+
 fn gf256_mul_acc_tables(kernel: Kernel, dst: &mut [u8], src: &[u8], tables: &NibbleTables) {
     match kernel {
         Kernel::Portable => portable_mul_acc(dst, src, tables),
@@ -177,7 +447,7 @@ fn gf256_mul_acc_tables(kernel: Kernel, dst: &mut [u8], src: &[u8], tables: &Nib
             }
         }
         #[cfg(target_arch = "x86_64")]
-        Kernel::Avx2 => {
+        Kernel::Avx2 | Kernel::Avx2Gfni | Kernel::Avx512Gfni => {
             if std::arch::is_x86_feature_detected!("avx2") {
                 // SAFETY: the CPU supports AVX2 (checked just above).
                 unsafe { x86::avx2_mul_acc(dst, src, tables) }
@@ -217,10 +487,12 @@ pub fn xor_into(dst: &mut [u8], src: &[u8]) {
 }
 
 /// GF(2^16) with a chosen kernel; SSSE3 has no word kernel and uses the
-/// portable one.
+/// portable one, the GFNI kernels use the AVX2 one.
 fn gf65536_mul_acc_tables(kernel: Kernel, dst: &mut [u8], src: &[u8], tables: &WordTables) {
     #[cfg(target_arch = "x86_64")]
-    if kernel == Kernel::Avx2 && std::arch::is_x86_feature_detected!("avx2") {
+    if matches!(kernel, Kernel::Avx2 | Kernel::Avx2Gfni | Kernel::Avx512Gfni)
+        && std::arch::is_x86_feature_detected!("avx2")
+    {
         // SAFETY: the CPU supports AVX2 (checked just above).
         return unsafe { x86::avx2_gf65536_mul_acc(dst, src, tables) };
     }
@@ -242,8 +514,348 @@ fn portable_gf65536_mul_acc(dst: &mut [u8], src: &[u8], tables: &WordTables) {
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
-    use super::{portable_gf65536_mul_acc, portable_mul_acc, NibbleTables, WordTables};
+    use super::{
+        portable_gf65536_mul_acc, portable_mul_acc, Gf256Coefficients, NibbleTables, WordTables,
+    };
     use std::arch::x86_64::*;
+
+    /// Outputs whose accumulators the dot-product kernels keep in
+    /// registers at once: with the source's two nibble vectors, the mask
+    /// and the two tables in flight that is 11 of the 16 vector registers.
+    pub const MAX_GROUP: usize = 6;
+
+    /// The dot product of `sources` with rows `first_row..` of the
+    /// coefficients into `outputs` (at most [`MAX_GROUP`] of them), over
+    /// the whole 32-byte vectors of bytes `start..end`; returns where it
+    /// stopped (the caller finishes the tail).
+    ///
+    /// # Safety
+    /// The CPU must support AVX2.
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn avx2_dot_prod(
+        coefficients: &Gf256Coefficients,
+        first_row: usize,
+        sources: &[&[u8]],
+        outputs: &mut [&mut [u8]],
+        start: usize,
+        end: usize,
+    ) -> usize {
+        match outputs.len() {
+            1 => avx2_dot_prod_group::<1>(coefficients, first_row, sources, outputs, start, end),
+            2 => avx2_dot_prod_group::<2>(coefficients, first_row, sources, outputs, start, end),
+            3 => avx2_dot_prod_group::<3>(coefficients, first_row, sources, outputs, start, end),
+            4 => avx2_dot_prod_group::<4>(coefficients, first_row, sources, outputs, start, end),
+            5 => avx2_dot_prod_group::<5>(coefficients, first_row, sources, outputs, start, end),
+            6 => avx2_dot_prod_group::<6>(coefficients, first_row, sources, outputs, start, end),
+            _ => start,
+        }
+    }
+
+    /// [`avx2_dot_prod`] for exactly `G` outputs, so the accumulators are
+    /// an array the compiler keeps in registers.
+    #[target_feature(enable = "avx2")]
+    fn avx2_dot_prod_group<const G: usize>(
+        coefficients: &Gf256Coefficients,
+        first_row: usize,
+        sources: &[&[u8]],
+        outputs: &mut [&mut [u8]],
+        start: usize,
+        end: usize,
+    ) -> usize {
+        let Some(end) = checked_end(coefficients, first_row, G, sources, outputs, end) else {
+            return start;
+        };
+        let rows = coefficients.rows;
+        let mask = _mm256_set1_epi8(0x0f);
+        let mut i = start;
+        while i + 32 <= end {
+            let mut acc = [_mm256_setzero_si256(); G];
+            for (col, source) in sources.iter().enumerate() {
+                let first = col * rows + first_row;
+                let Some(tables) = coefficients
+                    .nibbles
+                    .get(first..first + G)
+                    .and_then(|t| <&[[u8; 32]; G]>::try_from(t).ok())
+                else {
+                    return i;
+                };
+                // SAFETY: `i + 32 <= end`, and `end` is within every
+                // source (checked_end); the load is unaligned.
+                let s = unsafe { _mm256_loadu_si256(source.as_ptr().add(i).cast()) };
+                let low_nibbles = _mm256_and_si256(s, mask);
+                let high_nibbles = _mm256_and_si256(_mm256_srli_epi64(s, 4), mask);
+                for (sum, table) in acc.iter_mut().zip(tables) {
+                    // SAFETY: reads the 32-byte table array's two halves.
+                    let (low, high) = unsafe {
+                        (
+                            _mm256_broadcastsi128_si256(_mm_loadu_si128(table.as_ptr().cast())),
+                            _mm256_broadcastsi128_si256(_mm_loadu_si128(
+                                table.as_ptr().add(16).cast(),
+                            )),
+                        )
+                    };
+                    let product = _mm256_xor_si256(
+                        _mm256_shuffle_epi8(low, low_nibbles),
+                        _mm256_shuffle_epi8(high, high_nibbles),
+                    );
+                    *sum = _mm256_xor_si256(*sum, product);
+                }
+            }
+            for (output, sum) in outputs.iter_mut().zip(acc) {
+                // SAFETY: `i + 32 <= end`, and `end` is within every output
+                // (checked_end); the store is unaligned.
+                unsafe { _mm256_storeu_si256(output.as_mut_ptr().add(i).cast(), sum) };
+            }
+            i += 32;
+        }
+        i
+    }
+
+    /// [`avx2_dot_prod`] with 16-byte vectors.
+    ///
+    /// # Safety
+    /// The CPU must support SSSE3.
+    #[target_feature(enable = "ssse3")]
+    pub unsafe fn ssse3_dot_prod(
+        coefficients: &Gf256Coefficients,
+        first_row: usize,
+        sources: &[&[u8]],
+        outputs: &mut [&mut [u8]],
+        start: usize,
+        end: usize,
+    ) -> usize {
+        match outputs.len() {
+            1 => ssse3_dot_prod_group::<1>(coefficients, first_row, sources, outputs, start, end),
+            2 => ssse3_dot_prod_group::<2>(coefficients, first_row, sources, outputs, start, end),
+            3 => ssse3_dot_prod_group::<3>(coefficients, first_row, sources, outputs, start, end),
+            4 => ssse3_dot_prod_group::<4>(coefficients, first_row, sources, outputs, start, end),
+            5 => ssse3_dot_prod_group::<5>(coefficients, first_row, sources, outputs, start, end),
+            6 => ssse3_dot_prod_group::<6>(coefficients, first_row, sources, outputs, start, end),
+            _ => start,
+        }
+    }
+
+    #[target_feature(enable = "ssse3")]
+    fn ssse3_dot_prod_group<const G: usize>(
+        coefficients: &Gf256Coefficients,
+        first_row: usize,
+        sources: &[&[u8]],
+        outputs: &mut [&mut [u8]],
+        start: usize,
+        end: usize,
+    ) -> usize {
+        let Some(end) = checked_end(coefficients, first_row, G, sources, outputs, end) else {
+            return start;
+        };
+        let rows = coefficients.rows;
+        let mask = _mm_set1_epi8(0x0f);
+        let mut i = start;
+        while i + 16 <= end {
+            let mut acc = [_mm_setzero_si128(); G];
+            for (col, source) in sources.iter().enumerate() {
+                let first = col * rows + first_row;
+                let Some(tables) = coefficients
+                    .nibbles
+                    .get(first..first + G)
+                    .and_then(|t| <&[[u8; 32]; G]>::try_from(t).ok())
+                else {
+                    return i;
+                };
+                // SAFETY: `i + 16 <= end`, and `end` is within every
+                // source (checked_end); the load is unaligned.
+                let s = unsafe { _mm_loadu_si128(source.as_ptr().add(i).cast()) };
+                let low_nibbles = _mm_and_si128(s, mask);
+                let high_nibbles = _mm_and_si128(_mm_srli_epi64(s, 4), mask);
+                for (sum, table) in acc.iter_mut().zip(tables) {
+                    // SAFETY: reads the 32-byte table array's two halves.
+                    let (low, high) = unsafe {
+                        (
+                            _mm_loadu_si128(table.as_ptr().cast()),
+                            _mm_loadu_si128(table.as_ptr().add(16).cast()),
+                        )
+                    };
+                    let product = _mm_xor_si128(
+                        _mm_shuffle_epi8(low, low_nibbles),
+                        _mm_shuffle_epi8(high, high_nibbles),
+                    );
+                    *sum = _mm_xor_si128(*sum, product);
+                }
+            }
+            for (output, sum) in outputs.iter_mut().zip(acc) {
+                // SAFETY: `i + 16 <= end`, and `end` is within every output
+                // (checked_end); the store is unaligned.
+                unsafe { _mm_storeu_si128(output.as_mut_ptr().add(i).cast(), sum) };
+            }
+            i += 16;
+        }
+        i
+    }
+
+    /// Outputs per group for the GFNI kernels: each needs only its
+    /// accumulator, the source vector and one matrix in flight.
+    pub const MAX_GFNI_GROUP: usize = 8;
+
+    /// [`avx2_dot_prod`] with GFNI affine multiplies on 32-byte vectors.
+    ///
+    /// # Safety
+    /// The CPU must support AVX2 and GFNI.
+    #[target_feature(enable = "avx2,gfni")]
+    pub unsafe fn avx2_gfni_dot_prod(
+        coefficients: &Gf256Coefficients,
+        first_row: usize,
+        sources: &[&[u8]],
+        outputs: &mut [&mut [u8]],
+        start: usize,
+        end: usize,
+    ) -> usize {
+        let (c, f, s, o) = (coefficients, first_row, sources, outputs);
+        match o.len() {
+            1 => avx2_gfni_dot_prod_group::<1>(c, f, s, o, start, end),
+            2 => avx2_gfni_dot_prod_group::<2>(c, f, s, o, start, end),
+            3 => avx2_gfni_dot_prod_group::<3>(c, f, s, o, start, end),
+            4 => avx2_gfni_dot_prod_group::<4>(c, f, s, o, start, end),
+            5 => avx2_gfni_dot_prod_group::<5>(c, f, s, o, start, end),
+            6 => avx2_gfni_dot_prod_group::<6>(c, f, s, o, start, end),
+            7 => avx2_gfni_dot_prod_group::<7>(c, f, s, o, start, end),
+            8 => avx2_gfni_dot_prod_group::<8>(c, f, s, o, start, end),
+            _ => start,
+        }
+    }
+
+    #[target_feature(enable = "avx2,gfni")]
+    fn avx2_gfni_dot_prod_group<const G: usize>(
+        coefficients: &Gf256Coefficients,
+        first_row: usize,
+        sources: &[&[u8]],
+        outputs: &mut [&mut [u8]],
+        start: usize,
+        end: usize,
+    ) -> usize {
+        let Some(end) = checked_end(coefficients, first_row, G, sources, outputs, end) else {
+            return start;
+        };
+        let rows = coefficients.rows;
+        let mut i = start;
+        while i + 32 <= end {
+            let mut acc = [_mm256_setzero_si256(); G];
+            for (col, source) in sources.iter().enumerate() {
+                let first = col * rows + first_row;
+                let Some(matrices) = coefficients
+                    .affine
+                    .get(first..first + G)
+                    .and_then(|t| <&[u64; G]>::try_from(t).ok())
+                else {
+                    return i;
+                };
+                // SAFETY: `i + 32 <= end`, and `end` is within every
+                // source (checked_end); the load is unaligned.
+                let s = unsafe { _mm256_loadu_si256(source.as_ptr().add(i).cast()) };
+                for (sum, &matrix) in acc.iter_mut().zip(matrices) {
+                    let product =
+                        _mm256_gf2p8affine_epi64_epi8::<0>(s, _mm256_set1_epi64x(matrix as i64));
+                    *sum = _mm256_xor_si256(*sum, product);
+                }
+            }
+            for (output, sum) in outputs.iter_mut().zip(acc) {
+                // SAFETY: `i + 32 <= end`, and `end` is within every output
+                // (checked_end); the store is unaligned.
+                unsafe { _mm256_storeu_si256(output.as_mut_ptr().add(i).cast(), sum) };
+            }
+            i += 32;
+        }
+        i
+    }
+
+    /// [`avx2_gfni_dot_prod`] on 64-byte AVX-512 vectors.
+    ///
+    /// # Safety
+    /// The CPU must support AVX-512F and GFNI.
+    #[target_feature(enable = "avx512f,gfni")]
+    pub unsafe fn avx512_gfni_dot_prod(
+        coefficients: &Gf256Coefficients,
+        first_row: usize,
+        sources: &[&[u8]],
+        outputs: &mut [&mut [u8]],
+        start: usize,
+        end: usize,
+    ) -> usize {
+        let (c, f, s, o) = (coefficients, first_row, sources, outputs);
+        match o.len() {
+            1 => avx512_gfni_dot_prod_group::<1>(c, f, s, o, start, end),
+            2 => avx512_gfni_dot_prod_group::<2>(c, f, s, o, start, end),
+            3 => avx512_gfni_dot_prod_group::<3>(c, f, s, o, start, end),
+            4 => avx512_gfni_dot_prod_group::<4>(c, f, s, o, start, end),
+            5 => avx512_gfni_dot_prod_group::<5>(c, f, s, o, start, end),
+            6 => avx512_gfni_dot_prod_group::<6>(c, f, s, o, start, end),
+            7 => avx512_gfni_dot_prod_group::<7>(c, f, s, o, start, end),
+            8 => avx512_gfni_dot_prod_group::<8>(c, f, s, o, start, end),
+            _ => start,
+        }
+    }
+
+    #[target_feature(enable = "avx512f,gfni")]
+    fn avx512_gfni_dot_prod_group<const G: usize>(
+        coefficients: &Gf256Coefficients,
+        first_row: usize,
+        sources: &[&[u8]],
+        outputs: &mut [&mut [u8]],
+        start: usize,
+        end: usize,
+    ) -> usize {
+        let Some(end) = checked_end(coefficients, first_row, G, sources, outputs, end) else {
+            return start;
+        };
+        let rows = coefficients.rows;
+        let mut i = start;
+        while i + 64 <= end {
+            let mut acc = [_mm512_setzero_si512(); G];
+            for (col, source) in sources.iter().enumerate() {
+                let first = col * rows + first_row;
+                let Some(matrices) = coefficients
+                    .affine
+                    .get(first..first + G)
+                    .and_then(|t| <&[u64; G]>::try_from(t).ok())
+                else {
+                    return i;
+                };
+                // SAFETY: `i + 64 <= end`, and `end` is within every
+                // source (checked_end); the load is unaligned.
+                let s = unsafe { _mm512_loadu_si512(source.as_ptr().add(i).cast()) };
+                for (sum, &matrix) in acc.iter_mut().zip(matrices) {
+                    let product =
+                        _mm512_gf2p8affine_epi64_epi8::<0>(s, _mm512_set1_epi64(matrix as i64));
+                    *sum = _mm512_xor_si512(*sum, product);
+                }
+            }
+            for (output, sum) in outputs.iter_mut().zip(acc) {
+                // SAFETY: `i + 64 <= end`, and `end` is within every output
+                // (checked_end); the store is unaligned.
+                unsafe { _mm512_storeu_si512(output.as_mut_ptr().add(i).cast(), sum) };
+            }
+            i += 64;
+        }
+        i
+    }
+
+    /// `end` if the group is what the kernels assume: exactly `group`
+    /// outputs, rows that exist, no more sources than columns, and every
+    /// region at least `end` bytes long. The pointer arithmetic in the
+    /// kernels relies on this.
+    fn checked_end(
+        coefficients: &Gf256Coefficients,
+        first_row: usize,
+        group: usize,
+        sources: &[&[u8]],
+        outputs: &[&mut [u8]],
+        end: usize,
+    ) -> Option<usize> {
+        let fits = outputs.len() == group
+            && first_row + group <= coefficients.rows
+            && sources.len() <= coefficients.cols
+            && sources.iter().all(|s| s.len() >= end)
+            && outputs.iter().all(|o| o.len() >= end);
+        fits.then_some(end)
+    }
 
     /// # Safety
     /// The CPU must support SSSE3.
@@ -418,6 +1030,123 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// The dot product straight from the field definition.
+    fn reference_dot_prod(rows: &[Vec<u8>], sources: &[Vec<u8>], len: usize) -> Vec<Vec<u8>> {
+        rows.iter()
+            .map(|row| {
+                (0..len)
+                    .map(|i| {
+                        row.iter()
+                            .zip(sources)
+                            .fold(0u8, |acc, (&c, s)| acc ^ gf256_mul(c, s[i]))
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn every_dot_prod_kernel_matches_the_field_definition() {
+        let lengths = [
+            0usize,
+            1,
+            15,
+            16,
+            17,
+            31,
+            32,
+            33,
+            63,
+            64,
+            65,
+            100,
+            4095,
+            4096 + 17,
+            STRIPE - 1,
+            STRIPE + 33,
+            2 * STRIPE + 100,
+        ];
+        // (outputs, sources): single and multiple groups of outputs.
+        let shapes = [(1, 1), (2, 4), (3, 8), (4, 10), (6, 3), (7, 5), (13, 2)];
+        for kernel in Kernel::available() {
+            for (n, &len) in lengths.iter().enumerate() {
+                for &(m, k) in &shapes {
+                    let seed = (n * 100 + m * 10 + k) as u64;
+                    // Coefficients include 0 and 1, which have no special case.
+                    let rows: Vec<Vec<u8>> = (0..m)
+                        .map(|r| {
+                            let mut row = bytes(seed * 7 + r as u64, k);
+                            row[r % k] = (r % 2) as u8;
+                            row
+                        })
+                        .collect();
+                    let row_refs: Vec<&[u8]> = rows.iter().map(Vec::as_slice).collect();
+                    let coefficients = Gf256Coefficients::new(&row_refs);
+                    // The regions start unaligned.
+                    let offset = 1 + n % 7;
+                    let sources: Vec<Vec<u8>> = (0..k)
+                        .map(|j| bytes(seed * 13 + j as u64, len + offset))
+                        .collect();
+                    let source_refs: Vec<&[u8]> = sources.iter().map(|s| &s[offset..]).collect();
+                    // Outputs start as garbage (they are overwritten) and
+                    // have one byte more than the sources, left alone.
+                    let mut outputs: Vec<Vec<u8>> = (0..m)
+                        .map(|r| bytes(seed * 17 + r as u64, len + offset + 1))
+                        .collect();
+                    let guards: Vec<u8> = outputs.iter().map(|o| o[len + offset]).collect();
+                    {
+                        let mut output_refs: Vec<&mut [u8]> =
+                            outputs.iter_mut().map(|o| &mut o[offset..]).collect();
+                        gf256_dot_prod_with(kernel, &coefficients, &source_refs, &mut output_refs);
+                    }
+                    let trimmed: Vec<Vec<u8>> =
+                        sources.iter().map(|s| s[offset..].to_vec()).collect();
+                    let expected = reference_dot_prod(&rows, &trimmed, len);
+                    for (r, output) in outputs.iter().enumerate() {
+                        assert!(
+                            output[offset..offset + len] == expected[r][..],
+                            "{kernel:?} len={len} m={m} k={k} output {r}"
+                        );
+                        assert_eq!(output[len + offset], guards[r], "{kernel:?} wrote past len");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn dot_prod_pairs_what_exists_and_stops_at_the_shortest_region() {
+        let rows = [vec![2u8, 3], vec![5, 7]];
+        let row_refs: Vec<&[u8]> = rows.iter().map(Vec::as_slice).collect();
+        let coefficients = Gf256Coefficients::new(&row_refs);
+        let (a, b) = (bytes(1, 100), bytes(2, 90));
+        for kernel in Kernel::available() {
+            // Three outputs for two rows: the third is left alone; the
+            // shorter source limits every output to 90 bytes.
+            let mut outputs = vec![vec![0xaau8; 100]; 3];
+            {
+                let mut refs: Vec<&mut [u8]> = outputs.iter_mut().map(Vec::as_mut_slice).collect();
+                gf256_dot_prod_with(kernel, &coefficients, &[&a, &b], &mut refs);
+            }
+            let expected = reference_dot_prod(&rows, &[a.clone(), b.clone()], 90);
+            for r in 0..2 {
+                assert_eq!(outputs[r][..90], expected[r][..], "{kernel:?}");
+                assert!(outputs[r][90..].iter().all(|&x| x == 0xaa), "{kernel:?}");
+            }
+            assert!(outputs[2].iter().all(|&x| x == 0xaa), "{kernel:?}");
+            // One source for two columns: only the first column counts.
+            let mut single = vec![vec![0u8; 100]; 2];
+            {
+                let mut refs: Vec<&mut [u8]> = single.iter_mut().map(Vec::as_mut_slice).collect();
+                gf256_dot_prod_with(kernel, &coefficients, &[&a], &mut refs);
+            }
+            let expected = reference_dot_prod(&[vec![2], vec![5]], std::slice::from_ref(&a), 100);
+            assert_eq!(single, expected, "{kernel:?}");
+        }
+        // Nothing at all is fine too.
+        gf256_dot_prod(&Gf256Coefficients::new(&[]), &[], &mut []);
     }
 
     #[test]

@@ -14,7 +14,7 @@ use crate::checksum::{crc32, crc32_legacy};
 use crate::error::EcError;
 use crate::gf::{Field, Matrix};
 use crate::header::{ChecksumType, FragmentHeader, HEADER_SIZE, LIBEC_VERSION};
-use crate::kernel::{mul_acc, Multiplier};
+use crate::kernel::{gf256_dot_prod, mul_acc, Gf256Coefficients, Multiplier};
 
 /// The erasure-code types Swift deployments use, by their pyeclib names.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -211,12 +211,20 @@ impl EcScheme {
         let payload = payload_u32 as usize;
         fragments.truncate(self.fragment_count());
         fragments.resize_with(self.fragment_count(), Vec::new);
+        // No clearing first: every byte is written below (headers by
+        // write_header, parity payloads by combine), so a reused buffer
+        // costs no extra pass over it.
         for fragment in fragments.iter_mut() {
-            fragment.clear();
             fragment.resize(HEADER_SIZE + payload, 0);
         }
-        for (fragment, chunk) in fragments.iter_mut().zip(segment.chunks(payload.max(1))) {
-            fragment[HEADER_SIZE..HEADER_SIZE + chunk.len()].copy_from_slice(chunk);
+        for (index, fragment) in fragments[..self.k].iter_mut().enumerate() {
+            let chunk = segment
+                .get(index.saturating_mul(payload)..)
+                .unwrap_or_default();
+            let chunk = &chunk[..chunk.len().min(payload)];
+            let (data, padding) = fragment[HEADER_SIZE..].split_at_mut(chunk.len());
+            data.copy_from_slice(chunk);
+            padding.fill(0);
         }
         {
             let (data, parity) = fragments.split_at_mut(self.k);
@@ -341,14 +349,29 @@ impl EcScheme {
         Ok((available, inverse))
     }
 
-    /// `outputs[r] ^= sum_j rows[r][j] * sources[j]`, block by block so the
-    /// regions being combined stay in cache.
+    /// `outputs[r] = sum_j rows[r][j] * sources[j]`. GF(2^8) goes through
+    /// the fused kernel, which reads each source once for all outputs;
+    /// GF(2^16) clears the outputs and adds one product at a time, block by
+    /// block so the regions being combined stay in cache.
     fn combine(&self, rows: &[&[u16]], sources: &[&[u8]], outputs: &mut [&mut [u8]]) {
         let field = self.ec_type.field();
+        if field == Field::Gf256 {
+            // GF(2^8) coefficients are below 256, so the narrowing is exact.
+            let narrow: Vec<Vec<u8>> = rows
+                .iter()
+                .map(|row| row.iter().map(|&c| c as u8).collect())
+                .collect();
+            let narrow: Vec<&[u8]> = narrow.iter().map(Vec::as_slice).collect();
+            gf256_dot_prod(&Gf256Coefficients::new(&narrow), sources, outputs);
+            return;
+        }
         let multipliers: Vec<Vec<Multiplier>> = rows
             .iter()
             .map(|row| row.iter().map(|&c| Multiplier::new(field, c)).collect())
             .collect();
+        for output in outputs.iter_mut() {
+            output.fill(0);
+        }
         let len = outputs.iter().map(|o| o.len()).min().unwrap_or(0);
         let mut start = 0;
         while start < len {
@@ -660,12 +683,16 @@ mod tests {
 
     #[test]
     fn encode_into_reuses_buffers_and_matches_encode() {
-        let s = EcScheme::new(EcType::LiberasurecodeRsVand, 3, 2).unwrap();
-        let mut buffers = vec![vec![0xaa; 5000]; 7];
-        for len in [4000, 10, 0, 777] {
-            let segment = data(len);
-            s.encode_into(&segment, &mut buffers).unwrap();
-            assert_eq!(buffers, s.encode(&segment).unwrap(), "len={len}");
+        for t in EcType::ALL {
+            let s = EcScheme::new(t, 3, 2).unwrap();
+            // Stale bytes everywhere, and more buffers than fragments.
+            let mut buffers = vec![vec![0xaa; 5000]; 7];
+            for len in [4000, 10, 0, 777, 1, 4001] {
+                let segment = data(len);
+                s.encode_into(&segment, &mut buffers).unwrap();
+                assert_eq!(buffers, s.encode(&segment).unwrap(), "{t} len={len}");
+                buffers.iter_mut().for_each(|b| b.fill(0x55));
+            }
         }
     }
 
