@@ -222,6 +222,14 @@ impl FilePolicy {
                 )?;
                 let duplication =
                     positive("ec_duplication_factor", Some(u64::from(self.ec_duplication_factor.unwrap_or(1))))?;
+                // Duplicated fragments need the proxy and reconstructor
+                // to map ring positions onto indexes modulo the width:
+                // refused rather than served wrong.
+                if duplication != 1 {
+                    bail!(
+                        "policy {index}: ec_duplication_factor = {duplication} is not supported yet (only 1)"
+                    );
+                }
                 let (ndata, nparity) = (narrow("ec_num_data_fragments", ndata)?, narrow("ec_num_parity_fragments", nparity)?);
                 apus_ec::EcScheme::new(parsed, ndata as usize, nparity as usize)
                     .map_err(|e| anyhow!("policy {index}: {ec_type} {ndata}+{nparity}: {e}"))?;
@@ -1789,6 +1797,7 @@ mod tests {
             ("policy_type = \"erasure_coding\"\nec_type = \"isa_l_rs_vand\"\nec_num_data_fragments = 4\nec_num_parity_fragments = 2\nec_object_segment_size = 0", "ec_object_segment_size = 0"),
             ("ec_type = \"isa_l_rs_vand\"", "are for policy_type"),
             ("policy_type = \"mirrored\"", "neither"),
+            ("policy_type = \"erasure_coding\"\nec_type = \"isa_l_rs_vand\"\nec_num_data_fragments = 4\nec_num_parity_fragments = 2\nec_duplication_factor = 2", "not supported yet"),
         ] {
             let err = format!("{:#}", resolve(&format!("{base}{extra}\n")).unwrap_err());
             assert!(err.contains(want), "{extra}: {err}");
