@@ -422,6 +422,8 @@ async fn ranges_match_the_replicated_answer() {
                 "{what}"
             );
             assert!(!e.header("content-length").is_empty(), "{what}");
+            // A 416 names the object too (its ETag, as Swift's tests check).
+            assert_eq!(e.header("etag"), r.header("etag"), "{what}");
             if r.header("content-type").starts_with("multipart/byteranges") {
                 assert!(e.header("content-type").starts_with("multipart/byteranges"));
                 assert_eq!(parts(&e), parts(&r), "{what}");
@@ -574,6 +576,29 @@ async fn large_objects_with_ec_segments() {
     assert_eq!(a.status, StatusCode::OK);
     let listed: serde_json::Value = serde_json::from_slice(&a.body).unwrap();
     assert_eq!(listed.as_array().unwrap().len(), 3);
+    // Conditions on the manifest compare the large object's ETag, not
+    // the manifest archive's nor the manifest's own.
+    let head = c.call(Method::HEAD, "/v1/AUTH_test/ec/slo").await;
+    let etag = head.header("etag").to_string();
+    assert!(!etag.is_empty());
+    for method in [Method::GET, Method::HEAD] {
+        for (name, value, want) in [
+            ("if-match", etag.as_str(), StatusCode::OK),
+            ("if-match", "\"nope\"", StatusCode::PRECONDITION_FAILED),
+            ("if-none-match", etag.as_str(), StatusCode::NOT_MODIFIED),
+            ("if-none-match", "\"nope\"", StatusCode::OK),
+        ] {
+            let a = c
+                .send(
+                    method.clone(),
+                    "/v1/AUTH_test/ec/slo",
+                    hdrs(&[(name, value)]),
+                    Bytes::new(),
+                )
+                .await;
+            assert_eq!(a.status, want, "{method} {name}: {value}");
+        }
+    }
     cluster.stop().await.unwrap();
 }
 

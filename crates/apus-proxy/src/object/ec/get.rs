@@ -856,7 +856,9 @@ impl Ctx<'_> {
         headers.remove("range");
         // If-Range is not evaluated on the fragments' own ETags.
         headers.remove("if-range");
-        set_header(
+        // After any the pipeline named (an SLO manifest's own ETag comes
+        // first), as Swift's proxy appends it.
+        crate::service::add_to_header_list(
             &mut headers,
             "x-backend-etag-is-at",
             "X-Object-Sysmeta-Ec-Etag",
@@ -1032,6 +1034,13 @@ impl Ctx<'_> {
         let (status, ranges, multipart) = match ranges {
             Some(r) if r.is_empty() => {
                 let mut resp = error_response(StatusCode::RANGE_NOT_SATISFIABLE, None);
+                // The object's headers (ETag, Last-Modified, metadata), as
+                // the replicated 416 carries them; the body is the error's.
+                for (name, value) in &out {
+                    if name != http::header::CONTENT_TYPE && name != http::header::CONTENT_LENGTH {
+                        resp.headers_mut().insert(name.clone(), value.clone());
+                    }
+                }
                 set_header(
                     resp.headers_mut(),
                     "content-range",
