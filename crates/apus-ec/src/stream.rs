@@ -26,7 +26,9 @@ impl ArchiveEncoder {
         Ok(ArchiveEncoder {
             scheme,
             segment_size,
-            pending: Vec::with_capacity(segment_size),
+            // Grown as bytes come: a small object never costs a whole
+            // segment's buffer.
+            pending: Vec::new(),
             fragments: Vec::new(),
         })
     }
