@@ -31,9 +31,8 @@
 //!
 //! Computing local hashes reclaims tombstones and non-durable fragments
 //! older than `reclaim_age`, as the object server's hashing does. Pushes
-//! are paced by `objects_per_second` and `bytes_per_second`. A partner
-//! that is unreachable is retried on the next pass (no handoff stands in
-//! for it). Memory per rebuild is about one fragment per source.
+//! are paced by `objects_per_second` and `bytes_per_second`. Memory per
+//! rebuild is about one fragment per source.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
@@ -55,13 +54,17 @@ use futures_util::StreamExt;
 use http::{HeaderValue, Method};
 use http_body_util::BodyExt;
 
-use crate::context::{replication_host, DaemonContext};
+use crate::context::{replication_host, DaemonContext, ServerKind};
 use crate::push::{
     blocking, local_partitions, metadata_headers, parse_pickled_suffixes, tombstone_name, Limits,
     PeerError, Peers,
 };
 use crate::stats::Stats;
 use crate::worker::Worker;
+
+/// Handoffs tried, in ring order, to hold a rebuilt fragment whose
+/// primary is down (Swift's `rebuild_handoff_node_count` default).
+const REBUILD_HANDOFF_NODE_COUNT: usize = 2;
 
 /// Object reconstructor settings (Swift's `[object-reconstructor]` names).
 #[derive(Clone, Debug)]
@@ -376,13 +379,59 @@ impl Pass<'_> {
                 let Some(node) = job.primary_of(partner) else {
                     continue;
                 };
-                if let Err(e) = self.sync(job, own, partner, node, &mut local).await {
+                let Err(e) = self.sync(job, own, partner, node, &mut local).await else {
+                    continue;
+                };
+                self.stats.incr("failures");
+                tracing::warn!(
+                    node = %replication_host(node), device = %node.device,
+                    partition = job.partition, frag_index = partner, error = %e,
+                    "reconstructor sync failed"
+                );
+                if e.wants_handoff() {
+                    self.sync_stand_in(job, own, partner, &mut local).await;
+                }
+            }
+        }
+    }
+
+    /// A partner that is down or unmounted has its fragments rebuilt on a
+    /// handoff instead (the first of Swift's `rebuild_handoff_node_count`
+    /// handoffs that answers), so the object keeps `ndata + nparity`
+    /// fragments meanwhile; the handoff reverts them once the primary is
+    /// back.
+    async fn sync_stand_in(
+        &self,
+        job: &Job<'_>,
+        own: u32,
+        partner: u32,
+        local: &mut EcSuffixHashes,
+    ) {
+        let is_me = |d: &Device| {
+            d.device == job.local.device && self.ctx.identity.is_local(d, ServerKind::Object)
+        };
+        let stand_ins: Vec<&Device> = job
+            .ring
+            .handoffs(job.partition)
+            .filter(|d| !is_me(d))
+            .take(REBUILD_HANDOFF_NODE_COUNT)
+            .collect();
+        for node in stand_ins {
+            match self.sync(job, own, partner, node, local).await {
+                Ok(()) => {
+                    self.stats.incr("handoff_rebuilds");
+                    return;
+                }
+                Err(e) => {
                     self.stats.incr("failures");
                     tracing::warn!(
                         node = %replication_host(node), device = %node.device,
                         partition = job.partition, frag_index = partner, error = %e,
-                        "reconstructor sync failed"
+                        "rebuilding on a handoff failed"
                     );
+                    if !e.wants_handoff() {
+                        return;
+                    }
                 }
             }
         }

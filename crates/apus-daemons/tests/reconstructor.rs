@@ -37,7 +37,7 @@ struct EcCluster {
     ring: Ring,
     ports: Vec<u16>,
     scheme: EcScheme,
-    _stops: Vec<oneshot::Sender<()>>,
+    stops: Vec<Option<oneshot::Sender<()>>>,
 }
 
 fn ec_policy() -> EcPolicy {
@@ -108,7 +108,7 @@ impl EcCluster {
             conf.ec_policies = vec![ec_policy()];
             let server = Arc::new(ObjectServer::new(conf));
             let (tx, rx) = oneshot::channel::<()>();
-            stops.push(tx);
+            stops.push(Some(tx));
             tokio::spawn(async move {
                 let _ = apus_http::serve(listener, server, async {
                     let _ = rx.await;
@@ -124,8 +124,26 @@ impl EcCluster {
             ring,
             ports,
             scheme: EcScheme::new(EcType::IsaLRsVand, 4, 2).unwrap(),
-            _stops: stops,
+            stops,
         }
+    }
+
+    /// Stops the object server of `dN`: it refuses connections from then
+    /// on.
+    async fn stop_device(&mut self, dev: &str) {
+        let n: usize = dev[1..].parse().unwrap();
+        if let Some(tx) = self.stops[n - 1].take() {
+            let _ = tx.send(());
+        }
+        // Bounded wait until the port refuses.
+        let addr = format!("127.0.0.1:{}", self.ports[n - 1]);
+        for _ in 0..100 {
+            if tokio::net::TcpStream::connect(&addr).await.is_err() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("{dev}'s server still accepts connections");
     }
 
     fn ctx(&self, dev: usize) -> DaemonContext {
@@ -532,5 +550,35 @@ async fn a_source_with_a_corrupt_fragment_header_is_replaced_by_another() {
     assert!(
         got.as_deref() == Some(&archives[0][..]),
         "index 0 not rebuilt exactly"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_down_primarys_fragment_is_rebuilt_on_a_handoff() {
+    let mut c = EcCluster::start().await;
+    let ts = Timestamp::now();
+    let obj = "primary-down";
+    let body = bytes(2 * SEGMENT + 77, 21);
+    c.write_object(obj, ts, &body);
+    let archives = c.archives(&body);
+    let down = c.primary(obj, 3);
+    c.stop_device(&down).await;
+    // Index 3's partners (2 and 4) find its node down.
+    let partner = c.primary(obj, 2);
+    let n: usize = partner[1..].parse().unwrap();
+    let stats = run_once(
+        &ObjectReconstructor::default(),
+        &c.ctx(n),
+        Shutdown::never(),
+    )
+    .await;
+    assert_eq!(stats.count("handoff_rebuilds"), 1, "{}", stats.to_json());
+    let handoff = c.handoff(obj);
+    let files = c.data_files(&handoff, obj);
+    assert_eq!(files, [format!("{}#3#d.data", ts.internal())]);
+    let got = c.read_fragment(&handoff, obj, 3);
+    assert!(
+        got.as_deref() == Some(&archives[3][..]),
+        "rebuilt fragment differs"
     );
 }
