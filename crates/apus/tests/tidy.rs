@@ -109,6 +109,23 @@ const RULES: &[Rule] = &[
                   the databases or the object files",
     },
     Rule {
+        krate: "apus-s3",
+        may_use: &["apus-core", "apus-proto", "apus-http"],
+        never: &[
+            "tokio",
+            "hyper",
+            "hyper-util",
+            "rusqlite",
+            "futures-util",
+            "rustix",
+            "xattr",
+            "tempfile",
+        ],
+        because: "S3's wire vocabulary is pure: it reaches storage only through the \
+                  proxy's pipeline, never the servers, daemons, databases or object files, \
+                  and does no disk I/O",
+    },
+    Rule {
         krate: "apus-daemons",
         may_use: &[
             "apus-core",
