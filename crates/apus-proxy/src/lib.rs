@@ -49,6 +49,7 @@ pub mod pipeline;
 pub mod quotas;
 pub mod ratelimit;
 pub mod read_only;
+pub mod s3api;
 mod segments;
 pub mod service;
 pub mod slo;

@@ -33,7 +33,7 @@ pub const SWIFT_DEFAULT_PIPELINE: &str = "catch_errors gatekeeper healthcheck pr
 /// account or container flag; a form POST; a container's `Web-*`
 /// metadata).
 pub const APUS_DEFAULT_PIPELINE: &str = "catch_errors gatekeeper healthcheck proxy-logging cache \
-     domain_remap etag-quoter listing_formats container_sync bulk tempurl formpost ratelimit tempauth \
+     domain_remap etag-quoter listing_formats container_sync bulk tempurl formpost ratelimit s3api tempauth \
      staticweb copy \
      container-quotas account-quotas slo dlo versioned_writes symlink proxy-logging";
 
@@ -229,6 +229,23 @@ const ENTRIES: &[Entry] = &[
                 ))
             },
             info: Some(|config| vec![("ratelimit", crate::ratelimit::info(&config.ratelimit))]),
+        },
+    },
+    Entry {
+        name: "s3api",
+        stage: Stage::Filter {
+            build: |ctx, next| Arc::new(crate::s3api::S3Api::new(&ctx.config.tempauth, next)),
+            info: Some(|_| {
+                vec![(
+                    "s3api",
+                    serde_json::json!({
+                        "max_bucket_listing": 1000,
+                        "max_multi_delete_objects": 1000,
+                        "allow_multipart_uploads": false,
+                        "s3_acl": false,
+                    }),
+                )]
+            }),
         },
     },
     Entry {

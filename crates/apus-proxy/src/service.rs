@@ -78,6 +78,9 @@ pub struct Env {
     /// An earlier filter (tempurl) authorized the request its own way; the
     /// auth filter leaves it alone (Swift's `swift.authorize_override`).
     pub authorize_override: bool,
+    /// The `account:user` whose S3 signature `s3api` verified: the auth
+    /// filter takes this user instead of a token. Only `s3api` sets it.
+    pub s3_user: Option<String>,
 }
 
 impl Env {

@@ -592,6 +592,21 @@ impl Service for TempAuth {
             let prefix = inner.reseller_prefix().to_string();
             let mut installed: Option<Arc<Authorizer>> = None;
             let env = env_mut(&mut req);
+            // A user s3api verified by S3 signature: as if by token.
+            let s3_groups = env
+                .s3_user
+                .as_deref()
+                .and_then(|u| inner.users.get(u).map(|user| (u, user)))
+                .map(|(u, user)| {
+                    let account = u.split(':').next().unwrap_or_default();
+                    inner.user_groups(account, u, user)
+                });
+            if let Some(groups) = s3_groups {
+                env.remote_user = groups;
+                let a = rules(inner);
+                env.authorize = Some(a.clone());
+                installed = Some(a);
+            } else {
             match token {
                 Some(token) if token.starts_with(&prefix) => match inner.token_groups(&token) {
                     Some(mut groups) => {
@@ -627,6 +642,7 @@ impl Service for TempAuth {
                         env.authorize = Some(deny(inner));
                     }
                 }
+            }
             }
 
             // Account ACLs: checked whenever we authorize a request for one
