@@ -382,7 +382,10 @@ impl S3Api {
         let (bucket, key) = bucket_and_key(req.uri().path());
         match (bucket, key) {
             (None, _) if req.method() == Method::GET => self.list_buckets(&req, account).await,
-            (None, _) => error(S3Error::method_not_allowed(req.method().as_str(), "SERVICE")),
+            (None, _) => error(S3Error::method_not_allowed(
+                req.method().as_str(),
+                "SERVICE",
+            )),
             (Some(b), None) => self.bucket(req, account, &b, &params).await,
             (Some(b), Some(k)) => self.object(req, account, &b, &k).await,
         }
@@ -391,7 +394,13 @@ impl S3Api {
     async fn list_buckets(&self, req: &Req, account: &str) -> Resp {
         let path = format!("/v1/{account}?format=json");
         let resp = self
-            .swift(req.extensions(), Method::GET, &path, HeaderMap::new(), apus_http::empty())
+            .swift(
+                req.extensions(),
+                Method::GET,
+                &path,
+                HeaderMap::new(),
+                apus_http::empty(),
+            )
             .await;
         let status = resp.status();
         if status == StatusCode::NOT_FOUND {
@@ -412,7 +421,9 @@ impl S3Api {
         );
         for c in listing.as_array().map(Vec::as_slice).unwrap_or_default() {
             let name = c["name"].as_str().unwrap_or_default();
-            let modified = c["last_modified"].as_str().unwrap_or("2009-02-03T16:45:09.000000");
+            let modified = c["last_modified"]
+                .as_str()
+                .unwrap_or("2009-02-03T16:45:09.000000");
             let _ = write!(
                 out,
                 "<Bucket><Name>{}</Name><CreationDate>{}</CreationDate></Bucket>",
@@ -438,7 +449,13 @@ impl S3Api {
                     return error(S3Error::invalid_bucket_name(bucket));
                 }
                 let resp = self
-                    .swift(req.extensions(), Method::PUT, &path, HeaderMap::new(), apus_http::empty())
+                    .swift(
+                        req.extensions(),
+                        Method::PUT,
+                        &path,
+                        HeaderMap::new(),
+                        apus_http::empty(),
+                    )
                     .await;
                 match resp.status() {
                     StatusCode::CREATED => {
@@ -446,15 +463,19 @@ impl S3Api {
                         set_header(r.headers_mut(), "location", &format!("/{bucket}"));
                         r
                     }
-                    StatusCode::ACCEPTED => {
-                        error(S3Error::bucket_already_owned_by_you(bucket))
-                    }
+                    StatusCode::ACCEPTED => error(S3Error::bucket_already_owned_by_you(bucket)),
                     s => swift_error(s, Some(bucket), None),
                 }
             }
             Method::HEAD => {
                 let resp = self
-                    .swift(req.extensions(), Method::HEAD, &path, HeaderMap::new(), apus_http::empty())
+                    .swift(
+                        req.extensions(),
+                        Method::HEAD,
+                        &path,
+                        HeaderMap::new(),
+                        apus_http::empty(),
+                    )
                     .await;
                 match resp.status() {
                     s if s.is_success() => empty_response(StatusCode::OK),
@@ -467,19 +488,31 @@ impl S3Api {
             }
             Method::DELETE => {
                 let resp = self
-                    .swift(req.extensions(), Method::DELETE, &path, HeaderMap::new(), apus_http::empty())
+                    .swift(
+                        req.extensions(),
+                        Method::DELETE,
+                        &path,
+                        HeaderMap::new(),
+                        apus_http::empty(),
+                    )
                     .await;
                 match resp.status() {
                     s if s.is_success() => empty_response(StatusCode::NO_CONTENT),
-                    StatusCode::CONFLICT => error(
-                        S3Error::new(ErrorCode::BucketNotEmpty).detail("BucketName", bucket),
-                    ),
+                    StatusCode::CONFLICT => {
+                        error(S3Error::new(ErrorCode::BucketNotEmpty).detail("BucketName", bucket))
+                    }
                     s => swift_error(s, Some(bucket), None),
                 }
             }
             Method::GET if params.iter().any(|(k, _)| k == "location") => {
                 let resp = self
-                    .swift(req.extensions(), Method::HEAD, &path, HeaderMap::new(), apus_http::empty())
+                    .swift(
+                        req.extensions(),
+                        Method::HEAD,
+                        &path,
+                        HeaderMap::new(),
+                        apus_http::empty(),
+                    )
                     .await;
                 if !resp.status().is_success() {
                     return swift_error(resp.status(), Some(bucket), None);
@@ -536,7 +569,11 @@ impl S3Api {
             param(params, "marker").unwrap_or_default().to_string()
         };
         let mut query = format!("format=json&limit={}", max_keys + 1);
-        for (k, v) in [("prefix", prefix), ("delimiter", delimiter), ("marker", &marker)] {
+        for (k, v) in [
+            ("prefix", prefix),
+            ("delimiter", delimiter),
+            ("marker", &marker),
+        ] {
             if !v.is_empty() {
                 let _ = write!(query, "&{k}={}", quote(v));
             }
@@ -554,8 +591,7 @@ impl S3Api {
             return swift_error(resp.status(), Some(bucket), None);
         }
         let listing = read_json(resp).await.unwrap_or(serde_json::Value::Null);
-        let mut entries: Vec<serde_json::Value> =
-            listing.as_array().cloned().unwrap_or_default();
+        let mut entries: Vec<serde_json::Value> = listing.as_array().cloned().unwrap_or_default();
         let truncated = entries.len() > max_keys;
         entries.truncate(max_keys);
         let enc = |s: &str| {
@@ -715,7 +751,13 @@ impl S3Api {
                     // itself is missing.
                     let container = format!("/v1/{account}/{}", quote(bucket));
                     let probe = self
-                        .swift(&ext, Method::HEAD, &container, HeaderMap::new(), apus_http::empty())
+                        .swift(
+                            &ext,
+                            Method::HEAD,
+                            &container,
+                            HeaderMap::new(),
+                            apus_http::empty(),
+                        )
                         .await;
                     if probe.status() == StatusCode::NOT_FOUND {
                         error(S3Error::no_such_bucket(bucket))
@@ -758,7 +800,9 @@ fn swift_s3_error(status: StatusCode, bucket: Option<&str>, key: Option<&str>) -
             Some(k) => S3Error::no_such_key(k),
             None => S3Error::no_such_bucket(bucket.unwrap_or_default()),
         },
-        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => S3Error::access_denied("Access Denied."),
+        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
+            S3Error::access_denied("Access Denied.")
+        }
         StatusCode::PRECONDITION_FAILED => S3Error::new(ErrorCode::PreconditionFailed),
         StatusCode::RANGE_NOT_SATISFIABLE => S3Error::new(ErrorCode::InvalidRange),
         StatusCode::PAYLOAD_TOO_LARGE => S3Error::new(ErrorCode::EntityTooLarge),

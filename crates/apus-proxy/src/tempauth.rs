@@ -607,42 +607,42 @@ impl Service for TempAuth {
                 env.authorize = Some(a.clone());
                 installed = Some(a);
             } else {
-            match token {
-                Some(token) if token.starts_with(&prefix) => match inner.token_groups(&token) {
-                    Some(mut groups) => {
-                        if let Some(st) = service_token {
-                            if let Some(service_groups) = inner.token_groups(&st) {
-                                groups.extend(service_groups);
+                match token {
+                    Some(token) if token.starts_with(&prefix) => match inner.token_groups(&token) {
+                        Some(mut groups) => {
+                            if let Some(st) = service_token {
+                                if let Some(service_groups) = inner.token_groups(&st) {
+                                    groups.extend(service_groups);
+                                }
                             }
-                        }
-                        env.remote_user = groups;
-                        let a = rules(inner);
-                        env.authorize = Some(a.clone());
-                        installed = Some(a);
-                    }
-                    None if !prefix.is_empty() => return unauthorized(&path),
-                    None => {
-                        if env.authorize.is_none() {
-                            env.authorize = Some(deny(inner));
-                        }
-                    }
-                },
-                _ => {
-                    if inner.is_definitive(&path) {
-                        let a = rules(inner);
-                        env.authorize = Some(a.clone());
-                        installed = Some(a);
-                    } else if prefix.is_empty() {
-                        if env.authorize.is_none() {
+                            env.remote_user = groups;
                             let a = rules(inner);
                             env.authorize = Some(a.clone());
                             installed = Some(a);
                         }
-                    } else if env.authorize.is_none() {
-                        env.authorize = Some(deny(inner));
+                        None if !prefix.is_empty() => return unauthorized(&path),
+                        None => {
+                            if env.authorize.is_none() {
+                                env.authorize = Some(deny(inner));
+                            }
+                        }
+                    },
+                    _ => {
+                        if inner.is_definitive(&path) {
+                            let a = rules(inner);
+                            env.authorize = Some(a.clone());
+                            installed = Some(a);
+                        } else if prefix.is_empty() {
+                            if env.authorize.is_none() {
+                                let a = rules(inner);
+                                env.authorize = Some(a.clone());
+                                installed = Some(a);
+                            }
+                        } else if env.authorize.is_none() {
+                            env.authorize = Some(deny(inner));
+                        }
                     }
                 }
-            }
             }
 
             // Account ACLs: checked whenever we authorize a request for one

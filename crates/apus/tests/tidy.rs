@@ -103,6 +103,7 @@ const RULES: &[Rule] = &[
             "apus-proto",
             "apus-http",
             "apus-ec",
+            "apus-s3",
         ],
         never: &["rusqlite"],
         because: "the proxy reaches storage only over HTTP: never the servers, \
