@@ -28,10 +28,10 @@ pub const SWIFT_DEFAULT_PIPELINE: &str = "catch_errors gatekeeper healthcheck pr
      account-quotas slo dlo versioned_writes symlink proxy-logging";
 
 /// apus's default: Swift's, with `domain_remap`, `etag_quoter`,
-/// `formpost` and `staticweb` where Swift's functional-test setup puts
-/// them. Each does nothing until asked (a storage domain configured; an
-/// account or container flag; a form POST; a container's `Web-*`
-/// metadata).
+/// `formpost`, `s3api` and `staticweb` where Swift's functional-test
+/// setup puts them. Each does nothing until asked (a storage domain
+/// configured; an account or container flag; a form POST; an S3-signed
+/// request; a container's `Web-*` metadata).
 pub const APUS_DEFAULT_PIPELINE: &str = "catch_errors gatekeeper healthcheck proxy-logging cache \
      domain_remap etag-quoter listing_formats container_sync bulk tempurl formpost ratelimit s3api tempauth \
      staticweb copy \
