@@ -8,6 +8,8 @@
 #   FUNCTEST_SUITE_TIMEOUT  seconds for the whole suite (default 900)
 #   FUNCTEST_TEST_TIMEOUT   seconds per test (default 60)
 #   CONFORMANCE_OUT         where the results go (default: a temp dir, printed)
+#   CONFORMANCE_SUITE       which suite of run-functests.sh (default swift;
+#                           s3api and s3api-compat are the S3 ones)
 #   APUS_DEFAULT_POLICY     the storage policy new containers get (default:
 #                           apus's, Policy-0); `ec42` runs the suite on
 #                           erasure coding
@@ -23,6 +25,7 @@ if [ ! -x "$shared/conformance/run-functests.sh" ]; then
   exit 2
 fi
 conformance="$(cd "$shared/conformance" && pwd)"
+suite="${CONFORMANCE_SUITE:-swift}"
 export FUNCTEST_SUITE_TIMEOUT="${FUNCTEST_SUITE_TIMEOUT:-900}"
 export FUNCTEST_TEST_TIMEOUT="${FUNCTEST_TEST_TIMEOUT:-60}"
 
@@ -113,10 +116,10 @@ if [ -z "$endpoint" ]; then
 fi
 echo "== apus serve on $endpoint"
 
-echo "== run-functests.sh -s swift (suite timeout ${FUNCTEST_SUITE_TIMEOUT} s, test timeout ${FUNCTEST_TEST_TIMEOUT} s)"
+echo "== run-functests.sh -s $suite (suite timeout ${FUNCTEST_SUITE_TIMEOUT} s, test timeout ${FUNCTEST_TEST_TIMEOUT} s)"
 rc=0
 timeout --kill-after=30 "$((FUNCTEST_SUITE_TIMEOUT + 600))" \
-  "$conformance/run-functests.sh" -e "$endpoint" -s swift -o "$out" \
+  "$conformance/run-functests.sh" -e "$endpoint" -s "$suite" -o "$out" \
   2>&1 | tee "$work/functests.log" || rc=$?
 alive=0
 check_alive "during the conformance run" || alive=1
@@ -131,24 +134,25 @@ fi
 # that passes then is counted and named as flaky, so that a noisy machine
 # does not fail the floor while a real regression, which fails twice,
 # still does. More than 50 failures are not retried: something is broken.
-failed_ids="$(awk -F'\t' '$1 == "swift" && ($3 == "failed" || $3 == "error") { print $2 }' "$out/outcomes.tsv")"
+failed_ids="$(awk -F'\t' -v s="$suite" '$1 == s && ($3 == "failed" || $3 == "error") { print $2 }' "$out/outcomes.tsv")"
 failed_count="$(printf '%s' "$failed_ids" | grep -c . || true)"
 if [ "$alive" = 0 ] && [ "$failed_count" -gt 0 ] && [ "$failed_count" -le 50 ]; then
   expr="$(printf '%s\n' "$failed_ids" | awk -F'::' '{ e = "(" $2; for (i = 3; i <= NF; i++) e = e " and " $i; print e ")" }' | paste -sd'|' - | sed 's/|/ or /g')"
   echo "== run-functests.sh: the $failed_count failed tests once more"
   timeout --kill-after=30 "$((FUNCTEST_SUITE_TIMEOUT + 600))" \
-    "$conformance/run-functests.sh" -e "$endpoint" -s swift -o "$out-retry" -- -k "$expr" \
+    "$conformance/run-functests.sh" -e "$endpoint" -s "$suite" -o "$out-retry" -- -k "$expr" \
     >"$work/functests-retry.log" 2>&1 || true
   check_alive "during the retry" || alive=1
 fi
-python3 - "$out/outcomes.tsv" "$out-retry/outcomes.tsv" <<'PY'
+python3 - "$out/outcomes.tsv" "$out-retry/outcomes.tsv" "$suite" <<'PY'
 import os, sys
+suite = sys.argv[3]
 def outcomes(path):
     result = {}
     if os.path.exists(path):
         for line in open(path):
             parts = line.rstrip("\n").split("\t")
-            if len(parts) >= 3 and parts[0] == "swift":
+            if len(parts) >= 3 and parts[0] == suite:
                 result[parts[1]] = parts[2]
     return result
 first, retry = outcomes(sys.argv[1]), outcomes(sys.argv[2])
