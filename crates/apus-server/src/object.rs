@@ -393,6 +393,58 @@ impl ObjectServer {
         }
     }
 
+    /// Whether a PUT at `ts` may replace what `df` holds now, as Swift's
+    /// PUT checks: 412 when `If-None-Match` matches the current object,
+    /// 409 (naming the current timestamp) when that is not older. Gives
+    /// the current object's metadata (none when deleted or missing).
+    async fn check_replaceable(
+        &self,
+        t: &Target,
+        df: apus_diskfile::DiskFile,
+        headers: &HeaderMap,
+        ts: Timestamp,
+    ) -> Result<Option<Metadata>, Resp> {
+        let now = ts.as_secs_f64();
+        let (orig_metadata, orig_timestamp) = match blocking(move || {
+            Ok(df.open(OpenOptions {
+                open_expired: false,
+                now: Some(now),
+            }))
+        })
+        .await
+        {
+            Ok(Ok(open)) => (Some(open.metadata().clone()), open.data_timestamp()),
+            Ok(Err(DiskFileError::Deleted { timestamp, .. })) => (None, timestamp),
+            Ok(Err(DiskFileError::Expired { metadata, .. })) => {
+                (None, metadata.timestamp().unwrap_or(Timestamp::ZERO))
+            }
+            Ok(Err(
+                DiskFileError::NotFound
+                | DiskFileError::Quarantined { .. }
+                | DiskFileError::StateChanged,
+            )) => (None, Timestamp::ZERO),
+            Ok(Err(e)) | Err(e) => return Err(disk_error_response(&e, &t.device)),
+        };
+        if let (Some(inm), Some(orig)) = (
+            header(headers, "if-none-match").map(|v| apus_core::conditional::EtagList::parse(&v)),
+            &orig_metadata,
+        ) {
+            if inm.has_star() || orig.etag().is_some_and(|e| inm.contains(e)) {
+                return Err(status_response(412));
+            }
+        }
+        if orig_timestamp >= ts {
+            let mut r = status_response(409);
+            set_header(
+                r.headers_mut(),
+                h::X_BACKEND_TIMESTAMP,
+                &orig_timestamp.internal(),
+            );
+            return Err(r);
+        }
+        Ok(orig_metadata)
+    }
+
     // ---- PUT -------------------------------------------------------------
 
     async fn put(&self, t: Target, req: Request<Incoming>) -> Resp {
@@ -435,45 +487,10 @@ impl ObjectServer {
             Ok(df) => df,
             Err(r) => return r,
         };
-        let now = ts.as_secs_f64();
-        let df2 = df.clone();
-        let (orig_metadata, orig_timestamp) = match blocking(move || {
-            Ok(df2.open(OpenOptions {
-                open_expired: false,
-                now: Some(now),
-            }))
-        })
-        .await
-        {
-            Ok(Ok(open)) => (Some(open.metadata().clone()), open.data_timestamp()),
-            Ok(Err(DiskFileError::Deleted { timestamp, .. })) => (None, timestamp),
-            Ok(Err(DiskFileError::Expired { metadata, .. })) => {
-                (None, metadata.timestamp().unwrap_or(Timestamp::ZERO))
-            }
-            Ok(Err(
-                DiskFileError::NotFound
-                | DiskFileError::Quarantined { .. }
-                | DiskFileError::StateChanged,
-            )) => (None, Timestamp::ZERO),
-            Ok(Err(e)) | Err(e) => return disk_error_response(&e, &t.device),
+        let orig_metadata = match self.check_replaceable(&t, df.clone(), headers, ts).await {
+            Ok(md) => md,
+            Err(r) => return r,
         };
-        if let (Some(inm), Some(orig)) = (
-            header(headers, "if-none-match").map(|v| apus_core::conditional::EtagList::parse(&v)),
-            &orig_metadata,
-        ) {
-            if inm.has_star() || orig.etag().is_some_and(|e| inm.contains(e)) {
-                return status_response(412);
-            }
-        }
-        if orig_timestamp >= ts {
-            let mut r = status_response(409);
-            set_header(
-                r.headers_mut(),
-                h::X_BACKEND_TIMESTAMP,
-                &orig_timestamp.internal(),
-            );
-            return r;
-        }
 
         let df2 = df.clone();
         let writer = match blocking(move || df2.create(fsize)).await {

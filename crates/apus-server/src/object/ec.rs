@@ -106,42 +106,7 @@ impl ObjectServer {
             Ok(df) => df.as_diskfile().clone(),
             Err(r) => return r,
         };
-        let now = ts.as_secs_f64();
-        let (orig_metadata, orig_timestamp) = match blocking(move || {
-            Ok(df.open(OpenOptions {
-                open_expired: false,
-                now: Some(now),
-            }))
-        })
-        .await
-        {
-            Ok(Ok(open)) => (Some(open.metadata().clone()), open.data_timestamp()),
-            Ok(Err(DiskFileError::Deleted { timestamp, .. })) => (None, timestamp),
-            Ok(Err(DiskFileError::Expired { metadata, .. })) => {
-                (None, metadata.timestamp().unwrap_or(Timestamp::ZERO))
-            }
-            Ok(Err(
-                DiskFileError::NotFound
-                | DiskFileError::Quarantined { .. }
-                | DiskFileError::StateChanged,
-            )) => (None, Timestamp::ZERO),
-            Ok(Err(e)) | Err(e) => return disk_error_response(&e, &t.device),
-        };
-        if let (Some(inm), Some(orig)) = (
-            header(headers, "if-none-match").map(|v| apus_core::conditional::EtagList::parse(&v)),
-            &orig_metadata,
-        ) {
-            if inm.has_star() || orig.etag().is_some_and(|e| inm.contains(e)) {
-                return status_response(412);
-            }
-        }
-        if orig_timestamp >= ts {
-            let mut r = status_response(409);
-            set_header(
-                r.headers_mut(),
-                h::X_BACKEND_TIMESTAMP,
-                &orig_timestamp.internal(),
-            );
+        if let Err(r) = self.check_replaceable(&t, df, headers, ts).await {
             return r;
         }
 
