@@ -217,6 +217,23 @@ impl EcCluster {
         durable: bool,
     ) {
         let archive = &self.archives(body)[index as usize];
+        self.write_archive(dev, obj, ts, body, index, archive, durable);
+    }
+
+    /// Writes `archive` as fragment `index` of `obj` (whose whole body is
+    /// `body`) on `dev`, with the archive's own MD5 as its ETag, whatever
+    /// its bytes.
+    #[allow(clippy::too_many_arguments)]
+    fn write_archive(
+        &self,
+        dev: &str,
+        obj: &str,
+        ts: Timestamp,
+        body: &[u8],
+        index: u32,
+        archive: &[u8],
+        durable: bool,
+    ) {
         let df = self
             .mgr()
             .ec_diskfile(
@@ -521,18 +538,14 @@ async fn a_source_with_a_corrupt_fragment_header_is_replaced_by_another() {
     let archives = c.archives(&body);
     remove_data_files(&c.hash_dir(&c.primary(obj, 0), obj));
     // Index 2's first fragment header goes bad (its checksum no longer
-    // matches); a rebuild that reads it must drop it for another source.
+    // matches), stored with a matching ETag so that its object server
+    // serves it whole: only the rebuild's decoder can find it out, and
+    // must drop it for another source.
     let dev2 = c.primary(obj, 2);
-    let dir2 = c.hash_dir(&dev2, obj);
-    let file2 = std::fs::read_dir(&dir2)
-        .unwrap()
-        .flatten()
-        .find(|e| e.file_name().to_string_lossy().ends_with(".data"))
-        .unwrap()
-        .path();
-    let mut bytes2 = std::fs::read(&file2).unwrap();
-    bytes2[4] ^= 0xff;
-    std::fs::write(&file2, &bytes2).unwrap();
+    remove_data_files(&c.hash_dir(&dev2, obj));
+    let mut bad = archives[2].clone();
+    bad[4] ^= 0xff;
+    c.write_archive(&dev2, obj, ts, &body, 2, &bad, true);
     let (mut rebuilt, mut source_errors) = (0, 0);
     for dev in 1..=DEVICES {
         let stats = run_once(
