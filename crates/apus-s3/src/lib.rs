@@ -11,6 +11,7 @@
 pub mod auth;
 pub mod error;
 pub mod wire;
+pub mod xml;
 
 pub use auth::{
     authenticate, verify, AuthConfig, AuthForm, AuthRequest, ChunkSigner, CredentialStore,
