@@ -259,6 +259,33 @@ impl ChunkSigner {
     pub fn check_chunk(&self, previous: &str, chunk_sha256: &str, provided: &str) -> bool {
         ct_eq(&self.chunk_signature(previous, chunk_sha256), provided)
     }
+
+    /// The signature of a streaming body's trailers, whose canonical form
+    /// (`name:value\n`, sorted) hashes to `trailers_sha256`, following the
+    /// last chunk's signature `previous`.
+    pub fn trailer_signature(&self, previous: &str, trailers_sha256: &str) -> String {
+        let sts = format!(
+            "AWS4-HMAC-SHA256-TRAILER\n{}\n{}\n{previous}\n{trailers_sha256}",
+            self.amz_date, self.scope
+        );
+        hex(&hmac_sha256(&self.key, sts.as_bytes()))
+    }
+
+    /// Whether `provided` is that signature (constant time).
+    pub fn check_trailer(&self, previous: &str, trailers_sha256: &str, provided: &str) -> bool {
+        ct_eq(&self.trailer_signature(previous, trailers_sha256), provided)
+    }
+
+    /// A signer with a fixed key, for tests of what consumes signatures.
+    #[cfg(test)]
+    pub(crate) fn for_tests(seed: &str) -> ChunkSigner {
+        ChunkSigner {
+            key: [7; 32],
+            amz_date: "20261206T000000Z".into(),
+            scope: "20261206/us-east-1/s3/aws4_request".into(),
+            seed_signature: seed.into(),
+        }
+    }
 }
 
 fn hmac_sha256(key: &[u8], data: &[u8]) -> [u8; 32] {

@@ -517,7 +517,7 @@ pub fn xml_char(c: char) -> bool {
     matches!(c, '\t' | '\n' | '\r' | '\u{20}'..='\u{D7FF}' | '\u{E000}'..='\u{FFFD}' | '\u{10000}'..)
 }
 
-/// Escapes text for an XML element or a quoted attribute.
+/// Escapes text for an XML element (not for attributes: quotes stay).
 pub fn escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     escape_into(&mut out, text);
@@ -530,8 +530,8 @@ fn escape_into(out: &mut String, text: &str) {
             '&' => out.push_str("&amp;"),
             '<' => out.push_str("&lt;"),
             '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&apos;"),
+            // Quotes stay as they are in text, as lxml writes them and
+            // clients compare messages byte for byte.
             '\r' => out.push_str("&#13;"),
             c => out.push(c),
         }
@@ -564,7 +564,7 @@ mod tests {
             "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>NoSuchKey</Code>\
              <Message>The specified key does not exist.</Message>\
              <RequestId>tx123</RequestId>\
-             <Key>a&lt;b&gt;&amp;c&quot;d&apos;</Key></Error>"
+             <Key>a&lt;b&gt;&amp;c\"d'</Key></Error>"
         );
         let e = S3Error::new(ErrorCode::AccessDenied);
         assert_eq!(

@@ -10,6 +10,7 @@
 
 pub mod auth;
 pub mod error;
+pub mod input;
 pub mod wire;
 pub mod xml;
 

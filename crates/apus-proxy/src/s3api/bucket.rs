@@ -216,7 +216,7 @@ async fn list_objects(api: &S3Api, req: &S3Request) -> Result<Resp, S3Error> {
             let _ = write!(
                 out,
                 "<Contents><Key>{}</Key><LastModified>{}</LastModified>\
-                 <ETag>&quot;{}&quot;</ETag><Size>{}</Size>",
+                 <ETag>\"{}\"</ETag><Size>{}</Size>",
                 enc(name),
                 iso_time(e["last_modified"].as_str().unwrap_or_default()),
                 esc(e["hash"].as_str().unwrap_or_default()),

@@ -31,12 +31,12 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
-use apus_s3::{AuthConfig, AuthRequest, ErrorCode, PayloadHash, S3Error, Secret};
+use apus_s3::input::{InputError, S3Input};
+use apus_s3::{AuthConfig, AuthRequest, ErrorCode, S3Error, Secret};
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, Response, StatusCode};
 use http_body::Frame;
 use http_body_util::BodyExt;
-use sha2::{Digest, Sha256};
 
 use crate::config::TempAuthConfig;
 use crate::service::{env_mut, set_header, BoxFuture, Env, Req, Resp, Service, SharedService};
@@ -177,16 +177,41 @@ impl BodyFault {
     }
 }
 
-/// A body that hashes itself as it streams and fails at its end when the
-/// SHA-256 differs from what the client signed.
-struct CheckedBody {
+/// The client's body as it streams through [`S3Input`]: aws-chunked
+/// framing removed, signatures, payload hash and checksum verified. The
+/// last payload bytes are held back until every check has passed, so a
+/// refused body never completes its Swift PUT; the refusal is recorded in
+/// the [`BodyFault`] for `get_response` to answer.
+struct VerifiedBody {
     inner: apus_http::Body,
-    hasher: Option<Sha256>,
-    expected: String,
+    input: S3Input,
+    auth: AuthRequest,
     fault: BodyFault,
+    held: Vec<u8>,
+    done: bool,
 }
 
-impl http_body::Body for CheckedBody {
+impl VerifiedBody {
+    fn refuse(&mut self, e: InputError) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
+        self.done = true;
+        self.fault.set(e.to_s3(&self.auth));
+        Poll::Ready(Some(Err(std::io::Error::other(
+            "the S3 request body was refused",
+        ))))
+    }
+
+    /// What may go on: everything decoded so far unless the payload is
+    /// all in but not yet proven.
+    fn release(&mut self) -> Option<Bytes> {
+        let hold = !self.input.is_complete() && self.input.payload_remaining() == 0;
+        if hold || self.held.is_empty() {
+            return None;
+        }
+        Some(Bytes::from(std::mem::take(&mut self.held)))
+    }
+}
+
+impl http_body::Body for VerifiedBody {
     type Data = Bytes;
     type Error = std::io::Error;
 
@@ -195,35 +220,47 @@ impl http_body::Body for CheckedBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
         let this = &mut *self;
-        match Pin::new(&mut this.inner).poll_frame(cx) {
-            Poll::Ready(Some(Ok(frame))) => {
-                if let (Some(data), Some(h)) = (frame.data_ref(), this.hasher.as_mut()) {
-                    h.update(data);
-                }
-                Poll::Ready(Some(Ok(frame)))
+        loop {
+            if this.done {
+                return Poll::Ready(None);
             }
-            Poll::Ready(None) => {
-                if let Some(h) = this.hasher.take() {
-                    let got: String = h.finalize().iter().map(|b| format!("{b:02x}")).collect();
-                    if got != this.expected {
-                        this.fault.set(
-                            S3Error::new(ErrorCode::XAmzContentSHA256Mismatch)
-                                .detail("ClientComputedContentSHA256", this.expected.clone())
-                                .detail("S3ComputedContentSHA256", got),
-                        );
-                        return Poll::Ready(Some(Err(std::io::Error::other(
-                            "XAmzContentSHA256Mismatch",
-                        ))));
+            match Pin::new(&mut this.inner).poll_frame(cx) {
+                Poll::Ready(Some(Ok(frame))) => {
+                    let Ok(data) = frame.into_data() else {
+                        // HTTP trailers carry nothing S3 reads.
+                        continue;
+                    };
+                    let mut out = std::mem::take(&mut this.held);
+                    let fed = this.input.feed(&data, &mut out);
+                    this.held = out;
+                    if let Err(e) = fed {
+                        return this.refuse(e);
+                    }
+                    if let Some(b) = this.release() {
+                        return Poll::Ready(Some(Ok(Frame::data(b))));
                     }
                 }
-                Poll::Ready(None)
+                Poll::Ready(None) => {
+                    if let Err(e) = this.input.finish() {
+                        return this.refuse(e);
+                    }
+                    this.done = true;
+                    return match this.release() {
+                        Some(b) => Poll::Ready(Some(Ok(Frame::data(b)))),
+                        None => Poll::Ready(None),
+                    };
+                }
+                Poll::Ready(Some(Err(e))) => {
+                    this.done = true;
+                    return Poll::Ready(Some(Err(std::io::Error::other(e))));
+                }
+                Poll::Pending => return Poll::Pending,
             }
-            other => other,
         }
     }
 
     fn size_hint(&self) -> http_body::SizeHint {
-        self.inner.size_hint()
+        http_body::SizeHint::with_exact(self.input.payload_remaining() + self.held.len() as u64)
     }
 }
 
@@ -288,23 +325,46 @@ impl S3Api {
         let Some(user) = self.users.get(&auth.access_key) else {
             return Err(S3Error::invalid_access_key_id(&auth.access_key));
         };
-        apus_s3::verify(&auth, &user.secret, now_secs())?;
-        if auth.payload.is_streaming() {
-            return Err(S3Error::with_message(
-                ErrorCode::NotImplemented,
-                "aws-chunked bodies are not supported yet",
-            ));
+        // What the body must prove is read before the signature is
+        // checked, as Swift's S3Request does.
+        auth.check_time(now_secs())?;
+        let multi_delete = parts.method == Method::POST
+            && query_params(parts.uri.query())
+                .iter()
+                .any(|(k, _)| k == "delete");
+        let plan = apus_s3::input::plan(&parts, &auth, multi_delete)?;
+        let verified = apus_s3::verify(&auth, &user.secret, now_secs())?;
+        let mut parts = parts;
+        if let Some(len) = plan.payload_length.filter(|_| plan.streaming.is_some()) {
+            // Swift sees the decoded payload.
+            let h = &mut parts.headers;
+            h.insert(http::header::CONTENT_LENGTH, HeaderValue::from(len));
+            h.remove(http::header::TRANSFER_ENCODING);
+            let encodings: Vec<String> = h
+                .get_all(http::header::CONTENT_ENCODING)
+                .iter()
+                .flat_map(|v| v.to_str().unwrap_or("").split(','))
+                .map(|e| e.trim().to_string())
+                .filter(|e| !e.is_empty() && e != "aws-chunked")
+                .collect();
+            h.remove(http::header::CONTENT_ENCODING);
+            if !encodings.is_empty() {
+                set_header(h, "content-encoding", &encodings.join(", "));
+            }
         }
         let body_fault = BodyFault::default();
-        let body = match &auth.payload {
-            PayloadHash::Sha256(expected) => CheckedBody {
+        let body = if plan.needs_input() {
+            VerifiedBody {
                 inner: body,
-                hasher: Some(Sha256::new()),
-                expected: expected.clone(),
+                input: S3Input::new(&plan, verified.chunk_signer),
+                auth: auth.clone(),
                 fault: body_fault.clone(),
+                held: Vec::new(),
+                done: false,
             }
-            .boxed(),
-            _ => body,
+            .boxed()
+        } else {
+            body
         };
         let mut req = Req::from_parts(parts, body);
         env_mut(&mut req).s3_user = Some(auth.access_key.clone());
