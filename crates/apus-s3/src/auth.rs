@@ -247,12 +247,18 @@ impl ChunkSigner {
     /// The signature of a chunk whose SHA-256 is `chunk_sha256` (hex),
     /// following the chunk (or request) signed `previous`.
     pub fn chunk_signature(&self, previous: &str, chunk_sha256: &str) -> String {
+        let sts = self.chunk_string_to_sign(previous, chunk_sha256);
+        hex(&hmac_sha256(&self.key, &sts))
+    }
+
+    /// What a chunk's signature signs (AWS's `ChunkStringToSign`).
+    pub fn chunk_string_to_sign(&self, previous: &str, chunk_sha256: &str) -> Vec<u8> {
         let empty = hex(&Sha256::digest(b""));
-        let sts = format!(
+        format!(
             "AWS4-HMAC-SHA256-PAYLOAD\n{}\n{}\n{previous}\n{empty}\n{chunk_sha256}",
             self.amz_date, self.scope
-        );
-        hex(&hmac_sha256(&self.key, sts.as_bytes()))
+        )
+        .into_bytes()
     }
 
     /// Whether `provided` is that signature (constant time).
@@ -264,11 +270,17 @@ impl ChunkSigner {
     /// (`name:value\n`, sorted) hashes to `trailers_sha256`, following the
     /// last chunk's signature `previous`.
     pub fn trailer_signature(&self, previous: &str, trailers_sha256: &str) -> String {
-        let sts = format!(
+        let sts = self.trailer_string_to_sign(previous, trailers_sha256);
+        hex(&hmac_sha256(&self.key, &sts))
+    }
+
+    /// What the trailer signature signs.
+    pub fn trailer_string_to_sign(&self, previous: &str, trailers_sha256: &str) -> Vec<u8> {
+        format!(
             "AWS4-HMAC-SHA256-TRAILER\n{}\n{}\n{previous}\n{trailers_sha256}",
             self.amz_date, self.scope
-        );
-        hex(&hmac_sha256(&self.key, sts.as_bytes()))
+        )
+        .into_bytes()
     }
 
     /// Whether `provided` is that signature (constant time).

@@ -296,7 +296,7 @@ impl ErrorCode {
             }
             IncompleteBody => {
                 "You did not provide the number of bytes specified by the Content-Length \
-                 HTTP header."
+                 HTTP header"
             }
             InternalError => "We encountered an internal error. Please try again.",
             InvalidAccessKeyId => {

@@ -309,11 +309,13 @@ pub fn plan(parts: &Parts, auth: &AuthRequest, multi_delete: bool) -> Result<Inp
         });
     }
     if let PayloadHash::Sha256(expected) = &auth.payload {
-        plan.sha256 = Some(expected.clone());
+        // Errors quote the hash as the client wrote it.
+        let given = header(parts, "x-amz-content-sha256").unwrap_or(expected);
+        plan.sha256 = Some(given.to_string());
         if plan.payload_length == Some(0) {
             let empty = hex(&Sha256::digest(b""));
             if *expected != empty {
-                return Err(sha256_mismatch(expected, &empty));
+                return Err(sha256_mismatch(given, &empty));
             }
         }
     }
@@ -430,7 +432,10 @@ pub enum InputError {
     },
     ChecksumMismatch(ChecksumAlgorithm),
     ChecksumTrailerInvalid(String),
-    ChunkSignatureMismatch,
+    /// A chunk or trailer signature is wrong; what it should have signed.
+    ChunkSignatureMismatch {
+        string_to_sign: Vec<u8>,
+    },
     /// The chunks carry more or fewer bytes than declared.
     SizeError {
         expected: u64,
@@ -464,7 +469,11 @@ impl InputError {
             InputError::ChecksumTrailerInvalid(name) => {
                 invalid_request(format!("Value for {name} trailing header is invalid."))
             }
-            InputError::ChunkSignatureMismatch => auth.signature_does_not_match(),
+            InputError::ChunkSignatureMismatch { string_to_sign } => {
+                let mut at_chunk = auth.clone();
+                at_chunk.string_to_sign = string_to_sign.clone();
+                at_chunk.signature_does_not_match()
+            }
             InputError::SizeError { expected, provided } => S3Error::new(ErrorCode::IncompleteBody)
                 .detail("NumberBytesExpected", expected.to_string())
                 .detail("NumberBytesProvided", provided.to_string()),
@@ -619,9 +628,10 @@ impl S3Input {
             Some(c) => match c.stage {
                 // EOF where the closing CRLF or the trailers may end.
                 Stage::Trailers => {
-                    if !c.expected_trailers.is_empty() || c.line.is_empty() {
+                    if c.line.is_empty() {
                         self.end_trailers()
                     } else {
+                        // A trailer line (or the closing CRLF) cut short.
                         Err(InputError::Incomplete)
                     }
                 }
@@ -647,7 +657,7 @@ impl S3Input {
         let short = self.received < self.expected;
         if let Some((h, expected)) = self.sha256.take() {
             let computed = hex(&h.finalize());
-            if short || computed != expected {
+            if short || !computed.eq_ignore_ascii_case(&expected) {
                 return Err(InputError::Sha256Mismatch { expected, computed });
             }
         }
@@ -834,7 +844,10 @@ impl Chunked {
             let (start, sig) = params.split_once('=').unwrap_or((params, ""));
             if start.trim() != "chunk-signature" {
                 self.all_signatures_valid = false;
-                return Err(InputError::ChunkSignatureMismatch);
+                let sts = self.signer_sts("");
+                return Err(InputError::ChunkSignatureMismatch {
+                    string_to_sign: sts,
+                });
             }
             if sig.contains(';') || sig.trim().is_empty() {
                 return Err(InputError::Incomplete);
@@ -854,12 +867,15 @@ impl Chunked {
     fn end_chunk_data(&mut self) -> Result<(), InputError> {
         if let Some(signer) = &self.signer {
             let sha = hex(&std::mem::take(&mut self.chunk_sha).finalize());
+            let sts = signer.chunk_string_to_sign(&self.previous_signature, &sha);
             let ok = self.all_signatures_valid
                 && signer.check_chunk(&self.previous_signature, &sha, &self.chunk_signature);
             self.previous_signature = std::mem::take(&mut self.chunk_signature);
             self.all_signatures_valid &= ok;
             if !ok {
-                return Err(InputError::ChunkSignatureMismatch);
+                return Err(InputError::ChunkSignatureMismatch {
+                    string_to_sign: sts,
+                });
             }
         }
         self.stage = if self.chunk_size == 0 {
@@ -868,6 +884,15 @@ impl Chunked {
             Stage::DataEnd
         };
         Ok(())
+    }
+
+    /// The string to sign of a chunk hashing to `sha` (what Swift's
+    /// checker last computed, reported in the error).
+    fn signer_sts(&self, sha: &str) -> Vec<u8> {
+        self.signer
+            .as_ref()
+            .map(|s| s.chunk_string_to_sign(&self.previous_signature, sha))
+            .unwrap_or_default()
     }
 
     fn trailer_line(&mut self, line: &[u8]) -> Result<(), InputError> {
@@ -920,11 +945,14 @@ impl Chunked {
                 canonical.push('\n');
             }
             let sha = hex(&Sha256::digest(canonical.as_bytes()));
+            let sts = signer.trailer_string_to_sign(&self.previous_signature, &sha);
             let ok = self.all_signatures_valid
                 && signer.check_trailer(&self.previous_signature, &sha, &signature);
             self.all_signatures_valid &= ok;
             if !ok {
-                return Err(InputError::ChunkSignatureMismatch);
+                return Err(InputError::ChunkSignatureMismatch {
+                    string_to_sign: sts,
+                });
             }
             if self.trailers.len() == 1 {
                 return Err(InputError::Incomplete);
@@ -1140,7 +1168,10 @@ mod tests {
         };
         assert_eq!(run(&raw).unwrap(), body);
         let tampered = raw.replace("hello", "jello");
-        assert_eq!(run(&tampered), Err(InputError::ChunkSignatureMismatch));
+        assert!(matches!(
+            run(&tampered),
+            Err(InputError::ChunkSignatureMismatch { .. })
+        ));
         let unsigned = format!("5\r\nhello\r\n0;chunk-signature={s2}\r\n\r\n");
         assert_eq!(run(&unsigned), Err(InputError::Incomplete));
     }

@@ -28,6 +28,7 @@ mod service;
 
 use std::collections::HashMap;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
@@ -35,6 +36,7 @@ use apus_s3::input::{InputError, S3Input};
 use apus_s3::{AuthConfig, AuthRequest, ErrorCode, S3Error, Secret};
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, Response, StatusCode};
+use http_body::Body as _;
 use http_body::Frame;
 use http_body_util::BodyExt;
 
@@ -269,28 +271,115 @@ impl Service for S3Api {
         let (parts, body) = req.into_parts();
         let auth = match AuthRequest::parse(&parts, &self.auth) {
             Ok(None) => return self.next.call(Req::from_parts(parts, body)),
-            Ok(Some(a)) => a,
-            Err(e) => {
-                let id = parts
-                    .extensions
-                    .get::<Env>()
-                    .map(|e| e.trans_id.clone())
-                    .unwrap_or_default();
-                let head = parts.method == Method::HEAD;
-                return Box::pin(async move { finish(Err(e), &id, head) });
-            }
+            Ok(Some(a)) => Ok(a),
+            Err(e) => Err(e),
         };
+        let (body, read_all) = TrackedBody::wrap(body);
+        let trans_id = parts
+            .extensions
+            .get::<Env>()
+            .map(|e| e.trans_id.clone())
+            .unwrap_or_default();
+        let head = parts.method == Method::HEAD;
         Box::pin(async move {
-            let trans_id = parts
-                .extensions
-                .get::<Env>()
-                .map(|e| e.trans_id.clone())
-                .unwrap_or_default();
-            let head = parts.method == Method::HEAD;
-            let result = self.authenticated(parts, body, auth).await;
-            finish(result, &trans_id, head)
+            let result = match auth {
+                Ok(auth) => self.authenticated(parts, body, auth).await,
+                Err(e) => Err(streaming_refused(e, &parts, body).await),
+            };
+            let mut resp = finish(result, &trans_id, head);
+            if !read_all.load(Ordering::Acquire) {
+                // The client's body was not read to its end, so the
+                // connection cannot carry another request; say so rather
+                // than let the client reuse a connection being closed.
+                resp.headers_mut()
+                    .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+            }
+            resp
         })
     }
+}
+
+/// The client's body, noting when it has been read to its end.
+struct TrackedBody {
+    inner: apus_http::Body,
+    read_all: Arc<AtomicBool>,
+}
+
+impl TrackedBody {
+    fn wrap(inner: apus_http::Body) -> (apus_http::Body, Arc<AtomicBool>) {
+        let read_all = Arc::new(AtomicBool::new(inner.is_end_stream()));
+        let body = TrackedBody {
+            inner,
+            read_all: read_all.clone(),
+        };
+        (body.boxed(), read_all)
+    }
+}
+
+impl http_body::Body for TrackedBody {
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        if matches!(polled, Poll::Ready(None)) || self.inner.is_end_stream() {
+            self.read_all.store(true, Ordering::Release);
+        }
+        polled.map(|f| f.map(|r| r.map_err(std::io::Error::other)))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// An aws-chunked body outside a SigV4 header signature is refused as a
+/// payload hash mismatch; Swift words it with the hash of the body as
+/// sent (or, when the decoded length is below the sent one, as an
+/// incomplete body). The body is hashed as it streams, never held.
+async fn streaming_refused(
+    e: S3Error,
+    parts: &http::request::Parts,
+    body: apus_http::Body,
+) -> S3Error {
+    if e.code != ErrorCode::XAmzContentSHA256Mismatch
+        || e.detail_text("S3ComputedContentSHA256").is_some()
+    {
+        return e;
+    }
+    let number = |name: &str| {
+        crate::service::header_str(&parts.headers, name).and_then(|v| v.trim().parse::<u64>().ok())
+    };
+    let sent = number("content-length").unwrap_or(0);
+    if let Some(decoded) = number("x-amz-decoded-content-length") {
+        if decoded < sent {
+            return S3Error::new(ErrorCode::IncompleteBody)
+                .detail("NumberBytesExpected", decoded.to_string())
+                .detail("NumberBytesProvided", sent.to_string());
+        }
+    }
+    use sha2::Digest;
+    let mut hasher = sha2::Sha256::new();
+    let mut body = body;
+    while let Some(frame) = body.frame().await {
+        match frame {
+            Ok(f) => {
+                if let Some(d) = f.data_ref() {
+                    hasher.update(d);
+                }
+            }
+            Err(_) => return S3Error::new(ErrorCode::IncompleteBody),
+        }
+    }
+    let computed = apus_s3::wire::hex(&hasher.finalize());
+    e.detail("S3ComputedContentSHA256", computed)
 }
 
 /// The answer as the client gets it: errors as S3's XML (no body for a
@@ -488,7 +577,14 @@ impl S3Api {
                 return S3Error::new(ErrorCode::PreconditionFailed)
             }
             (true, Some(_), "PUT", 404) => return S3Error::no_such_bucket(c),
-            (true, Some(_), "PUT", 422) => return S3Error::new(ErrorCode::BadDigest),
+            (true, Some(_), "PUT", 422) => {
+                // Swift quotes the Content-MD5 back in hex ("yes, really").
+                let mut e = S3Error::new(ErrorCode::BadDigest);
+                if let Ok(Some(hex)) = obj::content_md5_hex(req) {
+                    e = e.detail("ExpectedDigest", hex);
+                }
+                return e;
+            }
             (true, Some(_), "PUT", 413) => return S3Error::new(ErrorCode::EntityTooLarge),
             (true, Some(_), "PUT", 411) => return S3Error::new(ErrorCode::MissingContentLength),
             (true, Some(_), "PUT", 408 | 499) => {
