@@ -16,7 +16,11 @@ fuzz_target!(|data: &[u8]| {
     let mut reader = TarReader::new();
     let mut files: Vec<(Vec<u8>, u64, Vec<u8>)> = Vec::new();
     let mut result = Ok(());
-    'feed: for piece in archive.chunks(usize::from(split) + 1).map(Some).chain([None]) {
+    'feed: for piece in archive
+        .chunks(usize::from(split) + 1)
+        .map(Some)
+        .chain([None])
+    {
         match piece {
             Some(p) => reader.push(p),
             None => reader.finish(),
@@ -44,7 +48,8 @@ fuzz_target!(|data: &[u8]| {
     }
     match (whole, result) {
         (Ok(w), Ok(())) => {
-            let pieces: Vec<(Vec<u8>, Vec<u8>)> = files.into_iter().map(|(p, _, d)| (p, d)).collect();
+            let pieces: Vec<(Vec<u8>, Vec<u8>)> =
+                files.into_iter().map(|(p, _, d)| (p, d)).collect();
             let whole: Vec<(Vec<u8>, Vec<u8>)> = w.into_iter().map(|(p, d, _)| (p, d)).collect();
             assert_eq!(pieces, whole);
         }

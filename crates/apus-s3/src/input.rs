@@ -666,6 +666,9 @@ impl S3Input {
             return Ok(());
         }
         self.check_checksum(short)?;
+        if short {
+            return Err(InputError::Incomplete);
+        }
         self.complete = true;
         Ok(())
     }

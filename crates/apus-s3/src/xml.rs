@@ -58,8 +58,24 @@ fn malformed() -> S3Error {
     S3Error::new(ErrorCode::MalformedXML)
 }
 
+/// Whether `name` can be an XML name: no markup, quotes, blanks or
+/// control characters, and not starting with a digit, `-` or `.`.
+pub fn is_name(name: &str) -> bool {
+    let bad = |c: char| {
+        c.is_control() || c.is_whitespace() || matches!(c, '<' | '>' | '&' | '"' | '\'' | '=' | '/')
+    };
+    name.chars()
+        .next()
+        .is_some_and(|c| !c.is_ascii_digit() && c != '-' && c != '.')
+        && !name.chars().any(bad)
+}
+
 fn local(name: &[u8]) -> Result<String, S3Error> {
-    String::from_utf8(name.to_vec()).map_err(|_| malformed())
+    let name = String::from_utf8(name.to_vec()).map_err(|_| malformed())?;
+    if !is_name(&name) {
+        return Err(malformed());
+    }
+    Ok(name)
 }
 
 fn open(e: &quick_xml::events::BytesStart<'_>) -> Result<Element, S3Error> {
@@ -200,6 +216,9 @@ mod tests {
             b"text",
             b"<a/><b/>",
             b"<a></a>trailing",
+            b"<a\x00b/>",
+            b"<1a/>",
+            b"<a x\x01y='1'/>",
         ] {
             let err = parse(doc).unwrap_err();
             assert_eq!(
