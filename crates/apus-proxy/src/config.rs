@@ -128,6 +128,8 @@ pub struct ProxyConfig {
     /// Bytes per chunk when streaming objects.
     pub object_chunk_size: usize,
     pub tempauth: TempAuthConfig,
+    /// The `s3api` filter's settings.
+    pub s3api: crate::s3api::S3ApiConfig,
     /// The `slo` filter's settings.
     pub slo: crate::slo::SloConfig,
     /// The `bulk` filter's settings.
@@ -213,6 +215,7 @@ impl ProxyConfig {
             tempurl: crate::tempurl::TempUrlConfig::default(),
             formpost: crate::formpost::FormPostConfig::default(),
             domain_remap: crate::domain_remap::DomainRemapConfig::default(),
+            s3api: crate::s3api::S3ApiConfig::default(),
             etag_quoter_by_default: false,
             cors: crate::cors::CorsConfig::default(),
             cross_domain_policy: crate::crossdomain::DEFAULT_POLICY.to_string(),

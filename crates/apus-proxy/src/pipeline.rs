@@ -234,18 +234,8 @@ const ENTRIES: &[Entry] = &[
     Entry {
         name: "s3api",
         stage: Stage::Filter {
-            build: |ctx, next| Arc::new(crate::s3api::S3Api::new(&ctx.config.tempauth, next)),
-            info: Some(|_| {
-                vec![(
-                    "s3api",
-                    serde_json::json!({
-                        "max_bucket_listing": 1000,
-                        "max_multi_delete_objects": 1000,
-                        "allow_multipart_uploads": false,
-                        "s3_acl": false,
-                    }),
-                )]
-            }),
+            build: |ctx, next| Arc::new(crate::s3api::S3Api::new(&ctx.config, next)),
+            info: Some(|config| vec![("s3api", crate::s3api::info(&config.s3api))]),
         },
     },
     Entry {

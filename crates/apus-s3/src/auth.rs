@@ -948,6 +948,12 @@ fn parse_v4_query(view: &View<'_>, config: &AuthConfig) -> Result<AuthRequest, S
 
 // ---------------------------------------------------------------- SigV2
 
+/// The bucket a virtual-hosted request names in its `Host`, if the host
+/// is under one of `config`'s storage domains (Swift's `parse_host`).
+pub fn host_bucket(parts: &Parts, config: &AuthConfig) -> Option<String> {
+    bucket_in_host(&View::new(parts), config)
+}
+
 /// The bucket a virtual-hosted request names in its host, if the host is
 /// under one of the storage domains.
 fn bucket_in_host(view: &View<'_>, config: &AuthConfig) -> Option<String> {

@@ -297,6 +297,7 @@ pub struct FileProxy {
     pub name_check: Option<FileNameCheck>,
     pub formpost: Option<FileFormPost>,
     pub domain_remap: Option<FileDomainRemap>,
+    pub s3api: Option<FileS3Api>,
     pub etag_quoter: Option<FileEtagQuoter>,
     pub crossdomain: Option<FileCrossDomain>,
     pub read_only: Option<FileReadOnly>,
@@ -334,6 +335,21 @@ pub struct FileDomainRemap {
     pub reseller_prefixes: Option<String>,
     pub default_reseller_prefix: Option<String>,
     pub mangle_client_paths: Option<bool>,
+}
+
+/// `[proxy.s3api]`: Swift's `[filter:s3api]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileS3Api {
+    /// Comma-separated domains for virtual-hosted style, as in Swift.
+    pub storage_domain: Option<String>,
+    pub location: Option<String>,
+    pub allowable_clock_skew: Option<i64>,
+    pub max_bucket_listing: Option<usize>,
+    pub max_parts_listing: Option<usize>,
+    pub max_upload_part_num: Option<u32>,
+    pub max_multi_delete_objects: Option<usize>,
+    pub min_segment_size: Option<u64>,
 }
 
 /// `[proxy.tempurl]`: Swift's `[filter:tempurl]`, each a space-separated
@@ -1378,6 +1394,42 @@ impl ProxyNode {
         // functional-test setup does; a node only the domains it is given.
         if self.local {
             conf.domain_remap.storage_domain = vec!["example.com".to_string()];
+        }
+        // The all-in-one also answers virtual-hosted S3 requests for
+        // `<bucket>.localhost`, which resolves to loopback.
+        if self.local {
+            conf.s3api.storage_domains = vec!["localhost".to_string()];
+        }
+        if let Some(f) = &s.s3api {
+            let c = &mut conf.s3api;
+            if let Some(v) = &f.storage_domain {
+                c.storage_domains = v
+                    .split(',')
+                    .map(|x| x.trim().to_string())
+                    .filter(|x| !x.is_empty())
+                    .collect();
+            }
+            if let Some(v) = &f.location {
+                c.location = v.clone();
+            }
+            if let Some(v) = f.allowable_clock_skew {
+                c.allowable_clock_skew = v;
+            }
+            if let Some(v) = f.max_bucket_listing {
+                c.max_bucket_listing = v;
+            }
+            if let Some(v) = f.max_parts_listing {
+                c.max_parts_listing = v;
+            }
+            if let Some(v) = f.max_upload_part_num {
+                c.max_upload_part_num = v;
+            }
+            if let Some(v) = f.max_multi_delete_objects {
+                c.max_multi_delete_objects = v;
+            }
+            if let Some(v) = f.min_segment_size {
+                c.min_segment_size = v;
+            }
         }
         if let Some(d) = &s.domain_remap {
             let csv = |v: &String| {

@@ -7,8 +7,8 @@ use apus_s3::S3Error;
 use http::{HeaderMap, Method, StatusCode};
 
 use super::{
-    empty_response, esc, iso_time, quote, read_json, xml_response, S3Api, S3Request, MAX_KEYS,
-    XMLNS, XML_DECL,
+    empty_response, esc, iso_time, quote, read_json, xml_response, S3Api, S3Request, XMLNS,
+    XML_DECL,
 };
 use crate::service::{set_header, Resp};
 
@@ -105,9 +105,9 @@ async fn list_objects(api: &S3Api, req: &S3Request) -> Result<Resp, S3Error> {
     let bucket = req.bucket_name();
     let v2 = req.param("list-type") == Some("2");
     let max_keys = match req.param("max-keys") {
-        None => MAX_KEYS,
+        None => api.config.max_bucket_listing,
         Some(v) => match v.parse::<i64>() {
-            Ok(n) if n >= 0 => (n as usize).min(MAX_KEYS),
+            Ok(n) if n >= 0 => (n as usize).min(api.config.max_bucket_listing),
             _ => return Err(S3Error::invalid_argument("max-keys", v)),
         },
     };

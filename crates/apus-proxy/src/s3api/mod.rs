@@ -40,7 +40,7 @@ use http_body::Body as _;
 use http_body::Frame;
 use http_body_util::BodyExt;
 
-use crate::config::TempAuthConfig;
+use crate::config::ProxyConfig;
 use crate::service::{env_mut, set_header, BoxFuture, Env, Req, Resp, Service, SharedService};
 
 /// The S3 XML namespace.
@@ -49,8 +49,6 @@ pub(crate) const XMLNS: &str = "http://s3.amazonaws.com/doc/2006-03-01/";
 pub(crate) const XML_DECL: &str = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n";
 /// The largest listing answer read back to build an S3 document.
 pub(crate) const MAX_LISTING: usize = 16 * 1024 * 1024;
-/// S3's default and largest `max-keys`.
-pub(crate) const MAX_KEYS: usize = 1000;
 
 struct S3User {
     secret: Secret,
@@ -58,14 +56,63 @@ struct S3User {
     account_id: String,
 }
 
+/// The `s3api` filter's settings (Swift's `[filter:s3api]`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct S3ApiConfig {
+    /// Domains under which `<bucket>.<domain>` names a bucket
+    /// (virtual-hosted style); none by default, as in Swift.
+    pub storage_domains: Vec<String>,
+    /// The region SigV4 scopes must name and GetBucketLocation reports.
+    pub location: String,
+    /// Seconds a signed request's time may be from ours.
+    pub allowable_clock_skew: i64,
+    pub max_bucket_listing: usize,
+    pub max_parts_listing: usize,
+    pub max_upload_part_num: u32,
+    pub max_multi_delete_objects: usize,
+    /// Smallest part of a multipart upload but the last.
+    pub min_segment_size: u64,
+}
+
+impl Default for S3ApiConfig {
+    fn default() -> Self {
+        S3ApiConfig {
+            storage_domains: Vec::new(),
+            location: "us-east-1".to_string(),
+            allowable_clock_skew: 15 * 60,
+            max_bucket_listing: 1000,
+            max_parts_listing: 1000,
+            max_upload_part_num: 1000,
+            max_multi_delete_objects: 1000,
+            min_segment_size: 5 * 1024 * 1024,
+        }
+    }
+}
+
+/// What `/info` says of s3api.
+pub fn info(config: &S3ApiConfig) -> serde_json::Value {
+    serde_json::json!({
+        "max_bucket_listing": config.max_bucket_listing,
+        "max_parts_listing": config.max_parts_listing,
+        "max_upload_part_num": config.max_upload_part_num,
+        "max_multi_delete_objects": config.max_multi_delete_objects,
+        "allow_multipart_uploads": true,
+        "min_segment_size": config.min_segment_size,
+        "s3_acl": true,
+    })
+}
+
 pub struct S3Api {
     next: SharedService,
     auth: AuthConfig,
     users: HashMap<String, S3User>,
+    pub(crate) config: S3ApiConfig,
 }
 
 impl S3Api {
-    pub fn new(tempauth: &TempAuthConfig, next: SharedService) -> Self {
+    pub fn new(proxy: &ProxyConfig, next: SharedService) -> Self {
+        let tempauth = &proxy.tempauth;
+        let config = proxy.s3api.clone();
         let prefix = tempauth
             .reseller_prefixes
             .first()
@@ -86,8 +133,13 @@ impl S3Api {
             .collect();
         S3Api {
             next,
-            auth: AuthConfig::default(),
+            auth: AuthConfig {
+                location: config.location.clone(),
+                allowable_clock_skew: config.allowable_clock_skew,
+                storage_domains: config.storage_domains.clone(),
+            },
             users,
+            config,
         }
     }
 }
@@ -458,7 +510,17 @@ impl S3Api {
         let mut req = Req::from_parts(parts, body);
         env_mut(&mut req).s3_user = Some(auth.access_key.clone());
         let (parts, body) = req.into_parts();
-        let (bucket, key) = bucket_and_key(parts.uri.path());
+        let (bucket, key) = match apus_s3::auth::host_bucket(&parts, &self.auth) {
+            // Virtual-hosted style: the whole path is the key.
+            Some(b) => {
+                let path = parts.uri.path();
+                let decoded =
+                    apus_proto::path::percent_decode(path).unwrap_or_else(|_| path.to_string());
+                let key = decoded.strip_prefix('/').unwrap_or(&decoded);
+                (Some(b), (!key.is_empty()).then(|| key.to_string()))
+            }
+            None => bucket_and_key(parts.uri.path()),
+        };
         let req = S3Request {
             method: parts.method,
             headers: parts.headers,
