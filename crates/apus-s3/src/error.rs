@@ -306,9 +306,9 @@ impl ErrorCode {
             InvalidBucketName => "The specified bucket is not valid.",
             InvalidDigest => "The Content-MD5 you specified was invalid.",
             InvalidPart => {
-                "One or more of the specified parts could not be found.  The part might not \
-                 have been uploaded, or the specified entity tag might not have matched the \
-                 part's entity tag."
+                "One or more of the specified parts could not be found.  The part may not \
+                 have been uploaded, or the specified entity tag may not match the part's \
+                 entity tag."
             }
             InvalidPartOrder => {
                 "The list of parts was not in ascending order.Parts list must specified in \
@@ -320,7 +320,7 @@ impl ErrorCode {
             KeyTooLongError => "Your key is too long.",
             MalformedXML => {
                 "The XML you provided was not well-formed or did not validate against our \
-                 published schema."
+                 published schema"
             }
             MetadataTooLarge => "Your metadata headers exceed the maximum allowed metadata size.",
             MethodNotAllowed => "The specified method is not allowed against this resource.",
@@ -524,14 +524,14 @@ pub fn escape(text: &str) -> String {
     out
 }
 
+/// Element text as lxml (s3api's serializer) writes it: quotes stay
+/// themselves, clients match on `'` in messages and `"` in ETags.
 fn escape_into(out: &mut String, text: &str) {
     for c in text.chars() {
         match c {
             '&' => out.push_str("&amp;"),
             '<' => out.push_str("&lt;"),
             '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&apos;"),
             '\r' => out.push_str("&#13;"),
             c => out.push(c),
         }
@@ -564,7 +564,7 @@ mod tests {
             "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>NoSuchKey</Code>\
              <Message>The specified key does not exist.</Message>\
              <RequestId>tx123</RequestId>\
-             <Key>a&lt;b&gt;&amp;c&quot;d&apos;</Key></Error>"
+             <Key>a&lt;b&gt;&amp;c\"d'</Key></Error>"
         );
         let e = S3Error::new(ErrorCode::AccessDenied);
         assert_eq!(
