@@ -241,7 +241,10 @@ const ENTRIES: &[Entry] = &[
                     serde_json::json!({
                         "max_bucket_listing": 1000,
                         "max_multi_delete_objects": 1000,
-                        "allow_multipart_uploads": false,
+                        "allow_multipart_uploads": true,
+                        "max_parts_listing": 1000,
+                        "max_upload_part_num": 1000,
+                        "min_segment_size": 5242880,
                         "s3_acl": false,
                     }),
                 )]
