@@ -306,9 +306,9 @@ impl ErrorCode {
             InvalidBucketName => "The specified bucket is not valid.",
             InvalidDigest => "The Content-MD5 you specified was invalid.",
             InvalidPart => {
-                "One or more of the specified parts could not be found.  The part might not \
-                 have been uploaded, or the specified entity tag might not have matched the \
-                 part's entity tag."
+                "One or more of the specified parts could not be found.  The part may not \
+                 have been uploaded, or the specified entity tag may not match the part's \
+                 entity tag."
             }
             InvalidPartOrder => {
                 "The list of parts was not in ascending order.Parts list must specified in \
@@ -320,7 +320,7 @@ impl ErrorCode {
             KeyTooLongError => "Your key is too long.",
             MalformedXML => {
                 "The XML you provided was not well-formed or did not validate against our \
-                 published schema."
+                 published schema"
             }
             MetadataTooLarge => "Your metadata headers exceed the maximum allowed metadata size.",
             MethodNotAllowed => "The specified method is not allowed against this resource.",
@@ -524,6 +524,8 @@ pub fn escape(text: &str) -> String {
     out
 }
 
+/// Element text as lxml (s3api's serializer) writes it: quotes stay
+/// themselves, clients match on `'` in messages and `"` in ETags.
 fn escape_into(out: &mut String, text: &str) {
     for c in text.chars() {
         match c {

@@ -346,10 +346,6 @@ pub struct FileS3Api {
     pub location: Option<String>,
     pub allowable_clock_skew: Option<i64>,
     pub max_bucket_listing: Option<usize>,
-    pub max_parts_listing: Option<usize>,
-    pub max_upload_part_num: Option<u32>,
-    pub max_multi_delete_objects: Option<usize>,
-    pub min_segment_size: Option<u64>,
 }
 
 /// `[proxy.tempurl]`: Swift's `[filter:tempurl]`, each a space-separated
@@ -1417,18 +1413,6 @@ impl ProxyNode {
             }
             if let Some(v) = f.max_bucket_listing {
                 c.max_bucket_listing = v;
-            }
-            if let Some(v) = f.max_parts_listing {
-                c.max_parts_listing = v;
-            }
-            if let Some(v) = f.max_upload_part_num {
-                c.max_upload_part_num = v;
-            }
-            if let Some(v) = f.max_multi_delete_objects {
-                c.max_multi_delete_objects = v;
-            }
-            if let Some(v) = f.min_segment_size {
-                c.min_segment_size = v;
             }
         }
         if let Some(d) = &s.domain_remap {

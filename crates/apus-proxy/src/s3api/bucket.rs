@@ -7,8 +7,7 @@ use apus_s3::S3Error;
 use http::{HeaderMap, Method, StatusCode};
 
 use super::{
-    empty_response, esc, iso_time, quote, read_json, xml_response, S3Api, S3Request, XMLNS,
-    XML_DECL,
+    empty_response, esc, quote, read_json, xml_response, S3Api, S3Request, XMLNS, XML_DECL,
 };
 use crate::service::{set_header, Resp};
 
@@ -64,6 +63,7 @@ pub(super) async fn handle(api: &S3Api, req: S3Request) -> Result<Resp, S3Error>
             Ok(empty_response(StatusCode::OK))
         }
         Method::DELETE => {
+            super::multi_upload::delete_segments_bucket(api, &req).await?;
             api.get_response(
                 &req,
                 Method::DELETE,
@@ -216,10 +216,10 @@ async fn list_objects(api: &S3Api, req: &S3Request) -> Result<Resp, S3Error> {
             let _ = write!(
                 out,
                 "<Contents><Key>{}</Key><LastModified>{}</LastModified>\
-                 <ETag>\"{}\"</ETag><Size>{}</Size>",
+                 <ETag>{}</ETag><Size>{}</Size>",
                 enc(name),
-                iso_time(e["last_modified"].as_str().unwrap_or_default()),
-                esc(e["hash"].as_str().unwrap_or_default()),
+                super::multi_upload::s3_xml_time(e["last_modified"].as_str().unwrap_or_default()),
+                esc(&super::multi_upload::listing_etag(e)),
                 e["bytes"].as_u64().unwrap_or(0)
             );
             if fetch_owner {

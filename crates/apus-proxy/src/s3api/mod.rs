@@ -23,6 +23,8 @@
 //! [`Env::s3_user`]: crate::service::Env::s3_user
 
 mod bucket;
+mod copy;
+mod multi_upload;
 mod obj;
 mod service;
 
@@ -67,11 +69,6 @@ pub struct S3ApiConfig {
     /// Seconds a signed request's time may be from ours.
     pub allowable_clock_skew: i64,
     pub max_bucket_listing: usize,
-    pub max_parts_listing: usize,
-    pub max_upload_part_num: u32,
-    pub max_multi_delete_objects: usize,
-    /// Smallest part of a multipart upload but the last.
-    pub min_segment_size: u64,
 }
 
 impl Default for S3ApiConfig {
@@ -81,10 +78,6 @@ impl Default for S3ApiConfig {
             location: "us-east-1".to_string(),
             allowable_clock_skew: 15 * 60,
             max_bucket_listing: 1000,
-            max_parts_listing: 1000,
-            max_upload_part_num: 1000,
-            max_multi_delete_objects: 1000,
-            min_segment_size: 5 * 1024 * 1024,
         }
     }
 }
@@ -93,11 +86,11 @@ impl Default for S3ApiConfig {
 pub fn info(config: &S3ApiConfig) -> serde_json::Value {
     serde_json::json!({
         "max_bucket_listing": config.max_bucket_listing,
-        "max_parts_listing": config.max_parts_listing,
-        "max_upload_part_num": config.max_upload_part_num,
-        "max_multi_delete_objects": config.max_multi_delete_objects,
+        "max_parts_listing": multi_upload::MAX_PARTS_LISTING,
+        "max_upload_part_num": multi_upload::MAX_UPLOAD_PART_NUM,
+        "max_multi_delete_objects": 1000,
         "allow_multipart_uploads": true,
-        "min_segment_size": config.min_segment_size,
+        "min_segment_size": multi_upload::MIN_SEGMENT_SIZE,
         "s3_acl": true,
     })
 }
@@ -539,6 +532,7 @@ impl S3Api {
     /// The controller the request's sub-resources name (Swift's
     /// `S3Request.controller`).
     async fn dispatch(&self, req: S3Request) -> Result<Resp, S3Error> {
+        copy::validate_copy_headers(&req)?;
         if let Some(name) = UNSUPPORTED.iter().find(|n| req.has_param(n)) {
             return Err(not_implemented(name));
         }
@@ -550,6 +544,17 @@ impl S3Api {
         }
         if req.has_param("location") {
             return bucket::location(self, req).await;
+        }
+        if req.has_param("partNumber") && req.method == Method::PUT {
+            return multi_upload::part(self, req).await;
+        }
+        if !req.has_param("partNumber") {
+            if req.has_param("uploadId") {
+                return multi_upload::upload(self, req).await;
+            }
+            if req.has_param("uploads") {
+                return multi_upload::uploads(self, req).await;
+            }
         }
         if req.key.is_some() {
             return obj::handle(self, req).await;
@@ -567,13 +572,27 @@ impl S3Api {
         headers: HeaderMap,
         body: apus_http::Body,
     ) -> Result<Resp, S3Error> {
+        self.swift_with_ext(req.ext.clone(), method, path, headers, body)
+            .await
+    }
+
+    /// [`S3Api::swift`] with the subrequest's extensions given (the
+    /// client's, with what a controller adds for a later filter).
+    pub(crate) async fn swift_with_ext(
+        &self,
+        ext: http::Extensions,
+        method: Method,
+        path: &str,
+        headers: HeaderMap,
+        body: apus_http::Body,
+    ) -> Result<Resp, S3Error> {
         let mut sw = Req::new(body);
         *sw.method_mut() = method;
         *sw.uri_mut() = path
             .parse()
             .map_err(|_| S3Error::new(ErrorCode::InvalidURI))?;
         *sw.headers_mut() = headers;
-        *sw.extensions_mut() = req.ext.clone();
+        *sw.extensions_mut() = ext;
         Ok(self.next.call(sw).await)
     }
 
@@ -665,7 +684,15 @@ impl S3Api {
             }
             401 => S3Error::new(ErrorCode::SignatureDoesNotMatch),
             403 => S3Error::access_denied("Access Denied."),
-            416 => S3Error::new(ErrorCode::InvalidRange),
+            416 => {
+                // A part number past a large object's last part.
+                let count = crate::service::header_str(resp.headers(), "x-parts-count")
+                    .and_then(|v| v.trim().parse::<u64>().ok());
+                match multi_upload::validate_part_number(req, count, true) {
+                    Err(e) => e,
+                    Ok(_) => S3Error::new(ErrorCode::InvalidRange),
+                }
+            }
             503 => S3Error::new(ErrorCode::ServiceUnavailable),
             429 | 498 => S3Error::new(ErrorCode::SlowDown),
             409 if *method == Method::GET => S3Error::with_message(
@@ -738,9 +765,6 @@ const NOT_YET: &[&str] = &[
     "acl",
     "delete",
     "logging",
-    "partNumber",
-    "uploadId",
-    "uploads",
     "versioning",
     "tagging",
     "object-lock",

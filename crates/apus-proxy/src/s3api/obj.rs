@@ -17,9 +17,11 @@ pub(crate) fn s3_object_headers(from: &HeaderMap, to: &mut HeaderMap) {
                 to.insert(h, value.clone());
             }
         } else if n == "etag" {
-            let e = String::from_utf8_lossy(value.as_bytes());
-            let e = e.trim_matches('"');
-            set_header(to, "etag", &format!("\"{e}\""));
+            if let Some(e) = s3_etag(from) {
+                set_header(to, "etag", &format!("\"{e}\""));
+            }
+        } else if n == "x-parts-count" {
+            to.insert("x-amz-mp-parts-count", value.clone());
         } else if matches!(
             n,
             "content-type"
@@ -36,6 +38,23 @@ pub(crate) fn s3_object_headers(from: &HeaderMap, to: &mut HeaderMap) {
             to.insert(name.clone(), value.clone());
         }
     }
+}
+
+/// The ETag S3 shows for a Swift answer (unquoted): a multipart upload's
+/// S3 ETag, a Swift SLO's etag with `-N` (clients take the `-` to mean
+/// "not an MD5"), or the object's own.
+pub(crate) fn s3_etag(from: &HeaderMap) -> Option<String> {
+    let stored = crate::service::header_str(from, super::multi_upload::SYSMETA_ETAG)
+        .filter(|e| !e.is_empty());
+    if let Some(e) = stored {
+        return Some(e.to_string());
+    }
+    let etag = String::from_utf8_lossy(from.get("etag")?.as_bytes())
+        .trim_matches('"')
+        .to_string();
+    let slo = crate::service::header_str(from, "x-static-large-object")
+        .is_some_and(apus_proto::headers::is_true);
+    Some(if slo { format!("{etag}-N") } else { etag })
 }
 
 /// The Swift headers of an S3 object request: `x-amz-meta-*` as
@@ -90,6 +109,9 @@ pub(super) async fn handle(api: &S3Api, mut req: S3Request) -> Result<Resp, S3Er
     let mut headers = swift_object_headers(&req.headers);
     match method {
         Method::PUT => {
+            if req.headers.contains_key("x-amz-copy-source") {
+                return super::copy::copy_object(api, req).await;
+            }
             if let Some(hex) = content_md5_hex(&req)? {
                 set_header(&mut headers, "etag", &hex);
             }
@@ -112,13 +134,15 @@ pub(super) async fn handle(api: &S3Api, mut req: S3Request) -> Result<Resp, S3Er
             Ok(r)
         }
         Method::DELETE => {
+            // A multipart object's segments go with it.
+            let query = super::multi_upload::manifest_delete_query(api, &req).await?;
             let result = api
                 .get_response(
                     &req,
                     Method::DELETE,
                     Some(&bucket),
                     Some(&key),
-                    None,
+                    query,
                     headers,
                     apus_http::empty(),
                 )
@@ -138,13 +162,24 @@ pub(super) async fn handle(api: &S3Api, mut req: S3Request) -> Result<Resp, S3Er
             }
         }
         Method::GET | Method::HEAD => {
+            if headers.contains_key("if-match") || headers.contains_key("if-none-match") {
+                // Conditions are judged against a multipart object's S3
+                // ETag.
+                crate::service::add_to_header_list(
+                    &mut headers,
+                    "x-backend-etag-is-at",
+                    super::multi_upload::SYSMETA_ETAG,
+                );
+            }
+            let part_number = super::multi_upload::validate_part_number(&req, None, false)?;
+            let query = part_number.map(|n| format!("part-number={n}"));
             let resp = api
                 .get_response(
                     &req,
                     method.clone(),
                     Some(&bucket),
                     Some(&key),
-                    None,
+                    query.as_deref(),
                     headers,
                     apus_http::empty(),
                 )
@@ -153,6 +188,22 @@ pub(super) async fn handle(api: &S3Api, mut req: S3Request) -> Result<Resp, S3Er
             let mut r = Response::new(body);
             *r.status_mut() = parts.status;
             s3_object_headers(&parts.headers, r.headers_mut());
+            let is_slo = crate::service::header_str(&parts.headers, "x-static-large-object")
+                .is_some_and(apus_proto::headers::is_true);
+            // SLO ignores a part number for other objects; S3 allows
+            // only 1 of them, and answers it as a range of everything.
+            if !is_slo && super::multi_upload::validate_part_number(&req, Some(1), true)? == Some(1)
+            {
+                let len = crate::service::header_str(&parts.headers, "content-length")
+                    .and_then(|v| v.trim().parse::<i64>().ok())
+                    .unwrap_or(0);
+                *r.status_mut() = StatusCode::PARTIAL_CONTENT;
+                set_header(
+                    r.headers_mut(),
+                    "content-range",
+                    &format!("bytes 0-{}/{len}", len - 1),
+                );
+            }
             Ok(r)
         }
         _ => Err(S3Error::method_not_allowed(method.as_str(), "OBJECT")),

@@ -84,6 +84,14 @@ const OVERRIDE_ETAG: &str = "x-object-sysmeta-container-update-override-etag";
 const ETAG_IS_AT: &str = "x-backend-etag-is-at";
 const IGNORE_RANGE: &str = "x-backend-ignore-range-if-metadata-present";
 
+/// A check a filter in front of SLO adds to a manifest PUT, as a request
+/// extension (Swift's `swift.callback.slo_manifest_hook`): given the
+/// segments about to be stored, the problems it finds, as
+/// `(name, reason)`, which refuse the manifest like SLO's own.
+#[derive(Clone)]
+#[allow(clippy::type_complexity)]
+pub struct ManifestHook(pub Arc<dyn Fn(&[StoredSegment]) -> Vec<(String, String)> + Send + Sync>);
+
 /// How deeply manifests may nest when read (Swift's limit).
 pub const MAX_NESTING: usize = 10;
 
@@ -471,6 +479,9 @@ impl Slo {
                 }
             }
         }
+        if let Some(hook) = parts.extensions.get::<ManifestHook>() {
+            problems.extend((hook.0)(&stored));
+        }
         if !problems.is_empty() {
             return PutOutcome::Problems(problems);
         }
@@ -490,6 +501,13 @@ impl Slo {
         let override_etag = match header_str(headers, OVERRIDE_ETAG) {
             Some(v) if !v.is_empty() => {
                 let (val, params) = v.split_once(';').map_or((v, None), |(a, b)| (a, Some(b)));
+                // A filter that set only parameters (s3api's `s3_etag`)
+                // leaves the etag itself to SLO.
+                let val = if val.trim().is_empty() {
+                    manifest_etag.as_str()
+                } else {
+                    val
+                };
                 match params {
                     Some(p) => format!("{val};{p}; slo_etag={slo_etag}"),
                     None => format!("{val}; slo_etag={slo_etag}"),
