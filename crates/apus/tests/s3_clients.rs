@@ -74,7 +74,8 @@ print('badsecret', code(lambda: bad.list_buckets()))
 nobody = boto3.client('s3', endpoint_url=ep, aws_access_key_id='test:nobody',
                       aws_secret_access_key='x', region_name='us-east-1', config=cfg)
 print('badkey', code(lambda: nobody.list_buckets()))
-print('swiftobj', s3.get_object(Bucket='swiftside', Key='from-swift')['Body'].read())
+r = s3.get_object(Bucket='swiftside', Key='from-swift')
+print('swiftobj', r['Body'].read(), {k.lower(): v for k, v in r['Metadata'].items()})
 print('done')
 "#;
 
@@ -98,7 +99,7 @@ fn boto3_buckets_objects_and_the_swift_api_on_the_same_objects() {
         proxy,
         "PUT",
         &format!("{account}/swiftside/from-swift"),
-        &[("X-Auth-Token", &token)],
+        &[("X-Auth-Token", &token), ("X-Object-Meta-Origin", "swift")],
         b"written by swift",
     );
     assert_eq!(head.status, 201);
@@ -137,7 +138,10 @@ fn boto3_buckets_objects_and_the_swift_api_on_the_same_objects() {
     assert_eq!(line("presigned"), "presigned b'1'");
     assert_eq!(line("badsecret"), "badsecret SignatureDoesNotMatch");
     assert_eq!(line("badkey"), "badkey InvalidAccessKeyId");
-    assert_eq!(line("swiftobj"), "swiftobj b'written by swift'");
+    assert_eq!(
+        line("swiftobj"),
+        "swiftobj b'written by swift' {'origin': 'swift'}"
+    );
     assert_eq!(line("done"), "done");
 
     // What S3 stored, the Swift API reads: the same bytes and metadata.
