@@ -132,10 +132,12 @@ pub async fn serve_with<H: Handler>(
         conns.spawn(async move {
             let io = WireIo::new(stream);
             let announcer = io.announcer();
+            let amz_announcer = io.amz_announcer();
             let growth = io.growth();
             let svc = service_fn(move |mut req: Request<Incoming>| {
                 let handler = handler.clone();
                 let announcer = announcer.clone();
+                let amz_announcer = amz_announcer.clone();
                 // Nonzero for the first request only (see `wire`).
                 let grown = growth.swap(0, Ordering::AcqRel);
                 let refusal = limits.check_grown_request(&req, grown);
@@ -155,6 +157,13 @@ pub async fn serve_with<H: Handler>(
                         None => handler.call(req).await,
                     };
                     keep_zero_length(&mut resp, &announcer);
+                    if resp
+                        .headers()
+                        .keys()
+                        .any(|k| k.as_str().starts_with("x-amz-"))
+                    {
+                        amz_announcer.fetch_add(1, Ordering::AcqRel);
+                    }
                     Ok::<_, Infallible>(resp)
                 }
             });

@@ -29,7 +29,16 @@
 //!   line into `Content-Length: 0` as hyper writes the head. Same length,
 //!   same place: nothing else in the stream moves.
 //!
-//! [`WireIo`] applies both to a connection.
+//! - **`x-amz-*` header names in lower case.** hyper title-cases every
+//!   header name it writes (Swift's answers are title-cased, and clients
+//!   compare), but Swift's s3api writes its `x-amz-*` headers in lower
+//!   case, and S3 clients take user metadata names from them as written
+//!   (boto3 reports `x-amz-meta-color` as the key `color`). The server
+//!   announces an answer carrying such headers, and [`AmzLowercaser`]
+//!   lower-cases those names in that answer's head as hyper writes it:
+//!   the same length, and only inside the head, never in a body.
+//!
+//! [`WireIo`] applies all three to a connection.
 
 use std::io;
 use std::pin::Pin;
@@ -227,6 +236,102 @@ impl MarkRewriter {
     }
 }
 
+/// Lower-cases the names of `x-amz-*` header lines in the heads the
+/// server announced, across partial writes.
+#[derive(Debug, Default)]
+pub struct AmzLowercaser {
+    announced: Arc<AtomicUsize>,
+    /// The rewritten rest of a head a partial write left out; hyper
+    /// offers those bytes again first.
+    rest: Vec<u8>,
+}
+
+/// What [`AmzLowercaser::rewrite`] did to one buffer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lowered {
+    Nothing,
+    /// The first bytes were the rest of a head begun earlier.
+    Resumed(usize),
+    /// A head of this length starts the buffer.
+    Head(usize),
+}
+
+impl AmzLowercaser {
+    pub fn new() -> Self {
+        AmzLowercaser::default()
+    }
+
+    pub fn announcer(&self) -> Arc<AtomicUsize> {
+        self.announced.clone()
+    }
+
+    pub fn is_active(&self) -> bool {
+        !self.rest.is_empty() || self.announced.load(Ordering::Acquire) > 0
+    }
+
+    /// Rewrites `buf` in place (its length unchanged).
+    pub fn rewrite(&mut self, buf: &mut [u8]) -> Lowered {
+        if !self.rest.is_empty() {
+            let k = self.rest.len().min(buf.len());
+            if buf[..k].eq_ignore_ascii_case(&self.rest[..k]) {
+                buf[..k].copy_from_slice(&self.rest[..k]);
+                return Lowered::Resumed(k);
+            }
+            // Not the bytes left over: nothing to resume.
+            self.rest.clear();
+        }
+        if self.announced.load(Ordering::Acquire) == 0 || !buf.starts_with(b"HTTP/1.") {
+            return Lowered::Nothing;
+        }
+        let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+            // A head that does not fit one buffer is left as written.
+            let _ = self
+                .announced
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |v| v.checked_sub(1));
+            return Lowered::Nothing;
+        };
+        let head_len = end + 4;
+        let mut at = 0;
+        while let Some(i) = find_ci(&buf[at..head_len], b"\r\nx-amz-") {
+            let name_start = at + i + 2;
+            let mut j = name_start;
+            while j < head_len && buf[j] != b':' && buf[j] != b'\r' {
+                buf[j] = buf[j].to_ascii_lowercase();
+                j += 1;
+            }
+            at = j;
+        }
+        Lowered::Head(head_len)
+    }
+
+    /// Records that `n` bytes of the rewritten `buf` were written.
+    pub fn written(&mut self, buf: &[u8], n: usize, lowered: Lowered) {
+        match lowered {
+            Lowered::Nothing => {}
+            Lowered::Resumed(k) => {
+                self.rest.drain(..n.min(k));
+            }
+            Lowered::Head(len) => {
+                if n == 0 {
+                    return;
+                }
+                let _ = self
+                    .announced
+                    .fetch_update(Ordering::AcqRel, Ordering::Acquire, |v| v.checked_sub(1));
+                if n < len {
+                    self.rest = buf[n..len].to_vec();
+                }
+            }
+        }
+    }
+}
+
+fn find_ci(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack
+        .windows(needle.len())
+        .position(|w| w.eq_ignore_ascii_case(needle))
+}
+
 /// Where the mark's line starts in `buf` (names compare without case).
 fn find_mark(buf: &[u8]) -> Option<usize> {
     buf.windows(MARK_LINE.len())
@@ -243,6 +348,7 @@ pub struct WireIo<S> {
     pending: Vec<u8>,
     pending_from: usize,
     rewriter: MarkRewriter,
+    lowercaser: AmzLowercaser,
     grown: Arc<AtomicUsize>,
 }
 
@@ -254,6 +360,7 @@ impl<S> WireIo<S> {
             pending: Vec::new(),
             pending_from: 0,
             rewriter: MarkRewriter::new(),
+            lowercaser: AmzLowercaser::new(),
             grown: Arc::new(AtomicUsize::new(0)),
         }
     }
@@ -262,6 +369,11 @@ impl<S> WireIo<S> {
     /// [`ZERO_LENGTH_MARK`].
     pub fn announcer(&self) -> Arc<AtomicUsize> {
         self.rewriter.announcer()
+    }
+
+    /// Where the server announces a response with `x-amz-*` headers.
+    pub fn amz_announcer(&self) -> Arc<AtomicUsize> {
+        self.lowercaser.announcer()
     }
 
     /// Where the connection tells how many bytes the first request's
@@ -318,12 +430,24 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for WireIo<S> {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        if !this.rewriter.is_active() {
+        let marking = this.rewriter.is_active();
+        let lowering = this.lowercaser.is_active();
+        if !marking && !lowering {
             return Pin::new(&mut this.inner).poll_write(cx, buf);
         }
-        let (out, rewrites) = this.rewriter.rewrite(buf);
+        let (mut out, rewrites) = if marking {
+            this.rewriter.rewrite(buf)
+        } else {
+            (buf.to_vec(), Vec::new())
+        };
+        let lowered = if lowering {
+            this.lowercaser.rewrite(&mut out)
+        } else {
+            Lowered::Nothing
+        };
         let n = ready!(Pin::new(&mut this.inner).poll_write(cx, &out))?;
         this.rewriter.written(n, &rewrites);
+        this.lowercaser.written(&out, n, lowered);
         Poll::Ready(Ok(n))
     }
 
@@ -333,7 +457,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for WireIo<S> {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        if !this.rewriter.is_active() {
+        if !this.rewriter.is_active() && !this.lowercaser.is_active() {
             return Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
         }
         // hyper encodes a head into one buffer, so a marked line never
@@ -424,6 +548,51 @@ HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n";
         assert_eq!(out.len(), wire.len());
         assert!(out.starts_with(b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n"));
         assert!(out.ends_with(b"\r\nX-Apus-Cl-Zero: 0\r\n\r\n"));
+    }
+
+    /// What goes on the wire when hyper offers each buffer in turn (a
+    /// head, announced or not, then its body) and the socket takes
+    /// `piece` bytes a time.
+    fn lower_in_pieces(buffers: &[(bool, &[u8])], piece: usize) -> Vec<u8> {
+        let mut lc = AmzLowercaser::new();
+        let mut out = Vec::new();
+        for (announce, wire) in buffers {
+            if *announce {
+                lc.announcer().fetch_add(1, Ordering::AcqRel);
+            }
+            let mut at = 0;
+            while at < wire.len() {
+                let mut bytes = wire[at..].to_vec();
+                let lowered = lc.rewrite(&mut bytes);
+                let n = piece.min(bytes.len());
+                out.extend_from_slice(&bytes[..n]);
+                lc.written(&bytes, n, lowered);
+                at += n;
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn amz_names_are_lowered_in_announced_heads_only() {
+        let head: &[u8] = b"HTTP/1.1 200 OK\r\nX-Amz-Meta-Color: Red\r\nX-Auth-Token: T\r\n\
+X-Amz-Request-Id: TX\r\n\r\n";
+        // A body that looks like a head is still a body.
+        let body: &[u8] = b"HTTP/1.1 200 OK\r\nX-Amz-Meta-In-Body: Kept\r\n\r\n";
+        let want: &[u8] = b"HTTP/1.1 200 OK\r\nx-amz-meta-color: Red\r\nX-Auth-Token: T\r\n\
+x-amz-request-id: TX\r\n\r\n";
+        for piece in 1..=head.len() {
+            let wire = lower_in_pieces(
+                &[(true, head), (false, body), (true, head), (false, body)],
+                piece,
+            );
+            assert_eq!(wire, [want, body, want, body].concat(), "{piece}");
+        }
+        let wire = lower_in_pieces(
+            &[(false, head), (false, body), (true, head), (false, body)],
+            5,
+        );
+        assert_eq!(wire, [head, body, want, body].concat());
     }
 
     #[test]
