@@ -242,7 +242,7 @@ const ENTRIES: &[Entry] = &[
                         "max_bucket_listing": 1000,
                         "max_multi_delete_objects": 1000,
                         "allow_multipart_uploads": false,
-                        "s3_acl": false,
+                        "s3_acl": true,
                     }),
                 )]
             }),
