@@ -115,6 +115,7 @@ fn acl_map(s3: &Method, swift: &Method, object: bool) -> Option<(bool, Need)> {
 }
 
 /// What the gate does before (or instead of) a Swift request.
+#[derive(Debug, PartialEq, Eq)]
 enum Plan {
     /// Nothing to check.
     Send,
@@ -292,7 +293,11 @@ pub(crate) async fn get_response(
         }
         Plan::CreateUpload => {
             let (_, value) = new_object_acl(api, req, req.bucket_name()).await?;
-            headers.insert(HeaderName::from_static(TMP_ACL), value);
+            // Kept on the upload's marker object, not on the segments
+            // container that may be made first.
+            if obj.is_some_and(|o| !o.is_empty()) {
+                headers.insert(HeaderName::from_static(TMP_ACL), value);
+            }
         }
         Plan::CompleteUpload => {
             let marker = format!(
@@ -630,11 +635,34 @@ async fn read_acl_body(req: &mut S3Request) -> Result<Option<Bytes>, S3Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use Permission::*;
+
+    fn req(method: Method, bucket: Option<&str>, key: Option<&str>, query: &str) -> S3Request {
+        S3Request {
+            method,
+            headers: HeaderMap::new(),
+            params: super::super::query_params(Some(query)),
+            bucket: bucket.map(str::to_string),
+            key: key.map(str::to_string),
+            account: "AUTH_test".into(),
+            user_id: "test:tester".into(),
+            ext: http::Extensions::new(),
+            body: None,
+            body_fault: Default::default(),
+        }
+    }
+
+    fn check(c: &str, o: Option<&str>, need: Need) -> Plan {
+        Plan::Check {
+            container: c.into(),
+            obj: o.map(str::to_string),
+            need,
+        }
+    }
 
     #[test]
     fn the_map_is_s3api_acl_map() {
         let m = |s: Method, w: Method, o| acl_map(&s, &w, o);
-        use Permission::*;
         assert_eq!(
             m(Method::HEAD, Method::HEAD, false),
             Some((false, Need::Perm(Read)))
@@ -656,5 +684,120 @@ mod tests {
             Some((true, Need::Perm(Read)))
         );
         assert_eq!(m(Method::POST, Method::POST, true), None);
+    }
+
+    #[test]
+    fn objects_are_checked_as_s3api_object_handler() {
+        let p = |m: Method, sw: Method| {
+            plan(&req(m, Some("b"), Some("k"), ""), &sw, Some("b"), Some("k"))
+        };
+        assert_eq!(
+            p(Method::GET, Method::GET),
+            check("b", Some("k"), Need::Perm(Read))
+        );
+        assert_eq!(
+            p(Method::HEAD, Method::HEAD),
+            Plan::Answer(Need::Perm(Read))
+        );
+        assert_eq!(p(Method::PUT, Method::PUT), Plan::CreateObject);
+        assert_eq!(
+            p(Method::DELETE, Method::DELETE),
+            check("b", None, Need::Perm(Write))
+        );
+        assert_eq!(p(Method::DELETE, Method::HEAD), Plan::Send);
+        // What the map does not know is left to the bucket's owner.
+        assert_eq!(p(Method::POST, Method::POST), check("b", None, Need::Owner));
+        // A copy's source: READ on it, answered by its own HEAD.
+        let copy = req(Method::PUT, Some("b"), Some("k"), "");
+        assert_eq!(
+            plan(&copy, &Method::HEAD, Some("src"), Some("o")),
+            Plan::Answer(Need::Perm(Read))
+        );
+    }
+
+    #[test]
+    fn buckets_are_checked_as_s3api_bucket_handler() {
+        let p = |m: Method, sw: Method, c: &str, q: &str| {
+            plan(&req(m, Some("b"), None, q), &sw, Some(c), None)
+        };
+        assert_eq!(p(Method::PUT, Method::PUT, "b", ""), Plan::CreateBucket);
+        assert_eq!(
+            p(Method::HEAD, Method::HEAD, "b", ""),
+            Plan::Answer(Need::Perm(Read))
+        );
+        assert_eq!(
+            p(Method::GET, Method::GET, "b", ""),
+            check("b", None, Need::Perm(Read))
+        );
+        assert_eq!(
+            p(Method::DELETE, Method::DELETE, "b", ""),
+            check("b", None, Need::Owner)
+        );
+        assert_eq!(
+            p(Method::DELETE, Method::HEAD, "b", ""),
+            check("b", None, Need::Owner)
+        );
+        assert_eq!(
+            p(Method::DELETE, Method::DELETE, "b+segments", ""),
+            Plan::Send
+        );
+        assert_eq!(p(Method::DELETE, Method::GET, "b+segments", ""), Plan::Send);
+        // GetBucketLocation: the owner's only.
+        assert_eq!(
+            p(Method::GET, Method::HEAD, "b", "location"),
+            Plan::Answer(Need::Owner)
+        );
+        // The service's own account request has nothing to check.
+        let service = req(Method::GET, None, None, "");
+        assert_eq!(plan(&service, &Method::GET, None, None), Plan::Send);
+    }
+
+    #[test]
+    fn multipart_and_multi_delete_follow_their_handlers() {
+        let md = req(Method::POST, Some("b"), None, "delete");
+        assert_eq!(
+            plan(&md, &Method::HEAD, Some("b"), None),
+            Plan::Answer(Need::Perm(Write))
+        );
+        assert_eq!(plan(&md, &Method::HEAD, Some("b"), Some("k")), Plan::Send);
+        assert_eq!(plan(&md, &Method::DELETE, Some("b"), Some("k")), Plan::Send);
+        let init = req(Method::POST, Some("b"), Some("k"), "uploads");
+        assert_eq!(
+            plan(&init, &Method::PUT, Some("b+segments"), Some("k/id")),
+            Plan::CreateUpload
+        );
+        let list = req(Method::GET, Some("b"), None, "uploads");
+        assert_eq!(
+            plan(&list, &Method::GET, Some("b+segments"), None),
+            check("b", None, Need::Perm(Read))
+        );
+        let complete = req(Method::POST, Some("b"), Some("k"), "uploadId=id");
+        assert_eq!(
+            plan(&complete, &Method::HEAD, Some("b+segments"), Some("k/id")),
+            check("b", None, Need::Perm(Write))
+        );
+        assert_eq!(
+            plan(&complete, &Method::PUT, Some("b"), Some("k")),
+            Plan::CompleteUpload
+        );
+        let parts = req(Method::GET, Some("b"), Some("k"), "uploadId=id");
+        assert_eq!(
+            plan(&parts, &Method::HEAD, Some("b+segments"), Some("k/id")),
+            check("b", None, Need::Perm(Read))
+        );
+        let part = req(
+            Method::PUT,
+            Some("b"),
+            Some("k"),
+            "partNumber=1&uploadId=id",
+        );
+        assert_eq!(
+            plan(&part, &Method::HEAD, Some("b+segments"), Some("k/id")),
+            check("b", None, Need::Perm(Write))
+        );
+        assert_eq!(
+            plan(&part, &Method::PUT, Some("b+segments"), Some("k/id/1")),
+            Plan::Send
+        );
     }
 }
