@@ -502,7 +502,7 @@ fn json_string(out: &mut String, s: &str) {
             '\t' => out.push_str("\\t"),
             '\u{8}' => out.push_str("\\b"),
             '\u{c}' => out.push_str("\\f"),
-            c if (c as u32) < 0x20 || (c as u32) > 0x7f => {
+            c if (c as u32) < 0x20 || (c as u32) >= 0x7f => {
                 let mut buf = [0u16; 2];
                 for unit in c.encode_utf16(&mut buf) {
                     let _ = write!(out, "\\u{unit:04x}");
@@ -746,6 +746,8 @@ mod tests {
             r#"{"Owner":"t:\u00e9\"\ud83d\ude00","Grant":[{"Permission":"FULL_CONTROL","Grantee":"t:\u00e9\"\ud83d\ude00"}]}"#
         );
         assert_eq!(Acl::decode(&enc).unwrap(), odd);
+        let ctl = Acl::private(&owner("a\u{7f}b\u{1}"), None).encode();
+        assert!(ctl.starts_with(r#"{"Owner":"a\u007fb\u0001","#), "{ctl}");
         // What Swift stores for a resource without owner, and garbage.
         assert_eq!(Acl::decode("").unwrap(), Acl::default());
         assert_eq!(Acl::decode("[1]").unwrap(), Acl::default());
