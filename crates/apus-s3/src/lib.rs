@@ -8,6 +8,7 @@
 //! proxy's pipeline. Everything here is pure functions over request parts
 //! and bytes.
 
+pub mod acl;
 pub mod auth;
 pub mod error;
 pub mod input;

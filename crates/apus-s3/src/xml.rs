@@ -96,6 +96,19 @@ fn open(e: &quick_xml::events::BytesStart<'_>) -> Result<Element, S3Error> {
 /// well-formed, a DOCTYPE, an unknown entity, more than one root, or a
 /// document past the depth and element bounds is `MalformedXML`.
 pub fn parse(doc: &[u8]) -> Result<Element, S3Error> {
+    parse_with(doc, false)
+}
+
+/// As [`parse`], but a DOCTYPE is skipped instead of refused, and a
+/// reference to any entity other than XML's five is dropped, never
+/// expanded: what s3api's parser (entities not resolved) makes of the
+/// documents it accepts with a DOCTYPE, such as an AccessControlPolicy.
+pub fn parse_skipping_doctype(doc: &[u8]) -> Result<Element, S3Error> {
+    parse_with(doc, true)
+}
+
+fn parse_with(doc: &[u8], skip_doctype: bool) -> Result<Element, S3Error> {
+    let mut seen_doctype = false;
     let mut reader = Reader::from_reader(doc);
     reader.config_mut().check_end_names = true;
     let mut stack: Vec<Element> = Vec::new();
@@ -148,10 +161,17 @@ pub fn parse(doc: &[u8]) -> Result<Element, S3Error> {
                         b"amp" => '&',
                         b"quot" => '"',
                         b"apos" => '\'',
+                        // Declared (or not) in the DOCTYPE: left out.
+                        _ if seen_doctype => continue,
                         _ => return Err(malformed()),
                     }
                 };
                 stack.last_mut().ok_or_else(malformed)?.text.push(c);
+            }
+            Event::DocType(_)
+                if skip_doctype && !seen_doctype && root.is_none() && stack.is_empty() =>
+            {
+                seen_doctype = true
             }
             Event::DocType(_) => return Err(malformed()),
             Event::Decl(_) | Event::PI(_) | Event::Comment(_) => {}
@@ -228,6 +248,21 @@ mod tests {
                 String::from_utf8_lossy(doc)
             );
         }
+    }
+
+    #[test]
+    fn skips_a_doctype_and_drops_its_entities_when_asked() {
+        let doc = br#"<?xml version="1.0"?>
+<!DOCTYPE foo [<!ENTITY xxe SYSTEM "file:///etc/passwd"> ]>
+<A><ID>id&xxe;</ID><N>a&amp;b</N></A>"#;
+        assert!(parse(doc).is_err());
+        let root = parse_skipping_doctype(doc).unwrap();
+        assert_eq!(root.child_text("ID"), Some("id"));
+        assert_eq!(root.child_text("N"), Some("a&b"));
+        // Without a DOCTYPE an unknown entity is still an error.
+        assert!(parse_skipping_doctype(b"<a>&x;</a>").is_err());
+        let two = b"<!DOCTYPE a><!DOCTYPE b><a/>";
+        assert!(parse_skipping_doctype(two).is_err());
     }
 
     #[test]

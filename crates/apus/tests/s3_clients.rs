@@ -1,6 +1,8 @@
 //! boto3 against `apus serve` through S3 (`s3api`): buckets, objects with
 //! metadata, listings v1 and v2, a presigned GET, refused signatures, and
-//! the same objects through the Swift API both ways. boto3 comes from the
+//! the same objects through the Swift API both ways (what Swift writes has
+//! no S3 ACL: the account's owners reach it, other users do not). boto3
+//! comes from the
 //! reference venv the README's test command installs
 //! (`scripts/swift-ref.sh`); `APUS_SWIFT_PYTHON` names its interpreter.
 
@@ -76,6 +78,9 @@ nobody = boto3.client('s3', endpoint_url=ep, aws_access_key_id='test:nobody',
 print('badkey', code(lambda: nobody.list_buckets()))
 r = s3.get_object(Bucket='swiftside', Key='from-swift')
 print('swiftobj', r['Body'].read(), {k.lower(): v for k, v in r['Metadata'].items()})
+third = boto3.client('s3', endpoint_url=ep, aws_access_key_id='test:tester3',
+                     aws_secret_access_key='testing3', region_name='us-east-1', config=cfg)
+print('noowner', code(lambda: third.get_object(Bucket='swiftside', Key='from-swift')))
 print('done')
 "#;
 
@@ -124,7 +129,10 @@ fn boto3_buckets_objects_and_the_swift_api_on_the_same_objects() {
             .unwrap_or_else(|| panic!("no {key} line in {stdout}"))
             .to_string()
     };
+    // A container made through Swift has no S3 ACL, so no S3 owner: the
+    // account's owners list and read it, a user without rights does not.
     assert_eq!(line("buckets"), "buckets ['photos', 'swiftside']");
+    assert_eq!(line("noowner"), "noowner AccessDenied");
     assert_eq!(line("again"), "again BucketAlreadyOwnedByYou");
     assert_eq!(line("badname"), "badname InvalidBucketName");
     assert_eq!(line("get"), "get True {'camera': 'x100'} 76800");

@@ -22,6 +22,7 @@
 //!
 //! [`Env::s3_user`]: crate::service::Env::s3_user
 
+pub(crate) mod acl;
 mod bucket;
 mod copy;
 mod multi_upload;
@@ -56,6 +57,10 @@ struct S3User {
     secret: Secret,
     /// The Swift account the user's buckets live in (`AUTH_test`).
     account_id: String,
+    /// tempauth makes the user an owner of its account (`.admin`,
+    /// `.reseller_admin`): Swift's `swift_owner`, which creating a bucket
+    /// takes under S3 ACLs.
+    account_owner: bool,
 }
 
 /// The `s3api` filter's settings (Swift's `[filter:s3api]`).
@@ -100,6 +105,9 @@ pub struct S3Api {
     auth: AuthConfig,
     users: HashMap<String, S3User>,
     pub(crate) config: S3ApiConfig,
+    /// S3 ACLs decide what a user may do (Swift's `s3_acl = yes`, with
+    /// `check_bucket_owner = yes`); see [`acl`].
+    s3_acl: bool,
 }
 
 impl S3Api {
@@ -120,6 +128,10 @@ impl S3Api {
                     S3User {
                         secret: Secret::new(u.key.as_bytes().to_vec()),
                         account_id: format!("{prefix}{}", u.account),
+                        account_owner: u
+                            .groups
+                            .iter()
+                            .any(|g| g == ".admin" || g == ".reseller_admin"),
                     },
                 )
             })
@@ -133,7 +145,13 @@ impl S3Api {
             },
             users,
             config,
+            s3_acl: true,
         }
+    }
+
+    /// Whether `user_id` owns its Swift account (Swift's `swift_owner`).
+    pub(crate) fn is_account_owner(&self, user_id: &str) -> bool {
+        self.users.get(user_id).is_some_and(|u| u.account_owner)
     }
 }
 
@@ -501,7 +519,15 @@ impl S3Api {
             body
         };
         let mut req = Req::from_parts(parts, body);
-        env_mut(&mut req).s3_user = Some(auth.access_key.clone());
+        let env = env_mut(&mut req);
+        env.s3_user = Some(auth.access_key.clone());
+        if self.s3_acl {
+            // S3 ACLs authorize every Swift request made for this one
+            // (Swift's `swift.authorize_override`), as an owner so that
+            // ACL sysmeta may be written.
+            env.authorize_override = true;
+            env.swift_owner = true;
+        }
         let (parts, body) = req.into_parts();
         let (bucket, key) = match apus_s3::auth::host_bucket(&parts, &self.auth) {
             // Virtual-hosted style: the whole path is the key.
@@ -538,6 +564,9 @@ impl S3Api {
         }
         if req.bucket.is_none() {
             return service::handle(self, req).await;
+        }
+        if self.s3_acl && req.has_param("acl") {
+            return acl::handle(self, req).await;
         }
         if let Some(name) = NOT_YET.iter().find(|n| req.has_param(n)) {
             return Err(not_implemented(name));
@@ -599,9 +628,31 @@ impl S3Api {
     /// Swift's `S3Request.get_response`: a Swift request on `container`
     /// and `obj` of the user's account (`query` without its `?`); a status
     /// Swift's s3api expects for that method and resource is the answer,
-    /// any other is turned into S3's error.
+    /// any other is turned into S3's error. With S3 ACLs, the user's
+    /// permission for it is checked first ([`acl::get_response`]).
     #[allow(clippy::too_many_arguments)]
     pub(crate) async fn get_response(
+        &self,
+        req: &S3Request,
+        method: Method,
+        container: Option<&str>,
+        obj: Option<&str>,
+        query: Option<&str>,
+        headers: HeaderMap,
+        body: apus_http::Body,
+    ) -> Result<Resp, S3Error> {
+        if self.s3_acl {
+            return acl::get_response(self, req, method, container, obj, query, headers, body)
+                .await;
+        }
+        self.get_acl_response(req, method, container, obj, query, headers, body)
+            .await
+    }
+
+    /// [`S3Api::get_response`] without the ACL check (Swift's
+    /// `get_acl_response`): what the checks themselves use.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) async fn get_acl_response(
         &self,
         req: &S3Request,
         method: Method,
@@ -646,7 +697,7 @@ impl S3Api {
             (true, None, "DELETE", 409) => {
                 return S3Error::new(ErrorCode::BucketNotEmpty).detail("BucketName", c)
             }
-            (true, None, "PUT", 202) => return S3Error::bucket_already_owned_by_you(c),
+            (true, None, "PUT", 202) => return acl::bucket_put_accepted_error(self, req, c).await,
             (true, Some(o), "HEAD" | "GET" | "POST", 404) => {
                 // A missing key in a missing bucket is NoSuchBucket.
                 if c.ends_with(MULTIUPLOAD_SUFFIX) || self.bucket_exists(req, c).await {

@@ -44,6 +44,10 @@ pub(super) async fn handle(api: &S3Api, req: S3Request) -> Result<Resp, S3Error>
         if !super::bucket::valid_bucket(name) {
             continue;
         }
+        // Only the buckets the user owns (`check_bucket_owner`).
+        if !super::acl::bucket_listed(api, &req, name).await? {
+            continue;
+        }
         let modified = c["last_modified"]
             .as_str()
             .unwrap_or("2009-02-03T16:45:09.000000");
