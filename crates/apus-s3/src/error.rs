@@ -71,6 +71,7 @@ pub enum ErrorCode {
     TooManyBuckets,
     UnexpectedContent,
     UnresolvableGrantByEmailAddress,
+    UserKeyMustBeSpecified,
     XAmzContentSHA256Mismatch,
 }
 
@@ -134,6 +135,7 @@ impl ErrorCode {
         ErrorCode::TooManyBuckets,
         ErrorCode::UnexpectedContent,
         ErrorCode::UnresolvableGrantByEmailAddress,
+        ErrorCode::UserKeyMustBeSpecified,
         ErrorCode::XAmzContentSHA256Mismatch,
     ];
 
@@ -199,6 +201,7 @@ impl ErrorCode {
             TooManyBuckets => "TooManyBuckets",
             UnexpectedContent => "UnexpectedContent",
             UnresolvableGrantByEmailAddress => "UnresolvableGrantByEmailAddress",
+            UserKeyMustBeSpecified => "UserKeyMustBeSpecified",
         }
     }
 
@@ -258,6 +261,7 @@ impl ErrorCode {
             TooManyBuckets => StatusCode::BAD_REQUEST,
             UnexpectedContent => StatusCode::BAD_REQUEST,
             UnresolvableGrantByEmailAddress => StatusCode::BAD_REQUEST,
+            UserKeyMustBeSpecified => StatusCode::BAD_REQUEST,
         }
     }
 
@@ -320,7 +324,7 @@ impl ErrorCode {
             KeyTooLongError => "Your key is too long.",
             MalformedXML => {
                 "The XML you provided was not well-formed or did not validate against our \
-                 published schema."
+                 published schema"
             }
             MetadataTooLarge => "Your metadata headers exceed the maximum allowed metadata size.",
             MethodNotAllowed => "The specified method is not allowed against this resource.",
@@ -367,6 +371,10 @@ impl ErrorCode {
             TooManyBuckets => "You have attempted to create more buckets than allowed.",
             UnexpectedContent => "This request does not support content.",
             UnresolvableGrantByEmailAddress => "The e-mail address you provided does not match any account on record.",
+            UserKeyMustBeSpecified => {
+                "The bucket POST must contain the specified field name. If it is specified, \
+                 please check the order of the fields."
+            }
         }
     }
 }
@@ -503,7 +511,7 @@ fn element(out: &mut String, tag: &str, text: &str) {
     out.push_str(tag);
     out.push('>');
     if text.chars().all(xml_char) {
-        escape_into(out, text);
+        escape_text_into(out, text);
     } else {
         out.push_str("(invalid string)");
     }
@@ -522,6 +530,20 @@ pub fn escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     escape_into(&mut out, text);
     out
+}
+
+/// Escapes element text as lxml writes it: quotes stay themselves, so
+/// that a message reads in the body as it was written.
+fn escape_text_into(out: &mut String, text: &str) {
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '\r' => out.push_str("&#13;"),
+            c => out.push(c),
+        }
+    }
 }
 
 fn escape_into(out: &mut String, text: &str) {
@@ -564,7 +586,7 @@ mod tests {
             "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>NoSuchKey</Code>\
              <Message>The specified key does not exist.</Message>\
              <RequestId>tx123</RequestId>\
-             <Key>a&lt;b&gt;&amp;c&quot;d&apos;</Key></Error>"
+             <Key>a&lt;b&gt;&amp;c\"d'</Key></Error>"
         );
         let e = S3Error::new(ErrorCode::AccessDenied);
         assert_eq!(

@@ -9,6 +9,7 @@
 //! and bytes.
 
 pub mod auth;
+pub mod checksum;
 pub mod error;
 pub mod wire;
 pub mod xml;
