@@ -23,8 +23,11 @@
 //! [`Env::s3_user`]: crate::service::Env::s3_user
 
 mod bucket;
+mod multi_delete;
 mod obj;
 mod service;
+mod versioning;
+mod xml_body;
 
 use std::collections::HashMap;
 use std::pin::Pin;
@@ -60,6 +63,9 @@ pub struct S3Api {
     next: SharedService,
     auth: AuthConfig,
     users: HashMap<String, S3User>,
+    /// Whether Swift's object versioning runs below (what `/info` calls
+    /// `object_versioning`): S3 versioning is built on it.
+    object_versioning: bool,
 }
 
 impl S3Api {
@@ -86,7 +92,14 @@ impl S3Api {
             next,
             auth: AuthConfig::default(),
             users,
+            object_versioning: false,
         }
+    }
+
+    /// Serves bucket versioning on Swift's object versioning.
+    pub fn with_object_versioning(mut self, on: bool) -> Self {
+        self.object_versioning = on;
+        self
     }
 }
 
@@ -337,8 +350,14 @@ impl S3Api {
         if let Some(name) = NOT_YET.iter().find(|n| req.has_param(n)) {
             return Err(not_implemented(name));
         }
+        if req.has_param("delete") {
+            return multi_delete::handle(self, req).await;
+        }
         if req.has_param("location") {
             return bucket::location(self, req).await;
+        }
+        if req.has_param("versioning") {
+            return versioning::handle(self, req).await;
         }
         if req.key.is_some() {
             return obj::handle(self, req).await;
@@ -518,16 +537,15 @@ const UNSUPPORTED: &[&str] = &[
 /// Sub-resources this layer does not serve yet.
 const NOT_YET: &[&str] = &[
     "acl",
-    "delete",
     "logging",
     "partNumber",
     "uploadId",
     "uploads",
-    "versioning",
     "tagging",
     "object-lock",
-    "versionId",
-    "versions",
+    // Swift has no controller for these: it lets them fall through to
+    // the bucket or object one (so that DELETE ?lifecycle would delete
+    // the bucket). Refusing them is safer.
     "lifecycle",
     "replication",
     "retention",

@@ -20,6 +20,14 @@ pub(crate) fn s3_object_headers(from: &HeaderMap, to: &mut HeaderMap) {
             let e = String::from_utf8_lossy(value.as_bytes());
             let e = e.trim_matches('"');
             set_header(to, "etag", &format!("\"{e}\""));
+        } else if n == "x-object-version-id" {
+            to.insert("x-amz-version-id", value.clone());
+        } else if n == "x-copied-from-version-id" {
+            to.insert("x-amz-copy-source-version-id", value.clone());
+        } else if n == "x-backend-content-type"
+            && value.as_bytes() == crate::versioned_writes::DELETE_MARKER_CONTENT_TYPE.as_bytes()
+        {
+            to.insert("x-amz-delete-marker", HeaderValue::from_static("true"));
         } else if matches!(
             n,
             "content-type"
@@ -111,40 +119,16 @@ pub(super) async fn handle(api: &S3Api, mut req: S3Request) -> Result<Resp, S3Er
                 .insert(http::header::CONTENT_LENGTH, HeaderValue::from(0));
             Ok(r)
         }
-        Method::DELETE => {
-            let result = api
-                .get_response(
-                    &req,
-                    Method::DELETE,
-                    Some(&bucket),
-                    Some(&key),
-                    None,
-                    headers,
-                    apus_http::empty(),
-                )
-                .await;
-            match result {
-                Ok(_) => Ok(empty_response(StatusCode::NO_CONTENT)),
-                // S3 deletes what is not there too, unless the bucket
-                // itself is missing.
-                Err(e) if e.code == ErrorCode::NoSuchKey => {
-                    if api.bucket_exists(&req, &bucket).await {
-                        Ok(empty_response(StatusCode::NO_CONTENT))
-                    } else {
-                        Err(S3Error::no_such_bucket(&bucket))
-                    }
-                }
-                Err(e) => Err(e),
-            }
-        }
+        Method::DELETE => super::versioning::delete_object(api, &req).await,
         Method::GET | Method::HEAD => {
+            let version = super::versioning::object_version_query(api, &req).await?;
             let resp = api
                 .get_response(
                     &req,
                     method.clone(),
                     Some(&bucket),
                     Some(&key),
-                    None,
+                    version.as_deref(),
                     headers,
                     apus_http::empty(),
                 )
