@@ -26,6 +26,7 @@ mod bucket;
 mod multi_delete;
 mod obj;
 mod service;
+mod subresource;
 mod versioning;
 mod xml_body;
 
@@ -356,8 +357,17 @@ impl S3Api {
         if req.has_param("location") {
             return bucket::location(self, req).await;
         }
+        if req.has_param("logging") {
+            return subresource::logging(self, req).await;
+        }
         if req.has_param("versioning") {
             return versioning::handle(self, req).await;
+        }
+        if req.has_param("tagging") {
+            return subresource::tagging(req);
+        }
+        if req.has_param("object-lock") {
+            return subresource::object_lock(req);
         }
         if req.key.is_some() {
             return obj::handle(self, req).await;
@@ -537,12 +547,9 @@ const UNSUPPORTED: &[&str] = &[
 /// Sub-resources this layer does not serve yet.
 const NOT_YET: &[&str] = &[
     "acl",
-    "logging",
     "partNumber",
     "uploadId",
     "uploads",
-    "tagging",
-    "object-lock",
     // Swift has no controller for these: it lets them fall through to
     // the bucket or object one (so that DELETE ?lifecycle would delete
     // the bucket). Refusing them is safer.
