@@ -283,6 +283,10 @@ fn finish(result: Result<Resp, S3Error>, trans_id: &str, head: bool) -> Resp {
             resp
         }
     };
+    // A Location stays as the controller wrote it (s3api's
+    // `swift.leave_relative_location`).
+    resp.extensions_mut()
+        .insert(crate::service::RelativeLocation);
     let h = resp.headers_mut();
     set_header(h, "x-amz-request-id", trans_id);
     set_header(h, "x-amz-id-2", trans_id);
