@@ -520,9 +520,7 @@ pub(crate) async fn delete_object(api: &S3Api, req: &S3Request) -> Result<Resp, 
     let mut out = empty_response(StatusCode::NO_CONTENT);
     s3_delete_headers(&parts.headers, out.headers_mut());
     if current.as_deref() == Some("null") {
-        if let Some(restored) = restore_on_delete(api, req).await? {
-            return Ok(restored);
-        }
+        restore_on_delete(api, req).await?;
     }
     Ok(out)
 }
@@ -549,10 +547,12 @@ pub(crate) fn query_string(query: &[(&str, String)]) -> String {
 }
 
 /// After the current version was deleted: the newest remaining version
-/// of the key becomes current again, unless it is a delete marker. The
-/// answer is that of the restoring PUT, as a 204; `None` when nothing
-/// was restored.
-async fn restore_on_delete(api: &S3Api, req: &S3Request) -> Result<Option<Resp>, S3Error> {
+/// of the key becomes current again, unless it is a delete marker.
+/// Whether one was restored. (Swift answers the delete with the
+/// restoring PUT's headers, so that `x-amz-version-id` names the restored
+/// version; S3 names the deleted one, which the delete's own answer
+/// does.)
+async fn restore_on_delete(api: &S3Api, req: &S3Request) -> Result<bool, S3Error> {
     let bucket = req.bucket_name();
     let key = req.key_name();
     let query = format!("format=json&prefix={}&versions=True", quote(key));
@@ -568,7 +568,7 @@ async fn restore_on_delete(api: &S3Api, req: &S3Request) -> Result<Option<Resp>,
         )
         .await?;
     if listing.status() != StatusCode::OK {
-        return Ok(None);
+        return Ok(false);
     }
     let items = read_json(listing).await.unwrap_or(serde_json::Value::Null);
     for item in items.as_array().map(Vec::as_slice).unwrap_or_default() {
@@ -595,13 +595,7 @@ async fn restore_on_delete(api: &S3Api, req: &S3Request) -> Result<Option<Resp>,
             )
             .await;
         match put {
-            Ok(resp) => {
-                let mut out = empty_response(StatusCode::NO_CONTENT);
-                super::obj::s3_object_headers(resp.headers(), out.headers_mut());
-                out.headers_mut()
-                    .insert(http::header::CONTENT_LENGTH, HeaderValue::from(0));
-                return Ok(Some(out));
-            }
+            Ok(_) => return Ok(true),
             // That version went meanwhile (a stale listing): try the
             // next.
             Err(e)
@@ -615,7 +609,7 @@ async fn restore_on_delete(api: &S3Api, req: &S3Request) -> Result<Option<Resp>,
             Err(e) => return Err(e),
         }
     }
-    Ok(None)
+    Ok(false)
 }
 
 #[cfg(test)]
