@@ -234,7 +234,12 @@ const ENTRIES: &[Entry] = &[
     Entry {
         name: "s3api",
         stage: Stage::Filter {
-            build: |ctx, next| Arc::new(crate::s3api::S3Api::new(&ctx.config, next)),
+            build: |ctx, next| {
+                Arc::new(
+                    crate::s3api::S3Api::new(&ctx.config, next)
+                        .with_object_versioning(object_versioning_runs(&ctx.config)),
+                )
+            },
             info: Some(|config| vec![("s3api", crate::s3api::info(&config.s3api))]),
         },
     },

@@ -71,6 +71,7 @@ pub enum ErrorCode {
     TooManyBuckets,
     UnexpectedContent,
     UnresolvableGrantByEmailAddress,
+    UserKeyMustBeSpecified,
     XAmzContentSHA256Mismatch,
 }
 
@@ -134,6 +135,7 @@ impl ErrorCode {
         ErrorCode::TooManyBuckets,
         ErrorCode::UnexpectedContent,
         ErrorCode::UnresolvableGrantByEmailAddress,
+        ErrorCode::UserKeyMustBeSpecified,
         ErrorCode::XAmzContentSHA256Mismatch,
     ];
 
@@ -199,6 +201,7 @@ impl ErrorCode {
             TooManyBuckets => "TooManyBuckets",
             UnexpectedContent => "UnexpectedContent",
             UnresolvableGrantByEmailAddress => "UnresolvableGrantByEmailAddress",
+            UserKeyMustBeSpecified => "UserKeyMustBeSpecified",
         }
     }
 
@@ -258,6 +261,7 @@ impl ErrorCode {
             TooManyBuckets => StatusCode::BAD_REQUEST,
             UnexpectedContent => StatusCode::BAD_REQUEST,
             UnresolvableGrantByEmailAddress => StatusCode::BAD_REQUEST,
+            UserKeyMustBeSpecified => StatusCode::BAD_REQUEST,
         }
     }
 
@@ -367,6 +371,10 @@ impl ErrorCode {
             TooManyBuckets => "You have attempted to create more buckets than allowed.",
             UnexpectedContent => "This request does not support content.",
             UnresolvableGrantByEmailAddress => "The e-mail address you provided does not match any account on record.",
+            UserKeyMustBeSpecified => {
+                "The bucket POST must contain the specified field name. If it is specified, \
+                 please check the order of the fields."
+            }
         }
     }
 }
@@ -524,8 +532,6 @@ pub fn escape(text: &str) -> String {
     out
 }
 
-/// Element text as lxml (s3api's serializer) writes it: quotes stay
-/// themselves, clients match on `'` in messages and `"` in ETags.
 fn escape_into(out: &mut String, text: &str) {
     for c in text.chars() {
         match c {

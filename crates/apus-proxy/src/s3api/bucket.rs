@@ -76,6 +76,9 @@ pub(super) async fn handle(api: &S3Api, req: S3Request) -> Result<Resp, S3Error>
             .await?;
             Ok(empty_response(StatusCode::NO_CONTENT))
         }
+        Method::GET if req.has_param("versions") => {
+            super::versioning::list_versions(api, &req).await
+        }
         Method::GET => list_objects(api, &req).await,
         _ => Err(S3Error::method_not_allowed(req.method.as_str(), "BUCKET")),
     }

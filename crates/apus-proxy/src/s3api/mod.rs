@@ -25,9 +25,13 @@
 pub(crate) mod acl;
 mod bucket;
 mod copy;
+mod multi_delete;
 mod multi_upload;
 mod obj;
 mod service;
+mod subresource;
+mod versioning;
+mod xml_body;
 
 use std::collections::HashMap;
 use std::pin::Pin;
@@ -108,6 +112,9 @@ pub struct S3Api {
     /// S3 ACLs decide what a user may do (Swift's `s3_acl = yes`, with
     /// `check_bucket_owner = yes`); see [`acl`].
     s3_acl: bool,
+    /// Whether Swift's object versioning runs below (what `/info` calls
+    /// `object_versioning`): S3 versioning is built on it.
+    object_versioning: bool,
 }
 
 impl S3Api {
@@ -146,7 +153,14 @@ impl S3Api {
             users,
             config,
             s3_acl: true,
+            object_versioning: false,
         }
+    }
+
+    /// Serves bucket versioning on Swift's object versioning.
+    pub fn with_object_versioning(mut self, on: bool) -> Self {
+        self.object_versioning = on;
+        self
     }
 
     /// Whether `user_id` owns its Swift account (Swift's `swift_owner`).
@@ -458,6 +472,10 @@ fn finish(result: Result<Resp, S3Error>, trans_id: &str, head: bool) -> Resp {
             resp
         }
     };
+    // A Location stays as the controller wrote it (s3api's
+    // `swift.leave_relative_location`).
+    resp.extensions_mut()
+        .insert(crate::service::RelativeLocation);
     let h = resp.headers_mut();
     set_header(h, "x-amz-request-id", trans_id);
     set_header(h, "x-amz-id-2", trans_id);
@@ -571,8 +589,14 @@ impl S3Api {
         if let Some(name) = NOT_YET.iter().find(|n| req.has_param(n)) {
             return Err(not_implemented(name));
         }
+        if req.has_param("delete") {
+            return multi_delete::handle(self, req).await;
+        }
         if req.has_param("location") {
             return bucket::location(self, req).await;
+        }
+        if req.has_param("logging") {
+            return subresource::logging(self, req).await;
         }
         if req.has_param("partNumber") && req.method == Method::PUT {
             return multi_upload::part(self, req).await;
@@ -583,6 +607,15 @@ impl S3Api {
             }
             if req.has_param("uploads") {
                 return multi_upload::uploads(self, req).await;
+            }
+            if req.has_param("versioning") {
+                return versioning::handle(self, req).await;
+            }
+            if req.has_param("tagging") {
+                return subresource::tagging(req);
+            }
+            if req.has_param("object-lock") {
+                return subresource::object_lock(req);
             }
         }
         if req.key.is_some() {
@@ -814,13 +847,9 @@ const UNSUPPORTED: &[&str] = &[
 /// Sub-resources this layer does not serve yet.
 const NOT_YET: &[&str] = &[
     "acl",
-    "delete",
-    "logging",
-    "versioning",
-    "tagging",
-    "object-lock",
-    "versionId",
-    "versions",
+    // Swift has no controller for these: it lets them fall through to
+    // the bucket or object one (so that DELETE ?lifecycle would delete
+    // the bucket). Refusing them is safer.
     "lifecycle",
     "replication",
     "retention",

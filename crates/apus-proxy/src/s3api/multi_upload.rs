@@ -1265,34 +1265,6 @@ fn heartbeat_verdict(result: &serde_json::Value, too_small: &str) -> Result<(), 
     )))
 }
 
-/// Swift's `gen_multipart_manifest_delete_query`: deleting a large
-/// object deletes its segments too.
-pub(crate) async fn manifest_delete_query(
-    api: &S3Api,
-    req: &S3Request,
-) -> Result<Option<&'static str>, S3Error> {
-    match api
-        .get_response(
-            req,
-            Method::HEAD,
-            req.bucket.as_deref(),
-            req.key.as_deref(),
-            Some("symlink=get"),
-            HeaderMap::new(),
-            apus_http::empty(),
-        )
-        .await
-    {
-        Ok(resp) => {
-            let is_slo = header_str(resp.headers(), "x-static-large-object")
-                .is_some_and(apus_proto::headers::is_true);
-            Ok(is_slo.then_some("multipart-manifest=delete"))
-        }
-        Err(e) if e.code == ErrorCode::NoSuchKey => Ok(None),
-        Err(e) => Err(e),
-    }
-}
-
 /// Before a bucket is deleted, its segments container goes, unless the
 /// bucket still holds objects (s3api's `_delete_segments_bucket`).
 pub(crate) async fn delete_segments_bucket(api: &S3Api, req: &S3Request) -> Result<(), S3Error> {

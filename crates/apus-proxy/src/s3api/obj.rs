@@ -22,6 +22,14 @@ pub(crate) fn s3_object_headers(from: &HeaderMap, to: &mut HeaderMap) {
             }
         } else if n == "x-parts-count" {
             to.insert("x-amz-mp-parts-count", value.clone());
+        } else if n == "x-object-version-id" {
+            to.insert("x-amz-version-id", value.clone());
+        } else if n == "x-copied-from-version-id" {
+            to.insert("x-amz-copy-source-version-id", value.clone());
+        } else if n == "x-backend-content-type"
+            && value.as_bytes() == crate::versioned_writes::DELETE_MARKER_CONTENT_TYPE.as_bytes()
+        {
+            to.insert("x-amz-delete-marker", HeaderValue::from_static("true"));
         } else if matches!(
             n,
             "content-type"
@@ -133,34 +141,7 @@ pub(super) async fn handle(api: &S3Api, mut req: S3Request) -> Result<Resp, S3Er
                 .insert(http::header::CONTENT_LENGTH, HeaderValue::from(0));
             Ok(r)
         }
-        Method::DELETE => {
-            // A multipart object's segments go with it.
-            let query = super::multi_upload::manifest_delete_query(api, &req).await?;
-            let result = api
-                .get_response(
-                    &req,
-                    Method::DELETE,
-                    Some(&bucket),
-                    Some(&key),
-                    query,
-                    headers,
-                    apus_http::empty(),
-                )
-                .await;
-            match result {
-                Ok(_) => Ok(empty_response(StatusCode::NO_CONTENT)),
-                // S3 deletes what is not there too, unless the bucket
-                // itself is missing.
-                Err(e) if e.code == ErrorCode::NoSuchKey => {
-                    if api.bucket_exists(&req, &bucket).await {
-                        Ok(empty_response(StatusCode::NO_CONTENT))
-                    } else {
-                        Err(S3Error::no_such_bucket(&bucket))
-                    }
-                }
-                Err(e) => Err(e),
-            }
-        }
+        Method::DELETE => super::versioning::delete_object(api, &req).await,
         Method::GET | Method::HEAD => {
             if headers.contains_key("if-match") || headers.contains_key("if-none-match") {
                 // Conditions are judged against a multipart object's S3
@@ -172,7 +153,13 @@ pub(super) async fn handle(api: &S3Api, mut req: S3Request) -> Result<Resp, S3Er
                 );
             }
             let part_number = super::multi_upload::validate_part_number(&req, None, false)?;
-            let query = part_number.map(|n| format!("part-number={n}"));
+            let version = super::versioning::object_version_query(api, &req).await?;
+            let query: Vec<String> = part_number
+                .map(|n| format!("part-number={n}"))
+                .into_iter()
+                .chain(version)
+                .collect();
+            let query = (!query.is_empty()).then(|| query.join("&"));
             let resp = api
                 .get_response(
                     &req,
