@@ -3,7 +3,7 @@
 
 use std::fmt::Write as _;
 
-use apus_s3::S3Error;
+use apus_s3::{ErrorCode, S3Error};
 use http::{HeaderMap, Method, StatusCode};
 
 use super::{
@@ -11,29 +11,71 @@ use super::{
 };
 use crate::service::{set_header, Resp};
 
-/// S3's bucket name rules (s3api's `validate_bucket_name`, DNS-compliant).
+/// S3's bucket name rules (s3api's `validate_bucket_name` with
+/// `dns_compliant_bucket_names`): 3 to 63 of `a-z 0-9 . -`, starting and
+/// ending with a letter or digit, no `..`, `.-` or `-.`, and not an IPv4
+/// address.
 pub(crate) fn valid_bucket(name: &str) -> bool {
-    let len_ok = (3..=63).contains(&name.len());
-    let chars_ok = name
-        .chars()
-        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.' || c == '_');
-    let ends_ok = name
-        .chars()
-        .next()
-        .is_some_and(|c| c.is_ascii_alphanumeric())
-        && name
-            .chars()
-            .last()
-            .is_some_and(|c| c.is_ascii_alphanumeric());
-    len_ok && chars_ok && ends_ok && !name.contains("..") && !name.contains(".-")
+    let bytes = name.as_bytes();
+    let (Some(first), Some(last)) = (bytes.first(), bytes.last()) else {
+        return false;
+    };
+    (3..=63).contains(&bytes.len())
+        && first.is_ascii_alphanumeric()
+        && last.is_ascii_alphanumeric()
+        && !name.contains("..")
+        && !name.contains(".-")
+        && !name.contains("-.")
+        && bytes
+            .iter()
+            .all(|&c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-' || c == b'.')
+        && !looks_like_ipv4(name)
 }
 
-pub(super) async fn handle(api: &S3Api, req: S3Request) -> Result<Resp, S3Error> {
+/// Four dot-separated decimal numbers of 0..=255 (leading zeros as
+/// Swift's pattern allows them: none but a lone 0).
+fn looks_like_ipv4(name: &str) -> bool {
+    let parts: Vec<&str> = name.split('.').collect();
+    parts.len() == 4
+        && parts.iter().all(|p| {
+            !p.is_empty()
+                && p.len() <= 3
+                && p.bytes().all(|b| b.is_ascii_digit())
+                && (p.len() == 1 || !p.starts_with('0'))
+                && p.parse::<u16>().is_ok_and(|n| n <= 255)
+        })
+}
+
+/// The largest CreateBucketConfiguration read (Swift's
+/// `MAX_PUT_BUCKET_BODY_SIZE`).
+const MAX_PUT_BUCKET_BODY: usize = 10240;
+
+/// A CreateBucketConfiguration's location must be ours: s3api serves one
+/// region. Entities are never expanded, so one standing for the location
+/// leaves it empty, which is refused.
+fn check_location(doc: &[u8], location: &str) -> Result<(), S3Error> {
+    let root = apus_s3::xml::parse_skipping_doctype(doc)?;
+    if root.name != "CreateBucketConfiguration" {
+        return Err(S3Error::new(ErrorCode::MalformedXML));
+    }
+    let given = root
+        .child_text("LocationConstraint")
+        .ok_or_else(|| S3Error::new(ErrorCode::MalformedXML))?;
+    if given != location && given != location.to_lowercase() {
+        return Err(S3Error::new(ErrorCode::InvalidLocationConstraint));
+    }
+    Ok(())
+}
+
+pub(super) async fn handle(api: &S3Api, mut req: S3Request) -> Result<Resp, S3Error> {
     let bucket = req.bucket_name().to_string();
     match req.method {
         Method::PUT => {
             if !valid_bucket(&bucket) {
                 return Err(S3Error::invalid_bucket_name(&bucket));
+            }
+            if let Some(doc) = super::xml_body::read(&mut req, MAX_PUT_BUCKET_BODY).await? {
+                check_location(&doc, &api.config.location)?;
             }
             api.get_response(
                 &req,
@@ -60,7 +102,10 @@ pub(super) async fn handle(api: &S3Api, req: S3Request) -> Result<Resp, S3Error>
                 apus_http::empty(),
             )
             .await?;
-            Ok(empty_response(StatusCode::OK))
+            let mut r = empty_response(StatusCode::OK);
+            // Swift's answer carries the container HEAD's type.
+            set_header(r.headers_mut(), "content-type", "text/plain; charset=utf-8");
+            Ok(r)
         }
         Method::DELETE => {
             super::multi_upload::delete_segments_bucket(api, &req).await?;
@@ -246,4 +291,59 @@ async fn list_objects(api: &S3Api, req: &S3Request) -> Result<Resp, S3Error> {
     }
     out.push_str("</ListBucketResult>");
     Ok(xml_response(StatusCode::OK, out))
+}
+
+#[cfg(test)]
+mod bucket_name_tests {
+    use super::{check_location, valid_bucket};
+    use apus_s3::ErrorCode;
+
+    #[test]
+    fn a_create_bucket_configuration_names_our_location() {
+        let doc = |loc: &str| {
+            format!(
+                "<CreateBucketConfiguration xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">\
+                 <LocationConstraint>{loc}</LocationConstraint></CreateBucketConfiguration>"
+            )
+        };
+        assert!(check_location(doc("us-east-1").as_bytes(), "us-east-1").is_ok());
+        let code = |d: &str| check_location(d.as_bytes(), "us-east-1").map_err(|e| e.code);
+        assert_eq!(
+            code(&doc("eu-west-1")),
+            Err(ErrorCode::InvalidLocationConstraint)
+        );
+        let xxe = "<!DOCTYPE foo [<!ENTITY xxe SYSTEM \"file:///etc/passwd\"> ]>\
+                   <CreateBucketConfiguration><LocationConstraint>&xxe;</LocationConstraint>\
+                   </CreateBucketConfiguration>";
+        assert_eq!(code(xxe), Err(ErrorCode::InvalidLocationConstraint));
+        assert_eq!(code("<Other/>"), Err(ErrorCode::MalformedXML));
+        assert_eq!(
+            code("<CreateBucketConfiguration>"),
+            Err(ErrorCode::MalformedXML)
+        );
+    }
+
+    #[test]
+    fn bucket_names_follow_s3s_dns_rules() {
+        for ok in ["abc", "my-bucket.2024", "a1b", "192.168.1.1a", "10.0.0"] {
+            assert!(valid_bucket(ok), "{ok}");
+        }
+        for bad in [
+            "ab",
+            "Abc",
+            "a_b",
+            "-abc",
+            "abc-",
+            "a..b",
+            "a.-b",
+            "a-.b",
+            "abc.",
+            "192.168.1.1",
+            "0.0.0.0",
+        ] {
+            assert!(!valid_bucket(bad), "{bad}");
+        }
+        assert!(!valid_bucket(&"a".repeat(64)));
+        assert!(valid_bucket(&"a".repeat(63)));
+    }
 }

@@ -556,7 +556,15 @@ impl S3Api {
                 let key = decoded.strip_prefix('/').unwrap_or(&decoded);
                 (Some(b), (!key.is_empty()).then(|| key.to_string()))
             }
-            None => bucket_and_key(parts.uri.path()),
+            None => {
+                let (bucket, key) = bucket_and_key(parts.uri.path());
+                // A path-style bucket name is checked before anything
+                // else (Swift's `parse_path`).
+                if let Some(b) = bucket.as_deref().filter(|b| !bucket::valid_bucket(b)) {
+                    return Err(S3Error::invalid_bucket_name(b));
+                }
+                (bucket, key)
+            }
         };
         let req = S3Request {
             method: parts.method,
@@ -912,13 +920,6 @@ pub(crate) fn param<'a>(params: &'a [(String, String)], name: &str) -> Option<&'
 /// Swift's percent-encoding of a path segment.
 pub(crate) fn quote(s: &str) -> String {
     apus_proto::quote(s)
-}
-
-/// S3's ISO 8601 time from Swift's listing time (`2026-12-06T14:13:57.123456`).
-pub(crate) fn iso_time(listing: &str) -> String {
-    let base = listing.get(..19).unwrap_or("1970-01-01T00:00:00");
-    let millis = listing.get(20..23).unwrap_or("000");
-    format!("{base}.{millis}Z")
 }
 
 /// The bucket and key of a path-style request (`/bucket/key`), decoded.

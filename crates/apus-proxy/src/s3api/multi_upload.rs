@@ -290,6 +290,9 @@ fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
 /// controller): a multipart object's S3 ETag, a Swift SLO's etag with
 /// `-N`, or the MD5.
 pub(crate) fn listing_etag(entry: &serde_json::Value) -> String {
+    if let Some(e) = entry.get("s3_etag").and_then(|e| e.as_str()) {
+        return format!("\"{}\"", e.trim_matches('"'));
+    }
     let hash = entry["hash"].as_str().unwrap_or_default();
     let mut parts = hash.split(';');
     let value = parts.next().unwrap_or_default().trim();

@@ -5,7 +5,8 @@ use std::fmt::Write as _;
 use apus_s3::S3Error;
 use http::{HeaderMap, Method, StatusCode};
 
-use super::{esc, iso_time, read_json, xml_response, S3Api, S3Request, XMLNS, XML_DECL};
+use super::multi_upload::s3_xml_time;
+use super::{esc, read_json, xml_response, S3Api, S3Request, XMLNS, XML_DECL};
 use crate::service::Resp;
 
 pub(super) async fn handle(api: &S3Api, req: S3Request) -> Result<Resp, S3Error> {
@@ -55,7 +56,7 @@ pub(super) async fn handle(api: &S3Api, req: S3Request) -> Result<Resp, S3Error>
             out,
             "<Bucket><Name>{}</Name><CreationDate>{}</CreationDate></Bucket>",
             esc(name),
-            iso_time(modified)
+            s3_xml_time(modified)
         );
     }
     out.push_str("</Buckets></ListAllMyBucketsResult>");

@@ -20,6 +20,7 @@ use apus_core::timestamp::Timestamp;
 use apus_s3::{ErrorCode, S3Error};
 use http::{HeaderMap, HeaderValue, Method, StatusCode};
 
+use super::multi_upload::{listing_etag, s3_xml_time};
 use super::{
     empty_response, esc, quote, read_json, xml_body, xml_response, S3Api, S3Request, XMLNS,
     XML_DECL,
@@ -178,46 +179,6 @@ pub(crate) fn validated_param(req: &S3Request, name: &str, default: u64) -> Resu
         return Err(not_int());
     }
     Ok(n as u64)
-}
-
-/// S3's listing time from Swift's (`2026-12-06T14:13:57.123456`): whole
-/// seconds, rounded up as Swift's `S3Timestamp` does.
-pub(crate) fn s3_xml_time(listing: &str) -> String {
-    let secs = listing
-        .get(..19)
-        .and_then(|s| apus_s3::wire::parse_iso_date(s.as_bytes()))
-        .unwrap_or(0);
-    let fraction = listing.get(20..).unwrap_or("");
-    let secs = if fraction.bytes().any(|b| b.is_ascii_digit() && b != b'0') {
-        secs + 1
-    } else {
-        secs
-    };
-    let (y, m, d) = apus_core::timestamp::civil_from_days(secs.div_euclid(86_400));
-    let rem = secs.rem_euclid(86_400);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.000Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
-}
-
-/// The ETag a listing entry shows: a multipart upload's S3 ETag, an SLO's
-/// made to look like one, or the MD5 quoted.
-pub(crate) fn listing_etag(entry: &serde_json::Value) -> String {
-    if let Some(e) = entry.get("s3_etag").and_then(|e| e.as_str()) {
-        return e.to_string();
-    }
-    if let Some(e) = entry.get("slo_etag").and_then(|e| e.as_str()) {
-        return format!("\"{}-N\"", e.trim_matches('"'));
-    }
-    let hash = entry.get("hash").and_then(|e| e.as_str()).unwrap_or("");
-    if hash.len() >= 2 && hash.starts_with('"') && hash.ends_with('"') {
-        hash.to_string()
-    } else {
-        format!("\"{hash}\"")
-    }
 }
 
 /// ListObjectVersions.
@@ -722,7 +683,7 @@ mod tests {
              </DeleteMarker>\
              <Version><Key>k</Key><VersionId>1700000001.00000</VersionId>\
              <IsLatest>false</IsLatest><LastModified>2023-11-14T22:13:22.000Z</LastModified>\
-             <ETag>&quot;abc&quot;</ETag><Size>3</Size>"
+             <ETag>\"abc\"</ETag><Size>3</Size>"
         ));
         assert!(x.contains("<Key>k&amp;l</Key><VersionId>null</VersionId>"));
         assert!(x.ends_with("<StorageClass>STANDARD</StorageClass></Version></ListVersionsResult>"));
