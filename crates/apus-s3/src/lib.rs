@@ -10,7 +10,6 @@
 
 pub mod acl;
 pub mod auth;
-pub mod checksum;
 pub mod error;
 pub mod input;
 pub mod wire;

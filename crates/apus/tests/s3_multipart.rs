@@ -10,27 +10,9 @@
 
 mod support;
 
-use std::path::PathBuf;
 use std::process::Command;
 
-use support::{exchange, login, Server};
-
-fn python() -> PathBuf {
-    let python = match std::env::var_os("APUS_SWIFT_PYTHON") {
-        Some(p) => PathBuf::from(p),
-        None => {
-            let home = std::env::var_os("HOME").unwrap_or_default();
-            PathBuf::from(home).join(".cache/swift-ref/swift-venv/bin/python")
-        }
-    };
-    assert!(
-        python.exists(),
-        "{} not found: run scripts/swift-ref.sh (the README's test command does), \
-         or set APUS_SWIFT_PYTHON",
-        python.display()
-    );
-    python
-}
+use support::{exchange, login, swift_python as python, Server};
 
 /// The 12 MiB the upload sends, the same in the script and the test.
 fn big_body() -> Vec<u8> {

@@ -13,30 +13,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use support::{exchange, login, pattern, Server};
-
-fn tool(var: &str, default: &str) -> PathBuf {
-    let path = std::env::var_os(var)
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(default));
-    assert!(
-        path.exists(),
-        "{} not found: run scripts/clients.sh (the README's test command does), or set {var}",
-        path.display()
-    );
-    path
-}
-
-fn run(cmd: &mut Command) -> String {
-    let out = cmd.output().expect("run the client");
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed: {}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
+use support::{client_tool as tool, exchange, login, pattern, run_client as run, Server};
 
 fn s3cmd(proxy: SocketAddr, dir: &Path, args: &[&str]) -> String {
     let home = std::env::var_os("HOME").unwrap_or_default();

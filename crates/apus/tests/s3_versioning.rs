@@ -10,27 +10,9 @@
 
 mod support;
 
-use std::path::PathBuf;
 use std::process::Command;
 
-use support::Server;
-
-fn python() -> PathBuf {
-    let python = match std::env::var_os("APUS_SWIFT_PYTHON") {
-        Some(p) => PathBuf::from(p),
-        None => {
-            let home = std::env::var_os("HOME").unwrap_or_default();
-            PathBuf::from(home).join(".cache/swift-ref/swift-venv/bin/python")
-        }
-    };
-    assert!(
-        python.exists(),
-        "{} not found: run scripts/swift-ref.sh (the README's test command does), \
-         or set APUS_SWIFT_PYTHON",
-        python.display()
-    );
-    python
-}
+use support::{swift_python as python, Server};
 
 /// The client side: every step prints one line the test checks. Version
 /// ids are timestamps, so the lines say which one was seen.

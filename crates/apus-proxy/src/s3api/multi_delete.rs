@@ -110,26 +110,24 @@ pub(super) async fn handle(api: &S3Api, mut req: S3Request) -> Result<Resp, S3Er
             "MULTI_OBJECT_DELETE",
         ));
     }
-    let checksum = apus_s3::checksum::expected(&req.headers)?;
-    if apus_s3::checksum::has_trailer(&req.headers) {
-        // Trailers come only after a streamed (aws-chunked) body.
-        return Err(S3Error::new(ErrorCode::MalformedTrailerError));
-    }
+    // The checksum headers were validated, and a checksum is verified
+    // as the body streams (`apus_s3::input`), before this runs.
+    let has_checksum = req
+        .headers
+        .keys()
+        .any(|k| apus_s3::input::ChecksumAlgorithm::from_header(k.as_str()).is_some());
     let md5 = super::obj::content_md5_hex(&req)?;
     let doc = xml_body::read(&mut req, MAX_BODY_SIZE)
         .await?
         .filter(|d| !d.is_empty())
         .ok_or_else(|| S3Error::new(ErrorCode::MissingRequestBodyError))?;
-    if let Some(c) = &checksum {
-        c.check(&doc)?;
-    }
     // The document must be protected by one or the other.
-    let Some(()) = md5.as_ref().map(|_| ()).or(checksum.as_ref().map(|_| ())) else {
+    if md5.is_none() && !has_checksum {
         return Err(S3Error::with_message(
             ErrorCode::InvalidRequest,
             "Missing required header for this request: Content-MD5 OR x-amz-checksum-*",
         ));
-    };
+    }
     if let Some(expected) = &md5 {
         let got: String = Md5::digest(&doc)
             .iter()

@@ -348,3 +348,50 @@ pub fn pattern(len: usize, seed: u32) -> Vec<u8> {
         })
         .collect()
 }
+
+/// The reference venv's Python (with swiftclient, boto3 and botocore),
+/// which the README's test command installs (`scripts/swift-ref.sh`);
+/// `APUS_SWIFT_PYTHON` names another.
+pub fn swift_python() -> PathBuf {
+    let python = match std::env::var_os("APUS_SWIFT_PYTHON") {
+        Some(p) => PathBuf::from(p),
+        None => {
+            let home = std::env::var_os("HOME").unwrap_or_default();
+            PathBuf::from(home).join(".cache/swift-ref/swift-venv/bin/python")
+        }
+    };
+    assert!(
+        python.exists(),
+        "{} not found: run scripts/swift-ref.sh (the README's test command does), \
+         or set APUS_SWIFT_PYTHON",
+        python.display()
+    );
+    python
+}
+
+/// A third-party client the README's test command installs
+/// (`scripts/clients.sh`): `var` names it, else `default`.
+pub fn client_tool(var: &str, default: &str) -> PathBuf {
+    let path = std::env::var_os(var)
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(default));
+    assert!(
+        path.exists(),
+        "{} not found: run scripts/clients.sh (the README's test command does), or set {var}",
+        path.display()
+    );
+    path
+}
+
+/// Runs a client command and gives its output; a failure fails the test
+/// with what the client said.
+pub fn run_client(cmd: &mut Command) -> String {
+    let out = cmd.output().expect("run the client");
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
