@@ -417,6 +417,10 @@ impl http_body::Body for TrackedBody {
     }
 }
 
+/// The largest refused aws-chunked body hashed for its error: Swift's
+/// `max_file_size`.
+const MAX_HASHED_REFUSAL: u64 = 5 * 1024 * 1024 * 1024 + 2;
+
 /// An aws-chunked body outside a SigV4 header signature is refused as a
 /// payload hash mismatch; Swift words it with the hash of the body as
 /// sent (or, when the decoded length is below the sent one, as an
@@ -434,13 +438,21 @@ async fn streaming_refused(
     let number = |name: &str| {
         crate::service::header_str(&parts.headers, name).and_then(|v| v.trim().parse::<u64>().ok())
     };
-    let sent = number("content-length").unwrap_or(0);
+    // Without a length the body's end is not known in advance: it is
+    // not read.
+    let Some(sent) = number("content-length") else {
+        return e;
+    };
     if let Some(decoded) = number("x-amz-decoded-content-length") {
         if decoded < sent {
             return S3Error::new(ErrorCode::IncompleteBody)
                 .detail("NumberBytesExpected", decoded.to_string())
                 .detail("NumberBytesProvided", sent.to_string());
         }
+    }
+    // Past Swift's largest object the body is not worth reading.
+    if sent > MAX_HASHED_REFUSAL {
+        return e;
     }
     use sha2::Digest;
     let mut hasher = sha2::Sha256::new();
