@@ -476,7 +476,16 @@ async fn streaming_refused(
 fn finish(result: Result<Resp, S3Error>, trans_id: &str, head: bool) -> Resp {
     let mut resp = match result {
         Ok(r) => r,
-        Err(e) if head => empty_response(e.status()),
+        Err(e) if head => {
+            // No body, but the type of the one a GET would carry, as
+            // Swift's error answers keep theirs on a HEAD.
+            let mut resp = empty_response(e.status());
+            resp.headers_mut().insert(
+                http::header::CONTENT_TYPE,
+                HeaderValue::from_static("application/xml"),
+            );
+            resp
+        }
         Err(e) => {
             let body = e.to_xml(Some(trans_id));
             let mut resp = xml_response(e.status(), body);
@@ -782,10 +791,7 @@ impl S3Api {
             _ => {}
         }
         match status.as_u16() {
-            400 => {
-                let body = read_text(resp).await;
-                S3Error::with_message(ErrorCode::InvalidRequest, body)
-            }
+            400 => bad_request_error(req, read_text(resp).await),
             401 => S3Error::new(ErrorCode::SignatureDoesNotMatch),
             403 => S3Error::access_denied("Access Denied."),
             416 => {
@@ -828,6 +834,22 @@ impl S3Api {
             Err(_) => false,
         }
     }
+}
+
+/// S3's error for a Swift 400 with `body`: a refused expiry header is
+/// `InvalidArgument` naming it, anything else `InvalidRequest`.
+fn bad_request_error(req: &S3Request, body: String) -> S3Error {
+    // The names as Swift's messages spell them ("Non-integer
+    // X-Delete-At", "X-Delete-After in past"), tested in this order.
+    for name in ["X-Delete-At", "X-Delete-After"] {
+        if body.contains(name) {
+            let value = req.header(name).unwrap_or_default().to_string();
+            return S3Error::with_message(ErrorCode::InvalidArgument, body)
+                .detail("ArgumentName", name)
+                .detail("ArgumentValue", value);
+        }
+    }
+    S3Error::with_message(ErrorCode::InvalidRequest, body)
 }
 
 /// The container of a bucket's multipart upload segments is the bucket's
@@ -957,5 +979,63 @@ async fn read_text(resp: Resp) -> String {
     match apus_http::body::collect_limited(resp.into_body(), 64 * 1024).await {
         Ok(b) => String::from_utf8_lossy(&b).into_owned(),
         Err(_) => String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn put_with(headers: &[(&'static str, &'static str)]) -> S3Request {
+        let mut h = HeaderMap::new();
+        for (n, v) in headers {
+            h.insert(*n, HeaderValue::from_static(v));
+        }
+        S3Request {
+            method: Method::PUT,
+            headers: h,
+            params: Vec::new(),
+            bucket: Some("b".into()),
+            key: Some("o".into()),
+            account: "AUTH_test".into(),
+            user_id: "test:tester".into(),
+            ext: http::Extensions::new(),
+            body: None,
+            body_fault: Default::default(),
+        }
+    }
+
+    #[test]
+    fn refused_expiry_headers_are_invalid_arguments() {
+        let req = put_with(&[("x-delete-at", "test"), ("x-delete-after", "-140")]);
+        let e = bad_request_error(&req, "Non-integer X-Delete-At".into());
+        assert_eq!(e.code, ErrorCode::InvalidArgument);
+        assert_eq!(e.message, "Non-integer X-Delete-At");
+        assert_eq!(e.detail_text("ArgumentName"), Some("X-Delete-At"));
+        assert_eq!(e.detail_text("ArgumentValue"), Some("test"));
+        let e = bad_request_error(&req, "X-Delete-After in past".into());
+        assert_eq!(e.code, ErrorCode::InvalidArgument);
+        assert_eq!(e.detail_text("ArgumentName"), Some("X-Delete-After"));
+        assert_eq!(e.detail_text("ArgumentValue"), Some("-140"));
+        let e = bad_request_error(&req, "Metadata name too long".into());
+        assert_eq!(e.code, ErrorCode::InvalidRequest);
+    }
+
+    #[test]
+    fn head_errors_say_their_type_without_a_body() {
+        let resp = finish(Err(S3Error::no_such_key("o")), "tx1", true);
+        assert_eq!(resp.status(), StatusCode::NOT_FOUND);
+        assert_eq!(
+            resp.headers()
+                .get("content-type")
+                .and_then(|v| v.to_str().ok()),
+            Some("application/xml")
+        );
+        assert_eq!(
+            resp.headers()
+                .get("content-length")
+                .and_then(|v| v.to_str().ok()),
+            Some("0")
+        );
     }
 }
