@@ -14,15 +14,20 @@
 #                   exists, because start.sh puts Swift's devices on tmpfs
 #                   too (see ../shared/conformance/README.md), so neither side
 #                   pays for disk flushes the other skips
+#
+# A reference Swift already answering on 127.0.0.1:8080 is used as it is and
+# left running; one this script starts, it stops.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root="$PWD"
 shared="$root/../shared/conformance"
+target="${CARGO_TARGET_DIR:-$root/target}"
 OBJECTS="${OBJECTS:-2000}"
 CONCURRENCY="${CONCURRENCY:-32}"
 LISTING="${LISTING:-10000}"
 LARGE_MIB="${LARGE_MIB:-1024}"
 APUS_PORT="${APUS_PORT:-9080}"
+SWIFT_URL="http://127.0.0.1:8080"
 
 cargo build --release --locked -q -p apus -p apus-bench
 work="$(mktemp -d)"
@@ -30,15 +35,16 @@ data_root="${APUS_DATA_ROOT:-}"
 if [ -z "$data_root" ] && [ -d /dev/shm ]; then data_root=/dev/shm; fi
 apus_data="$(mktemp -d "${data_root:-$work}/apus-bench.XXXXXX")"
 apus_pid=""
+swift_started=0
 cleanup() {
   [ -n "$apus_pid" ] && kill "$apus_pid" 2>/dev/null && wait "$apus_pid" 2>/dev/null || true
-  if [ "${SKIP_SWIFT:-0}" != 1 ] && [ -x "$shared/stop.sh" ]; then "$shared/stop.sh" >/dev/null 2>&1 || true; fi
+  if [ "$swift_started" = 1 ]; then "$shared/stop.sh" >/dev/null 2>&1 || true; fi
   rm -rf "$work" "$apus_data"
 }
 trap cleanup EXIT
 
 bench() {
-  "$root/target/release/apus-bench" -A "$1/auth/v1.0" -U test:tester -K testing \
+  "$target/release/apus-bench" -A "$1/auth/v1.0" -U test:tester -K testing \
     --objects "$OBJECTS" --concurrency "$CONCURRENCY" --listing "$LISTING" --large-mib "$LARGE_MIB" \
     ${POLICY:+--policy "$POLICY"}
 }
@@ -52,7 +58,7 @@ wait_up() {
   return 1
 }
 
-RUST_LOG=warn "$root/target/release/apus" serve --data "$apus_data" \
+RUST_LOG=warn "$target/release/apus" serve --data "$apus_data" \
   --bind "127.0.0.1:$APUS_PORT" >"$work/apus.log" 2>&1 &
 apus_pid=$!
 wait_up "http://127.0.0.1:$APUS_PORT"
@@ -62,10 +68,17 @@ bench "http://127.0.0.1:$APUS_PORT" | tee "$work/apus.txt"
 awk '/VmHWM/ { printf "apus peak RSS %.1f MiB (whole cluster, whole run)\n", $2 / 1024 }' "/proc/$apus_pid/status"
 
 if [ "${SKIP_SWIFT:-0}" = 1 ]; then exit 0; fi
-"$shared/start.sh" >"$work/swift-start.log" 2>&1
-wait_up "http://127.0.0.1:8080"
+if curl -fs "$SWIFT_URL/info" >/dev/null 2>&1; then
+  echo "(reference Swift already running on $SWIFT_URL: using it, leaving it up)"
+else
+  # start.sh stops what it started when it fails, so only a cluster that
+  # came up is ours to stop.
+  "$shared/start.sh" >"$work/swift-start.log" 2>&1 || { tail -n 20 "$work/swift-start.log" >&2; exit 1; }
+  swift_started=1
+fi
+wait_up "$SWIFT_URL"
 echo "== swift"
-bench "http://127.0.0.1:8080" | tee "$work/swift.txt"
+bench "$SWIFT_URL" | tee "$work/swift.txt"
 
 echo "== ratio (apus / swift; for listing_10k_json, swift / apus: higher is better for apus)"
 join <(sort "$work/apus.txt") <(sort "$work/swift.txt") | awk '

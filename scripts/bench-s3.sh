@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# S3 load benchmark: apus serve's S3 layer against the reference Swift's
+# s3api middleware, side by side on this machine, with the same load tool
+# (apus-bench --s3: path-style requests signed with AWS Signature V4,
+# UNSIGNED-PAYLOAD) and workload: 4 KiB PUT/GET/HEAD/DELETE ops/s, 1 GiB
+# PUT/GET MB/s. Prints both figures and the ratio. scripts/bench.sh is the
+# same through the Swift API.
+#
+#   SKIP_SWIFT=1    measure apus alone (the reference needs ../shared/conformance
+#                   installed with its apt packages: memcached, rsync)
+#   OBJECTS=2000 CONCURRENCY=32 LARGE_MIB=1024   workload
+#   APUS_PORT=9080  where apus listens (Swift's start.sh takes 8080)
+#   APUS_DATA_ROOT  where apus keeps its devices; default /dev/shm when it
+#                   exists, because start.sh puts Swift's devices on tmpfs
+#                   too (see ../shared/conformance/README.md), so neither side
+#                   pays for disk flushes the other skips
+#
+# A reference Swift already answering on 127.0.0.1:8080 is used as it is and
+# left running; one this script starts, it stops.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root="$PWD"
+shared="$root/../shared/conformance"
+target="${CARGO_TARGET_DIR:-$root/target}"
+OBJECTS="${OBJECTS:-2000}"
+CONCURRENCY="${CONCURRENCY:-32}"
+LARGE_MIB="${LARGE_MIB:-1024}"
+APUS_PORT="${APUS_PORT:-9080}"
+SWIFT_URL="http://127.0.0.1:8080"
+
+cargo build --release --locked -q -p apus -p apus-bench
+work="$(mktemp -d)"
+data_root="${APUS_DATA_ROOT:-}"
+if [ -z "$data_root" ] && [ -d /dev/shm ]; then data_root=/dev/shm; fi
+apus_data="$(mktemp -d "${data_root:-$work}/apus-bench.XXXXXX")"
+apus_pid=""
+swift_started=0
+cleanup() {
+  [ -n "$apus_pid" ] && kill "$apus_pid" 2>/dev/null && wait "$apus_pid" 2>/dev/null || true
+  if [ "$swift_started" = 1 ]; then "$shared/stop.sh" >/dev/null 2>&1 || true; fi
+  rm -rf "$work" "$apus_data"
+}
+trap cleanup EXIT
+
+bench() {
+  "$target/release/apus-bench" --s3 -A "$1" -U test:tester -K testing \
+    --objects "$OBJECTS" --concurrency "$CONCURRENCY" --large-mib "$LARGE_MIB"
+}
+
+wait_up() {
+  for _ in $(seq 1 120); do
+    curl -fs "$1/healthcheck" >/dev/null 2>&1 && return 0
+    sleep 1
+  done
+  echo "error: $1 did not come up" >&2
+  return 1
+}
+
+RUST_LOG=warn "$target/release/apus" serve --data "$apus_data" \
+  --bind "127.0.0.1:$APUS_PORT" >"$work/apus.log" 2>&1 &
+apus_pid=$!
+wait_up "http://127.0.0.1:$APUS_PORT"
+echo "== apus (S3)"
+bench "http://127.0.0.1:$APUS_PORT" | tee "$work/apus.txt"
+# The whole cluster is one process: its peak resident memory over the run.
+awk '/VmHWM/ { printf "apus peak RSS %.1f MiB (whole cluster, whole run)\n", $2 / 1024 }' "/proc/$apus_pid/status"
+# Done with apus: stop it so it takes nothing from Swift's run.
+kill "$apus_pid" 2>/dev/null && wait "$apus_pid" 2>/dev/null || true
+apus_pid=""
+
+if [ "${SKIP_SWIFT:-0}" = 1 ]; then exit 0; fi
+if curl -fs "$SWIFT_URL/info" >/dev/null 2>&1; then
+  echo "(reference Swift already running on $SWIFT_URL: using it, leaving it up)"
+else
+  # start.sh stops what it started when it fails, so only a cluster that
+  # came up is ours to stop.
+  "$shared/start.sh" >"$work/swift-start.log" 2>&1 || { tail -n 20 "$work/swift-start.log" >&2; exit 1; }
+  swift_started=1
+fi
+wait_up "$SWIFT_URL"
+echo "== swift s3api"
+bench "$SWIFT_URL" | tee "$work/swift.txt"
+
+echo "== ratio (apus / swift: higher is better for apus)"
+join <(sort "$work/apus.txt") <(sort "$work/swift.txt") | awk '
+  { printf "%-18s apus %10.1f %s  swift %10.1f %s  ratio %.2fx\n", $1, $2, $3, $4, $5, $2 / $4 }'
