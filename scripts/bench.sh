@@ -4,6 +4,10 @@
 # 4 KiB PUT/GET/HEAD/DELETE ops/s, the time to list a 10,000-object
 # container, 1 GiB PUT/GET MB/s. Prints both figures and the ratio.
 #
+#   API=s3          the same through S3 (apus-bench --s3: path-style requests
+#                   signed with AWS Signature V4, UNSIGNED-PAYLOAD) against
+#                   apus's S3 layer and Swift's s3api; no listing, no POLICY,
+#                   and apus is stopped before Swift runs (scripts/bench-s3.sh)
 #   SKIP_SWIFT=1    measure apus alone (the reference needs ../shared/conformance
 #                   installed with its apt packages: memcached, rsync)
 #   OBJECTS=2000 CONCURRENCY=32 LISTING=10000 LARGE_MIB=1024   workload
@@ -44,10 +48,17 @@ cleanup() {
 trap cleanup EXIT
 
 bench() {
-  "$target/release/apus-bench" -A "$1/auth/v1.0" -U test:tester -K testing \
-    --objects "$OBJECTS" --concurrency "$CONCURRENCY" --listing "$LISTING" --large-mib "$LARGE_MIB" \
-    ${POLICY:+--policy "$POLICY"}
+  if [ "${API:-swift}" = s3 ]; then
+    "$target/release/apus-bench" --s3 -A "$1" -U test:tester -K testing \
+      --objects "$OBJECTS" --concurrency "$CONCURRENCY" --large-mib "$LARGE_MIB"
+  else
+    "$target/release/apus-bench" -A "$1/auth/v1.0" -U test:tester -K testing \
+      --objects "$OBJECTS" --concurrency "$CONCURRENCY" --listing "$LISTING" --large-mib "$LARGE_MIB" \
+      ${POLICY:+--policy "$POLICY"}
+  fi
 }
+label=""
+[ "${API:-swift}" = s3 ] && label=" (S3)"
 
 wait_up() {
   for _ in $(seq 1 120); do
@@ -62,10 +73,15 @@ RUST_LOG=warn "$target/release/apus" serve --data "$apus_data" \
   --bind "127.0.0.1:$APUS_PORT" >"$work/apus.log" 2>&1 &
 apus_pid=$!
 wait_up "http://127.0.0.1:$APUS_PORT"
-echo "== apus"
+echo "== apus$label"
 bench "http://127.0.0.1:$APUS_PORT" | tee "$work/apus.txt"
 # The whole cluster is one process: its peak resident memory over the run.
 awk '/VmHWM/ { printf "apus peak RSS %.1f MiB (whole cluster, whole run)\n", $2 / 1024 }' "/proc/$apus_pid/status"
+if [ "${API:-swift}" = s3 ]; then
+  # Done with apus: stop it so it takes nothing from Swift's run.
+  kill "$apus_pid" 2>/dev/null && wait "$apus_pid" 2>/dev/null || true
+  apus_pid=""
+fi
 
 if [ "${SKIP_SWIFT:-0}" = 1 ]; then exit 0; fi
 if curl -fs "$SWIFT_URL/info" >/dev/null 2>&1; then
@@ -77,7 +93,7 @@ else
   swift_started=1
 fi
 wait_up "$SWIFT_URL"
-echo "== swift"
+if [ "${API:-swift}" = s3 ]; then echo "== swift s3api"; else echo "== swift"; fi
 bench "$SWIFT_URL" | tee "$work/swift.txt"
 
 echo "== ratio (apus / swift; for listing_10k_json, swift / apus: higher is better for apus)"

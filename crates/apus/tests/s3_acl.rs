@@ -9,9 +9,7 @@
 
 mod support;
 
-use std::process::Command;
-
-use support::{swift_python as python, Server};
+use support::{run_python_script, Server};
 
 /// Every step prints one line `name result` the test checks.
 const SCRIPT: &str = r#"
@@ -105,26 +103,8 @@ fn s3_acls_grant_exactly_what_they_say() {
     let dir = tempfile::tempdir().unwrap();
     let mut server = Server::start(dir.path(), &dir.path().join("data"), "serve");
     let proxy = server.wait_ready();
-    let out = Command::new(python())
-        .arg("-c")
-        .arg(SCRIPT)
-        .arg(format!("http://{proxy}"))
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}\nserver: {}",
-        String::from_utf8_lossy(&out.stderr),
-        server.stderr()
-    );
-    let line = |key: &str| {
-        let l = stdout
-            .lines()
-            .find(|l| l.split(' ').next() == Some(key))
-            .unwrap_or_else(|| panic!("no {key} line in {stdout}"));
-        l[key.len()..].trim().to_string()
-    };
+    let out = run_python_script(SCRIPT, proxy, &server);
+    let line = |key: &str| out.after(key);
     // A private bucket and object: nothing for tester3, nor for tester2
     // (an account admin, but not the bucket's owner).
     for step in [

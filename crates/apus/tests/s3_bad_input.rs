@@ -12,9 +12,7 @@
 
 mod support;
 
-use std::process::Command;
-
-use support::{swift_python as python, Server};
+use support::{run_python_script, Server};
 
 /// Every case prints `name (status, code) stored`; a socket that stays
 /// silent for 20 s prints `timeout`.
@@ -137,19 +135,7 @@ fn refused_bodies_and_documents_leave_nothing_behind() {
     let dir = tempfile::tempdir().unwrap();
     let mut server = Server::start(dir.path(), &dir.path().join("data"), "serve");
     let proxy = server.wait_ready();
-    let out = Command::new(python())
-        .arg("-c")
-        .arg(SCRIPT)
-        .arg(format!("http://{proxy}"))
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}\nserver: {}",
-        String::from_utf8_lossy(&out.stderr),
-        server.stderr()
-    );
+    let out = run_python_script(SCRIPT, proxy, &server);
     let expected = [
         "good ('200', '') True",
         "badsig ('403', 'SignatureDoesNotMatch') False",
@@ -161,7 +147,7 @@ fn refused_bodies_and_documents_leave_nothing_behind() {
         "oversized ('400', 'MalformedXML') True",
         "plain ('200', '') False",
     ];
-    let lines: Vec<&str> = stdout.lines().collect();
-    assert_eq!(lines, expected, "{stdout}");
+    let lines: Vec<&str> = out.0.lines().collect();
+    assert_eq!(lines, expected, "{}", out.0);
     assert!(server.terminate().success(), "{}", server.stderr());
 }

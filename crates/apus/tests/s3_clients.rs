@@ -10,9 +10,7 @@
 
 mod support;
 
-use std::process::Command;
-
-use support::{exchange, login, swift_python as python, Server};
+use support::{exchange, login, run_python_script, Server};
 
 /// The client side: every step prints one line the test checks.
 const SCRIPT: &str = r#"
@@ -91,26 +89,8 @@ fn boto3_buckets_objects_and_the_swift_api_on_the_same_objects() {
     );
     assert_eq!(head.status, 201);
 
-    let out = Command::new(python())
-        .arg("-c")
-        .arg(SCRIPT)
-        .arg(format!("http://{proxy}"))
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}\nserver: {}",
-        String::from_utf8_lossy(&out.stderr),
-        server.stderr()
-    );
-    let line = |key: &str| {
-        stdout
-            .lines()
-            .find(|l| l.split(' ').next() == Some(key))
-            .unwrap_or_else(|| panic!("no {key} line in {stdout}"))
-            .to_string()
-    };
+    let out = run_python_script(SCRIPT, proxy, &server);
+    let line = |key: &str| out.line(key);
     // A container made through Swift has no S3 ACL, so no S3 owner: the
     // account's owners list and read it, a user without rights does not.
     assert_eq!(line("buckets"), "buckets ['photos', 'swiftside']");

@@ -12,7 +12,7 @@ mod support;
 
 use std::process::Command;
 
-use support::{exchange, login, swift_python as python, Server};
+use support::{exchange, login, run_python_script, swift_python as python, Server};
 
 /// The 12 MiB the upload sends, the same in the script and the test.
 fn big_body() -> Vec<u8> {
@@ -121,26 +121,8 @@ fn boto3_multipart_uploads_and_copies() {
     let proxy = server.wait_ready();
     let (token, account) = login(proxy, "test:tester", "testing");
 
-    let out = Command::new(python())
-        .arg("-c")
-        .arg(SCRIPT)
-        .arg(format!("http://{proxy}"))
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}\nserver: {}",
-        String::from_utf8_lossy(&out.stderr),
-        server.stderr()
-    );
-    let line = |key: &str| {
-        stdout
-            .lines()
-            .find(|l| l.split(' ').next() == Some(key))
-            .unwrap_or_else(|| panic!("no {key} line in {stdout}"))
-            .to_string()
-    };
+    let out = run_python_script(SCRIPT, proxy, &server);
+    let line = |key: &str| out.line(key);
     assert_eq!(
         line("head"),
         "head True 12582912 app/x-big {'color': 'blue'}"

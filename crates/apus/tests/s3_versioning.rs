@@ -10,9 +10,7 @@
 
 mod support;
 
-use std::process::Command;
-
-use support::{swift_python as python, Server};
+use support::{run_python_script, Server};
 
 /// The client side: every step prints one line the test checks. Version
 /// ids are timestamps, so the lines say which one was seen.
@@ -88,26 +86,8 @@ fn boto3_versions_delete_markers_and_multi_object_delete() {
     let dir = tempfile::tempdir().unwrap();
     let mut server = Server::start(dir.path(), &dir.path().join("data"), "serve");
     let proxy = server.wait_ready();
-    let out = Command::new(python())
-        .arg("-c")
-        .arg(SCRIPT)
-        .arg(format!("http://{proxy}"))
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}\nserver: {}",
-        String::from_utf8_lossy(&out.stderr),
-        server.stderr()
-    );
-    let line = |key: &str| {
-        stdout
-            .lines()
-            .find(|l| l.split(' ').next() == Some(key))
-            .unwrap_or_else(|| panic!("no {key} line in {stdout}"))
-            .to_string()
-    };
+    let out = run_python_script(SCRIPT, proxy, &server);
+    let line = |key: &str| out.line(key);
     let expect = [
         // Never configured: no status; then enabled.
         "status0 None",

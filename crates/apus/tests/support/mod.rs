@@ -369,6 +369,44 @@ pub fn swift_python() -> PathBuf {
     python
 }
 
+/// What a client script printed, one `key value...` line per step.
+pub struct ScriptOutput(pub String);
+
+impl ScriptOutput {
+    /// The whole line that starts with `key`.
+    pub fn line(&self, key: &str) -> String {
+        self.0
+            .lines()
+            .find(|l| l.split(' ').next() == Some(key))
+            .unwrap_or_else(|| panic!("no {key} line in {}", self.0))
+            .to_string()
+    }
+
+    /// What follows `key` on its line.
+    pub fn after(&self, key: &str) -> String {
+        self.line(key)[key.len()..].trim().to_string()
+    }
+}
+
+/// Runs `script` with the reference Python against `http://{proxy}`; a
+/// script that fails fails the test with what it and the server said.
+pub fn run_python_script(script: &str, proxy: SocketAddr, server: &Server) -> ScriptOutput {
+    let out = Command::new(swift_python())
+        .arg("-c")
+        .arg(script)
+        .arg(format!("http://{proxy}"))
+        .output()
+        .expect("run the reference Python");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}\nserver: {}",
+        String::from_utf8_lossy(&out.stderr),
+        server.stderr()
+    );
+    ScriptOutput(stdout)
+}
+
 /// A third-party client the README's test command installs
 /// (`scripts/clients.sh`): `var` names it, else `default`.
 pub fn client_tool(var: &str, default: &str) -> PathBuf {
