@@ -75,6 +75,12 @@ enum Command {
     AccountAuditor(daemon_cmd::DaemonArgs),
 }
 
+/// jemalloc rather than glibc malloc: allocation is a large share of a
+/// small request's CPU, and glibc's arenas and consolidation cost about a
+/// fifth of it (measured in docs/performance.md).
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     // Like other Unix tools, the printing commands end quietly when the

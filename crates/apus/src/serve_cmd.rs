@@ -57,6 +57,11 @@ const REQUEST_LOG_TARGETS: [&str; 2] = ["apus_proxy::catch_errors", "object-serv
 /// How long blocking disk work may keep the process alive after the
 /// servers have stopped.
 const RUNTIME_SHUTDOWN: Duration = Duration::from_secs(5);
+/// Threads for disk and SQLite work (tokio's default is 512). Each thread
+/// costs a stack and allocator caches, and 64 concurrent small PUTs grew
+/// the pool past 250 threads and the process past 600 MB; beyond a few
+/// dozen, more threads only queue on the same disks.
+const MAX_BLOCKING_THREADS: usize = 64;
 
 pub fn run(args: &ServeArgs) -> ExitCode {
     match run_inner(args) {
@@ -128,6 +133,7 @@ fn run_inner(args: &ServeArgs) -> Result<ExitCode> {
     let plan = prepare(&conf)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        .max_blocking_threads(MAX_BLOCKING_THREADS)
         .build()
         .context("cannot start the async runtime")?;
     let code = runtime.block_on(serve(plan, conf.shutdown_timeout));
