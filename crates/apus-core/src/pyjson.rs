@@ -10,25 +10,44 @@ use std::fmt::Write as _;
 /// Appends `s` as a JSON string literal.
 pub fn push_json_str(out: &mut String, s: &str) {
     out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            '\u{8}' => out.push_str("\\b"),
-            '\u{c}' => out.push_str("\\f"),
-            ' '..='~' => out.push(c),
-            _ => {
-                let mut units = [0u16; 2];
-                for u in c.encode_utf16(&mut units) {
-                    let _ = write!(out, "\\u{u:04x}");
-                }
+    // Names are mostly printable ASCII: copy such runs whole (listings
+    // write thousands of names per answer) and escape the rest below.
+    let mut rest = s;
+    while !rest.is_empty() {
+        let plain = rest
+            .bytes()
+            .position(|b| !(b' '..=b'~').contains(&b) || b == b'"' || b == b'\\')
+            .unwrap_or(rest.len());
+        out.push_str(&rest[..plain]);
+        rest = &rest[plain..];
+        let Some(c) = rest.chars().next() else {
+            break;
+        };
+        rest = &rest[c.len_utf8()..];
+        push_escaped_char(out, c);
+    }
+    out.push('"');
+}
+
+/// Appends one character that is not plain printable ASCII (or is `"` or
+/// `\`), escaped.
+fn push_escaped_char(out: &mut String, c: char) {
+    match c {
+        '"' => out.push_str("\\\""),
+        '\\' => out.push_str("\\\\"),
+        '\n' => out.push_str("\\n"),
+        '\r' => out.push_str("\\r"),
+        '\t' => out.push_str("\\t"),
+        '\u{8}' => out.push_str("\\b"),
+        '\u{c}' => out.push_str("\\f"),
+        ' '..='~' => out.push(c),
+        _ => {
+            let mut units = [0u16; 2];
+            for u in c.encode_utf16(&mut units) {
+                let _ = write!(out, "\\u{u:04x}");
             }
         }
     }
-    out.push('"');
 }
 
 /// `s` as a JSON string literal.
@@ -50,5 +69,22 @@ mod tests {
             r#""a\"b\\\n\u0001\u00e9\ud83d\ude00\u007f ~""#
         );
         assert_eq!(json_str(""), "\"\"");
+    }
+
+    proptest::proptest! {
+        /// Copying plain runs whole writes what escaping each character
+        /// alone writes, and serde_json reads the original string back.
+        #[test]
+        fn runs_match_char_by_char(s in "\\PC*|[ -~\"\\\\\n\u{1}\u{7f}é]*") {
+            let mut by_char = String::from("\"");
+            for c in s.chars() {
+                push_escaped_char(&mut by_char, c);
+            }
+            by_char.push('"');
+            let written = json_str(&s);
+            proptest::prop_assert_eq!(&written, &by_char);
+            let back: String = serde_json::from_str(&written).unwrap();
+            proptest::prop_assert_eq!(back, s);
+        }
     }
 }

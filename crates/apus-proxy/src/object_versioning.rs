@@ -564,13 +564,24 @@ impl Handler<'_> {
         let body = apus_http::body::collect_limited(body, crate::segments::MAX_LISTING_BYTES)
             .await
             .map_err(|_| error_response(StatusCode::INTERNAL_SERVER_ERROR, None))?;
+        // Only an entry with a `symlink_path` (which symlink adds) can
+        // change: without one anywhere, the listing passes as the container
+        // server wrote it, without a parse (Swift re-serializes with the
+        // same json.dumps the container server used, so the bytes match).
+        if !wants_versions && memchr::memmem::find(&body, b"\"symlink_path\"").is_none() {
+            return Ok(http::Response::from_parts(parts, apus_http::full(body)));
+        }
         let Ok(serde_json::Value::Array(mut listing)) =
             serde_json::from_slice::<serde_json::Value>(&body)
         else {
             return Ok(http::Response::from_parts(parts, apus_http::full(body)));
         };
+        let mut changed = false;
         for item in &mut listing {
-            self.show_version_link(item, &container, &location, wants_versions);
+            changed |= self.show_version_link(item, &container, &location, wants_versions);
+        }
+        if !wants_versions && !changed {
+            return Ok(http::Response::from_parts(parts, apus_http::full(body)));
         }
         let out = if wants_versions {
             let limit = listing_limit(&query, CONTAINER_LISTING_LIMIT)?;
@@ -597,34 +608,35 @@ impl Handler<'_> {
     }
 
     /// A listing entry that links to a version shows the version's size
-    /// and etag (and, outside version listings, a `?version-id` path).
+    /// and etag (and, outside version listings, a `?version-id` path);
+    /// `false` when the entry is left as it was.
     fn show_version_link(
         &self,
         item: &mut serde_json::Value,
         container: &str,
         location: &str,
         wants_versions: bool,
-    ) {
+    ) -> bool {
         let Some(obj) = item.as_object_mut() else {
-            return;
+            return false;
         };
         if !["symlink_path", "symlink_etag", "symlink_bytes"]
             .iter()
             .all(|k| obj.contains_key(*k))
         {
-            return;
+            return false;
         }
         let path = unquote(obj["symlink_path"].as_str().unwrap_or(""));
         let Ok(parts) = apus_proto::split_path(&path, 4, 4, true) else {
-            return;
+            return false;
         };
         let (Some(tgt_account), Some(tgt_container), Some(tgt_object)) =
             (parts[1].clone(), parts[2].clone(), parts[3].clone())
         else {
-            return;
+            return false;
         };
         if tgt_container != location {
-            return;
+            return false;
         }
         let hash = obj
             .get("hash")
@@ -655,6 +667,7 @@ impl Handler<'_> {
             );
             obj.insert("symlink_path".into(), serde_json::Value::String(sp));
         }
+        true
     }
 
     async fn list_versions(

@@ -202,9 +202,13 @@ pub fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 
 /// A successful JSON container listing with each entry passed through
 /// `edit` (which says whether it changed anything); any other answer, or
-/// a body that is not a JSON list, passes unchanged.
+/// a body that is not a JSON list, passes unchanged. `edit` is called only
+/// when `needle` occurs somewhere in the body: it names what an entry must
+/// contain for `edit` to change it (a hash parameter, written unescaped by
+/// every container server), so the common listing is never parsed.
 pub async fn edit_json_listing(
     resp: Resp,
+    needle: &[u8],
     mut edit: impl FnMut(&mut serde_json::Value) -> bool,
 ) -> Resp {
     let json = header_str(resp.headers(), "content-type").is_some_and(|c| {
@@ -220,6 +224,9 @@ pub async fn edit_json_listing(
     else {
         return error_response(StatusCode::INTERNAL_SERVER_ERROR, None);
     };
+    if memchr::memmem::find(&body, needle).is_none() {
+        return Response::from_parts(parts, full(body));
+    }
     let Ok(serde_json::Value::Array(mut items)) =
         serde_json::from_slice::<serde_json::Value>(&body)
     else {

@@ -581,7 +581,7 @@ impl Symlink {
     async fn container_listing(&self, req: Req, version: String, account: String) -> Resp {
         let resp = self.next.call(req).await;
         let account = apus_proto::quote(&account);
-        crate::service::edit_json_listing(resp, |item| {
+        crate::service::edit_json_listing(resp, b"symlink_target", |item| {
             annotate_listing_entry(item, &version, &account)
         })
         .await

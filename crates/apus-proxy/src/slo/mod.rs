@@ -1164,7 +1164,7 @@ impl Slo {
 
     async fn container_listing(&self, req: Req) -> Resp {
         let resp = self.next.call(req).await;
-        crate::service::edit_json_listing(resp, show_slo_etag).await
+        crate::service::edit_json_listing(resp, b"slo_etag=", show_slo_etag).await
     }
 
     async fn manifest_delete(&self, req: Req, version: String, account: String) -> Resp {
