@@ -31,6 +31,29 @@ const BUSY_RETRY: Duration = Duration::from_millis(1);
 /// many clients' first page; S3 caps its pages at 1,000 too.
 pub const LIST_LIMIT: u32 = 1000;
 
+/// Objects prefilled per request in flight when no prefill is given:
+/// enough that a GET, HEAD or DELETE seldom waits for an object another
+/// request holds...
+const DEFAULT_PREFILL_PER_TASK: u64 = 4;
+/// ...but no more bytes than this in all, so that a run of large objects
+/// does not begin by writing tens of gigabytes.
+const DEFAULT_PREFILL_BYTES: u64 = 1 << 30;
+
+/// How many objects to write before the timed part when the user did not
+/// say: none when the mix only writes or lists, else a few per request in
+/// flight, within [`DEFAULT_PREFILL_BYTES`] (and at least one).
+pub fn default_prefill(mix: &Mix, sizes: &SizeDist, concurrency: usize) -> u64 {
+    let acts_on_objects = Op::ALL
+        .into_iter()
+        .any(|op| op.needs_object() && mix.has(op));
+    if !acts_on_objects {
+        return 0;
+    }
+    let wanted = DEFAULT_PREFILL_PER_TASK.saturating_mul(concurrency as u64);
+    let affordable = DEFAULT_PREFILL_BYTES / sizes.mean().max(1);
+    wanted.min(affordable).max(1)
+}
+
 /// When the timed part ends.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum StopAfter {
@@ -305,7 +328,7 @@ impl Rng {
 /// What every task of a run shares.
 struct Run {
     session: Session,
-    /// Container (bucket) names, `bench-<millis>-<i>`.
+    /// Container (bucket) names, `bench-<millis>-<random>-<i>`.
     containers: Vec<String>,
     /// How many of them exist: they are created in order, and only those
     /// are the cleanup's to delete.
@@ -590,6 +613,14 @@ fn unix_millis() -> u128 {
         .as_millis()
 }
 
+/// A number different in every process: std keys its hashers randomly.
+fn random_u64() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u128(unix_millis());
+    hasher.finish()
+}
+
 /// Refuses a run that could do nothing useful.
 pub fn check(config: &MixConfig) -> anyhow::Result<()> {
     if config.concurrency == 0 {
@@ -619,11 +650,14 @@ pub async fn run(
 ) -> anyhow::Result<Summary> {
     check(config)?;
     let session = Session::login(endpoint, config.concurrency).await?;
-    let stamp = unix_millis();
+    // The time orders runs; the random part keeps apart runs started at
+    // once against one account, say from several client machines.
+    let random = random_u64();
+    let prefix = format!("bench-{}-{:06x}", unix_millis(), random & 0xff_ffff);
     let run = Arc::new(Run {
         session,
         containers: (0..config.containers)
-            .map(|i| format!("bench-{stamp}-{i}"))
+            .map(|i| format!("{prefix}-{i}"))
             .collect(),
         created: AtomicUsize::new(0),
         live: LiveObjects::default(),
@@ -633,8 +667,7 @@ pub async fn run(
     });
     // Seeds differ from run to run, so repeated runs do not replay the
     // same sizes and objects.
-    let seed = (stamp as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ u64::from(std::process::id());
-    let outcome = prepare_and_measure(&run, endpoint, config, interrupt, seed).await;
+    let outcome = prepare_and_measure(&run, endpoint, config, interrupt, random).await;
     if config.keep {
         eprintln!(
             "kept {} objects in {} (--keep)",
@@ -924,6 +957,19 @@ mod tests {
             keep: false,
             progress: ProgressStyle::Quiet,
         }
+    }
+
+    #[test]
+    fn the_default_prefill_gives_each_task_objects_within_a_budget() {
+        let mix: Mix = "put=20,get=70,delete=10".parse().unwrap();
+        assert_eq!(default_prefill(&mix, &SizeDist::fixed(4096), 32), 128);
+        assert_eq!(default_prefill(&mix, &SizeDist::fixed(64 << 20), 32), 16);
+        assert_eq!(default_prefill(&mix, &SizeDist::fixed(4 << 30), 8), 1);
+        let writes_and_lists: Mix = "put=1,list=1".parse().unwrap();
+        assert_eq!(
+            default_prefill(&writes_and_lists, &SizeDist::fixed(0), 32),
+            0
+        );
     }
 
     #[test]

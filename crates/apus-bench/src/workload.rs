@@ -326,6 +326,17 @@ impl SizeDist {
     pub fn max(&self) -> u64 {
         self.choices.iter().map(|(r, _)| r.max).max().unwrap_or(0)
     }
+
+    /// The mean size of what it draws.
+    pub fn mean(&self) -> u64 {
+        let (mut sum, mut weights) = (0u128, 0u128);
+        for (range, weight) in &self.choices {
+            let middle = (u128::from(range.min) + u128::from(range.max)) / 2;
+            sum += middle * u128::from(*weight);
+            weights += u128::from(*weight);
+        }
+        u64::try_from(sum / weights.max(1)).unwrap_or(u64::MAX)
+    }
 }
 
 impl FromStr for SizeDist {
@@ -494,6 +505,7 @@ mod tests {
         let sizes: SizeDist = "1KiB-1MiB".parse().unwrap();
         assert_eq!(sizes.to_string(), "1 KiB-1 MiB");
         assert_eq!(sizes.max(), 1 << 20);
+        assert_eq!(sizes.mean(), (1024 + (1 << 20)) / 2);
         let mut seen_low_half = false;
         let mut seen_high_half = false;
         let mut x = 1u64;
@@ -527,6 +539,7 @@ mod tests {
             }
         }
         assert_eq!(small, 80);
+        assert_eq!(sizes.mean(), (80 * 4096 + 20 * 1_048_576) / 100);
         let sizes: SizeDist = "1K-8K:9, 64MiB:1, 1G:0".parse().unwrap();
         assert_eq!(sizes.max(), 64 << 20);
         assert_eq!(sizes.to_string(), "1 KiB-8 KiB:9,64 MiB:1");

@@ -15,15 +15,11 @@ use anyhow::{Context, Result};
 use apus_bench::client::{DEFAULT_S3_ENDPOINT, DEFAULT_SWIFT_AUTH};
 use apus_bench::workload::{parse_bytes, parse_duration};
 use apus_bench::{
-    Api, Endpoint, Interrupt, Mix, MixConfig, Op, ProgressStyle, SizeDist, StopAfter, SuiteConfig,
+    Api, Endpoint, Interrupt, Mix, MixConfig, ProgressStyle, SizeDist, StopAfter, SuiteConfig,
 };
 
 /// How long a mixed run lasts when neither --duration nor --ops is given.
 const DEFAULT_DURATION: Duration = Duration::from_secs(10);
-/// Objects prefilled per request in flight, when the mix needs objects
-/// and --prefill is not given: enough that a GET rarely waits for an
-/// object another request holds.
-const DEFAULT_PREFILL_PER_TASK: u64 = 4;
 
 #[derive(clap::Args)]
 #[command(
@@ -128,8 +124,8 @@ struct WorkloadArgs {
           value_parser = clap::value_parser!(u64).range(1..))]
     ops: Option<u64>,
     /// Objects written before the timed run, so GET, HEAD and DELETE have
-    /// targets [default: 4 per request in flight when the mix has get,
-    /// head or delete; else 0]
+    /// targets [default: 4 per request in flight, at most 1 GiB in all,
+    /// when the mix has get, head or delete; else 0]
     #[arg(long, value_name = "N")]
     prefill: Option<u64>,
     /// Containers (buckets) the objects are spread over
@@ -218,13 +214,8 @@ async fn run_suite(args: &SuiteArgs) -> Result<ExitCode> {
 }
 
 async fn run_mix(endpoint: &EndpointArgs, args: &WorkloadArgs) -> Result<ExitCode> {
-    let needs_objects = Op::ALL
-        .into_iter()
-        .any(|op| op.needs_object() && args.mix.has(op));
-    let prefill = args.prefill.unwrap_or(if needs_objects {
-        DEFAULT_PREFILL_PER_TASK * u64::from(args.concurrency)
-    } else {
-        0
+    let prefill = args.prefill.unwrap_or_else(|| {
+        apus_bench::mix::default_prefill(&args.mix, &args.size, args.concurrency as usize)
     });
     let stop_after = match (args.ops, args.duration) {
         (Some(n), _) => StopAfter::Ops(n),
