@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Load benchmark: apus serve against the reference Swift, side by side on
-# this machine, with the same load tool (apus-bench) and workload:
-# 4 KiB PUT/GET/HEAD/DELETE ops/s, the time to list a 10,000-object
-# container, 1 GiB PUT/GET MB/s. Prints both figures and the ratio.
+# this machine, with the same load tool (apus bench suite) and workload:
+# 4 KiB PUT/GET/HEAD/DELETE ops/s with their p50 and p99 latencies, the
+# time to list a 10,000-object container, 1 GiB PUT/GET MB/s. Prints both
+# figures and the ratio, oriented so that above 1 is better for apus.
 #
-#   API=s3          the same through S3 (apus-bench --s3: path-style requests
+#   API=s3          the same through S3 (apus bench suite --s3: path-style requests
 #                   signed with AWS Signature V4, UNSIGNED-PAYLOAD) against
 #                   apus's S3 layer and Swift's s3api; no listing, no POLICY,
 #                   and apus is stopped before Swift runs (scripts/bench-s3.sh)
@@ -33,7 +34,7 @@ LARGE_MIB="${LARGE_MIB:-1024}"
 APUS_PORT="${APUS_PORT:-9080}"
 SWIFT_URL="http://127.0.0.1:8080"
 
-cargo build --release --locked -q -p apus -p apus-bench
+cargo build --release --locked -q -p apus
 work="$(mktemp -d)"
 data_root="${APUS_DATA_ROOT:-}"
 if [ -z "$data_root" ] && [ -d /dev/shm ]; then data_root=/dev/shm; fi
@@ -49,10 +50,10 @@ trap cleanup EXIT
 
 bench() {
   if [ "${API:-swift}" = s3 ]; then
-    "$target/release/apus-bench" --s3 -A "$1" -U test:tester -K testing \
+    "$target/release/apus" bench suite --s3 -A "$1" -U test:tester -K testing \
       --objects "$OBJECTS" --concurrency "$CONCURRENCY" --large-mib "$LARGE_MIB"
   else
-    "$target/release/apus-bench" -A "$1/auth/v1.0" -U test:tester -K testing \
+    "$target/release/apus" bench suite -A "$1/auth/v1.0" -U test:tester -K testing \
       --objects "$OBJECTS" --concurrency "$CONCURRENCY" --listing "$LISTING" --large-mib "$LARGE_MIB" \
       ${POLICY:+--policy "$POLICY"}
   fi
@@ -96,8 +97,10 @@ wait_up "$SWIFT_URL"
 if [ "${API:-swift}" = s3 ]; then echo "== swift s3api"; else echo "== swift"; fi
 bench "$SWIFT_URL" | tee "$work/swift.txt"
 
-echo "== ratio (apus / swift; for listing_10k_json, swift / apus: higher is better for apus)"
+# Rates (ops/s, MB/s) compare as apus / swift; times (ms: the listing and
+# the latencies) as swift / apus, since less is better.
+echo "== ratio (apus / swift for rates, swift / apus for times: higher is better for apus)"
 join <(sort "$work/apus.txt") <(sort "$work/swift.txt") | awk '
   $1 == "listing_10k_bytes" { next }
-  $1 == "listing_10k_json" { printf "%-18s apus %10.1f %s  swift %10.1f %s  ratio %.2fx\n", $1, $2, $3, $4, $5, $4 / $2; next }
-  { printf "%-18s apus %10.1f %s  swift %10.1f %s  ratio %.2fx\n", $1, $2, $3, $4, $5, $2 / $4 }'
+  $3 == "ms" { printf "%-18s apus %10.3f %s  swift %10.3f %s  ratio %.2fx\n", $1, $2, $3, $4, $5, ($2 > 0 ? $4 / $2 : 0); next }
+  { printf "%-18s apus %10.1f %s  swift %10.1f %s  ratio %.2fx\n", $1, $2, $3, $4, $5, ($4 > 0 ? $2 / $4 : 0) }'

@@ -2,11 +2,13 @@
 //!
 //! It owns the command line: `apus ring` (swift-ring-builder's semantics),
 //! `apus nodes` (swift-get-nodes), `apus serve` (a node's servers and
-//! daemons, or a whole cluster in one process) and one subcommand per
-//! daemon (`apus object-replicator --once`).
+//! daemons, or a whole cluster in one process), one subcommand per
+//! daemon (`apus object-replicator --once`) and `apus bench` (a load tool
+//! for any Swift or S3 endpoint).
 //! Subcommands only parse arguments, call into the library crates and print;
 //! the logic lives in those crates. Nothing depends on this crate.
 
+mod bench_cmd;
 mod daemon_cmd;
 mod daemons;
 mod local_cluster;
@@ -73,6 +75,9 @@ enum Command {
     AccountReplicator(daemon_cmd::DaemonArgs),
     /// Check account databases; quarantine broken ones.
     AccountAuditor(daemon_cmd::DaemonArgs),
+    /// Load any Swift-API (apus, Swift, Ceph RGW) or S3 endpoint with a
+    /// mix of requests; report rates and latencies; delete what it wrote.
+    Bench(Box<bench_cmd::BenchArgs>),
 }
 
 /// jemalloc rather than glibc malloc: allocation is a large share of a
@@ -109,5 +114,6 @@ fn main() -> ExitCode {
         Command::ContainerReconciler(a) => daemon_cmd::run(DaemonName::ContainerReconciler, &a),
         Command::AccountReplicator(a) => daemon_cmd::run(DaemonName::AccountReplicator, &a),
         Command::AccountAuditor(a) => daemon_cmd::run(DaemonName::AccountAuditor, &a),
+        Command::Bench(args) => bench_cmd::run(&args),
     }
 }
