@@ -5,15 +5,21 @@
 //! and read the final answer. hyper's client cannot wait for the interim
 //! response, which is why this lives beside it.
 //!
-//! Each connection is used for one request and closed: a proxy PUT sends
-//! the same data to several nodes and learns which ones will take it
-//! before reading the client's body, so no data is ever replayed.
+//! A proxy PUT sends the same data to several nodes and learns which ones
+//! will take it before reading the client's body, so no data is ever
+//! replayed. [`start`] uses a connection for one request and closes it;
+//! [`UploadPool::start`] keeps a connection whose answer was cleanly
+//! framed for the next request to the same node, as hyper's pool does for
+//! other backend requests, which spares every PUT three connects, accepts
+//! and closes (and the sockets they leave in TIME_WAIT).
 //!
 //! The answer is parsed without I/O ([`parse_response_head`],
 //! [`ChunkedDecoder`]), so the parsers can be tested and fuzzed alone.
 
+use std::collections::HashMap;
 use std::io;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
@@ -49,6 +55,150 @@ pub struct UploadConn {
     pending: BytesMut,
     chunked: bool,
     node_timeout: Duration,
+    /// Where the connection goes back after a cleanly framed answer
+    /// (`None`: it is closed after this request), and its key there.
+    pool: Option<(UploadPool, String)>,
+}
+
+/// A connection waiting in the pool, and since when.
+type IdleConn = (TcpStream, Instant);
+
+/// Idle upload connections by node (`ip:port`). Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct UploadPool {
+    idle: Arc<Mutex<HashMap<String, Vec<IdleConn>>>>,
+    max_idle_per_host: usize,
+    idle_timeout: Duration,
+}
+
+impl UploadPool {
+    /// A pool keeping at most `max_idle_per_host` idle connections per
+    /// node, each for at most `idle_timeout` (keep it below the servers'
+    /// own idle limit, so a node rarely closes one the pool still holds).
+    pub fn new(max_idle_per_host: usize, idle_timeout: Duration) -> Self {
+        UploadPool {
+            idle: Arc::new(Mutex::new(HashMap::new())),
+            max_idle_per_host,
+            idle_timeout,
+        }
+    }
+
+    /// How many idle connections the pool holds for `host`.
+    pub fn idle_count(&self, host: &str) -> usize {
+        self.idle
+            .lock()
+            .map(|idle| idle.get(host).map_or(0, Vec::len))
+            .unwrap_or(0)
+    }
+
+    /// The most recently used idle connection to `host` that is still
+    /// open: one the node closed reads as end-of-file, and one holding
+    /// stray bytes is unusable; both are dropped.
+    fn take(&self, host: &str) -> Option<TcpStream> {
+        let Ok(mut idle) = self.idle.lock() else {
+            return None;
+        };
+        let conns = idle.get_mut(host)?;
+        while let Some((stream, since)) = conns.pop() {
+            if since.elapsed() >= self.idle_timeout {
+                continue;
+            }
+            let mut probe = [0u8; 1];
+            match stream.try_read(&mut probe) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Some(stream),
+                _ => continue,
+            }
+        }
+        None
+    }
+
+    fn put(&self, host: String, stream: TcpStream) {
+        let Ok(mut idle) = self.idle.lock() else {
+            return;
+        };
+        let timeout = self.idle_timeout;
+        idle.retain(|_, conns| {
+            conns.retain(|(_, since)| since.elapsed() < timeout);
+            !conns.is_empty()
+        });
+        let conns = idle.entry(host).or_default();
+        if conns.len() < self.max_idle_per_host {
+            conns.push((stream, Instant::now()));
+        }
+    }
+
+    /// [`start`] on an idle connection to `host` when the pool has one,
+    /// else on a new one that the pool keeps afterwards if its answer
+    /// allows. A reused connection that fails before any answer byte
+    /// arrives (the node closed it meanwhile) is replaced by a new one
+    /// once: no body byte has been sent by then, so nothing is replayed.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn start(
+        &self,
+        host: &str,
+        method: &Method,
+        path: &str,
+        headers: &HeaderMap,
+        content_length: Option<u64>,
+        conn_timeout: Duration,
+        node_timeout: Duration,
+    ) -> io::Result<Started> {
+        let pool = Some((self.clone(), host.to_string()));
+        if let Some(stream) = self.take(host) {
+            match start_on(
+                stream,
+                pool.clone(),
+                host,
+                method,
+                path,
+                headers,
+                content_length,
+                node_timeout,
+            )
+            .await
+            {
+                Err(StartError::BeforeAnswer(_)) => {}
+                Err(StartError::Other(e)) => return Err(e),
+                Ok(started) => return Ok(started),
+            }
+        }
+        let stream = connect(host, conn_timeout).await?;
+        start_on(
+            stream,
+            pool,
+            host,
+            method,
+            path,
+            headers,
+            content_length,
+            node_timeout,
+        )
+        .await
+        .map_err(StartError::into_io)
+    }
+}
+
+/// Why [`start_on`] failed: before the node sent a single byte of an
+/// answer (a reused connection the node had closed), or otherwise.
+enum StartError {
+    BeforeAnswer(io::Error),
+    Other(io::Error),
+}
+
+impl StartError {
+    fn into_io(self) -> io::Error {
+        match self {
+            StartError::BeforeAnswer(e) | StartError::Other(e) => e,
+        }
+    }
+}
+
+async fn connect(host: &str, conn_timeout: Duration) -> io::Result<TcpStream> {
+    let stream = timeout(conn_timeout, TcpStream::connect(host))
+        .await
+        .map_err(|_| timed_out("connect"))??;
+    stream.set_nodelay(true)?;
+    Ok(stream)
 }
 
 fn timed_out(what: &str) -> io::Error {
@@ -202,10 +352,35 @@ pub async fn start(
     conn_timeout: Duration,
     node_timeout: Duration,
 ) -> io::Result<Started> {
-    let mut stream = timeout(conn_timeout, TcpStream::connect(host))
-        .await
-        .map_err(|_| timed_out("connect"))??;
-    stream.set_nodelay(true)?;
+    let stream = connect(host, conn_timeout).await?;
+    start_on(
+        stream,
+        None,
+        host,
+        method,
+        path,
+        headers,
+        content_length,
+        node_timeout,
+    )
+    .await
+    .map_err(StartError::into_io)
+}
+
+/// Sends the head on `stream` and reads the node's first answer. With a
+/// `pool` the connection asks to be kept alive and goes back to the pool
+/// after a cleanly framed final answer.
+#[allow(clippy::too_many_arguments)]
+async fn start_on(
+    mut stream: TcpStream,
+    pool: Option<(UploadPool, String)>,
+    host: &str,
+    method: &Method,
+    path: &str,
+    headers: &HeaderMap,
+    content_length: Option<u64>,
+    node_timeout: Duration,
+) -> Result<Started, StartError> {
     let expect = content_length != Some(0);
     let mut head = Vec::with_capacity(512);
     head.extend_from_slice(method.as_str().as_bytes());
@@ -233,26 +408,45 @@ pub async fn start(
     if expect {
         head.extend_from_slice(b"Expect: 100-continue\r\n");
     }
-    head.extend_from_slice(b"Connection: close\r\n\r\n");
+    if pool.is_none() {
+        head.extend_from_slice(b"Connection: close\r\n");
+    }
+    head.extend_from_slice(b"\r\n");
+    // Until the first answer byte, a failure may be a reused connection
+    // the node had already closed.
+    let before_answer = |e: io::Error| match e.kind() {
+        io::ErrorKind::UnexpectedEof
+        | io::ErrorKind::ConnectionReset
+        | io::ErrorKind::ConnectionAborted
+        | io::ErrorKind::BrokenPipe => StartError::BeforeAnswer(e),
+        _ => StartError::Other(e),
+    };
     timeout(node_timeout, stream.write_all(&head))
         .await
-        .map_err(|_| timed_out("sending the request head"))??;
+        .map_err(|_| StartError::Other(timed_out("sending the request head")))?
+        .map_err(before_answer)?;
     let mut conn = UploadConn {
         stream,
         pending: BytesMut::new(),
         chunked: content_length.is_none(),
         node_timeout,
+        pool,
     };
     if !expect {
-        return Ok(Started::Final(conn.read_final().await?));
+        conn.fill_first().await.map_err(before_answer)?;
+        let answer = conn.read_final().await.map_err(StartError::Other)?;
+        return Ok(Started::Final(answer));
     }
-    let (status, headers, consumed) = conn.read_head().await?;
+    conn.fill_first().await.map_err(before_answer)?;
+    let (status, headers, consumed) = conn.read_head().await.map_err(StartError::Other)?;
     if status == StatusCode::CONTINUE {
         let _ = conn.pending.split_to(consumed);
         return Ok(Started::Continue(conn));
     }
     let _ = conn.pending.split_to(consumed);
-    let body = conn.read_body(&headers).await.unwrap_or_default();
+    // Refused before the body: the node may still expect it, so this
+    // connection is not reused.
+    let (body, _) = conn.read_body(&headers).await.unwrap_or_default();
     Ok(Started::Final(FinalResponse {
         status,
         headers,
@@ -311,20 +505,44 @@ impl UploadConn {
         self.read_final().await
     }
 
-    async fn read_final(&mut self) -> io::Result<FinalResponse> {
+    /// Reads the final answer; a connection from a pool goes back to it
+    /// when the answer was framed by its length, read whole with nothing
+    /// after it, and did not ask to close.
+    async fn read_final(mut self) -> io::Result<FinalResponse> {
         loop {
             let (status, headers, consumed) = self.read_head().await?;
             let _ = self.pending.split_to(consumed);
             if status.is_informational() {
                 continue;
             }
-            let body = self.read_body(&headers).await?;
+            let (body, framed) = self.read_body(&headers).await?;
+            let close = headers
+                .get(http::header::CONNECTION)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case("close")));
+            if framed && !close && self.pending.is_empty() {
+                if let Some((pool, host)) = self.pool.take() {
+                    pool.put(host, self.stream);
+                }
+            }
             return Ok(FinalResponse {
                 status,
                 headers,
                 body,
             });
         }
+    }
+
+    /// Waits for the first bytes of the node's answer; end-of-file before
+    /// any is an error.
+    async fn fill_first(&mut self) -> io::Result<()> {
+        if self.fill().await? == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "connection closed before an answer",
+            ));
+        }
+        Ok(())
     }
 
     async fn fill(&mut self) -> io::Result<usize> {
@@ -356,8 +574,10 @@ impl UploadConn {
     }
 
     /// Reads a short response body: by Content-Length, chunked, or to EOF
-    /// (the connection is `close`), keeping at most [`MAX_BODY`] bytes.
-    async fn read_body(&mut self, headers: &HeaderMap) -> io::Result<Bytes> {
+    /// (the connection is `close`), keeping at most [`MAX_BODY`] bytes;
+    /// also says whether it was a whole body framed by Content-Length, the
+    /// only kind after which the connection is reused.
+    async fn read_body(&mut self, headers: &HeaderMap) -> io::Result<(Bytes, bool)> {
         let length = headers
             .get(http::header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
@@ -366,15 +586,16 @@ impl UploadConn {
             .get(http::header::TRANSFER_ENCODING)
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.eq_ignore_ascii_case("chunked"));
-        if let Some(len) = length {
-            let len = len.min(MAX_BODY);
+        if let Some(declared) = length {
+            let len = declared.min(MAX_BODY);
             while self.pending.len() < len {
                 if self.fill().await? == 0 {
                     break;
                 }
             }
             let take = len.min(self.pending.len());
-            return Ok(self.pending.split_to(take).freeze());
+            let whole = take == declared;
+            return Ok((self.pending.split_to(take).freeze(), whole));
         }
         if chunked {
             let mut decoder = ChunkedDecoder::new(MAX_BODY);
@@ -383,12 +604,12 @@ impl UploadConn {
                     break;
                 }
             }
-            return Ok(decoder.into_body());
+            return Ok((decoder.into_body(), false));
         }
         loop {
             if self.pending.len() >= MAX_BODY || self.fill().await? == 0 {
                 let take = self.pending.len().min(MAX_BODY);
-                return Ok(self.pending.split_to(take).freeze());
+                return Ok((self.pending.split_to(take).freeze(), false));
             }
         }
     }
@@ -428,6 +649,133 @@ mod tests {
         {
             Started::Final(resp) => Ok(resp),
             Started::Continue(_) => panic!("no body was offered"),
+        }
+    }
+
+    /// Answers every request on every connection it accepts with
+    /// `answer` (whose framing decides whether the client may reuse it),
+    /// closing a connection after `per_conn` answers; counts accepts.
+    async fn answering_server(
+        answer: &'static [u8],
+        per_conn: usize,
+    ) -> (String, Arc<std::sync::atomic::AtomicUsize>) {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let accepts = Arc::new(AtomicUsize::new(0));
+        let counted = accepts.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut sock, _)) = listener.accept().await else {
+                    return;
+                };
+                counted.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let mut seen = Vec::new();
+                    let mut answered = 0;
+                    let mut buf = [0u8; 4096];
+                    while answered < per_conn {
+                        let Ok(n) = sock.read(&mut buf).await else {
+                            return;
+                        };
+                        if n == 0 {
+                            return;
+                        }
+                        seen.extend_from_slice(&buf[..n]);
+                        // Zero-length requests: one answer per head.
+                        while let Some(end) = seen.windows(4).position(|w| w == b"\r\n\r\n") {
+                            seen.drain(..end + 4);
+                            if sock.write_all(answer).await.is_err() {
+                                return;
+                            }
+                            answered += 1;
+                        }
+                    }
+                });
+            }
+        });
+        (addr, accepts)
+    }
+
+    async fn pooled_put(pool: &UploadPool, addr: &str) -> FinalResponse {
+        let t = Duration::from_secs(5);
+        match pool
+            .start(
+                addr,
+                &Method::PUT,
+                "/d/1/a/c/o",
+                &HeaderMap::new(),
+                Some(0),
+                t,
+                t,
+            )
+            .await
+            .unwrap()
+        {
+            Started::Final(resp) => resp,
+            Started::Continue(_) => panic!("no body was offered"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_pool_reuses_a_connection_whose_answer_was_framed() {
+        use std::sync::atomic::Ordering;
+        let (addr, accepts) =
+            answering_server(b"HTTP/1.1 201 Created\r\nContent-Length: 2\r\n\r\nok", 100).await;
+        let pool = UploadPool::new(4, Duration::from_secs(30));
+        for _ in 0..5 {
+            let resp = pooled_put(&pool, &addr).await;
+            assert_eq!(resp.status, StatusCode::CREATED);
+            assert_eq!(&resp.body[..], b"ok");
+            assert_eq!(pool.idle_count(&addr), 1);
+        }
+        assert_eq!(accepts.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn a_pool_keeps_no_connection_the_node_closes_or_leaves_unframed() {
+        use std::sync::atomic::Ordering;
+        let pool = UploadPool::new(4, Duration::from_secs(30));
+        // Longer than what is kept of a body: not read whole.
+        let mut long = format!(
+            "HTTP/1.1 201 Created\r\nContent-Length: {}\r\n\r\n",
+            MAX_BODY + 10
+        )
+        .into_bytes();
+        long.resize(long.len() + MAX_BODY + 10, b'x');
+        for answer in [
+            b"HTTP/1.1 201 Created\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_vec(),
+            b"HTTP/1.1 201 Created\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n".to_vec(),
+            long,
+        ] {
+            let answer: &'static [u8] = Box::leak(answer.into_boxed_slice());
+            let (addr, accepts) = answering_server(answer, 100).await;
+            let _ = pooled_put(&pool, &addr).await;
+            assert_eq!(
+                pool.idle_count(&addr),
+                0,
+                "{}",
+                String::from_utf8_lossy(&answer[..60])
+            );
+            let _ = pooled_put(&pool, &addr).await;
+            assert_eq!(accepts.load(Ordering::SeqCst), 2);
+        }
+    }
+
+    /// A node that closes an idle connection (its keep-alive limit) costs
+    /// the next request nothing: the pool opens a new connection.
+    #[tokio::test]
+    async fn a_connection_the_node_closed_while_idle_is_replaced() {
+        use std::sync::atomic::Ordering;
+        let (addr, accepts) =
+            answering_server(b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n", 1).await;
+        let pool = UploadPool::new(4, Duration::from_secs(30));
+        for round in 1..=3 {
+            let resp = pooled_put(&pool, &addr).await;
+            assert_eq!(resp.status, StatusCode::NO_CONTENT);
+            assert_eq!(accepts.load(Ordering::SeqCst), round);
+            // Let the server's close arrive before the next request.
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
 

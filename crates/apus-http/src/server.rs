@@ -81,6 +81,9 @@ pub async fn serve<H: Handler>(
     serve_with(listener, handler, shutdown, ServerConfig::default()).await
 }
 
+/// Pending connections a listener holds before the kernel drops SYNs.
+const LISTEN_BACKLOG: i32 = 4096;
+
 /// Accepts connections on `listener` and serves `handler` on each until
 /// `shutdown` completes; then stops accepting, lets requests in flight
 /// finish (at most `graceful_timeout`) and returns.
@@ -90,6 +93,13 @@ pub async fn serve_with<H: Handler>(
     shutdown: impl Future<Output = ()>,
     config: ServerConfig,
 ) -> io::Result<()> {
+    // std binds with a backlog of 128: a proxy opening a connection per
+    // replica for 64 concurrent PUTs overflows it, the kernel drops SYNs
+    // and connects wait a second for the retransmit. Linux lets listen()
+    // again raise the backlog of a listening socket (capped by somaxconn).
+    if let Err(e) = rustix::net::listen(&listener, LISTEN_BACKLOG) {
+        tracing::warn!(error = %e, "cannot raise the listen backlog");
+    }
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut conns = JoinSet::new();
     let mut builder = hyper::server::conn::http1::Builder::new();

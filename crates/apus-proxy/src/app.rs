@@ -95,8 +95,13 @@ impl App {
             node_timeout: config.node_timeout,
             ..ClientConfig::default()
         });
+        let uploads = apus_http::expect::UploadPool::new(
+            client.config().pool_max_idle_per_host,
+            client.config().pool_idle_timeout,
+        );
         let backend = Backend {
             client,
+            uploads,
             limiter: Arc::new(ErrorLimiter::new(LimiterConfig {
                 limit: config.error_suppression_limit,
                 interval: config.error_suppression_interval,

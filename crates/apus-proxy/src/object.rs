@@ -10,7 +10,7 @@ use apus_core::policy::PolicyKind;
 
 use apus_core::conditional::format_http_date;
 use apus_core::Timestamp;
-use apus_http::expect::{self, FinalResponse, Started, UploadConn};
+use apus_http::expect::{FinalResponse, Started, UploadConn};
 use apus_proto::constraints::{NameKind, MAX_FILE_SIZE};
 use apus_proto::headers::is_true;
 use apus_ring::Device;
@@ -572,12 +572,13 @@ impl Ctx<'_> {
                         .hedged_slot(plan.slot(i), next, |dev| {
                             let bpath = backend_path(dev, plan.partition, path, None);
                             let limiter = backend.limiter.clone();
+                            let uploads = backend.uploads.clone();
                             let dev = dev.clone();
                             let hdrs = hdrs.clone();
                             let (conn_timeout, node_timeout) = (cfg.conn_timeout, cfg.node_timeout);
                             tokio::spawn(async move {
                                 let waiting = limiter.begin(&dev);
-                                let started = expect::start(
+                                let started = uploads.start(
                                     &node_host(&dev),
                                     &Method::PUT,
                                     &bpath,

@@ -215,6 +215,9 @@ pub fn assign_update_targets(headers: &mut [HeaderMap], devs: &[&Device], part: 
 /// the waits for slow nodes.
 pub struct Backend {
     pub client: BackendClient,
+    /// Kept-alive connections for object uploads (`Expect: 100-continue`),
+    /// which hyper's client cannot send.
+    pub uploads: apus_http::expect::UploadPool,
     pub limiter: Arc<ErrorLimiter>,
     pub timing: Timing,
 }

@@ -33,6 +33,7 @@ pub(super) fn dev(name: &str) -> Device {
 fn backend() -> Backend {
     Backend {
         client: BackendClient::new(ClientConfig::default()),
+        uploads: apus_http::expect::UploadPool::new(4, Duration::from_secs(30)),
         limiter: Arc::new(ErrorLimiter::new(LimiterConfig {
             limit: 10,
             interval: Duration::from_secs(60),

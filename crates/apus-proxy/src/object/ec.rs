@@ -23,7 +23,7 @@ use apus_core::conditional::{format_http_date, normalize_etag};
 use apus_core::policy::EcParams;
 use apus_core::Timestamp;
 use apus_ec::{ArchiveEncoder, EcScheme, EcType};
-use apus_http::expect::{self, Started};
+use apus_http::expect::Started;
 use apus_proto::constraints::MAX_FILE_SIZE;
 use apus_proto::ec as pec;
 use bytes::Bytes;
@@ -258,9 +258,10 @@ impl Ctx<'_> {
             set_header(&mut hdrs, pec::X_BACKEND_EC_COMMIT, "yes");
             let bpath = backend_path(&dev, plan.partition, &path, None);
             let limiter = limiter.clone();
+            let uploads = self.app.backend.uploads.clone();
             let (conn_timeout, node_timeout) = (cfg.conn_timeout, cfg.node_timeout);
             tokio::spawn(async move {
-                let answer = expect::start(
+                let answer = uploads.start(
                     &node_host(&dev),
                     &Method::PUT,
                     &bpath,
