@@ -11,7 +11,12 @@
 #                   and apus is stopped before Swift runs (scripts/bench-s3.sh)
 #   SKIP_SWIFT=1    measure apus alone (the reference needs ../shared/conformance
 #                   installed with its apt packages: memcached, rsync)
-#   OBJECTS=2000 CONCURRENCY=32 LISTING=10000 LARGE_MIB=1024   workload
+#   PEER=rgw        measure against Ceph's RADOS Gateway instead of Swift
+#                   (../shared/peers/rgw: Swift API on :8480, one copy; its
+#                   install.sh must have run); apus then defaults to REPLICAS=1
+#   REPLICAS=3      replicas of apus's rings (1 compares like with like
+#                   against the one-copy RGW)
+#   OBJECTS=2000 CONCURRENCY=64 LISTING=10000 LARGE_MIB=1024   workload
 #   POLICY=ec42     the storage policy of the benchmark's containers on both
 #                   sides (both name their erasure-coded 4+2 policy ec42)
 #   APUS_PORT=9080  where apus listens (Swift's start.sh takes 8080)
@@ -20,19 +25,35 @@
 #                   too (see ../shared/conformance/README.md), so neither side
 #                   pays for disk flushes the other skips
 #
-# A reference Swift already answering on 127.0.0.1:8080 is used as it is and
-# left running; one this script starts, it stops.
+# A reference Swift (or RGW) already answering is used as it is and left
+# running; one this script starts, it stops. Both sides' resident memory is
+# reported idle (after start-up) and at the end of the run: for apus the one
+# process, for the peer the sum over its server processes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root="$PWD"
 shared="$root/../shared/conformance"
 target="${CARGO_TARGET_DIR:-$root/target}"
 OBJECTS="${OBJECTS:-2000}"
-CONCURRENCY="${CONCURRENCY:-32}"
+CONCURRENCY="${CONCURRENCY:-64}"
 LISTING="${LISTING:-10000}"
 LARGE_MIB="${LARGE_MIB:-1024}"
 APUS_PORT="${APUS_PORT:-9080}"
-SWIFT_URL="http://127.0.0.1:8080"
+PEER="${PEER:-swift}"
+case "$PEER" in
+  swift)
+    SWIFT_URL="http://127.0.0.1:8080"
+    peer_dir="$shared"
+    peer_procs='swift-(proxy|account|container|object)-server|memcached'
+    REPLICAS="${REPLICAS:-3}" ;;
+  rgw)
+    SWIFT_URL="http://127.0.0.1:8480"
+    peer_dir="$root/../shared/peers/rgw"
+    peer_procs='ceph-mon|ceph-osd|radosgw'
+    REPLICAS="${REPLICAS:-1}"
+    [ "${API:-swift}" = s3 ] && { echo "error: PEER=rgw measures the Swift API only" >&2; exit 2; } ;;
+  *) echo "error: PEER is swift or rgw" >&2; exit 2 ;;
+esac
 
 cargo build --release --locked -q -p apus
 work="$(mktemp -d)"
@@ -43,7 +64,10 @@ apus_pid=""
 swift_started=0
 cleanup() {
   [ -n "$apus_pid" ] && kill "$apus_pid" 2>/dev/null && wait "$apus_pid" 2>/dev/null || true
-  if [ "$swift_started" = 1 ]; then "$shared/stop.sh" >/dev/null 2>&1 || true; fi
+  if [ "$swift_started" = 1 ]; then
+    if [ "$PEER" = rgw ]; then "$peer_dir/stop.sh" --wipe >/dev/null 2>&1 || true
+    else "$peer_dir/stop.sh" >/dev/null 2>&1 || true; fi
+  fi
   rm -rf "$work" "$apus_data"
 }
 trap cleanup EXIT
@@ -61,20 +85,48 @@ bench() {
 label=""
 [ "${API:-swift}" = s3 ] && label=" (S3)"
 
+# Up when its auth endpoint answers at all (RGW has no /healthcheck).
 wait_up() {
   for _ in $(seq 1 120); do
-    curl -fs "$1/healthcheck" >/dev/null 2>&1 && return 0
+    code="$(curl -s -o /dev/null -w '%{http_code}' "$1/auth/v1.0" 2>/dev/null || true)"
+    [ -n "$code" ] && [ "$code" != 000 ] && return 0
     sleep 1
   done
   echo "error: $1 did not come up" >&2
   return 1
 }
 
-RUST_LOG=warn "$target/release/apus" serve --data "$apus_data" \
-  --bind "127.0.0.1:$APUS_PORT" >"$work/apus.log" 2>&1 &
-apus_pid=$!
-wait_up "http://127.0.0.1:$APUS_PORT"
-echo "== apus$label"
+# Resident memory in MiB: of one process (a pid), or summed over the
+# processes whose command line matches an extended regex.
+rss_mib() {
+  local pids
+  if [[ "$1" =~ ^[0-9]+$ ]]; then pids="$1"; else pids="$(pgrep -f -- "$1" || true)"; fi
+  for p in $pids; do cat "/proc/$p/status" 2>/dev/null; done |
+    awk '/^VmRSS/ { kb += $2 } END { printf "%.1f", kb / 1024 }'
+}
+
+start_apus() {
+  RUST_LOG=warn "$target/release/apus" serve --data "$apus_data" \
+    --bind "127.0.0.1:$APUS_PORT" >"$work/apus.log" 2>&1 &
+  apus_pid=$!
+  wait_up "http://127.0.0.1:$APUS_PORT"
+}
+
+start_apus
+if [ "$REPLICAS" != 3 ]; then
+  # The first start wrote 3-replica rings; rebuild them with REPLICAS and
+  # start again on them.
+  kill "$apus_pid" && wait "$apus_pid" 2>/dev/null || true
+  for builder in "$apus_data"/*.builder; do
+    "$target/release/apus" ring "$builder" set_replicas "$REPLICAS" >/dev/null
+    "$target/release/apus" ring "$builder" pretend_min_part_hours_passed >/dev/null
+    "$target/release/apus" ring "$builder" rebalance >/dev/null || true
+  done
+  start_apus
+fi
+sleep 2
+echo "== apus$label ($REPLICAS replicas)"
+echo "apus idle RSS $(rss_mib "$apus_pid") MiB (whole cluster)"
 bench "http://127.0.0.1:$APUS_PORT" | tee "$work/apus.txt"
 # The whole cluster is one process: its peak resident memory over the run.
 awk '/VmHWM/ { printf "apus peak RSS %.1f MiB (whole cluster, whole run)\n", $2 / 1024 }' "/proc/$apus_pid/status"
@@ -85,22 +137,25 @@ if [ "${API:-swift}" = s3 ]; then
 fi
 
 if [ "${SKIP_SWIFT:-0}" = 1 ]; then exit 0; fi
-if curl -fs "$SWIFT_URL/info" >/dev/null 2>&1; then
-  echo "(reference Swift already running on $SWIFT_URL: using it, leaving it up)"
+if [ "$(curl -s -o /dev/null -w '%{http_code}' "$SWIFT_URL/auth/v1.0" 2>/dev/null || true)" != 000 ]; then
+  echo "($PEER already running on $SWIFT_URL: using it, leaving it up)"
 else
   # start.sh stops what it started when it fails, so only a cluster that
   # came up is ours to stop.
-  "$shared/start.sh" >"$work/swift-start.log" 2>&1 || { tail -n 20 "$work/swift-start.log" >&2; exit 1; }
+  "$peer_dir/start.sh" >"$work/peer-start.log" 2>&1 || { tail -n 20 "$work/peer-start.log" >&2; exit 1; }
   swift_started=1
 fi
 wait_up "$SWIFT_URL"
-if [ "${API:-swift}" = s3 ]; then echo "== swift s3api"; else echo "== swift"; fi
+sleep 2
+if [ "${API:-swift}" = s3 ]; then echo "== swift s3api"; else echo "== $PEER"; fi
+echo "$PEER idle RSS $(rss_mib "$peer_procs") MiB (its server processes)"
 bench "$SWIFT_URL" | tee "$work/swift.txt"
+echo "$PEER RSS at the end $(rss_mib "$peer_procs") MiB (its server processes)"
 
 # Rates (ops/s, MB/s) compare as apus / swift; times (ms: the listing and
 # the latencies) as swift / apus, since less is better.
-echo "== ratio (apus / swift for rates, swift / apus for times: higher is better for apus)"
-join <(sort "$work/apus.txt") <(sort "$work/swift.txt") | awk '
+echo "== ratio (apus / $PEER for rates, $PEER / apus for times: higher is better for apus)"
+join <(sort "$work/apus.txt") <(sort "$work/swift.txt") | awk -v peer="$PEER" '
   $1 == "listing_10k_bytes" { next }
-  $3 == "ms" { printf "%-18s apus %10.3f %s  swift %10.3f %s  ratio %.2fx\n", $1, $2, $3, $4, $5, ($2 > 0 ? $4 / $2 : 0); next }
-  { printf "%-18s apus %10.1f %s  swift %10.1f %s  ratio %.2fx\n", $1, $2, $3, $4, $5, ($4 > 0 ? $2 / $4 : 0) }'
+  $3 == "ms" { printf "%-18s apus %10.3f %s  %s %10.3f %s  ratio %.2fx\n", $1, $2, $3, peer, $4, $5, ($2 > 0 ? $4 / $2 : 0); next }
+  { printf "%-18s apus %10.1f %s  %s %10.1f %s  ratio %.2fx\n", $1, $2, $3, peer, $4, $5, ($4 > 0 ? $2 / $4 : 0) }'
