@@ -112,12 +112,31 @@ start_apus() {
   wait_up "http://127.0.0.1:$APUS_PORT"
 }
 
+start_peer() {
+  if [ "$(curl -s -o /dev/null -w '%{http_code}' "$SWIFT_URL/auth/v1.0" 2>/dev/null || true)" != 000 ]; then
+    echo "($PEER already running on $SWIFT_URL: using it, leaving it up)"
+  else
+    # start.sh stops what it started when it fails, so only a cluster that
+    # came up is ours to stop.
+    "$peer_dir/start.sh" >"$work/peer-start.log" 2>&1 || { tail -n 20 "$work/peer-start.log" >&2; exit 1; }
+    swift_started=1
+  fi
+  wait_up "$SWIFT_URL"
+}
+
+# Ceph binds fixed ports in the ephemeral range (its monitor's 40300),
+# which the sockets apus's run leaves in TIME_WAIT may hold for a minute:
+# RGW starts first.
+if [ "$PEER" = rgw ] && [ "${SKIP_SWIFT:-0}" != 1 ]; then start_peer; fi
+
 start_apus
 if [ "$REPLICAS" != 3 ]; then
-  # The first start wrote 3-replica rings; rebuild them with REPLICAS and
-  # start again on them.
+  # The first start wrote 3-replica rings; rebuild the replicated ones
+  # with REPLICAS (not object-2, the erasure-coded policy's 6-fragment
+  # ring) and start again on them.
   kill "$apus_pid" && wait "$apus_pid" 2>/dev/null || true
-  for builder in "$apus_data"/*.builder; do
+  for builder in "$apus_data"/{account,container,object,object-1}.builder; do
+    [ -f "$builder" ] || continue
     "$target/release/apus" ring "$builder" set_replicas "$REPLICAS" >/dev/null
     "$target/release/apus" ring "$builder" pretend_min_part_hours_passed >/dev/null
     "$target/release/apus" ring "$builder" rebalance >/dev/null || true
@@ -137,15 +156,7 @@ if [ "${API:-swift}" = s3 ]; then
 fi
 
 if [ "${SKIP_SWIFT:-0}" = 1 ]; then exit 0; fi
-if [ "$(curl -s -o /dev/null -w '%{http_code}' "$SWIFT_URL/auth/v1.0" 2>/dev/null || true)" != 000 ]; then
-  echo "($PEER already running on $SWIFT_URL: using it, leaving it up)"
-else
-  # start.sh stops what it started when it fails, so only a cluster that
-  # came up is ours to stop.
-  "$peer_dir/start.sh" >"$work/peer-start.log" 2>&1 || { tail -n 20 "$work/peer-start.log" >&2; exit 1; }
-  swift_started=1
-fi
-wait_up "$SWIFT_URL"
+[ "$PEER" = rgw ] || start_peer
 sleep 2
 if [ "${API:-swift}" = s3 ]; then echo "== swift s3api"; else echo "== $PEER"; fi
 echo "$PEER idle RSS $(rss_mib "$peer_procs") MiB (its server processes)"
