@@ -95,11 +95,34 @@ pub struct MixConfig {
     pub prefill: u64,
     /// Containers (buckets) the objects are spread over.
     pub containers: u32,
+    /// One container of this name, created if missing and never deleted,
+    /// instead of `containers` new ones: successive runs with `keep` and
+    /// `first_object` can fill it.
+    pub container: Option<String>,
+    /// The number of the first object written; every PUT writes the next.
+    pub first_object: u64,
+    /// Object names spread over this many pseudo-directories (see
+    /// [`object_name`]); 0 for flat names.
+    pub dirs: u32,
     /// The containers' `X-Storage-Policy` (Swift only).
     pub policy: Option<String>,
     /// Leave the objects and containers in place at the end.
     pub keep: bool,
     pub progress: ProgressStyle,
+}
+
+/// The name of object `number`: `obj-<number>` (10 digits), or with
+/// `dirs` pseudo-directories `d<i>/obj-<number>` with `i = number % dirs`,
+/// zero-padded to the width of `dirs - 1`, so that names sort by
+/// directory and a listing with `prefix=d7/&delimiter=/` or
+/// `delimiter=/` has something to find. 1,000 directories give
+/// `d000/` .. `d999/`.
+pub fn object_name(number: u64, dirs: u32) -> String {
+    if dirs == 0 {
+        return format!("obj-{number:010}");
+    }
+    let width = (dirs - 1).max(1).to_string().len();
+    format!("d{:0width$}/obj-{number:010}", number % u64::from(dirs))
 }
 
 /// Ends a run early from outside, as Ctrl-C does: the timed part stops
@@ -328,11 +351,17 @@ impl Rng {
 /// What every task of a run shares.
 struct Run {
     session: Session,
-    /// Container (bucket) names, `bench-<millis>-<random>-<i>`.
+    /// Container (bucket) names, `bench-<millis>-<random>-<i>`, or the one
+    /// the user named.
     containers: Vec<String>,
     /// How many of them exist: they are created in order, and only those
     /// are the cleanup's to delete.
     created: AtomicUsize,
+    /// The containers are the run's own, to delete at the end; not so a
+    /// container the user named, which may hold other objects.
+    owns_containers: bool,
+    /// See [`object_name`].
+    dirs: u32,
     live: LiveObjects,
     /// Objects whose PUT failed: they may exist all the same, so the
     /// cleanup deletes them too.
@@ -349,7 +378,7 @@ impl Run {
             .get(key.container as usize)
             .map(String::as_str)
             .unwrap_or_default();
-        format!("/{container}/obj-{:010}", key.number)
+        format!("/{container}/{}", object_name(key.number, self.dirs))
     }
 
     /// Sends one `op`, records how it went, and keeps the live set true.
@@ -629,6 +658,16 @@ pub fn check(config: &MixConfig) -> anyhow::Result<()> {
     if config.containers == 0 {
         bail!("--containers must be at least 1");
     }
+    if let Some(name) = &config.container {
+        // It goes into request paths as it is, unquoted.
+        let unsafe_in_path = |c: char| matches!(c, '/' | '?' | '#' | '%' | ' ') || c.is_control();
+        if name.is_empty() || name.contains(unsafe_in_path) {
+            bail!("--container {name:?}: the name must be non-empty, without spaces, '/', '?', '#' or '%'");
+        }
+        if config.containers != 1 {
+            bail!("--container names one container: --containers must be 1");
+        }
+    }
     let acts_on_objects = Op::ALL
         .into_iter()
         .any(|op| op.needs_object() && config.mix.has(op));
@@ -654,15 +693,21 @@ pub async fn run(
     // once against one account, say from several client machines.
     let random = random_u64();
     let prefix = format!("bench-{}-{:06x}", unix_millis(), random & 0xff_ffff);
-    let run = Arc::new(Run {
-        session,
-        containers: (0..config.containers)
+    let containers = match &config.container {
+        Some(name) => vec![name.clone()],
+        None => (0..config.containers)
             .map(|i| format!("{prefix}-{i}"))
             .collect(),
+    };
+    let run = Arc::new(Run {
+        session,
+        containers,
         created: AtomicUsize::new(0),
+        owns_containers: config.container.is_none(),
+        dirs: config.dirs,
         live: LiveObjects::default(),
         doubtful: Mutex::new(Vec::new()),
-        next_object: AtomicU64::new(0),
+        next_object: AtomicU64::new(config.first_object),
         sizes: config.sizes.clone(),
     });
     // Seeds differ from run to run, so repeated runs do not replay the
@@ -853,6 +898,16 @@ async fn clean_up(run: &Arc<Run>, concurrency: usize, progress: ProgressStyle) {
     if left > 0 {
         eprintln!("warning: cleanup: {left} objects could not be deleted");
     }
+    if !run.owns_containers {
+        if progress != ProgressStyle::Quiet {
+            eprintln!(
+                "cleanup: deleted {} objects; left {} in place (--container)",
+                paths.len() as u64 - left,
+                describe_containers(created)
+            );
+        }
+        return;
+    }
     let mut all_deleted = true;
     for name in created {
         if let Err(e) = run.session.delete_container(name).await {
@@ -953,10 +1008,48 @@ mod tests {
             stop_after: StopAfter::Ops(10),
             prefill,
             containers: 1,
+            container: None,
+            first_object: 0,
+            dirs: 0,
             policy: None,
             keep: false,
             progress: ProgressStyle::Quiet,
         }
+    }
+
+    #[test]
+    fn names_are_flat_or_spread_over_sorted_directories() {
+        assert_eq!(object_name(42, 0), "obj-0000000042");
+        assert_eq!(object_name(1_234_567, 1000), "d567/obj-0001234567");
+        assert_eq!(object_name(999, 1000), "d999/obj-0000000999");
+        assert_eq!(object_name(1000, 1000), "d000/obj-0000001000");
+        assert_eq!(object_name(13, 10), "d3/obj-0000000013");
+        assert_eq!(object_name(5, 1), "d0/obj-0000000005");
+        assert_eq!(object_name(1000, 1001), "d1000/obj-0000001000");
+        assert_eq!(object_name(7, 1001), "d0007/obj-0000000007");
+        // Names sort by directory, then by number within it, so that a
+        // marker `d900/` lies 90% through 1,000 directories.
+        let mut names: Vec<String> = (0..3000).map(|n| object_name(n, 1000)).collect();
+        names.sort();
+        assert_eq!(names[0], "d000/obj-0000000000");
+        assert_eq!(names[2], "d000/obj-0000002000");
+        assert_eq!(names[2700], "d900/obj-0000000900");
+        assert_eq!(names.iter().filter(|n| n.as_str() > "d900/").count(), 300);
+    }
+
+    #[test]
+    fn a_named_container_is_one_plain_name() {
+        let named = |name: &str| MixConfig {
+            container: Some(name.to_string()),
+            ..config("put=1", 0)
+        };
+        assert!(check(&named("scale-1")).is_ok());
+        for bad in ["", "a/b", "a b", "a?b", "a%2F", "a#b", "a\nb"] {
+            assert!(check(&named(bad)).is_err(), "{bad:?} was accepted");
+        }
+        let mut two = named("scale-1");
+        two.containers = 2;
+        assert!(check(&two).is_err());
     }
 
     #[test]

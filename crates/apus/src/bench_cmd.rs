@@ -30,6 +30,8 @@ Examples:
   apus bench -A http://swift:8080/auth/v1.0 -U test:tester -K testing \\
       --mix put=20,get=70,delete=10 --size 4KiB:80,1MiB:20 -c 64 --duration 1m
   apus bench --s3 -A http://127.0.0.1:8080 --ops 10000 --json
+  apus bench --mix put=100 --ops 50000 --container scale --first-object 50000 --dirs 1000 --keep
+                                                 # one step of scripts/bench-scale.sh
   apus bench suite --objects 2000 --large-mib 1024   # the lines scripts/bench.sh compares
 
 Exit status: 0 if every request succeeded, 1 if some failed, 2 if the run could not start."
@@ -132,6 +134,21 @@ struct WorkloadArgs {
     #[arg(long, default_value_t = 1, value_name = "N",
           value_parser = clap::value_parser!(u32).range(1..=100_000))]
     containers: u32,
+    /// Use this one container (bucket), created if missing and left in
+    /// place, instead of new bench-... ones; with --keep and
+    /// --first-object, successive runs fill it
+    #[arg(long, value_name = "NAME", conflicts_with = "containers")]
+    container: Option<String>,
+    /// Number the objects written from N (obj-<N>, obj-<N+1>, ...), so
+    /// that a run into a --container an earlier run filled writes new names
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    first_object: u64,
+    /// Spread object names over N pseudo-directories: d<i>/obj-<n> with
+    /// i = n mod N, zero-padded (1000 gives d000/ .. d999/), so listings
+    /// with prefix= and delimiter=/ have structure [default: flat names]
+    #[arg(long, value_name = "N",
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    dirs: Option<u32>,
     /// X-Storage-Policy of the containers it creates, e.g. ec42 (Swift
     /// API only) [default: the cluster's]
     #[arg(long, conflicts_with = "s3")]
@@ -235,6 +252,9 @@ async fn run_mix(endpoint: &EndpointArgs, args: &WorkloadArgs) -> Result<ExitCod
         stop_after,
         prefill,
         containers: args.containers,
+        container: args.container.clone(),
+        first_object: args.first_object,
+        dirs: args.dirs.unwrap_or(0),
         policy: args.policy.clone(),
         keep: args.keep,
         progress,
@@ -337,9 +357,34 @@ mod tests {
             &["--concurrency", "0"],
             &["--ops", "0"],
             &["suite", "--mix", "put=1"],
+            &["--container", "c", "--containers", "2"],
+            &["--dirs", "0"],
+            &["--first-object", "-1"],
         ] {
             assert!(parse(args).is_err(), "{args:?} was accepted");
         }
+    }
+
+    #[test]
+    fn one_named_container_can_be_filled_run_after_run() {
+        let args = parse(&[
+            "--container",
+            "scale",
+            "--first-object",
+            "50000",
+            "--dirs",
+            "1000",
+            "--keep",
+        ])
+        .unwrap();
+        let w = &args.workload;
+        assert_eq!(w.container.as_deref(), Some("scale"));
+        assert_eq!((w.first_object, w.dirs, w.keep), (50_000, Some(1000), true));
+        let plain = parse(&[]).unwrap().workload;
+        assert_eq!(
+            (plain.container, plain.first_object, plain.dirs),
+            (None, 0, None)
+        );
     }
 
     #[test]

@@ -1,7 +1,9 @@
 //! `apus bench` against a live `apus serve`: a mixed run through the
 //! Swift API and through S3 reports every op it sent with no errors and
-//! leaves no container behind, and the fixed suite prints every line
-//! `scripts/bench.sh` joins. No test looks at a figure's value.
+//! leaves no container behind, runs into one named container add to it
+//! (as `scripts/bench-scale.sh` fills one), and the fixed suite prints
+//! every line `scripts/bench.sh` joins. No test looks at a figure's
+//! value.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -143,6 +145,92 @@ fn mixed_runs_report_every_op_and_leave_nothing_behind() {
         !left.iter().any(|c| c.starts_with("bench-")),
         "left behind: {left:?}"
     );
+    assert!(server.terminate().success(), "{}", server.stderr());
+}
+
+/// The names a listing GET of `query` in `container` returns (objects'
+/// `name`, pseudo-directories' `subdir`).
+fn listing(proxy: SocketAddr, container: &str, query: &str) -> Vec<String> {
+    let (token, account) = login(proxy, "test:tester", "testing");
+    let (head, body) = exchange(
+        proxy,
+        "GET",
+        &format!("{account}/{container}?format=json{query}"),
+        &[("X-Auth-Token", &token)],
+        b"",
+    );
+    assert_eq!(head.status, 200, "{}", String::from_utf8_lossy(&body));
+    let entries: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    entries
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            e.get("name")
+                .or_else(|| e.get("subdir"))
+                .and_then(|n| n.as_str())
+                .unwrap()
+                .to_string()
+        })
+        .collect()
+}
+
+#[test]
+fn runs_into_one_named_container_add_to_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Server::start(dir.path(), &dir.path().join("data"), "serve");
+    let proxy = server.wait_ready();
+
+    let auth = format!("http://{proxy}/auth/v1.0");
+    let fill = |first: &str, extra: &[&str]| {
+        let mut args = vec![
+            "-A",
+            &auth,
+            "--container",
+            "filled",
+            "--first-object",
+            first,
+            "--dirs",
+            "10",
+            "--ops",
+            "30",
+            "--concurrency",
+            "4",
+            "--json",
+        ];
+        args.extend_from_slice(extra);
+        bench(&args, &server)
+    };
+    fill("0", &["--mix", "put=100", "--keep"]);
+    fill("30", &["--mix", "put=100", "--keep"]);
+    let names = listing(proxy, "filled", "");
+    let want: Vec<String> = {
+        let mut w: Vec<String> = (0..60)
+            .map(|n| format!("d{}/obj-{n:010}", n % 10))
+            .collect();
+        w.sort();
+        w
+    };
+    assert_eq!(names, want);
+    let dirs = listing(proxy, "filled", "&delimiter=/");
+    assert_eq!(dirs, (0..10).map(|i| format!("d{i}/")).collect::<Vec<_>>());
+    assert_eq!(
+        listing(proxy, "filled", "&prefix=d7/&delimiter=/"),
+        [
+            "d7/obj-0000000007",
+            "d7/obj-0000000017",
+            "d7/obj-0000000027",
+            "d7/obj-0000000037",
+            "d7/obj-0000000047",
+            "d7/obj-0000000057"
+        ]
+    );
+
+    // Without --keep a run deletes what it wrote, and only that: the
+    // container and the objects before it stay.
+    fill("60", &["--mix", "put=50,get=50"]);
+    assert_eq!(listing(proxy, "filled", ""), want);
+    assert!(containers(proxy).contains(&"filled".to_string()));
     assert!(server.terminate().success(), "{}", server.stderr());
 }
 
