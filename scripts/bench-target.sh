@@ -162,11 +162,13 @@ data_root() {
 }
 
 # Refuses to start when the data root has less than $1 KiB free, or, on
-# tmpfs (which is memory), when the machine has less than that available:
-# a full tmpfs or an out-of-memory kill would spoil the run and whatever
-# else runs on the machine. FORCE=1 goes ahead anyway.
+# tmpfs (which is memory), when the machine has less than that available,
+# or fewer than $2 free inodes (a tmpfs has a fixed number, /dev/shm's
+# about 3 million: half a million objects in three replicas use them up):
+# a full file system or an out-of-memory kill would spoil the run and
+# whatever else runs on the machine. FORCE=1 goes ahead anyway.
 check_room() {
-  local need="$1" dir avail mem
+  local need="$1" inodes="${2:-0}" dir avail mem free_inodes
   dir="$(data_root)"
   mkdir -p "$dir" 2>/dev/null || true
   avail="$(df -Pk "$dir" | awk 'NR == 2 { print $4 }')"
@@ -176,6 +178,13 @@ check_room() {
   fi
   if [ "$avail" -lt "$need" ] && [ "${FORCE:-0}" != 1 ]; then
     echo "error: about $((need / 1048576 + 1)) GiB needed in $dir, $((avail / 1048576)) GiB available$([ "$(stat -f -c %T "$dir" 2>/dev/null)" = tmpfs ] && echo ' (tmpfs: memory)'); set APUS_DATA_ROOT (apus) or SWIFT_DEVICES_ROOT (swift) to a roomier file system, or FORCE=1" >&2
+    exit 2
+  fi
+  # `df -i` shows 0 inodes in all for a file system without a limit
+  # (tmpfs mounted with nr_inodes=0).
+  free_inodes="$(df -Pi "$dir" | awk 'NR == 2 { print ($2 == 0 ? -1 : $4) }')"
+  if [ "$free_inodes" != -1 ] && [ "$free_inodes" -lt "$inodes" ] && [ "${FORCE:-0}" != 1 ]; then
+    echo "error: about $inodes inodes needed in $dir, $free_inodes free; use a file system with more (as root: mount -t tmpfs -o size=20G,nr_inodes=0 tmpfs DIR) through APUS_DATA_ROOT or SWIFT_DEVICES_ROOT, or FORCE=1" >&2
     exit 2
   fi
 }
