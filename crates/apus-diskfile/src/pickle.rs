@@ -89,6 +89,99 @@ fn dict_insert(items: &mut Vec<(Value, Value)>, key: Value, value: Value) {
     }
 }
 
+/// Pairs with their count known up front (for `dict_insert_all`'s choice).
+struct ExactPairs<I> {
+    inner: I,
+    left: usize,
+}
+
+impl<I: Iterator<Item = (Value, Value)>> Iterator for ExactPairs<I> {
+    type Item = (Value, Value);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        self.left = self.left.saturating_sub(1);
+        self.inner.next()
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.left, Some(self.left))
+    }
+}
+
+/// Dicts up to this size are searched; larger ones get an index while a
+/// batch is inserted.
+const LINEAR_DICT: usize = 16;
+
+/// Inserts or replaces each `(key, value)` of `pairs` in order, as
+/// [`dict_insert`] one by one would, without its quadratic time on large
+/// dicts: a `hashes.pkl` holds up to 4,096 suffixes, and the replicator
+/// reads one per partition per pass.
+fn dict_insert_all(items: &mut Vec<(Value, Value)>, pairs: impl Iterator<Item = (Value, Value)>) {
+    let (low, _) = pairs.size_hint();
+    if items.len() + low <= LINEAR_DICT {
+        for (k, v) in pairs {
+            dict_insert(items, k, v);
+        }
+        return;
+    }
+    // Keys by hash; equal keys hash alike (see `hash_value`), and equality
+    // is still `Value`'s own.
+    let mut index: HashMap<u64, Vec<usize>> = HashMap::with_capacity(items.len() + low);
+    for (i, (k, _)) in items.iter().enumerate() {
+        index.entry(key_hash(k)).or_default().push(i);
+    }
+    for (k, v) in pairs {
+        let slots = index.entry(key_hash(&k)).or_default();
+        match slots.iter().find(|&&i| items[i].0 == k) {
+            Some(&i) => items[i].1 = v,
+            None => {
+                slots.push(items.len());
+                items.push((k, v));
+            }
+        }
+    }
+}
+
+fn key_hash(v: &Value) -> u64 {
+    use std::hash::Hasher;
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    hash_value(v, &mut h);
+    h.finish()
+}
+
+/// Hashes `v` consistently with `Value`'s `PartialEq`: values that compare
+/// equal hash alike (`0.0` and `-0.0` included; a NaN equals nothing, so
+/// its hash does not matter).
+fn hash_value(v: &Value, h: &mut impl std::hash::Hasher) {
+    use std::hash::Hash;
+    std::mem::discriminant(v).hash(h);
+    match v {
+        Value::None => {}
+        Value::Bool(b) => b.hash(h),
+        Value::Int(i) => i.hash(h),
+        Value::Float(f) => (if *f == 0.0 { 0 } else { f.to_bits() }).hash(h),
+        Value::Bytes(b) => b.hash(h),
+        Value::Str(s) => s.hash(h),
+        Value::List(vs) | Value::Tuple(vs) | Value::Set(vs) => {
+            vs.len().hash(h);
+            for v in vs {
+                hash_value(v, h);
+            }
+        }
+        Value::Dict(kvs) => {
+            kvs.len().hash(h);
+            for (k, v) in kvs {
+                hash_value(k, h);
+                hash_value(v, h);
+            }
+        }
+        Value::Global(m, n) => {
+            m.hash(h);
+            n.hash(h);
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum PickleError {
     #[error("pickle truncated at byte {0}")]
@@ -360,9 +453,12 @@ impl<'a> Unpickler<'a> {
         match target {
             Value::Dict(items) => {
                 let mut it = pairs.into_iter();
-                while let (Some(k), Some(v)) = (it.next(), it.next()) {
-                    dict_insert(items, k, v);
-                }
+                let n = it.len() / 2;
+                let kv = std::iter::from_fn(move || match (it.next(), it.next()) {
+                    (Some(k), Some(v)) => Some((k, v)),
+                    _ => None,
+                });
+                dict_insert_all(items, ExactPairs { inner: kv, left: n });
                 Ok(())
             }
             _ => self.malformed("SETITEM(S) on a non-dict"),
@@ -1186,6 +1282,22 @@ impl Pickler {
 mod tests {
     use super::*;
 
+    /// A hashes.pkl-sized dict (4,096 suffixes) round-trips.
+    #[test]
+    fn a_dict_of_every_suffix_round_trips() {
+        let d = Value::Dict(
+            (0..4096)
+                .map(|i| {
+                    (
+                        Value::Str(format!("{i:03x}")),
+                        Value::Str(format!("{i:032x}")),
+                    )
+                })
+                .collect(),
+        );
+        assert_eq!(loads(&dumps(&d)).unwrap(), d);
+    }
+
     #[test]
     fn reads_python3_protocol2_bytes_dict() {
         // pickle.dumps({b'a': b'', b'k': b'\xc3\xa9'}, 2) under Python 3.
@@ -1354,6 +1466,34 @@ mod tests {
     }
 
     proptest::proptest! {
+        /// Batched inserts with an index leave exactly what one-by-one
+        /// inserts leave: the same keys, last value wins, first-insertion
+        /// order; keys of several kinds, with repeats, and -0.0 == 0.0.
+        #[test]
+        fn indexed_inserts_match_linear_ones(
+            start in proptest::collection::vec((0u8..40, 0i64..5), 0..30),
+            batch in proptest::collection::vec((0u8..40, 0i64..5), 0..80),
+        ) {
+            let key = |k: u8| match k % 4 {
+                0 => Value::Int(i64::from(k)),
+                1 => Value::Str(format!("s{}", k % 9)),
+                2 => Value::Bytes(vec![k % 7]),
+                _ => Value::Float(if k % 8 == 3 { -0.0 } else { f64::from(k % 5) }),
+            };
+            let mut linear: Vec<(Value, Value)> = Vec::new();
+            for &(k, v) in &start {
+                dict_insert(&mut linear, key(k), Value::Int(v));
+            }
+            let mut indexed = linear.clone();
+            for &(k, v) in &batch {
+                dict_insert(&mut linear, key(k), Value::Int(v));
+            }
+            let pairs: Vec<(Value, Value)> =
+                batch.iter().map(|&(k, v)| (key(k), Value::Int(v))).collect();
+            dict_insert_all(&mut indexed, pairs.into_iter());
+            proptest::prop_assert_eq!(indexed, linear);
+        }
+
         #[test]
         fn arbitrary_input_never_panics(data in proptest::collection::vec(proptest::num::u8::ANY, 0..64)) {
             let _ = loads(&data);
