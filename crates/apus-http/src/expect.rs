@@ -144,38 +144,36 @@ impl UploadPool {
         node_timeout: Duration,
     ) -> io::Result<Started> {
         let pool = Some((self.clone(), host.to_string()));
-        if let Some(stream) = self.take(host) {
-            match start_on(
-                stream,
-                pool.clone(),
-                host,
-                method,
-                path,
-                headers,
-                content_length,
-                node_timeout,
-            )
-            .await
-            {
-                Err(StartError::BeforeAnswer(_)) => {}
-                Err(StartError::Other(e)) => return Err(e),
-                Ok(started) => return Ok(started),
-            }
-        }
-        let stream = connect(host, conn_timeout).await?;
-        start_on(
-            stream,
-            pool,
+        let head = Head {
             host,
             method,
             path,
             headers,
             content_length,
             node_timeout,
-        )
-        .await
-        .map_err(StartError::into_io)
+        };
+        if let Some(stream) = self.take(host) {
+            match start_on(stream, pool.clone(), &head).await {
+                Err(StartError::BeforeAnswer(_)) => {}
+                Err(StartError::Other(e)) => return Err(e),
+                Ok(started) => return Ok(started),
+            }
+        }
+        let stream = connect(host, conn_timeout).await?;
+        start_on(stream, pool, &head)
+            .await
+            .map_err(StartError::into_io)
     }
+}
+
+/// What [`start_on`] sends, and how long it waits for the node.
+struct Head<'a> {
+    host: &'a str,
+    method: &'a Method,
+    path: &'a str,
+    headers: &'a HeaderMap,
+    content_length: Option<u64>,
+    node_timeout: Duration,
 }
 
 /// Why [`start_on`] failed: before the node sent a single byte of an
@@ -353,34 +351,35 @@ pub async fn start(
     node_timeout: Duration,
 ) -> io::Result<Started> {
     let stream = connect(host, conn_timeout).await?;
-    start_on(
-        stream,
-        None,
+    let head = Head {
         host,
         method,
         path,
         headers,
         content_length,
         node_timeout,
-    )
-    .await
-    .map_err(StartError::into_io)
+    };
+    start_on(stream, None, &head)
+        .await
+        .map_err(StartError::into_io)
 }
 
 /// Sends the head on `stream` and reads the node's first answer. With a
 /// `pool` the connection asks to be kept alive and goes back to the pool
 /// after a cleanly framed final answer.
-#[allow(clippy::too_many_arguments)]
 async fn start_on(
     mut stream: TcpStream,
     pool: Option<(UploadPool, String)>,
-    host: &str,
-    method: &Method,
-    path: &str,
-    headers: &HeaderMap,
-    content_length: Option<u64>,
-    node_timeout: Duration,
+    head: &Head<'_>,
 ) -> Result<Started, StartError> {
+    let Head {
+        host,
+        method,
+        path,
+        headers,
+        content_length,
+        node_timeout,
+    } = *head;
     let expect = content_length != Some(0);
     let mut head = Vec::with_capacity(512);
     head.extend_from_slice(method.as_str().as_bytes());
