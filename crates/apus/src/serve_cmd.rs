@@ -58,9 +58,10 @@ const REQUEST_LOG_TARGETS: [&str; 2] = ["apus_proxy::catch_errors", "object-serv
 /// servers have stopped.
 const RUNTIME_SHUTDOWN: Duration = Duration::from_secs(5);
 /// Threads for disk and SQLite work (tokio's default is 512). Each thread
-/// costs a stack and allocator caches, and 64 concurrent small PUTs grew
-/// the pool past 250 threads and the process past 600 MB; beyond a few
-/// dozen, more threads only queue on the same disks.
+/// costs a stack and allocator caches: 64 concurrent small PUTs grew the
+/// pool past 250 threads (and, with a per-thread-cache allocator, the
+/// process past 600 MB); beyond a few dozen, more threads only queue on
+/// the same disks.
 const MAX_BLOCKING_THREADS: usize = 64;
 
 pub fn run(args: &ServeArgs) -> ExitCode {
