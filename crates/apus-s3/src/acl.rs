@@ -338,7 +338,7 @@ impl Acl {
     pub fn encode(&self) -> String {
         let mut out = String::from("{\"Owner\":");
         match &self.owner.id {
-            Some(id) => json_string(&mut out, id),
+            Some(id) => apus_core::pyjson::push_json_str(&mut out, id),
             None => out.push_str("null"),
         }
         out.push_str(",\"Grant\":[");
@@ -347,9 +347,9 @@ impl Acl {
                 out.push(',');
             }
             out.push_str("{\"Permission\":");
-            json_string(&mut out, g.permission.as_str());
+            apus_core::pyjson::push_json_str(&mut out, g.permission.as_str());
             out.push_str(",\"Grantee\":");
-            json_string(&mut out, g.grantee.stored_name());
+            apus_core::pyjson::push_json_str(&mut out, g.grantee.stored_name());
             out.push('}');
         }
         out.push_str("]}");
@@ -488,30 +488,6 @@ fn text_element(out: &mut String, tag: &str, text: Option<&str>) {
             let _ = write!(out, "<{tag}/>");
         }
     }
-}
-
-/// A JSON string as Python's `json.dumps` writes it (`ensure_ascii`).
-fn json_string(out: &mut String, s: &str) {
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            '\u{8}' => out.push_str("\\b"),
-            '\u{c}' => out.push_str("\\f"),
-            c if (c as u32) < 0x20 || (c as u32) >= 0x7f => {
-                let mut buf = [0u16; 2];
-                for unit in c.encode_utf16(&mut buf) {
-                    let _ = write!(out, "\\u{unit:04x}");
-                }
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
 }
 
 /// Whether the element's own text is only whitespace (the schema allows
