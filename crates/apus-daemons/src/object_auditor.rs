@@ -336,7 +336,7 @@ impl PartitionAudit {
             Ok(open) => open,
             Err(e) => return self.not_opened(part_dir, hash, e),
         };
-        let mut reader = open.reader();
+        let mut reader = open.auditing_reader();
         let mut buf = vec![0u8; self.settings.disk_chunk_size.max(1)];
         let mut read = 0u64;
         loop {
@@ -459,7 +459,7 @@ impl PartitionAudit {
         }
         let inner = open.into_inner();
         let mut walker = FragmentWalker::new(index, inner.content_length());
-        let mut reader = inner.reader();
+        let mut reader = inner.auditing_reader();
         let mut buf = vec![0u8; self.settings.disk_chunk_size.max(1)];
         let mut read = 0u64;
         loop {

@@ -58,7 +58,7 @@ pub mod xattrs;
 pub use async_pending::{read_async_pending, remove_async_pending, AsyncPendingEntry, AsyncUpdate};
 pub use diskfile::{
     DiskFile, DiskFileConfig, DiskFileManager, DiskFileReader, DiskFileWriter, FallocateReserve,
-    HashTimestamps, OpenDiskFile, OpenOptions, PutStage, DEFAULT_COMMIT_WINDOW,
+    HashTimestamps, OpenDiskFile, OpenOptions, PutStage, DATA_CRC32_KEY, DEFAULT_COMMIT_WINDOW,
     DEFAULT_RECLAIM_AGE, EC_FRAG_INDEX_KEY,
 };
 pub use ec_diskfile::{

@@ -8,7 +8,9 @@ mod common;
 use std::fs;
 use std::io::{Read, Seek, SeekFrom, Write};
 
-use apus_diskfile::{xattrs, DiskFileError, FallocateReserve, Metadata, OpenOptions, PutStage};
+use apus_diskfile::{
+    xattrs, DiskFileError, FallocateReserve, Metadata, OpenOptions, PutStage, DATA_CRC32_KEY,
+};
 use common::*;
 
 fn body(n: usize) -> Vec<u8> {
@@ -338,6 +340,125 @@ fn quarantine_on_md5_mismatch() {
     assert!(q.join(format!("{}.data", t.internal())).exists());
     assert!(r.read(&mut buf).is_err());
     assert!(!df.hash_dir().exists());
+}
+
+/// Reads `r` to the end; the error that ended it, or `None` at a clean EOF.
+fn read_through(mut r: impl Read) -> Option<std::io::Error> {
+    let mut buf = vec![0u8; 65536];
+    loop {
+        match r.read(&mut buf) {
+            Ok(0) => return None,
+            Ok(_) => {}
+            Err(e) => return Some(e),
+        }
+    }
+}
+
+/// Rewrites one key of a published file's metadata (`None` removes it).
+fn set_stored_key(path: &std::path::Path, key: &str, value: Option<&str>) {
+    let mut md = xattrs::read_metadata(path).unwrap();
+    match value {
+        Some(v) => md.insert(key, v),
+        None => md.remove(key),
+    };
+    xattrs::write_metadata_xattrs(path, &md).unwrap();
+}
+
+#[test]
+fn data_files_carry_the_crc32_of_the_bytes_written() {
+    let env = Env::new();
+    let data = body(100_000);
+    // A value arriving with the metadata is replaced by the writer's own.
+    let path = write_object(
+        &env,
+        "o",
+        &recent(10.0),
+        &data,
+        &[(DATA_CRC32_KEY, "00000000")],
+    );
+    let md = xattrs::read_metadata(&path).unwrap();
+    let want = format!("{:08x}", crc32fast::hash(&data));
+    assert_eq!(md.get(DATA_CRC32_KEY), Some(want.as_str()));
+    // Tombstones and .meta files hold no data and get no checksum.
+    let df = env.mgr.diskfile("sda", 7, "AUTH_a", "c", "o", 0).unwrap();
+    let mut post = Metadata::new();
+    post.insert("X-Timestamp", recent(5.0).internal());
+    let meta_path = df.write_metadata(post).unwrap();
+    assert_eq!(
+        xattrs::read_metadata(&meta_path)
+            .unwrap()
+            .get(DATA_CRC32_KEY),
+        None
+    );
+    // With a .meta beside it, reads still check the data file's CRC.
+    let open = df.open(OpenOptions::default()).unwrap();
+    assert!(read_through(open.reader()).is_none());
+    let ts_path = df.delete(recent(1.0)).unwrap();
+    assert_eq!(
+        xattrs::read_metadata(&ts_path).unwrap().get(DATA_CRC32_KEY),
+        None
+    );
+}
+
+#[test]
+fn a_full_read_with_the_crc32_quarantines_a_flipped_byte_even_after_a_post() {
+    let env = Env::new();
+    let data = body(200_000);
+    let path = write_object(&env, "o", &recent(10.0), &data, &[]);
+    let df = env.mgr.diskfile("sda", 7, "AUTH_a", "c", "o", 0).unwrap();
+    let mut post = Metadata::new();
+    post.insert("X-Timestamp", recent(5.0).internal());
+    df.write_metadata(post).unwrap();
+    let mut f = fs::OpenOptions::new().write(true).open(&path).unwrap();
+    f.seek(SeekFrom::Start(199_999)).unwrap();
+    f.write_all(&[data[199_999] ^ 0x01]).unwrap();
+    drop(f);
+    let mut r = df.open(OpenOptions::default()).unwrap().reader();
+    let err = read_through(&mut r).expect("the flipped bit must be found");
+    assert_eq!(err.kind(), std::io::ErrorKind::InvalidData);
+    assert!(err.to_string().contains("CRC-32"), "{err}");
+    assert!(r.quarantined().is_some());
+}
+
+#[test]
+fn a_data_file_without_a_crc32_is_checked_by_md5() {
+    // As Swift (or an older apus) wrote it.
+    let env = Env::new();
+    let data = body(200_000);
+    let path = write_object(&env, "o", &recent(10.0), &data, &[]);
+    set_stored_key(&path, DATA_CRC32_KEY, None);
+    let df = env.mgr.diskfile("sda", 7, "AUTH_a", "c", "o", 0).unwrap();
+    assert!(read_through(df.open(OpenOptions::default()).unwrap().reader()).is_none());
+    let mut f = fs::OpenOptions::new().write(true).open(&path).unwrap();
+    f.seek(SeekFrom::Start(7)).unwrap();
+    f.write_all(&[data[7] ^ 0x80]).unwrap();
+    drop(f);
+    let mut r = df.open(OpenOptions::default()).unwrap().reader();
+    let err = read_through(&mut r).expect("MD5 must catch it");
+    assert!(err.to_string().contains("md5"), "{err}");
+    assert!(r.quarantined().is_some());
+}
+
+#[test]
+fn the_auditing_reader_also_checks_the_etag_the_crc32_does_not_cover() {
+    let env = Env::new();
+    let data = body(50_000);
+    let path = write_object(&env, "o", &recent(10.0), &data, &[]);
+    // The bytes are what the CRC says, but not what the ETag says.
+    set_stored_key(&path, "ETag", Some(&md5_hex(b"something else")));
+    let df = env.mgr.diskfile("sda", 7, "AUTH_a", "c", "o", 0).unwrap();
+    assert!(read_through(df.open(OpenOptions::default()).unwrap().reader()).is_none());
+    let mut r = df.open(OpenOptions::default()).unwrap().auditing_reader();
+    let err = read_through(&mut r).expect("the ETag mismatch must be found");
+    assert!(err.to_string().contains("md5"), "{err}");
+    assert!(r.quarantined().is_some());
+
+    // And the CRC: a stored value that disagrees with good bytes.
+    let path = write_object(&env, "p", &recent(10.0), &data, &[]);
+    set_stored_key(&path, DATA_CRC32_KEY, Some("0badc0de"));
+    let df = env.mgr.diskfile("sda", 7, "AUTH_a", "c", "p", 0).unwrap();
+    let mut r = df.open(OpenOptions::default()).unwrap().auditing_reader();
+    assert!(read_through(&mut r).is_some());
 }
 
 #[test]
