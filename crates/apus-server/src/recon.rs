@@ -774,12 +774,12 @@ mod tests {
         let resp = answer(cfg.clone(), &Method::GET, "/recon/version").await;
         assert_eq!(resp.status(), 200);
         assert_eq!(resp.headers()["content-type"], "application/json");
-        assert_eq!(resp.headers()["content-length"], "24");
+        assert_eq!(resp.headers()["content-length"], "21");
         let resp = answer(cfg.clone(), &Method::GET, "/recon/what").await;
         assert_eq!(resp.status(), 404);
         assert_eq!(resp.headers()["content-type"], "text/plain");
         let resp = answer(cfg, &Method::HEAD, "/recon/version").await;
         assert_eq!(resp.status(), 200);
-        assert_eq!(resp.headers()["content-length"], "24");
+        assert_eq!(resp.headers()["content-length"], "21");
     }
 }
