@@ -123,6 +123,8 @@ pub struct DaemonContext {
     pub ec_params: BTreeMap<u32, apus_core::policy::EcParams>,
     pub identity: LocalIdentity,
     pub client: BackendClient,
+    /// Where each pass leaves its figures for `/recon` (`None`: nowhere).
+    pub recon: Option<crate::recon::ReconCache>,
 }
 
 impl DaemonContext {
@@ -144,6 +146,7 @@ impl DaemonContext {
             ec_params: BTreeMap::new(),
             identity,
             client: BackendClient::new(client_config),
+            recon: None,
         }
     }
 

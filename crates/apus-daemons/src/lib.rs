@@ -5,7 +5,8 @@
 //! the object and container updaters and the object expirer, all on one
 //! [`Worker`] trait: a worker runs passes over the local devices, either
 //! once (`--once`) or continuously with a pause between passes, throttled
-//! by [`RateLimiter`]s and reporting [`PassStats`].
+//! by [`RateLimiter`]s and reporting [`PassStats`], which [`recon`] turns
+//! into Swift's recon cache after each pass.
 //!
 //! Workers reach other nodes only over HTTP through `apus-http`, with the
 //! messages of `apus-proto`; they read local data through `apus-diskfile`
@@ -23,6 +24,7 @@ pub mod object_replicator;
 pub mod object_updater;
 mod push;
 pub mod rate;
+pub mod recon;
 pub mod reconciler;
 pub mod reconstructor;
 pub mod stats;

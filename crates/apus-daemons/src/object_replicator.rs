@@ -240,6 +240,7 @@ impl Pass<'_> {
             return Ok(());
         }
         self.stats.add("suffixes_synced", suffixes.len() as u64);
+        self.stats.incr("syncs");
         let pushed = self.push_suffixes(job, node, &suffixes).await;
         self.peers(job).invalidate_suffixes(node, &suffixes).await;
         pushed
@@ -398,7 +399,11 @@ impl Pass<'_> {
         let mut i = 0;
         while let Some(&node) = nodes.get(i) {
             i += 1;
-            if let Err(e) = self.sync_with(job, node, &mut local).await {
+            let synced = self.sync_with(job, node, &mut local).await;
+            if synced.is_ok() {
+                self.stats.incr("success");
+            }
+            if let Err(e) = synced {
                 self.stats.incr("failures");
                 tracing::warn!(
                     node = %replication_host(node), device = %node.device,
@@ -434,7 +439,11 @@ impl Pass<'_> {
         }
         let mut all_ok = true;
         for node in job.ring.primaries(job.partition) {
-            if let Err(e) = self.sync_with(job, node, &mut local).await {
+            let synced = self.sync_with(job, node, &mut local).await;
+            if synced.is_ok() {
+                self.stats.incr("success");
+            }
+            if let Err(e) = synced {
                 self.stats.incr("failures");
                 tracing::warn!(
                     node = %replication_host(node), device = %node.device,

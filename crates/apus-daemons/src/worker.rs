@@ -59,7 +59,8 @@ impl Shutdown {
     }
 }
 
-/// Runs one pass of `worker`, cut short by `shutdown`.
+/// Runs one pass of `worker`, cut short by `shutdown`; a completed pass
+/// is recorded in the recon cache when the context has one.
 pub async fn run_once<W: Worker>(
     worker: &W,
     ctx: &DaemonContext,
@@ -77,7 +78,15 @@ pub async fn run_once<W: Worker>(
         },
         _ = shutdown.wait() => false,
     };
-    PassStats::new(worker.name(), start.elapsed(), completed, &stats)
+    let pass = PassStats::new(worker.name(), start.elapsed(), completed, &stats);
+    if let Some(cache) = ctx.recon.clone() {
+        let (devices, recorded) = (ctx.devices.clone(), pass.clone());
+        let _ = tokio::task::spawn_blocking(move || {
+            crate::recon::record_pass(&cache, &devices, &recorded)
+        })
+        .await;
+    }
+    pass
 }
 
 /// Runs passes until `shutdown`, starting one every `interval` (at once

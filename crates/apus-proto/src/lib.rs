@@ -21,7 +21,9 @@
 //! - the object replication messages: missing-check and wanted lines, and
 //!   the receiver's rule for what it wants ([`replication`]);
 //! - Swift's response vocabulary: each status's title, explanation and
-//!   default body, shared by the proxy and every server ([`status`]).
+//!   default body, shared by the proxy and every server ([`status`]);
+//! - Swift's recon cache: its file names and the merge rule of the
+//!   daemons' figures, read by the storage servers' `/recon` ([`recon`]).
 //!
 //! Known differences from Swift's wire protocol are documented here as
 //! they are decided: databases are copied whole over HTTP rather than
@@ -47,6 +49,7 @@ pub mod ec;
 pub mod headers;
 pub mod listing;
 pub mod path;
+pub mod recon;
 pub mod replication;
 pub mod status;
 pub mod update;

@@ -88,6 +88,11 @@ impl AccountServer {
 
     /// Answers one backend request (the body is not read).
     pub async fn handle<B>(&self, req: Request<B>) -> Response<DbBody> {
+        if let Some(recon) = &self.cfg.recon {
+            if crate::recon::is_recon_path(req.uri().path()) {
+                return crate::recon::answer(recon.clone(), req.method(), req.uri().path()).await;
+            }
+        }
         let method = req.method().clone();
         let resp = match self.dispatch(&req).await {
             Ok(r) => r,

@@ -102,6 +102,11 @@ impl ContainerServer {
     /// Answers one backend request. The request body is not read (no verb
     /// served here takes one).
     pub async fn handle<B>(&self, req: Request<B>) -> Response<DbBody> {
+        if let Some(recon) = &self.cfg.recon {
+            if crate::recon::is_recon_path(req.uri().path()) {
+                return crate::recon::answer(recon.clone(), req.method(), req.uri().path()).await;
+            }
+        }
         let method = req.method().clone();
         let result = self.dispatch(&req).await;
         let resp = match result {

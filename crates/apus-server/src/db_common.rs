@@ -86,6 +86,9 @@ pub struct DbServerConfig {
     pub allowed_sync_hosts: Vec<String>,
     /// Store `X-Versions-Location` as container metadata (`allow_versions`).
     pub allow_versions: bool,
+    /// Answer Swift's `/recon/*` checks from these sources (`None`:
+    /// such paths are database paths like any other).
+    pub recon: Option<std::sync::Arc<crate::recon::ReconConfig>>,
 }
 
 impl DbServerConfig {
@@ -101,6 +104,7 @@ impl DbServerConfig {
             node_timeout: Duration::from_secs(3),
             allowed_sync_hosts: vec!["127.0.0.1".into()],
             allow_versions: false,
+            recon: None,
         }
     }
 }

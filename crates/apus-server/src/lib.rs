@@ -7,7 +7,7 @@
 //! account servers over `apus-db` ([`container`], [`account`], sharing
 //! [`db_common`] and the replication RPC of [`db_replicate`]). For fault
 //! tests, [`failpoint`] can crash the object server at chosen points of a
-//! PUT.
+//! PUT. All three answer Swift's `/recon/*` monitoring checks ([`recon`]).
 //!
 //! Invariant: never depends on the proxy. The object, container and
 //! account servers do not use each other's modules; what they share lives
@@ -23,4 +23,5 @@ pub mod db_replicate;
 pub mod failpoint;
 pub mod object;
 pub mod object_replication;
+pub mod recon;
 pub mod slow_hosts;

@@ -116,6 +116,9 @@ pub struct ObjectServerConfig {
     pub queue_depth: usize,
     /// Headers kept with an object besides metadata (`allowed_headers`).
     pub allowed_headers: Vec<String>,
+    /// Answer Swift's `/recon/*` checks from these sources (`None`:
+    /// such paths are object paths like any other).
+    pub recon: Option<Arc<crate::recon::ReconConfig>>,
 }
 
 impl ObjectServerConfig {
@@ -134,6 +137,7 @@ impl ObjectServerConfig {
                 .iter()
                 .map(|s| s.to_string())
                 .collect(),
+            recon: None,
         }
     }
 
@@ -229,6 +233,23 @@ impl Handler for ObjectServer {
     }
 }
 
+/// `OPTIONS`: the verbs served, and which server this is (what
+/// `swift-recon --validate-servers` checks), as Swift's servers answer.
+fn options_response() -> Resp {
+    let mut resp = status_response(200);
+    let h = resp.headers_mut();
+    h.insert(
+        http::header::ALLOW,
+        HeaderValue::from_static("DELETE, GET, HEAD, OPTIONS, POST, PUT, REPLICATE"),
+    );
+    if let Ok(v) =
+        HeaderValue::from_str(&format!("object-server/apus-{}", env!("CARGO_PKG_VERSION")))
+    {
+        h.insert(http::header::SERVER, v);
+    }
+    resp
+}
+
 impl ObjectServer {
     /// A server over `conf`'s devices. Starting one removes the stale
     /// temp files a crash left there (see
@@ -270,6 +291,14 @@ impl ObjectServer {
     }
 
     async fn handle(&self, req: Request<Incoming>) -> Resp {
+        if let Some(recon) = &self.conf.recon {
+            if crate::recon::is_recon_path(req.uri().path()) {
+                return crate::recon::answer(recon.clone(), req.method(), req.uri().path()).await;
+            }
+        }
+        if req.method() == Method::OPTIONS {
+            return options_response();
+        }
         let decoded = match percent_decode_internal(req.uri().path()) {
             Ok(p) => p,
             Err(e) => return text_response(412, &e.to_string()),

@@ -183,6 +183,9 @@ impl Daemons {
             client,
         );
         ctx.mount_check = storage.mount_check();
+        ctx.recon = Some(apus_daemons::recon::ReconCache::new(
+            storage.recon_cache.clone(),
+        ));
         for p in &conf.policies {
             if let apus_core::policy::PolicyKind::ErasureCoding(ec) = &p.kind {
                 ctx.ec_policies.push(p.index);

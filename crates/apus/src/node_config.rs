@@ -647,6 +647,10 @@ pub struct FileStorage {
     pub container_update_timeout: Option<f64>,
     pub client_timeout: Option<f64>,
     pub disable_fallocate: Option<bool>,
+    /// Where the daemons leave their pass figures and the servers read
+    /// them for `/recon` (Swift's `recon_cache_path`) [default: `recon`
+    /// beside the devices directory].
+    pub recon_cache_path: Option<PathBuf>,
 }
 
 /// `[daemons]`: the background workers of a storage node.
@@ -784,6 +788,8 @@ pub struct ProxyNode {
 #[derive(Debug)]
 pub struct StorageNode {
     pub devices: PathBuf,
+    /// The recon cache directory (`recon_cache_path`).
+    pub recon_cache: PathBuf,
     /// `None` in the local layout: each server listens where its ring says.
     pub addrs: Option<StorageAddrs>,
     settings: FileStorage,
@@ -1036,8 +1042,13 @@ impl NodeConfig {
                     (devices, Some(addrs))
                 }
             };
+            let recon_cache = match &file_storage.recon_cache_path {
+                Some(p) => base.join(p),
+                None => default_recon_cache(&devices),
+            };
             Some(StorageNode {
                 devices,
+                recon_cache,
                 addrs,
                 settings: file_storage,
             })
@@ -1060,12 +1071,43 @@ impl NodeConfig {
         })
     }
 
+    /// The directory of the ring files (Swift's `swift_dir`).
+    pub fn rings_dir(&self) -> &Path {
+        match &self.layout {
+            Layout::Local { data } => data,
+            Layout::Node { rings_dir, .. } => rings_dir,
+        }
+    }
+
+    /// The cluster's `swift.conf`: the one the hash salt comes from, or
+    /// the one beside the rings when the salt is given inline.
+    pub fn swift_conf_path(&self) -> PathBuf {
+        match &self.layout {
+            Layout::Local { data } => data.join("swift.conf"),
+            Layout::Node {
+                hash: HashSource::SwiftConf(p),
+                ..
+            } => p.clone(),
+            Layout::Node { rings_dir, .. } => rings_dir.join("swift.conf"),
+        }
+    }
+
     /// The default policy's index (a checked configuration has one).
     pub fn default_policy(&self) -> u32 {
         self.policies
             .iter()
             .find(|p| p.default)
             .map_or(0, |p| p.index)
+    }
+}
+
+/// The recon cache of a node whose file does not name one: `recon`
+/// beside the devices directory (in the node's directory, not among the
+/// devices), or Swift's own default when the devices are at `/`.
+fn default_recon_cache(devices: &Path) -> PathBuf {
+    match devices.parent() {
+        Some(parent) => parent.join("recon"),
+        None => PathBuf::from("/var/cache/swift"),
     }
 }
 

@@ -30,6 +30,7 @@ use apus_server::account::AccountServer;
 use apus_server::container::ContainerServer;
 use apus_server::db_common::{DbServerConfig, Policies, PolicyInfo};
 use apus_server::object::{EcPolicy, ObjectServer, ObjectServerConfig};
+use apus_server::recon::ReconConfig;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -314,9 +315,25 @@ fn prepare(conf: &NodeConfig) -> Result<Plan> {
                 .collect(),
             default_index: i64::from(conf.default_policy()),
         };
+        let policy_indexes: Vec<u32> = conf.policies.iter().map(|p| p.index).collect();
+        // The paths `/recon` names: absolute, as an operator wrote them
+        // in Swift's configuration (not relative to this node's file).
+        let absolute = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
+        let swift_conf = conf.swift_conf_path();
+        let swift_conf = match (swift_conf.parent(), swift_conf.file_name()) {
+            (Some(dir), Some(name)) => absolute(dir).join(name),
+            _ => swift_conf,
+        };
+        let recon = Arc::new(ReconConfig {
+            devices: node.devices.clone(),
+            cache_path: node.recon_cache.clone(),
+            rings: ReconConfig::ring_paths(&absolute(conf.rings_dir()), &policy_indexes),
+            swift_conf,
+        });
         let db_config = || {
             let mut c = DbServerConfig::new(&node.devices, hash.clone());
             c.policies = policies.clone();
+            c.recon = Some(recon.clone());
             node.apply_db(&mut c);
             c
         };
@@ -337,6 +354,7 @@ fn prepare(conf: &NodeConfig) -> Result<Plan> {
                             PolicyKind::Replication => None,
                         })
                         .collect();
+                    c.recon = Some(recon.clone());
                     node.apply_object(&mut c);
                     // The object server rehashes suffixes for the
                     // replicators; it reclaims as they do.
