@@ -69,7 +69,7 @@ use apus_core::range::{
 use apus_core::{HashConfig, Timestamp};
 use apus_diskfile::{
     AsyncUpdate, DiskFile, DiskFileConfig, DiskFileError, DiskFileManager, DiskFileReader,
-    FragSelect, Metadata, OpenDiskFile, OpenOptions, PutStage,
+    DiskFileWriter, FragSelect, Metadata, OpenDiskFile, OpenOptions, PutStage,
 };
 use apus_http::{channel, empty, BackendClient, Body, BodySender, ClientConfig, Handler};
 use apus_proto::constraints::{self, NameKind, MAX_FILE_SIZE};
@@ -425,34 +425,43 @@ impl ObjectServer {
     /// Whether a PUT at `ts` may replace what `df` holds now, as Swift's
     /// PUT checks: 412 when `If-None-Match` matches the current object,
     /// 409 (naming the current timestamp) when that is not older. Gives
-    /// the current object's metadata (none when deleted or missing).
-    async fn check_replaceable(
+    /// the current object's metadata (none when deleted or missing) and
+    /// what `make` made (the new object's writer) in the same trip to a
+    /// blocking thread: each trip is a hand-off and a wake-up of two
+    /// threads.
+    async fn check_replaceable<W: Send + 'static>(
         &self,
         t: &Target,
         df: apus_diskfile::DiskFile,
         headers: &HeaderMap,
         ts: Timestamp,
-    ) -> Result<Option<Metadata>, Resp> {
+        make: impl FnOnce() -> Result<W, DiskFileError> + Send + 'static,
+    ) -> Result<(Option<Metadata>, W), Resp> {
         let now = ts.as_secs_f64();
-        let (orig_metadata, orig_timestamp) = match blocking(move || {
-            Ok(df.open(OpenOptions {
+        let (opened, writer) = match blocking(move || {
+            let opened = df.open(OpenOptions {
                 open_expired: false,
                 now: Some(now),
-            }))
+            });
+            Ok((opened, make()))
         })
         .await
         {
-            Ok(Ok(open)) => (Some(open.metadata().clone()), open.data_timestamp()),
-            Ok(Err(DiskFileError::Deleted { timestamp, .. })) => (None, timestamp),
-            Ok(Err(DiskFileError::Expired { metadata, .. })) => {
+            Ok(both) => both,
+            Err(e) => return Err(disk_error_response(&e, &t.device)),
+        };
+        let (orig_metadata, orig_timestamp) = match opened {
+            Ok(open) => (Some(open.metadata().clone()), open.data_timestamp()),
+            Err(DiskFileError::Deleted { timestamp, .. }) => (None, timestamp),
+            Err(DiskFileError::Expired { metadata, .. }) => {
                 (None, metadata.timestamp().unwrap_or(Timestamp::ZERO))
             }
-            Ok(Err(
+            Err(
                 DiskFileError::NotFound
                 | DiskFileError::Quarantined { .. }
                 | DiskFileError::StateChanged,
-            )) => (None, Timestamp::ZERO),
-            Ok(Err(e)) | Err(e) => return Err(disk_error_response(&e, &t.device)),
+            ) => (None, Timestamp::ZERO),
+            Err(e) => return Err(disk_error_response(&e, &t.device)),
         };
         if let (Some(inm), Some(orig)) = (
             header(headers, "if-none-match").map(|v| apus_core::conditional::EtagList::parse(&v)),
@@ -471,7 +480,10 @@ impl ObjectServer {
             );
             return Err(r);
         }
-        Ok(orig_metadata)
+        match writer {
+            Ok(writer) => Ok((orig_metadata, writer)),
+            Err(e) => Err(disk_error_response(&e, &t.device)),
+        }
     }
 
     // ---- PUT -------------------------------------------------------------
@@ -516,25 +528,32 @@ impl ObjectServer {
             Ok(df) => df,
             Err(r) => return r,
         };
-        let orig_metadata = match self.check_replaceable(&t, df.clone(), headers, ts).await {
-            Ok(md) => md,
+        let new = df.clone();
+        let (orig_metadata, writer) = match self
+            .check_replaceable(&t, df, headers, ts, move || new.create(fsize))
+            .await
+        {
+            Ok(both) => both,
             Err(r) => return r,
         };
-
-        let df2 = df.clone();
-        let writer = match blocking(move || df2.create(fsize)).await {
-            Ok(w) => w,
-            Err(e) => return disk_error_response(&e, &t.device),
-        };
-        // Stream the body to the writer thread through a bounded channel.
-        let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(self.conf.queue_depth.max(1));
-        let write_task = tokio::task::spawn_blocking(move || {
-            let mut writer = writer;
-            while let Some(chunk) = rx.blocking_recv() {
-                writer.write(&chunk)?;
+        // A small body is gathered here and written in the same trip to a
+        // blocking thread as the commit; a larger one streams to a writer
+        // thread through a bounded channel as it arrives.
+        let mut sink = match fsize {
+            Some(n) if n <= SMALL_PUT_BODY => BodySink::Memory(Vec::new(), Box::new(writer)),
+            _ => {
+                let (tx, mut rx) =
+                    tokio::sync::mpsc::channel::<Bytes>(self.conf.queue_depth.max(1));
+                let write_task = tokio::task::spawn_blocking(move || {
+                    let mut writer = writer;
+                    while let Some(chunk) = rx.blocking_recv() {
+                        writer.write(&chunk)?;
+                    }
+                    Ok::<_, DiskFileError>(writer)
+                });
+                BodySink::Thread(tx, write_task)
             }
-            Ok::<_, DiskFileError>(writer)
-        });
+        };
         let mut body = body;
         let mut received: u64 = 0;
         let mut failure: Option<u16> = None;
@@ -553,63 +572,85 @@ impl ObjectServer {
             };
             if let Ok(data) = frame.into_data() {
                 received += data.len() as u64;
-                if tx.send(data).await.is_err() {
+                // Past the declared size hyper ends the body, so Memory
+                // holds at most SMALL_PUT_BODY bytes.
+                let stopped = match &mut sink {
+                    BodySink::Memory(chunks, _) => {
+                        chunks.push(data);
+                        false
+                    }
                     // The writer thread stopped: its error says why.
+                    BodySink::Thread(tx, _) => tx.send(data).await.is_err(),
+                };
+                if stopped {
                     break;
                 }
             }
         }
-        drop(tx);
-        let writer = match write_task.await {
-            Ok(Ok(w)) => w,
-            Ok(Err(e)) => {
-                tracing::warn!(error = %e, "object write failed");
-                return disk_error_response(&e, &t.device);
+        let (writer, chunks) = match sink {
+            BodySink::Memory(chunks, writer) => (*writer, chunks),
+            BodySink::Thread(tx, write_task) => {
+                drop(tx);
+                match write_task.await {
+                    Ok(Ok(w)) => (w, Vec::new()),
+                    Ok(Err(e)) => {
+                        tracing::warn!(error = %e, "object write failed");
+                        return disk_error_response(&e, &t.device);
+                    }
+                    Err(_) => return status_response(500),
+                }
             }
-            Err(_) => return status_response(500),
-        };
-        let discard = |writer| async move {
-            let _ = tokio::task::spawn_blocking(move || drop(writer)).await;
         };
         if let Some(status) = failure {
-            discard(writer).await;
+            let _ = tokio::task::spawn_blocking(move || drop(writer)).await;
             return status_response(status);
         }
         if fsize.is_some_and(|n| n != received) {
-            discard(writer).await;
+            let _ = tokio::task::spawn_blocking(move || drop(writer)).await;
             return status_response(499);
         }
-        let etag = writer.etag();
         let mut metadata = Metadata::new();
         metadata.insert("X-Timestamp", ts.internal());
         metadata.insert("Content-Type", content_type.clone());
-        metadata.insert("Content-Length", writer.bytes_written().to_string());
-        metadata.insert("ETag", etag.clone());
         self.request_metadata(headers, true, &mut metadata);
         if let Some(d) = &delete_at {
             metadata.insert("X-Delete-At", d.clone());
         }
-        if let Some(sent) = header(headers, "etag") {
-            let sent = apus_core::conditional::normalize_etag(sent.trim()).to_ascii_lowercase();
-            if !sent.is_empty() && sent != etag {
-                discard(writer).await;
-                return status_response(422);
-            }
-        }
-        let md = metadata.clone();
+        let sent_etag = header(headers, "etag")
+            .map(|sent| apus_core::conditional::normalize_etag(sent.trim()).to_ascii_lowercase())
+            .filter(|sent| !sent.is_empty());
+        // Write what is still in memory, check the ETag the client sent,
+        // and commit (fsync, rename), all in one trip.
         let committed = blocking(move || {
+            let mut writer = writer;
+            for chunk in &chunks {
+                writer.write(chunk)?;
+            }
+            let etag = writer.etag();
+            if sent_etag.is_some_and(|sent| sent != etag) {
+                drop(writer);
+                return Ok(Err(status_response(422)));
+            }
+            metadata.insert("Content-Length", writer.bytes_written().to_string());
+            metadata.insert("ETag", etag.clone());
+            let md = metadata.clone();
             writer.put_observed(md, |stage| {
                 failpoint::hit(match stage {
                     PutStage::BeforeFsync => failpoint::PUT_BEFORE_FSYNC,
                     PutStage::BeforeRename => failpoint::PUT_BEFORE_RENAME,
                 })
-            })
+            })?;
+            Ok(Ok((metadata, etag)))
         })
         .await;
-        if let Err(e) = committed {
-            tracing::error!(error = %e, "object commit failed");
-            return disk_error_response(&e, &t.device);
-        }
+        let (metadata, etag) = match committed {
+            Ok(Ok(done)) => done,
+            Ok(Err(unprocessable)) => return unprocessable,
+            Err(e) => {
+                tracing::error!(error = %e, "object commit failed");
+                return disk_error_response(&e, &t.device);
+            }
+        };
         failpoint::hit(failpoint::PUT_AFTER_RENAME);
 
         // Post-commit: expiring-objects queue, then the container.
@@ -1023,13 +1064,32 @@ impl ObjectServer {
         };
         let now = ts.as_secs_f64();
         let df2 = df.clone();
+        // The common case, an older object with no expiry and no
+        // X-If-Delete-At, is deleted in the same trip to a blocking thread
+        // as it is opened; anything else is decided here first.
+        let conditional = headers.contains_key(h::X_IF_DELETE_AT);
         let opened = blocking(move || {
-            Ok(df2.open(OpenOptions {
+            let opened = df2.open(OpenOptions {
                 open_expired: false,
                 now: Some(now),
-            }))
+            });
+            let plain_older = opened.as_ref().is_ok_and(|open| {
+                open.data_timestamp() < ts && open.metadata().get("X-Delete-At").is_none()
+            });
+            let deleted = match !conditional && plain_older {
+                true => Some(df2.delete(ts)),
+                false => None,
+            };
+            Ok((opened, deleted))
         })
         .await;
+        let (opened, deleted) = match opened {
+            Ok((opened, deleted)) => (Ok(opened), deleted),
+            Err(e) => (Err(e), None),
+        };
+        if let Some(Err(e)) = &deleted {
+            return disk_error_response(e, &t.device);
+        }
         let (orig_ts, orig_md, mut status) = match opened {
             Ok(Ok(open)) => {
                 let dts = open.data_timestamp();
@@ -1083,8 +1143,10 @@ impl ObjectServer {
         )
         .await;
         if orig_ts < ts {
-            if let Err(e) = blocking(move || df.delete(ts)).await {
-                return disk_error_response(&e, &t.device);
+            if deleted.is_none() {
+                if let Err(e) = blocking(move || df.delete(ts)).await {
+                    return disk_error_response(&e, &t.device);
+                }
             }
             let mut update = ContainerUpdate::new("DELETE", &t.account, &t.container, &t.obj);
             update.set_header("x-timestamp", ts.internal());
@@ -1573,6 +1635,21 @@ impl Drop for PooledChunk {
     fn drop(&mut self) {
         self.pool.give_back(std::mem::take(&mut self.buf));
     }
+}
+
+/// Bodies of at most this many bytes (by their Content-Length) are
+/// gathered in memory and written in the same blocking trip as the commit.
+const SMALL_PUT_BODY: u64 = 64 * 1024;
+
+/// Where a PUT's body goes as it arrives.
+enum BodySink {
+    /// Gathered, to be written with the commit (small bodies).
+    Memory(Vec<Bytes>, Box<DiskFileWriter>),
+    /// Streamed to a writer thread, which hands the writer back at the end.
+    Thread(
+        tokio::sync::mpsc::Sender<Bytes>,
+        tokio::task::JoinHandle<Result<DiskFileWriter, DiskFileError>>,
+    ),
 }
 
 /// Most a whole-object read hands on at once.

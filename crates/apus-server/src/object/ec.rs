@@ -106,17 +106,16 @@ impl ObjectServer {
             Ok(df) => df.as_diskfile().clone(),
             Err(r) => return r,
         };
-        if let Err(r) = self.check_replaceable(&t, df, headers, ts).await {
-            return r;
-        }
-
         let edf = match self.ec_diskfile(&t, &ec, FragSelect::index(frag_index)) {
             Ok(d) => d,
             Err(r) => return r,
         };
-        let writer = match blocking(move || edf.create(fsize)).await {
-            Ok(w) => w,
-            Err(e) => return disk_error_response(&e, &t.device),
+        let writer = match self
+            .check_replaceable(&t, df, headers, ts, move || edf.create(fsize))
+            .await
+        {
+            Ok((_, writer)) => writer,
+            Err(r) => return r,
         };
         let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(self.conf.queue_depth.max(1));
         let write_task = tokio::task::spawn_blocking(move || {
