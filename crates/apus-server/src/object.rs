@@ -291,6 +291,9 @@ impl ObjectServer {
     }
 
     async fn handle(&self, req: Request<Incoming>) -> Resp {
+        if crate::healthcheck::is_healthcheck(req.method(), req.uri().path()) {
+            return crate::healthcheck::answer();
+        }
         if let Some(recon) = &self.conf.recon {
             if crate::recon::is_recon_path(req.uri().path()) {
                 return crate::recon::answer(recon.clone(), req.method(), req.uri().path()).await;

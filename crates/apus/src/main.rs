@@ -3,19 +3,24 @@
 //! It owns the command line: `apus ring` (swift-ring-builder's semantics),
 //! `apus nodes` (swift-get-nodes), `apus serve` (a node's servers and
 //! daemons, or a whole cluster in one process), one subcommand per
-//! daemon (`apus object-replicator --once`) and `apus bench` (a load tool
-//! for any Swift or S3 endpoint).
+//! daemon (`apus object-replicator --once`), `apus bench` (a load tool
+//! for any Swift or S3 endpoint), `apus dispersion populate|report`
+//! (swift-dispersion-populate and -report) and `apus status` (every
+//! storage server's health and recon figures).
 //! Subcommands only parse arguments, call into the library crates and print;
 //! the logic lives in those crates. Nothing depends on this crate.
 
 mod bench_cmd;
 mod daemon_cmd;
 mod daemons;
+mod dispersion_cmd;
 mod local_cluster;
 mod node_config;
 mod nodes_cmd;
+mod progress;
 mod ring_cmd;
 mod serve_cmd;
+mod status_cmd;
 
 use std::process::ExitCode;
 
@@ -78,6 +83,13 @@ enum Command {
     /// Load any Swift-API (apus, Swift, Ceph RGW) or S3 endpoint with a
     /// mix of requests; report rates and latencies; delete what it wrote.
     Bench(Box<bench_cmd::BenchArgs>),
+    /// Place containers and objects on a share of the partitions
+    /// (`populate`), then check that every copy of them is where the rings
+    /// say (`report`): swift-dispersion-populate and -report.
+    Dispersion(dispersion_cmd::DispersionArgs),
+    /// Ask every storage server in the rings for its health and recon
+    /// figures; problems first, exit code 1 if there are any.
+    Status(status_cmd::StatusArgs),
 }
 
 /// jemalloc rather than glibc malloc: allocation is a large share of a
@@ -115,5 +127,7 @@ fn main() -> ExitCode {
         Command::AccountReplicator(a) => daemon_cmd::run(DaemonName::AccountReplicator, &a),
         Command::AccountAuditor(a) => daemon_cmd::run(DaemonName::AccountAuditor, &a),
         Command::Bench(args) => bench_cmd::run(&args),
+        Command::Dispersion(args) => dispersion_cmd::run(&args),
+        Command::Status(args) => status_cmd::run(&args),
     }
 }

@@ -3,7 +3,6 @@
 //! 1 warning (nothing to do), 2 error.
 
 use std::collections::BTreeSet;
-use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -13,6 +12,8 @@ use apus_ring::parse::{
     DevMatch,
 };
 use apus_ring::{Device, RingData};
+
+use crate::progress::Progress;
 
 const EXIT_WARNING: u8 = 1;
 const EXIT_ERROR: u8 = 2;
@@ -683,7 +684,12 @@ fn rebalance(ctx: &Ctx, builder: &mut RingBuilder, rest: &[String]) -> CmdResult
             },
         }
     }
-    let show_progress = std::io::stderr().is_terminal() && !debug;
+    // On a terminal only: a rebalance is seconds at most, not worth log lines.
+    let mut bar = if debug {
+        Progress::silent()
+    } else {
+        Progress::new(None)
+    };
     let started = std::time::Instant::now();
     // With --debug, each stage's start in milliseconds since the command began.
     let lap = |what: &str| {
@@ -700,24 +706,23 @@ fn rebalance(ctx: &Ctx, builder: &mut RingBuilder, rest: &[String]) -> CmdResult
             lap(p.stage);
             last_stage = p.stage;
         }
-        if show_progress && p.total > 0 {
-            eprint!(
-                "\r{}: {}/{} ({:.0}%)   ",
-                p.stage,
-                p.done,
-                p.total,
-                100.0 * p.done as f64 / p.total as f64
-            );
-            let _ = std::io::stderr().flush();
+        if p.total > 0 {
+            bar.update(p.done == p.total, || {
+                format!(
+                    "{}: {}/{} ({:.0}%)",
+                    p.stage,
+                    p.done,
+                    p.total,
+                    100.0 * p.done as f64 / p.total as f64
+                )
+            });
         }
     };
     let seconds_left = builder.min_part_seconds_left();
     let report = builder
         .rebalance(seed, &mut progress)
         .map_err(|e| error(e.to_string()))?;
-    if show_progress {
-        eprintln!();
-    }
+    bar.finish();
     if report.parts_moved == 0 && report.removed_devices.is_empty() && !force {
         let why = if seconds_left > 0 {
             format!(

@@ -1,0 +1,37 @@
+//! Swift's `healthcheck` middleware in front of the storage servers (the
+//! first element of their sample pipelines): `GET` or `HEAD /healthcheck`
+//! answers `200 OK`, before any routing, for monitoring and `apus status`.
+
+use apus_http::{full, Body};
+use http::{HeaderValue, Method, Response};
+
+/// Whether a request is the middleware's.
+pub fn is_healthcheck(method: &Method, raw_path: &str) -> bool {
+    raw_path == "/healthcheck" && (method == Method::GET || method == Method::HEAD)
+}
+
+/// The answer: `OK`, as text.
+pub fn answer() -> Response<Body> {
+    let mut resp = Response::new(full("OK"));
+    resp.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain"),
+    );
+    resp.headers_mut()
+        .insert(http::header::CONTENT_LENGTH, HeaderValue::from(2));
+    resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_get_and_head_of_the_path() {
+        assert!(is_healthcheck(&Method::GET, "/healthcheck"));
+        assert!(is_healthcheck(&Method::HEAD, "/healthcheck"));
+        assert!(!is_healthcheck(&Method::PUT, "/healthcheck"));
+        assert!(!is_healthcheck(&Method::GET, "/healthcheck/x"));
+        assert_eq!(answer().status(), 200);
+    }
+}
