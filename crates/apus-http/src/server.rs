@@ -178,7 +178,18 @@ pub async fn serve_with<H: Handler>(
                         (Some(resp), _) => resp,
                         // Scrapes are answered here and not counted.
                         (None, Some(reg)) if is_scrape(req.method(), req.uri().path()) => {
-                            return Ok(metrics_response(reg, req.headers()));
+                            // Collectors may read the disks: off the
+                            // async threads.
+                            let (reg, headers) = (reg.clone(), req.headers().clone());
+                            let answer = tokio::task::spawn_blocking(move || {
+                                metrics_response(&reg, &headers)
+                            })
+                            .await;
+                            return Ok(answer.unwrap_or_else(|_| {
+                                let mut r = Response::new(crate::body::empty());
+                                *r.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
+                                r
+                            }));
                         }
                         (None, _) => handler.call(req).await,
                     };

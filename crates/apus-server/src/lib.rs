@@ -7,7 +7,8 @@
 //! account servers over `apus-db` ([`container`], [`account`], sharing
 //! [`db_common`] and the replication RPC of [`db_replicate`]). For fault
 //! tests, [`failpoint`] can crash the object server at chosen points of a
-//! PUT. All three answer Swift's `/recon/*` monitoring checks ([`recon`]).
+//! PUT. All three answer Swift's `/recon/*` monitoring checks ([`recon`]),
+//! and [`metrics`] reads their devices' figures for `/metrics`.
 //!
 //! Invariant: never depends on the proxy. The object, container and
 //! account servers do not use each other's modules; what they share lives
@@ -21,6 +22,7 @@ pub mod container;
 pub mod db_common;
 pub mod db_replicate;
 pub mod failpoint;
+pub mod metrics;
 pub mod object;
 pub mod object_replication;
 pub mod recon;
