@@ -60,7 +60,8 @@ impl Shutdown {
 }
 
 /// Runs one pass of `worker`, cut short by `shutdown`; a completed pass
-/// is recorded in the recon cache when the context has one.
+/// is recorded in the recon cache when the context has one, and every
+/// pass in the context's metrics.
 pub async fn run_once<W: Worker>(
     worker: &W,
     ctx: &DaemonContext,
@@ -79,6 +80,9 @@ pub async fn run_once<W: Worker>(
         _ = shutdown.wait() => false,
     };
     let pass = PassStats::new(worker.name(), start.elapsed(), completed, &stats);
+    if let Some(metrics) = &ctx.metrics {
+        metrics.record(&pass);
+    }
     if let Some(cache) = ctx.recon.clone() {
         let (devices, recorded) = (ctx.devices.clone(), pass.clone());
         let _ = tokio::task::spawn_blocking(move || {
