@@ -204,8 +204,18 @@ mod tests {
         stats.add("objects", 3);
         stats.incr("failures");
         stats.incr("copy_failed");
-        m.record(&PassStats::new("object-auditor", Duration::from_millis(5), true, &stats));
-        m.record(&PassStats::new("object-auditor", Duration::from_millis(7), false, &stats));
+        m.record(&PassStats::new(
+            "object-auditor",
+            Duration::from_millis(5),
+            true,
+            &stats,
+        ));
+        m.record(&PassStats::new(
+            "object-auditor",
+            Duration::from_millis(7),
+            false,
+            &stats,
+        ));
         let f = m.figures("object-auditor").unwrap();
         assert_eq!((f.passes_completed, f.passes_incomplete), (1, 1));
         assert_eq!(f.counts["objects"], 6);

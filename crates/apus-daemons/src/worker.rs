@@ -173,6 +173,23 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn every_pass_is_counted_in_the_metrics() {
+        let w = Counting {
+            passes: AtomicU32::new(0),
+            pass_time: Duration::from_secs(1),
+        };
+        let mut ctx = ctx();
+        let metrics = crate::metrics::DaemonMetrics::new();
+        ctx.metrics = Some(metrics.clone());
+        run_once(&w, &ctx, Shutdown::never()).await;
+        run_once(&w, &ctx, Shutdown::never()).await;
+        let f = metrics.figures(w.name()).unwrap();
+        assert_eq!((f.passes_completed, f.passes_incomplete), (2, 0));
+        assert_eq!(f.counts["finished"], 2);
+        assert!(f.last_pass_seconds >= 1.0);
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn forever_keeps_the_interval_and_stops_on_shutdown() {
         let w = Arc::new(Counting {
             passes: AtomicU32::new(0),

@@ -33,7 +33,8 @@ pub const METRICS_PATH: &str = "/metrics";
 
 /// `Content-Type` of the OpenMetrics text format, sent to scrapers that
 /// ask for it in `Accept`.
-pub const OPENMETRICS_CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+pub const OPENMETRICS_CONTENT_TYPE: &str =
+    "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 /// What a server does with metrics: counts its requests, and answers
 /// `GET /metrics` from a registry (before its handler sees the request,
@@ -471,10 +472,10 @@ pub fn is_scrape(method: &Method, raw_target: &str) -> bool {
 /// The registry's figures in the text format the scraper accepts:
 /// OpenMetrics when `Accept` names it, Prometheus 0.0.4 otherwise.
 pub fn metrics_response(registry: &Registry, headers: &HeaderMap) -> Response<Body> {
-    let openmetrics = headers
-        .get_all(ACCEPT)
-        .iter()
-        .any(|v| v.to_str().is_ok_and(|s| s.contains("application/openmetrics-text")));
+    let openmetrics = headers.get_all(ACCEPT).iter().any(|v| {
+        v.to_str()
+            .is_ok_and(|s| s.contains("application/openmetrics-text"))
+    });
     let mut text = String::new();
     let (encoded, content_type) = if openmetrics {
         (
@@ -556,7 +557,9 @@ mod tests {
         let mut out = String::new();
         prometheus_client::encoding::prometheus_text::encode(&mut out, &reg).unwrap();
         assert!(
-            out.contains("apus_requests_total{server=\"object\",method=\"put\",status_class=\"2xx\"} 2\n"),
+            out.contains(
+                "apus_requests_total{server=\"object\",method=\"put\",status_class=\"2xx\"} 2\n"
+            ),
             "{out}"
         );
         assert!(!out.contains("method=\"get\""), "{out}");

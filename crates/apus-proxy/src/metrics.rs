@@ -16,8 +16,8 @@ use std::task::{Context, Poll};
 use std::time::Instant;
 
 use apus_http::metrics::{
-    class_index, encode_counter, method_index, AtomicHistogram, LATENCY_BUCKETS,
-    METHODS, STATUS_CLASSES,
+    class_index, encode_counter, method_index, AtomicHistogram, LATENCY_BUCKETS, METHODS,
+    STATUS_CLASSES,
 };
 use bytes::Bytes;
 use http::{Method, StatusCode};
@@ -249,11 +249,7 @@ impl ProxyMetrics {
         let policy = resp.extensions().get::<PolicyIndex>().map(|p| p.0);
         let group = self.group(kind, policy);
         let cell = method_index(method) * STATUS_CLASSES.len() + class_index(resp.status());
-        if let Some(c) = self
-            .groups
-            .get(group)
-            .and_then(|g| g.cells.get(cell))
-        {
+        if let Some(c) = self.groups.get(group).and_then(|g| g.cells.get(cell)) {
             c.requests.fetch_add(1, Ordering::Relaxed);
         }
         let is_get = *method == Method::GET;
@@ -451,7 +447,11 @@ impl Collector for ProxyMetrics {
             MetricType::Counter,
         )?;
         for (g, i, c) in used() {
-            encode_counter(&mut family, &labels(g, i), c.requests.load(Ordering::Relaxed))?;
+            encode_counter(
+                &mut family,
+                &labels(g, i),
+                c.requests.load(Ordering::Relaxed),
+            )?;
         }
         let mut family = encoder.encode_descriptor(
             "apus_proxy_request_duration_seconds",
@@ -471,7 +471,10 @@ impl Collector for ProxyMetrics {
             MetricType::Histogram,
         )?;
         for g in self.groups.iter().filter(|g| g.first_byte.count() > 0) {
-            let l = [("type", g.kind.as_str()), ("policy", g.policy_label.as_str())];
+            let l = [
+                ("type", g.kind.as_str()),
+                ("policy", g.policy_label.as_str()),
+            ];
             let mut m = family.encode_family(&l)?;
             g.first_byte.encode_into(&mut m)?;
         }
@@ -552,8 +555,14 @@ mod tests {
         assert_eq!(RequestType::of_path("/v1/AUTH_a"), RequestType::Account);
         assert_eq!(RequestType::of_path("/v1/AUTH_a/"), RequestType::Account);
         assert_eq!(RequestType::of_path("/v1/AUTH_a/c"), RequestType::Container);
-        assert_eq!(RequestType::of_path("/v1/AUTH_a/c/"), RequestType::Container);
-        assert_eq!(RequestType::of_path("/v1/AUTH_a/c/o/p"), RequestType::Object);
+        assert_eq!(
+            RequestType::of_path("/v1/AUTH_a/c/"),
+            RequestType::Container
+        );
+        assert_eq!(
+            RequestType::of_path("/v1/AUTH_a/c/o/p"),
+            RequestType::Object
+        );
         assert_eq!(RequestType::of_path("/info"), RequestType::Other);
         assert_eq!(RequestType::of_path("/v1/"), RequestType::Other);
         assert_eq!(RequestType::of_path("/bucket/key"), RequestType::Other);
@@ -563,6 +572,9 @@ mod tests {
     fn backend_paths_have_node_types() {
         assert_eq!(NodeType::of_backend_path("/sda/1/a"), NodeType::Account);
         assert_eq!(NodeType::of_backend_path("/sda/1/a/c"), NodeType::Container);
-        assert_eq!(NodeType::of_backend_path("/sda/1/a/c/o/x"), NodeType::Object);
+        assert_eq!(
+            NodeType::of_backend_path("/sda/1/a/c/o/x"),
+            NodeType::Object
+        );
     }
 }

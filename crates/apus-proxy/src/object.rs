@@ -26,8 +26,8 @@ use crate::backend::{
     have_quorum, node_host, quorum_size, NodePlan, NodeResponse, SlotAnswer,
 };
 use crate::config::Policy;
-use crate::metrics::{BackendFailure, NodeType};
 use crate::info::ContainerInfo;
+use crate::metrics::{BackendFailure, NodeType};
 use crate::service::{error_response, header_str, set_header, Req, Resp};
 
 /// Request headers never forwarded to object servers as they are.
@@ -774,7 +774,11 @@ impl Ctx<'_> {
                     Ok(()) => Some(p),
                     Err(e) => {
                         tracing::warn!(device = %p.dev.device, error = %e, "{what}: send failed");
-                        self.app.backend.limiter.failed(&p.dev, NodeType::Object, BackendFailure::Error);
+                        self.app.backend.limiter.failed(
+                            &p.dev,
+                            NodeType::Object,
+                            BackendFailure::Error,
+                        );
                         None
                     }
                 }

@@ -62,8 +62,7 @@ impl DeviceCollector {
         dirs.into_iter()
             .map(|(device, path)| DeviceFigures {
                 space: space(&path),
-                async_pendings: (self.server == ServerKind::Object)
-                    .then(|| async_pendings(&path)),
+                async_pendings: (self.server == ServerKind::Object).then(|| async_pendings(&path)),
                 quarantined: quarantined(&path, self.server),
                 device,
             })
@@ -132,11 +131,14 @@ fn quarantined(device: &Path, server: ServerKind) -> u64 {
     n
 }
 
+/// A space figure's name, help and value.
+type SpaceFigure = (&'static str, &'static str, fn(&Space) -> u64);
+
 impl Collector for DeviceCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let figures = self.read();
         let server = self.server.as_str();
-        let spaces: [(&str, &str, fn(&Space) -> u64); 3] = [
+        let spaces: [SpaceFigure; 3] = [
             (
                 "apus_device_capacity_bytes",
                 "Size of the filesystem holding the device",
@@ -215,8 +217,10 @@ mod tests {
         let c = DeviceCollector::new(dir.path(), ServerKind::Container).read();
         assert_eq!(c[0].quarantined, 1);
         assert_eq!(c[0].async_pendings, None);
-        assert!(DeviceCollector::new(dir.path().join("none"), ServerKind::Account)
-            .read()
-            .is_empty());
+        assert!(
+            DeviceCollector::new(dir.path().join("none"), ServerKind::Account)
+                .read()
+                .is_empty()
+        );
     }
 }
