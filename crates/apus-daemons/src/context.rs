@@ -125,6 +125,8 @@ pub struct DaemonContext {
     pub client: BackendClient,
     /// Where each pass leaves its figures for `/recon` (`None`: nowhere).
     pub recon: Option<crate::recon::ReconCache>,
+    /// Where each pass is counted for `/metrics` (`None`: nowhere).
+    pub metrics: Option<std::sync::Arc<crate::metrics::DaemonMetrics>>,
 }
 
 impl DaemonContext {
@@ -147,6 +149,7 @@ impl DaemonContext {
             identity,
             client: BackendClient::new(client_config),
             recon: None,
+            metrics: None,
         }
     }
 

@@ -6,7 +6,8 @@
 //! [`Worker`] trait: a worker runs passes over the local devices, either
 //! once (`--once`) or continuously with a pause between passes, throttled
 //! by [`RateLimiter`]s and reporting [`PassStats`], which [`recon`] turns
-//! into Swift's recon cache after each pass.
+//! into Swift's recon cache after each pass and [`metrics`] into
+//! Prometheus figures.
 //!
 //! Workers reach other nodes only over HTTP through `apus-http`, with the
 //! messages of `apus-proto`; they read local data through `apus-diskfile`
@@ -19,6 +20,7 @@ pub mod db_auditor;
 pub mod db_replicator;
 pub mod db_walk;
 pub mod expirer;
+pub mod metrics;
 pub mod object_auditor;
 pub mod object_replicator;
 pub mod object_updater;

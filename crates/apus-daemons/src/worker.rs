@@ -60,7 +60,8 @@ impl Shutdown {
 }
 
 /// Runs one pass of `worker`, cut short by `shutdown`; a completed pass
-/// is recorded in the recon cache when the context has one.
+/// is recorded in the recon cache when the context has one, and every
+/// pass in the context's metrics.
 pub async fn run_once<W: Worker>(
     worker: &W,
     ctx: &DaemonContext,
@@ -79,6 +80,9 @@ pub async fn run_once<W: Worker>(
         _ = shutdown.wait() => false,
     };
     let pass = PassStats::new(worker.name(), start.elapsed(), completed, &stats);
+    if let Some(metrics) = &ctx.metrics {
+        metrics.record(&pass);
+    }
     if let Some(cache) = ctx.recon.clone() {
         let (devices, recorded) = (ctx.devices.clone(), pass.clone());
         let _ = tokio::task::spawn_blocking(move || {
@@ -166,6 +170,23 @@ mod tests {
         assert!(pass.completed);
         assert_eq!(pass.count("finished"), 1);
         assert!(pass.elapsed_secs >= 2.0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn every_pass_is_counted_in_the_metrics() {
+        let w = Counting {
+            passes: AtomicU32::new(0),
+            pass_time: Duration::from_secs(1),
+        };
+        let mut ctx = ctx();
+        let metrics = crate::metrics::DaemonMetrics::new();
+        ctx.metrics = Some(metrics.clone());
+        run_once(&w, &ctx, Shutdown::never()).await;
+        run_once(&w, &ctx, Shutdown::never()).await;
+        let f = metrics.figures(w.name()).unwrap();
+        assert_eq!((f.passes_completed, f.passes_incomplete), (2, 0));
+        assert_eq!(f.counts["finished"], 2);
+        assert!(f.last_pass_seconds >= 1.0);
     }
 
     #[tokio::test(start_paused = true)]

@@ -15,7 +15,9 @@
 //!   backpressure and bounded memory;
 //! - [`client`]: the backend client ([`BackendClient`]) with connection
 //!   pooling, a connect timeout and a node timeout (no progress for that
-//!   long fails the request), streaming bodies both ways and raw paths.
+//!   long fails the request), streaming bodies both ways and raw paths;
+//! - [`metrics`]: the Prometheus figures every server shares (requests
+//!   counted by the accept loop, process figures) and `/metrics` itself.
 //!
 //! Invariant: no storage crates (diskfile, db, ring) and no protocol
 //! semantics: this crate moves bytes and headers; what they mean belongs to
@@ -25,10 +27,12 @@ pub mod body;
 pub mod client;
 pub mod expect;
 pub mod limits;
+pub mod metrics;
 pub mod server;
 pub mod wire;
 
 pub use body::{channel, empty, full, incoming, Body, BodySender};
 pub use client::{BackendClient, ClientConfig, ClientError};
 pub use limits::HeadLimits;
+pub use metrics::{RequestMetrics, ServerKind, ServerMetrics};
 pub use server::{serve, serve_with, Handler, RemoteAddr, ServerConfig};

@@ -19,6 +19,7 @@ use tokio::task::JoinSet;
 
 use crate::body::Body;
 use crate::limits::{HeadLimits, PARSE_BUFFER_BYTES, PARSE_MAX_HEADERS};
+use crate::metrics::{is_scrape, metrics_response, CountingIo, ServerMetrics};
 use crate::wire::{WireIo, ZERO_LENGTH_MARK};
 
 /// Handles one request. The request target is as received (not decoded
@@ -47,6 +48,8 @@ pub struct ServerConfig {
     /// On shutdown, time given to requests in flight before connections
     /// are dropped.
     pub graceful_timeout: Duration,
+    /// Request counting and the `/metrics` answer (none by default).
+    pub metrics: ServerMetrics,
 }
 
 impl Default for ServerConfig {
@@ -55,6 +58,7 @@ impl Default for ServerConfig {
             limits: HeadLimits::default(),
             header_read_timeout: Duration::from_secs(60),
             graceful_timeout: Duration::from_secs(30),
+            metrics: ServerMetrics::default(),
         }
     }
 }
@@ -117,6 +121,8 @@ pub async fn serve_with<H: Handler>(
         .header_read_timeout(config.header_read_timeout);
     let builder = Arc::new(builder);
     let limits = Arc::new(config.limits);
+    let requests = config.metrics.requests.clone();
+    let registry = config.metrics.registry.clone();
     tokio::pin!(shutdown);
     loop {
         while conns.try_join_next().is_some() {}
@@ -138,9 +144,11 @@ pub async fn serve_with<H: Handler>(
         let handler = handler.clone();
         let builder = builder.clone();
         let limits = limits.clone();
+        let requests = requests.clone();
+        let registry = registry.clone();
         let mut stop_rx = stop_rx.clone();
         conns.spawn(async move {
-            let io = WireIo::new(stream);
+            let io = WireIo::new(CountingIo::new(stream, requests.clone()));
             let announcer = io.announcer();
             let amz_announcer = io.amz_announcer();
             let growth = io.growth();
@@ -148,6 +156,8 @@ pub async fn serve_with<H: Handler>(
                 let handler = handler.clone();
                 let announcer = announcer.clone();
                 let amz_announcer = amz_announcer.clone();
+                let requests = requests.clone();
+                let registry = registry.clone();
                 // Nonzero for the first request only (see `wire`).
                 let grown = growth.swap(0, Ordering::AcqRel);
                 let refusal = limits.check_grown_request(&req, grown);
@@ -162,10 +172,30 @@ pub async fn serve_with<H: Handler>(
                 });
                 req.extensions_mut().insert(RemoteAddr(peer));
                 async move {
-                    let mut resp = match refused {
-                        Some(resp) => resp,
-                        None => handler.call(req).await,
+                    let started = requests.as_ref().map(|_| std::time::Instant::now());
+                    let method = req.method().clone();
+                    let mut resp = match (refused, &registry) {
+                        (Some(resp), _) => resp,
+                        // Scrapes are answered here and not counted.
+                        (None, Some(reg)) if is_scrape(req.method(), req.uri().path()) => {
+                            // Collectors may read the disks: off the
+                            // async threads.
+                            let (reg, headers) = (reg.clone(), req.headers().clone());
+                            let answer = tokio::task::spawn_blocking(move || {
+                                metrics_response(&reg, &headers)
+                            })
+                            .await;
+                            return Ok(answer.unwrap_or_else(|_| {
+                                let mut r = Response::new(crate::body::empty());
+                                *r.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
+                                r
+                            }));
+                        }
+                        (None, _) => handler.call(req).await,
                     };
+                    if let (Some(m), Some(t)) = (&requests, started) {
+                        m.record(&method, resp.status(), t.elapsed());
+                    }
                     keep_zero_length(&mut resp, &announcer);
                     if resp
                         .headers()

@@ -99,17 +99,22 @@ impl App {
             client.config().pool_max_idle_per_host,
             client.config().pool_idle_timeout,
         );
+        let limiter = Arc::new(ErrorLimiter::new(LimiterConfig {
+            limit: config.error_suppression_limit,
+            interval: config.error_suppression_interval,
+            probe_interval: config.error_suppression_probe_interval,
+            // Twice the wait after which reads move on: a node busy
+            // under load answers something within it.
+            stall_timeout: config.timing.concurrency_timeout * 2,
+        }));
+        if let Some(m) = &config.metrics {
+            // Set once: the internal pipeline's proxy shares the figures.
+            m.attach_limiter(limiter.clone());
+        }
         let backend = Backend {
             client,
             uploads,
-            limiter: Arc::new(ErrorLimiter::new(LimiterConfig {
-                limit: config.error_suppression_limit,
-                interval: config.error_suppression_interval,
-                probe_interval: config.error_suppression_probe_interval,
-                // Twice the wait after which reads move on: a node busy
-                // under load answers something within it.
-                stall_timeout: config.timing.concurrency_timeout * 2,
-            })),
+            limiter,
             timing: config.timing,
         };
         let info_json = crate::info::capabilities(&config).to_string();

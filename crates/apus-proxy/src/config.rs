@@ -149,6 +149,9 @@ pub struct ProxyConfig {
     pub cross_domain_policy: String,
     /// The `read_only` filter's settings.
     pub read_only: crate::read_only::ReadOnlyConfig,
+    /// Where client requests and backend failures are counted for
+    /// `/metrics` (`None`: not counted).
+    pub metrics: Option<Arc<crate::metrics::ProxyMetrics>>,
     /// The `name_check` filter's settings.
     pub name_check: crate::name_check::NameCheckConfig,
     /// The `ratelimit` filter's settings.
@@ -220,6 +223,7 @@ impl ProxyConfig {
             cors: crate::cors::CorsConfig::default(),
             cross_domain_policy: crate::crossdomain::DEFAULT_POLICY.to_string(),
             read_only: crate::read_only::ReadOnlyConfig::default(),
+            metrics: None,
             ratelimit: crate::ratelimit::RateLimitConfig::default(),
             name_check: crate::name_check::NameCheckConfig::default(),
             bulk: crate::bulk::BulkConfig::default(),

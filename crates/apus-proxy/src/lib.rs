@@ -14,7 +14,9 @@
 //!   objects);
 //! - the controllers at the end of the pipeline ([`app`]): ring lookups,
 //!   fan-out to primaries and handoffs, Swift's quorum rules, error
-//!   limiting of failing nodes, account/container info caching.
+//!   limiting of failing nodes, account/container info caching;
+//! - [`metrics`]: the proxy's Prometheus figures (client requests by
+//!   type and policy, first byte, body bytes, backend failures).
 //!
 //! Invariant: the proxy reaches storage only over HTTP, through
 //! `apus-http`'s backend client and `apus-proto`'s protocol; it never
@@ -42,6 +44,7 @@ pub mod gatekeeper;
 pub mod healthcheck;
 pub mod info;
 pub mod listing_formats;
+pub mod metrics;
 pub mod name_check;
 pub mod object;
 pub mod object_versioning;
@@ -74,6 +77,7 @@ pub use service::{Env, Req, Resp, Service, SharedService};
 /// `apus_http::serve`.
 pub struct Proxy {
     pipeline: SharedService,
+    metrics: Option<Arc<metrics::ProxyMetrics>>,
 }
 
 impl Proxy {
@@ -92,6 +96,7 @@ impl Proxy {
 
     fn with_pipeline(mut config: ProxyConfig, pipeline: &Pipeline) -> Self {
         config.pipeline = pipeline.clone();
+        let metrics = config.metrics.clone();
         let config = Arc::new(config);
         let app = Arc::new(app::App::new(config.clone()));
         let ctx = FilterContext {
@@ -100,6 +105,7 @@ impl Proxy {
         };
         Proxy {
             pipeline: pipeline.build(&ctx, app),
+            metrics,
         }
     }
 
@@ -112,7 +118,15 @@ impl Proxy {
 impl Handler for Proxy {
     async fn call(&self, req: Request<Incoming>) -> Response<apus_http::Body> {
         let (parts, body) = req.into_parts();
-        let req = Request::from_parts(parts, incoming(body));
-        self.pipeline.call(req).await
+        let Some(m) = &self.metrics else {
+            let req = Request::from_parts(parts, incoming(body));
+            return self.pipeline.call(req).await;
+        };
+        let started = std::time::Instant::now();
+        let kind = metrics::RequestType::of_path(parts.uri.path());
+        let method = parts.method.clone();
+        let req = Request::from_parts(parts, m.count_request_body(kind, incoming(body)));
+        let resp = self.pipeline.call(req).await;
+        m.observe(kind, &method, started, resp)
     }
 }

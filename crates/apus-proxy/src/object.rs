@@ -27,6 +27,7 @@ use crate::backend::{
 };
 use crate::config::Policy;
 use crate::info::ContainerInfo;
+use crate::metrics::{BackendFailure, NodeType};
 use crate::service::{error_response, header_str, set_header, Req, Resp};
 
 /// Request headers never forwarded to object servers as they are.
@@ -264,6 +265,20 @@ impl Ctx<'_> {
         let Some(policy) = self.object_policy(&info, &req).cloned() else {
             return error_response(StatusCode::SERVICE_UNAVAILABLE, None);
         };
+        let mut resp = self.object_for_policy(req, &info, &policy, method).await;
+        resp.extensions_mut()
+            .insert(crate::metrics::PolicyIndex(policy.index));
+        resp
+    }
+
+    async fn object_for_policy(
+        &mut self,
+        req: Req,
+        info: &ContainerInfo,
+        policy: &Policy,
+        method: Method,
+    ) -> Resp {
+        let policy = policy.clone();
         match method {
             Method::GET | Method::HEAD => match &policy.kind {
                 PolicyKind::ErasureCoding(ec) => self.ec_get(req, &policy, ec).await,
@@ -602,7 +617,7 @@ impl Ctx<'_> {
                                             limiter.limit_now(&dev);
                                             Connected::Failed
                                         } else if code >= 500 {
-                                            limiter.error(&dev);
+                                            limiter.failed(&dev, NodeType::Object, BackendFailure::ServerError);
                                             Connected::Failed
                                         } else {
                                             limiter.answered(&dev);
@@ -611,7 +626,7 @@ impl Ctx<'_> {
                                     }
                                     Err(e) => {
                                         tracing::warn!(device = %dev.device, error = %e, "object PUT: connect failed");
-                                        limiter.error(&dev);
+                                        limiter.failed(&dev, NodeType::Object, BackendFailure::Error);
                                         Connected::Failed
                                     }
                                 }
@@ -726,13 +741,13 @@ impl Ctx<'_> {
                         Ok(f) => {
                             waiting.answered();
                             if f.status.is_server_error() {
-                                limiter.error(&p.dev);
+                                limiter.failed(&p.dev, NodeType::Object, BackendFailure::ServerError);
                             }
                             final_to_node(f)
                         }
                         Err(e) => {
                             tracing::warn!(device = %p.dev.device, error = %e, "object PUT: no answer");
-                            limiter.error(&p.dev);
+                            limiter.failed(&p.dev, NodeType::Object, BackendFailure::Error);
                             crate::backend::unavailable()
                         }
                     }
@@ -759,7 +774,11 @@ impl Ctx<'_> {
                     Ok(()) => Some(p),
                     Err(e) => {
                         tracing::warn!(device = %p.dev.device, error = %e, "{what}: send failed");
-                        self.app.backend.limiter.error(&p.dev);
+                        self.app.backend.limiter.failed(
+                            &p.dev,
+                            NodeType::Object,
+                            BackendFailure::Error,
+                        );
                         None
                     }
                 }

@@ -8,13 +8,14 @@
 //! [`db_common`] and the replication RPC of [`db_replicate`]). For fault
 //! tests, [`failpoint`] can crash the object server at chosen points of a
 //! PUT. All three answer Swift's `/recon/*` monitoring checks ([`recon`])
-//! and `/healthcheck` ([`healthcheck`]).
+//! and `/healthcheck` ([`healthcheck`]), and [`metrics`] reads their
+//! devices' figures for `/metrics`.
 //!
 //! Invariant: never depends on the proxy. The object, container and
 //! account servers do not use each other's modules; what they share lives
 //! in [`common`] / [`db_common`] or in `apus-proto` / `apus-http`.
 //! Blocking storage calls run on tokio's blocking pool, and no object body
-//! is ever held whole in memory.
+//! is held whole in memory beyond a small PUT's 64 KiB.
 
 pub mod account;
 pub mod common;
@@ -23,6 +24,7 @@ pub mod db_common;
 pub mod db_replicate;
 pub mod failpoint;
 pub mod healthcheck;
+pub mod metrics;
 pub mod object;
 pub mod object_replication;
 pub mod recon;

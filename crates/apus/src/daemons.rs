@@ -183,6 +183,7 @@ impl Daemons {
             client,
         );
         ctx.mount_check = storage.mount_check();
+        ctx.metrics = Some(apus_daemons::metrics::DaemonMetrics::new());
         ctx.recon = Some(apus_daemons::recon::ReconCache::new(
             storage.recon_cache.clone(),
         ));
@@ -231,6 +232,11 @@ impl Daemons {
     }
 
     /// One pass of `name`.
+    /// Where the daemons' passes are counted for `/metrics`.
+    pub fn metrics(&self) -> Option<Arc<apus_daemons::metrics::DaemonMetrics>> {
+        self.ctx.metrics.clone()
+    }
+
     pub async fn run_once(&self, name: DaemonName) -> Result<PassStats> {
         macro_rules! once {
             ($w:expr) => {

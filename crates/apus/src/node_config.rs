@@ -264,6 +264,8 @@ fn narrow(key: &str, v: u64) -> Result<u32> {
 #[serde(deny_unknown_fields)]
 pub struct FileProxy {
     pub bind: Option<String>,
+    /// The admin address of the proxy's `/metrics` (`"off"` or `""`: none).
+    pub metrics_bind: Option<String>,
     pub conn_timeout: Option<f64>,
     pub node_timeout: Option<f64>,
     pub client_timeout: Option<f64>,
@@ -773,6 +775,9 @@ pub struct NodeConfig {
 #[derive(Debug)]
 pub struct ProxyNode {
     pub bind: SocketAddr,
+    /// Where the proxy's `/metrics` is served, apart from clients
+    /// (`None`: nowhere; the client port never serves it).
+    pub metrics_bind: Option<SocketAddr>,
     pub tempauth: TempAuthConfig,
     pub pipeline: Pipeline,
     pub tempurl: apus_proxy::tempurl::TempUrlConfig,
@@ -960,6 +965,14 @@ impl NodeConfig {
                         .map_err(|_| anyhow!("bad default address {default}"))?
                 }
             };
+            let metrics_bind = match file_proxy.metrics_bind.as_deref().map(str::trim) {
+                Some("" | "off") => None,
+                Some(b) => Some(b.parse().map_err(|_| {
+                    anyhow!("proxy.metrics_bind: {b:?} is not an ADDRESS:PORT or \"off\"")
+                })?),
+                None if local => Some(SocketAddr::from(([127, 0, 0, 1], 0))),
+                None => None,
+            };
             let tempauth = resolve_tempauth(file_proxy.tempauth.as_ref(), local)?;
             check_proxy_durations(&file_proxy)?;
             let pipeline = match &file_proxy.pipeline {
@@ -984,6 +997,7 @@ impl NodeConfig {
             };
             Some(ProxyNode {
                 bind,
+                metrics_bind,
                 tempauth,
                 pipeline,
                 tempurl,

@@ -22,15 +22,20 @@ use std::time::Duration;
 use anyhow::{anyhow, bail, Context, Result};
 use apus_core::policy::PolicyKind;
 use apus_core::HashConfig;
+use apus_daemons::metrics::DaemonMetrics;
 use apus_daemons::{LocalIdentity, Shutdown};
-use apus_http::ServerConfig;
+use apus_http::metrics::ProcessCollector;
+use apus_http::{RequestMetrics, ServerConfig, ServerKind, ServerMetrics};
+use apus_proxy::metrics::ProxyMetrics;
 use apus_proxy::{Policy, Proxy, ProxyConfig};
 use apus_ring::ReloadingRing;
 use apus_server::account::AccountServer;
 use apus_server::container::ContainerServer;
 use apus_server::db_common::{DbServerConfig, Policies, PolicyInfo};
+use apus_server::metrics::DeviceCollector;
 use apus_server::object::{EcPolicy, ObjectServer, ObjectServerConfig};
 use apus_server::recon::ReconConfig;
+use prometheus_client::registry::Registry;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -190,7 +195,8 @@ enum StorageConfig {
 
 /// Everything checked and bound, ready to serve.
 struct Plan {
-    proxy: Option<(ProxyConfig, TcpListener)>,
+    /// The proxy, its client listener and its metrics (admin) listener.
+    proxy: Option<(ProxyConfig, TcpListener, Option<TcpListener>)>,
     storage: Vec<(Server, StorageConfig, TcpListener)>,
     daemons: Option<Daemons>,
     banner: String,
@@ -291,7 +297,16 @@ fn prepare(conf: &NodeConfig) -> Result<Plan> {
                 .map_err(|e| anyhow!("cannot listen on {} (proxy): {e}", node.bind))?;
             let addr = listener.local_addr()?;
             describe_proxy(&mut banner, conf, &pc, addr);
-            Some((pc, listener))
+            let admin = match node.metrics_bind {
+                Some(at) => {
+                    let l = TcpListener::bind(at)
+                        .map_err(|e| anyhow!("cannot listen on {at} (proxy metrics): {e}"))?;
+                    let _ = writeln!(banner, "  metrics    http://{}/metrics", l.local_addr()?);
+                    Some(l)
+                }
+                None => None,
+            };
+            Some((pc, listener, admin))
         }
         _ => None,
     };
@@ -368,7 +383,7 @@ fn prepare(conf: &NodeConfig) -> Result<Plan> {
             };
             storage.push((server, config, listener));
         }
-        banner.push('\n');
+        banner.push_str(" (each with /metrics)\n");
     }
     if let (Layout::Local { data }, Some(_)) = (&conf.layout, &proxy) {
         banner.insert_str(
@@ -576,12 +591,18 @@ async fn serve(plan: Plan, shutdown_timeout: Duration) -> Result<ExitCode> {
         ..ServerConfig::default()
     };
 
+    let daemon_metrics = plan.daemons.as_ref().and_then(Daemons::metrics);
     let (storage_stop, storage_rx) = watch::channel(false);
     let mut storage = JoinSet::new();
     for (server, config, listener) in plan.storage {
         let listener = into_tokio(listener)?;
         let stop = stopped(storage_rx.clone());
-        let sc = server_conf.clone();
+        let mut sc = server_conf.clone();
+        let devices = match &config {
+            StorageConfig::Object(c) => c.diskfile.devices.clone(),
+            StorageConfig::Container(c) | StorageConfig::Account(c) => c.devices.clone(),
+        };
+        sc.metrics = storage_metrics(server, devices, daemon_metrics.as_ref());
         // The servers are made here, not in the task: an object server's
         // start (removing what a crash left in its temp directories) is
         // over before the proxy answers anything.
@@ -609,10 +630,29 @@ async fn serve(plan: Plan, shutdown_timeout: Duration) -> Result<ExitCode> {
     }
     let (proxy_stop, proxy_rx) = watch::channel(false);
     let mut proxy = JoinSet::new();
-    if let Some((pc, listener)) = plan.proxy {
+    if let Some((mut pc, listener, admin)) = plan.proxy {
         let listener = into_tokio(listener)?;
+        let mut sc = server_conf.clone();
+        if let Some(admin) = admin {
+            // Counted on the client port, shown only on the admin one.
+            let (requests, registry) = proxy_metrics(&mut pc);
+            sc.metrics.requests = Some(requests);
+            let admin_conf = ServerConfig {
+                metrics: ServerMetrics {
+                    requests: None,
+                    registry: Some(registry),
+                },
+                ..server_conf.clone()
+            };
+            let admin = into_tokio(admin)?;
+            let stop = stopped(proxy_rx.clone());
+            proxy.spawn(async move {
+                let handler = Arc::new(apus_http::metrics::NotFound);
+                let result = apus_http::serve_with(admin, handler, stop, admin_conf).await;
+                ("proxy metrics", result)
+            });
+        }
         let stop = stopped(proxy_rx);
-        let sc = server_conf.clone();
         proxy.spawn(async move {
             let result = apus_http::serve_with(listener, Arc::new(Proxy::new(pc)), stop, sc).await;
             ("proxy", result)
@@ -684,6 +724,51 @@ async fn serve(plan: Plan, shutdown_timeout: Duration) -> Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// A storage server's figures: its requests, its devices, the process
+/// and the node's daemons of its kind.
+fn storage_metrics(
+    server: Server,
+    devices: PathBuf,
+    daemons: Option<&Arc<DaemonMetrics>>,
+) -> ServerMetrics {
+    let kind = match server {
+        Server::Object => ServerKind::Object,
+        Server::Container => ServerKind::Container,
+        Server::Account => ServerKind::Account,
+    };
+    let mut registry = Registry::default();
+    let requests = RequestMetrics::new(kind);
+    requests.register(&mut registry);
+    registry.register_collector(Box::new(DeviceCollector::new(devices, kind)));
+    registry.register_collector(Box::new(ProcessCollector));
+    if let Some(d) = daemons {
+        let prefix = match server {
+            Server::Object => "object-",
+            Server::Container => "container-",
+            Server::Account => "account-",
+        };
+        registry.register_collector(Box::new(d.collector(prefix)));
+    }
+    ServerMetrics {
+        requests: Some(requests),
+        registry: Some(Arc::new(registry)),
+    }
+}
+
+/// The proxy's figures, set in its configuration; the registry showing
+/// them with its requests and the process's.
+fn proxy_metrics(pc: &mut ProxyConfig) -> (Arc<RequestMetrics>, Arc<Registry>) {
+    let mut registry = Registry::default();
+    let requests = RequestMetrics::new(ServerKind::Proxy);
+    requests.register(&mut registry);
+    let indexes: Vec<u32> = pc.policies.iter().map(|p| p.index).collect();
+    let proxy = ProxyMetrics::new(&indexes);
+    registry.register_collector(Box::new(proxy.clone()));
+    registry.register_collector(Box::new(ProcessCollector));
+    pc.metrics = Some(proxy);
+    (requests, Arc::new(registry))
 }
 
 /// Logs how a server task ended; true if it ended cleanly.

@@ -21,6 +21,8 @@ use std::time::{Duration, Instant};
 
 use apus_ring::Device;
 
+use crate::metrics::{BackendFailure, BackendFigures, NodeType};
+
 /// Whether a request may go to a node.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Admission {
@@ -61,6 +63,7 @@ pub struct ErrorLimiter {
     probe_interval: Duration,
     stall_timeout: Duration,
     nodes: Mutex<HashMap<String, NodeState>>,
+    figures: BackendFigures,
 }
 
 /// Settings of an [`ErrorLimiter`].
@@ -117,6 +120,7 @@ impl ErrorLimiter {
             probe_interval: config.probe_interval,
             stall_timeout: config.stall_timeout,
             nodes: Mutex::new(HashMap::new()),
+            figures: BackendFigures::default(),
         }
     }
 
@@ -218,6 +222,35 @@ impl ErrorLimiter {
         }
     }
 
+    /// Failures and limiting events so far, for `/metrics`.
+    pub fn figures(&self) -> &BackendFigures {
+        &self.figures
+    }
+
+    /// Nodes limited or stalled now.
+    pub fn limited_count(&self) -> u64 {
+        let now = Instant::now();
+        let Ok(nodes) = self.nodes.lock() else {
+            return 0;
+        };
+        nodes
+            .values()
+            .filter(|s| {
+                let fresh = s
+                    .last_error
+                    .is_some_and(|at| now.duration_since(at) <= self.interval);
+                (fresh && self.over_limit(s)) || self.stalled(s, now)
+            })
+            .count() as u64
+    }
+
+    /// A request to `dev`, a node of type `node`, failed: counted, and
+    /// charged to the node as an [`error`](Self::error).
+    pub fn failed(&self, dev: &Device, node: NodeType, failure: BackendFailure) {
+        self.figures.failed(node, failure);
+        self.error(dev);
+    }
+
     /// One more error for `dev` (a timeout, a connection failure, a 5xx).
     pub fn error(&self, dev: &Device) {
         self.error_at(dev, Instant::now());
@@ -229,8 +262,12 @@ impl ErrorLimiter {
                 .entry(Self::key(dev))
                 .or_insert_with(|| NodeState::new(now));
             self.expire(state, now);
+            let was_limited = self.over_limit(state);
             state.errors = state.errors.saturating_add(1);
             state.last_error = Some(now);
+            if !was_limited && self.over_limit(state) {
+                self.figures.limited(false);
+            }
         }
     }
 
@@ -244,6 +281,10 @@ impl ErrorLimiter {
             let state = nodes
                 .entry(Self::key(dev))
                 .or_insert_with(|| NodeState::new(now));
+            self.expire(state, now);
+            if !self.over_limit(state) {
+                self.figures.limited(true);
+            }
             state.errors = self.limit.saturating_add(1);
             state.last_error = Some(now);
             state.last_probe = Some(now);

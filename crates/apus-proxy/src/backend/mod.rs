@@ -30,6 +30,8 @@ use http_body_util::BodyExt;
 
 pub use limiter::{Admission, ErrorLimiter, LimiterConfig};
 
+use crate::metrics::{BackendFailure, NodeType};
+
 use crate::service::{default_body, Resp};
 
 /// Backend bodies larger than this are not buffered (listings stream).
@@ -242,9 +244,13 @@ async fn send_to(
             waiting.answered();
             let status = resp.status().as_u16();
             if status == 507 {
+                limiter
+                    .figures()
+                    .failed(NodeType::of_backend_path(path), BackendFailure::ServerError);
                 limiter.limit_now(dev);
             } else if status >= 500 {
-                limiter.error(dev);
+                let node = NodeType::of_backend_path(path);
+                limiter.failed(dev, node, BackendFailure::ServerError);
             } else {
                 limiter.answered(dev);
             }
@@ -260,7 +266,12 @@ async fn send_to(
                 source = inner.source();
             }
             tracing::warn!(node = %host, device = %dev.device, error = %cause, "backend request failed");
-            limiter.error(dev);
+            let failure = if e.is_timeout() {
+                BackendFailure::Timeout
+            } else {
+                BackendFailure::Error
+            };
+            limiter.failed(dev, NodeType::of_backend_path(path), failure);
             None
         }
     }

@@ -35,6 +35,7 @@ use super::{bad_request, Putter};
 use crate::app::Ctx;
 use crate::backend::{backend_path, node_host, NodePlan};
 use crate::config::Policy;
+use crate::metrics::{BackendFailure, NodeType};
 use crate::service::{error_response, header_str, set_header, Req, Resp};
 
 /// The trailers every fragment PUT ends with.
@@ -222,13 +223,13 @@ impl Ctx<'_> {
                 match p.conn.finish_with_trailers(&trailers).await {
                     Ok(f) => {
                         if f.status.is_server_error() {
-                            limiter.error(&p.dev);
+                            limiter.failed(&p.dev, NodeType::Object, BackendFailure::ServerError);
                         }
                         (p.index, p.dev, f.status.as_u16())
                     }
                     Err(e) => {
                         tracing::warn!(device = %p.dev.device, error = %e, "EC object PUT: no answer");
-                        limiter.error(&p.dev);
+                        limiter.failed(&p.dev, NodeType::Object, BackendFailure::Error);
                         (p.index, p.dev, 503)
                     }
                 }
@@ -274,14 +275,14 @@ impl Ctx<'_> {
                 match answer {
                     Ok(Started::Final(f)) => {
                         if f.status.is_server_error() {
-                            limiter.error(&dev);
+                            limiter.failed(&dev, NodeType::Object, BackendFailure::ServerError);
                         }
                         f.status.is_success()
                     }
                     Ok(Started::Continue(_)) => false,
                     Err(e) => {
                         tracing::warn!(device = %dev.device, error = %e, "EC object PUT: commit failed");
-                        limiter.error(&dev);
+                        limiter.failed(&dev, NodeType::Object, BackendFailure::Error);
                         false
                     }
                 }
