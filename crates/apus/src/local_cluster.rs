@@ -80,7 +80,19 @@ impl LocalCluster {
     pub fn open(data: &Path) -> Result<Self> {
         fs::create_dir_all(data).with_context(|| format!("cannot create {}", data.display()))?;
         let lock = lock_dir(data)?;
-        let hash = ensure_swift_conf(&data.join("swift.conf"))?;
+        let conf = data.join("swift.conf");
+        if !conf.exists() && devices_hold_data(data) {
+            // A new salt would hash every name to another place: all that
+            // is stored would be unreachable, and the auditors would
+            // quarantine it as misplaced.
+            bail!(
+                "{} is missing, but {} holds data stored under its hash salt; \
+                 restore that swift.conf, or start in an empty directory",
+                conf.display(),
+                devices_dir(data).display()
+            );
+        }
+        let hash = ensure_swift_conf(&conf)?;
         let account = ensure_ring(data, "account", None, REPLICATED)?;
         let container = ensure_ring(data, "container", None, REPLICATED)?;
         let object = ensure_ring(data, "object", None, REPLICATED)?;
@@ -131,6 +143,33 @@ impl LocalCluster {
 /// The devices root of the cluster in `data`.
 pub fn devices_dir(data: &Path) -> PathBuf {
     data.join("devices")
+}
+
+/// Whether any device of the cluster in `data` holds accounts, containers
+/// or objects. A directory that cannot be read counts as holding data: the
+/// caller refuses to start rather than risk it.
+fn devices_hold_data(data: &Path) -> bool {
+    let non_empty = |dir: &Path| match fs::read_dir(dir) {
+        Ok(mut entries) => entries.next().is_some(),
+        Err(e) => e.kind() != std::io::ErrorKind::NotFound,
+    };
+    let devices = match fs::read_dir(devices_dir(data)) {
+        Ok(devices) => devices,
+        Err(e) => return e.kind() != std::io::ErrorKind::NotFound,
+    };
+    devices.into_iter().any(|device| {
+        let Ok(device) = device else { return true };
+        let Ok(kinds) = fs::read_dir(device.path()) else {
+            return device.path().is_dir();
+        };
+        kinds.into_iter().any(|kind| {
+            let Ok(kind) = kind else { return true };
+            let name = kind.file_name();
+            let name = name.to_string_lossy();
+            (name == "accounts" || name == "containers" || name.starts_with("objects"))
+                && non_empty(&kind.path())
+        })
+    })
 }
 
 /// Two processes serving one directory would both write its databases and
@@ -320,6 +359,25 @@ mod tests {
         assert!(second.object.listener.is_none());
         assert_eq!(second.object.addr.port(), ports[2]);
         assert_eq!(fs::read(data.join("object.ring.gz")).unwrap(), ring_bytes);
+    }
+
+    #[test]
+    fn a_lost_swift_conf_is_not_replaced_while_devices_hold_data() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(LocalCluster::open(dir.path()).unwrap());
+        // Fresh devices hold nothing yet: a lost salt may be made anew.
+        fs::remove_file(dir.path().join("swift.conf")).unwrap();
+        drop(LocalCluster::open(dir.path()).unwrap());
+        let part = dir.path().join("devices/d2/objects/17");
+        fs::create_dir_all(&part).unwrap();
+        fs::write(part.join("hashes.pkl"), b"x").unwrap();
+        let salt = fs::read(dir.path().join("swift.conf")).unwrap();
+        fs::remove_file(dir.path().join("swift.conf")).unwrap();
+        let err = LocalCluster::open(dir.path()).err().unwrap().to_string();
+        assert!(err.contains("swift.conf is missing"), "{err}");
+        assert!(!dir.path().join("swift.conf").exists());
+        fs::write(dir.path().join("swift.conf"), salt).unwrap();
+        drop(LocalCluster::open(dir.path()).unwrap());
     }
 
     #[test]
