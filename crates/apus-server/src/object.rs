@@ -575,9 +575,14 @@ impl ObjectServer {
             };
             if let Ok(data) = frame.into_data() {
                 received += data.len() as u64;
-                // Past the declared size hyper ends the body, so Memory
-                // holds at most SMALL_PUT_BODY bytes.
                 let stopped = match &mut sink {
+                    // A chunked body's size comes from a header that
+                    // hyper does not hold it to: past it, the PUT fails
+                    // (499, as a short body does) rather than gather more.
+                    BodySink::Memory(_, _) if received > SMALL_PUT_BODY => {
+                        failure = Some(499);
+                        true
+                    }
                     BodySink::Memory(chunks, _) => {
                         chunks.push(data);
                         false

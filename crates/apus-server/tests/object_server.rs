@@ -579,6 +579,76 @@ async fn client_disconnect_mid_upload_leaves_nothing() {
     s.stop().await;
 }
 
+#[tokio::test]
+async fn a_small_put_is_held_to_its_declared_size_and_etag() {
+    let s = Server::start().await;
+    // Chunked, claiming 10 bytes through X-Backend-Obj-Content-Length, and
+    // offering 64 MiB: refused as soon as it is past the small-body limit,
+    // not read (and gathered) to the end.
+    const CHUNKS: usize = 1024;
+    let sent = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let (tx, body) = channel(2, None);
+    let counter = Arc::clone(&sent);
+    let sender = tokio::spawn(async move {
+        for _ in 0..CHUNKS {
+            if tx.send(Bytes::from(vec![b'x'; 64 * 1024])).await.is_err() {
+                return;
+            }
+            counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    });
+    let t = ts(now());
+    let (status, _, _) = s
+        .req(
+            "PUT",
+            "/sda/0/AUTH_a/c/liar",
+            &[
+                ("x-timestamp", &t),
+                ("content-type", "a/b"),
+                ("transfer-encoding", "chunked"),
+                ("x-backend-obj-content-length", "10"),
+            ],
+            body,
+        )
+        .await;
+    assert_eq!(status, 499);
+    sender.await.unwrap();
+    let sent = sent.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(sent < CHUNKS, "the whole body was read: {sent} chunks");
+    assert_eq!(
+        s.req("GET", "/sda/0/AUTH_a/c/liar", &[], empty()).await.0,
+        404
+    );
+    assert_eq!(s.tmp_files(), 0);
+
+    // A small body with the wrong ETag: 422, nothing stored.
+    let t = ts(now());
+    let wrong = apus_core::hash::to_hex(&Md5::digest(b"other"));
+    let status = s
+        .put("/sda/0/AUTH_a/c/small", &t, b"hello", &[("etag", &wrong)])
+        .await;
+    assert_eq!(status, 422);
+    assert_eq!(
+        s.req("GET", "/sda/0/AUTH_a/c/small", &[], empty()).await.0,
+        404
+    );
+    assert_eq!(s.tmp_files(), 0);
+    // And with the right one: stored, and read back.
+    let right = apus_core::hash::to_hex(&Md5::digest(b"hello"));
+    let status = s
+        .put(
+            "/sda/0/AUTH_a/c/small",
+            &ts(now()),
+            b"hello",
+            &[("etag", &right)],
+        )
+        .await;
+    assert_eq!(status, 201);
+    let (status, _, data) = s.req("GET", "/sda/0/AUTH_a/c/small", &[], empty()).await;
+    assert_eq!((status, &data[..]), (200, &b"hello"[..]));
+    s.stop().await;
+}
+
 /// A fake container server recording what it receives.
 #[derive(Default)]
 struct FakeContainer {
