@@ -16,7 +16,9 @@
 //!   fan-out to primaries and handoffs, Swift's quorum rules, error
 //!   limiting of failing nodes, account/container info caching;
 //! - [`metrics`]: the proxy's Prometheus figures (client requests by
-//!   type and policy, first byte, body bytes, backend failures).
+//!   type and policy, first byte, body bytes, backend failures);
+//! - [`console_cluster`]: the web console's cluster page, gathered from
+//!   the storage servers' recon and the proxy's figures.
 //!
 //! Invariant: the proxy reaches storage only over HTTP, through
 //! `apus-http`'s backend client and `apus-proto`'s protocol; it never
@@ -32,6 +34,7 @@ pub mod backend;
 pub mod bulk;
 pub mod catch_errors;
 pub mod config;
+pub mod console_cluster;
 pub mod container;
 pub mod copy;
 pub mod cors;

@@ -296,6 +296,37 @@ impl ProxyMetrics {
             .map_or(0, |c| c.requests.load(Ordering::Relaxed))
     }
 
+    /// Every request counted so far by status class, and the body bytes
+    /// of every type.
+    pub fn totals(&self) -> RequestTotals {
+        let mut t = RequestTotals::default();
+        for g in self.groups.iter() {
+            for (i, c) in g.cells.iter().enumerate() {
+                let n = c.requests.load(Ordering::Relaxed);
+                t.requests += n;
+                if let Some(slot) = t.by_class.get_mut(i % STATUS_CLASSES.len()) {
+                    *slot += n;
+                }
+            }
+        }
+        t.bytes_in = self
+            .received
+            .iter()
+            .map(|b| b.load(Ordering::Relaxed))
+            .sum();
+        t.bytes_out = self.sent.iter().map(|b| b.load(Ordering::Relaxed)).sum();
+        t
+    }
+
+    /// The nodes the attached limiter limits now (`ip:port/device`);
+    /// none without a limiter.
+    pub fn limited_nodes(&self) -> Vec<String> {
+        self.limiter
+            .get()
+            .map(|l| l.limited_nodes())
+            .unwrap_or_default()
+    }
+
     /// Body bytes received from and sent to clients for `kind`.
     pub fn body_bytes(&self, kind: RequestType) -> (u64, u64) {
         let i = kind.index();
@@ -303,6 +334,33 @@ impl ProxyMetrics {
             self.received[i].load(Ordering::Relaxed),
             self.sent[i].load(Ordering::Relaxed),
         )
+    }
+}
+
+/// Client requests and body bytes summed over every type, policy and
+/// method.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RequestTotals {
+    /// Every request counted.
+    pub requests: u64,
+    /// Requests by status class, in [`STATUS_CLASSES`] order (1xx to 5xx).
+    pub by_class: [u64; 5],
+    /// Request body bytes read from clients.
+    pub bytes_in: u64,
+    /// Response body bytes sent to clients.
+    pub bytes_out: u64,
+}
+
+impl RequestTotals {
+    /// Requests of the status class `class` (`"2xx"`...); 0 for a name
+    /// that is not one.
+    pub fn class(&self, class: &str) -> u64 {
+        STATUS_CLASSES
+            .iter()
+            .position(|c| *c == class)
+            .and_then(|i| self.by_class.get(i))
+            .copied()
+            .unwrap_or(0)
     }
 }
 
@@ -566,6 +624,50 @@ mod tests {
         assert_eq!(RequestType::of_path("/info"), RequestType::Other);
         assert_eq!(RequestType::of_path("/v1/"), RequestType::Other);
         assert_eq!(RequestType::of_path("/bucket/key"), RequestType::Other);
+    }
+
+    fn answer(status: u16, body: &'static str) -> http::Response<apus_http::Body> {
+        let mut resp = http::Response::new(apus_http::full(body));
+        *resp.status_mut() = StatusCode::from_u16(status).unwrap();
+        resp
+    }
+
+    /// Reads a body to its end, as hyper does when sending it.
+    async fn drain(body: apus_http::Body) -> usize {
+        use http_body_util::BodyExt;
+        body.collect().await.unwrap().to_bytes().len()
+    }
+
+    #[tokio::test]
+    async fn totals_sum_what_was_observed() {
+        let m = ProxyMetrics::new(&[0, 1]);
+        assert_eq!(m.totals(), RequestTotals::default());
+        let started = Instant::now();
+        let cases = [
+            (RequestType::Account, Method::GET, 200, "abc"),
+            (RequestType::Container, Method::PUT, 201, ""),
+            (RequestType::Object, Method::GET, 404, "nope"),
+            (RequestType::Object, Method::HEAD, 503, ""),
+            (RequestType::Other, Method::GET, 301, "moved"),
+            (RequestType::Object, Method::DELETE, 204, ""),
+        ];
+        let mut sent = 0;
+        for (kind, method, status, body) in cases {
+            let mut resp = answer(status, body);
+            if kind == RequestType::Object {
+                resp.extensions_mut().insert(PolicyIndex(1));
+            }
+            sent += drain(m.observe(kind, &method, started, resp).into_body()).await;
+        }
+        let upload = m.count_request_body(RequestType::Object, apus_http::full("0123456789"));
+        assert_eq!(drain(upload).await, 10);
+        let t = m.totals();
+        assert_eq!(t.requests, 6);
+        assert_eq!(t.by_class, [0, 3, 1, 1, 1]);
+        assert_eq!((t.class("2xx"), t.class("5xx"), t.class("x")), (3, 1, 0));
+        assert_eq!(sent, 12);
+        assert_eq!((t.bytes_in, t.bytes_out), (10, 12));
+        assert!(m.limited_nodes().is_empty());
     }
 
     #[test]

@@ -227,6 +227,15 @@ impl ErrorLimiter {
         &self.figures
     }
 
+    /// Whether a node is limited or stalled at `now`, its expired errors
+    /// disregarded, without changing its state.
+    fn limited_state(&self, state: &NodeState, now: Instant) -> bool {
+        let fresh = state
+            .last_error
+            .is_some_and(|at| now.duration_since(at) <= self.interval);
+        (fresh && self.over_limit(state)) || self.stalled(state, now)
+    }
+
     /// Nodes limited or stalled now.
     pub fn limited_count(&self) -> u64 {
         let now = Instant::now();
@@ -235,13 +244,27 @@ impl ErrorLimiter {
         };
         nodes
             .values()
-            .filter(|s| {
-                let fresh = s
-                    .last_error
-                    .is_some_and(|at| now.duration_since(at) <= self.interval);
-                (fresh && self.over_limit(s)) || self.stalled(s, now)
-            })
+            .filter(|s| self.limited_state(s, now))
             .count() as u64
+    }
+
+    /// The nodes limited or stalled now, as `ip:port/device`, sorted. No
+    /// probe turn is taken and nothing is forgotten.
+    pub fn limited_nodes(&self) -> Vec<String> {
+        self.limited_nodes_at(Instant::now())
+    }
+
+    fn limited_nodes_at(&self, now: Instant) -> Vec<String> {
+        let Ok(nodes) = self.nodes.lock() else {
+            return Vec::new();
+        };
+        let mut out: Vec<String> = nodes
+            .iter()
+            .filter(|(_, s)| self.limited_state(s, now))
+            .map(|(k, _)| k.clone())
+            .collect();
+        out.sort();
+        out
     }
 
     /// A request to `dev`, a node of type `node`, failed: counted, and
@@ -402,6 +425,30 @@ mod tests {
         // last answered.
         drop(waiting);
         assert_eq!(l.admit_at(&d, at(t0, 60)), Admission::Open);
+    }
+
+    #[test]
+    fn limited_nodes_lists_nodes_over_the_limit_or_stalled() {
+        let l = limiter(2, 10, 60, 2);
+        let (d1, d2) = (dev("d1"), dev("d2"));
+        let t0 = Instant::now();
+        assert!(l.limited_nodes_at(t0).is_empty());
+        l.error_at(&d1, t0);
+        l.error_at(&d1, t0);
+        assert!(l.limited_nodes_at(t0).is_empty());
+        l.error_at(&d1, t0);
+        assert_eq!(l.limited_nodes_at(t0), vec!["127.0.0.1:6200/d1"]);
+        // Asking takes no probe turn.
+        assert_eq!(l.admit_at(&d1, at(t0, 1)), Admission::Probe);
+        // A stalled node is listed too, in order.
+        let waiting = l.begin_at(&d2, t0);
+        assert_eq!(
+            l.limited_nodes_at(at(t0, 3)),
+            vec!["127.0.0.1:6200/d1", "127.0.0.1:6200/d2"]
+        );
+        // Errors older than the interval no longer limit.
+        drop(waiting);
+        assert!(l.limited_nodes_at(at(t0, 11)).is_empty());
     }
 
     #[test]
