@@ -37,7 +37,6 @@ use std::time::Duration;
 
 use apus_http::{empty, BackendClient, ClientConfig};
 use futures_util::future::join_all;
-use futures_util::stream::{self, StreamExt};
 use http::{HeaderMap, Method};
 use http_body_util::{BodyExt, Limited};
 use serde_json::{json, Map, Value};
@@ -171,11 +170,17 @@ pub async fn gather(servers: &[Server], metrics: Option<&ProxyMetrics>, limits: 
         pool_idle_timeout: Duration::from_secs(1),
         pool_max_idle_per_host: 8,
     });
-    let answers: Vec<Value> = stream::iter(servers)
-        .map(|s| server_report(&client, s, limits.per_server))
-        .buffered(limits.concurrency.max(1))
-        .collect()
-        .await;
+    // Batches of `concurrency` servers, each batch asked at once. (A
+    // buffered stream of borrowing futures is not `Send` for every
+    // lifetime, which the proxy's services need.)
+    let mut answers: Vec<Value> = Vec::with_capacity(servers.len());
+    for batch in servers.chunks(limits.concurrency.max(1)) {
+        let asked: Vec<_> = batch
+            .iter()
+            .map(|s| server_report(&client, s, limits.per_server))
+            .collect();
+        answers.extend(join_all(asked).await);
+    }
     json!({
         // After the asking: every time a server gave is before it.
         "time": apus_core::clock::now_secs(),

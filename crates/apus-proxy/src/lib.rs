@@ -10,8 +10,9 @@
 //! - the middleware, one module each, in default pipeline order: [`catch_errors`]
 //!   (transaction ids, request logging), [`gatekeeper`] (strips backend
 //!   and system headers from clients), [`healthcheck`], [`tempauth`],
-//!   [`copy`] (COPY and `X-Copy-From` as GET + PUT), [`dlo`] (dynamic large
-//!   objects);
+//!   [`console`] (the web console's page and its cluster state),
+//!   [`copy`] (COPY and `X-Copy-From` as GET + PUT), [`dlo`] (dynamic
+//!   large objects);
 //! - the controllers at the end of the pipeline ([`app`]): ring lookups,
 //!   fan-out to primaries and handoffs, Swift's quorum rules, error
 //!   limiting of failing nodes, account/container info caching;
@@ -34,6 +35,7 @@ pub mod backend;
 pub mod bulk;
 pub mod catch_errors;
 pub mod config;
+pub mod console;
 pub mod console_cluster;
 pub mod container;
 pub mod copy;

@@ -29,12 +29,13 @@ pub const SWIFT_DEFAULT_PIPELINE: &str = "catch_errors gatekeeper healthcheck pr
 
 /// apus's default: Swift's, with `domain_remap`, `etag_quoter`,
 /// `formpost`, `s3api` and `staticweb` where Swift's functional-test
-/// setup puts them. Each does nothing until asked (a storage domain
+/// setup puts them, and apus's `console` right after the auth filter it
+/// relies on. Each does nothing until asked (a storage domain
 /// configured; an account or container flag; a form POST; an S3-signed
-/// request; a container's `Web-*` metadata).
+/// request; a container's `Web-*` metadata; a path under `/console`).
 pub const APUS_DEFAULT_PIPELINE: &str = "catch_errors gatekeeper healthcheck proxy-logging cache \
      domain_remap etag-quoter listing_formats container_sync bulk tempurl formpost ratelimit s3api tempauth \
-     staticweb copy \
+     console staticweb copy \
      container-quotas account-quotas slo dlo versioned_writes symlink proxy-logging";
 
 /// What a filter is given when it is built.
@@ -253,6 +254,13 @@ const ENTRIES: &[Entry] = &[
                 ))
             },
             info: Some(|_| vec![("tempauth", serde_json::json!({"account_acls": true}))]),
+        },
+    },
+    Entry {
+        name: "console",
+        stage: Stage::Filter {
+            build: |ctx, next| Arc::new(crate::console::Console::new(next, ctx.config.clone())),
+            info: None,
         },
     },
     Entry {
