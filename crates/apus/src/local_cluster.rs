@@ -126,6 +126,14 @@ impl LocalCluster {
                 let dir = devices.join(&dev.device);
                 fs::create_dir_all(&dir)
                     .with_context(|| format!("cannot create {}", dir.display()))?;
+                // Each directory stands for a whole disk: Swift's
+                // `.ismount` marker says so to whatever checks mounts
+                // (recon, `apus status`, the console's cluster page).
+                let marker = dir.join(".ismount");
+                if !marker.exists() {
+                    fs::write(&marker, b"")
+                        .with_context(|| format!("cannot create {}", marker.display()))?;
+                }
             }
         }
         Ok(LocalCluster {
@@ -327,6 +335,8 @@ mod tests {
         assert_eq!(first.object.ring.part_power(), PART_POWER);
         for n in 1..=EC_4_2.devices {
             assert!(data.join(format!("devices/d{n}")).is_dir());
+            // Taken for a mount point by recon.
+            assert!(data.join(format!("devices/d{n}/.ismount")).is_file());
         }
         assert_eq!(first.object_2.ring.replica_count(), 6);
         assert_eq!(first.object_2.addr, first.object.addr);

@@ -257,6 +257,26 @@ impl Browser {
         }
     }
 
+    /// Waits for a `confirm()` or `alert()` prompt and accepts it; returns
+    /// its text.
+    pub fn accept_alert(&self, timeout: Duration) -> String {
+        let deadline = Instant::now() + timeout;
+        loop {
+            match self.try_command("GET", "/alert/text", None) {
+                Ok(text) => {
+                    self.command("POST", "/alert/accept", Some(json!({})));
+                    return text.as_str().unwrap_or_default().to_string();
+                }
+                Err(e) if e.error == "no such alert" => {}
+                Err(e) => panic!("waiting for a prompt: {e:?}"),
+            }
+            if Instant::now() >= deadline {
+                self.fail(&format!("no prompt after {timeout:?}"));
+            }
+            std::thread::sleep(POLL);
+        }
+    }
+
     /// Fails the test, saying what the page showed and what went wrong in
     /// its scripts.
     fn fail(&self, what: &str) -> ! {

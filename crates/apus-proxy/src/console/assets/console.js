@@ -36,6 +36,8 @@
       if (v === null || v === undefined || v === false) continue;
       if (k.startsWith('on') && typeof v === 'function') el.addEventListener(k.slice(2), v);
       else if (k === 'text') el.textContent = v;
+      // Through the CSSOM: the page's policy forbids style attributes.
+      else if (k === 'style') Object.assign(el.style, v);
       else if (k in el && typeof v !== 'string') el[k] = v;
       else el.setAttribute(k, v === true ? '' : v);
     }
@@ -414,7 +416,7 @@
 
     const table = list.length
       ? h('table', { class: 'cards', id: 'container-list' },
-        h('caption', { class: 'muted', style: 'text-align:left', text: `Containers${r.prefix ? ` starting with “${r.prefix}”` : ''}` }),
+        h('caption', { class: 'muted', text: `Containers${r.prefix ? ` starting with “${r.prefix}”` : ''}` }),
         h('thead', {}, h('tr', {},
           h('th', { scope: 'col', text: 'Name' }), h('th', { scope: 'col', class: 'num', text: 'Objects' }),
           h('th', { scope: 'col', class: 'num', text: 'Size' }), h('th', { scope: 'col', text: 'Last modified' }),
@@ -962,7 +964,7 @@
       h('div', {
         class: 'fillbar', role: 'meter', 'aria-valuemin': '0', 'aria-valuemax': '100',
         'aria-valuenow': pct.toFixed(0), 'aria-label': `${label} fill`,
-      }, h('span', { class: cls, style: `width:${pct.toFixed(1)}%` })),
+      }, h('span', { class: cls, style: { width: `${pct.toFixed(1)}%` } })),
       h('span', { text: `${pct.toFixed(0)} % of ${humanBytes(size)}` }));
   }
 
@@ -972,7 +974,9 @@
     const fmtRate = (x) => (x === null ? '…' : `${x.toFixed(1)}/s`);
     const fmtBytesRate = (x) => (x === null ? '…' : `${humanBytes(Math.max(0, x))}/s`);
     const servers = d.servers || [];
-    const devices = servers.flatMap((s) => (s.devices || []).map((dev) => ({ s, dev })));
+    const devices = servers.flatMap((s) => (s.devices || [])
+      .slice().sort((a, b) => String(a.device).localeCompare(String(b.device), undefined, { numeric: true }))
+      .map((dev) => ({ s, dev })));
     const unreachable = servers.filter((s) => !s.reachable);
     const unmounted = devices.filter(({ dev }) => dev.mounted === false);
     const problems = [
