@@ -719,7 +719,7 @@ mod tests {
         let p = Pipeline::default();
         assert_eq!(
             p.names().join(" "),
-            "catch_errors gatekeeper healthcheck proxy_logging memcache domain_remap etag_quoter listing_formats bulk tempurl formpost ratelimit s3api tempauth staticweb copy container_quotas account_quotas slo dlo versioned_writes symlink proxy_logging"
+            "catch_errors gatekeeper healthcheck proxy_logging memcache domain_remap etag_quoter listing_formats bulk tempurl formpost ratelimit s3api tempauth console staticweb copy container_quotas account_quotas slo dlo versioned_writes symlink proxy_logging"
         );
         assert_eq!(
             p.stages(),
@@ -736,6 +736,7 @@ mod tests {
                 "ratelimit",
                 "s3api",
                 "tempauth",
+                "console",
                 "staticweb",
                 "copy",
                 "container_quotas",

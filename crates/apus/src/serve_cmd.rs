@@ -559,6 +559,9 @@ fn describe_proxy(out: &mut String, conf: &NodeConfig, pc: &ProxyConfig, addr: S
     let _ = writeln!(out, "  pipeline   {}", pc.pipeline.stages().join(" "));
     let auth = format!("http://{shown}{}v1.0", pc.tempauth.auth_prefix);
     let _ = writeln!(out, "  auth URL   {auth}");
+    if pc.pipeline.stages().contains(&"console") {
+        let _ = writeln!(out, "  console    http://{shown}/console/");
+    }
     // Keys are shown for a local cluster only: its users are the
     // well-known test ones; a node's keys stay in its file.
     let local = matches!(conf.layout, Layout::Local { .. });
