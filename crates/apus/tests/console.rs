@@ -3,7 +3,8 @@
 //! creates a container, uploads a 3 MiB file through the file picker (as a
 //! static large object), downloads it byte-identical, edits its metadata,
 //! shares it with a temporary URL, makes the container public, deletes
-//! the object and the containers; a reseller admin opens the cluster page.
+//! the object and the containers, and logs in again with a token; a
+//! reseller admin opens the cluster page.
 //! Every step is checked through the API as well as on the page; any
 //! JavaScript error fails the test.
 //!
@@ -246,6 +247,23 @@ fn a_user_manages_objects_and_an_admin_sees_the_cluster() {
             .is_some_and(|e| browser.property(&e, "hidden") == true),
         "an account admin is offered the cluster page"
     );
+
+    // A token obtained elsewhere: a wrong one is refused, the right one
+    // opens the account.
+    browser.click(&browser.wait_for("#logout", WAIT));
+    browser.click(&browser.wait_for("#main details summary", WAIT));
+    let token_field = browser.wait_for("#token-value", WAIT);
+    browser.type_text(&token_field, "AUTH_tk0123456789abcdef0123456789abcdef");
+    let url_field = browser.wait_for("#token-url", WAIT);
+    browser.type_text(&url_field, &format!("{account}\u{E007}"));
+    browser.wait_until(
+        "(document.querySelector('#alert').textContent || '').includes('not valid')",
+        WAIT,
+    );
+    assert!(browser.find("#account-title").is_none());
+    browser.clear(&token_field);
+    browser.type_text(&token_field, &format!("{token}\u{E007}"));
+    browser.wait_for("#account-title", WAIT);
 
     // A reseller admin: the cluster page, with every server answering.
     browser.click(&browser.wait_for("#logout", WAIT));

@@ -335,17 +335,21 @@
       onsubmit: async (ev) => {
         ev.preventDefault();
         fail('');
-        session.token = tok.value.trim();
-        session.storage = storagePath(url.value.trim());
-        session.user = null;
+        const token = tok.value.trim();
+        const storage = storagePath(url.value.trim());
         try {
-          await api('HEAD', '');
+          // Checked before it is kept: a refused token is not a session.
+          const resp = await fetch(storage, { method: 'HEAD', headers: { 'X-Auth-Token': token }, cache: 'no-store' });
+          if (resp.status === 401 || resp.status === 403) {
+            fail('That token is not valid for that storage URL.');
+            tok.focus();
+            return;
+          }
+          if (!resp.ok) throw await errorFrom(resp, 'Checking the token');
+          Object.assign(session, { token, storage, user: null });
           await afterLogin();
           location.hash = '#/';
-        } catch (e) {
-          if (!(e instanceof ApiError && e.status === 401)) fail(e.message);
-          session.token = null;
-        }
+        } catch (e) { fail(e.message); }
       },
     }, tokField, urlField, h('button', { type: 'submit', text: 'Use the token' }));
 
