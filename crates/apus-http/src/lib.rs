@@ -17,7 +17,9 @@
 //!   pooling, a connect timeout and a node timeout (no progress for that
 //!   long fails the request), streaming bodies both ways and raw paths;
 //! - [`metrics`]: the Prometheus figures every server shares (requests
-//!   counted by the accept loop, process figures) and `/metrics` itself.
+//!   counted by the accept loop, process figures) and `/metrics` itself;
+//! - [`healthcheck`]: Swift's `/healthcheck` answer, the same on every
+//!   server.
 //!
 //! Invariant: no storage crates (diskfile, db, ring) and no protocol
 //! semantics: this crate moves bytes and headers; what they mean belongs to
@@ -26,6 +28,7 @@
 pub mod body;
 pub mod client;
 pub mod expect;
+pub mod healthcheck;
 pub mod limits;
 pub mod metrics;
 pub mod server;

@@ -1,8 +1,7 @@
 //! Swift's `healthcheck`: `GET /healthcheck` answers `200 OK` before any
 //! authentication, for load balancers.
 
-use apus_http::full;
-use http::{HeaderValue, Method, Response};
+use apus_http::healthcheck::{answer, is_healthcheck};
 
 use crate::service::{BoxFuture, Req, Resp, Service, SharedService};
 
@@ -18,16 +17,8 @@ impl Healthcheck {
 
 impl Service for Healthcheck {
     fn call(&self, req: Req) -> BoxFuture<'_, Resp> {
-        if req.uri().path() == "/healthcheck"
-            && (req.method() == Method::GET || req.method() == Method::HEAD)
-        {
-            let mut resp = Response::new(full("OK"));
-            resp.headers_mut().insert(
-                http::header::CONTENT_TYPE,
-                HeaderValue::from_static("text/plain"),
-            );
-            resp.headers_mut()
-                .insert(http::header::CONTENT_LENGTH, HeaderValue::from(2));
+        if is_healthcheck(req.method(), req.uri().path()) {
+            let resp = answer();
             return Box::pin(async move { resp });
         }
         self.next.call(req)

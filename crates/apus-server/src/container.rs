@@ -102,8 +102,8 @@ impl ContainerServer {
     /// Answers one backend request. The request body is not read (no verb
     /// served here takes one).
     pub async fn handle<B>(&self, req: Request<B>) -> Response<DbBody> {
-        if crate::healthcheck::is_healthcheck(req.method(), req.uri().path()) {
-            return crate::healthcheck::answer();
+        if apus_http::healthcheck::is_healthcheck(req.method(), req.uri().path()) {
+            return apus_http::healthcheck::answer();
         }
         if let Some(recon) = &self.cfg.recon {
             if crate::recon::is_recon_path(req.uri().path()) {

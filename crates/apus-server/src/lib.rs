@@ -8,7 +8,7 @@
 //! [`db_common`] and the replication RPC of [`db_replicate`]). For fault
 //! tests, [`failpoint`] can crash the object server at chosen points of a
 //! PUT. All three answer Swift's `/recon/*` monitoring checks ([`recon`])
-//! and `/healthcheck` ([`healthcheck`]), and [`metrics`] reads their
+//! and `/healthcheck` (`apus_http::healthcheck`), and [`metrics`] reads their
 //! devices' figures for `/metrics`.
 //!
 //! Invariant: never depends on the proxy. The object, container and
@@ -23,7 +23,6 @@ pub mod container;
 pub mod db_common;
 pub mod db_replicate;
 pub mod failpoint;
-pub mod healthcheck;
 pub mod metrics;
 pub mod object;
 pub mod object_replication;

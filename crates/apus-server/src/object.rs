@@ -291,8 +291,8 @@ impl ObjectServer {
     }
 
     async fn handle(&self, req: Request<Incoming>) -> Resp {
-        if crate::healthcheck::is_healthcheck(req.method(), req.uri().path()) {
-            return crate::healthcheck::answer();
+        if apus_http::healthcheck::is_healthcheck(req.method(), req.uri().path()) {
+            return apus_http::healthcheck::answer();
         }
         if let Some(recon) = &self.conf.recon {
             if crate::recon::is_recon_path(req.uri().path()) {

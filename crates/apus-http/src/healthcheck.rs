@@ -1,8 +1,10 @@
-//! Swift's `healthcheck` middleware in front of the storage servers (the
-//! first element of their sample pipelines): `GET` or `HEAD /healthcheck`
-//! answers `200 OK`, before any routing, for monitoring and `apus status`.
+//! Swift's `healthcheck` middleware, for the proxy and the storage servers
+//! alike (the first element of the storage servers' sample pipelines):
+//! `GET` or `HEAD /healthcheck` answers `200 OK`, before any
+//! authentication or routing, for load balancers, monitoring and
+//! `apus status`.
 
-use apus_http::{full, Body};
+use crate::{full, Body};
 use http::{HeaderValue, Method, Response};
 
 /// Whether a request is the middleware's.
