@@ -257,6 +257,18 @@ const ENTRIES: &[Entry] = &[
         },
     },
     Entry {
+        name: "authtoken",
+        stage: Stage::Filter {
+            build: |ctx, next| {
+                Arc::new(crate::keystone::AuthToken::new(
+                    ctx.config.keystone.clone(),
+                    next,
+                ))
+            },
+            info: None,
+        },
+    },
+    Entry {
         name: "console",
         stage: Stage::Filter {
             build: |ctx, next| Arc::new(crate::console::Console::new(next, ctx.config.clone())),
