@@ -10,12 +10,14 @@
 //!
 //! [`Env`]: crate::service::Env
 
+mod auth;
 mod authtoken;
 mod client;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+pub use auth::KeystoneAuth;
 pub use authtoken::AuthToken;
 pub use client::{KeystoneClient, TokenCache, Validation};
 
