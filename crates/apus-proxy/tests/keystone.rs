@@ -369,6 +369,33 @@ async fn keystone_tokens_and_rules_through_the_proxy() {
     let a = as_token(&c, "nonsense", Method::GET, "/v1/AUTH_p1/c/o").await;
     assert_eq!(a.status, StatusCode::OK);
 
+    // The account records its project's domain, and shows it.
+    let a = as_token(&c, "alice", Method::HEAD, "/v1/AUTH_p1").await;
+    assert_eq!(a.status, StatusCode::NO_CONTENT);
+    assert_eq!(a.header("x-account-project-domain-id"), "default");
+    assert_eq!(a.header("x-account-sysmeta-project-domain-id"), "");
+    // AUTH_p3 was created by the reseller admin: its domain is unknown,
+    // so names in its ACLs are not honoured; ids are.
+    let a = as_token(&c, "root", Method::HEAD, "/v1/AUTH_p3").await;
+    assert_eq!(a.header("x-account-project-domain-id"), "_unknown");
+    for (acl, status) in [
+        ("proj2:bob", StatusCode::FORBIDDEN),
+        ("p2:u-bob", StatusCode::NO_CONTENT),
+    ] {
+        let a = as_token_with(
+            &c,
+            "root",
+            Method::POST,
+            "/v1/AUTH_p3/c",
+            &[("x-container-read", acl)],
+        )
+        .await;
+        assert_eq!(a.status, StatusCode::NO_CONTENT);
+        // An empty listing: 204 when allowed.
+        let a = as_token(&c, "bob", Method::GET, "/v1/AUTH_p3/c").await;
+        assert_eq!(a.status, status, "{acl}");
+    }
+
     // Accounts outside our reseller prefix are nobody's but a reseller
     // admin's.
     let a = as_token(&c, "alice", Method::GET, "/v1/OTHER_p1").await;

@@ -19,6 +19,12 @@
 //!   a project reader role may read;
 //! - finally a container ACL naming one of the caller's roles grants.
 //!
+//! Which domain an account's project is in is recorded when the account
+//! is created or first written by a token of its project (account
+//! sysmeta, shown to clients as `X-Account-Project-Domain-Id`); an
+//! account created with another project's token is marked unknown, and
+//! names in its ACLs are never honoured.
+//!
 //! Anonymous callers get only the referrer rules, and only for accounts
 //! under our reseller prefixes. Denials are 403 for identified callers
 //! and 401 for anonymous ones.
@@ -41,6 +47,9 @@ use crate::service::{
 
 /// Where the account server keeps the domain of an account's project.
 pub const PROJECT_DOMAIN_ID_SYSMETA: &str = "x-account-sysmeta-project-domain-id";
+/// What is recorded for an account created by a token of another
+/// project: its project's domain is not known.
+pub const UNKNOWN_DOMAIN_ID: &str = "_unknown";
 /// How clients see it.
 pub const PROJECT_DOMAIN_ID_HEADER: &str = "x-account-project-domain-id";
 
@@ -244,6 +253,61 @@ impl Rules {
         Err(denied(req))
     }
 
+    /// Swift's `_set_project_domain_id`: an account PUT or POST, or a
+    /// container PUT (which may create the account), records the domain
+    /// of the account's project as account sysmeta when the caller's
+    /// token tells it (the account is the token's project), or marks it
+    /// unknown when a new account is created by someone else. Names in
+    /// ACLs are honoured only for accounts of the default domain.
+    async fn record_project_domain(
+        &self,
+        req: &mut Req,
+        parts: &Parts,
+        identity: &KeystoneIdentity,
+    ) {
+        let (Some(account), container, obj) = parts else {
+            return;
+        };
+        let method = req.method();
+        let applies = obj.is_none()
+            && (*method == Method::PUT || (*method == Method::POST && container.is_none()));
+        if !applies || req.headers().contains_key(PROJECT_DOMAIN_ID_SYSMETA) {
+            return;
+        }
+        let info = self
+            .info
+            .account_info(&crate::service::env(req), account)
+            .await;
+        let stored = header_str(&info.headers, PROJECT_DOMAIN_ID_SYSMETA);
+        let from_token = self.account_matches_project(account, identity.project_id.as_deref());
+        let token_domain = identity.project_domain_id.as_deref().filter(|_| from_token);
+        let default = self.config.default_domain_id.as_str();
+        let record = if !info.exists() {
+            if from_token {
+                token_domain
+            } else {
+                Some(UNKNOWN_DOMAIN_ID)
+            }
+        } else if stored.is_none() && token_domain == Some(default) {
+            token_domain
+        } else if stored == Some(UNKNOWN_DOMAIN_ID) && from_token {
+            Some(token_domain.unwrap_or(""))
+        } else {
+            if from_token && stored != token_domain {
+                tracing::warn!(
+                    account = %account,
+                    stored = ?stored,
+                    token = ?token_domain,
+                    "keystoneauth: the token's project domain differs from the account's"
+                );
+            }
+            None
+        };
+        if let Some(domain) = record.map(str::to_string) {
+            set_header(req.headers_mut(), PROJECT_DOMAIN_ID_SYSMETA, &domain);
+        }
+    }
+
     /// Swift's `authorize_anonymous`.
     fn authorize_anonymous(&self, req: &AuthRequest<'_>) -> Result<Grant, Resp> {
         let Some((account, _container, obj)) = split_request_path(req.path) else {
@@ -287,11 +351,20 @@ impl Service for KeystoneAuth {
     fn call(&self, mut req: Req) -> BoxFuture<'_, Resp> {
         Box::pin(async move {
             let rules = &self.rules;
-            let env = env_mut(&mut req);
-            if rules.config.allow_overrides && env.authorize_override {
+            let (identity, overridden) = match req.extensions().get::<crate::service::Env>() {
+                Some(env) => (env.keystone.clone(), env.authorize_override),
+                None => (None, false),
+            };
+            if rules.config.allow_overrides && overridden {
                 return self.next.call(req).await;
             }
-            let identity = env.keystone.clone();
+            let raw = req.uri().path();
+            let parts =
+                split_request_path(&percent_decode(raw).unwrap_or_else(|_| raw.to_string()));
+            if let (Some(identity), Some(parts)) = (&identity, &parts) {
+                rules.record_project_domain(&mut req, parts, identity).await;
+            }
+            let env = env_mut(&mut req);
             if let Some(identity) = &identity {
                 // Swift's `REMOTE_USER` is the project; a reseller admin's
                 // requests are reseller requests (account quotas).
@@ -308,11 +381,7 @@ impl Service for KeystoneAuth {
                 rules: rules.clone(),
                 identity,
             }));
-            let account_level = {
-                let raw = req.uri().path();
-                let path = percent_decode(raw).unwrap_or_else(|_| raw.to_string());
-                matches!(split_request_path(&path), Some((Some(_), None, _)))
-            };
+            let account_level = matches!(parts, Some((Some(_), None, _)));
             let mut resp = self.next.call(req).await;
             if account_level {
                 if let Some(domain) =
@@ -420,6 +489,105 @@ mod tests {
             None => rules.authorize_anonymous(&req),
         };
         result.map_err(|r| r.status().as_u16())
+    }
+
+    /// The project domain a request by `who` records, if any.
+    async fn recorded(
+        rules: &Rules,
+        who: &KeystoneIdentity,
+        method: Method,
+        path: &str,
+    ) -> Option<String> {
+        let mut req = http::Request::builder()
+            .method(method)
+            .uri(path)
+            .body(apus_http::empty())
+            .unwrap();
+        let parts = split_request_path(path).unwrap();
+        rules.record_project_domain(&mut req, &parts, who).await;
+        header_str(req.headers(), PROJECT_DOMAIN_ID_SYSMETA).map(str::to_string)
+    }
+
+    #[tokio::test]
+    async fn the_project_domain_is_recorded_as_swift_records_it() {
+        let mut info = FakeInfo::default();
+        info.accounts.insert("AUTH_legacy_id".into(), (204, None));
+        info.accounts.insert(
+            "AUTH_unknown_id".into(),
+            (204, Some(UNKNOWN_DOMAIN_ID.into())),
+        );
+        info.accounts
+            .insert("AUTH_d2_id".into(), (204, Some("d2".into())));
+        let r = rules_with(KeystoneConfig::default(), info);
+        let in_domain = |project: &str, domain: Option<&str>| KeystoneIdentity {
+            project_domain_id: domain.map(str::to_string),
+            ..identity(project, "u", &["admin"])
+        };
+        // A new account: the token's project domain, or unknown when the
+        // token is another project's.
+        let new = in_domain("new", Some("d2"));
+        for (method, path) in [
+            (Method::PUT, "/v1/AUTH_new_id"),
+            (Method::POST, "/v1/AUTH_new_id"),
+            (Method::PUT, "/v1/AUTH_new_id/c"),
+        ] {
+            assert_eq!(
+                recorded(&r, &new, method, path).await.as_deref(),
+                Some("d2")
+            );
+        }
+        let root = in_domain("ops", Some("default"));
+        assert_eq!(
+            recorded(&r, &root, Method::PUT, "/v1/AUTH_new_id/c")
+                .await
+                .as_deref(),
+            Some(UNKNOWN_DOMAIN_ID)
+        );
+        // A token without domains (v2) records nothing for its account.
+        let v2 = in_domain("new", None);
+        assert_eq!(
+            recorded(&r, &v2, Method::PUT, "/v1/AUTH_new_id/c").await,
+            None
+        );
+        // Only writes at account level and container PUTs.
+        for (method, path) in [
+            (Method::POST, "/v1/AUTH_new_id/c"),
+            (Method::PUT, "/v1/AUTH_new_id/c/o"),
+            (Method::GET, "/v1/AUTH_new_id"),
+        ] {
+            assert_eq!(recorded(&r, &new, method, path).await, None, "{path}");
+        }
+        // A legacy account learns the default domain, and only that.
+        let legacy = in_domain("legacy", Some("default"));
+        assert_eq!(
+            recorded(&r, &legacy, Method::POST, "/v1/AUTH_legacy_id")
+                .await
+                .as_deref(),
+            Some("default")
+        );
+        let legacy_d2 = in_domain("legacy", Some("d2"));
+        assert_eq!(
+            recorded(&r, &legacy_d2, Method::POST, "/v1/AUTH_legacy_id").await,
+            None
+        );
+        // An unknown domain is learnt from the project's own token.
+        let unknown = in_domain("unknown", Some("d3"));
+        assert_eq!(
+            recorded(&r, &unknown, Method::PUT, "/v1/AUTH_unknown_id/c")
+                .await
+                .as_deref(),
+            Some("d3")
+        );
+        assert_eq!(
+            recorded(&r, &root, Method::PUT, "/v1/AUTH_unknown_id/c").await,
+            None
+        );
+        // A known domain is never changed.
+        let d2 = in_domain("d2", Some("other"));
+        assert_eq!(
+            recorded(&r, &d2, Method::POST, "/v1/AUTH_d2_id").await,
+            None
+        );
     }
 
     #[tokio::test]
