@@ -421,6 +421,28 @@ async fn keystone_out_of_reach_is_503_for_tokens_only() {
     // Without a token there is nothing to ask Keystone.
     let a = as_token(&c, "", Method::GET, "/v1/AUTH_p1/c").await;
     assert_eq!(a.status, StatusCode::UNAUTHORIZED);
+
+    // A Keystone that takes connections and never answers: the request
+    // waits no longer than the timeout.
+    let silent = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = silent.local_addr().unwrap();
+    let held = tokio::spawn(async move {
+        let mut open = Vec::new();
+        while let Ok((s, _)) = silent.accept().await {
+            open.push(s);
+        }
+    });
+    let config = KeystoneConfig {
+        http_timeout: std::time::Duration::from_millis(300),
+        ..keystone_at(addr)
+    };
+    let cluster = cluster_with(config).await;
+    let c = Client::new(&cluster);
+    let started = std::time::Instant::now();
+    let a = as_token(&c, "alice", Method::GET, "/v1/AUTH_p1/c").await;
+    assert_eq!(a.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(started.elapsed() < std::time::Duration::from_secs(3));
+    held.abort();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -590,6 +590,63 @@ mod tests {
         );
     }
 
+    /// Records the Env each request reaches it with.
+    #[derive(Default)]
+    struct Recorder {
+        seen: std::sync::Mutex<Vec<Env>>,
+    }
+
+    impl Service for Recorder {
+        fn call(&self, req: Req) -> BoxFuture<'_, Resp> {
+            self.seen.lock().unwrap().push(crate::service::env(&req));
+            Box::pin(async { crate::service::status_response(StatusCode::NO_CONTENT) })
+        }
+    }
+
+    async fn env_after(config: KeystoneConfig, env: Env) -> Env {
+        let next = Arc::new(Recorder::default());
+        let filter = KeystoneAuth::new(config, Arc::new(FakeInfo::default()), next.clone());
+        let mut req = http::Request::builder()
+            .uri("/v1/AUTH_p_id/c/o")
+            .body(apus_http::empty())
+            .unwrap();
+        req.extensions_mut().insert(env);
+        filter.call(req).await;
+        let seen = next.seen.lock().unwrap();
+        seen[0].clone()
+    }
+
+    #[tokio::test]
+    async fn the_filter_installs_the_rules_unless_overridden() {
+        // Anonymous: the rules, no user.
+        let env = env_after(KeystoneConfig::default(), Env::default()).await;
+        assert!(env.authorize.is_some());
+        assert!(env.remote_user.is_empty());
+        // Identified: the project is the user; a reseller admin's
+        // requests are reseller requests.
+        let who = Env {
+            keystone: Some(Arc::new(identity("p", "alice", &["reselleradmin"]))),
+            ..Env::default()
+        };
+        let env = env_after(KeystoneConfig::default(), who).await;
+        assert!(env.authorize.is_some());
+        assert_eq!(env.remote_user, ["p_id", "p_name", ".reseller_admin"]);
+        // tempurl authorized the request: left alone, unless overrides
+        // are not allowed.
+        let overridden = Env {
+            authorize_override: true,
+            ..Env::default()
+        };
+        let env = env_after(KeystoneConfig::default(), overridden.clone()).await;
+        assert!(env.authorize.is_none());
+        let strict = KeystoneConfig {
+            allow_overrides: false,
+            ..KeystoneConfig::default()
+        };
+        let env = env_after(strict, overridden).await;
+        assert!(env.authorize.is_some());
+    }
+
     #[tokio::test]
     async fn operators_own_their_projects_account() {
         let r = rules();
