@@ -36,8 +36,8 @@ pub struct PrefixRoles {
 }
 
 /// The settings of both filters (`[filter:authtoken]` and
-/// `[filter:keystoneauth]`).
-#[derive(Clone, Debug)]
+/// `[filter:keystoneauth]`). Its `Debug` output leaves the password out.
+#[derive(Clone)]
 pub struct KeystoneConfig {
     /// Keystone's address, `http://host:port[/path]`; the v3 API is
     /// under `<auth_url>/v3`.
@@ -111,6 +111,31 @@ impl Default for KeystoneConfig {
     }
 }
 
+impl std::fmt::Debug for KeystoneConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeystoneConfig")
+            .field("auth_url", &self.auth_url)
+            .field("username", &self.username)
+            .field("password", &"<hidden>")
+            .field("user_domain_id", &self.user_domain_id)
+            .field("project_name", &self.project_name)
+            .field("project_domain_id", &self.project_domain_id)
+            .field("delay_auth_decision", &self.delay_auth_decision)
+            .field("token_cache_time", &self.token_cache_time)
+            .field("token_cache_size", &self.token_cache_size)
+            .field("http_timeout", &self.http_timeout)
+            .field("reseller_prefixes", &self.reseller_prefixes)
+            .field("roles", &self.roles)
+            .field("prefix_roles", &self.prefix_roles)
+            .field("reseller_admin_role", &self.reseller_admin_role)
+            .field("system_reader_roles", &self.system_reader_roles)
+            .field("allow_overrides", &self.allow_overrides)
+            .field("default_domain_id", &self.default_domain_id)
+            .field("allow_names_in_acls", &self.allow_names_in_acls)
+            .finish()
+    }
+}
+
 impl KeystoneConfig {
     /// The roles that govern accounts of `prefix`.
     pub fn roles_for(&self, prefix: &str) -> &PrefixRoles {
@@ -134,4 +159,20 @@ pub struct KeystoneIdentity {
     pub roles: Vec<String>,
     /// The roles of the request's valid `X-Service-Token`, if it had one.
     pub service_roles: Vec<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_output_hides_the_password() {
+        let config = KeystoneConfig {
+            password: "s3cret".into(),
+            ..KeystoneConfig::default()
+        };
+        let text = format!("{config:?}");
+        assert!(!text.contains("s3cret"), "{text}");
+        assert!(text.contains("auth_url"), "{text}");
+    }
 }
