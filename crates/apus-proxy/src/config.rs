@@ -128,6 +128,8 @@ pub struct ProxyConfig {
     /// Bytes per chunk when streaming objects.
     pub object_chunk_size: usize,
     pub tempauth: TempAuthConfig,
+    /// The `authtoken` and `keystoneauth` filters' settings.
+    pub keystone: crate::keystone::KeystoneConfig,
     /// The `s3api` filter's settings.
     pub s3api: crate::s3api::S3ApiConfig,
     /// The `slo` filter's settings.
@@ -212,6 +214,7 @@ impl ProxyConfig {
             max_containers_per_account: 0,
             object_chunk_size: 65_536,
             tempauth: TempAuthConfig::default(),
+            keystone: crate::keystone::KeystoneConfig::default(),
             slo: crate::slo::SloConfig::default(),
             symloop_max: crate::symlink::DEFAULT_SYMLOOP_MAX,
             versioning: VersioningConfig::default(),

@@ -48,6 +48,7 @@ pub mod formpost;
 pub mod gatekeeper;
 pub mod healthcheck;
 pub mod info;
+pub mod keystone;
 pub mod listing_formats;
 pub mod metrics;
 pub mod name_check;

@@ -257,6 +257,32 @@ const ENTRIES: &[Entry] = &[
         },
     },
     Entry {
+        name: "authtoken",
+        stage: Stage::Filter {
+            build: |ctx, next| {
+                Arc::new(crate::keystone::AuthToken::new(
+                    ctx.config.keystone.clone(),
+                    next,
+                ))
+            },
+            info: None,
+        },
+    },
+    Entry {
+        name: "keystoneauth",
+        stage: Stage::Filter {
+            build: |ctx, next| {
+                Arc::new(crate::keystone::KeystoneAuth::new(
+                    ctx.config.keystone.clone(),
+                    ctx.info.clone(),
+                    next,
+                ))
+            },
+            // Swift's keystoneauth registers nothing in /info.
+            info: None,
+        },
+    },
+    Entry {
         name: "console",
         stage: Stage::Filter {
             build: |ctx, next| Arc::new(crate::console::Console::new(next, ctx.config.clone())),
@@ -747,6 +773,34 @@ mod tests {
                 "symlink"
             ]
         );
+    }
+
+    #[test]
+    fn keystone_is_named_as_in_swift() {
+        let p = Pipeline::from_names(&[
+            "catch_errors",
+            "tempurl",
+            "authtoken",
+            "keystoneauth",
+            "proxy-server",
+        ])
+        .unwrap();
+        // Swift puts the required filters after keystoneauth.
+        assert_eq!(
+            p.stages(),
+            [
+                "catch_errors",
+                "gatekeeper",
+                "listing_formats",
+                "tempurl",
+                "authtoken",
+                "keystoneauth",
+                "copy",
+                "dlo",
+                "versioned_writes"
+            ]
+        );
+        assert!(!Pipeline::default().stages().contains(&"keystoneauth"));
     }
 
     #[test]

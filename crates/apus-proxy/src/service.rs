@@ -81,6 +81,9 @@ pub struct Env {
     /// The `account:user` whose S3 signature `s3api` verified: the auth
     /// filter takes this user instead of a token. Only `s3api` sets it.
     pub s3_user: Option<String>,
+    /// The caller as Keystone vouched for them (the `authtoken` filter's
+    /// finding; `None` when anonymous or not using Keystone).
+    pub keystone: Option<Arc<crate::keystone::KeystoneIdentity>>,
 }
 
 impl Env {

@@ -149,7 +149,7 @@ fn split_request_path(path: &str) -> Option<PathParts> {
 
 /// A 401 with `Www-Authenticate: Swift realm="<account>"` (`unknown` when
 /// the path names no account), as Swift's responses carry.
-fn unauthorized(path: &str) -> Resp {
+pub(crate) fn unauthorized(path: &str) -> Resp {
     let realm = match split_path(path, 2, 3, true) {
         Ok(segs) => match segs.get(1).cloned().flatten() {
             Some(r) if r != "v1.0" && r != "auth" => quote(&r),

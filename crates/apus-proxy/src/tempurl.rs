@@ -187,7 +187,7 @@ fn normalize_expires(value: &str, now: i64) -> i64 {
 }
 
 /// `%Y-%m-%dT%H:%M:%SZ` as seconds since the epoch.
-fn parse_iso8601(value: &str) -> Option<i64> {
+pub(crate) fn parse_iso8601(value: &str) -> Option<i64> {
     let b = value.as_bytes();
     if b.len() != 20 || b[4] != b'-' || b[7] != b'-' || b[10] != b'T' || b[13] != b':' {
         return None;
