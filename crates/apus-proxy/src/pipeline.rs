@@ -565,6 +565,24 @@ impl Default for Pipeline {
 }
 
 impl Pipeline {
+    /// apus's default with Keystone in tempauth's place (`authtoken
+    /// keystoneauth`), as Swift's Keystone deployments configure it.
+    pub fn keystone_default() -> Self {
+        let names: Vec<String> = APUS_DEFAULT_PIPELINE
+            .split_whitespace()
+            .map(canonical_name)
+            .filter(|n| entry(n).is_some())
+            .flat_map(|n| {
+                if n == "tempauth" {
+                    vec!["authtoken".to_string(), "keystoneauth".to_string()]
+                } else {
+                    vec![n]
+                }
+            })
+            .collect();
+        Pipeline::complete(names)
+    }
+
     /// A pipeline from configuration: Swift's names, optionally ending
     /// with `proxy-server`.
     pub fn from_names<S: AsRef<str>>(names: &[S]) -> Result<Self, PipelineError> {
@@ -801,6 +819,16 @@ mod tests {
             ]
         );
         assert!(!Pipeline::default().stages().contains(&"keystoneauth"));
+    }
+
+    #[test]
+    fn keystones_default_puts_it_where_tempauth_was() {
+        let stages = Pipeline::keystone_default().stages().join(" ");
+        assert!(
+            stages.contains("s3api authtoken keystoneauth console staticweb copy"),
+            "{stages}"
+        );
+        assert!(!stages.contains("tempauth"), "{stages}");
     }
 
     #[test]

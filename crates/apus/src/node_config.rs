@@ -23,6 +23,7 @@ use apus_core::policy::{
     config_true, storage_policy_sections, EcParams, PolicyKind, PolicySection,
 };
 use apus_core::HashConfig;
+use apus_proxy::keystone::KeystoneConfig;
 use apus_proxy::{Pipeline, ProxyConfig, TempAuthConfig, TempAuthUser};
 use apus_server::db_common::DbServerConfig;
 use apus_server::object::ObjectServerConfig;
@@ -291,6 +292,8 @@ pub struct FileProxy {
     /// Swift's `[pipeline:main]`: a list of names, or one line of them.
     pub pipeline: Option<FilePipeline>,
     pub tempauth: Option<FileTempAuth>,
+    /// Keystone authentication (`authtoken` and `keystoneauth`).
+    pub keystone: Option<FileKeystone>,
     pub slo: Option<FileSlo>,
     pub symlink: Option<FileSymlink>,
     pub versioned_writes: Option<FileVersionedWrites>,
@@ -625,6 +628,53 @@ pub struct FileTempAuth {
     pub users: Option<Vec<FileUser>>,
 }
 
+/// `[proxy.keystone]`: the settings Swift splits between
+/// `[filter:authtoken]` and `[filter:keystoneauth]`.
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileKeystone {
+    pub auth_url: Option<String>,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    pub user_domain_id: Option<String>,
+    pub project_name: Option<String>,
+    pub project_domain_id: Option<String>,
+    pub delay_auth_decision: Option<bool>,
+    pub token_cache_time: Option<f64>,
+    pub token_cache_size: Option<usize>,
+    pub http_timeout: Option<f64>,
+    pub reseller_prefixes: Option<Vec<String>>,
+    pub operator_roles: Option<Vec<String>>,
+    pub service_roles: Option<Vec<String>>,
+    pub project_reader_roles: Option<Vec<String>>,
+    /// Roles for one reseller prefix's accounts, replacing the three lists
+    /// above for it (Swift's `<PREFIX>_operator_roles` and friends).
+    pub prefix_roles: Option<BTreeMap<String, FilePrefixRoles>>,
+    pub reseller_admin_role: Option<String>,
+    pub system_reader_roles: Option<Vec<String>>,
+    pub allow_overrides: Option<bool>,
+    pub default_domain_id: Option<String>,
+    pub allow_names_in_acls: Option<bool>,
+}
+
+impl std::fmt::Debug for FileKeystone {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The service password stays out of logs and error messages.
+        f.debug_struct("FileKeystone")
+            .field("auth_url", &self.auth_url)
+            .field("username", &self.username)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FilePrefixRoles {
+    pub operator_roles: Option<Vec<String>>,
+    pub service_roles: Option<Vec<String>>,
+    pub project_reader_roles: Option<Vec<String>>,
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileUser {
@@ -779,6 +829,8 @@ pub struct ProxyNode {
     /// (`None`: nowhere; the client port never serves it).
     pub metrics_bind: Option<SocketAddr>,
     pub tempauth: TempAuthConfig,
+    /// Keystone's settings (`[proxy.keystone]`), when configured.
+    pub keystone: Option<KeystoneConfig>,
     pub pipeline: Pipeline,
     pub tempurl: apus_proxy::tempurl::TempUrlConfig,
     pub ratelimit: apus_proxy::ratelimit::RateLimitConfig,
@@ -973,11 +1025,33 @@ impl NodeConfig {
                 None if local => Some(SocketAddr::from(([127, 0, 0, 1], 0))),
                 None => None,
             };
-            let tempauth = resolve_tempauth(file_proxy.tempauth.as_ref(), local)?;
+            let keystone = file_proxy
+                .keystone
+                .as_ref()
+                .map(resolve_keystone)
+                .transpose()?;
             check_proxy_durations(&file_proxy)?;
-            let pipeline = match &file_proxy.pipeline {
-                Some(p) => p.resolve()?,
-                None => Pipeline::default(),
+            let pipeline = match (&file_proxy.pipeline, &keystone) {
+                (Some(p), _) => p.resolve()?,
+                // Keystone configured: it takes tempauth's place.
+                (None, Some(_)) => Pipeline::keystone_default(),
+                (None, None) => Pipeline::default(),
+            };
+            let uses_keystone = pipeline
+                .stages()
+                .iter()
+                .any(|s| *s == "keystoneauth" || *s == "authtoken");
+            if uses_keystone && keystone.is_none() {
+                bail!("the pipeline has Keystone's filters: configure them in [proxy.keystone]");
+            }
+            // A node authenticating with Keystone alone needs no tempauth users.
+            let tempauth = if uses_keystone
+                && !pipeline.stages().contains(&"tempauth")
+                && file_proxy.tempauth.is_none()
+            {
+                TempAuthConfig::default()
+            } else {
+                resolve_tempauth(file_proxy.tempauth.as_ref(), local)?
             };
             let mut tempurl = apus_proxy::tempurl::TempUrlConfig::default();
             if let Some(t) = &file_proxy.tempurl {
@@ -999,6 +1073,7 @@ impl NodeConfig {
                 bind,
                 metrics_bind,
                 tempauth,
+                keystone,
                 pipeline,
                 tempurl,
                 ratelimit,
@@ -1295,6 +1370,92 @@ fn resolve_tempauth(file: Option<&FileTempAuth>, local: bool) -> Result<TempAuth
 
 /// `AUTH` and `AUTH_` both mean the prefix `AUTH_`, as in Swift's
 /// `reseller_prefix`; an empty prefix stays empty.
+fn resolve_keystone(file: &FileKeystone) -> Result<KeystoneConfig> {
+    let mut conf = KeystoneConfig::default();
+    let Some(url) = file.auth_url.as_deref().map(str::trim) else {
+        bail!("proxy.keystone.auth_url is required (Keystone's address, http://host:port)");
+    };
+    if !url.starts_with("http://") {
+        bail!("proxy.keystone.auth_url {url:?}: only http:// addresses are supported");
+    }
+    conf.auth_url = url.trim_end_matches('/').to_string();
+    let Some(password) = &file.password else {
+        bail!("proxy.keystone.password is required (the proxy's own service user's)");
+    };
+    conf.password = password.clone();
+    let text = |into: &mut String, v: &Option<String>| {
+        if let Some(v) = v {
+            *into = v.clone();
+        }
+    };
+    text(&mut conf.username, &file.username);
+    text(&mut conf.user_domain_id, &file.user_domain_id);
+    text(&mut conf.project_name, &file.project_name);
+    text(&mut conf.project_domain_id, &file.project_domain_id);
+    text(&mut conf.default_domain_id, &file.default_domain_id);
+    if let Some(v) = file.delay_auth_decision {
+        conf.delay_auth_decision = v;
+    }
+    if let Some(v) = file.token_cache_time {
+        conf.token_cache_time = seconds("proxy.keystone.token_cache_time", v)?;
+    }
+    if let Some(v) = file.token_cache_size {
+        if v == 0 {
+            bail!("proxy.keystone.token_cache_size must be at least 1");
+        }
+        conf.token_cache_size = v;
+    }
+    if let Some(v) = file.http_timeout {
+        conf.http_timeout = seconds("proxy.keystone.http_timeout", v)?;
+    }
+    if let Some(prefixes) = &file.reseller_prefixes {
+        if prefixes.is_empty() {
+            bail!("proxy.keystone.reseller_prefixes is empty");
+        }
+        conf.reseller_prefixes = prefixes.iter().map(|p| reseller_prefix(p)).collect();
+    }
+    let lower = |roles: &[String]| -> Vec<String> {
+        roles
+            .iter()
+            .map(|r| r.trim().to_lowercase())
+            .filter(|r| !r.is_empty())
+            .collect()
+    };
+    let roles = |into: &mut Vec<String>, v: &Option<Vec<String>>| {
+        if let Some(v) = v {
+            *into = lower(v);
+        }
+    };
+    roles(&mut conf.roles.operator_roles, &file.operator_roles);
+    roles(&mut conf.roles.service_roles, &file.service_roles);
+    roles(
+        &mut conf.roles.project_reader_roles,
+        &file.project_reader_roles,
+    );
+    roles(&mut conf.system_reader_roles, &file.system_reader_roles);
+    if let Some(per_prefix) = &file.prefix_roles {
+        for (prefix, r) in per_prefix {
+            // Unset lists fall back to the general ones, as Swift's
+            // per-prefix options do.
+            let mut these = conf.roles.clone();
+            roles(&mut these.operator_roles, &r.operator_roles);
+            roles(&mut these.service_roles, &r.service_roles);
+            roles(&mut these.project_reader_roles, &r.project_reader_roles);
+            conf.prefix_roles.insert(reseller_prefix(prefix), these);
+        }
+    }
+    if let Some(r) = &file.reseller_admin_role {
+        conf.reseller_admin_role = r.trim().to_lowercase();
+    }
+    if let Some(v) = file.allow_overrides {
+        conf.allow_overrides = v;
+    }
+    if let Some(v) = file.allow_names_in_acls {
+        conf.allow_names_in_acls = v;
+    }
+    Ok(conf)
+}
+
 fn reseller_prefix(p: &str) -> String {
     let p = p.trim();
     if p.is_empty() || p.ends_with('_') {
@@ -1431,6 +1592,9 @@ impl ProxyNode {
             conf.object_chunk_size = v;
         }
         conf.tempauth = self.tempauth.clone();
+        if let Some(k) = &self.keystone {
+            conf.keystone = k.clone();
+        }
         conf.pipeline = self.pipeline.clone();
         conf.tempurl = self.tempurl.clone();
         conf.ratelimit = self.ratelimit.clone();
@@ -1754,12 +1918,77 @@ mod tests {
         ] {
             assert_eq!(c.proxy.as_ref().unwrap().pipeline.stages(), expected);
         }
+        let err = conf(r#"["tempauth", "no_such_filter"]"#)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("no filter \"no_such_filter\""), "{err}");
+        // Named, but its settings are missing.
         let err = conf(r#"["tempauth", "keystoneauth"]"#)
             .unwrap_err()
             .to_string();
-        assert!(err.contains("no filter \"keystoneauth\""), "{err}");
+        assert!(err.contains("[proxy.keystone]"), "{err}");
         let default = resolve(&format!("roles = [\"proxy\"]\n{USERS}")).unwrap();
         assert_eq!(default.proxy.unwrap().pipeline, Pipeline::default());
+    }
+
+    #[test]
+    fn keystone_settings() {
+        // Keystone alone: no tempauth users needed, and it takes
+        // tempauth's place in the default pipeline.
+        let conf = resolve(
+            "roles = [\"proxy\"]\n[proxy.keystone]\nauth_url = \"http://127.0.0.1:5000/\"\n\
+             password = \"pw\"\nreseller_prefixes = [\"AUTH\", \"SERVICE\"]\n\
+             operator_roles = [\"Admin\", \"SwiftOperator\"]\nreseller_admin_role = \"ResellerAdmin\"\n\
+             token_cache_time = 60\n[proxy.keystone.prefix_roles.SERVICE]\nservice_roles = [\"service\"]\n",
+        )
+        .unwrap();
+        let proxy = conf.proxy.unwrap();
+        let k = proxy.keystone.clone().unwrap();
+        assert_eq!(k.auth_url, "http://127.0.0.1:5000");
+        assert_eq!(k.password, "pw");
+        assert_eq!(k.reseller_prefixes, ["AUTH_", "SERVICE_"]);
+        assert_eq!(k.roles.operator_roles, ["admin", "swiftoperator"]);
+        assert_eq!(k.reseller_admin_role, "reselleradmin");
+        assert_eq!(k.token_cache_time, Duration::from_secs(60));
+        let service = k.roles_for("SERVICE_");
+        assert_eq!(service.service_roles, ["service"]);
+        assert_eq!(service.operator_roles, ["admin", "swiftoperator"]);
+        assert!(k.roles_for("AUTH_").service_roles.is_empty());
+        let stages = proxy.pipeline.stages().join(" ");
+        assert!(stages.contains("authtoken keystoneauth"), "{stages}");
+        assert!(!stages.contains("tempauth"), "{stages}");
+
+        // What must be there, and what cannot be.
+        for (body, want) in [
+            ("password = \"pw\"\n", "auth_url is required"),
+            ("auth_url = \"http://k:5000\"\n", "password is required"),
+            (
+                "auth_url = \"https://k:5000\"\npassword = \"pw\"\n",
+                "only http://",
+            ),
+            (
+                "auth_url = \"http://k:5000\"\npassword = \"pw\"\ntoken_cache_size = 0\n",
+                "token_cache_size",
+            ),
+        ] {
+            let err = resolve(&format!("roles = [\"proxy\"]\n[proxy.keystone]\n{body}"))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(want), "{body}: {err}");
+        }
+        // keystoneauth named without its settings.
+        let err = resolve(&format!(
+            "roles = [\"proxy\"]\n[proxy]\npipeline = \"authtoken keystoneauth proxy-server\"\n{USERS}"
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("[proxy.keystone]"), "{err}");
+        // The password never shows in a debug print of the file.
+        let file = FileConfig::parse(
+            "roles = [\"proxy\"]\n[proxy.keystone]\nauth_url = \"http://k\"\npassword = \"s3cret\"\n",
+        )
+        .unwrap();
+        assert!(!format!("{file:?}").contains("s3cret"));
     }
 
     #[test]
