@@ -556,12 +556,19 @@ fn describe_proxy(out: &mut String, conf: &NodeConfig, pc: &ProxyConfig, addr: S
         _ => addr,
     };
     let _ = writeln!(out, "  proxy      http://{shown}");
-    let _ = writeln!(out, "  pipeline   {}", pc.pipeline.stages().join(" "));
-    let auth = format!("http://{shown}{}v1.0", pc.tempauth.auth_prefix);
-    let _ = writeln!(out, "  auth URL   {auth}");
-    if pc.pipeline.stages().contains(&"console") {
+    let stages = pc.pipeline.stages();
+    let _ = writeln!(out, "  pipeline   {}", stages.join(" "));
+    if stages.contains(&"console") {
         let _ = writeln!(out, "  console    http://{shown}/console/");
     }
+    if stages.contains(&"keystoneauth") {
+        let _ = writeln!(out, "  keystone   {}/v3", pc.keystone.auth_url);
+    }
+    if !stages.contains(&"tempauth") {
+        return;
+    }
+    let auth = format!("http://{shown}{}v1.0", pc.tempauth.auth_prefix);
+    let _ = writeln!(out, "  auth URL   {auth}");
     // Keys are shown for a local cluster only: its users are the
     // well-known test ones; a node's keys stay in its file.
     let local = matches!(conf.layout, Layout::Local { .. });
