@@ -1,11 +1,14 @@
 //! Running the built `apus` binary in integration tests: a child-process
 //! guard that learns the address the server bound, private loopback
 //! addresses for multi-process clusters, and a minimal HTTP/1.0 client over
-//! `std::net`; and `webdriver`, a headless Chromium driven over W3C
-//! WebDriver for tests of what a browser shows.
+//! `std::net`; `webdriver`, a headless Chromium driven over W3C
+//! WebDriver for tests of what a browser shows; and `keystone`, a real
+//! OpenStack Keystone on loopback with the users Swift's Keystone tests
+//! expect.
 #![allow(dead_code)]
 
 pub mod cluster;
+pub mod keystone;
 pub mod load;
 pub mod webdriver;
 
