@@ -117,6 +117,7 @@ impl Keystone {
     /// roles, projects and users; returns once all of it answers.
     pub fn start(dir: &Path) -> Keystone {
         let python = keystone_python();
+        fs::create_dir_all(dir).unwrap();
         let manage = venv_bin(&python, "keystone-manage");
         let gunicorn = venv_bin(&python, "gunicorn");
 

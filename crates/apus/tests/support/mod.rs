@@ -45,10 +45,20 @@ impl Server {
     /// kernel picks, so nothing can take it between choosing and binding;
     /// [`Server::wait_ready`] reads it back from the banner.
     pub fn start(dir: &Path, data: &Path, run: &str) -> Server {
+        Server::start_with(dir, data, run, None)
+    }
+
+    /// [`Server::start`] with `--config <config>` as well (the local
+    /// layout, with the file's settings).
+    pub fn start_with(dir: &Path, data: &Path, run: &str, config: Option<&Path>) -> Server {
         let stdout = dir.join(format!("{run}.out"));
         let stderr = dir.join(format!("{run}.err"));
-        let child = Command::new(apus_bin())
-            .arg("serve")
+        let mut cmd = Command::new(apus_bin());
+        cmd.arg("serve");
+        if let Some(config) = config {
+            cmd.arg("--config").arg(config);
+        }
+        let child = cmd
             .arg("--data")
             .arg(data)
             .arg("--bind")
