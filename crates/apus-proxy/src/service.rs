@@ -248,3 +248,21 @@ pub async fn edit_json_listing(
         .insert(http::header::CONTENT_LENGTH, HeaderValue::from(out.len()));
     Response::from_parts(parts, full(out))
 }
+
+/// The path's account, container and object (empty segments as `None`),
+/// or `None` when the path does not split as `/v1/a[/c[/o]]`: what the
+/// auth filters' rules look at.
+pub type PathParts = (Option<String>, Option<String>, Option<String>);
+
+pub fn split_request_path(path: &str) -> Option<PathParts> {
+    let segs = apus_proto::path::split_path(path, 1, 4, true).ok()?;
+    let mut it = segs
+        .into_iter()
+        .skip(1)
+        .map(|s| s.filter(|s| !s.is_empty()));
+    Some((
+        it.next().flatten(),
+        it.next().flatten(),
+        it.next().flatten(),
+    ))
+}

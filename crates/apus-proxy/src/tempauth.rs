@@ -33,8 +33,8 @@ use http::{HeaderValue, Method, Request, StatusCode};
 use crate::acl;
 use crate::config::TempAuthConfig;
 use crate::service::{
-    env_mut, error_response, header_str, set_header, AuthRequest, Authorize, BoxFuture, Grant, Req,
-    Resp, Service, SharedService,
+    env_mut, error_response, header_str, set_header, split_request_path, AuthRequest, Authorize,
+    BoxFuture, Grant, Req, Resp, Service, SharedService,
 };
 
 /// The header clients set and read account ACLs with.
@@ -128,23 +128,6 @@ impl TempAuth {
             }),
         }
     }
-}
-
-/// The path's account, container and object (empty segments as `None`),
-/// or `None` when the path does not split as `/v1/a[/c[/o]]`.
-type PathParts = (Option<String>, Option<String>, Option<String>);
-
-fn split_request_path(path: &str) -> Option<PathParts> {
-    let segs = split_path(path, 1, 4, true).ok()?;
-    let mut it = segs
-        .into_iter()
-        .skip(1)
-        .map(|s| s.filter(|s| !s.is_empty()));
-    Some((
-        it.next().flatten(),
-        it.next().flatten(),
-        it.next().flatten(),
-    ))
 }
 
 /// A 401 with `Www-Authenticate: Swift realm="<account>"` (`unknown` when

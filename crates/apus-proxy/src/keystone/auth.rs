@@ -34,15 +34,15 @@
 
 use std::sync::Arc;
 
-use apus_proto::path::{percent_decode, split_path};
+use apus_proto::path::percent_decode;
 use http::{Method, StatusCode};
 
 use super::{KeystoneConfig, KeystoneIdentity};
 use crate::acl;
 use crate::info::InfoLookup;
 use crate::service::{
-    env_mut, error_response, header_str, set_header, AuthRequest, Authorize, BoxFuture, Grant, Req,
-    Resp, Service, SharedService,
+    env_mut, error_response, header_str, set_header, split_request_path, AuthRequest, Authorize,
+    BoxFuture, Grant, PathParts, Req, Resp, Service, SharedService,
 };
 
 /// Where the account server keeps the domain of an account's project.
@@ -74,23 +74,6 @@ impl KeystoneAuth {
             next,
         }
     }
-}
-
-/// `/v1/<account>[/<container>[/<object>]]`, empty segments as `None`;
-/// `None` when the path does not split so.
-type Parts = (Option<String>, Option<String>, Option<String>);
-
-fn split_request_path(path: &str) -> Option<Parts> {
-    let segs = split_path(path, 1, 4, true).ok()?;
-    let mut it = segs
-        .into_iter()
-        .skip(1)
-        .map(|s| s.filter(|s| !s.is_empty()));
-    Some((
-        it.next().flatten(),
-        it.next().flatten(),
-        it.next().flatten(),
-    ))
 }
 
 /// Swift's `denied_response`.
@@ -262,7 +245,7 @@ impl Rules {
     async fn record_project_domain(
         &self,
         req: &mut Req,
-        parts: &Parts,
+        parts: &PathParts,
         identity: &KeystoneIdentity,
     ) {
         let (Some(account), container, obj) = parts else {
