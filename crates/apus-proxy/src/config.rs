@@ -45,6 +45,10 @@ pub struct TempAuthConfig {
     pub token_life: Duration,
     /// `auth_prefix`, `/auth/` by default.
     pub auth_prefix: String,
+    /// The tokens issued: shared by every copy of this configuration, so
+    /// a service beside the proxy (`apus images`) can tell who a token
+    /// belongs to.
+    pub tokens: Arc<crate::tempauth::TempAuthTokens>,
 }
 
 impl Default for TempAuthConfig {
@@ -55,6 +59,7 @@ impl Default for TempAuthConfig {
             users: Vec::new(),
             token_life: Duration::from_secs(86_400),
             auth_prefix: "/auth/".to_string(),
+            tokens: Arc::default(),
         }
     }
 }

@@ -620,6 +620,24 @@ impl Pipeline {
         }
     }
 
+    /// The internal client's pipeline with `extra` stages after
+    /// `catch_errors` (the image service keeps its data as SLOs, so it
+    /// adds `slo`).
+    pub fn internal_with(extra: &[&str]) -> Result<Self, PipelineError> {
+        let mut names = vec!["catch_errors".to_string()];
+        for name in extra {
+            let name = canonical_name(name);
+            if entry(&name).is_none() {
+                return Err(PipelineError::Unavailable {
+                    name,
+                    available: ENTRIES.iter().map(|e| e.name).collect(),
+                });
+            }
+            names.push(name);
+        }
+        Ok(Pipeline { names })
+    }
+
     /// Adds the required filters apus has.
     fn complete(mut names: Vec<String>) -> Self {
         let required: Vec<&Required> = SWIFT_REQUIRED

@@ -56,6 +56,36 @@ struct TokenEntry {
     groups: Vec<String>,
 }
 
+/// Tempauth's issued tokens, shareable beyond the filter (see
+/// [`TempAuthConfig::tokens`]).
+#[derive(Default)]
+pub struct TempAuthTokens(Mutex<Tokens>);
+
+impl std::fmt::Debug for TempAuthTokens {
+    // Tokens are secrets: only how many there are.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let n = self.lock().by_token.len();
+        write!(f, "TempAuthTokens({n} issued)")
+    }
+}
+
+impl TempAuthTokens {
+    fn lock(&self) -> MutexGuard<'_, Tokens> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The groups of a valid, unexpired token (Swift's order: account,
+    /// `account:user`, then the user's groups).
+    pub fn groups(&self, token: &str) -> Option<Vec<String>> {
+        let tokens = self.lock();
+        let entry = tokens.by_token.get(token)?;
+        if entry.expires <= Instant::now() {
+            return None;
+        }
+        Some(entry.groups.clone())
+    }
+}
+
 #[derive(Default)]
 struct Tokens {
     by_token: HashMap<String, TokenEntry>,
@@ -71,7 +101,7 @@ struct Inner {
     token_life: Duration,
     /// Keyed by `account:user`.
     users: HashMap<String, User>,
-    tokens: Mutex<Tokens>,
+    tokens: Arc<TempAuthTokens>,
     next: SharedService,
 }
 
@@ -123,7 +153,7 @@ impl TempAuth {
                 auth_prefix,
                 token_life: config.token_life,
                 users,
-                tokens: Mutex::new(Tokens::default()),
+                tokens: config.tokens,
                 next,
             }),
         }
@@ -190,7 +220,7 @@ fn nonempty_header<'a>(headers: &'a http::HeaderMap, name: &str) -> Option<&'a s
 
 impl Inner {
     fn tokens(&self) -> MutexGuard<'_, Tokens> {
-        self.tokens.lock().unwrap_or_else(|e| e.into_inner())
+        self.tokens.lock()
     }
 
     fn reseller_prefix(&self) -> &str {
@@ -255,12 +285,7 @@ impl Inner {
         if !token.starts_with(&prefix) {
             return None;
         }
-        let tokens = self.tokens();
-        let entry = tokens.by_token.get(token)?;
-        if entry.expires <= Instant::now() {
-            return None;
-        }
-        Some(entry.groups.clone())
+        self.tokens.groups(token)
     }
 
     /// The user's current token if still valid for the same groups, else a
@@ -1521,6 +1546,28 @@ mod tests {
             ])
         );
         assert_eq!(h.client_requests().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn issued_tokens_are_visible_through_the_shared_store() {
+        let config = TempAuthConfig::functest_defaults();
+        let tokens = config.tokens.clone();
+        let h = harness_with(config);
+        let token = h.login("test:tester", "testing").await;
+        assert_eq!(
+            tokens.groups(&token),
+            Some(strings(&[
+                "test",
+                "test:tester",
+                "AUTH_test",
+                "SERVICE_test"
+            ]))
+        );
+        assert_eq!(tokens.groups("AUTH_tkbogus"), None);
+        assert!(
+            !format!("{tokens:?}").contains(&token),
+            "Debug shows no token"
+        );
     }
 
     #[tokio::test]

@@ -14,6 +14,7 @@ mod bench_cmd;
 mod daemon_cmd;
 mod daemons;
 mod dispersion_cmd;
+mod images;
 mod local_cluster;
 mod node_config;
 mod nodes_cmd;

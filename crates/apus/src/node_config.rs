@@ -66,6 +66,32 @@ pub struct FileConfig {
     pub proxy: Option<FileProxy>,
     pub storage: Option<FileStorage>,
     pub daemons: Option<FileDaemons>,
+    /// `apus images`, the Glance-compatible image service beside the proxy.
+    pub images: Option<FileImages>,
+}
+
+/// `[images]`: `apus images`, served beside the proxy (it keeps image
+/// data through the proxy's pipeline and checks tokens with the proxy's
+/// authentication).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileImages {
+    /// On by default in a one-process cluster; elsewhere `[images]` turns
+    /// it on unless this is `false`.
+    pub enabled: Option<bool>,
+    pub bind: Option<String>,
+    /// The SQLite file of the image records.
+    pub db: Option<PathBuf>,
+    /// Where the data lives: `<account>/<container>` and
+    /// `<account>/<container>_segments`.
+    pub account: Option<String>,
+    pub container: Option<String>,
+    pub segment_size: Option<u64>,
+    pub image_size_cap: Option<u64>,
+    pub member_roles: Option<Vec<String>>,
+    pub public_endpoint: Option<String>,
+    pub disk_formats: Option<Vec<String>>,
+    pub container_formats: Option<Vec<String>>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
@@ -820,6 +846,108 @@ pub struct NodeConfig {
     pub proxy: Option<ProxyNode>,
     pub storage: Option<StorageNode>,
     pub daemons: FileDaemons,
+    pub images: Option<ImagesNode>,
+}
+
+/// `apus images` on this node.
+#[derive(Debug)]
+pub struct ImagesNode {
+    pub bind: SocketAddr,
+    /// The address is the one-process default, not a choice: when it is
+    /// taken, any free port will do.
+    pub bind_is_default: bool,
+    pub config: apus_images::ImagesConfig,
+}
+
+/// Where a one-process cluster's image service listens, as Glance does.
+pub const LOCAL_IMAGES_BIND: &str = "127.0.0.1:9292";
+const NODE_IMAGES_BIND: &str = "0.0.0.0:9292";
+
+fn resolve_images(
+    file: Option<FileImages>,
+    base: &Path,
+    data: Option<&Path>,
+    has_proxy: bool,
+) -> Result<Option<ImagesNode>> {
+    let local = data.is_some();
+    let enabled = match &file {
+        Some(f) => f.enabled.unwrap_or(true),
+        None => local,
+    };
+    if !enabled {
+        return Ok(None);
+    }
+    let Some(file) = file.or_else(|| local.then(FileImages::default)) else {
+        return Ok(None);
+    };
+    if !has_proxy {
+        bail!("[images] runs beside the proxy: this node needs the proxy role");
+    }
+    let (bind, bind_is_default) = match &file.bind {
+        Some(b) => (
+            b.parse()
+                .map_err(|_| anyhow!("images.bind: {b:?} is not an ADDRESS:PORT"))?,
+            false,
+        ),
+        None => {
+            let default = if local {
+                LOCAL_IMAGES_BIND
+            } else {
+                NODE_IMAGES_BIND
+            };
+            (
+                default
+                    .parse()
+                    .map_err(|_| anyhow!("bad default address {default}"))?,
+                local,
+            )
+        }
+    };
+    let db = match (&file.db, data) {
+        (Some(p), _) => base.join(p),
+        (None, Some(d)) => d.join("images").join("images.db"),
+        (None, None) => bail!("images.db: name the SQLite file of the image records"),
+    };
+    let mut c = apus_images::ImagesConfig::new(db);
+    if let Some(a) = &file.account {
+        if a.is_empty() || a.contains('/') {
+            bail!("images.account: {a:?} is not an account name");
+        }
+        c.account = a.clone();
+    }
+    if let Some(name) = &file.container {
+        if name.is_empty() || name.contains('/') {
+            bail!("images.container: {name:?} is not a container name");
+        }
+        c.container = name.clone();
+    }
+    if let Some(n) = file.segment_size {
+        // The proxy's largest object (5 GiB) bounds a segment.
+        if n == 0 || n > 5 << 30 {
+            bail!("images.segment_size: {n} must be between 1 and 5 GiB");
+        }
+        c.segment_size = n;
+    }
+    if let Some(n) = file.image_size_cap {
+        c.image_size_cap = n;
+    }
+    if let Some(roles) = &file.member_roles {
+        c.member_roles = roles.iter().map(|r| r.to_lowercase()).collect();
+    }
+    if let Some(url) = &file.public_endpoint {
+        c.public_endpoint = Some(url.clone());
+    }
+    if let Some(f) = &file.disk_formats {
+        c.disk_formats = f.clone();
+    }
+    if let Some(f) = &file.container_formats {
+        c.container_formats = f.clone();
+    }
+    Ok(Some(ImagesNode {
+        bind,
+        bind_is_default,
+        config: c,
+    }))
 }
 
 #[derive(Debug)]
@@ -905,6 +1033,7 @@ impl NodeConfig {
         let file_proxy = file.proxy.unwrap_or_default();
         let file_storage = file.storage.unwrap_or_default();
         let daemons = file.daemons.unwrap_or_default();
+        let file_images = file.images;
 
         let (layout, roles) = match data {
             Some(data) => {
@@ -1149,6 +1278,11 @@ impl NodeConfig {
             make_default(&mut policies, name)?;
         }
 
+        let local_data = match &layout {
+            Layout::Local { data } => Some(data.as_path()),
+            Layout::Node { .. } => None,
+        };
+        let images = resolve_images(file_images, base, local_data, proxy.is_some())?;
         Ok(NodeConfig {
             layout,
             policies,
@@ -1157,6 +1291,7 @@ impl NodeConfig {
             proxy,
             storage,
             daemons,
+            images,
         })
     }
 

@@ -56,10 +56,14 @@ pub struct ServeArgs {
     /// Node configuration (TOML; see docs/config.md)
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
+    /// Address of the image service, `apus images` [default: 127.0.0.1:9292
+    /// in a one-process cluster; `[images] bind` in a node configuration]
+    #[arg(long, value_name = "ADDR:PORT")]
+    images_bind: Option<SocketAddr>,
 }
 
 /// Targets of the one-line-per-request logs, quieted by `log_requests = false`.
-const REQUEST_LOG_TARGETS: [&str; 2] = ["apus_proxy::catch_errors", "object-server"];
+const REQUEST_LOG_TARGETS: [&str; 3] = ["apus_proxy::catch_errors", "object-server", "apus_images"];
 /// How long blocking disk work may keep the process alive after the
 /// servers have stopped.
 const RUNTIME_SHUTDOWN: Duration = Duration::from_secs(5);
@@ -134,7 +138,14 @@ pub fn node_hash(source: &HashSource) -> Result<HashConfig> {
 }
 
 fn run_inner(args: &ServeArgs) -> Result<ExitCode> {
-    let conf = load_config(args.data.as_deref(), args.config.as_deref(), args.bind)?;
+    let mut conf = load_config(args.data.as_deref(), args.config.as_deref(), args.bind)?;
+    if let Some(bind) = args.images_bind {
+        let Some(images) = conf.images.as_mut() else {
+            bail!("--images-bind: this node runs no image service ([images] enabled = false, or no proxy)");
+        };
+        images.bind = bind;
+        images.bind_is_default = false;
+    }
     init_logging(conf.log_requests);
     check_clock_offset()?;
     let plan = prepare(&conf)?;
@@ -198,6 +209,8 @@ struct Plan {
     /// The proxy, its client listener and its metrics (admin) listener.
     proxy: Option<(ProxyConfig, TcpListener, Option<TcpListener>)>,
     storage: Vec<(Server, StorageConfig, TcpListener)>,
+    /// `apus images` and its listener.
+    images: Option<(apus_images::ImagesConfig, TcpListener)>,
     daemons: Option<Daemons>,
     banner: String,
     /// Keeps the data directory locked while serving.
@@ -307,6 +320,32 @@ fn prepare(conf: &NodeConfig) -> Result<Plan> {
                 None => None,
             };
             Some((pc, listener, admin))
+        }
+        _ => None,
+    };
+    let images = match (&conf.images, &proxy) {
+        (Some(node), Some(_)) => {
+            let listener = match TcpListener::bind(node.bind) {
+                Ok(l) => l,
+                // The one-process default is Glance's port; another
+                // cluster (or a Glance) may hold it.
+                Err(e) if node.bind_is_default => {
+                    let any = SocketAddr::new(node.bind.ip(), 0);
+                    tracing::warn!(
+                        "cannot listen on {} (images): {e}; using a free port instead",
+                        node.bind
+                    );
+                    TcpListener::bind(any)
+                        .map_err(|e| anyhow!("cannot listen on {any} (images): {e}"))?
+                }
+                Err(e) => return Err(anyhow!("cannot listen on {} (images): {e}", node.bind)),
+            };
+            let addr = listener.local_addr()?;
+            let _ = writeln!(
+                banner,
+                "  images     http://{addr} (Glance v2 image API; try curl http://{addr}/images)"
+            );
+            Some((node.config.clone(), listener))
         }
         _ => None,
     };
@@ -420,6 +459,7 @@ fn prepare(conf: &NodeConfig) -> Result<Plan> {
     Ok(Plan {
         proxy,
         storage,
+        images,
         daemons,
         banner,
         _local: local,
@@ -640,6 +680,20 @@ async fn serve(plan: Plan, shutdown_timeout: Duration) -> Result<ExitCode> {
     }
     let (proxy_stop, proxy_rx) = watch::channel(false);
     let mut proxy = JoinSet::new();
+    if let (Some((ic, listener)), Some((pc, _, _))) = (plan.images, &plan.proxy) {
+        let store = Arc::new(crate::images::InProcessStore::new(pc.clone())?);
+        let identities = Arc::new(crate::images::ProxyIdentities::new(pc));
+        let db = ic.db_path.clone();
+        let service = apus_images::ImagesService::new(ic, identities, store)
+            .with_context(|| format!("images: cannot open {}", db.display()))?;
+        let listener = into_tokio(listener)?;
+        let stop = stopped(proxy_rx.clone());
+        let sc = server_conf.clone();
+        proxy.spawn(async move {
+            let result = apus_http::serve_with(listener, Arc::new(service), stop, sc).await;
+            ("images", result)
+        });
+    }
     if let Some((mut pc, listener, admin)) = plan.proxy {
         let listener = into_tokio(listener)?;
         let mut sc = server_conf.clone();

@@ -155,6 +155,7 @@ const RULES: &[Rule] = &[
             "apus-daemons",
             "apus-ec",
             "apus-bench",
+            "apus-images",
         ],
         never: &[],
         because: "the binary wires the libraries together",
@@ -180,6 +181,14 @@ const RULES: &[Rule] = &[
         never: &[],
         because: "the load tool measures any Swift or S3 endpoint, apus or another store, \
                   the same way: from outside, as an HTTP client",
+    },
+    Rule {
+        krate: "apus-images",
+        may_use: &["apus-core", "apus-proto", "apus-http"],
+        never: &["apus-proxy", "apus-server", "apus-db", "apus-diskfile"],
+        because: "the image service keeps its data through a Swift API it is handed \
+                  (ObjectApi), as any Swift client would, and never reaches into the \
+                  proxy or the storage layers",
     },
 ];
 

@@ -12,7 +12,7 @@
 
 mod auth;
 mod authtoken;
-mod client;
+pub mod client;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
