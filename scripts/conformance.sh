@@ -96,7 +96,7 @@ if [ -n "${APUS_DEFAULT_POLICY:-}" ]; then
   serve_args=(--config "$work/apus.toml")
   echo "== default storage policy: $APUS_DEFAULT_POLICY"
 fi
-"$apus" serve "${serve_args[@]}" --bind 127.0.0.1:0 >"$work/apus.out" 2>"$work/apus.log" &
+"$apus" serve "${serve_args[@]}" --bind 127.0.0.1:0 --images-bind 127.0.0.1:0 >"$work/apus.out" 2>"$work/apus.log" &
 pid=$!
 endpoint=""
 for _ in $(seq 120); do

@@ -63,6 +63,8 @@ impl Server {
             .arg(data)
             .arg("--bind")
             .arg("127.0.0.1:0")
+            .arg("--images-bind")
+            .arg("127.0.0.1:0")
             .stdin(Stdio::null())
             .stdout(fs::File::create(&stdout).unwrap())
             .stderr(fs::File::create(&stderr).unwrap())
@@ -166,6 +168,17 @@ pub fn banner_proxy_addr(banner: &str) -> Option<SocketAddr> {
         .lines()
         .find_map(|l| l.trim_start().strip_prefix("proxy"))
         .and_then(|rest| rest.trim().strip_prefix("http://"))
+        .and_then(|addr| addr.parse().ok())
+}
+
+/// The image service's address in an `apus serve` banner
+/// (`  images     http://ADDR ...`).
+pub fn banner_images_addr(banner: &str) -> Option<SocketAddr> {
+    banner
+        .lines()
+        .find_map(|l| l.trim_start().strip_prefix("images"))
+        .and_then(|rest| rest.trim().strip_prefix("http://"))
+        .and_then(|rest| rest.split_whitespace().next())
         .and_then(|addr| addr.parse().ok())
 }
 
