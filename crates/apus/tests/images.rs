@@ -284,7 +284,10 @@ fn glanceclient_round_trips_a_64_mib_image_in_segments() {
     // glanceclient's words for a 401.
     let forged = glance(c.images, "AUTH_tkforged", &["image-list"]);
     let said = String::from_utf8_lossy(&forged.stderr);
-    assert!(said.contains("Invalid OpenStack Identity credentials"), "{said}");
+    assert!(
+        said.contains("Invalid OpenStack Identity credentials"),
+        "{said}"
+    );
 
     // Delete: the image, its manifest and its segments go.
     glance_ok(c.images, &token, &["image-delete", &id]);

@@ -23,9 +23,10 @@
 //!
 //! All in domain `default`. [`Keystone::token`] logs a user in;
 //! [`Keystone::request`] is any other API call; and
-//! [`Keystone::register_object_store`] puts a Swift endpoint in the
-//! catalog. Passwords hash with bcrypt's fewest rounds, to keep logins
-//! fast. A start takes some 6 s on two busy cores, nearly all of it Python
+//! [`Keystone::register_service`] puts an endpoint in the catalog (a
+//! Swift one with [`Keystone::register_object_store`]). Passwords hash
+//! with bcrypt's fewest rounds, to keep logins fast. A start takes some
+//! 6 s on two busy cores, nearly all of it Python
 //! starting `keystone-manage` four times and gunicorn's worker once; the
 //! first three steps run at once. Dropping the [`Keystone`] stops the
 //! server and its worker.
@@ -404,15 +405,21 @@ impl Keystone {
     /// `http://127.0.0.1:PORT/v1/AUTH_$(project_id)s`): where a client
     /// logging in with Keystone learns its storage URL.
     pub fn register_object_store(&self, url: &str) {
+        self.register_service("object-store", "swift", url);
+    }
+
+    /// Adds a service of `kind` named `name` to the catalog, with public,
+    /// internal and admin endpoints in `RegionOne` at `url`.
+    pub fn register_service(&self, kind: &str, name: &str, url: &str) {
         let (token, _) = self.token_for(&self.admin);
         let (head, body) = call(
             self.addr,
             "POST",
             "/v3/services",
             Some(&token),
-            Some(json!({"service": {"type": "object-store", "name": "swift"}})),
+            Some(json!({"service": {"type": kind, "name": name}})),
         );
-        assert_eq!(head.status, 201, "create the object-store service: {body}");
+        assert_eq!(head.status, 201, "create the {kind} service: {body}");
         let service = body["service"]["id"].as_str().unwrap().to_string();
         for interface in ["public", "internal", "admin"] {
             let (head, body) = call(
@@ -427,7 +434,10 @@ impl Keystone {
                     "url": url,
                 }})),
             );
-            assert_eq!(head.status, 201, "create the {interface} endpoint: {body}");
+            assert_eq!(
+                head.status, 201,
+                "create the {interface} {kind} endpoint: {body}"
+            );
         }
     }
 
