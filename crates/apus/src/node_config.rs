@@ -1922,6 +1922,59 @@ mod tests {
     }
 
     #[test]
+    fn images_run_by_default_in_a_local_cluster_and_on_request_on_a_node() {
+        let conf = resolve("data = \"d\"").unwrap();
+        let images = conf.images.unwrap();
+        assert_eq!(images.bind, LOCAL_IMAGES_BIND.parse().unwrap());
+        assert!(images.bind_is_default, "a taken default port may move");
+        assert_eq!(
+            images.config.db_path,
+            Path::new("/etc/apus/d/images/images.db")
+        );
+        assert_eq!(images.config.account, ".images");
+
+        let off = resolve("data = \"d\"\n[images]\nenabled = false").unwrap();
+        assert!(off.images.is_none());
+        let set = resolve(
+            "data = \"d\"\n[images]\nbind = \"127.0.0.2:9393\"\naccount = \"AUTH_img\"\n\
+             segment_size = 1048576\nmember_roles = [\"Editor\"]",
+        )
+        .unwrap()
+        .images
+        .unwrap();
+        assert!(!set.bind_is_default, "a chosen address is never moved");
+        assert_eq!(set.config.account, "AUTH_img");
+        assert_eq!(set.config.segment_size, 1 << 20);
+        assert_eq!(set.config.member_roles, ["editor"]);
+
+        let proxy_node = format!("roles = [\"proxy\"]\n{USERS}");
+        assert!(resolve(&proxy_node).unwrap().images.is_none());
+        let err = resolve(&format!("{proxy_node}\n[images]\n")).unwrap_err();
+        assert!(err.to_string().contains("images.db"), "{err}");
+        let node = resolve(&format!("{proxy_node}\n[images]\ndb = \"img/images.db\"\n"))
+            .unwrap()
+            .images
+            .unwrap();
+        assert_eq!(node.config.db_path, Path::new("/etc/apus/img/images.db"));
+        assert_eq!(node.bind, "0.0.0.0:9292".parse().unwrap());
+        let storage_only = "roles = [\"storage\"]\n[images]\ndb = \"x\"\n";
+        assert!(resolve(storage_only)
+            .unwrap_err()
+            .to_string()
+            .contains("proxy role"));
+        for bad in [
+            "segment_size = 0",
+            "account = \"a/b\"",
+            "bind = \"nowhere\"",
+        ] {
+            assert!(
+                resolve(&format!("data = \"d\"\n[images]\n{bad}")).is_err(),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
     fn a_storage_node() {
         let conf = resolve(
             r#"

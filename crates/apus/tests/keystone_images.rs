@@ -194,7 +194,10 @@ fn keystone_projects_own_share_and_publicize_images() {
     );
     let said = refusal(&glance(&ks, &ks.tester2, &["image-delete", &id]));
     // glanceclient's words for a 403 on delete.
-    assert!(said.contains("not permitted to delete"), "a member deleting: {said}");
+    assert!(
+        said.contains("not permitted to delete"),
+        "a member deleting: {said}"
+    );
 
     // Only an admin makes an image public.
     let said = refusal(&glance(
