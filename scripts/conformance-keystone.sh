@@ -21,8 +21,8 @@
 #                           printed); the apus and Keystone logs are copied
 #                           to its servers/ subdirectory
 #   CONFORMANCE_SUITE       which suite of run-functests.sh (default swift;
-#                           the S3 suites would need s3token, which apus
-#                           does not have)
+#                           the S3 suites would also need EC2 credentials
+#                           in test.conf, which this script does not make)
 #   PYTEST_ARGS             extra pytest arguments, whitespace-separated
 #                           (e.g. "-k TestAccount")
 #

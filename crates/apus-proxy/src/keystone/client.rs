@@ -28,6 +28,20 @@ pub enum Validation {
     Unavailable,
 }
 
+/// What Keystone said about an S3 request's EC2 credential.
+#[derive(Clone, Debug)]
+pub enum Ec2Check {
+    /// The signature is the credential's; its owner, and its secret when
+    /// the service user may read it.
+    Valid {
+        identity: Arc<KeystoneIdentity>,
+        secret: Option<String>,
+    },
+    /// No such credential, or not its signature.
+    Invalid,
+    Unavailable,
+}
+
 struct CacheEntry {
     until: Instant,
     /// `None`: known to be invalid.
@@ -217,8 +231,21 @@ impl KeystoneClient {
         headers: HeaderMap,
         body: Option<Value>,
     ) -> Option<Answer> {
+        self.send_to(method, "/v3/auth/tokens?nocatalog", headers, body)
+            .await
+    }
+
+    /// One request to `<auth_url><api_path>`; `None` when Keystone gave
+    /// no complete answer in time.
+    async fn send_to(
+        &self,
+        method: Method,
+        api_path: &str,
+        headers: HeaderMap,
+        body: Option<Value>,
+    ) -> Option<Answer> {
         let (host, base) = self.target.as_ref()?;
-        let path = format!("{base}/v3/auth/tokens?nocatalog");
+        let path = format!("{base}{api_path}");
         let mut headers = headers;
         headers.insert("accept", HeaderValue::from_static("application/json"));
         let body = match body {
@@ -306,6 +333,80 @@ impl KeystoneClient {
         let renew_at = Instant::now() + left.saturating_sub(SERVICE_TOKEN_MARGIN);
         *held = Some((token.clone(), renew_at));
         Some(token)
+    }
+
+    /// A request with the service token, renewed once if Keystone
+    /// refuses it; `None` when Keystone cannot be asked.
+    async fn send_as_service(
+        &self,
+        method: Method,
+        api_path: &str,
+        body: Option<Value>,
+    ) -> Option<Answer> {
+        let mut renew = false;
+        loop {
+            let service = self.service_token(renew).await?;
+            let service = HeaderValue::from_str(&service).ok()?;
+            let mut headers = HeaderMap::new();
+            headers.insert("x-auth-token", service);
+            let answer = self
+                .send_to(method.clone(), api_path, headers, body.clone())
+                .await?;
+            if answer.status == StatusCode::UNAUTHORIZED && !renew {
+                renew = true;
+                continue;
+            }
+            return Some(answer);
+        }
+    }
+
+    /// Swift's `s3token`: asks Keystone (`POST /v3/s3tokens`) whether an
+    /// S3 request's signature was made with the EC2 credential `access`
+    /// names, and whose it is; then fetches that credential's secret
+    /// (`GET /v3/users/<id>/credentials/OS-EC2/<access>`) so the request's
+    /// own checks (and a streaming body's chunk signatures) can run here.
+    pub async fn s3_token(&self, access: &str, string_to_sign: &[u8], signature: &str) -> Ec2Check {
+        use base64::Engine as _;
+        let body = serde_json::json!({"credentials": {
+            "access": access,
+            "token": base64::engine::general_purpose::URL_SAFE.encode(string_to_sign),
+            "signature": signature,
+        }});
+        let Some(answer) = self
+            .send_as_service(Method::POST, "/v3/s3tokens", Some(body))
+            .await
+        else {
+            return Ec2Check::Unavailable;
+        };
+        match answer.status {
+            s if s.is_success() => {}
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN | StatusCode::NOT_FOUND => {
+                return Ec2Check::Invalid
+            }
+            _ => return Ec2Check::Unavailable,
+        }
+        let Some((identity, _)) = parse_token(&answer.body) else {
+            return Ec2Check::Unavailable;
+        };
+        let path = format!(
+            "/v3/users/{}/credentials/OS-EC2/{}",
+            apus_proto::path::quote(&identity.user_id),
+            apus_proto::path::quote(access)
+        );
+        let secret = match self.send_as_service(Method::GET, &path, None).await {
+            Some(a) if a.status == StatusCode::OK => text(&a.body, &["credential", "secret"]),
+            _ => None,
+        };
+        if secret.is_none() {
+            tracing::warn!(
+                "keystone: the service user may not read EC2 secrets; S3 requests with \
+                 streaming (aws-chunked) signatures cannot be checked"
+            );
+        }
+        Ec2Check::Valid {
+            identity: Arc::new(identity),
+            secret,
+        }
     }
 
     /// What Keystone says about `token`, from the cache when it can.

@@ -256,13 +256,13 @@ pub(crate) async fn get_response(
                 .get_acl_response(req, method, container, obj, query, headers, body)
                 .await?;
             let acl = acl_of(resp.headers(), obj.is_some_and(|o| !o.is_empty()))?;
-            require(api, req, &acl, need)?;
+            require(req, &acl, need)?;
             return Ok(resp);
         }
         Plan::CreateBucket => {
             let owner = Owner::user(&req.user_id);
             let acl = Acl::from_headers(s3_headers(req), &owner, None, true)?.unwrap_or_default();
-            if !api.is_account_owner(&req.user_id) {
+            if !req.account_owner {
                 return Err(S3Error::access_denied("Access Denied."));
             }
             // The container first, so that an existing bucket's ACL is
@@ -371,7 +371,7 @@ async fn check_with(
         )
         .await?;
     let acl = acl_of(resp.headers(), obj.is_some())?;
-    require(api, req, &acl, need)?;
+    require(req, &acl, need)?;
     Ok(resp)
 }
 
@@ -380,9 +380,9 @@ async fn check_with(
 /// refuse it (`allow_no_owner = false`), but the account's owners reach
 /// it through the Swift API anyway, so they reach it through S3 too, and
 /// an object written through Swift reads back through S3.
-fn require(api: &S3Api, req: &S3Request, acl: &Acl, need: Need) -> Result<(), S3Error> {
+fn require(req: &S3Request, acl: &Acl, need: Need) -> Result<(), S3Error> {
     let user_id = req.user_id.as_str();
-    if acl.owner.id.is_none() && api.is_account_owner(user_id) {
+    if acl.owner.id.is_none() && req.account_owner {
         return Ok(());
     }
     let ok = match need {
@@ -655,6 +655,7 @@ mod tests {
             key: key.map(str::to_string),
             account: "AUTH_test".into(),
             user_id: "test:tester".into(),
+            account_owner: true,
             ext: http::Extensions::new(),
             body: None,
             body_fault: Default::default(),

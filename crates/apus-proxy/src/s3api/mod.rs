@@ -5,7 +5,11 @@
 //! SigV4 or SigV2, header or query) is verified here against the
 //! tempauth users (access key `account:user`, secret the user's key);
 //! the auth filter then takes the user from [`Env::s3_user`] instead of a
-//! token. A request without S3 authentication passes on untouched.
+//! token. When the pipeline authenticates with Keystone, an access key
+//! that is no tempauth user's is an EC2 credential, checked as Swift's
+//! `s3token` does (see [`keystone_user`]); its owner goes down the
+//! pipeline as a Keystone identity. A request without S3 authentication
+//! passes on untouched.
 //!
 //! The verified request becomes an [`S3Request`] and goes to the
 //! controller its sub-resources name, as in Swift's `S3Request.controller`
@@ -56,6 +60,31 @@ pub(crate) const XMLNS: &str = "http://s3.amazonaws.com/doc/2006-03-01/";
 pub(crate) const XML_DECL: &str = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n";
 /// The largest listing answer read back to build an S3 document.
 pub(crate) const MAX_LISTING: usize = 16 * 1024 * 1024;
+
+/// How long a Keystone EC2 credential's secret and owner are trusted
+/// before Keystone is asked again (Swift's `secret_cache_duration`).
+const SECRET_CACHE_TIME: std::time::Duration = std::time::Duration::from_secs(60);
+/// At most this many EC2 credentials are remembered.
+const SECRET_CACHE_SIZE: usize = 10_000;
+
+/// What Keystone told us of an EC2 credential, for a while.
+struct CachedEc2 {
+    secret: Secret,
+    identity: Arc<crate::keystone::KeystoneIdentity>,
+    until: std::time::Instant,
+}
+
+/// The user a request's S3 signature names, found and verified.
+struct Authenticated {
+    verified: apus_s3::Verified,
+    /// The Swift account the user's buckets live in.
+    account_id: String,
+    account_owner: bool,
+    /// S3's owner id: `account:user` (tempauth), `project:user` (Keystone).
+    user_id: String,
+    /// The Keystone identity, for the auth filters downstream.
+    keystone: Option<Arc<crate::keystone::KeystoneIdentity>>,
+}
 
 struct S3User {
     secret: Secret,
@@ -115,6 +144,15 @@ pub struct S3Api {
     /// Whether Swift's object versioning runs below (what `/info` calls
     /// `object_versioning`): S3 versioning is built on it.
     object_versioning: bool,
+    /// Keystone, when the pipeline authenticates with it (`authtoken`):
+    /// EC2 credentials then sign S3 requests.
+    keystone: Option<Keystone>,
+}
+
+struct Keystone {
+    client: crate::keystone::client::KeystoneClient,
+    config: crate::keystone::KeystoneConfig,
+    secrets: Mutex<HashMap<String, CachedEc2>>,
 }
 
 impl S3Api {
@@ -154,6 +192,15 @@ impl S3Api {
             config,
             s3_acl: true,
             object_versioning: false,
+            keystone: proxy
+                .pipeline
+                .stages()
+                .contains(&"authtoken")
+                .then(|| Keystone {
+                    client: crate::keystone::client::KeystoneClient::new(proxy.keystone.clone()),
+                    config: proxy.keystone.clone(),
+                    secrets: Mutex::new(HashMap::new()),
+                }),
         }
     }
 
@@ -161,11 +208,6 @@ impl S3Api {
     pub fn with_object_versioning(mut self, on: bool) -> Self {
         self.object_versioning = on;
         self
-    }
-
-    /// Whether `user_id` owns its Swift account (Swift's `swift_owner`).
-    pub(crate) fn is_account_owner(&self, user_id: &str) -> bool {
-        self.users.get(user_id).is_some_and(|u| u.account_owner)
     }
 }
 
@@ -188,6 +230,8 @@ pub(crate) struct S3Request {
     pub account: String,
     /// The authenticated `account:user` (S3's owner id).
     pub user_id: String,
+    /// Whether the user owns its Swift account (Swift's `swift_owner`).
+    pub account_owner: bool,
     /// The client request's extensions (its [`Env`]), given to every
     /// Swift subrequest.
     pub ext: http::Extensions,
@@ -506,6 +550,32 @@ fn finish(result: Result<Resp, S3Error>, trans_id: &str, head: bool) -> Resp {
     resp
 }
 
+impl Keystone {
+    fn remember(
+        &self,
+        access: &str,
+        secret: Secret,
+        identity: Arc<crate::keystone::KeystoneIdentity>,
+        now: std::time::Instant,
+    ) {
+        let mut secrets = self.secrets.lock().unwrap_or_else(|e| e.into_inner());
+        if secrets.len() >= SECRET_CACHE_SIZE {
+            secrets.retain(|_, c| c.until > now);
+            if secrets.len() >= SECRET_CACHE_SIZE {
+                secrets.clear();
+            }
+        }
+        secrets.insert(
+            access.to_string(),
+            CachedEc2 {
+                secret,
+                identity,
+                until: now + SECRET_CACHE_TIME,
+            },
+        );
+    }
+}
+
 impl S3Api {
     async fn authenticated(
         &self,
@@ -513,9 +583,10 @@ impl S3Api {
         body: apus_http::Body,
         auth: AuthRequest,
     ) -> Result<Resp, S3Error> {
-        let Some(user) = self.users.get(&auth.access_key) else {
+        let tempauth_user = self.users.get(&auth.access_key);
+        if tempauth_user.is_none() && self.keystone.is_none() {
             return Err(S3Error::invalid_access_key_id(&auth.access_key));
-        };
+        }
         // What the body must prove is read before the signature is
         // checked, as Swift's S3Request does.
         auth.check_time(now_secs())?;
@@ -524,7 +595,17 @@ impl S3Api {
                 .iter()
                 .any(|(k, _)| k == "delete");
         let plan = apus_s3::input::plan(&parts, &auth, multi_delete)?;
-        let verified = apus_s3::verify(&auth, &user.secret, now_secs())?;
+        let user = match tempauth_user {
+            Some(user) => Authenticated {
+                verified: apus_s3::verify(&auth, &user.secret, now_secs())?,
+                account_id: user.account_id.clone(),
+                account_owner: user.account_owner,
+                user_id: auth.access_key.clone(),
+                keystone: None,
+            },
+            None => self.keystone_user(&auth).await?,
+        };
+        let verified = user.verified;
         let mut parts = parts;
         if let Some(len) = plan.payload_length.filter(|_| plan.streaming.is_some()) {
             // Swift sees the decoded payload.
@@ -560,6 +641,9 @@ impl S3Api {
         let mut req = Req::from_parts(parts, body);
         let env = env_mut(&mut req);
         env.s3_user = Some(auth.access_key.clone());
+        // authtoken keeps an identity s3api found (Swift's s3token sets
+        // `keystone.token_info`).
+        env.keystone = user.keystone;
         if self.s3_acl {
             // S3 ACLs authorize every Swift request made for this one
             // (Swift's `swift.authorize_override`), as an owner so that
@@ -593,13 +677,105 @@ impl S3Api {
             params: query_params(parts.uri.query()),
             bucket,
             key,
-            account: user.account_id.clone(),
-            user_id: auth.access_key,
+            account: user.account_id,
+            user_id: user.user_id,
+            account_owner: user.account_owner,
             ext: parts.extensions,
             body: Some(body),
             body_fault,
         };
         self.dispatch(req).await
+    }
+
+    /// An access key that is no tempauth user's, checked with Keystone as
+    /// Swift's `s3token` does: `POST /v3/s3tokens` says whether the
+    /// signature is the EC2 credential's and whose it is; its secret,
+    /// read with the proxy's service token, is remembered for a minute so
+    /// that the next requests are verified here, and so that a streaming
+    /// body's chunk signatures can be. The credential's project is the
+    /// account (`<reseller prefix><project id>`); an operator role or the
+    /// reseller admin role owns it.
+    async fn keystone_user(&self, auth: &AuthRequest) -> Result<Authenticated, S3Error> {
+        let Some(ks) = &self.keystone else {
+            return Err(S3Error::invalid_access_key_id(&auth.access_key));
+        };
+        let now = std::time::Instant::now();
+        let cached = {
+            let secrets = ks.secrets.lock().unwrap_or_else(|e| e.into_inner());
+            secrets
+                .get(&auth.access_key)
+                .filter(|c| c.until > now)
+                .map(|c| (c.secret.clone(), c.identity.clone()))
+        };
+        let (verified, identity) = match cached.and_then(|(secret, identity)| {
+            apus_s3::verify(auth, &secret, now_secs())
+                .ok()
+                .map(|v| (v, identity))
+        }) {
+            Some(found) => found,
+            None => {
+                let check = ks
+                    .client
+                    .s3_token(&auth.access_key, &auth.string_to_sign, &auth.signature)
+                    .await;
+                match check {
+                    crate::keystone::client::Ec2Check::Valid { identity, secret } => {
+                        let verified = match secret {
+                            Some(secret) => {
+                                let secret = Secret::new(secret.into_bytes());
+                                let verified = apus_s3::verify(auth, &secret, now_secs())?;
+                                ks.remember(&auth.access_key, secret, identity.clone(), now);
+                                verified
+                            }
+                            // Keystone vouched for the signature; chunk
+                            // signatures cannot be checked without the secret.
+                            None if auth.payload.is_streaming() => {
+                                return Err(S3Error::access_denied("Access Denied."))
+                            }
+                            None => apus_s3::Verified {
+                                access_key: auth.access_key.clone(),
+                                version: auth.version,
+                                payload: auth.payload.clone(),
+                                decoded_content_length: auth.decoded_content_length,
+                                chunk_signer: None,
+                            },
+                        };
+                        (verified, identity)
+                    }
+                    crate::keystone::client::Ec2Check::Invalid => {
+                        return Err(S3Error::access_denied("Access Denied."))
+                    }
+                    crate::keystone::client::Ec2Check::Unavailable => {
+                        return Err(S3Error::new(ErrorCode::ServiceUnavailable))
+                    }
+                }
+            }
+        };
+        let Some(project) = identity.project_id.clone() else {
+            return Err(S3Error::access_denied("Access Denied."));
+        };
+        let prefix = ks
+            .config
+            .reseller_prefixes
+            .first()
+            .cloned()
+            .unwrap_or_else(|| "AUTH_".to_string());
+        let roles = ks.config.roles_for(&prefix);
+        let account_owner = identity
+            .roles
+            .iter()
+            .any(|r| roles.operator_roles.contains(r) || *r == ks.config.reseller_admin_role);
+        Ok(Authenticated {
+            verified,
+            account_id: format!("{prefix}{project}"),
+            account_owner,
+            user_id: format!(
+                "{}:{}",
+                identity.project_name.clone().unwrap_or(project),
+                identity.user_name
+            ),
+            keystone: Some(identity),
+        })
     }
 
     /// The controller the request's sub-resources name (Swift's
@@ -999,6 +1175,7 @@ mod tests {
             key: Some("o".into()),
             account: "AUTH_test".into(),
             user_id: "test:tester".into(),
+            account_owner: true,
             ext: http::Extensions::new(),
             body: None,
             body_fault: Default::default(),
