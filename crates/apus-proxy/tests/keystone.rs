@@ -525,3 +525,81 @@ async fn without_delay_auth_decision_a_bad_token_is_refused_at_once() {
         );
     }
 }
+
+/// Keystone and tempauth side by side, as Swift documents it: Keystone's
+/// filters first, over their own reseller prefix (`KEY_`), tempauth after
+/// them over `AUTH_`. Each authority decides for its own accounts only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keystone_and_tempauth_side_by_side_with_their_own_prefixes() {
+    let ks = Arc::new(FakeKeystone::default());
+    ks.add(
+        "alice",
+        token_doc(
+            ("p1", "proj1", "default"),
+            ("u-alice", "alice", "default"),
+            &["admin"],
+            FUTURE,
+        ),
+    );
+    let addr = ks.start().await;
+    let keystone = KeystoneConfig {
+        reseller_prefixes: vec!["KEY_".into()],
+        ..keystone_at(addr)
+    };
+    let cluster = Cluster::start_with(ClusterOptions {
+        proxy: Box::new(move |config| {
+            config.pipeline = Pipeline::from_names(&[
+                "catch_errors",
+                "proxy-logging",
+                "cache",
+                "authtoken",
+                "keystoneauth",
+                "tempauth",
+                "proxy-server",
+            ])
+            .unwrap();
+            config.keystone = keystone;
+        }),
+        ..ClusterOptions::default()
+    })
+    .await
+    .unwrap();
+    let mut tempauth = Client::new(&cluster);
+    tempauth.login("test:tester", "testing").await;
+    let tempauth_token = tempauth.token.clone().unwrap();
+    let c = Client::new(&cluster);
+
+    // Each user in its own account.
+    let put = as_token(&c, "alice", Method::PUT, "/v1/KEY_p1/c").await;
+    assert!(
+        put.status.is_success(),
+        "keystone user, KEY_ account: {}",
+        put.status
+    );
+    let put = as_token(&c, &tempauth_token, Method::PUT, "/v1/AUTH_test/c").await;
+    assert!(
+        put.status.is_success(),
+        "tempauth user, AUTH_ account: {}",
+        put.status
+    );
+    let obj = as_token(&c, "alice", Method::PUT, "/v1/KEY_p1/c/o").await;
+    assert_eq!(obj.status, StatusCode::CREATED);
+
+    // Neither in the other's.
+    let cross = as_token(&c, "alice", Method::GET, "/v1/AUTH_test/c").await;
+    // Each refusal is a 403: the caller was identified (by the other
+    // authority), as in Swift.
+    assert_eq!(
+        cross.status,
+        StatusCode::FORBIDDEN,
+        "keystone token, tempauth account"
+    );
+    let cross = as_token(&c, &tempauth_token, Method::GET, "/v1/KEY_p1/c").await;
+    assert_eq!(
+        cross.status,
+        StatusCode::FORBIDDEN,
+        "tempauth token, keystone account"
+    );
+    let anonymous = as_token(&c, "", Method::GET, "/v1/KEY_p1/c/o").await;
+    assert_eq!(anonymous.status, StatusCode::UNAUTHORIZED);
+}
