@@ -11,8 +11,8 @@
 # Keystone's catalog, write a v3 test.conf and run run-functests.sh -c.
 # Both servers are stopped and the scratch directory removed on exit.
 #
-#   APUS_BIN                the apus binary (default target/release/apus;
-#                           this script does not build it)
+#   APUS_BIN                the apus binary (default: target/release/apus,
+#                           built first)
 #   APUS_SHARED             the directory holding conformance/ (default: ../shared,
 #                           beside this repository)
 #   FUNCTEST_SUITE_TIMEOUT  seconds for the whole suite (default 1800)
@@ -45,7 +45,11 @@ suite="${CONFORMANCE_SUITE:-swift}"
 export FUNCTEST_SUITE_TIMEOUT="${FUNCTEST_SUITE_TIMEOUT:-1800}"
 export FUNCTEST_TEST_TIMEOUT="${FUNCTEST_TEST_TIMEOUT:-60}"
 
-apus="${APUS_BIN:-target/release/apus}"
+if [ -z "${APUS_BIN:-}" ]; then
+  echo "== cargo build --release -p apus"
+  cargo build --release --locked -p apus
+fi
+apus="${APUS_BIN:-${CARGO_TARGET_DIR:-target}/release/apus}"
 if [ ! -x "$apus" ]; then
   echo "conformance: not run ($apus is not an executable; build it or set APUS_BIN)"
   exit 2
@@ -444,7 +448,7 @@ echo "== apus serve (data in $work/data, log in $work/apus.log)"
 # the background process has opened them.
 : >"$work/apus.out"
 : >"$work/apus.log"
-"$apus" serve --config "$work/apus.toml" --data "$work/data" --bind 127.0.0.1:0 \
+"$apus" serve --config "$work/apus.toml" --data "$work/data" --bind 127.0.0.1:0 --images-bind 127.0.0.1:0 \
   </dev/null >"$work/apus.out" 2>"$work/apus.log" &
 apus_pid=$!
 # The proxy binds a port the kernel picks; the banner, printed once every

@@ -764,10 +764,8 @@ impl ImagesService {
             ));
         }
         if image.status != "active" && image.status != "deactivated" {
-            return Err(ApiError::new(
-                StatusCode::NO_CONTENT,
-                format!("The requested image {id} has no data"),
-            ));
+            // No data yet: Glance's 204, which carries no body.
+            return Ok(no_content());
         }
         let stored = self.shared.read_data(id, range).await.map_err(|e| {
             tracing::error!(image = id, error = %e, "image data unreadable");

@@ -351,6 +351,7 @@ async fn empty_images_and_queued_downloads() {
         .get(&format!("/v2/images/{id}/file"), Some("member-p1"))
         .await;
     assert_eq!(queued.status, StatusCode::NO_CONTENT, "no data yet");
+    assert!(queued.body.is_empty(), "a 204 has no body");
     assert_eq!(
         h.upload(&id, "member-p1", b"").await.status,
         StatusCode::NO_CONTENT
