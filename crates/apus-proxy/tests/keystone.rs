@@ -32,6 +32,8 @@ struct FakeKeystone {
     tokens: Mutex<HashMap<String, Value>>,
     posts: AtomicUsize,
     gets: AtomicUsize,
+    /// How long each token validation takes, in milliseconds.
+    validate_delay_ms: AtomicUsize,
 }
 
 fn token_doc(
@@ -105,6 +107,10 @@ impl FakeKeystone {
             buf.extend_from_slice(&chunk[..n]);
         }
         let body: Value = serde_json::from_slice(&buf[head_end..]).unwrap_or(Value::Null);
+        if request_line.starts_with("GET /v3/auth/tokens") {
+            let ms = self.validate_delay_ms.load(Ordering::SeqCst) as u64;
+            tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+        }
         let (status, extra, doc) = self.answer(&request_line, &headers, &body);
         let text = doc.to_string();
         let resp = format!(
@@ -602,4 +608,51 @@ async fn keystone_and_tempauth_side_by_side_with_their_own_prefixes() {
     );
     let anonymous = as_token(&c, "", Method::GET, "/v1/KEY_p1/c/o").await;
     assert_eq!(anonymous.status, StatusCode::UNAUTHORIZED);
+}
+
+/// A burst of requests with one new token: Keystone is asked once, and
+/// every request gets its answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_requests_with_a_new_token_share_one_validation() {
+    let ks = Arc::new(FakeKeystone::default());
+    ks.add(
+        "alice",
+        token_doc(
+            ("p1", "proj1", "default"),
+            ("u-alice", "alice", "default"),
+            &["SwiftOperator"],
+            FUTURE,
+        ),
+    );
+    ks.validate_delay_ms.store(300, Ordering::SeqCst);
+    let addr = ks.start().await;
+    let cluster = cluster_with(keystone_at(addr)).await;
+    let c = Arc::new(Client::new(&cluster));
+    let put = as_token(&c, "alice", Method::PUT, "/v1/AUTH_p1/c").await;
+    assert!(put.status.is_success(), "{}", put.status);
+    assert_eq!(ks.gets.load(Ordering::SeqCst), 1);
+
+    ks.add(
+        "alice2",
+        token_doc(
+            ("p1", "proj1", "default"),
+            ("u-alice", "alice", "default"),
+            &["SwiftOperator"],
+            FUTURE,
+        ),
+    );
+    let burst: Vec<_> = (0..8)
+        .map(|_| {
+            let c = c.clone();
+            tokio::spawn(async move { as_token(&c, "alice2", Method::HEAD, "/v1/AUTH_p1/c").await })
+        })
+        .collect();
+    for task in burst {
+        assert_eq!(task.await.unwrap().status, StatusCode::NO_CONTENT);
+    }
+    assert_eq!(
+        ks.gets.load(Ordering::SeqCst),
+        2,
+        "eight requests with one new token asked Keystone once"
+    );
 }

@@ -202,6 +202,11 @@ pub struct KeystoneClient {
     /// new one is fetched, so one fetch serves all waiting requests.
     service_token: tokio::sync::Mutex<Option<(String, Instant)>>,
     pub cache: TokenCache,
+    /// Validations under way, by token: requests arriving with the same
+    /// new token wait for the one answer instead of each asking Keystone
+    /// (a client's burst of requests would otherwise be a burst on
+    /// Keystone).
+    in_flight: Mutex<HashMap<String, Arc<tokio::sync::OnceCell<Validation>>>>,
 }
 
 impl KeystoneClient {
@@ -222,6 +227,7 @@ impl KeystoneClient {
             http,
             target,
             service_token: tokio::sync::Mutex::new(None),
+            in_flight: Mutex::new(HashMap::new()),
         }
     }
 
@@ -409,7 +415,9 @@ impl KeystoneClient {
         }
     }
 
-    /// What Keystone says about `token`, from the cache when it can.
+    /// What Keystone says about `token`, from the cache when it can; one
+    /// question to Keystone however many requests bring the same new
+    /// token at once.
     pub async fn validate(&self, token: &str) -> Validation {
         if let Some(cached) = self.cache.get(token) {
             return match cached {
@@ -417,6 +425,24 @@ impl KeystoneClient {
                 None => Validation::Invalid,
             };
         }
+        let cell = {
+            let mut in_flight = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
+            in_flight.entry(token.to_string()).or_default().clone()
+        };
+        // If the request asking is dropped, the next waiter asks instead.
+        let answer = cell
+            .get_or_init(|| self.validate_uncached(token))
+            .await
+            .clone();
+        let mut in_flight = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
+        if in_flight.get(token).is_some_and(|c| Arc::ptr_eq(c, &cell)) {
+            in_flight.remove(token);
+        }
+        answer
+    }
+
+    /// Asks Keystone about `token` (cached answers are recorded here).
+    async fn validate_uncached(&self, token: &str) -> Validation {
         let Ok(subject) = HeaderValue::from_str(token) else {
             return Validation::Invalid;
         };
