@@ -1085,17 +1085,9 @@ impl ImagesService {
             candidates.push(image);
         }
         if needs_details {
-            let loaded = self
-                .shared
-                .catalog
-                .run(move |c| {
-                    for image in &mut candidates {
-                        catalog::fill_details(c, image)?;
-                    }
-                    Ok(candidates)
-                })
-                .await?;
-            candidates = loaded
+            candidates = self
+                .with_details(candidates)
+                .await?
                 .into_iter()
                 .filter(|i| tags.iter().all(|t| i.tags.contains(t)))
                 .filter(|i| {
@@ -1123,18 +1115,23 @@ impl ImagesService {
             .then(|| page.last().map(|i| i.id.clone()))
             .flatten();
         if !needs_details {
-            page = self
-                .shared
-                .catalog
-                .run(move |c| {
-                    for image in &mut page {
-                        catalog::fill_details(c, image)?;
-                    }
-                    Ok(page)
-                })
-                .await?;
+            page = self.with_details(page).await?;
         }
         Ok((page, next))
+    }
+
+    /// `images` with their properties and tags loaded.
+    async fn with_details(&self, mut images: Vec<Image>) -> Result<Vec<Image>> {
+        Ok(self
+            .shared
+            .catalog
+            .run(move |c| {
+                for image in &mut images {
+                    catalog::fill_details(c, image)?;
+                }
+                Ok(images)
+            })
+            .await?)
     }
 
     async fn list(&self, who: &Identity, query: Option<&str>) -> Result<Resp> {

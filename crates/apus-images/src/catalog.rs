@@ -228,24 +228,17 @@ pub fn all_images(conn: &Connection) -> rusqlite::Result<Vec<Image>> {
 
 /// Inserts a new image; `false` when the id is taken.
 pub fn insert_image(conn: &mut Connection, image: &Image) -> rusqlite::Result<bool> {
-    let tx = conn.transaction()?;
-    let exists: Option<i64> = tx
-        .query_row(
-            "SELECT 1 FROM images WHERE id = ?1",
-            params![image.id],
-            |r| r.get(0),
-        )
-        .optional()?;
-    if exists.is_some() {
-        return Ok(false);
-    }
-    write_image(&tx, image)?;
-    tx.commit()?;
-    Ok(true)
+    write_if(conn, image, false)
 }
 
 /// Replaces an existing image's record; `false` when it is gone.
 pub fn save_image(conn: &mut Connection, image: &Image) -> rusqlite::Result<bool> {
+    write_if(conn, image, true)
+}
+
+/// Writes `image` in one transaction if its record exists (`existing`)
+/// or does not (`!existing`); whether it did.
+fn write_if(conn: &mut Connection, image: &Image, existing: bool) -> rusqlite::Result<bool> {
     let tx = conn.transaction()?;
     let exists: Option<i64> = tx
         .query_row(
@@ -254,7 +247,7 @@ pub fn save_image(conn: &mut Connection, image: &Image) -> rusqlite::Result<bool
             |r| r.get(0),
         )
         .optional()?;
-    if exists.is_none() {
+    if exists.is_some() != existing {
         return Ok(false);
     }
     write_image(&tx, image)?;

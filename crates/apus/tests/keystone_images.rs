@@ -18,7 +18,7 @@ use std::process::{Command, Output};
 use std::time::Duration;
 
 use support::keystone::{Keystone, User};
-use support::{banner_images_addr, client_tool, exchange, md5_hex, pattern, Server};
+use support::{banner_images_addr, client_tool, exchange, md5_hex, pattern};
 
 /// How long apus trusts a validation; the revocation check waits it out.
 const TOKEN_CACHE_TIME: Duration = Duration::from_secs(1);
@@ -99,24 +99,11 @@ fn keystone_projects_own_share_and_publicize_images() {
     let _one = support::serial();
     let dir = tempfile::tempdir().unwrap();
     let ks = Keystone::start(&dir.path().join("keystone"));
-    let conf = dir.path().join("apus.toml");
-    fs::write(
-        &conf,
-        format!(
-            "[proxy.keystone]\nauth_url = \"{}\"\nusername = \"{}\"\npassword = \"{}\"\n\
-             project_name = \"{}\"\ntoken_cache_time = {}\n\n[images]\n",
-            ks.auth_url.trim_end_matches("/v3"),
-            ks.swift.name,
-            ks.swift.password,
-            ks.swift.project,
-            TOKEN_CACHE_TIME.as_secs()
-        ),
-    )
-    .unwrap();
-    let data = dir.path().join("data");
-    fs::create_dir_all(&data).unwrap();
-    let mut server = Server::start_with(dir.path(), &data, "apus", Some(&conf));
-    server.wait_ready();
+    let (mut server, _) = ks.start_apus(
+        dir.path(),
+        &format!("token_cache_time = {}", TOKEN_CACHE_TIME.as_secs()),
+        "[images]\n",
+    );
     let banner = fs::read_to_string(&server.stdout).unwrap();
     let images = banner_images_addr(&banner).unwrap_or_else(|| panic!("{banner}"));
     ks.register_service("image", "glance", &format!("http://{images}"));

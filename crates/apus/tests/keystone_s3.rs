@@ -11,13 +11,12 @@
 
 mod support;
 
-use std::fs;
 use std::net::SocketAddr;
 use std::process::Command;
 
 use serde_json::json;
 use support::keystone::{Keystone, User};
-use support::{exchange, swift_python, Server};
+use support::{exchange, swift_python};
 
 /// An EC2 credential for `user` in its project, made by the admin (users
 /// without a reader role may not make their own): (access, secret).
@@ -73,23 +72,7 @@ fn ec2_credentials_sign_s3_requests_into_the_projects_account() {
     let _one = support::serial();
     let dir = tempfile::tempdir().unwrap();
     let ks = Keystone::start(&dir.path().join("keystone"));
-    let conf = dir.path().join("apus.toml");
-    fs::write(
-        &conf,
-        format!(
-            "[proxy.keystone]\nauth_url = \"{}\"\nusername = \"{}\"\npassword = \"{}\"\n\
-             project_name = \"{}\"\n",
-            ks.auth_url.trim_end_matches("/v3"),
-            ks.swift.name,
-            ks.swift.password,
-            ks.swift.project,
-        ),
-    )
-    .unwrap();
-    let data = dir.path().join("data");
-    fs::create_dir_all(&data).unwrap();
-    let mut server = Server::start_with(dir.path(), &data, "apus", Some(&conf));
-    let addr = server.wait_ready();
+    let (mut server, addr) = ks.start_apus(dir.path(), "", "");
 
     let (access, secret) = ec2_credential(&ks, &ks.tester);
     let (member_access, member_secret) = ec2_credential(&ks, &ks.tester3);

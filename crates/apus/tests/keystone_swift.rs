@@ -17,7 +17,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use support::keystone::{Keystone, User};
-use support::{exchange, pattern, swift_python, Server};
+use support::{exchange, pattern, swift_python};
 
 /// How long apus trusts a validation; the revocation check waits it out.
 const TOKEN_CACHE_TIME: Duration = Duration::from_secs(1);
@@ -55,24 +55,11 @@ fn keystone_users_reach_what_their_roles_allow() {
     let _one = support::serial();
     let dir = tempfile::tempdir().unwrap();
     let ks = Keystone::start(&dir.path().join("keystone"));
-    let conf = dir.path().join("apus.toml");
-    fs::write(
-        &conf,
-        format!(
-            "[proxy.keystone]\nauth_url = \"{}\"\nusername = \"{}\"\npassword = \"{}\"\n\
-             project_name = \"{}\"\ntoken_cache_time = {}\n",
-            ks.auth_url.trim_end_matches("/v3"),
-            ks.swift.name,
-            ks.swift.password,
-            ks.swift.project,
-            TOKEN_CACHE_TIME.as_secs()
-        ),
-    )
-    .unwrap();
-    let data = dir.path().join("data");
-    fs::create_dir_all(&data).unwrap();
-    let mut server = Server::start_with(dir.path(), &data, "apus", Some(&conf));
-    let addr = server.wait_ready();
+    let (mut server, addr) = ks.start_apus(
+        dir.path(),
+        &format!("token_cache_time = {}", TOKEN_CACHE_TIME.as_secs()),
+        "",
+    );
     ks.register_object_store(&format!("http://{addr}/v1/AUTH_$(project_id)s"));
 
     // python-swiftclient with v3 credentials: upload, list, download.

@@ -41,7 +41,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use super::{exchange, Head};
+use super::{exchange, Head, Server};
 
 /// How long Keystone may take to answer `GET /v3` once gunicorn runs.
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
@@ -398,6 +398,31 @@ impl Keystone {
         );
         assert_eq!(head.status, 201, "create project {name}: {body}");
         body["project"]["id"].as_str().unwrap().to_string()
+    }
+
+    /// `apus serve` (a one-process cluster in `dir/data`) authenticating
+    /// with this Keystone as the fixture's `swift` service user:
+    /// `[proxy.keystone]` with `settings` added to it, then `tables`. The
+    /// server and its proxy's address.
+    pub fn start_apus(&self, dir: &Path, settings: &str, tables: &str) -> (Server, SocketAddr) {
+        let conf = dir.join("apus.toml");
+        fs::write(
+            &conf,
+            format!(
+                "[proxy.keystone]\nauth_url = \"{}\"\nusername = \"{}\"\npassword = \"{}\"\n\
+                 project_name = \"{}\"\n{settings}\n{tables}",
+                self.auth_url.trim_end_matches("/v3"),
+                self.swift.name,
+                self.swift.password,
+                self.swift.project,
+            ),
+        )
+        .unwrap();
+        let data = dir.join("data");
+        fs::create_dir_all(&data).unwrap();
+        let mut server = Server::start_with(dir, &data, "apus", Some(&conf));
+        let addr = server.wait_ready();
+        (server, addr)
     }
 
     /// Adds an `object-store` service named `swift` to the catalog, with
