@@ -2443,7 +2443,7 @@ mod tests {
             resolve(text).unwrap_or_else(|e| panic!("{e:#}\n{text}"));
             blocks += 1;
         }
-        assert_eq!(blocks, 3);
+        assert_eq!(blocks, 4);
     }
 
     #[test]
