@@ -120,10 +120,7 @@ impl Shared {
             return Ok(resp);
         }
         let status = resp.status();
-        let text = apus_http::body::collect_limited(resp.into_body(), MAX_ERROR_BODY)
-            .await
-            .map(|b| String::from_utf8_lossy(&b).trim().to_string())
-            .unwrap_or_default();
+        let text = error_text(resp.into_body()).await;
         Err(format!("{method} {path}: {status} {text}"))
     }
 
@@ -261,10 +258,7 @@ impl Shared {
             let text = if status.is_success() {
                 String::new()
             } else {
-                apus_http::body::collect_limited(resp.into_body(), MAX_ERROR_BODY)
-                    .await
-                    .map(|b| String::from_utf8_lossy(&b).trim().to_string())
-                    .unwrap_or_default()
+                error_text(resp.into_body()).await
             };
             (status, etag, text)
         });
@@ -327,6 +321,14 @@ impl Shared {
             s => Err(format!("DELETE {path}: {s}")),
         }
     }
+}
+
+/// The start of a refusal's body, for the error it becomes.
+async fn error_text(body: Body) -> String {
+    apus_http::body::collect_limited(body, MAX_ERROR_BODY)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).trim().to_string())
+        .unwrap_or_default()
 }
 
 fn seg_full(current: &Option<Segment>, segment_size: u64) -> bool {
