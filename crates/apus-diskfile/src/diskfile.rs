@@ -623,7 +623,7 @@ impl DiskFile {
             tmp: Some(tmp),
             kind,
             size: 0,
-            md5: Md5::new(),
+            md5: Some(Md5::new()),
             crc: crc32fast::Hasher::new(),
             last_sync: 0,
         })
@@ -718,7 +718,8 @@ pub struct DiskFileWriter {
     tmp: Option<tempfile::NamedTempFile>,
     kind: FileKind,
     size: u64,
-    md5: Md5,
+    /// `None` once [`without_md5`](DiskFileWriter::without_md5) was called.
+    md5: Option<Md5>,
     crc: crc32fast::Hasher,
     last_sync: u64,
 }
@@ -735,7 +736,9 @@ impl DiskFileWriter {
         let bytes_per_sync = self.df.mgr.conf.bytes_per_sync;
         let tmp = self.tmp()?;
         tmp.as_file_mut().write_all(chunk).at(tmp.path())?;
-        self.md5.update(chunk);
+        if let Some(md5) = &mut self.md5 {
+            md5.update(chunk);
+        }
         self.crc.update(chunk);
         self.size += chunk.len() as u64;
         if self.size - self.last_sync >= bytes_per_sync {
@@ -759,9 +762,31 @@ impl DiskFileWriter {
         self.size
     }
 
-    /// MD5 hex of the bytes written so far (the object's ETag once done).
-    pub fn etag(&self) -> String {
-        apus_core::hash::to_hex(&self.md5.clone().finalize())
+    /// MD5 hex of the bytes written so far (the object's ETag once done);
+    /// `None` for a writer that does not hash them.
+    pub fn etag(&self) -> Option<String> {
+        let md5 = self.md5.clone()?;
+        Some(apus_core::hash::to_hex(&md5.finalize()))
+    }
+
+    /// CRC-32 of the bytes written so far: what the data file will carry
+    /// as its stored checksum.
+    pub fn crc32(&self) -> u32 {
+        self.crc.clone().finalize()
+    }
+
+    /// A writer that does not hash the body with MD5, for a caller that
+    /// knows the ETag already and checks the bytes by [`crc32`](Self::crc32)
+    /// against the sender's instead (MD5 costs ten times as much CPU).
+    /// Only before the first write: an error after it.
+    pub fn without_md5(mut self) -> Result<Self> {
+        if self.size > 0 {
+            return Err(DiskFileError::InvalidMetadata(
+                "MD5 can only be turned off before the first write".into(),
+            ));
+        }
+        self.md5 = None;
+        Ok(self)
     }
 
     /// Publishes the file: stores `metadata` (plus `name`), fsyncs, renames

@@ -30,7 +30,8 @@ fn write_object(
         w.write(chunk).unwrap();
     }
     assert_eq!(w.bytes_written(), data.len() as u64);
-    assert_eq!(w.etag(), md5_hex(data));
+    assert_eq!(w.etag(), Some(md5_hex(data)));
+    assert_eq!(w.crc32(), crc32fast::hash(data));
     let mut md = put_metadata(t, data);
     for (k, v) in extra {
         md.insert(*k, *v);
@@ -762,4 +763,40 @@ fn stale_temp_files_removed_at_startup() {
         .read_to_end(&mut body)
         .unwrap();
     assert_eq!(body, b"abc");
+}
+
+#[test]
+fn a_writer_without_md5_still_stores_and_checks_the_crc32() {
+    let env = Env::new();
+    let data = body(200_000);
+    let df = env.mgr.diskfile("sda", 7, "AUTH_a", "c", "o", 0).unwrap();
+    let mut w = df
+        .create(Some(data.len() as u64))
+        .unwrap()
+        .without_md5()
+        .unwrap();
+    for chunk in data.chunks(10_000) {
+        w.write(chunk).unwrap();
+    }
+    // The ETag is the caller's to give; the CRC is the writer's own.
+    assert_eq!(w.etag(), None);
+    assert_eq!(w.crc32(), crc32fast::hash(&data));
+    let path = w.put(put_metadata(&recent(1.0), &data)).unwrap();
+    let want = format!("{:08x}", crc32fast::hash(&data));
+    assert_eq!(
+        xattrs::read_metadata(&path).unwrap().get(DATA_CRC32_KEY),
+        Some(want.as_str())
+    );
+    let open = df.open(OpenOptions::default()).unwrap();
+    assert_eq!(open.etag(), Some(md5_hex(&data).as_str()));
+    assert!(read_through(open.reader()).is_none());
+
+    // Turning MD5 off once bytes went in would leave a partial hash.
+    let df = env.mgr.diskfile("sda", 7, "AUTH_a", "c", "o2", 0).unwrap();
+    let mut w = df.create(None).unwrap();
+    w.write(b"abc").unwrap();
+    assert!(matches!(
+        w.without_md5(),
+        Err(DiskFileError::InvalidMetadata(_))
+    ));
 }

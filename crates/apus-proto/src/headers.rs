@@ -21,6 +21,13 @@ pub const X_BACKEND_QUOTED_CONTAINER_PATH: &str = "x-backend-quoted-container-pa
 pub const X_BACKEND_CONTAINER_UPDATE_OVERRIDE_PREFIX: &str = "x-backend-container-update-override-";
 pub const X_BACKEND_NO_COMMIT: &str = "x-backend-no-commit";
 pub const X_BACKEND_USE_REPLICATION_NETWORK: &str = "x-backend-use-replication-network";
+/// apus's own: on an object PUT, `crc32` says the proxy hashed the body
+/// and sends its `Etag` and its CRC-32 ([`X_BACKEND_BODY_CRC32`]) as
+/// trailers; the object server then checks the CRC-32 of what it stored
+/// against the proxy's instead of hashing the body with MD5 again.
+pub const X_BACKEND_ETAG_TRAILER: &str = "x-backend-etag-trailer";
+/// The trailer carrying the CRC-32 (8 hex digits) of the body the proxy sent.
+pub const X_BACKEND_BODY_CRC32: &str = "x-backend-body-crc32";
 
 pub const X_CONTAINER_HOST: &str = "x-container-host";
 pub const X_CONTAINER_PARTITION: &str = "x-container-partition";

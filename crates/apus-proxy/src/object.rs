@@ -3,6 +3,7 @@
 //! failed ones) under Swift's write quorum, POST and DELETE fanned out.
 
 mod ec;
+mod hasher;
 
 use std::time::Duration;
 
@@ -29,6 +30,7 @@ use crate::config::Policy;
 use crate::info::ContainerInfo;
 use crate::metrics::{BackendFailure, NodeType};
 use crate::service::{error_response, header_str, set_header, Req, Resp};
+use hasher::{BodyDigest, BodyHasher, PROXY_HASHED_MIN};
 
 /// Request headers never forwarded to object servers as they are.
 const HOP_HEADERS: &[&str] = &[
@@ -499,8 +501,28 @@ impl Ctx<'_> {
                 .ec_put(req, ec, &plan, headers, timestamp, content_length)
                 .await;
         }
+        // A large (or unsized) body is hashed here once, not by every
+        // replica (see `hasher`); it then goes chunked, to end in trailers.
+        let proxy_hashes = content_length.is_none_or(|n| n > PROXY_HASHED_MIN);
+        let (headers, backend_length) = if proxy_hashes {
+            let mut headers = headers;
+            for h in &mut headers {
+                set_header(h, apus_proto::headers::X_BACKEND_ETAG_TRAILER, "crc32");
+                set_header(h, "trailer", TRAILER_NAMES);
+                if let Some(n) = content_length {
+                    set_header(
+                        h,
+                        apus_proto::headers::X_BACKEND_OBJ_CONTENT_LENGTH,
+                        &n.to_string(),
+                    );
+                }
+            }
+            (headers, None)
+        } else {
+            (headers, content_length)
+        };
         let (putters, early) = self
-            .connect_putters(&plan, &headers, content_length, quorum_size(plan.replicas))
+            .connect_putters(&plan, &headers, backend_length, quorum_size(plan.replicas))
             .await;
         let if_none_match = req.headers().contains_key("if-none-match");
         if if_none_match && early.iter().any(|r| r.status == 412) {
@@ -520,13 +542,36 @@ impl Ctx<'_> {
             );
             return error_response(StatusCode::SERVICE_UNAVAILABLE, None);
         }
+        let client_etag = header_str(req.headers(), "etag")
+            .map(|e| apus_core::conditional::normalize_etag(e.trim()).to_ascii_lowercase())
+            .filter(|e| !e.is_empty());
         let body = req.into_body();
-        let putters = match self.transfer(body, putters, content_length, quorum).await {
+        let mut hasher = proxy_hashes.then(BodyHasher::start);
+        let putters = match self
+            .transfer(body, putters, content_length, quorum, hasher.as_mut())
+            .await
+        {
             Ok(p) => p,
             Err(resp) => return resp,
         };
+        let trailers = match hasher {
+            None => None,
+            Some(hasher) => {
+                let Ok(digest) = hasher.finish().await else {
+                    tracing::error!("object PUT: the body's hashing thread failed");
+                    return error_response(StatusCode::SERVICE_UNAVAILABLE, None);
+                };
+                if client_etag.is_some_and(|e| e != digest.etag) {
+                    // Dropping the uploads unfinished makes every object
+                    // server discard what it was sent.
+                    drop(putters);
+                    return error_response(StatusCode::UNPROCESSABLE_ENTITY, None);
+                }
+                Some(digest_trailers(&digest))
+            }
+        };
         let mut answers: Vec<NodeResponse> = early;
-        answers.extend(self.final_answers(putters, quorum).await);
+        answers.extend(self.final_answers(putters, quorum, trailers).await);
         let etags: std::collections::BTreeSet<String> = answers
             .iter()
             .filter(|r| r.is_success())
@@ -675,6 +720,7 @@ impl Ctx<'_> {
         mut putters: Vec<Putter>,
         content_length: Option<u64>,
         quorum: usize,
+        mut hasher: Option<&mut BodyHasher>,
     ) -> Result<Vec<Putter>, Resp> {
         let client_timeout: Duration = self.app.config.client_timeout;
         let mut received: u64 = 0;
@@ -706,6 +752,12 @@ impl Ctx<'_> {
             if content_length.is_some_and(|len| received > len) {
                 return Err(bad_request("Request body longer than Content-Length"));
             }
+            if let Some(hasher) = hasher.as_deref_mut() {
+                if hasher.feed(&data).await.is_err() {
+                    tracing::error!("object PUT: the body's hashing thread failed");
+                    return Err(error_response(StatusCode::SERVICE_UNAVAILABLE, None));
+                }
+            }
             putters = self
                 .send_chunk(putters, |_| data.clone(), "object PUT")
                 .await;
@@ -727,7 +779,12 @@ impl Ctx<'_> {
     /// them, or once a quorum agree, those that come within
     /// `post_quorum_timeout`. A server that never answers is charged its
     /// error in the background.
-    async fn final_answers(&self, putters: Vec<Putter>, quorum: usize) -> Vec<NodeResponse> {
+    async fn final_answers(
+        &self,
+        putters: Vec<Putter>,
+        quorum: usize,
+        trailers: Option<HeaderMap>,
+    ) -> Vec<NodeResponse> {
         let limiter = &self.app.backend.limiter;
         let slots = putters.len();
         let pending: FuturesUnordered<_> = putters
@@ -735,9 +792,14 @@ impl Ctx<'_> {
             .enumerate()
             .map(|(i, p)| {
                 let limiter = limiter.clone();
+                let trailers = trailers.clone();
                 let finish = tokio::spawn(async move {
                     let waiting = limiter.begin(&p.dev);
-                    match p.conn.finish().await {
+                    let finished = match &trailers {
+                        Some(t) => p.conn.finish_with_trailers(t).await,
+                        None => p.conn.finish().await,
+                    };
+                    match finished {
                         Ok(f) => {
                             waiting.answered();
                             if f.status.is_server_error() {
@@ -842,6 +904,20 @@ impl Ctx<'_> {
             &[(404, 204)],
         )
     }
+}
+
+/// The trailers a proxy-hashed upload ends with.
+const TRAILER_NAMES: &str = "Etag, X-Backend-Body-Crc32";
+
+fn digest_trailers(digest: &BodyDigest) -> HeaderMap {
+    let mut trailers = HeaderMap::new();
+    set_header(&mut trailers, "etag", &digest.etag);
+    set_header(
+        &mut trailers,
+        apus_proto::headers::X_BACKEND_BODY_CRC32,
+        &digest.crc32_hex(),
+    );
+    trailers
 }
 
 fn final_to_node(f: FinalResponse) -> NodeResponse {

@@ -527,18 +527,32 @@ impl ObjectServer {
             }
         }
 
+        // The proxy hashed the body already: its ETag comes as a trailer,
+        // and the CRC-32 this writer computes anyway proves the bytes are
+        // the ones it hashed.
+        let etag_trailer = match header(headers, h::X_BACKEND_ETAG_TRAILER).as_deref() {
+            None => false,
+            Some("crc32") => true,
+            Some(_) => return text_response(400, "Invalid X-Backend-Etag-Trailer"),
+        };
         let df = match self.diskfile(&t) {
             Ok(df) => df,
             Err(r) => return r,
         };
         let new = df.clone();
-        let (orig_metadata, writer) = match self
-            .check_replaceable(&t, df, headers, ts, move || new.create(fsize))
-            .await
-        {
-            Ok(both) => both,
-            Err(r) => return r,
+        let create = move || {
+            let writer = new.create(fsize)?;
+            if etag_trailer {
+                writer.without_md5()
+            } else {
+                Ok(writer)
+            }
         };
+        let (orig_metadata, writer) =
+            match self.check_replaceable(&t, df, headers, ts, create).await {
+                Ok(both) => both,
+                Err(r) => return r,
+            };
         // A small body is gathered here and written in the same trip to a
         // blocking thread as the commit; a larger one streams to a writer
         // thread through a bounded channel as it arrives.
@@ -560,6 +574,7 @@ impl ObjectServer {
         let mut body = body;
         let mut received: u64 = 0;
         let mut failure: Option<u16> = None;
+        let mut trailers = HeaderMap::new();
         loop {
             let frame = match tokio::time::timeout(self.conf.client_timeout, body.frame()).await {
                 Err(_) => {
@@ -573,7 +588,15 @@ impl ObjectServer {
                 }
                 Ok(Some(Ok(f))) => f,
             };
-            if let Ok(data) = frame.into_data() {
+            let frame = match frame.into_data() {
+                Ok(data) => Ok(data),
+                Err(frame) => Err(frame.into_trailers()),
+            };
+            if let Err(Ok(t)) = frame {
+                trailers.extend(t);
+                continue;
+            }
+            if let Ok(data) = frame {
                 received += data.len() as u64;
                 let stopped = match &mut sink {
                     // A chunked body's size comes from a header that
@@ -625,16 +648,41 @@ impl ObjectServer {
             metadata.insert("X-Delete-At", d.clone());
         }
         let sent_etag = header(headers, "etag")
-            .map(|sent| apus_core::conditional::normalize_etag(sent.trim()).to_ascii_lowercase())
+            .map(|sent| normalized_etag(&sent))
             .filter(|sent| !sent.is_empty());
-        // Write what is still in memory, check the ETag the client sent,
-        // and commit (fsync, rename), all in one trip.
+        let proxy_hashed = if etag_trailer {
+            match proxy_digest(&trailers) {
+                Ok(d) => Some(d),
+                Err(r) => {
+                    let _ = tokio::task::spawn_blocking(move || drop(writer)).await;
+                    return r;
+                }
+            }
+        } else {
+            None
+        };
+        // Write what is still in memory, check the ETag the client sent
+        // (or the proxy's CRC-32), and commit (fsync, rename), all in one
+        // trip.
         let committed = blocking(move || {
             let mut writer = writer;
             for chunk in &chunks {
                 writer.write(chunk)?;
             }
-            let etag = writer.etag();
+            let etag = match (proxy_hashed, writer.etag()) {
+                (Some((etag, crc)), _) if crc == writer.crc32() => etag,
+                (Some(_), _) => {
+                    tracing::warn!("object PUT: the body's CRC-32 differs from the proxy's");
+                    drop(writer);
+                    return Ok(Err(status_response(422)));
+                }
+                (None, Some(etag)) => etag,
+                (None, None) => {
+                    return Err(DiskFileError::InvalidMetadata(
+                        "a writer without MD5 and no ETag from the proxy".into(),
+                    ))
+                }
+            };
             if sent_etag.is_some_and(|sent| sent != etag) {
                 drop(writer);
                 return Ok(Err(status_response(422)));
@@ -1648,6 +1696,28 @@ impl Drop for PooledChunk {
 /// Bodies of at most this many bytes (by their Content-Length) are
 /// gathered in memory and written in the same blocking trip as the commit.
 const SMALL_PUT_BODY: u64 = 64 * 1024;
+
+fn normalized_etag(sent: &str) -> String {
+    apus_core::conditional::normalize_etag(sent.trim()).to_ascii_lowercase()
+}
+
+/// The ETag and body CRC-32 a proxy that hashed the body sends as
+/// trailers; either missing or malformed is a 400.
+fn proxy_digest(trailers: &HeaderMap) -> Result<(String, u32), Resp> {
+    let etag = header(trailers, "etag")
+        .map(|e| normalized_etag(&e))
+        .filter(|e| e.len() == 32 && e.bytes().all(|b| b.is_ascii_hexdigit()));
+    let crc = header(trailers, h::X_BACKEND_BODY_CRC32)
+        .filter(|c| c.len() == 8 && c.bytes().all(|b| b.is_ascii_hexdigit()))
+        .and_then(|c| u32::from_str_radix(&c, 16).ok());
+    match (etag, crc) {
+        (Some(etag), Some(crc)) => Ok((etag, crc)),
+        _ => Err(text_response(
+            400,
+            "X-Backend-Etag-Trailer needs Etag and X-Backend-Body-Crc32 trailers",
+        )),
+    }
+}
 
 /// Where a PUT's body goes as it arrives.
 enum BodySink {

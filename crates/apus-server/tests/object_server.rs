@@ -836,3 +836,119 @@ async fn corrupt_data_aborts_the_body_and_quarantines() {
     assert_eq!(s.req("GET", "/sda/1/a/c/rot", &[], empty()).await.0, 404);
     s.stop().await;
 }
+
+/// A PUT as the proxy sends a body it hashed itself: chunked, announced by
+/// `X-Backend-Etag-Trailer: crc32`, ending in `Etag` and
+/// `X-Backend-Body-Crc32` trailers.
+async fn put_proxy_hashed(
+    s: &Server,
+    path: &str,
+    data: &[u8],
+    extra: &[(&str, &str)],
+    trailers: &[(&str, &str)],
+) -> (u16, HeaderMap) {
+    let mut head = HeaderMap::new();
+    let t = ts(now());
+    let len = data.len().to_string();
+    for (k, v) in [
+        ("x-timestamp", t.as_str()),
+        ("content-type", "application/octet-stream"),
+        ("x-backend-etag-trailer", "crc32"),
+        ("x-backend-obj-content-length", len.as_str()),
+        ("trailer", "Etag, X-Backend-Body-Crc32"),
+    ]
+    .iter()
+    .chain(extra)
+    {
+        head.insert(
+            HeaderName::from_bytes(k.as_bytes()).unwrap(),
+            HeaderValue::from_str(v).unwrap(),
+        );
+    }
+    let started = apus_http::expect::start(
+        &s.addr,
+        &Method::PUT,
+        path,
+        &head,
+        None,
+        Duration::from_secs(5),
+        Duration::from_secs(10),
+    )
+    .await
+    .unwrap();
+    let mut conn = match started {
+        apus_http::expect::Started::Continue(conn) => conn,
+        apus_http::expect::Started::Final(f) => return (f.status.as_u16(), f.headers),
+    };
+    for chunk in data.chunks(100_000) {
+        conn.send(chunk).await.unwrap();
+    }
+    let mut t = HeaderMap::new();
+    for (k, v) in trailers {
+        t.insert(
+            HeaderName::from_bytes(k.as_bytes()).unwrap(),
+            HeaderValue::from_str(v).unwrap(),
+        );
+    }
+    let f = conn.finish_with_trailers(&t).await.unwrap();
+    (f.status.as_u16(), f.headers)
+}
+
+#[tokio::test]
+async fn a_proxy_hashed_put_is_taken_when_the_crc32_agrees() {
+    let s = Server::start().await;
+    for (name, size) in [("large", 1_000_000usize), ("small", 5_000)] {
+        let data: Vec<u8> = (0..size).map(|i| (i % 253) as u8).collect();
+        let etag = apus_core::hash::to_hex(&Md5::digest(&data));
+        let crc = format!("{:08x}", crc32fast::hash(&data));
+        let path = format!("/sda/0/AUTH_a/c/{name}");
+        let trailers = [
+            ("etag", etag.as_str()),
+            ("x-backend-body-crc32", crc.as_str()),
+        ];
+
+        // One flipped byte on the way: the CRC-32 says so, nothing is kept.
+        let mut bent = data.clone();
+        bent[size / 2] ^= 1;
+        let (status, _) = put_proxy_hashed(&s, &path, &bent, &[], &trailers).await;
+        assert_eq!(status, 422, "{name}: a body that is not the proxy's");
+        assert_eq!(s.req("GET", &path, &[], empty()).await.0, 404);
+        assert_eq!(s.tmp_files(), 0);
+
+        // Without the CRC trailer there is nothing to check against: 400.
+        let (status, _) = put_proxy_hashed(&s, &path, &data, &[], &trailers[..1]).await;
+        assert_eq!(status, 400, "{name}: no X-Backend-Body-Crc32");
+        assert_eq!(s.req("GET", &path, &[], empty()).await.0, 404);
+
+        // A client ETag in the head that is not the proxy's: 422.
+        let other = apus_core::hash::to_hex(&Md5::digest(b"other"));
+        let (status, _) =
+            put_proxy_hashed(&s, &path, &data, &[("etag", other.as_str())], &trailers).await;
+        assert_eq!(status, 422, "{name}: the client's ETag differs");
+        assert_eq!(s.tmp_files(), 0);
+
+        // The real thing: stored under the proxy's ETag, read back whole
+        // (the full read checks the stored CRC-32).
+        let (status, headers) =
+            put_proxy_hashed(&s, &path, &data, &[("etag", etag.as_str())], &trailers).await;
+        assert_eq!(status, 201, "{name}");
+        assert_eq!(hv(&headers, "etag"), format!("\"{etag}\""));
+        let (status, headers, body) = s.req("GET", &path, &[], empty()).await;
+        assert_eq!(status, 200);
+        assert_eq!(hv(&headers, "etag").trim_matches('"'), etag);
+        assert_eq!(body.len(), size);
+        assert!(body[..] == data[..], "{name}: the body read back differs");
+    }
+
+    // Any other way of announcing it is refused before the body.
+    let (status, _) = put_proxy_hashed(
+        &s,
+        "/sda/0/AUTH_a/c/x",
+        b"abc",
+        &[("x-backend-etag-trailer", "md5")],
+        &[],
+    )
+    .await;
+    assert_eq!(status, 400);
+    s.stop().await;
+}

@@ -158,7 +158,7 @@ impl Cluster {
         md.insert("X-Timestamp", ts.internal());
         md.insert("Content-Type", "text/plain");
         md.insert("Content-Length", body.len().to_string());
-        md.insert("ETag", w.etag());
+        md.insert("ETag", w.etag().unwrap());
         for (k, v) in extra {
             md.insert(*k, *v);
         }
