@@ -20,6 +20,8 @@
 #   POLICY=ec42     the storage policy of the benchmark's containers on both
 #                   sides (both name their erasure-coded 4+2 policy ec42)
 #   APUS_PORT=9080  where apus listens (Swift's start.sh takes 8080)
+#   PEER_SETTLE=20  seconds a peer this script started gets to finish its
+#                   daemons' first passes before it is measured
 #   APUS_DATA_ROOT  where apus keeps its devices; default /dev/shm when it
 #                   exists, because start.sh puts Swift's devices on tmpfs
 #                   too (see ../shared/conformance/README.md), so neither side
@@ -105,6 +107,26 @@ rss_mib() {
     awk '/^VmRSS/ { kb += $2 } END { printf "%.1f", kb / 1024 }'
 }
 
+# Serving tokens: a fresh token opens its account. Right after start-up
+# Swift's tempauth may fail to keep a token in memcached, and a benchmark
+# logging in then fails on its first request with 401.
+wait_authorized() {
+  local head tok url
+  for _ in $(seq 1 60); do
+    head="$(curl -s -D - -o /dev/null -H 'X-Auth-User: test:tester' -H 'X-Auth-Key: testing' \
+      "$1/auth/v1.0" 2>/dev/null | tr -d '\r' || true)"
+    tok="$(awk -F': ' 'tolower($1) == "x-auth-token" { print $2 }' <<<"$head")"
+    url="$(awk -F': ' 'tolower($1) == "x-storage-url" { print $2 }' <<<"$head")"
+    if [ -n "$tok" ] && [ -n "$url" ] &&
+      curl -sf -o /dev/null -I -H "X-Auth-Token: $tok" "$url" 2>/dev/null; then
+      return 0
+    fi
+    sleep 1
+  done
+  echo "error: $1 never accepted a token it gave" >&2
+  return 1
+}
+
 start_apus() {
   RUST_LOG=warn "$target/release/apus" serve --data "$apus_data" \
     --bind "127.0.0.1:$APUS_PORT" >"$work/apus.log" 2>&1 &
@@ -122,6 +144,11 @@ start_peer() {
     swift_started=1
   fi
   wait_up "$SWIFT_URL"
+  wait_authorized "$SWIFT_URL"
+  # A cluster just started runs its daemons' first passes: let them end
+  # rather than measure beside them.
+  [ "$swift_started" = 1 ] && sleep "${PEER_SETTLE:-20}"
+  return 0
 }
 
 # Ceph binds fixed ports in the ephemeral range (its monitor's 40300),

@@ -338,6 +338,25 @@ fn parse_chunk_size(line: &[u8]) -> io::Result<u64> {
     u64::from_str_radix(size, 16).map_err(|_| invalid_data("bad chunk size"))
 }
 
+/// Writes every part, in order, with as few (vectored) writes as the
+/// socket takes.
+async fn write_all_parts(stream: &mut TcpStream, parts: &[&[u8]]) -> io::Result<()> {
+    let mut slices: Vec<io::IoSlice<'_>> = parts.iter().map(|p| io::IoSlice::new(p)).collect();
+    let mut left = &mut slices[..];
+    io::IoSlice::advance_slices(&mut left, 0);
+    while !left.is_empty() {
+        let n = stream.write_vectored(left).await?;
+        if n == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::WriteZero,
+                "the connection took no more bytes",
+            ));
+        }
+        io::IoSlice::advance_slices(&mut left, n);
+    }
+    Ok(())
+}
+
 /// Connects to `host` and sends the head of `method path`. With
 /// `content_length` of `None` the body is sent chunked. A zero-length
 /// body is sent at once, without `Expect`, and the answer read.
@@ -461,10 +480,10 @@ impl UploadConn {
         }
         let write = async {
             if self.chunked {
+                // One write for the chunk's size line, its bytes and its
+                // end: with Nagle off, three would be three segments.
                 let size = format!("{:x}\r\n", data.len());
-                self.stream.write_all(size.as_bytes()).await?;
-                self.stream.write_all(data).await?;
-                self.stream.write_all(b"\r\n").await
+                write_all_parts(&mut self.stream, &[size.as_bytes(), data, b"\r\n"]).await
             } else {
                 self.stream.write_all(data).await
             }
