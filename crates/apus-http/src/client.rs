@@ -39,7 +39,7 @@ impl Default for ClientConfig {
             connect_timeout: Duration::from_millis(500),
             node_timeout: Duration::from_secs(10),
             pool_idle_timeout: Duration::from_secs(30),
-            pool_max_idle_per_host: 32,
+            pool_max_idle_per_host: 256,
         }
     }
 }
