@@ -143,24 +143,60 @@ impl UploadPool {
         conn_timeout: Duration,
         node_timeout: Duration,
     ) -> io::Result<Started> {
-        let pool = Some((self.clone(), host.to_string()));
         let head = Head {
             host,
             method,
             path,
             headers,
             content_length,
+            body: None,
             node_timeout,
         };
+        self.start_head(&head, conn_timeout).await
+    }
+
+    /// Sends `method path` with the whole of a short `body` at once,
+    /// without `Expect: 100-continue`, and reads the node's answer: always
+    /// [`Started::Final`]. It saves the round trip of the interim answer
+    /// where the body costs less to send than to hold back. Pooled as
+    /// [`start`](Self::start); a reused connection the node had closed is
+    /// replaced once, the body sent again on the new one (the node cannot
+    /// have read a request on a connection it had closed).
+    #[allow(clippy::too_many_arguments)]
+    pub async fn start_with_body(
+        &self,
+        host: &str,
+        method: &Method,
+        path: &str,
+        headers: &HeaderMap,
+        body: &[u8],
+        conn_timeout: Duration,
+        node_timeout: Duration,
+    ) -> io::Result<Started> {
+        let head = Head {
+            host,
+            method,
+            path,
+            headers,
+            content_length: Some(body.len() as u64),
+            body: Some(body),
+            node_timeout,
+        };
+        self.start_head(&head, conn_timeout).await
+    }
+
+    async fn start_head(&self, head: &Head<'_>, conn_timeout: Duration) -> io::Result<Started> {
+        let host = head.host;
+        let pool = Some((self.clone(), host.to_string()));
         if let Some(stream) = self.take(host) {
-            match start_on(stream, pool.clone(), &head).await {
+            match start_on(stream, pool.clone(), head).await {
                 Err(StartError::BeforeAnswer(_)) => {}
                 Err(StartError::Other(e)) => return Err(e),
                 Ok(started) => return Ok(started),
             }
         }
         let stream = connect(host, conn_timeout).await?;
-        start_on(stream, pool, &head)
+        start_on(stream, pool, head)
             .await
             .map_err(StartError::into_io)
     }
@@ -173,6 +209,8 @@ struct Head<'a> {
     path: &'a str,
     headers: &'a HeaderMap,
     content_length: Option<u64>,
+    /// The whole body, sent with the head (no `Expect`).
+    body: Option<&'a [u8]>,
     node_timeout: Duration,
 }
 
@@ -376,6 +414,7 @@ pub async fn start(
         path,
         headers,
         content_length,
+        body: None,
         node_timeout,
     };
     start_on(stream, None, &head)
@@ -397,9 +436,10 @@ async fn start_on(
         path,
         headers,
         content_length,
+        body,
         node_timeout,
     } = *head;
-    let expect = content_length != Some(0);
+    let expect = content_length != Some(0) && body.is_none();
     let mut head = Vec::with_capacity(512);
     head.extend_from_slice(method.as_str().as_bytes());
     head.push(b' ');
@@ -439,10 +479,13 @@ async fn start_on(
         | io::ErrorKind::BrokenPipe => StartError::BeforeAnswer(e),
         _ => StartError::Other(e),
     };
-    timeout(node_timeout, stream.write_all(&head))
-        .await
-        .map_err(|_| StartError::Other(timed_out("sending the request head")))?
-        .map_err(before_answer)?;
+    timeout(
+        node_timeout,
+        write_all_parts(&mut stream, &[&head, body.unwrap_or_default()]),
+    )
+    .await
+    .map_err(|_| StartError::Other(timed_out("sending the request head")))?
+    .map_err(before_answer)?;
     let mut conn = UploadConn {
         stream,
         pending: BytesMut::new(),
@@ -846,6 +889,59 @@ mod tests {
         assert_eq!(&resp.body[..], b"abcdef");
         assert_eq!(resp.headers["got-etag"], "x1");
         assert_eq!(resp.headers["got-x-object-sysmeta-ec-etag"], "y2");
+    }
+
+    /// A short body goes with the head, with no `Expect`, and the answer
+    /// is final; the connection goes back to the pool for the next one.
+    #[tokio::test]
+    async fn a_short_body_goes_with_its_head_on_a_pooled_connection() {
+        use http_body_util::BodyExt;
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let accepts = Arc::new(AtomicUsize::new(0));
+        let counter = Arc::clone(&accepts);
+        tokio::spawn(async move {
+            loop {
+                let Ok((sock, _)) = listener.accept().await else {
+                    return;
+                };
+                counter.fetch_add(1, Ordering::SeqCst);
+                let service = hyper::service::service_fn(
+                    |req: http::Request<hyper::body::Incoming>| async move {
+                        let expect = req.headers().contains_key("expect");
+                        let body = req.into_body().collect().await?.to_bytes();
+                        let mut resp = http::Response::new(http_body_util::Full::new(body));
+                        *resp.status_mut() = StatusCode::CREATED;
+                        resp.headers_mut().insert(
+                            "got-expect",
+                            HeaderValue::from_static(if expect { "yes" } else { "no" }),
+                        );
+                        Ok::<_, hyper::Error>(resp)
+                    },
+                );
+                let io = hyper_util::rt::TokioIo::new(sock);
+                tokio::spawn(
+                    hyper::server::conn::http1::Builder::new().serve_connection(io, service),
+                );
+            }
+        });
+        let pool = UploadPool::new(4, Duration::from_secs(30));
+        let t = Duration::from_secs(5);
+        for body in [&b"first body"[..], &b"second"[..]] {
+            let started = pool
+                .start_with_body(&addr, &Method::PUT, "/o", &HeaderMap::new(), body, t, t)
+                .await
+                .unwrap();
+            let Started::Final(resp) = started else {
+                panic!("a body sent with its head asked for 100 Continue");
+            };
+            assert_eq!(resp.status, StatusCode::CREATED);
+            assert_eq!(&resp.body[..], body);
+            assert_eq!(resp.headers["got-expect"], "no");
+            assert_eq!(pool.idle_count(&addr), 1);
+        }
+        assert_eq!(accepts.load(Ordering::SeqCst), 1);
     }
 
     #[tokio::test]

@@ -521,8 +521,27 @@ impl Ctx<'_> {
         } else {
             (headers, content_length)
         };
+        // A short body is read first and goes to each object server with
+        // the request's head: no round trip for `100 Continue`, and the
+        // answers are final.
+        let (req, inline_body) = match content_length {
+            Some(n) if n > 0 && !proxy_hashes => {
+                let (parts, body) = req.into_parts();
+                match self.read_short_body(body, n).await {
+                    Ok(bytes) => (Req::from_parts(parts, apus_http::empty()), Some(bytes)),
+                    Err(resp) => return resp,
+                }
+            }
+            _ => (req, None),
+        };
         let (putters, early) = self
-            .connect_putters(&plan, &headers, backend_length, quorum_size(plan.replicas))
+            .connect_putters(
+                &plan,
+                &headers,
+                backend_length,
+                inline_body.as_ref(),
+                quorum_size(plan.replicas),
+            )
             .await;
         let if_none_match = req.headers().contains_key("if-none-match");
         if if_none_match && early.iter().any(|r| r.status == 412) {
@@ -532,9 +551,10 @@ impl Ctx<'_> {
             return error_response(StatusCode::ACCEPTED, None);
         }
         let quorum = quorum_size(plan.replicas);
-        // A zero-length body is sent with the head: the answers are final.
-        let empty_body = content_length == Some(0);
-        if putters.len() < quorum && !empty_body {
+        // A zero-length or short body is sent with the head: the answers
+        // are final.
+        let answers_final = content_length == Some(0) || inline_body.is_some();
+        if putters.len() < quorum && !answers_final {
             tracing::error!(
                 connected = putters.len(),
                 quorum,
@@ -547,12 +567,17 @@ impl Ctx<'_> {
             .filter(|e| !e.is_empty());
         let body = req.into_body();
         let mut hasher = proxy_hashes.then(BodyHasher::start);
-        let putters = match self
-            .transfer(body, putters, content_length, quorum, hasher.as_mut())
-            .await
-        {
-            Ok(p) => p,
-            Err(resp) => return resp,
+        // An inline body went out with the heads already.
+        let putters = if inline_body.is_some() {
+            putters
+        } else {
+            match self
+                .transfer(body, putters, content_length, quorum, hasher.as_mut())
+                .await
+            {
+                Ok(p) => p,
+                Err(resp) => return resp,
+            }
         };
         let trailers = match hasher {
             None => None,
@@ -614,6 +639,7 @@ impl Ctx<'_> {
         plan: &NodePlan,
         headers: &[HeaderMap],
         content_length: Option<u64>,
+        inline_body: Option<&Bytes>,
         quorum: usize,
     ) -> (Vec<Putter>, Vec<NodeResponse>) {
         let backend = &self.app.backend;
@@ -635,19 +661,39 @@ impl Ctx<'_> {
                             let uploads = backend.uploads.clone();
                             let dev = dev.clone();
                             let hdrs = hdrs.clone();
+                            let inline_body = inline_body.cloned();
                             let (conn_timeout, node_timeout) = (cfg.conn_timeout, cfg.node_timeout);
                             tokio::spawn(async move {
                                 let waiting = limiter.begin(&dev);
-                                let started = uploads.start(
-                                    &node_host(&dev),
-                                    &Method::PUT,
-                                    &bpath,
-                                    &hdrs,
-                                    content_length,
-                                    conn_timeout,
-                                    node_timeout,
-                                )
-                                .await;
+                                let host = node_host(&dev);
+                                let started = match &inline_body {
+                                    Some(body) => {
+                                        uploads
+                                            .start_with_body(
+                                                &host,
+                                                &Method::PUT,
+                                                &bpath,
+                                                &hdrs,
+                                                body,
+                                                conn_timeout,
+                                                node_timeout,
+                                            )
+                                            .await
+                                    }
+                                    None => {
+                                        uploads
+                                            .start(
+                                                &host,
+                                                &Method::PUT,
+                                                &bpath,
+                                                &hdrs,
+                                                content_length,
+                                                conn_timeout,
+                                                node_timeout,
+                                            )
+                                            .await
+                                    }
+                                };
                                 if started.is_ok() {
                                     waiting.answered();
                                 }
@@ -708,6 +754,44 @@ impl Ctx<'_> {
             }
         }
         (putters, early)
+    }
+
+    /// Reads a client body of `len` bytes (at most [`PROXY_HASHED_MIN`])
+    /// whole, with the answers [`transfer`](Self::transfer) gives when it
+    /// stalls, breaks off or is short.
+    async fn read_short_body(&self, mut body: apus_http::Body, len: u64) -> Result<Bytes, Resp> {
+        let client_timeout: Duration = self.app.config.client_timeout;
+        let client_gone = || {
+            error_response(
+                StatusCode::from_u16(499).unwrap_or(StatusCode::BAD_REQUEST),
+                None,
+            )
+        };
+        let mut chunks: Vec<Bytes> = Vec::new();
+        let mut received: u64 = 0;
+        loop {
+            let frame = match tokio::time::timeout(client_timeout, body.frame()).await {
+                Err(_) => return Err(error_response(StatusCode::REQUEST_TIMEOUT, None)),
+                Ok(None) => break,
+                Ok(Some(Err(_))) => return Err(client_gone()),
+                Ok(Some(Ok(frame))) => frame,
+            };
+            let Ok(data) = frame.into_data() else {
+                continue;
+            };
+            received += data.len() as u64;
+            if received > len {
+                return Err(bad_request("Request body longer than Content-Length"));
+            }
+            chunks.push(data);
+        }
+        if received < len {
+            return Err(client_gone());
+        }
+        Ok(match chunks.len() {
+            1 => chunks.swap_remove(0),
+            _ => chunks.concat().into(),
+        })
     }
 
     /// Streams the client's body to every putter, dropping those that fail;

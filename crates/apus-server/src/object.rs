@@ -440,49 +440,12 @@ impl ObjectServer {
         ts: Timestamp,
         make: impl FnOnce() -> Result<W, DiskFileError> + Send + 'static,
     ) -> Result<(Option<Metadata>, W), Resp> {
-        let now = ts.as_secs_f64();
-        let (opened, writer) = match blocking(move || {
-            let opened = df.open(OpenOptions {
-                open_expired: false,
-                now: Some(now),
-            });
-            Ok((opened, make()))
-        })
-        .await
-        {
+        let if_none_match = if_none_match(headers);
+        let (opened, writer) = match blocking(move || Ok((open_current(&df, ts), make()))).await {
             Ok(both) => both,
             Err(e) => return Err(disk_error_response(&e, &t.device)),
         };
-        let (orig_metadata, orig_timestamp) = match opened {
-            Ok(open) => (Some(open.metadata().clone()), open.data_timestamp()),
-            Err(DiskFileError::Deleted { timestamp, .. }) => (None, timestamp),
-            Err(DiskFileError::Expired { metadata, .. }) => {
-                (None, metadata.timestamp().unwrap_or(Timestamp::ZERO))
-            }
-            Err(
-                DiskFileError::NotFound
-                | DiskFileError::Quarantined { .. }
-                | DiskFileError::StateChanged,
-            ) => (None, Timestamp::ZERO),
-            Err(e) => return Err(disk_error_response(&e, &t.device)),
-        };
-        if let (Some(inm), Some(orig)) = (
-            header(headers, "if-none-match").map(|v| apus_core::conditional::EtagList::parse(&v)),
-            &orig_metadata,
-        ) {
-            if inm.has_star() || orig.etag().is_some_and(|e| inm.contains(e)) {
-                return Err(status_response(412));
-            }
-        }
-        if orig_timestamp >= ts {
-            let mut r = status_response(409);
-            set_header(
-                r.headers_mut(),
-                h::X_BACKEND_TIMESTAMP,
-                &orig_timestamp.internal(),
-            );
-            return Err(r);
-        }
+        let orig_metadata = replaceable(opened, if_none_match.as_ref(), ts, &t.device)?;
         match writer {
             Ok(writer) => Ok((orig_metadata, writer)),
             Err(e) => Err(disk_error_response(&e, &t.device)),
@@ -539,26 +502,31 @@ impl ObjectServer {
             Ok(df) => df,
             Err(r) => return r,
         };
-        let new = df.clone();
-        let create = move || {
-            let writer = new.create(fsize)?;
+        let create = move |df: &apus_diskfile::DiskFile| {
+            let writer = df.create(fsize)?;
             if etag_trailer {
                 writer.without_md5()
             } else {
                 Ok(writer)
             }
         };
-        let (orig_metadata, writer) =
-            match self.check_replaceable(&t, df, headers, ts, create).await {
-                Ok(both) => both,
-                Err(r) => return r,
-            };
-        // A small body is gathered here and written in the same trip to a
-        // blocking thread as the commit; a larger one streams to a writer
-        // thread through a bounded channel as it arrives.
-        let mut sink = match fsize {
-            Some(n) if n <= SMALL_PUT_BODY => BodySink::Memory(Vec::new(), Box::new(writer)),
+        // A small body is gathered first, then checked against the current
+        // object, written and committed in one trip to a blocking thread
+        // (each trip is a hand-off and a wake-up of two threads). A larger
+        // one is checked first, so that a refused upload is not sent, then
+        // streams to a writer thread through a bounded channel.
+        let (mut sink, opened_early) = match fsize {
+            Some(n) if n <= SMALL_PUT_BODY => (BodySink::Memory(Vec::new()), None),
             _ => {
+                let new = df.clone();
+                let make = move || create(&new);
+                let (orig_metadata, writer) = match self
+                    .check_replaceable(&t, df.clone(), headers, ts, make)
+                    .await
+                {
+                    Ok(both) => both,
+                    Err(r) => return r,
+                };
                 let (tx, mut rx) =
                     tokio::sync::mpsc::channel::<Bytes>(self.conf.queue_depth.max(1));
                 let write_task = tokio::task::spawn_blocking(move || {
@@ -568,7 +536,7 @@ impl ObjectServer {
                     }
                     Ok::<_, DiskFileError>(writer)
                 });
-                BodySink::Thread(tx, write_task)
+                (BodySink::Thread(tx, write_task), Some(orig_metadata))
             }
         };
         let mut body = body;
@@ -602,11 +570,11 @@ impl ObjectServer {
                     // A chunked body's size comes from a header that
                     // hyper does not hold it to: past it, the PUT fails
                     // (499, as a short body does) rather than gather more.
-                    BodySink::Memory(_, _) if received > SMALL_PUT_BODY => {
+                    BodySink::Memory(_) if received > SMALL_PUT_BODY => {
                         failure = Some(499);
                         true
                     }
-                    BodySink::Memory(chunks, _) => {
+                    BodySink::Memory(chunks) => {
                         chunks.push(data);
                         false
                     }
@@ -618,12 +586,13 @@ impl ObjectServer {
                 }
             }
         }
+        // The writer thread's writer, or what is still in memory.
         let (writer, chunks) = match sink {
-            BodySink::Memory(chunks, writer) => (*writer, chunks),
+            BodySink::Memory(chunks) => (None, chunks),
             BodySink::Thread(tx, write_task) => {
                 drop(tx);
                 match write_task.await {
-                    Ok(Ok(w)) => (w, Vec::new()),
+                    Ok(Ok(w)) => (Some(w), Vec::new()),
                     Ok(Err(e)) => {
                         tracing::warn!(error = %e, "object write failed");
                         return disk_error_response(&e, &t.device);
@@ -632,13 +601,20 @@ impl ObjectServer {
                 }
             }
         };
-        if let Some(status) = failure {
-            let _ = tokio::task::spawn_blocking(move || drop(writer)).await;
-            return status_response(status);
-        }
-        if fsize.is_some_and(|n| n != received) {
-            let _ = tokio::task::spawn_blocking(move || drop(writer)).await;
-            return status_response(499);
+        let refusal = if let Some(status) = failure {
+            Some(status_response(status))
+        } else if fsize.is_some_and(|n| n != received) {
+            Some(status_response(499))
+        } else if etag_trailer {
+            proxy_digest(&trailers).err()
+        } else {
+            None
+        };
+        if let Some(refusal) = refusal {
+            if let Some(writer) = writer {
+                let _ = tokio::task::spawn_blocking(move || drop(writer)).await;
+            }
+            return refusal;
         }
         let mut metadata = Metadata::new();
         metadata.insert("X-Timestamp", ts.internal());
@@ -651,21 +627,26 @@ impl ObjectServer {
             .map(|sent| normalized_etag(&sent))
             .filter(|sent| !sent.is_empty());
         let proxy_hashed = if etag_trailer {
-            match proxy_digest(&trailers) {
-                Ok(d) => Some(d),
-                Err(r) => {
-                    let _ = tokio::task::spawn_blocking(move || drop(writer)).await;
-                    return r;
-                }
-            }
+            proxy_digest(&trailers).ok()
         } else {
             None
         };
-        // Write what is still in memory, check the ETag the client sent
-        // (or the proxy's CRC-32), and commit (fsync, rename), all in one
-        // trip.
+        let if_none_match = if_none_match(headers);
+        let device = t.device.clone();
+        // Check the current object (small bodies), write what is still in
+        // memory, check the ETag the client sent (or the proxy's CRC-32),
+        // and commit (fsync, rename), all in one trip.
         let committed = blocking(move || {
-            let mut writer = writer;
+            let (orig_metadata, mut writer) = match (opened_early, writer) {
+                (Some(orig_metadata), Some(writer)) => (orig_metadata, writer),
+                _ => {
+                    let opened = open_current(&df, ts);
+                    match replaceable(opened, if_none_match.as_ref(), ts, &device) {
+                        Ok(orig_metadata) => (orig_metadata, create(&df)?),
+                        Err(refused) => return Ok(Err(refused)),
+                    }
+                }
+            };
             for chunk in &chunks {
                 writer.write(chunk)?;
             }
@@ -696,12 +677,12 @@ impl ObjectServer {
                     PutStage::BeforeRename => failpoint::PUT_BEFORE_RENAME,
                 })
             })?;
-            Ok(Ok((metadata, etag)))
+            Ok(Ok((orig_metadata, metadata, etag)))
         })
         .await;
-        let (metadata, etag) = match committed {
+        let (orig_metadata, metadata, etag) = match committed {
             Ok(Ok(done)) => done,
-            Ok(Err(unprocessable)) => return unprocessable,
+            Ok(Err(refused)) => return refused,
             Err(e) => {
                 tracing::error!(error = %e, "object commit failed");
                 return disk_error_response(&e, &t.device);
@@ -1697,6 +1678,62 @@ impl Drop for PooledChunk {
 /// gathered in memory and written in the same blocking trip as the commit.
 const SMALL_PUT_BODY: u64 = 64 * 1024;
 
+/// The object a write at `ts` would replace, as a PUT or DELETE sees it
+/// (an expired one too).
+fn open_current(
+    df: &apus_diskfile::DiskFile,
+    ts: Timestamp,
+) -> Result<apus_diskfile::OpenDiskFile, DiskFileError> {
+    df.open(OpenOptions {
+        open_expired: false,
+        now: Some(ts.as_secs_f64()),
+    })
+}
+
+fn if_none_match(headers: &HeaderMap) -> Option<apus_core::conditional::EtagList> {
+    header(headers, "if-none-match").map(|v| apus_core::conditional::EtagList::parse(&v))
+}
+
+/// Whether a PUT at `ts` may replace what [`open_current`] found: the
+/// current object's metadata (none when deleted or missing), or the
+/// refusal: 412 when `if_none_match` matches it, 409 (naming the current
+/// timestamp) when that is not older.
+fn replaceable(
+    opened: Result<apus_diskfile::OpenDiskFile, DiskFileError>,
+    if_none_match: Option<&apus_core::conditional::EtagList>,
+    ts: Timestamp,
+    device: &str,
+) -> Result<Option<Metadata>, Resp> {
+    let (orig_metadata, orig_timestamp) = match opened {
+        Ok(open) => (Some(open.metadata().clone()), open.data_timestamp()),
+        Err(DiskFileError::Deleted { timestamp, .. }) => (None, timestamp),
+        Err(DiskFileError::Expired { metadata, .. }) => {
+            (None, metadata.timestamp().unwrap_or(Timestamp::ZERO))
+        }
+        Err(
+            DiskFileError::NotFound
+            | DiskFileError::Quarantined { .. }
+            | DiskFileError::StateChanged,
+        ) => (None, Timestamp::ZERO),
+        Err(e) => return Err(disk_error_response(&e, device)),
+    };
+    if let (Some(inm), Some(orig)) = (if_none_match, &orig_metadata) {
+        if inm.has_star() || orig.etag().is_some_and(|e| inm.contains(e)) {
+            return Err(status_response(412));
+        }
+    }
+    if orig_timestamp >= ts {
+        let mut r = status_response(409);
+        set_header(
+            r.headers_mut(),
+            h::X_BACKEND_TIMESTAMP,
+            &orig_timestamp.internal(),
+        );
+        return Err(r);
+    }
+    Ok(orig_metadata)
+}
+
 fn normalized_etag(sent: &str) -> String {
     apus_core::conditional::normalize_etag(sent.trim()).to_ascii_lowercase()
 }
@@ -1722,7 +1759,7 @@ fn proxy_digest(trailers: &HeaderMap) -> Result<(String, u32), Resp> {
 /// Where a PUT's body goes as it arrives.
 enum BodySink {
     /// Gathered, to be written with the commit (small bodies).
-    Memory(Vec<Bytes>, Box<DiskFileWriter>),
+    Memory(Vec<Bytes>),
     /// Streamed to a writer thread, which hands the writer back at the end.
     Thread(
         tokio::sync::mpsc::Sender<Bytes>,

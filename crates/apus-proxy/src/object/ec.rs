@@ -123,7 +123,9 @@ impl Ctx<'_> {
             );
             set_header(h, "trailer", TRAILER_NAMES);
         }
-        let (putters, early) = self.connect_putters(plan, &headers, None, quorum).await;
+        let (putters, early) = self
+            .connect_putters(plan, &headers, None, None, quorum)
+            .await;
         let if_none_match = req.headers().contains_key("if-none-match");
         if if_none_match && early.iter().any(|r| r.status == 412) {
             return error_response(StatusCode::PRECONDITION_FAILED, None);
