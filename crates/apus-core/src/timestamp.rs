@@ -151,16 +151,42 @@ impl Timestamp {
 
     /// `1970-01-01T00:00:00.000000`: Swift's listing `last_modified` form.
     pub fn isoformat(&self) -> String {
+        let mut out = String::with_capacity(26);
+        self.push_isoformat(&mut out);
+        out
+    }
+
+    /// Appends [`isoformat`](Self::isoformat) to `out`. Listings write it
+    /// once per object, where `format!` was most of a page's cost.
+    pub fn push_isoformat(&self, out: &mut String) {
         let secs = self.secs();
         let micros = (self.ticks % TICKS_PER_SEC) * 10;
         let (y, mo, d) = civil_from_days((secs / 86_400) as i64);
         let rem = secs % 86_400;
-        format!(
-            "{y:04}-{mo:02}-{d:02}T{:02}:{:02}:{:02}.{micros:06}",
-            rem / 3600,
-            (rem % 3600) / 60,
-            rem % 60
-        )
+        // Years outside 0..=9999 are out of a Timestamp's range; clamped
+        // rather than mis-padded should one ever appear.
+        push_digits(out, y.clamp(0, 9999) as u64, 4);
+        out.push('-');
+        push_digits(out, u64::from(mo), 2);
+        out.push('-');
+        push_digits(out, u64::from(d), 2);
+        out.push('T');
+        push_digits(out, rem / 3600, 2);
+        out.push(':');
+        push_digits(out, (rem % 3600) / 60, 2);
+        out.push(':');
+        push_digits(out, rem % 60, 2);
+        out.push('.');
+        push_digits(out, micros, 6);
+    }
+}
+
+/// The last `width` decimal digits of `n`, zero-padded.
+fn push_digits(out: &mut String, n: u64, width: u32) {
+    let mut div = 10u64.pow(width.saturating_sub(1));
+    while div > 0 {
+        out.push(char::from(b'0' + ((n / div) % 10) as u8));
+        div /= 10;
     }
 }
 
@@ -248,6 +274,39 @@ mod tests {
             Timestamp::parse("951782400").unwrap().isoformat(),
             "2000-02-29T00:00:00.000000"
         );
+        // The largest timestamp there is, and the last microsecond of a day.
+        assert_eq!(
+            Timestamp::parse("9999999999.99999").unwrap().isoformat(),
+            "2286-11-20T17:46:39.999990"
+        );
+        assert_eq!(
+            Timestamp::parse("86399.99999").unwrap().isoformat(),
+            "1970-01-01T23:59:59.999990"
+        );
+    }
+
+    #[test]
+    fn pushed_isoformat_is_the_formatted_one() {
+        // Spread over the whole range, against the formatting it replaced.
+        let mut secs: u64 = 1;
+        while secs < 9_999_999_999 {
+            for frac in ["", ".5", ".00001", ".99999"] {
+                let ts = Timestamp::parse(&format!("{secs}{frac}")).unwrap();
+                let (y, mo, d) = civil_from_days((ts.secs() / 86_400) as i64);
+                let rem = ts.secs() % 86_400;
+                let micros = (ts.ticks % TICKS_PER_SEC) * 10;
+                let want = format!(
+                    "{y:04}-{mo:02}-{d:02}T{:02}:{:02}:{:02}.{micros:06}",
+                    rem / 3600,
+                    (rem % 3600) / 60,
+                    rem % 60
+                );
+                let mut got = String::from("x");
+                ts.push_isoformat(&mut got);
+                assert_eq!(got, format!("x{want}"), "{secs}{frac}");
+            }
+            secs = secs * 7 + 12_345;
+        }
     }
 
     #[test]

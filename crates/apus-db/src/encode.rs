@@ -56,6 +56,16 @@ pub fn encode_timestamps(ts: &RowTimestamps) -> String {
 
 /// Inverse of [`encode_timestamps`]; missing parts take the previous value.
 pub fn decode_timestamps(encoded: &str) -> Option<RowTimestamps> {
+    // Most rows were never POSTed to: one timestamp, nothing to split
+    // (a listing decodes one per object).
+    if !encoded.bytes().any(|b| b == b'+' || b == b'-') {
+        let data = Timestamp::parse(encoded).ok()?;
+        return Some(RowTimestamps {
+            data,
+            ctype: data,
+            meta: data,
+        });
+    }
     // Split into signed pieces: "a+b-c" gives [(+,a), (+,b), (-,c)].
     let mut parts: Vec<(i128, &str)> = Vec::with_capacity(3);
     for (i, plus_piece) in encoded.split('+').enumerate() {

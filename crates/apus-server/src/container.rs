@@ -10,7 +10,6 @@
 //!   server emits it for the proxy; plain text and XML too).
 //! - `POST`: metadata (and `put_timestamp` unless told otherwise).
 
-use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -843,7 +842,9 @@ pub fn render_listing(
                     }
                     Listing::Item(e) => {
                         let (size, ct) = object_row(e);
-                        let _ = write!(out, "{{\"bytes\": {size}, \"hash\": ");
+                        out.push_str("{\"bytes\": ");
+                        push_int(&mut out, size);
+                        out.push_str(", \"hash\": ");
                         json_str(&mut out, &e.etag);
                         out.push_str(", \"name\": ");
                         json_str(&mut out, &e.name);
@@ -851,7 +852,7 @@ pub fn render_listing(
                         json_str(&mut out, &ct);
                         // Digits and `-T:.` only: nothing to escape.
                         out.push_str(", \"last_modified\": \"");
-                        out.push_str(&e.last_modified.isoformat());
+                        e.last_modified.push_isoformat(&mut out);
                         out.push_str("\"}");
                     }
                 }
@@ -882,10 +883,12 @@ pub fn render_listing(
                             xml_text(&mut out, &e.name);
                             out.push_str("</name><hash>");
                             xml_text(&mut out, &e.etag);
-                            out.push_str(&format!("</hash><bytes>{size}</bytes><content_type>"));
+                            out.push_str("</hash><bytes>");
+                            push_int(&mut out, size);
+                            out.push_str("</bytes><content_type>");
                             xml_text(&mut out, &ct);
                             out.push_str("</content_type><last_modified>");
-                            out.push_str(&e.last_modified.isoformat());
+                            e.last_modified.push_isoformat(&mut out);
                             out.push_str("</last_modified></object>");
                         }
                     }
@@ -905,6 +908,28 @@ pub fn render_listing(
         }
     }
     out.into_bytes()
+}
+
+/// Appends `n` in decimal: a listing writes one per object, and `write!`
+/// costs several times this.
+fn push_int(out: &mut String, n: i64) {
+    let mut digits = [0u8; 20];
+    let mut left = n.unsigned_abs();
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (left % 10) as u8;
+        left /= 10;
+        if left == 0 {
+            break;
+        }
+    }
+    if n < 0 {
+        out.push('-');
+    }
+    for &d in &digits[at..] {
+        out.push(char::from(d));
+    }
 }
 
 /// Swift's `validate_sync_to` without container-sync realms: `None` when
@@ -1048,6 +1073,15 @@ mod tests {
         assert!(validate_sync_to("http://127.0.0.1", &hosts).is_some());
         assert!(validate_sync_to("http://127.0.0.1/a?x", &hosts).is_some());
         assert!(validate_sync_to("//realm/cluster/a/c", &hosts).is_some());
+    }
+
+    #[test]
+    fn integers_are_written_as_display_writes_them() {
+        for n in [0, 7, 10, 42, -1, -10, 1_000_000, i64::MAX, i64::MIN] {
+            let mut out = String::from("<");
+            push_int(&mut out, n);
+            assert_eq!(out, format!("<{n}"));
+        }
     }
 
     #[test]
