@@ -10,7 +10,13 @@
 //!   matches (412), answers 201 only once the file is fsynced and renamed,
 //!   then updates the container servers named in `X-Container-*` (and the
 //!   expiring-objects queue for `X-Delete-At`), saving an async pending for
-//!   each update that fails.
+//!   each update that fails. A body of at most 64 KiB is gathered first and
+//!   checked, written and committed in one blocking trip (its 409 and 412
+//!   then come after the body, not before). With `X-Backend-Etag-Trailer:
+//!   crc32` (apus's proxy, for larger bodies) the body is not hashed with
+//!   MD5: the ETag comes in an `Etag` trailer and is taken only when the
+//!   `X-Backend-Body-Crc32` trailer matches the CRC-32 of what was stored
+//!   (422 otherwise, 400 without both trailers).
 //! - `GET` / `HEAD` answer with the object's metadata, conditional
 //!   requests (304/412) and ranges (206, `multipart/byteranges`, 416) as
 //!   swob does; the body streams from a blocking reader through a bounded
