@@ -57,7 +57,10 @@ enum Auth {
     Swift {
         /// The storage URL's path, `/v1/AUTH_test`.
         base: String,
-        token: HeaderValue,
+        /// Replaced when the store stops honouring it (see [`Session::call`]).
+        token: std::sync::RwLock<HeaderValue>,
+        /// Where and as whom to log in again.
+        endpoint: Endpoint,
     },
     /// S3: path-style `/bucket/key`, each request signed.
     S3(sigv4::Signer),
@@ -76,6 +79,8 @@ pub struct Session {
     http: BackendClient,
     host: String,
     auth: Auth,
+    /// Times a 401 made it log in again and retry.
+    reauthentications: std::sync::atomic::AtomicU64,
 }
 
 /// Splits `http://host:port/path` into host and path.
@@ -118,51 +123,108 @@ impl Session {
                 http,
                 host,
                 auth: Auth::S3(signer),
+                reauthentications: Default::default(),
             });
         }
-        let mut h = HeaderMap::new();
-        h.insert(
-            "x-auth-user",
-            HeaderValue::from_str(&endpoint.user).context("the user is not a header value")?,
-        );
-        h.insert(
-            "x-auth-key",
-            HeaderValue::from_str(&endpoint.key).context("the key is not a header value")?,
-        );
-        let resp = http
-            .request(Method::GET, &host, &path, h, empty())
-            .await
-            .with_context(|| format!("auth request to {}", endpoint.url))?;
-        if !resp.status().is_success() {
-            bail!("auth at {} failed: {}", endpoint.url, resp.status());
-        }
-        let token = resp
-            .headers()
-            .get("x-auth-token")
-            .cloned()
-            .context("the auth response has no X-Auth-Token")?;
-        let url = resp
-            .headers()
-            .get("x-storage-url")
-            .and_then(|v| v.to_str().ok())
-            .context("the auth response has no X-Storage-Url")?
-            .to_string();
-        // The storage URL's host may be a name this machine cannot
-        // resolve (a public name behind a balancer): requests go to the
-        // auth URL's host, under the storage URL's path.
-        let (_, base) = split_url(&url)?;
+        let (base, token) = swift_login(&http, &host, &path, endpoint).await?;
         Ok(Session {
             http,
             host,
-            auth: Auth::Swift { base, token },
+            auth: Auth::Swift {
+                base,
+                token: std::sync::RwLock::new(token),
+                endpoint: endpoint.clone(),
+            },
+            reauthentications: Default::default(),
         })
     }
 
+    /// How many times a 401 made this session log in again.
+    pub fn reauthentications(&self) -> u64 {
+        self.reauthentications
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+/// A v1.0 login: the storage URL's path and the token.
+async fn swift_login(
+    http: &BackendClient,
+    host: &str,
+    path: &str,
+    endpoint: &Endpoint,
+) -> anyhow::Result<(String, HeaderValue)> {
+    let mut h = HeaderMap::new();
+    h.insert(
+        "x-auth-user",
+        HeaderValue::from_str(&endpoint.user).context("the user is not a header value")?,
+    );
+    h.insert(
+        "x-auth-key",
+        HeaderValue::from_str(&endpoint.key).context("the key is not a header value")?,
+    );
+    let resp = http
+        .request(Method::GET, host, path, h, empty())
+        .await
+        .with_context(|| format!("auth request to {}", endpoint.url))?;
+    if !resp.status().is_success() {
+        bail!("auth at {} failed: {}", endpoint.url, resp.status());
+    }
+    let token = resp
+        .headers()
+        .get("x-auth-token")
+        .cloned()
+        .context("the auth response has no X-Auth-Token")?;
+    let url = resp
+        .headers()
+        .get("x-storage-url")
+        .and_then(|v| v.to_str().ok())
+        .context("the auth response has no X-Storage-Url")?
+        .to_string();
+    // The storage URL's host may be a name this machine cannot
+    // resolve (a public name behind a balancer): requests go to the
+    // auth URL's host, under the storage URL's path.
+    let (_, base) = split_url(&url)?;
+    Ok((base, token))
+}
+
+impl Session {
     /// Sends `method path` (`/container/object`, or `/bucket/key` in S3,
-    /// with any query string) and reads the whole response body. An error
-    /// is a failure to get an answer at all (connection, timeout,
-    /// truncated body).
+    /// with any query string) with the body `body()` makes, and reads the
+    /// whole response body. An error is a failure to get an answer at all
+    /// (connection, timeout, truncated body). A Swift store that answers
+    /// 401 to a token it gave (tokens expire; Swift's tempauth keeps them
+    /// in memcached, which may lose them) gets one new login and the
+    /// request once more, as python-swiftclient does.
     pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        headers: HeaderMap,
+        body: impl Fn() -> Body,
+    ) -> anyhow::Result<Reply> {
+        let reply = self
+            .attempt(method.clone(), path, headers.clone(), body())
+            .await?;
+        let Auth::Swift {
+            token, endpoint, ..
+        } = &self.auth
+        else {
+            return Ok(reply);
+        };
+        if reply.status != StatusCode::UNAUTHORIZED {
+            return Ok(reply);
+        }
+        let (_, auth_path) = split_url(&endpoint.url)?;
+        let (_, fresh) = swift_login(&self.http, &self.host, &auth_path, endpoint).await?;
+        if let Ok(mut held) = token.write() {
+            *held = fresh;
+        }
+        self.reauthentications
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.attempt(method, path, headers, body()).await
+    }
+
+    async fn attempt(
         &self,
         method: Method,
         path: &str,
@@ -170,8 +232,12 @@ impl Session {
         body: Body,
     ) -> anyhow::Result<Reply> {
         let target = match &self.auth {
-            Auth::Swift { base, token } => {
-                headers.insert("x-auth-token", token.clone());
+            Auth::Swift { base, token, .. } => {
+                let token = token
+                    .read()
+                    .map_err(|_| anyhow::anyhow!("the token lock is poisoned"))?
+                    .clone();
+                headers.insert("x-auth-token", token);
                 format!("{base}{path}")
             }
             Auth::S3(signer) => {
@@ -226,13 +292,13 @@ impl Session {
 
     /// `PUT path` with a generated body of `len` bytes.
     pub async fn put(&self, path: &str, len: u64) -> anyhow::Result<Reply> {
-        self.call(Method::PUT, path, content_length(len), pattern_body(len))
+        self.call(Method::PUT, path, content_length(len), || pattern_body(len))
             .await
     }
 
     /// A bodiless request.
     pub async fn send(&self, method: Method, path: &str) -> anyhow::Result<Reply> {
-        self.call(method, path, HeaderMap::new(), empty()).await
+        self.call(method, path, HeaderMap::new(), empty).await
     }
 
     /// Creates a container (bucket), in `policy` when given (Swift only).
@@ -245,7 +311,7 @@ impl Session {
             );
         }
         let reply = self
-            .call(Method::PUT, &format!("/{name}"), headers, empty())
+            .call(Method::PUT, &format!("/{name}"), headers, empty)
             .await
             .with_context(|| format!("creating container {name}"))?;
         if !reply.status.is_success() {
@@ -352,6 +418,84 @@ mod tests {
         assert_eq!((host.as_str(), path.as_str()), ("s3.local:9000", "/"));
         assert!(split_url("https://example.com/auth/v1.0").is_err());
         assert!(split_url("http:///auth").is_err());
+    }
+
+    /// A Swift whose tempauth lost the first token it gave: it honours
+    /// only the second.
+    #[derive(Default)]
+    struct ForgetfulSwift {
+        logins: std::sync::atomic::AtomicUsize,
+        bodies: std::sync::Mutex<Vec<usize>>,
+    }
+
+    impl apus_http::Handler for ForgetfulSwift {
+        async fn call(&self, req: http::Request<hyper::body::Incoming>) -> http::Response<Body> {
+            use std::sync::atomic::Ordering;
+            let mut resp = http::Response::new(empty());
+            if req.uri().path() == "/auth/v1.0" {
+                let n = self.logins.fetch_add(1, Ordering::SeqCst) + 1;
+                let h = resp.headers_mut();
+                h.insert(
+                    "x-auth-token",
+                    HeaderValue::from_str(&format!("tok{n}")).unwrap(),
+                );
+                h.insert(
+                    "x-storage-url",
+                    HeaderValue::from_static("http://swift.example:8080/v1/AUTH_t"),
+                );
+                return resp;
+            }
+            // `/locked` refuses every token.
+            let honoured = req
+                .headers()
+                .get("x-auth-token")
+                .is_some_and(|t| t == "tok2")
+                && req.uri().path() != "/v1/AUTH_t/locked";
+            let path_ok = req.uri().path() == "/v1/AUTH_t/c/o";
+            let body = req.into_body().collect().await.unwrap().to_bytes();
+            self.bodies.lock().unwrap().push(body.len());
+            *resp.status_mut() = match (honoured, path_ok) {
+                (false, _) => StatusCode::UNAUTHORIZED,
+                (true, true) => StatusCode::CREATED,
+                (true, false) => StatusCode::NOT_FOUND,
+            };
+            resp
+        }
+    }
+
+    #[tokio::test]
+    async fn a_401_logs_in_again_and_sends_the_request_once_more() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let swift = std::sync::Arc::new(ForgetfulSwift::default());
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(apus_http::serve(listener, swift.clone(), async {
+            let _ = stopped.await;
+        }));
+        let endpoint = Endpoint {
+            url: format!("http://{addr}/auth/v1.0"),
+            user: "t:u".into(),
+            key: "k".into(),
+            api: Api::Swift,
+        };
+        let session = Session::login(&endpoint, 2).await.unwrap();
+        // The first token is refused: a new login, and the whole body again.
+        let reply = session.put("/c/o", 100_000).await.unwrap();
+        assert_eq!(reply.status, StatusCode::CREATED);
+        assert_eq!(session.reauthentications(), 1);
+        assert_eq!(*swift.bodies.lock().unwrap(), vec![100_000, 100_000]);
+        // The new token is kept for what follows.
+        let reply = session.put("/c/o", 10).await.unwrap();
+        assert_eq!(reply.status, StatusCode::CREATED);
+        assert_eq!(session.reauthentications(), 1);
+        assert_eq!(swift.logins.load(std::sync::atomic::Ordering::SeqCst), 2);
+        // Once only: a 401 that a new login does not cure is the answer.
+        let reply = session.send(Method::GET, "/locked").await.unwrap();
+        assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
+        assert_eq!(session.reauthentications(), 2);
+        assert_eq!(swift.bodies.lock().unwrap().len(), 5);
+        let _ = stop.send(());
+        server.await.unwrap().unwrap();
     }
 
     #[tokio::test]

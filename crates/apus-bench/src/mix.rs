@@ -722,7 +722,17 @@ pub async fn run(
     } else {
         clean_up(&run, config.concurrency, config.progress).await;
     }
+    note_reauthentications(&run.session);
     outcome
+}
+
+/// Says on stderr how often the store refused a token it gave (each time
+/// followed by a new login and the request once more).
+pub(crate) fn note_reauthentications(session: &Session) {
+    let n = session.reauthentications();
+    if n > 0 {
+        eprintln!("note: logged in again {n} times after a 401 (the request then sent once more)");
+    }
 }
 
 fn describe_containers(names: &[String]) -> String {

@@ -256,6 +256,7 @@ pub async fn run(
         clean_up(&s, &path).await;
     }
     clean_up_container(&s, &container).await;
+    crate::mix::note_reauthentications(&s);
     Ok(())
 }
 
