@@ -596,11 +596,17 @@ impl DiskFile {
             ));
         }
         let tmp_dir = self.tmp_dir();
-        makedirs_count(&tmp_dir).at(&tmp_dir)?;
-        let tmp = tempfile::Builder::new()
-            .prefix("tmp")
-            .tempfile_in(&tmp_dir)
-            .at(&tmp_dir)?;
+        let new_temp = || tempfile::Builder::new().prefix("tmp").tempfile_in(&tmp_dir);
+        // The device's tmp dir is made on the first write and almost never
+        // missing after: created only when the temp file cannot be.
+        let tmp = match new_temp() {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                makedirs_count(&tmp_dir).at(&tmp_dir)?;
+                new_temp()
+            }
+            made => made,
+        }
+        .at(&tmp_dir)?;
         let reserve = self.mgr.conf.fallocate_reserve;
         if kind != FileKind::Tombstone && !self.mgr.conf.disable_fallocate {
             let size = size.unwrap_or(0);
@@ -872,15 +878,19 @@ impl DiskFileWriter {
         };
         observe(PutStage::BeforeRename);
         let tmp = tmp.into_temp_path();
-        if let Err(e) = renamer(&tmp, &target) {
-            if matches!(stored, Stored::Spill(_)) {
-                remove_file(&spill_path(&target));
+        let made_dirs = match renamer(&tmp, &target) {
+            Ok(made) => made,
+            Err(e) => {
+                if matches!(stored, Stored::Spill(_)) {
+                    remove_file(&spill_path(&target));
+                }
+                return Err(e);
             }
-            return Err(e);
-        }
+        };
         let _ = tmp.keep();
-        if matches!(stored, Stored::Xattrs) {
-            // A same-timestamp rewrite must not leave an old spill behind.
+        if matches!(stored, Stored::Xattrs) && made_dirs == 0 {
+            // A same-timestamp rewrite must not leave an old spill behind
+            // (a directory just made holds none).
             remove_file(&spill_path(&target));
         }
         if frag_index.is_none() {

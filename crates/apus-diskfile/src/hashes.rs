@@ -221,7 +221,7 @@ fn write_hashes<V: SuffixHashValue>(
 
 /// Writes `data` durably at `dest` through a fsynced temp file in `tmp_dir`.
 pub(crate) fn write_pickle_file(data: &[u8], dest: &Path, tmp_dir: &Path) -> Result<()> {
-    crate::fsutil::makedirs_count(tmp_dir).at(tmp_dir)?;
+    crate::fsutil::ensure_dir(tmp_dir).at(tmp_dir)?;
     let mut tmp = tempfile::Builder::new()
         .prefix("tmp")
         .suffix(".tmp")
@@ -541,7 +541,7 @@ pub fn quarantine_dir(device_path: &Path, from_dir: &Path, policy: u32) -> Resul
     if let Some(partition_dir) = partition_dir {
         invalidate_hash(partition_dir, &suffix)?;
     }
-    crate::fsutil::makedirs_count(&qdir).at(&qdir)?;
+    crate::fsutil::ensure_dir(&qdir).at(&qdir)?;
     let mut to = qdir.join(&base);
     if let Err(e) = fs::rename(from_dir, &to) {
         if !matches!(e.raw_os_error(), Some(libc::EEXIST) | Some(libc::ENOTEMPTY)) {
@@ -579,7 +579,7 @@ pub fn quarantine_file(device_path: &Path, file: &Path, policy: u32) -> Result<P
         .join("quarantined")
         .join(data_dir(policy))
         .join(&hash);
-    crate::fsutil::makedirs_count(&qdir).at(&qdir)?;
+    crate::fsutil::ensure_dir(&qdir).at(&qdir)?;
     let mut to = qdir.join(&name);
     if to.exists() {
         to = qdir.join(format!("{name}-{}", random_hex()));
