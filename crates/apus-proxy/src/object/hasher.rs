@@ -11,12 +11,14 @@
 //! the proxy hashed. A client `Etag` that differs from the proxy's MD5
 //! ends the uploads unfinished.
 //!
-//! The hashing runs on a blocking thread beside the transfer, fed batches
-//! of the chunks already in memory, so it adds no time to the relay.
+//! The hashing runs on a blocking thread beside the transfer, a batch of
+//! the chunks already in memory at a time, so it adds no time to the
+//! relay. It holds that thread only while it hashes: a task that waited
+//! there for the next chunk would keep a thread of the shared blocking
+//! pool (which the object servers' writers need) waiting on the relay.
 
 use bytes::Bytes;
 use md5::{Digest, Md5};
-use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 /// Bodies at most this long (by Content-Length) are hashed by each object
@@ -26,10 +28,6 @@ pub(super) const PROXY_HASHED_MIN: u64 = 64 * 1024;
 /// Bytes gathered before a batch goes to the hashing thread: one wake-up
 /// per MiB rather than one per network read.
 const BATCH_BYTES: usize = 1 << 20;
-
-/// Batches in flight to the hashing thread; with the one being gathered,
-/// at most five MiB of the body is held for hashing.
-const BATCHES_IN_FLIGHT: usize = 4;
 
 /// The finished digests of a body.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,41 +44,39 @@ impl BodyDigest {
     }
 }
 
-/// MD5 and CRC-32 of a body fed chunk by chunk, computed off the runtime.
+/// The running digests.
+struct Digests {
+    md5: Md5,
+    crc: crc32fast::Hasher,
+}
+
+/// MD5 and CRC-32 of a body fed chunk by chunk, computed off the runtime:
+/// one batch hashed while the next is gathered, so at most two
+/// [`BATCH_BYTES`] of the body are held for hashing.
 pub(super) struct BodyHasher {
-    tx: mpsc::Sender<Vec<Bytes>>,
+    /// The digests, when no batch is being hashed.
+    idle: Option<Digests>,
+    /// The batch being hashed, which hands the digests back.
+    hashing: Option<JoinHandle<Digests>>,
     batch: Vec<Bytes>,
     batched: usize,
-    task: JoinHandle<BodyDigest>,
 }
 
 impl BodyHasher {
     pub fn start() -> Self {
-        let (tx, mut rx) = mpsc::channel::<Vec<Bytes>>(BATCHES_IN_FLIGHT);
-        let task = tokio::task::spawn_blocking(move || {
-            let mut md5 = Md5::new();
-            let mut crc = crc32fast::Hasher::new();
-            while let Some(batch) = rx.blocking_recv() {
-                for chunk in &batch {
-                    md5.update(chunk);
-                    crc.update(chunk);
-                }
-            }
-            BodyDigest {
-                etag: apus_core::hash::to_hex(&md5.finalize()),
-                crc32: crc.finalize(),
-            }
-        });
         BodyHasher {
-            tx,
+            idle: Some(Digests {
+                md5: Md5::new(),
+                crc: crc32fast::Hasher::new(),
+            }),
+            hashing: None,
             batch: Vec::new(),
             batched: 0,
-            task,
         }
     }
 
     /// Adds the next chunk (a cheap clone of the caller's). Waits only
-    /// when the hashing thread is a few batches behind.
+    /// when the previous batch is still being hashed as this one fills.
     pub async fn feed(&mut self, chunk: &Bytes) -> Result<(), HasherGone> {
         self.batched += chunk.len();
         self.batch.push(chunk.clone());
@@ -90,20 +86,40 @@ impl BodyHasher {
         Ok(())
     }
 
+    /// The digests once the batch being hashed is done.
+    async fn digests(&mut self) -> Result<Digests, HasherGone> {
+        match (self.hashing.take(), self.idle.take()) {
+            (Some(running), _) => running.await.map_err(|_| HasherGone),
+            (None, Some(idle)) => Ok(idle),
+            (None, None) => Err(HasherGone),
+        }
+    }
+
     async fn flush(&mut self) -> Result<(), HasherGone> {
         if self.batch.is_empty() {
             return Ok(());
         }
+        let mut digests = self.digests().await?;
         self.batched = 0;
         let batch = std::mem::take(&mut self.batch);
-        self.tx.send(batch).await.map_err(|_| HasherGone)
+        self.hashing = Some(tokio::task::spawn_blocking(move || {
+            for chunk in &batch {
+                digests.md5.update(chunk);
+                digests.crc.update(chunk);
+            }
+            digests
+        }));
+        Ok(())
     }
 
     /// The digests of everything fed.
     pub async fn finish(mut self) -> Result<BodyDigest, HasherGone> {
         self.flush().await?;
-        drop(self.tx);
-        self.task.await.map_err(|_| HasherGone)
+        let digests = self.digests().await?;
+        Ok(BodyDigest {
+            etag: apus_core::hash::to_hex(&digests.md5.finalize()),
+            crc32: digests.crc.finalize(),
+        })
     }
 }
 
