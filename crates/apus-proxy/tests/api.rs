@@ -83,26 +83,9 @@ async fn container_and_object_round_trip() {
     cluster.stop().await.unwrap();
 }
 
-/// Every `.data` file under `root` of the replicated policy 0 (`objects/`).
+/// Every `.data` file under `root` of the replicated policy 0.
 fn replica_data_files(root: &std::path::Path) -> Vec<std::path::PathBuf> {
-    fn walk(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
-        let Ok(entries) = std::fs::read_dir(dir) else {
-            return;
-        };
-        for e in entries.flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                walk(&p, out);
-            } else if p.extension().is_some_and(|x| x == "data")
-                && p.components().any(|c| c.as_os_str() == "objects")
-            {
-                out.push(p);
-            }
-        }
-    }
-    let mut out = Vec::new();
-    walk(root, &mut out);
-    out
+    support::data_files(root, "objects")
 }
 
 /// Bodies over 64 KiB are hashed once, by the proxy, and each object

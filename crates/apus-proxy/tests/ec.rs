@@ -49,24 +49,7 @@ async fn ec_cluster() -> (Cluster, Client) {
 
 /// Every `.data` file of the EC policy under the devices.
 fn data_files(root: &Path) -> BTreeSet<PathBuf> {
-    fn walk(dir: &Path, out: &mut BTreeSet<PathBuf>) {
-        let Ok(entries) = std::fs::read_dir(dir) else {
-            return;
-        };
-        for e in entries.flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                walk(&p, out);
-            } else if p.extension().is_some_and(|x| x == "data")
-                && p.components().any(|c| c.as_os_str() == "objects-1")
-            {
-                out.insert(p);
-            }
-        }
-    }
-    let mut out = BTreeSet::new();
-    walk(root, &mut out);
-    out
+    support::data_files(root, "objects-1").into_iter().collect()
 }
 
 /// The fragment index in a `<ts>#<index>[#d].data` name.

@@ -80,25 +80,7 @@ async fn get_range(c: &Client, path: &str, range: &str) -> support::Answer {
 
 /// The EC policy's `.data` files under the devices.
 fn data_files(root: &Path) -> Vec<PathBuf> {
-    fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
-        let Ok(entries) = std::fs::read_dir(dir) else {
-            return;
-        };
-        for e in entries.flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                walk(&p, out);
-            } else if p.extension().is_some_and(|x| x == "data")
-                && p.components().any(|c| c.as_os_str() == "objects-1")
-            {
-                out.push(p);
-            }
-        }
-    }
-    let mut out = Vec::new();
-    walk(root, &mut out);
-    out.sort();
-    out
+    support::data_files(root, "objects-1")
 }
 
 /// The fragment index in a `<ts>#<index>[#d].data` name.

@@ -1,4 +1,5 @@
-//! A small HTTP client for the proxy's integration tests.
+//! A small HTTP client for the proxy's integration tests, and a look at
+//! the devices' files.
 #![allow(dead_code)]
 
 use apus_http::{full, BackendClient, Body, ClientConfig};
@@ -115,4 +116,28 @@ pub fn hdrs(pairs: &[(&str, &str)]) -> HeaderMap {
         );
     }
     h
+}
+
+/// Every `.data` file under `root` in a `policy_dir` (`objects` for
+/// policy 0, `objects-1` for policy 1), in path order.
+pub fn data_files(root: &std::path::Path, policy_dir: &str) -> Vec<std::path::PathBuf> {
+    fn walk(dir: &std::path::Path, policy_dir: &str, out: &mut Vec<std::path::PathBuf>) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                walk(&p, policy_dir, out);
+            } else if p.extension().is_some_and(|x| x == "data")
+                && p.components().any(|c| c.as_os_str() == policy_dir)
+            {
+                out.push(p);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(root, policy_dir, &mut out);
+    out.sort();
+    out
 }
