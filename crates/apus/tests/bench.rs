@@ -274,6 +274,7 @@ fn the_suite_prints_every_line_the_scripts_join() {
     }
     want.extend(
         [
+            "listing_10k_first_json ms",
             "listing_10k_json ms",
             "listing_10k_bytes bytes",
             "large_put MB/s",
