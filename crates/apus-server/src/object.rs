@@ -607,21 +607,26 @@ impl ObjectServer {
                 }
             }
         };
-        let refusal = if let Some(status) = failure {
-            Some(status_response(status))
+        // The body is whole and, from a proxy that hashed it, vouched for:
+        // the proxy's ETag and CRC-32, or the refusal.
+        let checked = if let Some(status) = failure {
+            Err(status_response(status))
         } else if fsize.is_some_and(|n| n != received) {
-            Some(status_response(499))
+            Err(status_response(499))
         } else if etag_trailer {
-            proxy_digest(&trailers).err()
+            proxy_digest(&trailers).map(Some)
         } else {
-            None
+            Ok(None)
         };
-        if let Some(refusal) = refusal {
-            if let Some(writer) = writer {
-                let _ = tokio::task::spawn_blocking(move || drop(writer)).await;
+        let proxy_hashed = match checked {
+            Ok(digest) => digest,
+            Err(refusal) => {
+                if let Some(writer) = writer {
+                    let _ = tokio::task::spawn_blocking(move || drop(writer)).await;
+                }
+                return refusal;
             }
-            return refusal;
-        }
+        };
         let mut metadata = Metadata::new();
         metadata.insert("X-Timestamp", ts.internal());
         metadata.insert("Content-Type", content_type.clone());
@@ -632,11 +637,6 @@ impl ObjectServer {
         let sent_etag = header(headers, "etag")
             .map(|sent| normalized_etag(&sent))
             .filter(|sent| !sent.is_empty());
-        let proxy_hashed = if etag_trailer {
-            proxy_digest(&trailers).ok()
-        } else {
-            None
-        };
         let if_none_match = if_none_match(headers);
         let device = t.device.clone();
         // Check the current object (small bodies), write what is still in
