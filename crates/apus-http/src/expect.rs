@@ -27,10 +27,12 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::timeout;
 
+use crate::local::{LocalHead, LocalNodes, LocalStarted, LocalUpload};
+
 /// Largest response head accepted from a backend.
 const MAX_HEAD: usize = 64 * 1024;
 /// Largest response body kept (backend PUT answers are short texts).
-const MAX_BODY: usize = 64 * 1024;
+pub(crate) const MAX_BODY: usize = 64 * 1024;
 
 /// A backend's final answer.
 #[derive(Debug, Clone)]
@@ -48,8 +50,17 @@ pub enum Started {
     Final(FinalResponse),
 }
 
-/// An upload in progress to one backend.
-pub struct UploadConn {
+/// An upload in progress to one backend: over a connection, or handed to
+/// a server of this process (see [`crate::local`]).
+pub struct UploadConn(Conn);
+
+enum Conn {
+    Tcp(TcpUpload),
+    Local(LocalUpload),
+}
+
+/// An upload in progress over a connection.
+struct TcpUpload {
     stream: TcpStream,
     /// Bytes read past the `100 Continue` head, kept for the final answer.
     pending: BytesMut,
@@ -69,6 +80,8 @@ pub struct UploadPool {
     idle: Arc<Mutex<HashMap<String, Vec<IdleConn>>>>,
     max_idle_per_host: usize,
     idle_timeout: Duration,
+    /// Servers of this process, which take uploads without a socket.
+    local: LocalNodes,
 }
 
 impl UploadPool {
@@ -80,7 +93,15 @@ impl UploadPool {
             idle: Arc::new(Mutex::new(HashMap::new())),
             max_idle_per_host,
             idle_timeout,
+            local: LocalNodes::default(),
         }
+    }
+
+    /// Hands uploads to the servers registered in `local` without a
+    /// socket when they are for the address one listens on.
+    pub fn with_local(mut self, local: LocalNodes) -> Self {
+        self.local = local;
+        self
     }
 
     /// How many idle connections the pool holds for `host`.
@@ -187,6 +208,23 @@ impl UploadPool {
 
     async fn start_head(&self, head: &Head<'_>, conn_timeout: Duration) -> io::Result<Started> {
         let host = head.host;
+        let local = LocalHead {
+            method: head.method,
+            path: head.path,
+            host,
+            headers: head.headers,
+            content_length: head.content_length,
+            body: head.body,
+            node_timeout: head.node_timeout,
+        };
+        if let Some(started) = crate::local::start(&self.local, &local).await {
+            return started.map(|s| match s {
+                LocalStarted::Continue(upload) => {
+                    Started::Continue(UploadConn(Conn::Local(upload)))
+                }
+                LocalStarted::Final(answer) => Started::Final(answer),
+            });
+        }
         let pool = Some((self.clone(), host.to_string()));
         if let Some(stream) = self.take(host) {
             match start_on(stream, pool.clone(), head).await {
@@ -486,7 +524,7 @@ async fn start_on(
     .await
     .map_err(|_| StartError::Other(timed_out("sending the request head")))?
     .map_err(before_answer)?;
-    let mut conn = UploadConn {
+    let mut conn = TcpUpload {
         stream,
         pending: BytesMut::new(),
         chunked: content_length.is_none(),
@@ -502,7 +540,7 @@ async fn start_on(
     let (status, headers, consumed) = conn.read_head().await.map_err(StartError::Other)?;
     if status == StatusCode::CONTINUE {
         let _ = conn.pending.split_to(consumed);
-        return Ok(Started::Continue(conn));
+        return Ok(Started::Continue(UploadConn(Conn::Tcp(conn))));
     }
     let _ = conn.pending.split_to(consumed);
     // Refused before the body: the node may still expect it, so this
@@ -518,6 +556,44 @@ async fn start_on(
 impl UploadConn {
     /// Sends one piece of the body.
     pub async fn send(&mut self, data: &[u8]) -> io::Result<()> {
+        match &mut self.0 {
+            Conn::Tcp(conn) => conn.send(data).await,
+            Conn::Local(upload) => upload.send(Bytes::copy_from_slice(data)).await,
+        }
+    }
+
+    /// Sends one piece of the body; a server of this process gets the
+    /// bytes themselves, not a copy.
+    pub async fn send_bytes(&mut self, data: Bytes) -> io::Result<()> {
+        match &mut self.0 {
+            Conn::Tcp(conn) => conn.send(&data).await,
+            Conn::Local(upload) => upload.send(data).await,
+        }
+    }
+
+    /// Ends the body and reads the final answer.
+    pub async fn finish(self) -> io::Result<FinalResponse> {
+        self.finish_with_trailers(&HeaderMap::new()).await
+    }
+
+    /// Ends the body with `trailers` after the last chunk and reads the
+    /// final answer. A body sent with a `Content-Length` cannot carry
+    /// trailers: asking for any is an error.
+    pub async fn finish_with_trailers(self, trailers: &HeaderMap) -> io::Result<FinalResponse> {
+        match self.0 {
+            Conn::Tcp(conn) => conn.finish_with_trailers(trailers).await,
+            Conn::Local(upload) => upload.finish(trailers).await,
+        }
+    }
+
+    /// Whether the upload goes to a server of this process.
+    pub fn is_local(&self) -> bool {
+        matches!(self.0, Conn::Local(_))
+    }
+}
+
+impl TcpUpload {
+    async fn send(&mut self, data: &[u8]) -> io::Result<()> {
         if data.is_empty() {
             return Ok(());
         }
@@ -536,15 +612,7 @@ impl UploadConn {
             .map_err(|_| timed_out("sending the body"))?
     }
 
-    /// Ends the body and reads the final answer.
-    pub async fn finish(self) -> io::Result<FinalResponse> {
-        self.finish_with_trailers(&HeaderMap::new()).await
-    }
-
-    /// Ends the body with `trailers` after the last chunk and reads the
-    /// final answer. A body sent with a `Content-Length` cannot carry
-    /// trailers: asking for any is an error.
-    pub async fn finish_with_trailers(mut self, trailers: &HeaderMap) -> io::Result<FinalResponse> {
+    async fn finish_with_trailers(mut self, trailers: &HeaderMap) -> io::Result<FinalResponse> {
         if self.chunked {
             let mut end = b"0\r\n".to_vec();
             for (name, value) in trailers {

@@ -16,6 +16,9 @@
 //! - [`client`]: the backend client ([`BackendClient`]) with connection
 //!   pooling, a connect timeout and a node timeout (no progress for that
 //!   long fails the request), streaming bodies both ways and raw paths;
+//! - [`local`]: uploads handed to a server of the same process without a
+//!   socket ([`local::LocalNodes`]), used by the upload pool of
+//!   [`expect`];
 //! - [`metrics`]: the Prometheus figures every server shares (requests
 //!   counted by the accept loop, process figures) and `/metrics` itself;
 //! - [`healthcheck`]: Swift's `/healthcheck` answer, the same on every
@@ -30,6 +33,7 @@ pub mod client;
 pub mod expect;
 pub mod healthcheck;
 pub mod limits;
+pub mod local;
 pub mod metrics;
 pub mod server;
 pub mod wire;

@@ -98,7 +98,8 @@ impl App {
         let uploads = apus_http::expect::UploadPool::new(
             client.config().pool_max_idle_per_host,
             client.config().pool_idle_timeout,
-        );
+        )
+        .with_local(config.local_nodes.clone());
         let limiter = Arc::new(ErrorLimiter::new(LimiterConfig {
             limit: config.error_suppression_limit,
             interval: config.error_suppression_interval,

@@ -170,6 +170,9 @@ pub struct ProxyConfig {
     pub domain_remap: crate::domain_remap::DomainRemapConfig,
     /// The filters in front of the controllers (`[pipeline:main]`).
     pub pipeline: crate::pipeline::Pipeline,
+    /// Object servers of this process, which take uploads without a
+    /// socket (`apus serve` registers them; none by default).
+    pub local_nodes: apus_http::local::LocalNodes,
 }
 
 /// Swift's `[filter:versioned_writes]`: which versioning APIs run. Swift's
@@ -236,6 +239,7 @@ impl ProxyConfig {
             name_check: crate::name_check::NameCheckConfig::default(),
             bulk: crate::bulk::BulkConfig::default(),
             pipeline: crate::pipeline::Pipeline::default(),
+            local_nodes: apus_http::local::LocalNodes::default(),
         }
     }
 

@@ -213,6 +213,24 @@ fn now_secs() -> f64 {
 
 impl Handler for ObjectServer {
     async fn call(&self, req: Request<Incoming>) -> Response<Body> {
+        self.answer(req.map(apus_http::incoming)).await
+    }
+}
+
+/// The proxy of the same process hands its uploads here without a socket
+/// (see `apus_http::local`); they are answered, logged and counted as
+/// those that come on a connection.
+impl apus_http::local::LocalHandler for ObjectServer {
+    fn call_local(
+        self: Arc<Self>,
+        req: Request<Body>,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Response<Body>> + Send>> {
+        Box::pin(async move { self.answer(req).await })
+    }
+}
+
+impl ObjectServer {
+    async fn answer(&self, req: Request<Body>) -> Response<Body> {
         let start = Instant::now();
         let method = req.method().clone();
         let path = req.uri().path().to_string();
@@ -296,7 +314,7 @@ impl ObjectServer {
         &self.mgr
     }
 
-    async fn handle(&self, req: Request<Incoming>) -> Resp {
+    async fn handle(&self, req: Request<Body>) -> Resp {
         if apus_http::healthcheck::is_healthcheck(req.method(), req.uri().path()) {
             return apus_http::healthcheck::answer();
         }
@@ -460,7 +478,7 @@ impl ObjectServer {
 
     // ---- PUT -------------------------------------------------------------
 
-    async fn put(&self, t: Target, req: Request<Incoming>) -> Resp {
+    async fn put(&self, t: Target, req: Request<Body>) -> Resp {
         let (parts, body) = req.into_parts();
         let headers = &parts.headers;
         let ts = match valid_timestamp(headers) {
@@ -739,7 +757,7 @@ impl ObjectServer {
 
     // ---- GET / HEAD ------------------------------------------------------
 
-    async fn get_or_head(&self, t: Target, req: Request<Incoming>) -> Resp {
+    async fn get_or_head(&self, t: Target, req: Request<Body>) -> Resp {
         let headers = req.headers().clone();
         let is_head = req.method() == Method::HEAD;
         drop(req);
@@ -947,7 +965,7 @@ impl ObjectServer {
 
     // ---- POST ------------------------------------------------------------
 
-    async fn post(&self, t: Target, req: Request<Incoming>) -> Resp {
+    async fn post(&self, t: Target, req: Request<Body>) -> Resp {
         let (parts, _body) = req.into_parts();
         let headers = &parts.headers;
         let ts = match valid_timestamp(headers) {
@@ -1094,7 +1112,7 @@ impl ObjectServer {
 
     // ---- DELETE ----------------------------------------------------------
 
-    async fn delete(&self, t: Target, req: Request<Incoming>) -> Resp {
+    async fn delete(&self, t: Target, req: Request<Body>) -> Resp {
         let (parts, _body) = req.into_parts();
         let headers = &parts.headers;
         let ts = match valid_timestamp(headers) {

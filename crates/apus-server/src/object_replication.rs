@@ -29,7 +29,6 @@ use apus_proto::headers as h;
 use apus_proto::replication::{self as repl, LocalState, MAX_MISSING_CHECK_BODY};
 use apus_proto::split_path;
 use http::{HeaderMap, HeaderValue, Request, Response};
-use hyper::body::Incoming;
 
 use crate::common::{
     header, header_true, insufficient_storage, py_int, status_response, text_response,
@@ -88,7 +87,7 @@ pub(crate) async fn replicate(
     mgr: &DiskFileManager,
     conf: &ObjectServerConfig,
     decoded: &str,
-    req: Request<Incoming>,
+    req: Request<Body>,
 ) -> Resp {
     let segs = match split_path(decoded, 2, 3, true) {
         Ok(s) => s,
@@ -218,7 +217,7 @@ async fn missing_check(
     partition: u32,
     policy: u32,
     ec: Option<(EcPolicy, u32)>,
-    req: Request<Incoming>,
+    req: Request<Body>,
 ) -> Resp {
     if let Some(cl) = header(req.headers(), "content-length") {
         match py_int(&cl) {

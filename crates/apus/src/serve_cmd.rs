@@ -633,7 +633,7 @@ fn describe_proxy(out: &mut String, conf: &NodeConfig, pc: &ProxyConfig, addr: S
     }
 }
 
-async fn serve(plan: Plan, shutdown_timeout: Duration) -> Result<ExitCode> {
+async fn serve(mut plan: Plan, shutdown_timeout: Duration) -> Result<ExitCode> {
     let mut sigint = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
     let mut sigterm = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
     let server_conf = ServerConfig {
@@ -644,8 +644,14 @@ async fn serve(plan: Plan, shutdown_timeout: Duration) -> Result<ExitCode> {
     let daemon_metrics = plan.daemons.as_ref().and_then(Daemons::metrics);
     let (storage_stop, storage_rx) = watch::channel(false);
     let mut storage = JoinSet::new();
+    // The proxy hands uploads to the object servers of this process
+    // without a socket (`apus_http::local`).
+    let local_nodes = apus_http::local::LocalNodes::default();
     for (server, config, listener) in plan.storage {
         let listener = into_tokio(listener)?;
+        let addr = listener
+            .local_addr()
+            .context("a storage listener's address")?;
         let stop = stopped(storage_rx.clone());
         let mut sc = server_conf.clone();
         let devices = match &config {
@@ -657,12 +663,16 @@ async fn serve(plan: Plan, shutdown_timeout: Duration) -> Result<ExitCode> {
         // start (removing what a crash left in its temp directories) is
         // over before the proxy answers anything.
         let serving: Pin<Box<dyn Future<Output = std::io::Result<()>> + Send>> = match config {
-            StorageConfig::Object(c) => Box::pin(apus_http::serve_with(
-                listener,
-                Arc::new(ObjectServer::new(c)),
-                stop,
-                sc,
-            )),
+            StorageConfig::Object(c) => {
+                let server = Arc::new(ObjectServer::new(c));
+                let registration =
+                    local_nodes.register(addr, server.clone(), sc.metrics.requests.clone());
+                Box::pin(async move {
+                    let served = apus_http::serve_with(listener, server, stop, sc).await;
+                    drop(registration);
+                    served
+                })
+            }
             StorageConfig::Container(c) => Box::pin(apus_http::serve_with(
                 listener,
                 Arc::new(ContainerServer::new(c)),
@@ -677,6 +687,9 @@ async fn serve(plan: Plan, shutdown_timeout: Duration) -> Result<ExitCode> {
             )),
         };
         storage.spawn(async move { (server.name(), serving.await) });
+    }
+    if let Some((pc, _, _)) = plan.proxy.as_mut() {
+        pc.local_nodes = local_nodes;
     }
     let (proxy_stop, proxy_rx) = watch::channel(false);
     let mut proxy = JoinSet::new();

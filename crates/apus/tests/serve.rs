@@ -239,3 +239,155 @@ fn erasure_coded_policies_must_match_their_rings() {
         "{stderr}"
     );
 }
+
+/// Every `.data` file on the cluster's devices.
+fn data_files(data: &Path) -> Vec<std::path::PathBuf> {
+    fn walk(dir: &Path, found: &mut Vec<std::path::PathBuf>) {
+        let Ok(entries) = fs::read_dir(dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                walk(&path, found);
+            } else if path.extension().is_some_and(|e| e == "data") {
+                found.push(path);
+            }
+        }
+    }
+    let mut found = Vec::new();
+    walk(&data.join("devices"), &mut found);
+    found
+}
+
+/// Waits (bounded) until the object servers logged `count` answers of
+/// `status` to PUTs of `name`.
+fn wait_for_object_puts(server: &support::Server, name: &str, status: u16, count: usize) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let log = server.stderr();
+        let seen = log
+            .lines()
+            .filter(|l| {
+                l.contains("object-server")
+                    && l.contains("method=PUT")
+                    && l.contains(name)
+                    && l.contains(&format!("status={status}"))
+            })
+            .count();
+        if seen >= count {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{seen} of {count} object PUTs of {name} answered {status}:\n{log}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// `apus serve` hands its proxy's uploads to its own object servers
+/// without a socket (`apus_http::local`); what a PUT guarantees must not
+/// change with it: a body whose ETag is wrong, or whose client goes away
+/// before the end, leaves no object on any replica, and a whole one reads
+/// back whole.
+#[test]
+fn uploads_to_the_servers_of_the_process_keep_their_guarantees() {
+    use std::io::{Read, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let mut server = Server::start(dir.path(), &data, "local");
+    let proxy = server.wait_ready();
+    let (token, account) = support::login(proxy, "test:tester", "testing");
+    let auth = [("X-Auth-Token", token.as_str())];
+    let (head, _) = support::exchange(proxy, "PUT", &format!("{account}/c"), &auth, b"");
+    assert_eq!(head.status, 201);
+
+    let body = support::pattern(1 << 20, 7);
+    let etag = support::md5_hex(&body);
+    let put = |name: &str, etag: &str| {
+        let headers = [("X-Auth-Token", token.as_str()), ("Etag", etag)];
+        support::exchange(
+            proxy,
+            "PUT",
+            &format!("{account}/c/{name}"),
+            &headers,
+            &body,
+        )
+        .0
+        .status
+    };
+    assert_eq!(put("whole", &etag), 201);
+    // Handed over in the process: the object servers saw no peer address.
+    wait_for_object_puts(&server, "/c/whole", 201, 3);
+    assert!(
+        server
+            .stderr()
+            .lines()
+            .any(|l| l.contains("/c/whole") && l.contains("remote=127.0.0.1:0")),
+        "{}",
+        server.stderr()
+    );
+    let (head, got) = support::exchange(proxy, "GET", &format!("{account}/c/whole"), &auth, b"");
+    assert_eq!(head.status, 200);
+    assert_eq!(support::md5_hex(&got), etag);
+    assert_eq!(data_files(&data).len(), 3);
+
+    assert_eq!(put("wrong-etag", &"0".repeat(32)), 422);
+
+    // Clients that stop part-way: one that declared the length, one
+    // sending chunks.
+    let path = format!("{account}/c/cut-short");
+    let len = body.len().to_string();
+    let mut conn = support::send_head(
+        proxy,
+        "PUT",
+        &path,
+        &[("X-Auth-Token", token.as_str()), ("Content-Length", &len)],
+        std::time::Duration::from_secs(30),
+    );
+    conn.write_all(&body[..300_000]).unwrap();
+    conn.flush().unwrap();
+    drop(conn);
+    wait_for_object_puts(&server, "/c/cut-short", 499, 3);
+
+    // HTTP/1.1: chunked bodies are not HTTP/1.0's.
+    let mut conn = TcpStream::connect(proxy).unwrap();
+    conn.write_all(
+        format!(
+            "PUT {account}/c/chunks-cut HTTP/1.1\r\nHost: localhost\r\n\
+             X-Auth-Token: {token}\r\nTransfer-Encoding: chunked\r\n\r\n"
+        )
+        .as_bytes(),
+    )
+    .unwrap();
+    for piece in body[..400_000].chunks(100_000) {
+        conn.write_all(format!("{:x}\r\n", piece.len()).as_bytes())
+            .unwrap();
+        conn.write_all(piece).unwrap();
+        conn.write_all(b"\r\n").unwrap();
+    }
+    conn.flush().unwrap();
+    // Give the proxy time to pass what it got on before the client goes.
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    drop(conn);
+    wait_for_object_puts(&server, "/c/chunks-cut", 499, 3);
+
+    for name in ["wrong-etag", "cut-short", "chunks-cut"] {
+        let (head, _) = support::exchange(proxy, "GET", &format!("{account}/c/{name}"), &auth, b"");
+        assert_eq!(head.status, 404, "{name}");
+    }
+    assert_eq!(data_files(&data).len(), 3, "{:?}", data_files(&data));
+    let mut listing = String::new();
+    support::send_head(
+        proxy,
+        "GET",
+        &format!("{account}/c"),
+        &auth,
+        std::time::Duration::from_secs(10),
+    )
+    .read_to_string(&mut listing)
+    .unwrap();
+    assert!(listing.ends_with("\r\n\r\nwhole\n"), "{listing}");
+    assert!(server.terminate().success(), "{}", server.stderr());
+}

@@ -43,7 +43,7 @@ impl ObjectServer {
 
     // ---- fragment PUT and commit ------------------------------------------
 
-    pub(super) async fn ec_put(&self, t: Target, ec: EcPolicy, req: Request<Incoming>) -> Resp {
+    pub(super) async fn ec_put(&self, t: Target, ec: EcPolicy, req: Request<Body>) -> Resp {
         let (parts, body) = req.into_parts();
         let headers = &parts.headers;
         let ts = match valid_timestamp(headers) {
@@ -358,12 +358,7 @@ impl ObjectServer {
 
     // ---- GET / HEAD --------------------------------------------------------
 
-    pub(super) async fn ec_get_or_head(
-        &self,
-        t: Target,
-        ec: EcPolicy,
-        req: Request<Incoming>,
-    ) -> Resp {
+    pub(super) async fn ec_get_or_head(&self, t: Target, ec: EcPolicy, req: Request<Body>) -> Resp {
         let headers = req.headers().clone();
         let is_head = req.method() == Method::HEAD;
         drop(req);
