@@ -56,6 +56,12 @@ pub enum ClientError {
     },
     #[error("{host} did not answer within the node timeout")]
     Timeout { host: String },
+    #[error("{host} (in this process) failed: {source}")]
+    Local {
+        host: String,
+        #[source]
+        source: io::Error,
+    },
     #[error("request to {host} failed: {source}")]
     Http {
         host: String,
@@ -75,6 +81,8 @@ impl ClientError {
 pub struct BackendClient {
     inner: Client<HttpConnector, ProgressBody>,
     config: Arc<ClientConfig>,
+    /// Servers of this process, which take requests without a socket.
+    local: crate::local::LocalNodes,
 }
 
 impl BackendClient {
@@ -94,7 +102,16 @@ impl BackendClient {
         BackendClient {
             inner,
             config: Arc::new(config),
+            local: crate::local::LocalNodes::default(),
         }
+    }
+
+    /// Hands requests to the servers registered in `local` without a
+    /// socket when they are for the address one listens on (see
+    /// [`crate::local`]).
+    pub fn with_local(mut self, local: crate::local::LocalNodes) -> Self {
+        self.local = local;
+        self
     }
 
     pub fn config(&self) -> &ClientConfig {
@@ -113,6 +130,20 @@ impl BackendClient {
         headers: HeaderMap,
         body: Body,
     ) -> Result<Response<Body>, ClientError> {
+        let node_timeout = self.config.node_timeout;
+        if let Some((node, uri)) = crate::local::route(&self.local, host, path) {
+            return crate::local::call(node, uri, method, host, headers, body, node_timeout)
+                .await
+                .map_err(|e| match e {
+                    crate::local::CallError::Timeout => ClientError::Timeout {
+                        host: host.to_string(),
+                    },
+                    crate::local::CallError::Failed(source) => ClientError::Local {
+                        host: host.to_string(),
+                        source,
+                    },
+                });
+        }
         let target = format!("http://{host}{path}");
         let uri: Uri = target
             .parse()
@@ -125,7 +156,6 @@ impl BackendClient {
         *req.method_mut() = method;
         *req.uri_mut() = uri;
         *req.headers_mut() = headers;
-        let node_timeout = self.config.node_timeout;
         let fut = self.inner.request(req);
         tokio::pin!(fut);
         let result = loop {

@@ -55,7 +55,7 @@ pub trait LocalHandler: Send + Sync + 'static {
 }
 
 #[derive(Clone)]
-struct LocalNode {
+pub(crate) struct LocalNode {
     handler: Arc<dyn LocalHandler>,
     requests: Option<Arc<RequestMetrics>>,
 }
@@ -127,6 +127,198 @@ impl LocalNodes {
         }
         let addr: SocketAddr = host.parse().ok()?;
         nodes.get(&addr).cloned()
+    }
+}
+
+/// The server registered for `host` and the request target `path` as a
+/// URI, or `None`: the request goes to the network.
+pub(crate) fn route(nodes: &LocalNodes, host: &str, path: &str) -> Option<(LocalNode, Uri)> {
+    let node = nodes.get(host)?;
+    let uri: Uri = path.parse().ok()?;
+    Some((node, uri))
+}
+
+/// Why [`call`] failed.
+pub(crate) enum CallError {
+    /// No answer's head within the node timeout.
+    Timeout,
+    /// The server's task ended without an answer.
+    Failed(io::Error),
+}
+
+/// Sends one request to a server of this process and returns its answer
+/// as hyper's client would (see the module's notes). The server runs in a
+/// task of its own: like a request on a connection, it is carried through
+/// even when the caller stops waiting.
+pub(crate) async fn call(
+    node: LocalNode,
+    uri: Uri,
+    method: http::Method,
+    host: &str,
+    mut headers: HeaderMap,
+    body: Body,
+    node_timeout: Duration,
+) -> Result<Response<Body>, CallError> {
+    if let Ok(host) = HeaderValue::from_str(host) {
+        headers.insert(HOST, host);
+    }
+    // The length headers hyper's client writes: none for an empty body,
+    // the length when known, else chunks (none for GET, HEAD, CONNECT).
+    if !headers.contains_key(CONTENT_LENGTH)
+        && !headers.contains_key(TRANSFER_ENCODING)
+        && !http_body::Body::is_end_stream(&body)
+    {
+        match http_body::Body::size_hint(&body).exact() {
+            Some(len) => {
+                headers.insert(CONTENT_LENGTH, HeaderValue::from(len));
+            }
+            None if !matches!(
+                method,
+                http::Method::GET | http::Method::HEAD | http::Method::CONNECT
+            ) =>
+            {
+                headers.insert(TRANSFER_ENCODING, HeaderValue::from_static("chunked"));
+            }
+            None => {}
+        }
+    }
+    let head_only = method == http::Method::HEAD;
+    let mut req = Request::new(body);
+    *req.method_mut() = method;
+    *req.uri_mut() = uri;
+    *req.headers_mut() = headers;
+    req.extensions_mut()
+        .insert(RemoteAddr(SocketAddr::from(([127, 0, 0, 1], 0))));
+    let answer = tokio::spawn(async move {
+        let started = Instant::now();
+        let method = req.method().clone();
+        let resp = node.handler.call_local(req).await;
+        if let Some(m) = &node.requests {
+            m.record(&method, resp.status(), started.elapsed());
+        }
+        resp
+    });
+    let resp = timeout(node_timeout, answer)
+        .await
+        .map_err(|_| CallError::Timeout)?
+        .map_err(|e| CallError::Failed(io::Error::other(format!("local server failed: {e}"))))?;
+    let (mut parts, body) = resp.into_parts();
+    // The head hyper's server would have written for this answer.
+    let status = parts.status;
+    let bodiless_status = status.is_informational()
+        || status == http::StatusCode::NO_CONTENT
+        || status == http::StatusCode::NOT_MODIFIED;
+    if !parts.headers.contains_key(CONTENT_LENGTH) && !parts.headers.contains_key(TRANSFER_ENCODING)
+    {
+        let exact = if http_body::Body::is_end_stream(&body) {
+            Some(0)
+        } else {
+            http_body::Body::size_hint(&body).exact()
+        };
+        match exact {
+            Some(0) if bodiless_status || head_only => {}
+            Some(len) if !bodiless_status => {
+                parts.headers.insert(CONTENT_LENGTH, HeaderValue::from(len));
+            }
+            None if !bodiless_status && !head_only => {
+                parts
+                    .headers
+                    .insert(TRANSFER_ENCODING, HeaderValue::from_static("chunked"));
+            }
+            _ => {}
+        }
+    }
+    // What hyper's client would read of it: nothing after a HEAD or a
+    // bodiless status, else the body held to its declared length.
+    let body = if head_only || bodiless_status {
+        crate::body::empty()
+    } else {
+        let declared = parts
+            .headers
+            .get(CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok());
+        AnswerBody {
+            inner: body,
+            remaining: declared,
+            node_timeout,
+            sleep: None,
+        }
+        .boxed()
+    };
+    Ok(Response::from_parts(parts, body))
+}
+
+/// A local server's answer body as hyper's client hands one over: each
+/// piece within the node timeout, its length as declared (an answer that
+/// ends short is an error, as a connection closed early is).
+struct AnswerBody {
+    inner: Body,
+    remaining: Option<u64>,
+    node_timeout: Duration,
+    sleep: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl http_body::Body for AnswerBody {
+    type Data = Bytes;
+    type Error = io::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
+        if self.remaining == Some(0) {
+            return Poll::Ready(None);
+        }
+        match Pin::new(&mut self.inner).poll_frame(cx) {
+            Poll::Ready(frame) => {
+                self.sleep = None;
+                match frame {
+                    Some(Ok(frame)) => {
+                        if let (Some(data), Some(remaining)) = (frame.data_ref(), self.remaining) {
+                            let len = (data.len() as u64).min(remaining);
+                            self.remaining = Some(remaining - len);
+                        }
+                        Poll::Ready(Some(Ok(frame)))
+                    }
+                    None if self.remaining.is_some_and(|r| r > 0) => {
+                        self.remaining = Some(0);
+                        Poll::Ready(Some(Err(io::Error::new(
+                            io::ErrorKind::UnexpectedEof,
+                            "backend response body ended early",
+                        ))))
+                    }
+                    other => Poll::Ready(other),
+                }
+            }
+            Poll::Pending => {
+                let timeout = self.node_timeout;
+                let sleep = self
+                    .sleep
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+                match sleep.as_mut().poll(cx) {
+                    Poll::Ready(()) => {
+                        self.sleep = None;
+                        Poll::Ready(Some(Err(io::Error::new(
+                            io::ErrorKind::TimedOut,
+                            "backend response body timed out",
+                        ))))
+                    }
+                    Poll::Pending => Poll::Pending,
+                }
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.remaining == Some(0) || (self.remaining.is_none() && self.inner.is_end_stream())
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self.remaining {
+            Some(n) => SizeHint::with_exact(n),
+            None => self.inner.size_hint(),
+        }
     }
 }
 
@@ -666,5 +858,148 @@ mod tests {
         let _registration = nodes.register(wildcard, recorder, None);
         assert!(!nodes.contains(&wildcard.to_string()));
         assert_eq!(put().await, StatusCode::ACCEPTED);
+    }
+
+    /// Answers by path, the way the backend client's callers see servers.
+    struct Answers;
+
+    impl LocalHandler for Answers {
+        fn call_local(
+            self: Arc<Self>,
+            req: Request<Body>,
+        ) -> Pin<Box<dyn Future<Output = Response<Body>> + Send>> {
+            Box::pin(async move {
+                let (parts, body) = req.into_parts();
+                let got = body
+                    .collect()
+                    .await
+                    .map(|c| c.to_bytes())
+                    .unwrap_or_default();
+                let seen = |name: http::HeaderName| {
+                    parts
+                        .headers
+                        .get(&name)
+                        .map_or("-".to_string(), |v| v.to_str().unwrap().to_string())
+                };
+                let mut resp = match parts.uri.path() {
+                    "/echo" => Response::new(crate::body::full(format!(
+                        "{} cl={} te={} host={} body={}",
+                        parts.method,
+                        seen(CONTENT_LENGTH),
+                        seen(TRANSFER_ENCODING),
+                        seen(HOST),
+                        String::from_utf8_lossy(&got)
+                    ))),
+                    "/no-content" => {
+                        let mut r = Response::new(crate::body::empty());
+                        *r.status_mut() = http::StatusCode::NO_CONTENT;
+                        r
+                    }
+                    "/short" => {
+                        let mut r = Response::new(crate::body::full("abc"));
+                        r.headers_mut()
+                            .insert(CONTENT_LENGTH, HeaderValue::from_static("10"));
+                        r
+                    }
+                    "/stream" => {
+                        let (tx, body) = crate::body::channel(2, None);
+                        tokio::spawn(async move {
+                            let _ = tx.send(Bytes::from_static(b"one ")).await;
+                            let _ = tx.send(Bytes::from_static(b"two")).await;
+                        });
+                        Response::new(body)
+                    }
+                    _ => {
+                        tokio::time::sleep(Duration::from_secs(3)).await;
+                        Response::new(crate::body::empty())
+                    }
+                };
+                resp.headers_mut().insert(
+                    "x-seen-method",
+                    HeaderValue::from_str(parts.method.as_str()).unwrap(),
+                );
+                resp
+            })
+        }
+    }
+
+    async fn text(resp: Response<Body>) -> io::Result<String> {
+        let bytes = resp.into_body().collect().await?.to_bytes();
+        Ok(String::from_utf8_lossy(&bytes).into_owned())
+    }
+
+    /// The backend client's requests to a registered server carry the
+    /// heads hyper would have written both ways.
+    #[tokio::test]
+    async fn backend_requests_reach_a_local_server_with_the_heads_of_a_connection() {
+        let nodes = LocalNodes::default();
+        let _registration =
+            nodes.register("127.0.0.1:6201".parse().unwrap(), Arc::new(Answers), None);
+        let client = crate::BackendClient::new(crate::ClientConfig {
+            node_timeout: Duration::from_millis(500),
+            ..crate::ClientConfig::default()
+        })
+        .with_local(nodes);
+        let host = "127.0.0.1:6201";
+        let send = |method: Method, path: &'static str, body: Body| {
+            client.request(method, host, path, HeaderMap::new(), body)
+        };
+
+        let resp = send(Method::GET, "/echo", crate::body::empty())
+            .await
+            .unwrap();
+        let expected = "GET cl=- te=- host=127.0.0.1:6201 body=";
+        assert_eq!(
+            resp.headers()["content-length"],
+            &expected.len().to_string()
+        );
+        assert_eq!(text(resp).await.unwrap(), expected);
+        let resp = send(Method::PUT, "/echo", crate::body::full("abc"))
+            .await
+            .unwrap();
+        assert_eq!(
+            text(resp).await.unwrap(),
+            "PUT cl=3 te=- host=127.0.0.1:6201 body=abc"
+        );
+        let (tx, streamed) = crate::body::channel(1, None);
+        tokio::spawn(async move {
+            let _ = tx.send(Bytes::from_static(b"xyz")).await;
+        });
+        let resp = send(Method::POST, "/echo", streamed).await.unwrap();
+        assert_eq!(
+            text(resp).await.unwrap(),
+            "POST cl=- te=chunked host=127.0.0.1:6201 body=xyz"
+        );
+        // HEAD: the length of what a GET would send, and no body.
+        let resp = send(Method::HEAD, "/echo", crate::body::empty())
+            .await
+            .unwrap();
+        let expected = "HEAD cl=- te=- host=127.0.0.1:6201 body=";
+        assert_eq!(
+            resp.headers()["content-length"],
+            &expected.len().to_string()
+        );
+        assert_eq!(text(resp).await.unwrap(), "");
+        let resp = send(Method::DELETE, "/no-content", crate::body::empty())
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), http::StatusCode::NO_CONTENT);
+        assert!(!resp.headers().contains_key("content-length"));
+        let resp = send(Method::GET, "/stream", crate::body::empty())
+            .await
+            .unwrap();
+        assert_eq!(resp.headers()["transfer-encoding"], "chunked");
+        assert_eq!(text(resp).await.unwrap(), "one two");
+        // An answer shorter than it said is an error, as a connection
+        // closed early is.
+        let resp = send(Method::GET, "/short", crate::body::empty())
+            .await
+            .unwrap();
+        assert!(text(resp).await.is_err());
+        // No answer within the node timeout.
+        let err = send(Method::GET, "/slow", crate::body::empty())
+            .await
+            .unwrap_err();
+        assert!(err.is_timeout(), "{err}");
     }
 }

@@ -94,7 +94,8 @@ impl App {
             connect_timeout: config.conn_timeout,
             node_timeout: config.node_timeout,
             ..ClientConfig::default()
-        });
+        })
+        .with_local(config.local_nodes.clone());
         let uploads = apus_http::expect::UploadPool::new(
             client.config().pool_max_idle_per_host,
             client.config().pool_idle_timeout,

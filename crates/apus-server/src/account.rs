@@ -618,6 +618,23 @@ fn deleted_response(status: StatusCode, method: &Method, marked: bool) -> Respon
 
 impl apus_http::Handler for AccountServer {
     async fn call(&self, req: Request<hyper::body::Incoming>) -> Response<DbBody> {
+        self.answer(req.map(apus_http::incoming)).await
+    }
+}
+
+/// A proxy or object server of the same process hands its requests here
+/// without a socket (see `apus_http::local`).
+impl apus_http::local::LocalHandler for AccountServer {
+    fn call_local(
+        self: Arc<Self>,
+        req: Request<apus_http::Body>,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Response<DbBody>> + Send>> {
+        Box::pin(async move { self.answer(req).await })
+    }
+}
+
+impl AccountServer {
+    async fn answer(&self, req: Request<apus_http::Body>) -> Response<DbBody> {
         let (parts, body) = req.into_parts();
         // Only REPLICATE reads a body; other verbs keep just the head.
         if crate::db_replicate::is_replicate(&parts.method) {
@@ -625,7 +642,7 @@ impl apus_http::Handler for AccountServer {
                 &self.cfg,
                 DbKind::Account,
                 &parts,
-                apus_http::incoming(body),
+                body,
             )
             .await;
         }

@@ -87,6 +87,13 @@ impl ContainerServer {
         &self.cfg
     }
 
+    /// Sends account updates to the account servers of this process
+    /// without a socket (see `apus_http::local`).
+    pub fn with_local_nodes(mut self, nodes: apus_http::local::LocalNodes) -> Self {
+        self.client = self.client.with_local(nodes);
+        self
+    }
+
     /// Serves on `listener` (apus-http's bootstrap) on a new task.
     pub fn spawn(self: Arc<Self>, listener: TcpListener) -> std::io::Result<ServerHandle> {
         ServerHandle::spawn(listener, self)
@@ -1027,6 +1034,23 @@ fn autocreated_broker(
 
 impl apus_http::Handler for ContainerServer {
     async fn call(&self, req: Request<hyper::body::Incoming>) -> Response<DbBody> {
+        self.answer(req.map(apus_http::incoming)).await
+    }
+}
+
+/// A proxy or object server of the same process hands its requests here
+/// without a socket (see `apus_http::local`).
+impl apus_http::local::LocalHandler for ContainerServer {
+    fn call_local(
+        self: Arc<Self>,
+        req: Request<apus_http::Body>,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Response<DbBody>> + Send>> {
+        Box::pin(async move { self.answer(req).await })
+    }
+}
+
+impl ContainerServer {
+    async fn answer(&self, req: Request<apus_http::Body>) -> Response<DbBody> {
         let (parts, body) = req.into_parts();
         // Only REPLICATE and UPDATE read a body; other verbs keep just the
         // head.
@@ -1035,14 +1059,14 @@ impl apus_http::Handler for ContainerServer {
                 &self.cfg,
                 DbKind::Container,
                 &parts,
-                apus_http::incoming(body),
+                body,
             )
             .await;
         }
         if parts.method.as_str() == "UPDATE" {
             let method = parts.method.clone();
             let result = match apus_http::body::collect_limited(
-                apus_http::incoming(body),
+                body,
                 apus_proto::db_replication::MAX_RPC_BODY,
             )
             .await

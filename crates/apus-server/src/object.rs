@@ -314,6 +314,13 @@ impl ObjectServer {
         &self.mgr
     }
 
+    /// Sends container updates to the container servers of this process
+    /// without a socket (see `apus_http::local`).
+    pub fn with_local_nodes(mut self, nodes: apus_http::local::LocalNodes) -> Self {
+        self.client = self.client.with_local(nodes);
+        self
+    }
+
     async fn handle(&self, req: Request<Body>) -> Resp {
         if apus_http::healthcheck::is_healthcheck(req.method(), req.uri().path()) {
             return apus_http::healthcheck::answer();

@@ -662,29 +662,39 @@ async fn serve(mut plan: Plan, shutdown_timeout: Duration) -> Result<ExitCode> {
         // The servers are made here, not in the task: an object server's
         // start (removing what a crash left in its temp directories) is
         // over before the proxy answers anything.
-        let serving: Pin<Box<dyn Future<Output = std::io::Result<()>> + Send>> = match config {
+        let requests = sc.metrics.requests.clone();
+        let (serving, registration): (Pin<Box<dyn Future<Output = _> + Send>>, _) = match config {
             StorageConfig::Object(c) => {
-                let server = Arc::new(ObjectServer::new(c));
-                let registration =
-                    local_nodes.register(addr, server.clone(), sc.metrics.requests.clone());
-                Box::pin(async move {
-                    let served = apus_http::serve_with(listener, server, stop, sc).await;
-                    drop(registration);
-                    served
-                })
+                let server = Arc::new(ObjectServer::new(c).with_local_nodes(local_nodes.clone()));
+                let registration = local_nodes.register(addr, server.clone(), requests);
+                (
+                    Box::pin(apus_http::serve_with(listener, server, stop, sc)),
+                    registration,
+                )
             }
-            StorageConfig::Container(c) => Box::pin(apus_http::serve_with(
-                listener,
-                Arc::new(ContainerServer::new(c)),
-                stop,
-                sc,
-            )),
-            StorageConfig::Account(c) => Box::pin(apus_http::serve_with(
-                listener,
-                Arc::new(AccountServer::new(c)),
-                stop,
-                sc,
-            )),
+            StorageConfig::Container(c) => {
+                let server =
+                    Arc::new(ContainerServer::new(c).with_local_nodes(local_nodes.clone()));
+                let registration = local_nodes.register(addr, server.clone(), requests);
+                (
+                    Box::pin(apus_http::serve_with(listener, server, stop, sc)),
+                    registration,
+                )
+            }
+            StorageConfig::Account(c) => {
+                let server = Arc::new(AccountServer::new(c));
+                let registration = local_nodes.register(addr, server.clone(), requests);
+                (
+                    Box::pin(apus_http::serve_with(listener, server, stop, sc)),
+                    registration,
+                )
+            }
+        };
+        // A server that stopped takes requests from the network only.
+        let serving = async move {
+            let served: std::io::Result<()> = serving.await;
+            drop(registration);
+            served
         };
         storage.spawn(async move { (server.name(), serving.await) });
     }
