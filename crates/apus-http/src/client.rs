@@ -132,17 +132,32 @@ impl BackendClient {
     ) -> Result<Response<Body>, ClientError> {
         let node_timeout = self.config.node_timeout;
         if let Some((node, uri)) = crate::local::route(&self.local, host, path) {
-            return crate::local::call(node, uri, method, host, headers, body, node_timeout)
-                .await
-                .map_err(|e| match e {
-                    crate::local::CallError::Timeout => ClientError::Timeout {
-                        host: host.to_string(),
-                    },
-                    crate::local::CallError::Failed(source) => ClientError::Local {
-                        host: host.to_string(),
-                        source,
-                    },
-                });
+            let progress = Arc::new(Progress::new());
+            let body = ProgressBody {
+                inner: body,
+                progress: progress.clone(),
+            }
+            .boxed();
+            return crate::local::call(
+                node,
+                uri,
+                method,
+                host,
+                headers,
+                body,
+                node_timeout,
+                &progress,
+            )
+            .await
+            .map_err(|e| match e {
+                crate::local::CallError::Timeout => ClientError::Timeout {
+                    host: host.to_string(),
+                },
+                crate::local::CallError::Failed(source) => ClientError::Local {
+                    host: host.to_string(),
+                    source,
+                },
+            });
         }
         let target = format!("http://{host}{path}");
         let uri: Uri = target
@@ -196,7 +211,7 @@ impl BackendClient {
 
 /// When the request last made progress (milliseconds since `start`).
 #[derive(Debug)]
-struct Progress {
+pub(crate) struct Progress {
     start: Instant,
     last_ms: AtomicU64,
 }
@@ -214,7 +229,7 @@ impl Progress {
         self.last_ms.store(ms, Ordering::Relaxed);
     }
 
-    fn idle(&self) -> Duration {
+    pub(crate) fn idle(&self) -> Duration {
         let last = Duration::from_millis(self.last_ms.load(Ordering::Relaxed));
         self.start.elapsed().saturating_sub(last)
     }

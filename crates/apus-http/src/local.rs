@@ -149,7 +149,10 @@ pub(crate) enum CallError {
 /// Sends one request to a server of this process and returns its answer
 /// as hyper's client would (see the module's notes). The server runs in a
 /// task of its own: like a request on a connection, it is carried through
-/// even when the caller stops waiting.
+/// even when the caller stops waiting. As over a connection, the node
+/// timeout runs from the request's last `progress` (the server taking a
+/// piece of its body) until the answer's head.
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn call(
     node: LocalNode,
     uri: Uri,
@@ -158,6 +161,7 @@ pub(crate) async fn call(
     mut headers: HeaderMap,
     body: Body,
     node_timeout: Duration,
+    progress: &crate::client::Progress,
 ) -> Result<Response<Body>, CallError> {
     if let Ok(host) = HeaderValue::from_str(host) {
         headers.insert(HOST, host);
@@ -189,7 +193,7 @@ pub(crate) async fn call(
     *req.headers_mut() = headers;
     req.extensions_mut()
         .insert(RemoteAddr(SocketAddr::from(([127, 0, 0, 1], 0))));
-    let answer = tokio::spawn(async move {
+    let mut answer = tokio::spawn(async move {
         let started = Instant::now();
         let method = req.method().clone();
         let resp = node.handler.call_local(req).await;
@@ -198,10 +202,17 @@ pub(crate) async fn call(
         }
         resp
     });
-    let resp = timeout(node_timeout, answer)
-        .await
-        .map_err(|_| CallError::Timeout)?
-        .map_err(|e| CallError::Failed(io::Error::other(format!("local server failed: {e}"))))?;
+    let resp = loop {
+        let idle = progress.idle();
+        if idle >= node_timeout {
+            return Err(CallError::Timeout);
+        }
+        tokio::select! {
+            resp = &mut answer => break resp,
+            _ = tokio::time::sleep(node_timeout - idle) => {}
+        }
+    }
+    .map_err(|e| CallError::Failed(io::Error::other(format!("local server failed: {e}"))))?;
     let (mut parts, body) = resp.into_parts();
     // The head hyper's server would have written for this answer.
     let status = parts.status;
@@ -1001,5 +1012,38 @@ mod tests {
             .await
             .unwrap_err();
         assert!(err.is_timeout(), "{err}");
+    }
+
+    /// The node timeout runs from the request's last progress, as over a
+    /// connection: a body that keeps coming is not cut off, an answer
+    /// that never comes is.
+    #[tokio::test]
+    async fn a_local_request_whose_body_keeps_coming_is_not_timed_out() {
+        let nodes = LocalNodes::default();
+        let _registration =
+            nodes.register("127.0.0.1:6202".parse().unwrap(), Arc::new(Answers), None);
+        let client = crate::BackendClient::new(crate::ClientConfig {
+            node_timeout: Duration::from_millis(400),
+            ..crate::ClientConfig::default()
+        })
+        .with_local(nodes);
+        let (tx, body) = crate::body::channel(1, None);
+        tokio::spawn(async move {
+            for _ in 0..5 {
+                tokio::time::sleep(Duration::from_millis(150)).await;
+                let _ = tx.send(Bytes::from_static(b"x")).await;
+            }
+        });
+        let resp = client
+            .request(
+                Method::POST,
+                "127.0.0.1:6202",
+                "/echo",
+                HeaderMap::new(),
+                body,
+            )
+            .await
+            .unwrap();
+        assert!(text(resp).await.unwrap().ends_with("body=xxxxx"));
     }
 }
