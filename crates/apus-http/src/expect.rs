@@ -13,6 +13,9 @@
 //! other backend requests, which spares every PUT three connects, accepts
 //! and closes (and the sockets they leave in TIME_WAIT).
 //!
+//! An upload to a server of this process that is registered in the
+//! pool's [`LocalNodes`] takes no connection at all (see [`crate::local`]).
+//!
 //! The answer is parsed without I/O ([`parse_response_head`],
 //! [`ChunkedDecoder`]), so the parsers can be tested and fuzzed alone.
 

@@ -187,21 +187,7 @@ pub(crate) async fn call(
         }
     }
     let head_only = method == http::Method::HEAD;
-    let mut req = Request::new(body);
-    *req.method_mut() = method;
-    *req.uri_mut() = uri;
-    *req.headers_mut() = headers;
-    req.extensions_mut()
-        .insert(RemoteAddr(SocketAddr::from(([127, 0, 0, 1], 0))));
-    let mut answer = tokio::spawn(async move {
-        let started = Instant::now();
-        let method = req.method().clone();
-        let resp = node.handler.call_local(req).await;
-        if let Some(m) = &node.requests {
-            m.record(&method, resp.status(), started.elapsed());
-        }
-        resp
-    });
+    let mut answer = spawn_answer(node, method, uri, headers, body);
     let resp = loop {
         let idle = progress.idle();
         if idle >= node_timeout {
@@ -258,6 +244,33 @@ pub(crate) async fn call(
         .boxed()
     };
     Ok(Response::from_parts(parts, body))
+}
+
+/// Runs `method uri` on `node` in a task of its own, as a request on a
+/// connection runs apart from its client, counted as its accept loop
+/// would count it; the peer address is `127.0.0.1:0` (there is no socket).
+fn spawn_answer(
+    node: LocalNode,
+    method: http::Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> JoinHandle<Response<Body>> {
+    let mut req = Request::new(body);
+    *req.method_mut() = method;
+    *req.uri_mut() = uri;
+    *req.headers_mut() = headers;
+    req.extensions_mut()
+        .insert(RemoteAddr(SocketAddr::from(([127, 0, 0, 1], 0))));
+    tokio::spawn(async move {
+        let started = Instant::now();
+        let method = req.method().clone();
+        let resp = node.handler.call_local(req).await;
+        if let Some(m) = &node.requests {
+            m.record(&method, resp.status(), started.elapsed());
+        }
+        resp
+    })
 }
 
 /// A local server's answer body as hyper's client hands one over: each
@@ -390,21 +403,7 @@ async fn start_on(node: LocalNode, uri: Uri, head: &LocalHead<'_>) -> io::Result
         remaining: head.content_length,
         ended: false,
     };
-    let mut req = Request::new(body.boxed());
-    *req.method_mut() = head.method.clone();
-    *req.uri_mut() = uri;
-    *req.headers_mut() = headers;
-    req.extensions_mut()
-        .insert(RemoteAddr(SocketAddr::from(([127, 0, 0, 1], 0))));
-    let mut answer = tokio::spawn(async move {
-        let started = Instant::now();
-        let method = req.method().clone();
-        let resp = node.handler.call_local(req).await;
-        if let Some(m) = &node.requests {
-            m.record(&method, resp.status(), started.elapsed());
-        }
-        resp
-    });
+    let mut answer = spawn_answer(node, head.method.clone(), uri, headers, body.boxed());
     let mut upload = LocalUpload {
         tx: Some(tx),
         finished,
