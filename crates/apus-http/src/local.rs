@@ -1022,14 +1022,14 @@ mod tests {
         let _registration =
             nodes.register("127.0.0.1:6202".parse().unwrap(), Arc::new(Answers), None);
         let client = crate::BackendClient::new(crate::ClientConfig {
-            node_timeout: Duration::from_millis(400),
+            node_timeout: Duration::from_millis(1000),
             ..crate::ClientConfig::default()
         })
         .with_local(nodes);
         let (tx, body) = crate::body::channel(1, None);
         tokio::spawn(async move {
             for _ in 0..5 {
-                tokio::time::sleep(Duration::from_millis(150)).await;
+                tokio::time::sleep(Duration::from_millis(300)).await;
                 let _ = tx.send(Bytes::from_static(b"x")).await;
             }
         });
