@@ -946,7 +946,7 @@ mod tests {
         let _registration =
             nodes.register("127.0.0.1:6201".parse().unwrap(), Arc::new(Answers), None);
         let client = crate::BackendClient::new(crate::ClientConfig {
-            node_timeout: Duration::from_millis(500),
+            node_timeout: Duration::from_millis(1500),
             ..crate::ClientConfig::default()
         })
         .with_local(nodes);
