@@ -644,8 +644,9 @@ async fn serve(mut plan: Plan, shutdown_timeout: Duration) -> Result<ExitCode> {
     let daemon_metrics = plan.daemons.as_ref().and_then(Daemons::metrics);
     let (storage_stop, storage_rx) = watch::channel(false);
     let mut storage = JoinSet::new();
-    // The proxy hands uploads to the object servers of this process
-    // without a socket (`apus_http::local`).
+    // The proxy, the object servers (container updates) and the container
+    // servers (account updates) hand their requests to the storage
+    // servers of this process without a socket (`apus_http::local`).
     let local_nodes = apus_http::local::LocalNodes::default();
     for (server, config, listener) in plan.storage {
         let listener = into_tokio(listener)?;
@@ -690,7 +691,8 @@ async fn serve(mut plan: Plan, shutdown_timeout: Duration) -> Result<ExitCode> {
                 )
             }
         };
-        // A server that stopped takes requests from the network only.
+        // Once a server stopped, requests for its address go to the network
+        // (and find nothing listening there), as before.
         let serving = async move {
             let served: std::io::Result<()> = serving.await;
             drop(registration);
