@@ -15,32 +15,16 @@
 mod support;
 
 use std::fs;
-use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use support::cluster::{MultiCluster, Options, NODES};
 use support::load::{summarize, Load, LoadConfig};
 use support::{env_number, random_u64};
 
-fn data_files(dir: &Path, out: &mut Vec<PathBuf>) {
-    let Ok(entries) = fs::read_dir(dir) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            data_files(&path, out);
-        } else if path.extension().is_some_and(|e| e == "data") {
-            out.push(path);
-        }
-    }
-}
-
 /// Flips one byte of one `.data` file on node `i`; false if it has none
 /// (or the file went away meanwhile).
 fn flip_a_byte(c: &MultiCluster, i: usize, r: u64) -> bool {
-    let mut files = Vec::new();
-    data_files(&c.nodes[i].device_path().join("objects"), &mut files);
+    let files = support::data_files(&c.nodes[i].device_path().join("objects"));
     if files.is_empty() {
         return false;
     }

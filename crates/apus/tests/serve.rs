@@ -240,26 +240,6 @@ fn erasure_coded_policies_must_match_their_rings() {
     );
 }
 
-/// Every `.data` file on the cluster's devices.
-fn data_files(data: &Path) -> Vec<std::path::PathBuf> {
-    fn walk(dir: &Path, found: &mut Vec<std::path::PathBuf>) {
-        let Ok(entries) = fs::read_dir(dir) else {
-            return;
-        };
-        for entry in entries.flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                walk(&path, found);
-            } else if path.extension().is_some_and(|e| e == "data") {
-                found.push(path);
-            }
-        }
-    }
-    let mut found = Vec::new();
-    walk(&data.join("devices"), &mut found);
-    found
-}
-
 /// Waits (bounded) until the object servers logged `count` answers of
 /// `status` to PUTs of `name`.
 fn wait_for_object_puts(server: &support::Server, name: &str, status: u16, count: usize) {
@@ -331,7 +311,7 @@ fn uploads_to_the_servers_of_the_process_keep_their_guarantees() {
     let (head, got) = support::exchange(proxy, "GET", &format!("{account}/c/whole"), &auth, b"");
     assert_eq!(head.status, 200);
     assert_eq!(support::md5_hex(&got), etag);
-    assert_eq!(data_files(&data).len(), 3);
+    assert_eq!(support::data_files(&data.join("devices")).len(), 3);
 
     assert_eq!(put("wrong-etag", &"0".repeat(32)), 422);
 
@@ -377,7 +357,8 @@ fn uploads_to_the_servers_of_the_process_keep_their_guarantees() {
         let (head, _) = support::exchange(proxy, "GET", &format!("{account}/c/{name}"), &auth, b"");
         assert_eq!(head.status, 404, "{name}");
     }
-    assert_eq!(data_files(&data).len(), 3, "{:?}", data_files(&data));
+    let left = support::data_files(&data.join("devices"));
+    assert_eq!(left.len(), 3, "{left:?}");
     let mut listing = String::new();
     support::send_head(
         proxy,

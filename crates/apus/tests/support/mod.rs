@@ -364,6 +364,26 @@ pub fn login(addr: SocketAddr, user: &str, key: &str) -> (String, String) {
     (token, path)
 }
 
+/// Every `.data` file below `dir`.
+pub fn data_files(dir: &Path) -> Vec<PathBuf> {
+    fn walk(dir: &Path, found: &mut Vec<PathBuf>) {
+        let Ok(entries) = fs::read_dir(dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                walk(&path, found);
+            } else if path.extension().is_some_and(|e| e == "data") {
+                found.push(path);
+            }
+        }
+    }
+    let mut found = Vec::new();
+    walk(dir, &mut found);
+    found
+}
+
 /// Deterministic, incompressible-looking bytes.
 pub fn pattern(len: usize, seed: u32) -> Vec<u8> {
     let mut x = seed | 1;
