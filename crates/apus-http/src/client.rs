@@ -199,12 +199,7 @@ impl BackendClient {
             }
         })?;
         let (parts, incoming) = resp.into_parts();
-        let body = TimeoutBody {
-            inner: incoming,
-            timeout: node_timeout,
-            sleep: None,
-        }
-        .boxed();
+        let body = with_node_timeout(crate::body::incoming(incoming), node_timeout);
         Ok(Response::from_parts(parts, body))
     }
 }
@@ -265,9 +260,20 @@ impl http_body::Body for ProgressBody {
     }
 }
 
+/// `body`, each of whose chunks must arrive within `timeout`: a backend
+/// answer's body, from a connection or from a server of this process.
+pub(crate) fn with_node_timeout(body: Body, timeout: Duration) -> Body {
+    TimeoutBody {
+        inner: body,
+        timeout,
+        sleep: None,
+    }
+    .boxed()
+}
+
 /// A response body whose every chunk must arrive within `timeout`.
 struct TimeoutBody {
-    inner: hyper::body::Incoming,
+    inner: Body,
     timeout: Duration,
     sleep: Option<Pin<Box<tokio::time::Sleep>>>,
 }
@@ -283,7 +289,7 @@ impl http_body::Body for TimeoutBody {
         match Pin::new(&mut self.inner).poll_frame(cx) {
             Poll::Ready(res) => {
                 self.sleep = None;
-                Poll::Ready(res.map(|r| r.map_err(io::Error::other)))
+                Poll::Ready(res)
             }
             Poll::Pending => {
                 let timeout = self.timeout;

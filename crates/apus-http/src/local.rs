@@ -235,13 +235,11 @@ pub(crate) async fn call(
             .get(CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<u64>().ok());
-        AnswerBody {
+        let held = HeldToLength {
             inner: body,
             remaining: declared,
-            node_timeout,
-            sleep: None,
-        }
-        .boxed()
+        };
+        crate::client::with_node_timeout(held.boxed(), node_timeout)
     };
     Ok(Response::from_parts(parts, body))
 }
@@ -273,17 +271,15 @@ fn spawn_answer(
     })
 }
 
-/// A local server's answer body as hyper's client hands one over: each
-/// piece within the node timeout, its length as declared (an answer that
-/// ends short is an error, as a connection closed early is).
-struct AnswerBody {
+/// A local server's answer body held to its declared length, as hyper's
+/// client holds one: an answer that ends short is an error, as a
+/// connection closed early is.
+struct HeldToLength {
     inner: Body,
     remaining: Option<u64>,
-    node_timeout: Duration,
-    sleep: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
-impl http_body::Body for AnswerBody {
+impl http_body::Body for HeldToLength {
     type Data = Bytes;
     type Error = io::Error;
 
@@ -295,42 +291,21 @@ impl http_body::Body for AnswerBody {
             return Poll::Ready(None);
         }
         match Pin::new(&mut self.inner).poll_frame(cx) {
-            Poll::Ready(frame) => {
-                self.sleep = None;
-                match frame {
-                    Some(Ok(frame)) => {
-                        if let (Some(data), Some(remaining)) = (frame.data_ref(), self.remaining) {
-                            let len = (data.len() as u64).min(remaining);
-                            self.remaining = Some(remaining - len);
-                        }
-                        Poll::Ready(Some(Ok(frame)))
-                    }
-                    None if self.remaining.is_some_and(|r| r > 0) => {
-                        self.remaining = Some(0);
-                        Poll::Ready(Some(Err(io::Error::new(
-                            io::ErrorKind::UnexpectedEof,
-                            "backend response body ended early",
-                        ))))
-                    }
-                    other => Poll::Ready(other),
+            Poll::Ready(Some(Ok(frame))) => {
+                if let (Some(data), Some(remaining)) = (frame.data_ref(), self.remaining) {
+                    let len = (data.len() as u64).min(remaining);
+                    self.remaining = Some(remaining - len);
                 }
+                Poll::Ready(Some(Ok(frame)))
             }
-            Poll::Pending => {
-                let timeout = self.node_timeout;
-                let sleep = self
-                    .sleep
-                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
-                match sleep.as_mut().poll(cx) {
-                    Poll::Ready(()) => {
-                        self.sleep = None;
-                        Poll::Ready(Some(Err(io::Error::new(
-                            io::ErrorKind::TimedOut,
-                            "backend response body timed out",
-                        ))))
-                    }
-                    Poll::Pending => Poll::Pending,
-                }
+            Poll::Ready(None) if self.remaining.is_some_and(|r| r > 0) => {
+                self.remaining = Some(0);
+                Poll::Ready(Some(Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "backend response body ended early",
+                ))))
             }
+            other => other,
         }
     }
 
