@@ -557,17 +557,10 @@ async fn start_on(
 }
 
 impl UploadConn {
-    /// Sends one piece of the body.
-    pub async fn send(&mut self, data: &[u8]) -> io::Result<()> {
-        match &mut self.0 {
-            Conn::Tcp(conn) => conn.send(data).await,
-            Conn::Local(upload) => upload.send(Bytes::copy_from_slice(data)).await,
-        }
-    }
-
-    /// Sends one piece of the body; a server of this process gets the
-    /// bytes themselves, not a copy.
-    pub async fn send_bytes(&mut self, data: Bytes) -> io::Result<()> {
+    /// Sends one piece of the body. A server of this process gets the
+    /// bytes themselves, shared, not a copy: for a large upload to three
+    /// replicas a copy each would be three more passes over the body.
+    pub async fn send(&mut self, data: Bytes) -> io::Result<()> {
         match &mut self.0 {
             Conn::Tcp(conn) => conn.send(&data).await,
             Conn::Local(upload) => upload.send(data).await,
@@ -950,8 +943,8 @@ mod tests {
         else {
             panic!("no 100 Continue");
         };
-        conn.send(b"abc").await.unwrap();
-        conn.send(b"def").await.unwrap();
+        conn.send(Bytes::from_static(b"abc")).await.unwrap();
+        conn.send(Bytes::from_static(b"def")).await.unwrap();
         let mut trailers = HeaderMap::new();
         trailers.insert("etag", HeaderValue::from_static("x1"));
         trailers.insert("x-object-sysmeta-ec-etag", HeaderValue::from_static("y2"));

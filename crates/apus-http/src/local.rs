@@ -604,6 +604,9 @@ mod tests {
     struct Seen {
         headers: HeaderMap,
         body: Vec<u8>,
+        /// Where each piece of the body was in memory, to tell a shared
+        /// piece from a copy.
+        piece_addresses: Vec<usize>,
         trailers: Option<HeaderMap>,
         /// How the body ended: `Ok` whole, `Err` with an error.
         ended: Option<Result<(), String>>,
@@ -652,7 +655,10 @@ mod tests {
                                 break;
                             }
                             Some(Ok(frame)) => match frame.into_data() {
-                                Ok(data) => seen.body.extend_from_slice(&data),
+                                Ok(data) => {
+                                    seen.piece_addresses.push(data.as_ptr() as usize);
+                                    seen.body.extend_from_slice(&data);
+                                }
                                 Err(frame) => seen.trailers = frame.into_trailers().ok(),
                             },
                         }
@@ -703,8 +709,9 @@ mod tests {
             panic!("the local server did not ask for the body");
         };
         assert!(conn.is_local());
-        conn.send_bytes(Bytes::from_static(b"abc")).await.unwrap();
-        conn.send(b"defg").await.unwrap();
+        let first = Bytes::from_static(b"abc");
+        conn.send(first.clone()).await.unwrap();
+        conn.send(Bytes::from_static(b"defg")).await.unwrap();
         let mut trailers = HeaderMap::new();
         trailers.insert("etag", HeaderValue::from_static("e1"));
         let answer = conn.finish_with_trailers(&trailers).await.unwrap();
@@ -712,6 +719,11 @@ mod tests {
         assert_eq!(&answer.body[..], b"7 bytes");
         let seen = seen.await.unwrap();
         assert_eq!(seen.body, b"abcdefg");
+        assert_eq!(
+            seen.piece_addresses.first(),
+            Some(&(first.as_ptr() as usize)),
+            "the server got the proxy's bytes, not a copy"
+        );
         assert_eq!(seen.ended, Some(Ok(())));
         assert_eq!(seen.trailers.unwrap()["etag"], "e1");
         assert_eq!(seen.headers["transfer-encoding"], "chunked");
@@ -739,7 +751,7 @@ mod tests {
             let Started::Continue(mut conn) = start(&pool, declared).await else {
                 panic!("the local server did not ask for the body");
             };
-            conn.send(b"12345").await.unwrap();
+            conn.send(Bytes::from_static(b"12345")).await.unwrap();
             drop(conn);
             let seen = seen.await.unwrap();
             assert_eq!(seen.body, b"12345");
@@ -758,7 +770,7 @@ mod tests {
         let Started::Continue(mut conn) = start(&pool, Some(4)).await else {
             panic!("the local server did not ask for the body");
         };
-        conn.send(b"123456").await.unwrap();
+        conn.send(Bytes::from_static(b"123456")).await.unwrap();
         let _ = conn.finish().await;
         let seen = seen.await.unwrap();
         assert!(seen.body.is_empty());
@@ -769,7 +781,7 @@ mod tests {
         let Started::Continue(mut conn) = start(&pool, Some(4)).await else {
             panic!("the local server did not ask for the body");
         };
-        conn.send(b"12").await.unwrap();
+        conn.send(Bytes::from_static(b"12")).await.unwrap();
         let _ = conn.finish().await;
         assert!(matches!(seen.await.unwrap().ended, Some(Err(_))));
     }

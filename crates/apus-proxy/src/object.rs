@@ -916,7 +916,7 @@ impl Ctx<'_> {
         let sends = putters.into_iter().map(|mut p| {
             let data = piece(p.index);
             async move {
-                match p.conn.send(&data).await {
+                match p.conn.send(data).await {
                     Ok(()) => Some(p),
                     Err(e) => {
                         tracing::warn!(device = %p.dev.device, error = %e, "{what}: send failed");

@@ -881,7 +881,9 @@ async fn put_proxy_hashed(
         apus_http::expect::Started::Final(f) => return (f.status.as_u16(), f.headers),
     };
     for chunk in data.chunks(100_000) {
-        conn.send(chunk).await.unwrap();
+        conn.send(bytes::Bytes::copy_from_slice(chunk))
+            .await
+            .unwrap();
     }
     let mut t = HeaderMap::new();
     for (k, v) in trailers {
