@@ -136,6 +136,9 @@ impl Timestamp {
             }
         };
         let trimmed = float_part.trim();
+        if let Some(ticks) = plain_ticks(trimmed) {
+            return Ok(Timestamp { ticks, offset: 0 }.with_offset(offset));
+        }
         if trimmed.is_empty()
             || !trimmed
                 .bytes()
@@ -179,6 +182,33 @@ impl Timestamp {
         out.push('.');
         push_digits(out, micros, 6);
     }
+}
+
+/// The ticks of a timestamp written the usual way: up to 10 digits of
+/// seconds, then optionally a dot and up to 5 digits. Read exactly, this
+/// is what parsing it as a float and rounding to 5 decimals gives (such
+/// a number has at most 15 significant digits, within an `f64`'s exact
+/// reach), without the float parse: a listing reads one per object.
+/// Anything else (exponents, signs, more digits) is `None`, for the
+/// float path.
+fn plain_ticks(text: &str) -> Option<u64> {
+    let (whole, frac) = match text.split_once('.') {
+        Some((whole, frac)) => (whole, frac),
+        None => (text, ""),
+    };
+    if whole.is_empty()
+        || whole.len() > 10
+        || frac.len() > 5
+        || !whole
+            .bytes()
+            .chain(frac.bytes())
+            .all(|b| b.is_ascii_digit())
+    {
+        return None;
+    }
+    let digits = |s: &str| s.bytes().fold(0u64, |n, b| n * 10 + u64::from(b - b'0'));
+    let scale = 10u64.pow(5 - frac.len() as u32);
+    Some(digits(whole) * TICKS_PER_SEC + digits(frac) * scale)
 }
 
 /// The last `width` decimal digits of `n`, zero-padded.
@@ -242,6 +272,57 @@ mod tests {
             "0000000001.00001"
         );
         assert_eq!(Timestamp::parse("1_a").unwrap().offset(), 10);
+    }
+
+    /// The float parse that every form other than the plain one takes.
+    fn float_ticks(text: &str) -> Option<u64> {
+        Timestamp::from_secs_f64(text.parse().ok()?).map(|t| t.ticks())
+    }
+
+    #[test]
+    fn plain_forms_read_as_the_float_parse_does() {
+        for text in [
+            "0",
+            "1",
+            "1.",
+            "1.5",
+            "0000000001.00000",
+            "1402464677.04188",
+            "9999999999.99999",
+            "9999999999",
+            "0.00001",
+        ] {
+            assert_eq!(plain_ticks(text), float_ticks(text), "{text}");
+        }
+        for text in [
+            "",
+            ".5",
+            "1e3",
+            "+1",
+            "-1",
+            "1.000004",
+            "12345678901",
+            "1.2.3",
+        ] {
+            assert_eq!(plain_ticks(text), None, "{text} is not plain");
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn plain_ticks_agree_with_the_float_parse(
+            whole in 0u64..10_000_000_000,
+            frac in 0u64..100_000,
+            width in 0usize..=5,
+            pad in 0usize..=10,
+        ) {
+            let whole = format!("{whole:0pad$}");
+            prop_assume!(whole.len() <= 10);
+            let frac = format!("{frac:05}")[..width].to_string();
+            for text in [format!("{whole}.{frac}"), whole.clone()] {
+                prop_assert_eq!(plain_ticks(&text), float_ticks(&text), "{}", text);
+            }
+        }
     }
 
     #[test]

@@ -399,9 +399,9 @@ impl AccountBroker {
                 let mut stmt = conn.prepare_cached(&sql).map_err(|e| db.err(e))?;
                 let mut rows = stmt.query(args.as_slice()).map_err(|e| db.err(e))?;
                 while let Some(row) = rows.next().map_err(|e| db.err(e))? {
-                    let name: String = row.get(0).map_err(|e| db.err(e))?;
+                    let name = db.row_text(row, 0)?;
                     let entry = ContainerEntry {
-                        name: name.clone(),
+                        name: name.to_owned(),
                         object_count: row
                             .get::<_, Option<i64>>(1)
                             .map_err(|e| db.err(e))?

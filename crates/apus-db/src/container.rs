@@ -537,13 +537,13 @@ impl ContainerBroker {
                 let mut stmt = conn.prepare_cached(&sql).map_err(|e| db.err(e))?;
                 let mut rows = stmt.query(args.as_slice()).map_err(|e| db.err(e))?;
                 while let Some(row) = rows.next().map_err(|e| db.err(e))? {
-                    let name: String = row.get(0).map_err(|e| db.err(e))?;
-                    let created: String = row.get(1).map_err(|e| db.err(e))?;
-                    let ts = decode_timestamps(&created).ok_or_else(|| {
+                    let name = db.row_text(row, 0)?;
+                    let created = db.row_text(row, 1)?;
+                    let ts = decode_timestamps(created).ok_or_else(|| {
                         DbError::bad_row(&db.path, format!("created_at {created:?} of {name:?}"))
                     })?;
                     let entry = ObjectEntry {
-                        name: name.clone(),
+                        name: name.to_owned(),
                         last_modified: ts.meta,
                         size: row.get::<_, Option<i64>>(2).map_err(|e| db.err(e))?.unwrap_or(0),
                         content_type: row
@@ -863,7 +863,8 @@ struct Pending {
 }
 
 fn split_ct(ct: &str) -> (String, Option<String>) {
-    extract_swift_bytes(ct)
+    let (ct, swift_bytes) = extract_swift_bytes(ct);
+    (ct.into_owned(), swift_bytes)
 }
 
 /// Applies newer fields of `existing` onto `item`. Returns true when the

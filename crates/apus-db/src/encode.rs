@@ -2,6 +2,8 @@
 //! form, the `chexor` rolling hash, base64 for pending lines, the
 //! `swift_bytes` content-type parameter and database ids.
 
+use std::borrow::Cow;
+
 use apus_core::Timestamp;
 use md5::{Digest, Md5};
 
@@ -255,10 +257,11 @@ fn match_param(s: &str) -> Option<(&str, &str, usize)> {
 
 /// Splits a content type into the type without `swift_bytes` and the
 /// `swift_bytes` value. Like Swift, the other parameters are re-joined as
-/// `;key=value` (whitespace dropped) when the type has any parameter.
-pub fn extract_swift_bytes(content_type: &str) -> (String, Option<String>) {
+/// `;key=value` (whitespace dropped) when the type has any parameter; a
+/// type without parameters is returned as it is, not copied.
+pub fn extract_swift_bytes(content_type: &str) -> (Cow<'_, str>, Option<String>) {
     let Some(semi) = content_type.find(';') else {
-        return (content_type.to_string(), None);
+        return (Cow::Borrowed(content_type), None);
     };
     let mut out = content_type[..semi].to_string();
     let params = &content_type[semi..];
@@ -283,7 +286,7 @@ pub fn extract_swift_bytes(content_type: &str) -> (String, Option<String>) {
             }
         }
     }
-    (out, swift_bytes)
+    (Cow::Owned(out), swift_bytes)
 }
 
 /// A random (version 4) UUID in its usual text form.

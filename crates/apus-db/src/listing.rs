@@ -89,10 +89,11 @@ pub(crate) struct Query {
 }
 
 /// Runs Swift's listing algorithm. `fetch` runs one query and hands each
-/// row's name and value to the visitor until it returns false.
+/// row's name (borrowed from the row) and value to the visitor until it
+/// returns false.
 pub(crate) fn walk<T>(
     params: &ListParams,
-    mut fetch: impl FnMut(&Query, &mut dyn FnMut(String, T) -> bool) -> Result<()>,
+    mut fetch: impl FnMut(&Query, &mut dyn FnMut(&str, T) -> bool) -> Result<()>,
 ) -> Result<Vec<Listing<T>>> {
     let limit = params.limit;
     let reverse = params.reverse;

@@ -818,7 +818,7 @@ fn gen_resp_headers(h: &mut HeaderMap, info: Option<&ContainerInfo>, deleted: bo
 
 /// One listing row as the container server reports it: the size comes
 /// from a `swift_bytes` content-type parameter when there is one.
-fn object_row(e: &ObjectEntry) -> (i64, String) {
+fn object_row(e: &ObjectEntry) -> (i64, std::borrow::Cow<'_, str>) {
     let (ct, swift_bytes) = extract_swift_bytes(&e.content_type);
     let size = swift_bytes
         .and_then(|b| b.parse::<i64>().ok())
