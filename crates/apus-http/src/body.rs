@@ -122,25 +122,78 @@ pub fn channel(capacity: usize, length: Option<u64>) -> (BodySender, Body) {
 }
 
 /// Reads a whole body, failing when it exceeds `limit` bytes (for small
-/// backend answers: errors, listings, replication hashes).
+/// backend answers: errors, listings, replication hashes). A body that
+/// comes in one piece, as a server's rendered listing does, is returned
+/// as it is; pieces are joined into one buffer sized by the body's hint.
 pub async fn collect_limited<B>(body: B, limit: usize) -> io::Result<Bytes>
 where
     B: http_body::Body<Data = Bytes> + Unpin,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let mut body = body;
-    let mut out = bytes::BytesMut::new();
+    let hint = body.size_hint().lower();
+    let mut first: Option<Bytes> = None;
+    let mut joined: Option<bytes::BytesMut> = None;
+    let mut len = 0usize;
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(io::Error::other)?;
-        if let Ok(data) = frame.into_data() {
-            if out.len() + data.len() > limit {
-                return Err(io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    format!("body larger than {limit} bytes"),
-                ));
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        len += data.len();
+        if len > limit {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("body larger than {limit} bytes"),
+            ));
+        }
+        match (&mut joined, first.take()) {
+            (Some(out), _) => out.extend_from_slice(&data),
+            (None, None) => first = Some(data),
+            (None, Some(earlier)) => {
+                let room = usize::try_from(hint).unwrap_or(0).clamp(len, limit);
+                let mut out = bytes::BytesMut::with_capacity(room);
+                out.extend_from_slice(&earlier);
+                out.extend_from_slice(&data);
+                joined = Some(out);
             }
-            out.extend_from_slice(&data);
         }
     }
-    Ok(out.freeze())
+    Ok(match joined {
+        Some(out) => out.freeze(),
+        None => first.unwrap_or_default(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_body_in_one_piece_is_collected_without_a_copy() {
+        let piece = Bytes::from(vec![7u8; 1000]);
+        let collected = collect_limited(full(piece.clone()), 1000).await.unwrap();
+        assert_eq!(collected, piece);
+        assert_eq!(collected.as_ptr(), piece.as_ptr(), "not copied");
+    }
+
+    #[tokio::test]
+    async fn pieces_are_joined_in_order_and_held_to_the_limit() {
+        let (tx, body) = channel(8, Some(9));
+        for piece in ["abc", "", "def", "ghi"] {
+            tx.send(Bytes::from(piece)).await.unwrap();
+        }
+        drop(tx);
+        assert_eq!(&collect_limited(body, 9).await.unwrap()[..], b"abcdefghi");
+
+        let (tx, body) = channel(8, None);
+        for piece in ["abc", "def", "ghi"] {
+            tx.send(Bytes::from(piece)).await.unwrap();
+        }
+        drop(tx);
+        let err = collect_limited(body, 8).await.unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+
+        assert!(collect_limited(empty(), 0).await.unwrap().is_empty());
+    }
 }
