@@ -103,6 +103,29 @@ fn take_down(c: &mut MultiCluster, nodes: &[usize], fault: Fault) {
             Fault::Stop => c.pause_node(i),
         }
     }
+    if fault == Fault::Stop {
+        // A SIGSTOP takes effect a moment after kill(2) returns.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !nodes.iter().all(|&i| c.node_is_stopped(i)) {
+            assert!(Instant::now() < deadline, "nodes {nodes:?} did not stop");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+/// The stopped nodes among `nodes` that are running again: something
+/// other than the test continued them (a SIGCONT the kernel sends a
+/// process group it finds orphaned, say), so the case did not run with
+/// them down.
+fn continued(c: &MultiCluster, nodes: &[usize], fault: Fault) -> Vec<usize> {
+    if fault != Fault::Stop {
+        return Vec::new();
+    }
+    nodes
+        .iter()
+        .copied()
+        .filter(|&i| !c.node_is_stopped(i))
+        .collect()
 }
 
 fn bring_back(c: &mut MultiCluster, nodes: &[usize], fault: Fault) {
@@ -171,7 +194,10 @@ struct Outcome {
     what: String,
     status: u16,
     took: Duration,
-    copies: usize,
+    /// The nodes that hold the write durably.
+    copies: Vec<usize>,
+    /// Stopped nodes found running again when the answer came.
+    disturbed: Option<Vec<usize>>,
 }
 
 /// Creates what a POST or DELETE needs, with every node up, until it lands
@@ -268,43 +294,39 @@ fn quorum_edges(fault: Fault, tag: &str) {
     let mut failures: Vec<String> = Vec::new();
     for op in Op::ALL {
         for down in 0..=3 {
-            let label = format!("{op:?}-{down}").to_lowercase();
-            let (name, primaries) = prepare(&c, op, &objects, x, &label);
-            let victims: Vec<usize> = primaries[..down].to_vec();
-            take_down(&mut c, &victims, fault);
-            let started = Instant::now();
-            let (status, copies) = match op {
-                Op::ObjectPut | Op::ObjectPost | Op::ObjectDelete => {
-                    let path = format!("/{objects}/{name}");
-                    let (method, headers, body, ext): (_, &[(&str, &str)], &[u8], _) = match op {
-                        Op::ObjectPut => ("PUT", &[], &[1u8; 1024], ".data"),
-                        Op::ObjectPost => ("POST", &[("X-Object-Meta-Edge", "yes")], b"", ".meta"),
-                        _ => ("DELETE", &[], b"", ".ts"),
-                    };
-                    let status = c.request(method, &path, headers, body).0.status;
-                    (status, object_copies(&c, &objects, &name, ext).len())
-                }
-                Op::ContainerPut | Op::ContainerDelete => {
-                    let method = if matches!(op, Op::ContainerPut) {
-                        "PUT"
-                    } else {
-                        "DELETE"
-                    };
-                    let status = c.request(method, &format!("/{name}"), &[], b"").0.status;
-                    // Nodes that are down cannot have written anything.
-                    let want = matches!(op, Op::ContainerPut);
-                    let copies = (0..NODES)
-                        .filter(|i| !victims.contains(i))
-                        .filter(|&i| container_state(&c, i, &name) == Some(want))
-                        .count();
-                    (status, copies)
+            // A case whose stopped nodes were continued behind the test's
+            // back is run again under a new name, a bounded number of times.
+            let mut run = 0;
+            let outcome = loop {
+                let label = match run {
+                    0 => format!("{op:?}-{down}").to_lowercase(),
+                    _ => format!("{op:?}-{down}-r{run}").to_lowercase(),
+                };
+                let outcome = quorum_case(&mut c, op, down, fault, &objects, x, &label);
+                run += 1;
+                match &outcome.disturbed {
+                    Some(nodes) if run < 3 => {
+                        eprintln!(
+                            "{fault:?}: {}: nodes {nodes:?} were continued; again",
+                            outcome.what
+                        );
+                    }
+                    _ => break outcome,
                 }
             };
-            let took = started.elapsed();
-            bring_back(&mut c, &victims, fault);
-
-            let what = format!("{op:?} with {down} down ({name}, primaries {primaries:?})");
+            if let Some(nodes) = &outcome.disturbed {
+                failures.push(format!(
+                    "{}: stopped nodes {nodes:?} were continued by something else, {run} times",
+                    outcome.what
+                ));
+            }
             let (want, fast) = op.expected(down, fault);
+            let (what, status, took, copies) = (
+                &outcome.what,
+                outcome.status,
+                outcome.took,
+                outcome.copies.len(),
+            );
             if status != want {
                 failures.push(format!("{what}: {status}, Swift answers {want}"));
             }
@@ -319,24 +341,73 @@ fn quorum_edges(fault: Fault, tag: &str) {
                     "{what}: answered after {took:?}, waiting for a node it did not need"
                 ));
             }
-            outcomes.push(Outcome {
-                what,
-                status,
-                took,
-                copies,
-            });
+            outcomes.push(outcome);
         }
     }
     for o in &outcomes {
         eprintln!(
-            "{fault:?}: {:70} {} in {:>6.2} s, {} durable",
+            "{fault:?}: {:70} {} in {:>6.2} s, {} durable (nodes {:?})",
             o.what,
             o.status,
             o.took.as_secs_f64(),
+            o.copies.len(),
             o.copies
         );
     }
     assert!(failures.is_empty(), "{failures:#?}");
+}
+
+/// One case of [`quorum_edges`]: `op` with `down` of its primaries down.
+fn quorum_case(
+    c: &mut MultiCluster,
+    op: Op,
+    down: usize,
+    fault: Fault,
+    objects: &str,
+    x: usize,
+    label: &str,
+) -> Outcome {
+    let (name, primaries) = prepare(c, op, objects, x, label);
+    let victims: Vec<usize> = primaries[..down].to_vec();
+    take_down(c, &victims, fault);
+    let started = Instant::now();
+    let (status, copies) = match op {
+        Op::ObjectPut | Op::ObjectPost | Op::ObjectDelete => {
+            let path = format!("/{objects}/{name}");
+            let (method, headers, body, ext): (_, &[(&str, &str)], &[u8], _) = match op {
+                Op::ObjectPut => ("PUT", &[], &[1u8; 1024], ".data"),
+                Op::ObjectPost => ("POST", &[("X-Object-Meta-Edge", "yes")], b"", ".meta"),
+                _ => ("DELETE", &[], b"", ".ts"),
+            };
+            let status = c.request(method, &path, headers, body).0.status;
+            (status, object_copies(c, objects, &name, ext))
+        }
+        Op::ContainerPut | Op::ContainerDelete => {
+            let method = if matches!(op, Op::ContainerPut) {
+                "PUT"
+            } else {
+                "DELETE"
+            };
+            let status = c.request(method, &format!("/{name}"), &[], b"").0.status;
+            // Nodes that are down cannot have written anything.
+            let want = matches!(op, Op::ContainerPut);
+            let copies = (0..NODES)
+                .filter(|i| !victims.contains(i))
+                .filter(|&i| container_state(c, i, &name) == Some(want))
+                .collect();
+            (status, copies)
+        }
+    };
+    let took = started.elapsed();
+    let continued = continued(c, &victims, fault);
+    bring_back(c, &victims, fault);
+    Outcome {
+        what: format!("{op:?} with {down} down ({name}, primaries {primaries:?})"),
+        status,
+        took,
+        copies,
+        disturbed: (!continued.is_empty()).then_some(continued),
+    }
 }
 
 #[test]

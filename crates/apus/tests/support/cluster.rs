@@ -478,6 +478,35 @@ impl MultiCluster {
         self.signal_node(i, libc::SIGSTOP);
     }
 
+    /// Whether every thread of node `i` is stopped by a signal (state `T`
+    /// in `/proc`, or on its way out): a SIGSTOP takes effect a moment
+    /// after `kill` returns.
+    pub fn node_is_stopped(&self, i: usize) -> bool {
+        let Some(child) = self.nodes[i].child.as_ref() else {
+            return false;
+        };
+        let Ok(tasks) = fs::read_dir(format!("/proc/{}/task", child.id())) else {
+            return false;
+        };
+        let mut any = false;
+        for task in tasks.flatten() {
+            let Ok(stat) = fs::read_to_string(task.path().join("stat")) else {
+                return false;
+            };
+            // `pid (comm) S ...`: the state follows the last `)`.
+            let state = stat
+                .rsplit_once(')')
+                .and_then(|(_, rest)| rest.trim_start().chars().next());
+            match state {
+                Some('T') => any = true,
+                // A thread on its way out runs no more code either.
+                Some('Z' | 'X') => {}
+                _ => return false,
+            }
+        }
+        any
+    }
+
     /// SIGCONT after [`MultiCluster::pause_node`].
     pub fn resume_node(&mut self, i: usize) {
         self.signal_node(i, libc::SIGCONT);
