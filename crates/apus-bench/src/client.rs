@@ -146,6 +146,18 @@ impl Session {
     }
 }
 
+/// Waits before each new try of a login that met a server error or no
+/// answer: a store under load (Swift's tempauth, whose tokens live in
+/// memcached) may answer 503 for a moment, and python-swiftclient tries
+/// again too. About 8 s in all; other refusals (401, 403) are final.
+const LOGIN_BACKOFF: [Duration; 5] = [
+    Duration::from_millis(250),
+    Duration::from_millis(500),
+    Duration::from_secs(1),
+    Duration::from_secs(2),
+    Duration::from_secs(4),
+];
+
 /// A v1.0 login: the storage URL's path and the token.
 async fn swift_login(
     http: &BackendClient,
@@ -153,6 +165,37 @@ async fn swift_login(
     path: &str,
     endpoint: &Endpoint,
 ) -> anyhow::Result<(String, HeaderValue)> {
+    let mut waits = LOGIN_BACKOFF.iter();
+    loop {
+        match swift_login_once(http, host, path, endpoint).await {
+            Err(LoginError::Transient(e)) => match waits.next() {
+                Some(wait) => tokio::time::sleep(*wait).await,
+                None => return Err(e),
+            },
+            Err(LoginError::Final(e)) => return Err(e),
+            Ok(done) => return Ok(done),
+        }
+    }
+}
+
+/// Why a login failed: worth another try, or not.
+enum LoginError {
+    Transient(anyhow::Error),
+    Final(anyhow::Error),
+}
+
+impl<E: Into<anyhow::Error>> From<E> for LoginError {
+    fn from(e: E) -> Self {
+        LoginError::Final(e.into())
+    }
+}
+
+async fn swift_login_once(
+    http: &BackendClient,
+    host: &str,
+    path: &str,
+    endpoint: &Endpoint,
+) -> Result<(String, HeaderValue), LoginError> {
     let mut h = HeaderMap::new();
     h.insert(
         "x-auth-user",
@@ -165,9 +208,15 @@ async fn swift_login(
     let resp = http
         .request(Method::GET, host, path, h, empty())
         .await
-        .with_context(|| format!("auth request to {}", endpoint.url))?;
+        .with_context(|| format!("auth request to {}", endpoint.url))
+        .map_err(LoginError::Transient)?;
     if !resp.status().is_success() {
-        bail!("auth at {} failed: {}", endpoint.url, resp.status());
+        let e = anyhow::anyhow!("auth at {} failed: {}", endpoint.url, resp.status());
+        return Err(if resp.status().is_server_error() {
+            LoginError::Transient(e)
+        } else {
+            LoginError::Final(e)
+        });
     }
     let token = resp
         .headers()
@@ -425,6 +474,10 @@ mod tests {
     #[derive(Default)]
     struct ForgetfulSwift {
         logins: std::sync::atomic::AtomicUsize,
+        /// Logins answered 503 before any is served.
+        unavailable: std::sync::atomic::AtomicUsize,
+        /// Every request to the auth path, answered or refused.
+        auth_requests: std::sync::atomic::AtomicUsize,
         bodies: std::sync::Mutex<Vec<usize>>,
     }
 
@@ -433,6 +486,18 @@ mod tests {
             use std::sync::atomic::Ordering;
             let mut resp = http::Response::new(empty());
             if req.uri().path() == "/auth/v1.0" {
+                self.auth_requests.fetch_add(1, Ordering::SeqCst);
+                let busy = self
+                    .unavailable
+                    .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
+                if busy.is_ok() {
+                    *resp.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+                    return resp;
+                }
+                if req.headers().get("x-auth-key").is_none_or(|k| k != "k") {
+                    *resp.status_mut() = StatusCode::UNAUTHORIZED;
+                    return resp;
+                }
                 let n = self.logins.fetch_add(1, Ordering::SeqCst) + 1;
                 let h = resp.headers_mut();
                 h.insert(
@@ -494,6 +559,50 @@ mod tests {
         assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
         assert_eq!(session.reauthentications(), 2);
         assert_eq!(swift.bodies.lock().unwrap().len(), 5);
+        let _ = stop.send(());
+        server.await.unwrap().unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_login_met_by_a_server_error_is_tried_again_and_a_refusal_is_not() {
+        use std::sync::atomic::Ordering;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let swift = std::sync::Arc::new(ForgetfulSwift::default());
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(apus_http::serve(listener, swift.clone(), async {
+            let _ = stopped.await;
+        }));
+        let mut endpoint = Endpoint {
+            url: format!("http://{addr}/auth/v1.0"),
+            user: "t:u".into(),
+            key: "k".into(),
+            api: Api::Swift,
+        };
+        swift.unavailable.store(2, Ordering::SeqCst);
+        assert!(Session::login(&endpoint, 1).await.is_ok(), "third try");
+        assert_eq!(swift.logins.load(Ordering::SeqCst), 1);
+
+        swift
+            .unavailable
+            .store(LOGIN_BACKOFF.len() + 1, Ordering::SeqCst);
+        let err = Session::login(&endpoint, 1).await.err().unwrap();
+        assert!(err.to_string().contains("503"), "{err}");
+        assert_eq!(
+            swift.unavailable.load(Ordering::SeqCst),
+            0,
+            "every try made"
+        );
+
+        endpoint.key = "wrong".into();
+        let before = swift.auth_requests.load(Ordering::SeqCst);
+        let err = Session::login(&endpoint, 1).await.err().unwrap();
+        assert!(err.to_string().contains("401"), "{err}");
+        assert_eq!(
+            swift.auth_requests.load(Ordering::SeqCst) - before,
+            1,
+            "a refusal is not tried again"
+        );
         let _ = stop.send(());
         server.await.unwrap().unwrap();
     }
