@@ -147,16 +147,23 @@ impl Session {
 }
 
 /// Waits before each new try of a login that met a server error or no
-/// answer: a store under load (Swift's tempauth, whose tokens live in
-/// memcached) may answer 503 for a moment, and python-swiftclient tries
-/// again too. About 8 s in all; other refusals (401, 403) are final.
-const LOGIN_BACKOFF: [Duration; 5] = [
-    Duration::from_millis(250),
-    Duration::from_millis(500),
+/// answer, doubling as python-swiftclient's do: about a minute in all.
+/// Swift's tempauth keeps tokens in memcached, and after a burst of
+/// memcached timeouts its client leaves the server out for a minute,
+/// answering every login 503 meanwhile. Other refusals (401, 403) are
+/// final.
+#[cfg(not(test))]
+const LOGIN_BACKOFF: [Duration; 6] = [
     Duration::from_secs(1),
     Duration::from_secs(2),
     Duration::from_secs(4),
+    Duration::from_secs(8),
+    Duration::from_secs(16),
+    Duration::from_secs(32),
 ];
+/// The same number of tries, quickly.
+#[cfg(test)]
+const LOGIN_BACKOFF: [Duration; 6] = [Duration::from_millis(10); 6];
 
 /// A v1.0 login: the storage URL's path and the token.
 async fn swift_login(
@@ -169,7 +176,10 @@ async fn swift_login(
     loop {
         match swift_login_once(http, host, path, endpoint).await {
             Err(LoginError::Transient(e)) => match waits.next() {
-                Some(wait) => tokio::time::sleep(*wait).await,
+                Some(wait) => {
+                    eprintln!("{e:#}; trying again in {} s", wait.as_secs_f64());
+                    tokio::time::sleep(*wait).await;
+                }
                 None => return Err(e),
             },
             Err(LoginError::Final(e)) => return Err(e),
