@@ -538,21 +538,48 @@ mod tests {
         }
     }
 
+    /// A [`ForgetfulSwift`] serving on a port of its own, and an endpoint
+    /// with the user and key it accepts.
+    struct Running {
+        swift: std::sync::Arc<ForgetfulSwift>,
+        endpoint: Endpoint,
+        stop: tokio::sync::oneshot::Sender<()>,
+        server: tokio::task::JoinHandle<std::io::Result<()>>,
+    }
+
+    impl Running {
+        async fn start() -> Running {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = listener.local_addr().unwrap();
+            let swift = std::sync::Arc::new(ForgetfulSwift::default());
+            let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+            let server = tokio::spawn(apus_http::serve(listener, swift.clone(), async {
+                let _ = stopped.await;
+            }));
+            let endpoint = Endpoint {
+                url: format!("http://{addr}/auth/v1.0"),
+                user: "t:u".into(),
+                key: "k".into(),
+                api: Api::Swift,
+            };
+            Running {
+                swift,
+                endpoint,
+                stop,
+                server,
+            }
+        }
+
+        async fn stop(self) {
+            let _ = self.stop.send(());
+            self.server.await.unwrap().unwrap();
+        }
+    }
+
     #[tokio::test]
     async fn a_401_logs_in_again_and_sends_the_request_once_more() {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let swift = std::sync::Arc::new(ForgetfulSwift::default());
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(apus_http::serve(listener, swift.clone(), async {
-            let _ = stopped.await;
-        }));
-        let endpoint = Endpoint {
-            url: format!("http://{addr}/auth/v1.0"),
-            user: "t:u".into(),
-            key: "k".into(),
-            api: Api::Swift,
-        };
+        let running = Running::start().await;
+        let (swift, endpoint) = (running.swift.clone(), running.endpoint.clone());
         let session = Session::login(&endpoint, 2).await.unwrap();
         // The first token is refused: a new login, and the whole body again.
         let reply = session.put("/c/o", 100_000).await.unwrap();
@@ -569,26 +596,14 @@ mod tests {
         assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
         assert_eq!(session.reauthentications(), 2);
         assert_eq!(swift.bodies.lock().unwrap().len(), 5);
-        let _ = stop.send(());
-        server.await.unwrap().unwrap();
+        running.stop().await;
     }
 
     #[tokio::test]
     async fn a_login_met_by_a_server_error_is_tried_again_and_a_refusal_is_not() {
         use std::sync::atomic::Ordering;
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let swift = std::sync::Arc::new(ForgetfulSwift::default());
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(apus_http::serve(listener, swift.clone(), async {
-            let _ = stopped.await;
-        }));
-        let mut endpoint = Endpoint {
-            url: format!("http://{addr}/auth/v1.0"),
-            user: "t:u".into(),
-            key: "k".into(),
-            api: Api::Swift,
-        };
+        let running = Running::start().await;
+        let (swift, mut endpoint) = (running.swift.clone(), running.endpoint.clone());
         swift.unavailable.store(2, Ordering::SeqCst);
         assert!(Session::login(&endpoint, 1).await.is_ok(), "third try");
         assert_eq!(swift.logins.load(Ordering::SeqCst), 1);
@@ -613,8 +628,7 @@ mod tests {
             1,
             "a refusal is not tried again"
         );
-        let _ = stop.send(());
-        server.await.unwrap().unwrap();
+        running.stop().await;
     }
 
     #[tokio::test]
